@@ -1,0 +1,327 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// finish renders the plan, reconciles analysis runs and replicas, and
+// summarises the status for people.
+func (s *stepper) finish() Output {
+	st := &s.st
+	s.reconcileRuns()
+	t, _ := s.currentTraffic()
+	p := buildPlan(s.ro, st, t)
+	s.recordTraffic(p)
+	scale := s.scale(t)
+	s.summarize()
+
+	actions := append(append(s.stops, s.starts...), s.reverts...)
+	return Output{
+		Status:       *st,
+		Plan:         p,
+		Scale:        scale,
+		Actions:      actions,
+		Events:       s.events,
+		RequeueAfter: s.requeue(),
+	}
+}
+
+func (s *stepper) recordTraffic(p plan.Plan) {
+	tr := &s.st.Traffic
+	tr.PlanVersion = p.Version
+	tr.Routes = nil
+	tr.MirrorPercent = 0
+	if len(p.Hosts) == 0 {
+		return
+	}
+	h := p.Hosts[0]
+	tr.StableWeight, tr.CanaryWeight = h.Weight(plan.Stable), h.Weight(plan.Canary)
+	for _, r := range h.Routes {
+		if len(r.Match) > 0 && len(r.Destinations) == 1 && r.Destinations[0].Subset == plan.Canary {
+			tr.Routes = append(tr.Routes, r.Name)
+		}
+		if r.Mirror != nil && len(r.Match) == 0 {
+			tr.MirrorPercent = r.Mirror.Percent
+		}
+	}
+}
+
+// stepRunName names a step's analysis run; the attempt makes a retry start
+// fresh runs instead of finding the failed ones.
+func (s *stepper) stepRunName(i int) string {
+	if i < len(s.steps) {
+		switch s.steps[i].aKind {
+		case v1alpha1.AnalysisPrePromotion:
+			return s.runName("pre")
+		case v1alpha1.AnalysisPostPromotion:
+			return s.runName("post")
+		case v1alpha1.AnalysisDark:
+			return s.runName("dark")
+		}
+	}
+	return s.runName("step" + strconv.Itoa(i+1))
+}
+
+func (s *stepper) runName(suffix string) string {
+	rev := s.st.CanaryRevision
+	if len(rev) > 20 {
+		rev = rev[:20]
+	}
+	return fmt.Sprintf("%s-%s-%d-%s", s.ro.Name, rev, s.st.Attempt+1, suffix)
+}
+
+// reconcileRuns starts the runs the current position wants and stops the
+// ones it no longer wants. A step's run starts when its traffic is
+// acknowledged, so it measures the traffic it judges.
+func (s *stepper) reconcileRuns() {
+	st := &s.st
+	want := map[string]bool{}
+	if s.rolling() && st.CurrentStepIndex != nil {
+		i := int(*st.CurrentStepIndex)
+		if i < len(s.steps) && s.steps[i].kind == stepAnalysis && st.StepAcknowledgedAt != nil {
+			name := s.stepRunName(i)
+			want[name] = true
+			idx := int32(i)
+			s.ensureRun(name, s.steps[i].aKind, &idx, s.steps[i].analysis)
+		}
+		if s.backgroundActive() {
+			name := s.runName("background")
+			want[name] = true
+			s.ensureRun(name, v1alpha1.AnalysisBackgroundKind, nil, &s.ro.Spec.Analysis.AnalysisStep)
+		}
+	}
+	s.stopRuns(func(r *v1alpha1.AnalysisRunStatus) bool { return !want[r.Name] }, "no longer needed at this step")
+}
+
+func (s *stepper) ensureRun(name string, kind v1alpha1.AnalysisKind, idx *int32, a *v1alpha1.AnalysisStep) {
+	if s.run(name) != nil {
+		return
+	}
+	r := v1alpha1.AnalysisRunStatus{
+		Name:      name,
+		Kind:      kind,
+		StepIndex: idx,
+		Templates: append([]v1alpha1.TemplateRef(nil), a.Templates...),
+		Args:      s.runArgs(a.Args),
+		Phase:     v1alpha1.AnalysisRunning,
+		StartedAt: mt(s.now),
+	}
+	s.st.Analysis = append(s.st.Analysis, r)
+	s.starts = append(s.starts, Action{Kind: ActionStartAnalysis, Run: runOf(&r)})
+	s.event(EventNormal, "AnalysisStarted", "%s analysis run %s started", lowerKind(kind), name)
+}
+
+// runArgs appends the built-in arguments every template may use; a user
+// argument of the same name wins.
+func (s *stepper) runArgs(user []v1alpha1.Argument) []v1alpha1.Argument {
+	host := ""
+	if hs := s.ro.Spec.Service.Hosts; len(hs) > 0 {
+		host = hs[0]
+	}
+	builtins := []v1alpha1.Argument{
+		{Name: "rollout", Value: s.ro.Name},
+		{Name: "namespace", Value: s.ro.Namespace},
+		{Name: "service", Value: s.ro.Spec.Service.Name},
+		{Name: "host", Value: host},
+		{Name: "stableRevision", Value: s.st.StableRevision},
+		{Name: "canaryRevision", Value: s.st.CanaryRevision},
+	}
+	seen := map[string]bool{}
+	out := make([]v1alpha1.Argument, 0, len(user)+len(builtins))
+	for _, a := range user {
+		seen[a.Name] = true
+		out = append(out, a)
+	}
+	for _, a := range builtins {
+		if !seen[a.Name] {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (s *stepper) backgroundActive() bool {
+	bg := s.ro.Spec.Analysis
+	st := &s.st
+	if bg == nil || !s.rolling() || st.CurrentStepIndex == nil {
+		return false
+	}
+	if bg.StartingStep == nil {
+		return true
+	}
+	i := int(*st.CurrentStepIndex)
+	if i >= len(s.steps) {
+		return true
+	}
+	for j := 0; j <= i; j++ {
+		if s.steps[j].canaryIndex >= int(*bg.StartingStep) {
+			return true
+		}
+	}
+	return false
+}
+
+// scale lists the replicas each revision should run; unlisted revisions
+// run none.
+func (s *stepper) scale(t traffic) []Scale {
+	spec, st := &s.ro.Spec, &s.st
+	if spec.Replicas == nil {
+		return nil
+	}
+	r := *spec.Replicas
+	want := map[string]int32{st.StableRevision: r}
+	if s.rolling() {
+		// Scale for the step's target, not the gated traffic: replicas
+		// come first, routing follows once they are ready.
+		target := t
+		if st.CurrentStepIndex != nil {
+			i := int(*st.CurrentStepIndex)
+			if i >= len(s.steps) {
+				target = fold(s.steps, len(s.steps))
+				target.full = true
+			} else {
+				target = fold(s.steps, i+1)
+			}
+		}
+		want[st.CanaryRevision] = max(want[st.CanaryRevision], s.canaryReplicas(target))
+	}
+	if sd := st.ScaleDown; sd != nil {
+		if s.now.Before(sd.At.Time) {
+			want[sd.Revision] = max(want[sd.Revision], r)
+		} else {
+			s.event(EventNormal, "ScaledDown", "previous revision %s scaled down", sd.Revision)
+			st.ScaleDown = nil
+		}
+	}
+	out := make([]Scale, 0, len(want))
+	for rev, n := range want {
+		out = append(out, Scale{Revision: rev, Replicas: n})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Revision < out[j].Revision })
+	return out
+}
+
+// summarize derives phase, message, step display and conditions from the
+// state; they are views, never inputs.
+func (s *stepper) summarize() {
+	st := &s.st
+	phase, reason, msg := s.phase()
+	st.Phase, st.Message = phase, msg
+	st.StepDisplay = ""
+	if st.CanaryRevision != "" {
+		cur := 0
+		if st.CurrentStepIndex != nil {
+			cur = int(*st.CurrentStepIndex) + 1
+		}
+		st.StepDisplay = fmt.Sprintf("%d/%d", cur, len(s.steps)+1)
+	}
+	set := func(typ string, ok bool, reason, msg string) {
+		status := metav1.ConditionFalse
+		if ok {
+			status = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: typ, Status: status, Reason: reason, Message: msg,
+			ObservedGeneration: s.ro.Generation, LastTransitionTime: *mt(s.now),
+		})
+	}
+	set(v1alpha1.ConditionReady, phase == v1alpha1.PhaseHealthy, reason, msg)
+	set(v1alpha1.ConditionProgressing, phase == v1alpha1.PhaseProgressing || phase == v1alpha1.PhasePaused, reason, msg)
+	if phase == v1alpha1.PhasePaused {
+		set(v1alpha1.ConditionPaused, true, reason, msg)
+	} else {
+		set(v1alpha1.ConditionPaused, false, "NotPaused", "the rollout is not waiting for a person or a window")
+	}
+	if st.Abort != nil {
+		set(v1alpha1.ConditionAborted, true, st.Abort.Reason, st.Abort.Message)
+	} else {
+		set(v1alpha1.ConditionAborted, false, "NotAborted", "no abort in effect")
+	}
+}
+
+func (s *stepper) phase() (v1alpha1.Phase, string, string) {
+	st := &s.st
+	switch {
+	case st.Abort != nil:
+		return v1alpha1.PhaseDegraded, st.Abort.Reason, st.Abort.Message + "; 100% to stable " + st.StableRevision + "; retry or push a new revision"
+	case st.CanaryRevision == "":
+		return v1alpha1.PhaseHealthy, v1alpha1.ReasonStable, "revision " + st.StableRevision + " serves 100%"
+	case st.Pause != nil:
+		return v1alpha1.PhasePaused, st.Pause.Reason, st.Pause.Message
+	case s.heldByWindow:
+		w := s.in.Observations.Window
+		msg := "deployment window closed (" + w.Reason + ")"
+		if !w.NextChange.IsZero() {
+			msg += "; opens at " + w.NextChange.UTC().Format(time.RFC3339)
+		}
+		return v1alpha1.PhasePaused, v1alpha1.ReasonWindowClosed, msg
+	}
+	i := int(*st.CurrentStepIndex)
+	label := fmt.Sprintf("step %d/%d (%s)", i+1, len(s.steps)+1, s.stepLabel(i))
+	if st.StepAcknowledgedAt == nil {
+		if _, gated := s.currentTraffic(); gated {
+			return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForReady, label + ": waiting for canary replicas to be ready"
+		}
+		return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForAck, label + ": waiting for the data plane to acknowledge plan " + st.Traffic.PlanVersion
+	}
+	if i < len(s.steps) {
+		stp := s.steps[i]
+		ackAt := st.StepAcknowledgedAt.Time
+		switch {
+		case stp.kind == stepPause && stp.pause == nil:
+			return v1alpha1.PhasePaused, v1alpha1.ReasonPausedByStep, label + ": waiting for promote"
+		case stp.kind == stepPause:
+			return v1alpha1.PhaseProgressing, v1alpha1.ReasonPausedByStep, label + ": " + remaining(ackAt.Add(*stp.pause), s.now) + " left"
+		case stp.kind == stepAnalysis:
+			return v1alpha1.PhaseProgressing, "AnalysisRunning", label + ": analysis run " + s.stepRunName(i) + " running"
+		}
+	}
+	return v1alpha1.PhaseProgressing, v1alpha1.ReasonStepAdvanced, label
+}
+
+func remaining(until, now time.Time) string {
+	d := until.Sub(now)
+	if d < 0 {
+		d = 0
+	}
+	return d.Round(time.Second).String()
+}
+
+// requeue is the earliest future moment at which time alone changes
+// something: a pause ends, a deadline passes, a scale-down is due, a
+// window flips.
+func (s *stepper) requeue() time.Duration {
+	st := &s.st
+	var at []time.Time
+	if s.rolling() && st.Pause == nil && st.CurrentStepIndex != nil {
+		i := int(*st.CurrentStepIndex)
+		switch {
+		case st.StepAcknowledgedAt == nil && st.StepStartedAt != nil:
+			at = append(at, st.StepStartedAt.Add(s.deadline()+time.Second))
+		case i < len(s.steps) && s.steps[i].pause != nil:
+			at = append(at, st.StepAcknowledgedAt.Add(*s.steps[i].pause))
+		}
+	}
+	if sd := st.ScaleDown; sd != nil {
+		at = append(at, sd.At.Time)
+	}
+	if w := s.in.Observations.Window; s.heldByWindow && !w.NextChange.IsZero() {
+		at = append(at, w.NextChange)
+	}
+	var best time.Duration
+	for _, t := range at {
+		if d := t.Sub(s.now); d > 0 && (best == 0 || d < best) {
+			best = d
+		}
+	}
+	return best
+}

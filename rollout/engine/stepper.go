@@ -1,0 +1,458 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// stepper holds one Step's working state. Each method is one phase of the
+// step, run in the order Step lists; they communicate only through st.
+type stepper struct {
+	in      Input
+	ro      *v1alpha1.Rollout
+	st      v1alpha1.RolloutStatus
+	steps   []step
+	now     time.Time
+	desired string
+
+	// heldByWindow is set when a step could advance but the window is closed.
+	heldByWindow bool
+
+	stops   []Action
+	starts  []Action
+	reverts []Action
+	events  []Event
+}
+
+func newStepper(in Input) (*stepper, error) {
+	if in.Rollout == nil {
+		return nil, errors.New("engine: no rollout")
+	}
+	steps, err := compile(in.Rollout.Spec.Strategy)
+	if err != nil {
+		return nil, fmt.Errorf("engine: rollout %s: %w", in.Rollout.Name, err)
+	}
+	desired, err := DesiredRevision(&in.Rollout.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("engine: rollout %s: %w", in.Rollout.Name, err)
+	}
+	return &stepper{
+		in:      in,
+		ro:      in.Rollout,
+		st:      *in.Rollout.Status.DeepCopy(),
+		steps:   steps,
+		now:     in.Now,
+		desired: desired,
+	}, nil
+}
+
+// rolling reports whether a rollout is in progress and not aborted.
+func (s *stepper) rolling() bool {
+	return s.st.CanaryRevision != "" && s.st.Abort == nil
+}
+
+func (s *stepper) event(t EventType, reason, format string, args ...any) {
+	s.events = append(s.events, Event{Type: t, Reason: reason, Message: fmt.Sprintf(format, args...)})
+}
+
+// observeSpec compares the desired revision with the status: the first
+// revision becomes stable, a new one starts a rollout, a newer one restarts
+// it, and the stable one ends any rollout at once.
+func (s *stepper) observeSpec() {
+	st, spec := &s.st, &s.ro.Spec
+	st.ObservedGeneration = s.ro.Generation
+	if g := s.in.Observations.Git; g != nil {
+		st.Git = g.DeepCopy()
+	}
+	switch {
+	case st.StableRevision == "":
+		st.StableRevision = s.desired
+		st.StableBackend = spec.Backend.DeepCopy()
+		s.event(EventNormal, v1alpha1.ReasonStable, "revision %s serves 100%%", s.desired)
+	case s.desired == st.StableRevision:
+		if st.CanaryRevision != "" {
+			dropped := st.CanaryRevision
+			s.endRollout("spec set back to the stable revision")
+			s.event(EventNormal, v1alpha1.ReasonRolledBackToStable,
+				"spec set back to stable revision %s: 100%% to stable, canary %s dropped", st.StableRevision, dropped)
+		}
+		// Endpoints may change without a new version.
+		st.StableBackend = spec.Backend.DeepCopy()
+	case s.desired != st.CanaryRevision:
+		if st.CanaryRevision != "" {
+			s.event(EventNormal, v1alpha1.ReasonSuperseded,
+				"revision %s superseded by %s: starting again from stable %s", st.CanaryRevision, s.desired, st.StableRevision)
+			s.endRollout("superseded by revision " + s.desired)
+		}
+		s.startRollout()
+	}
+	s.syncSpecPause()
+}
+
+func (s *stepper) syncSpecPause() {
+	st := &s.st
+	switch {
+	case s.ro.Spec.Paused && s.rolling() && st.Pause == nil:
+		st.Pause = &v1alpha1.PauseStatus{Reason: v1alpha1.ReasonPausedBySpec, Message: "paused by spec.paused", Since: *mt(s.now)}
+		s.event(EventNormal, v1alpha1.ReasonPausedBySpec, "paused by spec.paused")
+	case !s.ro.Spec.Paused && st.Pause != nil && st.Pause.Reason == v1alpha1.ReasonPausedBySpec:
+		st.Pause = nil
+		s.event(EventNormal, "Resumed", "spec.paused cleared: resuming")
+	}
+}
+
+func (s *stepper) startRollout() {
+	st := &s.st
+	st.CanaryRevision = s.desired
+	st.Attempt = 0
+	st.CurrentStepIndex = nil
+	st.StepCount = int32(len(s.steps))
+	st.StepStartedAt, st.StepAcknowledgedAt = nil, nil
+	st.Pause, st.Abort = nil, nil
+	st.PromoteFull = false
+	st.Analysis = nil
+	st.Traffic.Rejection, st.Traffic.RejectedVersion = "", ""
+	s.event(EventNormal, v1alpha1.ReasonNewRevision,
+		"new revision %s: rolling out from stable %s in %d steps", s.desired, st.StableRevision, len(s.steps))
+}
+
+// endRollout drops the canary without promoting it.
+func (s *stepper) endRollout(why string) {
+	st := &s.st
+	s.stopRuns(func(*v1alpha1.AnalysisRunStatus) bool { return true }, why)
+	st.CanaryRevision = ""
+	st.CurrentStepIndex = nil
+	st.StepCount = 0
+	st.StepStartedAt, st.StepAcknowledgedAt = nil, nil
+	st.Pause, st.Abort = nil, nil
+	st.PromoteFull = false
+}
+
+// stopRuns terminates unfinished runs selected by which.
+func (s *stepper) stopRuns(which func(*v1alpha1.AnalysisRunStatus) bool, why string) {
+	for i := range s.st.Analysis {
+		r := &s.st.Analysis[i]
+		if r.Phase.Completed() || r.Terminated || !which(r) {
+			continue
+		}
+		r.Terminated = true
+		r.CompletedAt = mt(s.now)
+		r.Message = "stopped: " + why
+		s.stops = append(s.stops, Action{Kind: ActionStopAnalysis, Run: runOf(r)})
+	}
+}
+
+func runOf(r *v1alpha1.AnalysisRunStatus) *AnalysisRun {
+	return &AnalysisRun{Name: r.Name, Kind: r.Kind, Templates: r.Templates, Args: r.Args}
+}
+
+// abort sends everything back to stable. Aborts are never held by windows
+// or pauses.
+func (s *stepper) abort(reason, msg string, automatic bool) {
+	st := &s.st
+	st.Abort = &v1alpha1.AbortStatus{Reason: reason, Message: msg, At: *mt(s.now), Automatic: automatic}
+	st.Pause = nil
+	s.stopRuns(func(*v1alpha1.AnalysisRunStatus) bool { return true }, "rollout aborted")
+	s.event(EventWarning, reason, "rollout of %s aborted: %s; 100%% to stable %s", st.CanaryRevision, msg, st.StableRevision)
+	if automatic && s.ro.Spec.Rollback.GitRevert {
+		s.reverts = append(s.reverts, Action{Kind: ActionGitRevert, Revert: &GitRevert{
+			Rollout:        s.ro.Name,
+			Namespace:      s.ro.Namespace,
+			StableRevision: st.StableRevision,
+			StableBackend:  st.StableBackend.DeepCopy(),
+			FailedRevision: st.CanaryRevision,
+			Reason:         reason,
+			Message:        msg,
+		}})
+	}
+}
+
+func (s *stepper) pause(reason, msg string) {
+	s.st.Pause = &v1alpha1.PauseStatus{Reason: reason, Message: msg, Since: *mt(s.now)}
+	s.event(EventWarning, reason, "rollout paused: %s", msg)
+}
+
+// enter starts step i (len(steps) is promotion).
+func (s *stepper) enter(i int) {
+	st := &s.st
+	idx := int32(i)
+	st.CurrentStepIndex = &idx
+	st.StepStartedAt = mt(s.now)
+	st.StepAcknowledgedAt = nil
+	s.event(EventNormal, v1alpha1.ReasonStepAdvanced, "step %d/%d: %s", i+1, len(s.steps)+1, s.stepLabel(i))
+}
+
+func (s *stepper) stepLabel(i int) string {
+	if i >= len(s.steps) {
+		return "promote to 100%"
+	}
+	return s.steps[i].String()
+}
+
+// observeAnalysis copies run states into status and reacts to runs that
+// have just finished. A run's phase in status is how the engine remembers it
+// already reacted, so a repeated observation changes nothing.
+func (s *stepper) observeAnalysis() {
+	for _, o := range s.in.Observations.Analysis {
+		r := s.run(o.Name)
+		if r == nil || r.Terminated {
+			continue
+		}
+		was := r.Phase
+		r.Phase, r.Message = o.Phase, o.Message
+		if o.Metrics != nil {
+			r.Metrics = append([]v1alpha1.MetricSummary(nil), o.Metrics...)
+		}
+		if o.Phase.Completed() && r.CompletedAt == nil {
+			r.CompletedAt = mt(s.now)
+		}
+		if !was.Completed() && o.Phase.Completed() {
+			s.onRunCompleted(r)
+		}
+	}
+}
+
+func (s *stepper) run(name string) *v1alpha1.AnalysisRunStatus {
+	for i := range s.st.Analysis {
+		if s.st.Analysis[i].Name == name {
+			return &s.st.Analysis[i]
+		}
+	}
+	return nil
+}
+
+func (s *stepper) onRunCompleted(r *v1alpha1.AnalysisRunStatus) {
+	if !s.rolling() {
+		return
+	}
+	detail := r.Message
+	if detail == "" {
+		detail = "no detail"
+	}
+	switch r.Phase {
+	case v1alpha1.AnalysisSuccessful:
+		s.event(EventNormal, "AnalysisSuccessful", "analysis run %s succeeded", r.Name)
+	case v1alpha1.AnalysisFailed, v1alpha1.AnalysisError:
+		msg := fmt.Sprintf("analysis run %s %s: %s", r.Name, phaseWord(r.Phase), detail)
+		if s.ro.Spec.Rollback.OnAnalysisFailure == v1alpha1.ActionPause {
+			s.pause(v1alpha1.ReasonAnalysisFailed, msg+"; promote to continue, or abort")
+			return
+		}
+		s.abort(v1alpha1.ReasonAnalysisFailed, msg, true)
+	case v1alpha1.AnalysisInconclusive:
+		s.pause(v1alpha1.ReasonInconclusive,
+			fmt.Sprintf("analysis run %s inconclusive: %s; promote to continue, or abort", r.Name, detail))
+	}
+}
+
+func phaseWord(p v1alpha1.AnalysisPhase) string {
+	if p == v1alpha1.AnalysisError {
+		return "errored"
+	}
+	return "failed"
+}
+
+// observeDataPlane records acknowledgement or rejection of the last
+// published plan. Answers about older versions are stale and ignored.
+func (s *stepper) observeDataPlane() {
+	dp, tr := s.in.Observations.DataPlane, &s.st.Traffic
+	if dp.Version == "" || dp.Version != tr.PlanVersion {
+		return
+	}
+	switch dp.State {
+	case AckAcknowledged:
+		tr.AcknowledgedVersion = dp.Version
+	case AckRejected:
+		if tr.RejectedVersion == dp.Version {
+			return
+		}
+		tr.RejectedVersion, tr.Rejection = dp.Version, dp.Message
+		msg := fmt.Sprintf("data plane rejected plan %s: %s", dp.Version, dp.Message)
+		switch {
+		case !s.rolling():
+			s.event(EventWarning, v1alpha1.ReasonNack, "%s", msg)
+		case s.ro.Spec.Rollback.OnNack == v1alpha1.ActionPause:
+			s.pause(v1alpha1.ReasonNack, msg)
+		default:
+			s.abort(v1alpha1.ReasonNack, msg, true)
+		}
+	}
+}
+
+func (s *stepper) deadline() time.Duration {
+	if d := s.ro.Spec.ProgressDeadlineSeconds; d != nil {
+		return time.Duration(*d) * time.Second
+	}
+	return 600 * time.Second
+}
+
+// checkDeadline aborts a step that waited too long for the data plane or
+// the workload. Pauses and analysis have bounds of their own.
+func (s *stepper) checkDeadline() {
+	st := &s.st
+	if !s.rolling() || st.Pause != nil || st.CurrentStepIndex == nil || st.StepAcknowledgedAt != nil || st.StepStartedAt == nil {
+		return
+	}
+	s.refreshAck()
+	if st.StepAcknowledgedAt != nil {
+		return
+	}
+	if waited := s.now.Sub(st.StepStartedAt.Time); waited > s.deadline() {
+		i := int(*st.CurrentStepIndex)
+		_, gated := s.currentTraffic()
+		what := "acknowledged by the data plane"
+		if gated {
+			what = "ready (canary replicas not available)"
+		}
+		s.abort(v1alpha1.ReasonDeadline,
+			fmt.Sprintf("step %d (%s) not %s within %s", i+1, s.stepLabel(i), what, s.deadline()), true)
+	}
+}
+
+// advance moves through every step that is complete, as far as windows and
+// pauses allow. Several steps may complete at one time (a zero pause, a step
+// whose plan was already acknowledged).
+func (s *stepper) advance() {
+	st := &s.st
+	for guard := 0; guard <= len(s.steps)+2; guard++ {
+		if !s.rolling() || st.Pause != nil {
+			return
+		}
+		s.refreshAck()
+		if st.CurrentStepIndex == nil {
+			if s.in.Observations.Window.Closed {
+				s.heldByWindow = true
+				return
+			}
+			s.enter(0)
+			continue
+		}
+		i := int(*st.CurrentStepIndex)
+		if !s.stepComplete(i) {
+			return
+		}
+		if s.in.Observations.Window.Closed {
+			s.heldByWindow = true
+			return
+		}
+		if i >= len(s.steps) {
+			s.promote()
+			return
+		}
+		s.enter(i + 1)
+	}
+}
+
+// refreshAck marks the current step acknowledged when the data plane has
+// acknowledged the last published plan and that is the plan the step wants
+// (not one held back waiting for the canary to be ready). An older
+// acknowledged version says nothing: a newer plan was published since, and
+// the proxies may already have it.
+func (s *stepper) refreshAck() {
+	st := &s.st
+	tr := &st.Traffic
+	if st.CurrentStepIndex == nil || st.StepAcknowledgedAt != nil || tr.AcknowledgedVersion == "" || tr.AcknowledgedVersion != tr.PlanVersion {
+		return
+	}
+	t, gated := s.currentTraffic()
+	if gated {
+		return
+	}
+	if p := buildPlan(s.ro, st, t); p.Version == tr.AcknowledgedVersion {
+		st.StepAcknowledgedAt = mt(s.now)
+	}
+}
+
+func (s *stepper) stepComplete(i int) bool {
+	st := &s.st
+	if st.StepAcknowledgedAt == nil {
+		return false
+	}
+	if i >= len(s.steps) {
+		return true
+	}
+	ackAt := st.StepAcknowledgedAt.Time
+	switch stp := s.steps[i]; stp.kind {
+	case stepPause:
+		return stp.pause != nil && !s.now.Before(ackAt.Add(*stp.pause))
+	case stepAnalysis:
+		r := s.run(s.stepRunName(i))
+		if r == nil || r.Phase != v1alpha1.AnalysisSuccessful {
+			return false
+		}
+		return stp.pause == nil || !s.now.Before(ackAt.Add(*stp.pause))
+	}
+	return true
+}
+
+// promote makes the canary the stable revision.
+func (s *stepper) promote() {
+	st, spec := &s.st, &s.ro.Spec
+	old, rev := st.StableRevision, st.CanaryRevision
+	s.stopRuns(func(*v1alpha1.AnalysisRunStatus) bool { return true }, "rollout promoted")
+	st.StableRevision = rev
+	st.StableBackend = spec.Backend.DeepCopy()
+	if spec.Replicas != nil && old != rev {
+		delay := 30 * time.Second
+		if d := spec.ScaleDownDelaySeconds; d != nil {
+			delay = time.Duration(*d) * time.Second
+		}
+		st.ScaleDown = &v1alpha1.ScaleDownStatus{Revision: old, At: *mt(s.now.Add(delay))}
+	}
+	st.CanaryRevision = ""
+	st.CurrentStepIndex = nil
+	st.StepCount = 0
+	st.StepStartedAt, st.StepAcknowledgedAt = nil, nil
+	st.PromoteFull = false
+	st.Pause = nil
+	s.event(EventNormal, v1alpha1.ReasonPromoted, "revision %s promoted: serves 100%% (was %s)", rev, old)
+}
+
+// currentTraffic is the routing the current step wants. A step that changes
+// traffic waits for the canary to be ready before it routes to it (gated).
+func (s *stepper) currentTraffic() (t traffic, gated bool) {
+	st := &s.st
+	if !s.rolling() || st.CurrentStepIndex == nil {
+		// Not started (window closed, spec.paused) routes like no rollout.
+		return traffic{}, false
+	}
+	n := len(s.steps)
+	i := int(*st.CurrentStepIndex)
+	if i >= n {
+		t = fold(s.steps, n)
+		t.full = true
+	} else {
+		t = fold(s.steps, i+1)
+	}
+	changes := i >= n || s.steps[i].changesTraffic()
+	if st.StepAcknowledgedAt == nil && changes && !s.canaryReady(t) {
+		return fold(s.steps, min(i, n)), true
+	}
+	return t, false
+}
+
+func (s *stepper) canaryReady(t traffic) bool {
+	if s.ro.Spec.Replicas == nil {
+		return true
+	}
+	w := s.in.Observations.Workload
+	return w != nil && w.CanaryAvailable >= s.canaryReplicas(t)
+}
+
+// canaryReplicas scales the canary with its weight (blue/green and
+// promotion: full scale), and keeps at least one replica for match routes,
+// mirroring and analysis.
+func (s *stepper) canaryReplicas(t traffic) int32 {
+	r := *s.ro.Spec.Replicas
+	if s.ro.Spec.Strategy.BlueGreen != nil || t.full {
+		return r
+	}
+	n := (r*t.weight + 99) / 100
+	if n < 1 && r > 0 {
+		n = 1
+	}
+	return n
+}

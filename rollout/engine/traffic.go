@@ -1,0 +1,286 @@
+package engine
+
+import (
+	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// traffic is the routing state reached after executing a prefix of the
+// program. The plan is a pure function of it, the spec and the revisions,
+// which is why status only needs the step index to resume.
+type traffic struct {
+	// active: a canary receives traffic; false means 100% stable.
+	active  bool
+	weight  int32
+	routes  []matchRoute
+	mirror  int32
+	preview *v1alpha1.PreviewSpec
+	// full: promotion; 100% to the canary and no match routes.
+	full bool
+}
+
+type matchRoute struct {
+	name  string
+	match []v1alpha1.RouteMatch
+}
+
+// fold applies steps[0..upto) to an empty routing state.
+func fold(steps []step, upto int) traffic {
+	t := traffic{active: true}
+	for _, s := range steps[:upto] {
+		switch s.kind {
+		case stepWeight:
+			t.weight = s.weight
+		case stepMirror:
+			t.mirror = s.mirror
+		case stepPreview:
+			t.preview = s.preview
+		case stepRoute:
+			t.routes = setRoute(t.routes, s.route, s.match)
+		}
+	}
+	return t
+}
+
+// setRoute replaces the named route in place, appends it, or removes it when
+// match is empty, keeping the order routes were first added in.
+func setRoute(rs []matchRoute, name string, match []v1alpha1.RouteMatch) []matchRoute {
+	out := make([]matchRoute, 0, len(rs)+1)
+	found := false
+	for _, r := range rs {
+		if r.name != name {
+			out = append(out, r)
+			continue
+		}
+		found = true
+		if len(match) > 0 {
+			out = append(out, matchRoute{name: name, match: match})
+		}
+	}
+	if !found && len(match) > 0 {
+		out = append(out, matchRoute{name: name, match: match})
+	}
+	return out
+}
+
+// buildPlan renders the traffic state into a sealed plan.
+func buildPlan(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, t traffic) plan.Plan {
+	spec := &ro.Spec
+	p := plan.Plan{
+		Service:   spec.Service.Name,
+		Namespace: ro.Namespace,
+		Subsets:   []plan.Subset{{Name: plan.Stable, Revision: st.StableRevision}},
+	}
+	if !t.active || st.CanaryRevision == "" {
+		for _, h := range spec.Service.Hosts {
+			p.Hosts = append(p.Hosts, plan.Host{Name: h, Port: uint32(spec.Service.Port), Routes: stableOnly(spec)})
+		}
+		p.Seal()
+		return p
+	}
+	p.Subsets = append(p.Subsets, plan.Subset{Name: plan.Canary, Revision: st.CanaryRevision})
+	policy := convertPolicy(spec.Service.Policy)
+	weight := t.weight
+	if t.full {
+		weight = 100
+	}
+	primary := plan.Route{
+		Name:         "primary",
+		Destinations: split(weight),
+		Policy:       policy,
+	}
+	if t.mirror > 0 && !t.full {
+		primary.Mirror = &plan.Mirror{Subset: plan.Canary, Percent: t.mirror}
+	}
+
+	var routes []plan.Route
+	if fr := faultRoute(spec.Service.Policy, primary); fr != nil {
+		routes = append(routes, *fr)
+	}
+	if !t.full {
+		if t.preview != nil && len(t.preview.Match) > 0 {
+			routes = append(routes, toCanary(previewRoute, t.preview.Match, policy))
+		}
+		for _, r := range t.routes {
+			routes = append(routes, toCanary(r.name, r.match, policy))
+		}
+		if aff := spec.Service.SessionAffinity; aff != nil && weight > 0 && weight < 100 {
+			routes, primary = withAffinity(routes, primary, aff, st.CanaryRevision, policy)
+		}
+	}
+	routes = append(routes, primary)
+	for _, h := range spec.Service.Hosts {
+		p.Hosts = append(p.Hosts, plan.Host{Name: h, Port: uint32(spec.Service.Port), Routes: routes})
+	}
+	if t.preview != nil {
+		for _, h := range t.preview.Hosts {
+			p.Hosts = append(p.Hosts, plan.Host{
+				Name:   h,
+				Port:   uint32(spec.Service.Port),
+				Routes: []plan.Route{{Name: "primary", Destinations: []plan.Destination{{Subset: plan.Canary, Weight: 100}}, Policy: policy}},
+			})
+		}
+	}
+	p.Seal()
+	return p
+}
+
+func stableOnly(spec *v1alpha1.RolloutSpec) []plan.Route {
+	policy := convertPolicy(spec.Service.Policy)
+	primary := plan.Route{Name: "primary", Destinations: []plan.Destination{{Subset: plan.Stable, Weight: 100}}, Policy: policy}
+	if fr := faultRoute(spec.Service.Policy, primary); fr != nil {
+		return []plan.Route{*fr, primary}
+	}
+	return []plan.Route{primary}
+}
+
+// split keeps both subsets on the route even at 0 or 100 so the route's
+// shape, and with it every proxy's cluster list, stays the same from step to
+// step.
+func split(canary int32) []plan.Destination {
+	return []plan.Destination{
+		{Subset: plan.Stable, Weight: 100 - canary},
+		{Subset: plan.Canary, Weight: canary},
+	}
+}
+
+func toCanary(name string, match []v1alpha1.RouteMatch, policy *plan.Policy) plan.Route {
+	return plan.Route{
+		Name:         name,
+		Match:        convertMatches(match),
+		Destinations: []plan.Destination{{Subset: plan.Canary, Weight: 100}},
+		Policy:       policy,
+	}
+}
+
+// withAffinity marks users routed to the canary by the weighted route and
+// adds the route that sends them back there. The marker's value is the
+// canary revision, so a cookie left from an earlier rollout never matches.
+func withAffinity(routes []plan.Route, primary plan.Route, aff *v1alpha1.SessionAffinity, canaryRev string, policy *plan.Policy) ([]plan.Route, plan.Route) {
+	dests := make([]plan.Destination, len(primary.Destinations))
+	copy(dests, primary.Destinations)
+	var m plan.Match
+	for i := range dests {
+		if dests[i].Subset != plan.Canary {
+			continue
+		}
+		switch {
+		case aff.Cookie != nil:
+			name := aff.Cookie.Name
+			if name == "" {
+				name = "sluice-canary"
+			}
+			c := &plan.Cookie{Name: name, Value: canaryRev}
+			if aff.Cookie.MaxAge != nil {
+				c.MaxAge = aff.Cookie.MaxAge.Duration
+			}
+			dests[i].SetCookie = c
+			m = plan.Match{Cookies: []plan.CookieMatch{{Name: name, Value: canaryRev}}}
+		case aff.Header != nil:
+			dests[i].SetHeader = &plan.Header{Name: aff.Header.Name, Value: canaryRev}
+			m = plan.Match{Headers: []plan.HeaderMatch{{Name: aff.Header.Name, Kind: plan.HeaderExact, Value: canaryRev}}}
+		}
+	}
+	primary.Destinations = dests
+	routes = append(routes, plan.Route{
+		Name:         "affinity",
+		Match:        []plan.Match{m},
+		Destinations: []plan.Destination{{Subset: plan.Canary, Weight: 100}},
+		Policy:       policy,
+	})
+	return routes, primary
+}
+
+// faultRoute gives a fault limited by match a route of its own, ahead of the
+// others, with the primary route's destinations; without a match the fault
+// is already part of every route's policy.
+func faultRoute(rp *v1alpha1.RoutePolicy, primary plan.Route) *plan.Route {
+	if rp == nil || rp.Fault == nil || len(rp.Fault.Match) == 0 {
+		return nil
+	}
+	pol := convertPolicy(rp)
+	pol.Fault = convertFault(rp.Fault)
+	return &plan.Route{
+		Name:         "fault",
+		Match:        convertMatches(rp.Fault.Match),
+		Destinations: primary.Destinations,
+		Mirror:       primary.Mirror,
+		Policy:       pol,
+	}
+}
+
+func convertPolicy(rp *v1alpha1.RoutePolicy) *plan.Policy {
+	if rp == nil {
+		return nil
+	}
+	p := &plan.Policy{}
+	if rp.Timeout != nil {
+		p.Timeout = rp.Timeout.Duration
+	}
+	if r := rp.Retries; r != nil {
+		p.Retries = &plan.Retries{Attempts: r.Attempts, RetryOn: r.RetryOn}
+		if r.PerTryTimeout != nil {
+			p.Retries.PerTryTimeout = r.PerTryTimeout.Duration
+		}
+	}
+	if rp.Fault != nil && len(rp.Fault.Match) == 0 {
+		p.Fault = convertFault(rp.Fault)
+	}
+	if p.Timeout == 0 && p.Retries == nil && p.Fault == nil {
+		return nil
+	}
+	return p
+}
+
+func convertFault(f *v1alpha1.FaultPolicy) *plan.Fault {
+	out := &plan.Fault{}
+	if a := f.Abort; a != nil {
+		out.Abort = &plan.FaultAbort{Percent: a.Percent}
+		if a.HTTPStatus != nil {
+			out.Abort.HTTPStatus = *a.HTTPStatus
+		}
+		if a.GRPCStatus != nil {
+			out.Abort.GRPCStatus = *a.GRPCStatus
+		}
+	}
+	if d := f.Delay; d != nil {
+		out.Delay = &plan.FaultDelay{Delay: d.FixedDelay.Duration, Percent: d.Percent}
+	}
+	return out
+}
+
+func convertMatches(in []v1alpha1.RouteMatch) []plan.Match {
+	out := make([]plan.Match, 0, len(in))
+	for _, m := range in {
+		var pm plan.Match
+		for _, h := range m.Headers {
+			pm.Headers = append(pm.Headers, convertHeader(h))
+		}
+		if u := m.URI; u != nil {
+			if u.Prefix != nil {
+				pm.URI = &plan.URIMatch{Prefix: true, Value: *u.Prefix}
+			} else if u.Exact != nil {
+				pm.URI = &plan.URIMatch{Value: *u.Exact}
+			}
+		}
+		for _, c := range m.Cookies {
+			pm.Cookies = append(pm.Cookies, plan.CookieMatch{Name: c.Name, Value: c.Value})
+		}
+		out = append(out, pm)
+	}
+	return out
+}
+
+func convertHeader(h v1alpha1.HeaderMatch) plan.HeaderMatch {
+	switch {
+	case h.Exact != nil:
+		return plan.HeaderMatch{Name: h.Name, Kind: plan.HeaderExact, Value: *h.Exact}
+	case h.Prefix != nil:
+		return plan.HeaderMatch{Name: h.Name, Kind: plan.HeaderPrefix, Value: *h.Prefix}
+	case h.Regex != nil:
+		return plan.HeaderMatch{Name: h.Name, Kind: plan.HeaderRegex, Value: *h.Regex}
+	case h.Present != nil && !*h.Present:
+		return plan.HeaderMatch{Name: h.Name, Kind: plan.HeaderAbsent}
+	}
+	return plan.HeaderMatch{Name: h.Name, Kind: plan.HeaderPresent}
+}

@@ -1,0 +1,153 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// AnalysisTemplate describes measurements that judge a revision: templated
+// PromQL queries taken at an interval and judged by CEL conditions.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=at,categories=sluice
+// +kubebuilder:printcolumn:name="Metrics",type=integer,JSONPath=`.spec.metrics.length()`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type AnalysisTemplate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec AnalysisTemplateSpec `json:"spec"`
+}
+
+// AnalysisTemplateList is a list of AnalysisTemplates.
+//
+// +kubebuilder:object:root=true
+type AnalysisTemplateList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []AnalysisTemplate `json:"items"`
+}
+
+// AnalysisTemplateSpec is the body of an AnalysisTemplate.
+type AnalysisTemplateSpec struct {
+	// Args the template accepts. Every run also gets rollout, namespace,
+	// service, host, stableRevision and canaryRevision.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Args []ArgumentSpec `json:"args,omitempty"`
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	Metrics []Metric `json:"metrics"`
+}
+
+// ArgumentSpec declares an argument, optionally with a default value.
+type ArgumentSpec struct {
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z_][a-zA-Z0-9_]*$`
+	Name string `json:"name"`
+	// Value is the default; an argument without one must be supplied.
+	// +optional
+	Value *string `json:"value,omitempty"`
+}
+
+// Metric is one measured quantity and how it is judged.
+type Metric struct {
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+	// Interval between measurements. Default 1m.
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+	// Count of measurements; absent means until the run is stopped.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Count *int32 `json:"count,omitempty"`
+	// InitialDelay before the first measurement.
+	// +optional
+	InitialDelay *metav1.Duration `json:"initialDelay,omitempty"`
+	// SuccessCondition is a CEL expression over `result`, e.g.
+	// `result[0] >= 0.99` or `all(result, x, x < 0.05)`.
+	// +optional
+	SuccessCondition string `json:"successCondition,omitempty"`
+	// FailureCondition is a CEL expression over `result`.
+	// +optional
+	FailureCondition string `json:"failureCondition,omitempty"`
+	// FailureLimit is how many Failed measurements are tolerated. Default 0.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	FailureLimit *int32 `json:"failureLimit,omitempty"`
+	// InconclusiveLimit is how many Inconclusive measurements are tolerated.
+	// Default 0.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	InconclusiveLimit *int32 `json:"inconclusiveLimit,omitempty"`
+	// ConsecutiveErrorLimit is how many Errors in a row are tolerated.
+	// Default 4.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	ConsecutiveErrorLimit *int32 `json:"consecutiveErrorLimit,omitempty"`
+	// DryRun metrics are measured and recorded but never decide the run.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+	// Provider is where the measurements come from.
+	Provider MetricProvider `json:"provider"`
+}
+
+// MetricProvider is a source of measurements.
+type MetricProvider struct {
+	Prometheus *PrometheusProvider `json:"prometheus,omitempty"`
+}
+
+// PrometheusProvider queries a Prometheus server over its HTTP API.
+type PrometheusProvider struct {
+	// Address of the server, e.g. http://prometheus:9090. Absent: the
+	// controller's default.
+	// +optional
+	Address string `json:"address,omitempty"`
+	// Query in PromQL with {{args.NAME}} placeholders; argument values are
+	// escaped so they can never change the structure of the query.
+	// +kubebuilder:validation:MinLength=1
+	Query string `json:"query"`
+	// Timeout of one query. Default 30s.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// Auth is credentials read from a Secret in the template's namespace.
+	// +optional
+	Auth *PrometheusAuth `json:"auth,omitempty"`
+	// Headers added to every request.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Headers []HTTPHeader `json:"headers,omitempty"`
+	// InsecureSkipVerify disables TLS certificate checks. Avoid.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// PrometheusAuth names the Secret keys holding credentials.
+type PrometheusAuth struct {
+	// BearerToken is read from this Secret key.
+	// +optional
+	BearerToken *SecretKeyRef `json:"bearerToken,omitempty"`
+	// BasicUsername and BasicPassword are read from these Secret keys.
+	// +optional
+	BasicUsername *SecretKeyRef `json:"basicUsername,omitempty"`
+	// +optional
+	BasicPassword *SecretKeyRef `json:"basicPassword,omitempty"`
+}
+
+// SecretKeyRef names a key of a Secret.
+type SecretKeyRef struct {
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// +kubebuilder:validation:MinLength=1
+	Key string `json:"key"`
+}
+
+// HTTPHeader is a header sent with every query.
+type HTTPHeader struct {
+	// +kubebuilder:validation:MinLength=1
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}

@@ -1,0 +1,525 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Rollout shifts the traffic of one service from its stable revision to a new
+// one, step by step, gated by analysis. A spec whose revision differs from
+// status.stableRevision starts a rollout.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ro;rollouts,categories=sluice
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Step",type=string,JSONPath=`.status.stepDisplay`
+// +kubebuilder:printcolumn:name="Weight",type=integer,JSONPath=`.status.traffic.canaryWeight`
+// +kubebuilder:printcolumn:name="Stable",type=string,JSONPath=`.status.stableRevision`
+// +kubebuilder:printcolumn:name="Canary",type=string,JSONPath=`.status.canaryRevision`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Rollout struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   RolloutSpec   `json:"spec"`
+	Status RolloutStatus `json:"status,omitempty"`
+}
+
+// RolloutList is a list of Rollouts.
+//
+// +kubebuilder:object:root=true
+type RolloutList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Rollout `json:"items"`
+}
+
+// RolloutSpec is the desired state of a Rollout.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.template) != has(self.backend)",message="exactly one of template (controller mode) or backend (standalone mode) must be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.template) || has(self.replicas)",message="replicas is required with template"
+type RolloutSpec struct {
+	// Service names the traffic being shifted and how to reach it.
+	Service ServiceSpec `json:"service"`
+
+	// Replicas of the workload at full scale (controller mode).
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Template is the pod template of the revision to run (controller mode).
+	// Its hash is the revision name.
+	// +optional
+	Template *corev1.PodTemplateSpec `json:"template,omitempty"`
+
+	// Backend is the revision to run in standalone mode: a named version and
+	// its endpoints.
+	// +optional
+	Backend *Backend `json:"backend,omitempty"`
+
+	// Strategy says how traffic moves to a new revision.
+	Strategy Strategy `json:"strategy"`
+
+	// Analysis runs in the background for the whole rollout; a Failed run
+	// aborts it.
+	// +optional
+	Analysis *BackgroundAnalysis `json:"analysis,omitempty"`
+
+	// Windows allow or deny step advancement by schedule. With no allow
+	// window, advancement is allowed except inside deny windows. Aborts are
+	// never held by a window.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Windows []DeploymentWindow `json:"windows,omitempty"`
+
+	// Rollback is what Sluice does on its own when something goes wrong.
+	// +optional
+	Rollback RollbackPolicy `json:"rollback,omitempty"`
+
+	// ProgressDeadlineSeconds bounds how long a step may wait for the data
+	// plane to acknowledge it or for the workload to become ready; past it
+	// the rollout aborts. Pauses and analysis are bounded by their own
+	// settings.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=600
+	// +optional
+	ProgressDeadlineSeconds *int32 `json:"progressDeadlineSeconds,omitempty"`
+
+	// ScaleDownDelaySeconds keeps the previous stable revision running this
+	// long after promotion, for clients that have not yet seen the switch.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:default=30
+	// +optional
+	ScaleDownDelaySeconds *int32 `json:"scaleDownDelaySeconds,omitempty"`
+
+	// Paused holds the rollout at its current step.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+}
+
+// ServiceSpec is the service whose traffic is shifted.
+type ServiceSpec struct {
+	// Name of the service; subsets, clusters and ReplicaSets are named
+	// after it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// Hosts the routing applies to: VirtualService hosts, Envoy virtual host
+	// domains, and the xds:/// target names of proxyless gRPC clients.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	Hosts []string `json:"hosts"`
+
+	// Port the service listens on.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+
+	// VirtualService names an existing Istio VirtualService and the HTTP
+	// routes in it that Sluice manages. Other routes are left as declared.
+	// +optional
+	VirtualService *VirtualServiceRef `json:"virtualService,omitempty"`
+
+	// DestinationRule names an existing Istio DestinationRule whose
+	// stable/canary subsets Sluice manages.
+	// +optional
+	DestinationRule *ObjectRef `json:"destinationRule,omitempty"`
+
+	// Policy is carried onto every route Sluice writes for this service.
+	// +optional
+	Policy *RoutePolicy `json:"policy,omitempty"`
+
+	// SessionAffinity keeps a user who was sent to the canary on it for the
+	// rest of the rollout.
+	// +optional
+	SessionAffinity *SessionAffinity `json:"sessionAffinity,omitempty"`
+}
+
+// ObjectRef names an object in the Rollout's namespace.
+type ObjectRef struct {
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// VirtualServiceRef names a VirtualService and the routes Sluice manages in it.
+type VirtualServiceRef struct {
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Routes are the names of the HTTP routes Sluice manages. Empty means
+	// the single unnamed HTTP route.
+	// +optional
+	// +listType=atomic
+	Routes []string `json:"routes,omitempty"`
+}
+
+// Backend is a revision in standalone mode.
+type Backend struct {
+	// Version names the revision, e.g. "v2".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]([-._a-zA-Z0-9]*[a-zA-Z0-9])?$`
+	Version string `json:"version"`
+	// Endpoints are host:port addresses serving this version.
+	// +kubebuilder:validation:MinItems=1
+	// +listType=atomic
+	Endpoints []string `json:"endpoints"`
+	// Labels are attached to the endpoints (locality, zone, ...).
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// RoutePolicy is the per-route behaviour the user sets: timeout, retries and
+// fault injection.
+type RoutePolicy struct {
+	// Timeout of a request, e.g. "2s".
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// +optional
+	Retries *RetryPolicy `json:"retries,omitempty"`
+	// +optional
+	Fault *FaultPolicy `json:"fault,omitempty"`
+}
+
+// RetryPolicy retries failed requests.
+type RetryPolicy struct {
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10
+	Attempts int32 `json:"attempts"`
+	// +optional
+	PerTryTimeout *metav1.Duration `json:"perTryTimeout,omitempty"`
+	// RetryOn is the comma-separated list of conditions, as in Envoy's
+	// x-envoy-retry-on (e.g. "5xx,reset,connect-failure").
+	// +optional
+	RetryOn string `json:"retryOn,omitempty"`
+}
+
+// FaultPolicy injects faults, optionally only into requests that match.
+type FaultPolicy struct {
+	// +optional
+	Abort *FaultAbort `json:"abort,omitempty"`
+	// +optional
+	Delay *FaultDelay `json:"delay,omitempty"`
+	// Match limits the fault to matching requests; they get a route of
+	// their own ahead of the others.
+	// +optional
+	// +listType=atomic
+	Match []RouteMatch `json:"match,omitempty"`
+}
+
+// FaultAbort answers a share of requests with an error status.
+// +kubebuilder:validation:XValidation:rule="has(self.httpStatus) != has(self.grpcStatus)",message="exactly one of httpStatus or grpcStatus must be set"
+type FaultAbort struct {
+	// +kubebuilder:validation:Minimum=200
+	// +kubebuilder:validation:Maximum=599
+	// +optional
+	HTTPStatus *int32 `json:"httpStatus,omitempty"`
+	// GRPCStatus is a gRPC status code number (e.g. 14 for UNAVAILABLE).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=16
+	// +optional
+	GRPCStatus *int32 `json:"grpcStatus,omitempty"`
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Percent int32 `json:"percent"`
+}
+
+// FaultDelay delays a share of requests.
+type FaultDelay struct {
+	FixedDelay metav1.Duration `json:"fixedDelay"`
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Percent int32 `json:"percent"`
+}
+
+// SessionAffinity keeps users on the canary once they were sent there: the
+// canary answers with a cookie (or a header the client propagates) that a
+// route placed before the weighted one matches. The route is dropped on abort
+// and after promotion.
+// +kubebuilder:validation:XValidation:rule="has(self.cookie) != has(self.header)",message="exactly one of cookie or header must be set"
+type SessionAffinity struct {
+	// +optional
+	Cookie *CookieAffinity `json:"cookie,omitempty"`
+	// +optional
+	Header *HeaderAffinity `json:"header,omitempty"`
+}
+
+// CookieAffinity pins users with a cookie set on canary responses.
+type CookieAffinity struct {
+	// +kubebuilder:validation:Pattern=`^[!#$%&'*+\-.^_|~0-9A-Za-z]+$`
+	// +kubebuilder:default=sluice-canary
+	// +optional
+	Name string `json:"name,omitempty"`
+	// MaxAge of the cookie; absent means a session cookie.
+	// +optional
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+}
+
+// HeaderAffinity pins users by a header that the canary sets on responses
+// and the client sends back.
+type HeaderAffinity struct {
+	// +kubebuilder:validation:Pattern=`^[a-z0-9][-a-z0-9_.]*$`
+	Name string `json:"name"`
+}
+
+// RouteMatch matches a request; all of its conditions must hold.
+type RouteMatch struct {
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Headers []HeaderMatch `json:"headers,omitempty"`
+	// +optional
+	URI *URIMatch `json:"uri,omitempty"`
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Cookies []CookieMatch `json:"cookies,omitempty"`
+}
+
+// HeaderMatch matches one header. Exactly one of exact, prefix, regex or
+// present is set.
+// +kubebuilder:validation:XValidation:rule="[has(self.exact), has(self.prefix), has(self.regex), has(self.present)].filter(x, x).size() == 1",message="exactly one of exact, prefix, regex or present must be set"
+type HeaderMatch struct {
+	// Name of the header, lower case.
+	// +kubebuilder:validation:Pattern=`^:?[a-z0-9][-a-z0-9_.]*$`
+	Name string `json:"name"`
+	// +optional
+	Exact *string `json:"exact,omitempty"`
+	// +optional
+	Prefix *string `json:"prefix,omitempty"`
+	// Regex in RE2 syntax, matched against the whole value.
+	// +optional
+	Regex *string `json:"regex,omitempty"`
+	// +optional
+	Present *bool `json:"present,omitempty"`
+}
+
+// URIMatch matches the request path.
+// +kubebuilder:validation:XValidation:rule="has(self.exact) != has(self.prefix)",message="exactly one of exact or prefix must be set"
+type URIMatch struct {
+	// +optional
+	Exact *string `json:"exact,omitempty"`
+	// +optional
+	Prefix *string `json:"prefix,omitempty"`
+}
+
+// CookieMatch matches a cookie by exact value.
+type CookieMatch struct {
+	// +kubebuilder:validation:Pattern=`^[!#$%&'*+\-.^_|~0-9A-Za-z]+$`
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Strategy is exactly one of canary, blueGreen or darkRelease.
+// +kubebuilder:validation:XValidation:rule="[has(self.canary), has(self.blueGreen), has(self.darkRelease)].filter(x, x).size() == 1",message="exactly one of canary, blueGreen or darkRelease must be set"
+type Strategy struct {
+	// +optional
+	Canary *CanaryStrategy `json:"canary,omitempty"`
+	// +optional
+	BlueGreen *BlueGreenStrategy `json:"blueGreen,omitempty"`
+	// +optional
+	DarkRelease *DarkReleaseStrategy `json:"darkRelease,omitempty"`
+}
+
+// CanaryStrategy moves traffic by ordered steps. After the last step the new
+// revision is promoted to 100%.
+type CanaryStrategy struct {
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Steps []CanaryStep `json:"steps,omitempty"`
+}
+
+// CanaryStep is exactly one action.
+// +kubebuilder:validation:XValidation:rule="[has(self.setWeight), has(self.pause), has(self.analysis), has(self.setHeaderRoute), has(self.setMirror)].filter(x, x).size() == 1",message="a step must set exactly one of setWeight, pause, analysis, setHeaderRoute or setMirror"
+type CanaryStep struct {
+	// SetWeight sends this percentage of the default route to the canary.
+	// The step completes when every proxy has acknowledged the change.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	SetWeight *int32 `json:"setWeight,omitempty"`
+	// Pause waits for a duration counted from acknowledgement of the
+	// current traffic, or for promote when no duration is set.
+	// +optional
+	Pause *PauseStep `json:"pause,omitempty"`
+	// Analysis waits until an analysis run over the templates succeeds.
+	// +optional
+	Analysis *AnalysisStep `json:"analysis,omitempty"`
+	// SetHeaderRoute sends matching requests to the canary; with no match
+	// it removes the named route.
+	// +optional
+	SetHeaderRoute *HeaderRouteStep `json:"setHeaderRoute,omitempty"`
+	// SetMirror copies a share of the default route's requests to the
+	// canary; 0 removes the mirror.
+	// +optional
+	SetMirror *MirrorStep `json:"setMirror,omitempty"`
+}
+
+// PauseStep waits for a duration or for promote.
+type PauseStep struct {
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+}
+
+// AnalysisStep names templates to run and the arguments to give them.
+type AnalysisStep struct {
+	// +kubebuilder:validation:MinItems=1
+	// +listType=atomic
+	Templates []TemplateRef `json:"templates"`
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Args []Argument `json:"args,omitempty"`
+}
+
+// TemplateRef names an AnalysisTemplate in the Rollout's namespace.
+type TemplateRef struct {
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// Argument is a value passed to an analysis template.
+type Argument struct {
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z_][a-zA-Z0-9_]*$`
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// HeaderRouteStep adds, replaces or (with no match) removes a named route to
+// the canary.
+type HeaderRouteStep struct {
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=40
+	Name string `json:"name"`
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	Match []RouteMatch `json:"match,omitempty"`
+}
+
+// MirrorStep mirrors a share of requests to the canary.
+type MirrorStep struct {
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Percent int32 `json:"percent"`
+}
+
+// BlueGreenStrategy runs the new revision at full scale behind a preview
+// route, then switches all traffic at once.
+type BlueGreenStrategy struct {
+	// Preview is how testers reach the new revision before the switch.
+	Preview PreviewSpec `json:"preview"`
+	// PrePromotionAnalysis must succeed before the switch.
+	// +optional
+	PrePromotionAnalysis *AnalysisStep `json:"prePromotionAnalysis,omitempty"`
+	// PostPromotionAnalysis runs after the switch; failure switches back.
+	// +optional
+	PostPromotionAnalysis *AnalysisStep `json:"postPromotionAnalysis,omitempty"`
+	// AutoPromotionSeconds switches this long after the preview is live and
+	// pre-promotion analysis passed. Absent: wait for promote.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	AutoPromotionSeconds *int32 `json:"autoPromotionSeconds,omitempty"`
+}
+
+// PreviewSpec routes preview traffic by request match, by extra hosts, or both.
+// +kubebuilder:validation:XValidation:rule="(has(self.match) && size(self.match) > 0) || (has(self.hosts) && size(self.hosts) > 0)",message="preview needs match or hosts"
+type PreviewSpec struct {
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	Match []RouteMatch `json:"match,omitempty"`
+	// Hosts served only by the new revision, e.g. preview.example.com.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	Hosts []string `json:"hosts,omitempty"`
+}
+
+// DarkReleaseStrategy first sends only matching requests (by header or
+// cookie) to the new revision, judges them, then promotes: through canary
+// steps when given, or straight to 100%.
+type DarkReleaseStrategy struct {
+	// Match selects the requests that see the new revision.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=atomic
+	Match []RouteMatch `json:"match"`
+	// Analysis judges the dark traffic; it must succeed before promotion.
+	// +optional
+	Analysis *AnalysisStep `json:"analysis,omitempty"`
+	// Duration is the least time in the dark, counted from acknowledgement.
+	// With neither duration nor analysis, promotion waits for promote.
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+	// Steps are canary steps run after the dark phase. Empty: straight to 100%.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Steps []CanaryStep `json:"steps,omitempty"`
+}
+
+// BackgroundAnalysis runs for the whole rollout.
+type BackgroundAnalysis struct {
+	AnalysisStep `json:",inline"`
+	// StartingStep delays the start to this canary step index.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	StartingStep *int32 `json:"startingStep,omitempty"`
+}
+
+// WindowKind allows or denies advancement.
+// +kubebuilder:validation:Enum=Allow;Deny
+type WindowKind string
+
+const (
+	WindowAllow WindowKind = "Allow"
+	WindowDeny  WindowKind = "Deny"
+)
+
+// DeploymentWindow opens at each cron tick for a duration.
+type DeploymentWindow struct {
+	Kind WindowKind `json:"kind"`
+	// Schedule is a five-field cron expression (minute hour dom month dow)
+	// or a descriptor such as @daily.
+	// +kubebuilder:validation:MinLength=1
+	Schedule string `json:"schedule"`
+	// Duration the window stays open after each tick.
+	Duration metav1.Duration `json:"duration"`
+	// TimeZone is an IANA name such as Europe/Berlin; default UTC.
+	// +optional
+	TimeZone string `json:"timeZone,omitempty"`
+}
+
+// FailureAction is what Sluice does when a rollout goes wrong.
+// +kubebuilder:validation:Enum=Abort;Pause
+type FailureAction string
+
+const (
+	// ActionAbort sends 100% to stable at once.
+	ActionAbort FailureAction = "Abort"
+	// ActionPause holds traffic where it is and waits for a person.
+	ActionPause FailureAction = "Pause"
+)
+
+// RollbackPolicy decides automatic reactions.
+type RollbackPolicy struct {
+	// OnAnalysisFailure: Abort (default) or Pause.
+	// +kubebuilder:default=Abort
+	// +optional
+	OnAnalysisFailure FailureAction `json:"onAnalysisFailure,omitempty"`
+	// OnNack: what to do when a proxy rejects the traffic plan. Default Abort.
+	// +kubebuilder:default=Abort
+	// +optional
+	OnNack FailureAction `json:"onNack,omitempty"`
+	// GitRevert pushes a commit that sets the Rollout back to the stable
+	// revision after an automatic abort, so Git never claims a version that
+	// is not serving.
+	// +optional
+	GitRevert bool `json:"gitRevert,omitempty"`
+}

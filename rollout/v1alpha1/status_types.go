@@ -1,0 +1,314 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Phase summarises a Rollout for people and scripts.
+// +kubebuilder:validation:Enum=Healthy;Progressing;Paused;Degraded
+type Phase string
+
+const (
+	// PhaseHealthy: no rollout in progress; the stable revision serves 100%.
+	PhaseHealthy Phase = "Healthy"
+	// PhaseProgressing: a rollout is moving through its steps.
+	PhaseProgressing Phase = "Progressing"
+	// PhasePaused: waiting for a person (promote, resume) or for a window.
+	PhasePaused Phase = "Paused"
+	// PhaseDegraded: the rollout was aborted; stable serves 100% and the
+	// canary waits for retry or a new revision.
+	PhaseDegraded Phase = "Degraded"
+)
+
+// Condition types owned by the engine. Ready is the summary: True when the
+// stable revision serves everything with no rollout in progress.
+const (
+	// ConditionProgressing is True while a rollout moves; False with the
+	// reason it stopped (completed, aborted, deadline).
+	ConditionProgressing = "Progressing"
+	// ConditionPaused is True while waiting for a person or a window.
+	ConditionPaused = "Paused"
+	// ConditionAborted is True after an abort until retry or a new revision.
+	ConditionAborted = "Aborted"
+	// ConditionReady is True when no rollout is in progress.
+	ConditionReady = "Ready"
+)
+
+// Condition reasons, written for people reading `kubectl describe`.
+const (
+	ReasonNewRevision        = "NewRevisionDetected"
+	ReasonStepAdvanced       = "StepAdvanced"
+	ReasonWaitingForAck      = "WaitingForDataPlane"
+	ReasonWaitingForReady    = "WaitingForCanaryReady"
+	ReasonPausedByStep       = "PausedByStep"
+	ReasonPausedByUser       = "PausedByUser"
+	ReasonPausedBySpec       = "PausedBySpec"
+	ReasonWindowClosed       = "DeploymentWindowClosed"
+	ReasonInconclusive       = "AnalysisInconclusive"
+	ReasonAnalysisFailed     = "AnalysisFailed"
+	ReasonNack               = "DataPlaneRejectedPlan"
+	ReasonDeadline           = "ProgressDeadlineExceeded"
+	ReasonAbortedByUser      = "AbortedByUser"
+	ReasonPromoted           = "RolloutPromoted"
+	ReasonRolledBackToStable = "SpecSetBackToStable"
+	ReasonRetried            = "RetriedByUser"
+	ReasonStable             = "StableServing"
+	ReasonSuperseded         = "SupersededByNewerRevision"
+)
+
+// RolloutStatus is the observed state of a Rollout. It holds everything the
+// engine needs to resume exactly where it stopped.
+type RolloutStatus struct {
+	// ObservedGeneration is the spec generation this status was computed from.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+	// Message explains the phase in words.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// StableRevision serves by default.
+	// +optional
+	StableRevision string `json:"stableRevision,omitempty"`
+	// StableBackend is the stable revision's backend (standalone mode),
+	// kept so its endpoints stay known while the spec names the new one.
+	// +optional
+	StableBackend *Backend `json:"stableBackend,omitempty"`
+	// CanaryRevision is the revision being rolled out, empty when none.
+	// +optional
+	CanaryRevision string `json:"canaryRevision,omitempty"`
+
+	// Attempt counts retries of the current canary revision; it names
+	// analysis runs so a retry never reuses an old run.
+	// +optional
+	Attempt int32 `json:"attempt,omitempty"`
+	// CurrentStepIndex is the step being executed; absent when no rollout
+	// has started. Equal to the number of steps while promoting.
+	// +optional
+	CurrentStepIndex *int32 `json:"currentStepIndex,omitempty"`
+	// StepCount is the number of steps of the current rollout.
+	// +optional
+	StepCount int32 `json:"stepCount,omitempty"`
+	// StepDisplay is "index/count" for printer columns.
+	// +optional
+	StepDisplay string `json:"stepDisplay,omitempty"`
+	// StepStartedAt is when the current step began.
+	// +optional
+	StepStartedAt *metav1.Time `json:"stepStartedAt,omitempty"`
+	// StepAcknowledgedAt is when the data plane acknowledged the current
+	// step's traffic plan; pauses and analysis windows start from it.
+	// +optional
+	StepAcknowledgedAt *metav1.Time `json:"stepAcknowledgedAt,omitempty"`
+	// Paused records why the rollout waits, if it does.
+	// +optional
+	Pause *PauseStatus `json:"pause,omitempty"`
+	// Abort records why the rollout was aborted, if it was.
+	// +optional
+	Abort *AbortStatus `json:"abort,omitempty"`
+	// Promotion records an explicit promote --full.
+	// +optional
+	PromoteFull bool `json:"promoteFull,omitempty"`
+
+	// Traffic is the current traffic plan in brief.
+	// +optional
+	Traffic TrafficStatus `json:"traffic,omitempty"`
+
+	// Analysis lists the analysis runs of the current rollout.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Analysis []AnalysisRunStatus `json:"analysis,omitempty"`
+
+	// ScaleDown records a previous revision kept running until a deadline.
+	// +optional
+	ScaleDown *ScaleDownStatus `json:"scaleDown,omitempty"`
+
+	// Git records the commit the spec came from.
+	// +optional
+	Git *GitProvenance `json:"git,omitempty"`
+
+	// LastCommand is the last manual command applied; commands with the
+	// same ID are not applied twice.
+	// +optional
+	LastCommand *CommandRecord `json:"lastCommand,omitempty"`
+
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// PauseStatus says why and since when the rollout waits.
+type PauseStatus struct {
+	Reason string `json:"reason"`
+	// Message says in words what the rollout waits for.
+	// +optional
+	Message string      `json:"message,omitempty"`
+	Since   metav1.Time `json:"since"`
+}
+
+// AbortStatus says why the rollout was aborted.
+type AbortStatus struct {
+	Reason  string      `json:"reason"`
+	Message string      `json:"message"`
+	At      metav1.Time `json:"at"`
+	// Automatic is true when Sluice aborted on its own (analysis, NACK,
+	// deadline), which is when a Git revert may be requested.
+	// +optional
+	Automatic bool `json:"automatic,omitempty"`
+}
+
+// TrafficStatus is the traffic plan in brief.
+type TrafficStatus struct {
+	// PlanVersion is the content hash of the desired traffic plan.
+	// +optional
+	PlanVersion string `json:"planVersion,omitempty"`
+	// AcknowledgedVersion is the last plan version every proxy acknowledged.
+	// +optional
+	AcknowledgedVersion string `json:"acknowledgedVersion,omitempty"`
+	// +optional
+	StableWeight int32 `json:"stableWeight"`
+	// +optional
+	CanaryWeight int32 `json:"canaryWeight"`
+	// MirrorPercent of default-route requests copied to the canary.
+	// +optional
+	MirrorPercent int32 `json:"mirrorPercent,omitempty"`
+	// Routes are the names of the match routes to the canary.
+	// +optional
+	// +listType=atomic
+	Routes []string `json:"routes,omitempty"`
+	// RejectedVersion is the last plan version a proxy rejected.
+	// +optional
+	RejectedVersion string `json:"rejectedVersion,omitempty"`
+	// Rejection is the data plane's error text for RejectedVersion.
+	// +optional
+	Rejection string `json:"rejection,omitempty"`
+}
+
+// AnalysisKind says what an analysis run gates.
+type AnalysisKind string
+
+const (
+	AnalysisStepKind       AnalysisKind = "Step"
+	AnalysisBackgroundKind AnalysisKind = "Background"
+	AnalysisPrePromotion   AnalysisKind = "PrePromotion"
+	AnalysisPostPromotion  AnalysisKind = "PostPromotion"
+	AnalysisDark           AnalysisKind = "Dark"
+)
+
+// AnalysisPhase is the state of an analysis run.
+// +kubebuilder:validation:Enum=Pending;Running;Successful;Failed;Inconclusive;Error
+type AnalysisPhase string
+
+const (
+	AnalysisPending      AnalysisPhase = "Pending"
+	AnalysisRunning      AnalysisPhase = "Running"
+	AnalysisSuccessful   AnalysisPhase = "Successful"
+	AnalysisFailed       AnalysisPhase = "Failed"
+	AnalysisInconclusive AnalysisPhase = "Inconclusive"
+	AnalysisError        AnalysisPhase = "Error"
+)
+
+// Completed reports whether the phase is final.
+func (p AnalysisPhase) Completed() bool {
+	switch p {
+	case AnalysisSuccessful, AnalysisFailed, AnalysisInconclusive, AnalysisError:
+		return true
+	}
+	return false
+}
+
+// AnalysisRunStatus summarises one analysis run of the rollout.
+type AnalysisRunStatus struct {
+	// Name is unique per rollout, revision, attempt and step.
+	Name string       `json:"name"`
+	Kind AnalysisKind `json:"kind"`
+	// StepIndex is the step that started the run, for step runs.
+	// +optional
+	StepIndex *int32 `json:"stepIndex,omitempty"`
+	// +listType=atomic
+	Templates []TemplateRef `json:"templates"`
+	// +optional
+	// +listType=atomic
+	Args  []Argument    `json:"args,omitempty"`
+	Phase AnalysisPhase `json:"phase"`
+	// Terminated is true when the run was stopped before it finished (step
+	// skipped, rollout aborted or promoted).
+	// +optional
+	Terminated bool `json:"terminated,omitempty"`
+	// Message is the reason of the last non-success, in words.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+	// Metrics summarise each metric's measurements.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Metrics []MetricSummary `json:"metrics,omitempty"`
+}
+
+// MetricSummary is the per-metric view of an analysis run.
+type MetricSummary struct {
+	Name  string        `json:"name"`
+	Phase AnalysisPhase `json:"phase"`
+	// LastValue is the last measured value as text.
+	// +optional
+	LastValue string `json:"lastValue,omitempty"`
+	// +optional
+	Successful int32 `json:"successful,omitempty"`
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
+	// +optional
+	Inconclusive int32 `json:"inconclusive,omitempty"`
+	// +optional
+	Error int32 `json:"error,omitempty"`
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// ScaleDownStatus keeps an old revision running until At.
+type ScaleDownStatus struct {
+	Revision string      `json:"revision"`
+	At       metav1.Time `json:"at"`
+}
+
+// GitProvenance records where a spec came from.
+type GitProvenance struct {
+	// +optional
+	Repository string `json:"repository,omitempty"`
+	Commit     string `json:"commit"`
+	// +optional
+	Path string `json:"path,omitempty"`
+	// +optional
+	CommitTime *metav1.Time `json:"commitTime,omitempty"`
+}
+
+// CommandKind is a manual command.
+// +kubebuilder:validation:Enum=Promote;PromoteFull;Abort;Retry;Pause;Resume
+type CommandKind string
+
+const (
+	CommandPromote     CommandKind = "Promote"
+	CommandPromoteFull CommandKind = "PromoteFull"
+	CommandAbort       CommandKind = "Abort"
+	CommandRetry       CommandKind = "Retry"
+	CommandPause       CommandKind = "Pause"
+	CommandResume      CommandKind = "Resume"
+)
+
+// CommandRecord is an audited manual command.
+type CommandRecord struct {
+	ID   string      `json:"id"`
+	Kind CommandKind `json:"kind"`
+	// By is who issued it.
+	// +optional
+	By string      `json:"by,omitempty"`
+	At metav1.Time `json:"at"`
+	// Result says what the command did, or why it did nothing.
+	// +optional
+	Result string `json:"result,omitempty"`
+}

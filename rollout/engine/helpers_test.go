@@ -13,7 +13,7 @@ import (
 
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
-func i32(v int32) *int32 { return &v }
+func i32(v int32) *int32   { return &v }
 func str(v string) *string { return &v }
 func dur(d time.Duration) *metav1.Duration {
 	return &metav1.Duration{Duration: d}

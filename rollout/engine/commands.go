@@ -45,11 +45,7 @@ func (s *stepper) command(c Command) string {
 		}
 		st.Abort = nil
 		st.Attempt++
-		st.Analysis = nil
-		st.CurrentStepIndex = nil
-		st.StepStartedAt, st.StepAcknowledgedAt = nil, nil
-		st.Traffic.Rejection, st.Traffic.RejectedVersion = "", ""
-		st.PromoteFull = false
+		s.restart()
 		s.event(EventNormal, v1alpha1.ReasonRetried, "retrying revision %s from step 1 (attempt %d)", st.CanaryRevision, st.Attempt+1)
 		return "restarting from step 1"
 	}
@@ -74,7 +70,11 @@ func (s *stepper) command(c Command) string {
 		if st.Pause.Reason == v1alpha1.ReasonPausedBySpec {
 			return "refused: paused by spec.paused; set it to false"
 		}
-		st.Pause = nil
+		remeasure := st.Pause.Reason == v1alpha1.ReasonInconclusive || st.Pause.Reason == v1alpha1.ReasonAnalysisFailed
+		s.unpause()
+		if remeasure && s.remeasure() {
+			return "resumed: measuring again with new analysis runs"
+		}
 		return "resumed"
 	case v1alpha1.CommandPromote, v1alpha1.CommandPromoteFull:
 		return s.promoteCommand(c.Kind == v1alpha1.CommandPromoteFull)
@@ -93,7 +93,7 @@ func (s *stepper) promoteCommand(full bool) string {
 	if st.Pause != nil && st.Pause.Reason == v1alpha1.ReasonPausedBySpec {
 		return "refused: paused by spec.paused; set it to false"
 	}
-	st.Pause = nil
+	s.unpause()
 	n := len(s.steps)
 	if full {
 		st.PromoteFull = true
@@ -110,7 +110,37 @@ func (s *stepper) promoteCommand(full bool) string {
 	if i >= n {
 		return "refused: already promoting to 100%"
 	}
-	s.stopRuns(func(r *v1alpha1.AnalysisRunStatus) bool { return r.Name == s.stepRunName(i) }, "step skipped by promote")
+	if r := s.stepRun(i); r != nil {
+		name := r.Name
+		s.stopRuns(func(r *v1alpha1.AnalysisRunStatus) bool { return r.Name == name }, "step skipped by promote")
+	}
 	s.enter(i + 1)
 	return fmt.Sprintf("skipped step %d (%s)", i+1, s.stepLabel(i))
+}
+
+// unpause clears a pause. A step still waiting for the data plane gets its
+// progress deadline afresh: time spent paused is not the data plane's fault.
+func (s *stepper) unpause() {
+	st := &s.st
+	st.Pause = nil
+	if st.CurrentStepIndex != nil && st.StepAcknowledgedAt == nil {
+		st.StepStartedAt = mt(s.now)
+	}
+}
+
+// remeasure retires runs that ended without success so the current step
+// and the background analysis start fresh ones. It reports whether any run
+// was retired.
+func (s *stepper) remeasure() bool {
+	retired := false
+	for i := range s.st.Analysis {
+		r := &s.st.Analysis[i]
+		if r.Terminated || !r.Phase.Completed() || r.Phase == v1alpha1.AnalysisSuccessful {
+			continue
+		}
+		r.Terminated = true
+		r.Message += " (superseded: measuring again after resume)"
+		retired = true
+	}
+	return retired
 }

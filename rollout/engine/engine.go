@@ -209,6 +209,8 @@ func Step(in Input) (Output, error) {
 	}
 	s.observeSpec()
 	s.applyCommands()
+	// A command (retry, resume) must not get past spec.paused.
+	s.syncSpecPause()
 	s.observeAnalysis()
 	s.observeDataPlane()
 	s.checkDeadline()

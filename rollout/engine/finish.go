@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -37,6 +38,12 @@ func (s *stepper) finish() Output {
 
 func (s *stepper) recordTraffic(p plan.Plan) {
 	tr := &s.st.Traffic
+	if tr.PlanVersion != p.Version {
+		// An acknowledgement is of what the proxies were last sent; after a
+		// new publish only a new answer counts, even if the content flips
+		// back to a version acknowledged before.
+		tr.AcknowledgedVersion = ""
+	}
 	tr.PlanVersion = p.Version
 	tr.Routes = nil
 	tr.MirrorPercent = 0
@@ -55,28 +62,65 @@ func (s *stepper) recordTraffic(p plan.Plan) {
 	}
 }
 
-// stepRunName names a step's analysis run; the attempt makes a retry start
-// fresh runs instead of finding the failed ones.
-func (s *stepper) stepRunName(i int) string {
-	if i < len(s.steps) {
-		switch s.steps[i].aKind {
-		case v1alpha1.AnalysisPrePromotion:
-			return s.runName("pre")
-		case v1alpha1.AnalysisPostPromotion:
-			return s.runName("post")
-		case v1alpha1.AnalysisDark:
-			return s.runName("dark")
-		}
-	}
-	return s.runName("step" + strconv.Itoa(i+1))
+// A run belongs to a slot: a step (by index) or the background. A slot may
+// hold several runs when resume asks to measure again; the latest run not
+// terminated is the one that counts.
+
+// stepRun is the current run of step i, or nil.
+func (s *stepper) stepRun(i int) *v1alpha1.AnalysisRunStatus {
+	return s.slotRun(func(r *v1alpha1.AnalysisRunStatus) bool {
+		return r.Kind != v1alpha1.AnalysisBackgroundKind && r.StepIndex != nil && int(*r.StepIndex) == i
+	})
 }
 
-func (s *stepper) runName(suffix string) string {
+func (s *stepper) backgroundRun() *v1alpha1.AnalysisRunStatus {
+	return s.slotRun(func(r *v1alpha1.AnalysisRunStatus) bool { return r.Kind == v1alpha1.AnalysisBackgroundKind })
+}
+
+func (s *stepper) slotRun(in func(*v1alpha1.AnalysisRunStatus) bool) *v1alpha1.AnalysisRunStatus {
+	for i := len(s.st.Analysis) - 1; i >= 0; i-- {
+		if r := &s.st.Analysis[i]; in(r) {
+			if r.Terminated {
+				return nil
+			}
+			return r
+		}
+	}
+	return nil
+}
+
+// newRunName names the next run of a slot. status.starts makes every
+// rollout and retry use fresh names, so an adapter that starts runs
+// idempotently by name never hands back an old verdict.
+func (s *stepper) newRunName(kind v1alpha1.AnalysisKind, i int) string {
+	var suffix string
+	switch kind {
+	case v1alpha1.AnalysisPrePromotion:
+		suffix = "pre"
+	case v1alpha1.AnalysisPostPromotion:
+		suffix = "post"
+	case v1alpha1.AnalysisDark:
+		suffix = "dark"
+	case v1alpha1.AnalysisBackgroundKind:
+		suffix = "background"
+	default:
+		suffix = "step" + strconv.Itoa(i+1)
+	}
 	rev := s.st.CanaryRevision
 	if len(rev) > 20 {
 		rev = rev[:20]
 	}
-	return fmt.Sprintf("%s-%s-%d-%s", s.ro.Name, rev, s.st.Attempt+1, suffix)
+	name := fmt.Sprintf("%s-%s-%d-%s", s.ro.Name, rev, s.st.Starts, suffix)
+	n := 0
+	for _, r := range s.st.Analysis {
+		if r.Name == name || strings.HasPrefix(r.Name, name+"-") {
+			n++
+		}
+	}
+	if n > 0 {
+		name += "-" + strconv.Itoa(n+1)
+	}
+	return name
 }
 
 // reconcileRuns starts the runs the current position wants and stops the
@@ -88,24 +132,25 @@ func (s *stepper) reconcileRuns() {
 	if s.rolling() && st.CurrentStepIndex != nil {
 		i := int(*st.CurrentStepIndex)
 		if i < len(s.steps) && s.steps[i].kind == stepAnalysis && st.StepAcknowledgedAt != nil {
-			name := s.stepRunName(i)
-			want[name] = true
-			idx := int32(i)
-			s.ensureRun(name, s.steps[i].aKind, &idx, s.steps[i].analysis)
+			r := s.stepRun(i)
+			if r == nil {
+				idx := int32(i)
+				r = s.startRun(s.newRunName(s.steps[i].aKind, i), s.steps[i].aKind, &idx, s.steps[i].analysis)
+			}
+			want[r.Name] = true
 		}
 		if s.backgroundActive() {
-			name := s.runName("background")
-			want[name] = true
-			s.ensureRun(name, v1alpha1.AnalysisBackgroundKind, nil, &s.ro.Spec.Analysis.AnalysisStep)
+			r := s.backgroundRun()
+			if r == nil {
+				r = s.startRun(s.newRunName(v1alpha1.AnalysisBackgroundKind, 0), v1alpha1.AnalysisBackgroundKind, nil, &s.ro.Spec.Analysis.AnalysisStep)
+			}
+			want[r.Name] = true
 		}
 	}
 	s.stopRuns(func(r *v1alpha1.AnalysisRunStatus) bool { return !want[r.Name] }, "no longer needed at this step")
 }
 
-func (s *stepper) ensureRun(name string, kind v1alpha1.AnalysisKind, idx *int32, a *v1alpha1.AnalysisStep) {
-	if s.run(name) != nil {
-		return
-	}
+func (s *stepper) startRun(name string, kind v1alpha1.AnalysisKind, idx *int32, a *v1alpha1.AnalysisStep) *v1alpha1.AnalysisRunStatus {
 	r := v1alpha1.AnalysisRunStatus{
 		Name:      name,
 		Kind:      kind,
@@ -118,6 +163,7 @@ func (s *stepper) ensureRun(name string, kind v1alpha1.AnalysisKind, idx *int32,
 	s.st.Analysis = append(s.st.Analysis, r)
 	s.starts = append(s.starts, Action{Kind: ActionStartAnalysis, Run: runOf(&r)})
 	s.event(EventNormal, "AnalysisStarted", "%s analysis run %s started", lowerKind(kind), name)
+	return &s.st.Analysis[len(s.st.Analysis)-1]
 }
 
 // runArgs appends the built-in arguments every template may use; a user
@@ -282,7 +328,11 @@ func (s *stepper) phase() (v1alpha1.Phase, string, string) {
 		case stp.kind == stepPause:
 			return v1alpha1.PhaseProgressing, v1alpha1.ReasonPausedByStep, label + ": " + remaining(ackAt.Add(*stp.pause), s.now) + " left"
 		case stp.kind == stepAnalysis:
-			return v1alpha1.PhaseProgressing, "AnalysisRunning", label + ": analysis run " + s.stepRunName(i) + " running"
+			name := "(starting)"
+			if r := s.stepRun(i); r != nil {
+				name = r.Name
+			}
+			return v1alpha1.PhaseProgressing, "AnalysisRunning", label + ": analysis run " + name + " running"
 		}
 	}
 	return v1alpha1.PhaseProgressing, v1alpha1.ReasonStepAdvanced, label

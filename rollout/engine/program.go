@@ -1,6 +1,9 @@
 package engine
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -173,4 +176,15 @@ func darkSteps(dr *v1alpha1.DarkReleaseStrategy) ([]step, error) {
 		return nil, fmt.Errorf("darkRelease: %w", err)
 	}
 	return append(out, rest...), nil
+}
+
+// hashStrategy identifies a strategy's steps. The strategy holds only plain
+// data, so its JSON encoding is canonical.
+func hashStrategy(st v1alpha1.Strategy) string {
+	b, err := json.Marshal(st)
+	if err != nil {
+		panic(fmt.Sprintf("engine: marshal strategy: %v", err))
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }

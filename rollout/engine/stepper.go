@@ -17,6 +17,8 @@ type stepper struct {
 	steps   []step
 	now     time.Time
 	desired string
+	// stepsHash identifies the compiled program (status.stepsHash).
+	stepsHash string
 
 	// heldByWindow is set when a step could advance but the window is closed.
 	heldByWindow bool
@@ -40,12 +42,13 @@ func newStepper(in Input) (*stepper, error) {
 		return nil, fmt.Errorf("engine: rollout %s: %w", in.Rollout.Name, err)
 	}
 	return &stepper{
-		in:      in,
-		ro:      in.Rollout,
-		st:      *in.Rollout.Status.DeepCopy(),
-		steps:   steps,
-		now:     in.Now,
-		desired: desired,
+		in:        in,
+		ro:        in.Rollout,
+		st:        *in.Rollout.Status.DeepCopy(),
+		steps:     steps,
+		now:       in.Now,
+		desired:   desired,
+		stepsHash: hashStrategy(in.Rollout.Spec.Strategy),
 	}, nil
 }
 
@@ -88,6 +91,11 @@ func (s *stepper) observeSpec() {
 			s.endRollout("superseded by revision " + s.desired)
 		}
 		s.startRollout()
+	case s.rolling() && st.StepsHash != s.stepsHash:
+		// The old position means nothing in the new steps: start again.
+		s.stopRuns(func(*v1alpha1.AnalysisRunStatus) bool { return true }, "steps edited")
+		s.restart()
+		s.event(EventNormal, "StepsChanged", "steps of the rollout edited: starting revision %s again from step 1", st.CanaryRevision)
 	}
 	s.syncSpecPause()
 }
@@ -108,15 +116,23 @@ func (s *stepper) startRollout() {
 	st := &s.st
 	st.CanaryRevision = s.desired
 	st.Attempt = 0
+	st.Pause, st.Abort = nil, nil
+	s.restart()
+	s.event(EventNormal, v1alpha1.ReasonNewRevision,
+		"new revision %s: rolling out from stable %s in %d steps", s.desired, st.StableRevision, len(s.steps))
+}
+
+// restart puts the rollout before step 1 with a fresh run generation.
+func (s *stepper) restart() {
+	st := &s.st
+	st.Starts++
+	st.StepsHash = s.stepsHash
 	st.CurrentStepIndex = nil
 	st.StepCount = int32(len(s.steps))
 	st.StepStartedAt, st.StepAcknowledgedAt = nil, nil
-	st.Pause, st.Abort = nil, nil
 	st.PromoteFull = false
 	st.Analysis = nil
 	st.Traffic.Rejection, st.Traffic.RejectedVersion = "", ""
-	s.event(EventNormal, v1alpha1.ReasonNewRevision,
-		"new revision %s: rolling out from stable %s in %d steps", s.desired, st.StableRevision, len(s.steps))
 }
 
 // endRollout drops the canary without promoting it.
@@ -124,6 +140,7 @@ func (s *stepper) endRollout(why string) {
 	st := &s.st
 	s.stopRuns(func(*v1alpha1.AnalysisRunStatus) bool { return true }, why)
 	st.CanaryRevision = ""
+	st.StepsHash = ""
 	st.CurrentStepIndex = nil
 	st.StepCount = 0
 	st.StepStartedAt, st.StepAcknowledgedAt = nil, nil
@@ -198,7 +215,9 @@ func (s *stepper) stepLabel(i int) string {
 func (s *stepper) observeAnalysis() {
 	for _, o := range s.in.Observations.Analysis {
 		r := s.run(o.Name)
-		if r == nil || r.Terminated {
+		if r == nil || r.Terminated || r.Phase.Completed() {
+			// A finished run's verdict is final; a lagging report of an
+			// earlier state must not undo it.
 			continue
 		}
 		was := r.Phase
@@ -379,7 +398,7 @@ func (s *stepper) stepComplete(i int) bool {
 	case stepPause:
 		return stp.pause != nil && !s.now.Before(ackAt.Add(*stp.pause))
 	case stepAnalysis:
-		r := s.run(s.stepRunName(i))
+		r := s.stepRun(i)
 		if r == nil || r.Phase != v1alpha1.AnalysisSuccessful {
 			return false
 		}
@@ -403,6 +422,7 @@ func (s *stepper) promote() {
 		st.ScaleDown = &v1alpha1.ScaleDownStatus{Revision: old, At: *mt(s.now.Add(delay))}
 	}
 	st.CanaryRevision = ""
+	st.StepsHash = ""
 	st.CurrentStepIndex = nil
 	st.StepCount = 0
 	st.StepStartedAt, st.StepAcknowledgedAt = nil, nil

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"strings"
+
 	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
@@ -94,9 +96,6 @@ func buildPlan(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, t traffic) plan
 	}
 
 	var routes []plan.Route
-	if fr := faultRoute(spec.Service.Policy, primary); fr != nil {
-		routes = append(routes, *fr)
-	}
 	if !t.full {
 		if t.preview != nil && len(t.preview.Match) > 0 {
 			routes = append(routes, toCanary(previewRoute, t.preview.Match, policy))
@@ -108,7 +107,7 @@ func buildPlan(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, t traffic) plan
 			routes, primary = withAffinity(routes, primary, aff, st.CanaryRevision, policy)
 		}
 	}
-	routes = append(routes, primary)
+	routes = withFault(spec.Service.Policy, append(routes, primary))
 	for _, h := range spec.Service.Hosts {
 		p.Hosts = append(p.Hosts, plan.Host{Name: h, Port: uint32(spec.Service.Port), Routes: routes})
 	}
@@ -128,10 +127,7 @@ func buildPlan(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, t traffic) plan
 func stableOnly(spec *v1alpha1.RolloutSpec) []plan.Route {
 	policy := convertPolicy(spec.Service.Policy)
 	primary := plan.Route{Name: "primary", Destinations: []plan.Destination{{Subset: plan.Stable, Weight: 100}}, Policy: policy}
-	if fr := faultRoute(spec.Service.Policy, primary); fr != nil {
-		return []plan.Route{*fr, primary}
-	}
-	return []plan.Route{primary}
+	return withFault(spec.Service.Policy, []plan.Route{primary})
 }
 
 // split keeps both subsets on the route even at 0 or 100 so the route's
@@ -191,22 +187,72 @@ func withAffinity(routes []plan.Route, primary plan.Route, aff *v1alpha1.Session
 	return routes, primary
 }
 
-// faultRoute gives a fault limited by match a route of its own, ahead of the
-// others, with the primary route's destinations; without a match the fault
-// is already part of every route's policy.
-func faultRoute(rp *v1alpha1.RoutePolicy, primary plan.Route) *plan.Route {
+// withFault applies a fault limited by a match: ahead of every route it
+// puts a copy that matches the route's own conditions and the fault's, with
+// the same destinations and the fault in its policy. Matching requests thus
+// get the fault wherever they would have gone, and a fault route never
+// shadows a route to the canary. Without a match the fault is already part
+// of every route's policy.
+func withFault(rp *v1alpha1.RoutePolicy, routes []plan.Route) []plan.Route {
 	if rp == nil || rp.Fault == nil || len(rp.Fault.Match) == 0 {
-		return nil
+		return routes
 	}
 	pol := convertPolicy(rp)
-	pol.Fault = convertFault(rp.Fault)
-	return &plan.Route{
-		Name:         "fault",
-		Match:        convertMatches(rp.Fault.Match),
-		Destinations: primary.Destinations,
-		Mirror:       primary.Mirror,
-		Policy:       pol,
+	if pol == nil {
+		pol = &plan.Policy{}
 	}
+	pol.Fault = convertFault(rp.Fault)
+	faults := convertMatches(rp.Fault.Match)
+	out := make([]plan.Route, 0, 2*len(routes))
+	for _, r := range routes {
+		fr := plan.Route{
+			Name:         r.Name + "-fault",
+			Destinations: r.Destinations,
+			Mirror:       r.Mirror,
+			Policy:       pol,
+		}
+		if len(r.Match) == 0 {
+			fr.Name, fr.Match = "fault", faults
+		} else {
+			for _, m := range r.Match {
+				for _, f := range faults {
+					if both, ok := conjoin(m, f); ok {
+						fr.Match = append(fr.Match, both)
+					}
+				}
+			}
+		}
+		if len(fr.Match) > 0 {
+			out = append(out, fr)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// conjoin is the match that holds when both a and b hold; ok is false when
+// no request can satisfy both (two different paths).
+func conjoin(a, b plan.Match) (plan.Match, bool) {
+	out := plan.Match{
+		Headers: append(append([]plan.HeaderMatch(nil), a.Headers...), b.Headers...),
+		Cookies: append(append([]plan.CookieMatch(nil), a.Cookies...), b.Cookies...),
+		URI:     a.URI,
+	}
+	switch {
+	case b.URI == nil:
+	case a.URI == nil:
+		out.URI = b.URI
+	case *a.URI == *b.URI:
+	case !a.URI.Prefix && b.URI.Prefix && strings.HasPrefix(a.URI.Value, b.URI.Value):
+	case a.URI.Prefix && !b.URI.Prefix && strings.HasPrefix(b.URI.Value, a.URI.Value):
+		out.URI = b.URI
+	case a.URI.Prefix && b.URI.Prefix && strings.HasPrefix(a.URI.Value, b.URI.Value):
+	case a.URI.Prefix && b.URI.Prefix && strings.HasPrefix(b.URI.Value, a.URI.Value):
+		out.URI = b.URI
+	default:
+		return plan.Match{}, false
+	}
+	return out, true
 }
 
 func convertPolicy(rp *v1alpha1.RoutePolicy) *plan.Policy {

@@ -8,8 +8,8 @@ import (
 // PromQL queries taken at an interval and judged by CEL conditions.
 //
 // +kubebuilder:object:root=true
-// +kubebuilder:resource:shortName=at,categories=sluice
-// +kubebuilder:printcolumn:name="Metrics",type=integer,JSONPath=`.spec.metrics.length()`,priority=1
+// +kubebuilder:resource:categories=sluice
+// +kubebuilder:printcolumn:name="Metrics",type=string,JSONPath=`.spec.metrics[*].name`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type AnalysisTemplate struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -52,12 +52,14 @@ type ArgumentSpec struct {
 }
 
 // Metric is one measured quantity and how it is judged.
+// +kubebuilder:validation:XValidation:rule="has(self.successCondition) || has(self.failureCondition)",message="at least one of successCondition or failureCondition must be set"
 type Metric struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +kubebuilder:validation:MaxLength=63
 	Name string `json:"name"`
 	// Interval between measurements. Default 1m.
 	// +optional
+	// +kubebuilder:validation:Format=duration
 	Interval *metav1.Duration `json:"interval,omitempty"`
 	// Count of measurements; absent means until the run is stopped.
 	// +kubebuilder:validation:Minimum=1
@@ -65,6 +67,7 @@ type Metric struct {
 	Count *int32 `json:"count,omitempty"`
 	// InitialDelay before the first measurement.
 	// +optional
+	// +kubebuilder:validation:Format=duration
 	InitialDelay *metav1.Duration `json:"initialDelay,omitempty"`
 	// SuccessCondition is a CEL expression over `result`, e.g.
 	// `result[0] >= 0.99` or `all(result, x, x < 0.05)`.
@@ -95,6 +98,7 @@ type Metric struct {
 }
 
 // MetricProvider is a source of measurements.
+// +kubebuilder:validation:XValidation:rule="has(self.prometheus)",message="a provider is required: prometheus"
 type MetricProvider struct {
 	Prometheus *PrometheusProvider `json:"prometheus,omitempty"`
 }
@@ -111,6 +115,7 @@ type PrometheusProvider struct {
 	Query string `json:"query"`
 	// Timeout of one query. Default 30s.
 	// +optional
+	// +kubebuilder:validation:Format=duration
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 	// Auth is credentials read from a Secret in the template's namespace.
 	// +optional

@@ -11,7 +11,7 @@ import (
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=ro;rollouts,categories=sluice
+// +kubebuilder:resource:categories=sluice
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Step",type=string,JSONPath=`.status.stepDisplay`
 // +kubebuilder:printcolumn:name="Weight",type=integer,JSONPath=`.status.traffic.canaryWeight`
@@ -39,6 +39,7 @@ type RolloutList struct {
 //
 // +kubebuilder:validation:XValidation:rule="has(self.template) != has(self.backend)",message="exactly one of template (controller mode) or backend (standalone mode) must be set"
 // +kubebuilder:validation:XValidation:rule="!has(self.template) || has(self.replicas)",message="replicas is required with template"
+// +kubebuilder:validation:XValidation:rule="!has(self.backend) || !has(self.replicas)",message="replicas applies to template (controller mode), not backend"
 type RolloutSpec struct {
 	// Service names the traffic being shifted and how to reach it.
 	Service ServiceSpec `json:"service"`
@@ -75,6 +76,7 @@ type RolloutSpec struct {
 	Windows []DeploymentWindow `json:"windows,omitempty"`
 
 	// Rollback is what Sluice does on its own when something goes wrong.
+	// +kubebuilder:default={}
 	// +optional
 	Rollback RollbackPolicy `json:"rollback,omitempty"`
 
@@ -112,6 +114,7 @@ type ServiceSpec struct {
 	// domains, and the xds:/// target names of proxyless gRPC clients.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
 	// +listType=atomic
 	Hosts []string `json:"hosts"`
 
@@ -166,6 +169,8 @@ type Backend struct {
 	Version string `json:"version"`
 	// Endpoints are host:port addresses serving this version.
 	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=261
 	// +listType=atomic
 	Endpoints []string `json:"endpoints"`
 	// Labels are attached to the endpoints (locality, zone, ...).
@@ -178,6 +183,7 @@ type Backend struct {
 type RoutePolicy struct {
 	// Timeout of a request, e.g. "2s".
 	// +optional
+	// +kubebuilder:validation:Format=duration
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 	// +optional
 	Retries *RetryPolicy `json:"retries,omitempty"`
@@ -191,6 +197,7 @@ type RetryPolicy struct {
 	// +kubebuilder:validation:Maximum=10
 	Attempts int32 `json:"attempts"`
 	// +optional
+	// +kubebuilder:validation:Format=duration
 	PerTryTimeout *metav1.Duration `json:"perTryTimeout,omitempty"`
 	// RetryOn is the comma-separated list of conditions, as in Envoy's
 	// x-envoy-retry-on (e.g. "5xx,reset,connect-failure").
@@ -208,6 +215,7 @@ type FaultPolicy struct {
 	// their own ahead of the others.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
 	Match []RouteMatch `json:"match,omitempty"`
 }
 
@@ -230,6 +238,7 @@ type FaultAbort struct {
 
 // FaultDelay delays a share of requests.
 type FaultDelay struct {
+	// +kubebuilder:validation:Format=duration
 	FixedDelay metav1.Duration `json:"fixedDelay"`
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
@@ -256,6 +265,7 @@ type CookieAffinity struct {
 	Name string `json:"name,omitempty"`
 	// MaxAge of the cookie; absent means a session cookie.
 	// +optional
+	// +kubebuilder:validation:Format=duration
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 }
 
@@ -363,6 +373,7 @@ type CanaryStep struct {
 // PauseStep waits for a duration or for promote.
 type PauseStep struct {
 	// +optional
+	// +kubebuilder:validation:Format=duration
 	Duration *metav1.Duration `json:"duration,omitempty"`
 }
 
@@ -438,6 +449,7 @@ type PreviewSpec struct {
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=253
 	Hosts []string `json:"hosts,omitempty"`
 }
 
@@ -456,6 +468,7 @@ type DarkReleaseStrategy struct {
 	// Duration is the least time in the dark, counted from acknowledgement.
 	// With neither duration nor analysis, promotion waits for promote.
 	// +optional
+	// +kubebuilder:validation:Format=duration
 	Duration *metav1.Duration `json:"duration,omitempty"`
 	// Steps are canary steps run after the dark phase. Empty: straight to 100%.
 	// +optional
@@ -490,6 +503,7 @@ type DeploymentWindow struct {
 	// +kubebuilder:validation:MinLength=1
 	Schedule string `json:"schedule"`
 	// Duration the window stays open after each tick.
+	// +kubebuilder:validation:Format=duration
 	Duration metav1.Duration `json:"duration"`
 	// TimeZone is an IANA name such as Europe/Berlin; default UTC.
 	// +optional

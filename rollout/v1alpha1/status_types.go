@@ -79,10 +79,17 @@ type RolloutStatus struct {
 	// +optional
 	CanaryRevision string `json:"canaryRevision,omitempty"`
 
-	// Attempt counts retries of the current canary revision; it names
-	// analysis runs so a retry never reuses an old run.
+	// Attempt counts retries of the current canary revision.
 	// +optional
 	Attempt int32 `json:"attempt,omitempty"`
+	// Starts counts rollout starts and retries over the Rollout's life; it
+	// names analysis runs, so no run name is ever used twice.
+	// +optional
+	Starts int32 `json:"starts,omitempty"`
+	// StepsHash identifies the steps the current rollout executes; when the
+	// steps are edited mid-rollout it starts again from step 1.
+	// +optional
+	StepsHash string `json:"stepsHash,omitempty"`
 	// CurrentStepIndex is the step being executed; absent when no rollout
 	// has started. Equal to the number of steps while promoting.
 	// +optional
@@ -164,7 +171,8 @@ type TrafficStatus struct {
 	// PlanVersion is the content hash of the desired traffic plan.
 	// +optional
 	PlanVersion string `json:"planVersion,omitempty"`
-	// AcknowledgedVersion is the last plan version every proxy acknowledged.
+	// AcknowledgedVersion equals PlanVersion once every proxy acknowledged
+	// it; publishing a new version clears it.
 	// +optional
 	AcknowledgedVersion string `json:"acknowledgedVersion,omitempty"`
 	// +optional

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes shared by every verb.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and found something wrong
+	exitUsage   = 2 // the command could not run as asked
+)
+
+// commands lists the constructors of the verbs. A new verb lives in a file
+// of its own and adds itself from init with addCommand, so verbs never
+// touch each other's files.
+var commands []func() *cobra.Command
+
+func addCommand(newCmd func() *cobra.Command) { commands = append(commands, newCmd) }
+
+// newRootCommand builds a fresh command tree, so tests can run commands in
+// parallel without sharing flag state.
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sluice",
+		Short: "GitOps progressive delivery: canary, blue-green and dark releases",
+		Long: `Sluice moves the traffic of a service from its stable version to a new one
+step by step, gates every step on analysis, and rolls back on its own when an
+SLO is breached.`,
+		// Runnable with any arguments, so that an unknown verb reaches RunE
+		// and becomes a usage error rather than help text and success.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += fmt.Sprintf("; did you mean %q?", s[0])
+			}
+			return usageError{errors.New(msg)}
+		},
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	cmds := make([]*cobra.Command, 0, len(commands))
+	for _, newCmd := range commands {
+		cmds = append(cmds, newCmd())
+	}
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name() < cmds[j].Name() })
+	root.AddCommand(cmds...)
+	return root
+}
+
+// run executes the command line and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintln(stderr, "sluice:", ee.msg)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "sluice:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", root.Name())
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// usageError marks a command line that cannot be run as given.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// exitError ends a command with a code after it has printed its own
+// output; msg, if any, goes to stderr.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d: %s", e.code, e.msg) }
+
+// usageArgs makes argument-count errors usage errors.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

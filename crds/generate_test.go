@@ -1,0 +1,193 @@
+package crds_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+// The generators and their arguments, as `make generate` runs them (keep in
+// line with the Makefile). Paths are relative to the repository root.
+const (
+	apiPkg       = "./rollout/v1alpha1"
+	deepcopyFile = "rollout/v1alpha1/zz_generated.deepcopy.go"
+	trimPkg      = "./crds/internal/trim"
+	crdGlob      = "sluice.dev_*.yaml"
+)
+
+// binDir is where the pinned tool binaries are: the first environment
+// variable of envs that is set, else bin/ at the repository root.
+func binDir(t testing.TB, envs ...string) string {
+	t.Helper()
+	for _, e := range envs {
+		if d := os.Getenv(e); d != "" {
+			return d
+		}
+	}
+	d, err := filepath.Abs(filepath.Join("..", "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// inCI reports whether the CI environment variable says so (CI=true).
+func inCI() bool {
+	ci, _ := strconv.ParseBool(os.Getenv("CI"))
+	return ci
+}
+
+// requireBinaries skips the test when one of the binaries is missing from
+// dir, except under CI=true, where a missing binary is a failure: CI must
+// never pass by skipping.
+func requireBinaries(t testing.TB, dir string, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err != nil {
+			msg := fmt.Sprintf("%s is missing: run `make tools` (or `make test`), or point SLUICE_BIN_DIR/KUBEBUILDER_ASSETS at the binaries", p)
+			if inCI() {
+				t.Fatal(msg + " (CI=true: not skipping)")
+			}
+			t.Skip(msg)
+		}
+	}
+}
+
+// run runs a command in dir and fails the test with its output on error.
+func run(t *testing.T, dir, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// TestGeneratedFilesUpToDate regenerates the deepcopy code and the trimmed
+// CRDs into a temporary directory and compares them with the committed files.
+func TestGeneratedFilesUpToDate(t *testing.T) {
+	dir := binDir(t, "SLUICE_BIN_DIR")
+	requireBinaries(t, dir, "controller-gen")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go command not found in PATH: %v", err)
+	}
+
+	tmp := t.TempDir()
+	objDir := filepath.Join(tmp, "object")
+	crdDir := filepath.Join(tmp, "crds")
+	run(t, "..", filepath.Join(dir, "controller-gen"),
+		"object", "crd:generateEmbeddedObjectMeta=true", "paths="+apiPkg,
+		"output:object:dir="+objDir, "output:crd:dir="+crdDir)
+	generated, err := filepath.Glob(filepath.Join(crdDir, crdGlob))
+	if err != nil || len(generated) == 0 {
+		t.Fatalf("controller-gen wrote no CRDs into %s (err %v)", crdDir, err)
+	}
+	run(t, "..", goBin, append([]string{"run", trimPkg}, generated...)...)
+
+	committed, err := filepath.Glob(crdGlob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(paths []string) []string {
+		var out []string
+		for _, p := range paths {
+			out = append(out, filepath.Base(p))
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, want := names(committed), names(generated); !slices.Equal(got, want) {
+		t.Errorf("crds/ holds %v, generation gives %v: run `make generate`", got, want)
+	}
+	for _, p := range generated {
+		name := filepath.Base(p)
+		if slices.Contains(names(committed), name) {
+			compareFiles(t, filepath.Join("crds", name), name, p)
+		}
+	}
+	compareFiles(t, deepcopyFile, filepath.Join("..", deepcopyFile), filepath.Join(objDir, "zz_generated.deepcopy.go"))
+}
+
+// compareFiles fails when the committed file differs from the generated one,
+// showing where.
+func compareFiles(t *testing.T, label, committedPath, generatedPath string) {
+	t.Helper()
+	want, err := os.ReadFile(generatedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(committedPath)
+	if err != nil {
+		t.Errorf("%s: %v: run `make generate`", label, err)
+		return
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s is stale: run `make generate`\n%s", label, firstDifference(got, want))
+	}
+}
+
+// firstDifference describes the first differing line of two texts, with a
+// little context: enough to see what changed without a diff tool.
+func firstDifference(committed, generated []byte) string {
+	a := strings.Split(string(committed), "\n")
+	b := strings.Split(string(generated), "\n")
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "first difference at line %d (committed %d lines, generated %d lines):\n", i+1, len(a), len(b))
+	for j := max(0, i-3); j < i; j++ {
+		fmt.Fprintf(&sb, "  %s\n", a[j])
+	}
+	for j := i; j < min(len(a), i+4); j++ {
+		fmt.Fprintf(&sb, "- %s\n", a[j])
+	}
+	for j := i; j < min(len(b), i+4); j++ {
+		fmt.Fprintf(&sb, "+ %s\n", b[j])
+	}
+	return sb.String()
+}
+
+// lastAppliedLimit is the 262144-byte limit on all annotations of an object
+// together, which kubectl's client-side apply fills with the whole object.
+const lastAppliedLimit = 256 * 1024
+
+// TestCRDsFitClientSideApply checks that each committed CRD, as kubectl
+// stores it in the last-applied-configuration annotation (compact JSON),
+// stays within the trim budget (200 KiB) and so well under the limit.
+func TestCRDsFitClientSideApply(t *testing.T) {
+	files, err := filepath.Glob(crdGlob)
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no %s in crds/ (err %v)", crdGlob, err)
+	}
+	for _, f := range files {
+		doc, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, j); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		t.Logf("%s: %d bytes of YAML, %d bytes of JSON", f, len(doc), compact.Len())
+		if compact.Len() > 200*1024 {
+			t.Errorf("%s is %d bytes as JSON, over the 200 KiB budget (hard limit %d): trim it further (crds/internal/trim)", f, compact.Len(), lastAppliedLimit)
+		}
+	}
+}

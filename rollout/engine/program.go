@@ -188,3 +188,18 @@ func hashStrategy(st v1alpha1.Strategy) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }
+
+// StepLabels describes the steps a strategy executes, promotion included as
+// the last one, in the words status messages use; index i matches
+// status.currentStepIndex.
+func StepLabels(st v1alpha1.Strategy) ([]string, error) {
+	steps, err := compile(st)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(steps)+1)
+	for _, s := range steps {
+		out = append(out, s.String())
+	}
+	return append(out, "promote to 100%"), nil
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/standalone/api"
+)
+
+// renderTable prints one line per rollout.
+func renderTable(w io.Writer, rs []api.Rollout) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tNAME\tSTRATEGY\tPHASE\tSTEP\tWEIGHT\tSTABLE\tCANARY\tMESSAGE")
+	for _, r := range rs {
+		st := r.Status
+		step := st.StepDisplay
+		if step == "" {
+			step = "-"
+		}
+		canary := st.CanaryRevision
+		if canary == "" {
+			canary = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n",
+			r.Namespace, r.Name, r.Strategy, st.Phase, step, st.Traffic.CanaryWeight, st.StableRevision, canary, oneLine(st.Message, 80))
+	}
+	tw.Flush()
+}
+
+// renderRollout prints the detail view of one rollout: where it is, its
+// steps with the current one marked, the traffic, analysis per metric and
+// the last events.
+func renderRollout(w io.Writer, r api.Rollout, events []api.Event) {
+	st := r.Status
+	fmt.Fprintf(w, "Rollout %s  (%s)\n", r.Key(), r.Strategy)
+	fmt.Fprintf(w, "  Phase:    %s\n", st.Phase)
+	fmt.Fprintf(w, "  Message:  %s\n", st.Message)
+	canary := st.CanaryRevision
+	if canary == "" {
+		canary = "-"
+	}
+	fmt.Fprintf(w, "  Stable:   %s    Canary: %s\n", st.StableRevision, canary)
+	fmt.Fprintf(w, "  Traffic:  %s\n", trafficLine(st.Traffic))
+	if g := st.Git; g != nil {
+		fmt.Fprintf(w, "  Git:      %s %s\n", short(g.Commit, 12), g.Path)
+	}
+	if lc := st.LastCommand; lc != nil {
+		by := lc.By
+		if by == "" {
+			by = "someone"
+		}
+		fmt.Fprintf(w, "  Command:  %s by %s at %s: %s\n", lc.Kind, by, lc.At.UTC().Format(time.RFC3339), lc.Result)
+	}
+
+	if st.CanaryRevision != "" && len(r.Steps) > 0 {
+		cur := -1
+		if st.CurrentStepIndex != nil {
+			cur = int(*st.CurrentStepIndex)
+		}
+		fmt.Fprintf(w, "\nSteps  %s\n", progressBar(cur, len(r.Steps), st.Abort != nil))
+		for i, label := range r.Steps {
+			mark := "  "
+			switch {
+			case i < cur:
+				mark = "✔ "
+			case i == cur && st.Abort != nil:
+				mark = "✘ "
+			case i == cur:
+				mark = "▶ "
+			}
+			fmt.Fprintf(w, "  %s%2d  %s\n", mark, i+1, label)
+		}
+	}
+
+	if len(st.Analysis) > 0 {
+		fmt.Fprintln(w, "\nAnalysis")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  RUN\tKIND\tPHASE\tMETRIC\tLAST\tOK\tFAIL\tINCONCL\tERR\tREASON")
+		for _, run := range st.Analysis {
+			phase := string(run.Phase)
+			if run.Terminated {
+				phase += " (stopped)"
+			}
+			if len(run.Metrics) == 0 {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t-\t\t\t\t\t\t%s\n", run.Name, run.Kind, phase, oneLine(run.Message, 60))
+				continue
+			}
+			for i, m := range run.Metrics {
+				name, kind, ph := run.Name, string(run.Kind), phase
+				if i > 0 {
+					name, kind, ph = "", "", ""
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n",
+					name, kind, ph, m.Name, m.LastValue, m.Successful, m.Failed, m.Inconclusive, m.Error, oneLine(m.Message, 60))
+			}
+		}
+		tw.Flush()
+	}
+
+	if len(events) > 0 {
+		fmt.Fprintln(w, "\nEvents")
+		for _, e := range events {
+			fmt.Fprintf(w, "  %s  %-8s %-26s %s\n", e.Time.UTC().Format("15:04:05"), e.Type, e.Reason, e.Message)
+		}
+	}
+}
+
+func trafficLine(t v1alpha1.TrafficStatus) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "stable %d%% / canary %d%%", t.StableWeight, t.CanaryWeight)
+	if t.MirrorPercent > 0 {
+		fmt.Fprintf(&b, ", mirror %d%%", t.MirrorPercent)
+	}
+	if len(t.Routes) > 0 {
+		fmt.Fprintf(&b, ", routes to canary: %s", strings.Join(t.Routes, ", "))
+	}
+	if t.PlanVersion != "" {
+		state := "waiting for acknowledgement"
+		if t.AcknowledgedVersion == t.PlanVersion {
+			state = "acknowledged"
+		}
+		if t.RejectedVersion == t.PlanVersion {
+			state = "REJECTED: " + t.Rejection
+		}
+		fmt.Fprintf(&b, "  (plan %s %s)", short(t.PlanVersion, 8), state)
+	}
+	return b.String()
+}
+
+// progressBar draws done steps as # out of n, e.g. [####------] 4/10.
+func progressBar(cur, n int, aborted bool) string {
+	const width = 20
+	done := max(cur, 0)
+	filled := done * width / n
+	bar := strings.Repeat("#", filled) + strings.Repeat("-", width-filled)
+	s := fmt.Sprintf("[%s] %d/%d", bar, min(cur+1, n), n)
+	if aborted {
+		s += "  aborted"
+	}
+	return s
+}
+
+func short(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func oneLine(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len([]rune(s)) > n {
+		return string([]rune(s)[:n-1]) + "…"
+	}
+	return s
+}

@@ -1,0 +1,86 @@
+// Package api is the HTTP API of `sluice run`: the wire types, a handler that
+// serves them from a Backend, and a Client that speaks them. The Client is a
+// Backend too, so the CLI works the same against a local runner, a remote
+// one, or (through another Backend) a cluster.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// Rollout is what the API shows of one Rollout.
+type Rollout struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Strategy is canary, blueGreen or darkRelease.
+	Strategy string `json:"strategy"`
+	// Steps describe the steps in order, promotion last; status.currentStepIndex
+	// indexes them.
+	Steps  []string               `json:"steps"`
+	Status v1alpha1.RolloutStatus `json:"status"`
+	// Plan is the traffic plan in force, if one was published.
+	Plan *plan.Plan `json:"plan,omitempty"`
+}
+
+// Key is namespace/name.
+func (r Rollout) Key() string { return r.Namespace + "/" + r.Name }
+
+// Event is one entry of a Rollout's history.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Reason  string    `json:"reason"`
+	Message string    `json:"message"`
+}
+
+// CommandRequest asks for a manual command.
+type CommandRequest struct {
+	Kind v1alpha1.CommandKind `json:"kind"`
+	// By names who asks; the server may replace it with the authenticated
+	// identity.
+	By string `json:"by,omitempty"`
+}
+
+// CommandResponse says what a command did once the engine applied it.
+type CommandResponse struct {
+	ID     string               `json:"id"`
+	Kind   v1alpha1.CommandKind `json:"kind"`
+	Result string               `json:"result"`
+	// Refused is true when the engine declined the command (the result
+	// says why), e.g. promote while aborted.
+	Refused bool `json:"refused"`
+}
+
+// Backend serves the API.
+type Backend interface {
+	List(ctx context.Context) ([]Rollout, error)
+	Get(ctx context.Context, namespace, name string) (Rollout, error)
+	History(ctx context.Context, namespace, name string, limit int) ([]Event, error)
+	// Command queues a command and waits until the engine applied it or ctx
+	// ends.
+	Command(ctx context.Context, namespace, name string, req CommandRequest) (CommandResponse, error)
+}
+
+// Errors a Backend returns, mapped to HTTP statuses and back.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrUnauthorized = errors.New("unauthorized: a valid token is required")
+	ErrBadRequest   = errors.New("bad request")
+	ErrUnavailable  = errors.New("unavailable")
+)
+
+// ValidCommand reports whether kind is a command the engine knows.
+func ValidCommand(kind v1alpha1.CommandKind) error {
+	switch kind {
+	case v1alpha1.CommandPromote, v1alpha1.CommandPromoteFull, v1alpha1.CommandAbort,
+		v1alpha1.CommandRetry, v1alpha1.CommandPause, v1alpha1.CommandResume:
+		return nil
+	}
+	return fmt.Errorf("%w: unknown command %q (want Promote, PromoteFull, Abort, Retry, Pause or Resume)", ErrBadRequest, kind)
+}

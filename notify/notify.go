@@ -1,0 +1,402 @@
+// Package notify sends notifications about rollouts (steps, promotions,
+// aborts, rollbacks) to HTTP endpoints: a generic JSON webhook, optionally
+// HMAC-signed, and Slack-compatible incoming webhooks.
+//
+// The engine loop must never wait for a chat service, so Notify only puts
+// the notification on a bounded in-memory queue per target and returns. One
+// worker per target delivers its queue in order, retrying with exponential
+// backoff and jitter (honouring Retry-After), and gives up after a bounded
+// number of attempts. When a queue is full the OLDEST notification is
+// dropped: the newest says where the rollout is now, which is what a reader
+// needs; each drop increments sluice_notify_dropped_total.
+//
+// Notifications are best effort: they are not persisted, so those queued at
+// a crash are lost. Status and history in the state store are the record.
+package notify
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// Notification is one thing that happened to a Rollout, with the context a
+// reader needs. The runner fills it from an engine.Event and the status the
+// event came with (FromEvent).
+type Notification struct {
+	Namespace string
+	Rollout   string
+	Type      engine.EventType
+	Reason    string
+	Message   string
+	Time      time.Time
+	// StableRevision and CanaryRevision are empty when unknown or none.
+	StableRevision string
+	CanaryRevision string
+	// Step is status.stepDisplay ("2/5"), empty outside a rollout.
+	Step         string
+	StableWeight int32
+	CanaryWeight int32
+	// Commit is the Git commit the spec came from, when known.
+	Commit string
+}
+
+// FromEvent builds the notification for an event the engine emitted in the
+// step that produced st. st may be nil.
+func FromEvent(namespace, name string, ev engine.Event, st *v1alpha1.RolloutStatus, at time.Time) Notification {
+	n := Notification{
+		Namespace: namespace, Rollout: name,
+		Type: ev.Type, Reason: ev.Reason, Message: ev.Message, Time: at,
+	}
+	if st == nil {
+		return n
+	}
+	n.StableRevision, n.CanaryRevision, n.Step = st.StableRevision, st.CanaryRevision, st.StepDisplay
+	n.StableWeight, n.CanaryWeight = st.Traffic.StableWeight, st.Traffic.CanaryWeight
+	if st.Git != nil {
+		n.Commit = st.Git.Commit
+	}
+	return n
+}
+
+// Kind is the format of a target.
+type Kind string
+
+const (
+	// KindWebhook posts the generic JSON payload, optionally signed.
+	KindWebhook Kind = "webhook"
+	// KindSlack posts a Slack incoming-webhook message (text plus a
+	// coloured attachment), which Mattermost and Rocket.Chat accept too.
+	KindSlack Kind = "slack"
+)
+
+// Target is one destination.
+type Target struct {
+	// Name identifies the target in metrics and logs.
+	Name string
+	Kind Kind
+	URL  string
+	// Secret, when set, signs webhook bodies (see SignatureHeader).
+	Secret []byte
+	// Events selects what is sent; see ParseFilter. Empty means
+	// DefaultEvents.
+	Events []string
+}
+
+// Options tune a Notifier. The zero value is ready to use.
+type Options struct {
+	// QueueSize bounds each target's queue; zero means 256.
+	QueueSize int
+	// MaxAttempts bounds the deliveries tried per notification; zero
+	// means 5.
+	MaxAttempts int
+	// BaseBackoff is the wait after the first failure, doubled after each
+	// further one up to MaxBackoff; zero means 1s and 1m. The actual wait
+	// is drawn from [d/2, d] so that targets failing together do not
+	// retry together.
+	BaseBackoff time.Duration
+	MaxBackoff  time.Duration
+	// MaxRetryAfter is the longest Retry-After honoured; a receiver asking
+	// for more makes the notification fail at once rather than hold the
+	// queue behind it. Zero means 5m.
+	MaxRetryAfter time.Duration
+	// RequestTimeout bounds each HTTP request; zero means 10s.
+	RequestTimeout time.Duration
+	// Client sends the requests; nil means a default client.
+	Client *http.Client
+	// Registerer receives the metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	Log        logr.Logger
+	// Now and Sleep replace the clock in tests. Sleep must return early
+	// with an error when ctx ends.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+	// NewID makes delivery IDs; nil means random ones.
+	NewID func() string
+}
+
+func (o *Options) defaults() {
+	setDefault(&o.QueueSize, 256)
+	setDefault(&o.MaxAttempts, 5)
+	setDefault(&o.BaseBackoff, time.Second)
+	setDefault(&o.MaxBackoff, time.Minute)
+	setDefault(&o.MaxRetryAfter, 5*time.Minute)
+	setDefault(&o.RequestTimeout, 10*time.Second)
+	if o.Client == nil {
+		o.Client = &http.Client{}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Sleep == nil {
+		o.Sleep = sleep
+	}
+	if o.NewID == nil {
+		o.NewID = rand.Text
+	}
+}
+
+func setDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Notifier delivers notifications to its targets. It is safe for
+// concurrent use.
+type Notifier struct {
+	opts    Options
+	targets []*target
+	m       *metrics
+
+	// ctx ends when Close gives up; it aborts requests and backoffs.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// aborted counts deliveries cut short by Close.
+	aborted atomic.Int64
+}
+
+// item is a queued notification.
+type item struct {
+	n        Notification
+	id       string
+	enqueued time.Time
+}
+
+type target struct {
+	Target
+	filter Filter
+	queue  queue
+	// wake has room for one signal: "the queue changed".
+	wake chan struct{}
+}
+
+// New validates the targets, registers the metrics and starts one worker
+// per target.
+func New(targets []Target, opts Options) (*Notifier, error) {
+	opts.defaults()
+	var ts []*target
+	seen := map[string]bool{}
+	for _, tc := range targets {
+		t, err := newTarget(tc, opts.QueueSize)
+		if err != nil {
+			return nil, err
+		}
+		if seen[t.Name] {
+			return nil, fmt.Errorf("notification target %q: defined twice", t.Name)
+		}
+		seen[t.Name] = true
+		ts = append(ts, t)
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	nf := &Notifier{opts: opts, targets: ts, m: m, ctx: ctx, cancel: cancel}
+	for _, t := range ts {
+		m.init(t.Name)
+		nf.wg.Add(1)
+		go nf.run(t)
+	}
+	return nf, nil
+}
+
+func newTarget(tc Target, size int) (*target, error) {
+	if tc.Name == "" {
+		return nil, errors.New("notification target without a name")
+	}
+	if tc.Kind != KindWebhook && tc.Kind != KindSlack {
+		return nil, fmt.Errorf("notification target %q: kind %q is not webhook or slack", tc.Name, tc.Kind)
+	}
+	u, err := url.Parse(tc.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// The URL itself may hold a credential (Slack's does): never echo it.
+		return nil, fmt.Errorf("notification target %q: url must be an absolute http(s) URL", tc.Name)
+	}
+	if tc.Kind == KindSlack && len(tc.Secret) > 0 {
+		return nil, fmt.Errorf("notification target %q: slack messages are not signed; drop the secret", tc.Name)
+	}
+	f, err := ParseFilter(tc.Events)
+	if err != nil {
+		return nil, fmt.Errorf("notification target %q: %w", tc.Name, err)
+	}
+	return &target{Target: tc, filter: f, queue: newQueue(size), wake: make(chan struct{}, 1)}, nil
+}
+
+// Notify queues n for every target whose filter selects it, and returns at
+// once: it never waits for the network or a full queue.
+func (nf *Notifier) Notify(n Notification) {
+	now := nf.opts.Now()
+	for _, t := range nf.targets {
+		if !t.filter.Match(n.Type, n.Reason) {
+			continue
+		}
+		pushed, dropped := t.queue.push(item{n: n, id: nf.opts.NewID(), enqueued: now})
+		if dropped {
+			nf.m.dropped.WithLabelValues(t.Name).Inc()
+		}
+		if !pushed {
+			continue
+		}
+		nf.m.queued.WithLabelValues(t.Name).Set(float64(t.queue.len()))
+		select {
+		case t.wake <- struct{}{}:
+		default: // already signalled
+		}
+	}
+}
+
+// Close stops taking notifications and delivers what is queued until ctx
+// ends; then it aborts requests in flight and drops the rest. It returns
+// an error naming how many were not delivered, if any.
+func (nf *Notifier) Close(ctx context.Context) error {
+	for _, t := range nf.targets {
+		t.queue.close()
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+	}
+	done := make(chan struct{})
+	go func() { nf.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	nf.cancel()
+	select {
+	case <-done:
+		// Flushed, even if ctx happened to end at the same moment.
+		if nf.aborted.Load() == 0 {
+			return nil
+		}
+	default:
+	}
+	<-done // workers stop at once: their requests and sleeps see nf.ctx
+	lost := int(nf.aborted.Load())
+	for _, t := range nf.targets {
+		k := t.queue.drain()
+		nf.m.dropped.WithLabelValues(t.Name).Add(float64(k))
+		nf.m.queued.WithLabelValues(t.Name).Set(0)
+		lost += k
+	}
+	if lost == 0 {
+		return nil
+	}
+	return fmt.Errorf("close notifier: %d notification(s) not delivered: %w", lost, ctx.Err())
+}
+
+// run is a target's worker: it delivers the queue in order until the queue
+// is closed and empty, or the notifier is cancelled.
+func (nf *Notifier) run(t *target) {
+	defer nf.wg.Done()
+	for {
+		it, ok, closed := t.queue.pop()
+		if ok {
+			nf.m.queued.WithLabelValues(t.Name).Set(float64(t.queue.len()))
+			nf.deliver(t, it)
+			if nf.ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		if closed {
+			return
+		}
+		select {
+		case <-t.wake:
+		case <-nf.ctx.Done():
+			return
+		}
+	}
+}
+
+// queue is a bounded FIFO that drops its oldest entry when full.
+type queue struct {
+	mu     sync.Mutex
+	buf    []item
+	head   int
+	n      int
+	closed bool
+}
+
+func newQueue(size int) queue { return queue{buf: make([]item, size)} }
+
+// push adds it; pushed is false once the queue is closed (the item is then
+// dropped), dropped is true when an item was lost.
+func (q *queue) push(it item) (pushed, dropped bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false, true
+	}
+	if q.n == len(q.buf) {
+		q.buf[q.head] = item{}
+		q.head = (q.head + 1) % len(q.buf)
+		q.n--
+		dropped = true
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = it
+	q.n++
+	return true, dropped
+}
+
+func (q *queue) pop() (it item, ok, closed bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n == 0 {
+		return item{}, false, q.closed
+	}
+	it = q.buf[q.head]
+	q.buf[q.head] = item{}
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	return it, true, q.closed
+}
+
+func (q *queue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n
+}
+
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+}
+
+// drain empties the queue and returns how many items it held.
+func (q *queue) drain() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k := q.n
+	clear(q.buf)
+	q.head, q.n = 0, 0
+	return k
+}

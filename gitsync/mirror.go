@@ -1,0 +1,285 @@
+package gitsync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-logr/logr"
+)
+
+const (
+	remoteName = "origin"
+	// appliedRef remembers the last good commit across restarts, so a
+	// restart onto a rejected head still has a state to serve.
+	appliedRef = plumbing.ReferenceName("refs/sluice/applied")
+)
+
+// defaultMaxPacks is how many packfiles a mirror collects before it is
+// repacked. Every fetch that brings objects adds a pack, and go-git looks
+// an object up in each pack's index in turn, so a mirror polled for months
+// would otherwise slow down.
+const defaultMaxPacks = 50
+
+// mirror is a bare repository on disk that tracks one source. go-git's
+// storage is not safe for concurrent use: callers hold Syncer.repoMu.
+type mirror struct {
+	src      Source
+	dir      string
+	repo     *git.Repository
+	auth     transport.AuthMethod
+	log      logr.Logger
+	maxPacks int
+}
+
+var unsafeNameRE = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
+
+// mirrorDir names a source's mirror after its URL, so changing the URL
+// never mixes two repositories' objects, and a restart finds its mirror.
+func mirrorDir(base string, src Source) string {
+	sum := sha256.Sum256([]byte(src.URL))
+	name := strings.Trim(unsafeNameRE.ReplaceAllString(src.Name, "-"), "-.")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	return filepath.Join(base, name+"-"+hex.EncodeToString(sum[:6]))
+}
+
+// openMirror opens the mirror in dir, creating it if needed. A mirror that
+// cannot be opened is rebuilt: it holds nothing that a fetch cannot
+// restore.
+func openMirror(dir string, src Source, log logr.Logger) (*git.Repository, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, newError(KindStorage, "open mirror", err)
+	}
+	repo, err := git.PlainOpen(filepath.Join(dir, "repo.git"))
+	switch {
+	case err == nil:
+		log.V(1).Info("reusing mirror", "dir", dir)
+	case errors.Is(err, git.ErrRepositoryNotExists):
+		repo, err = initMirror(dir)
+	default:
+		log.Error(err, "mirror is unreadable; rebuilding it", "dir", dir)
+		if rerr := os.RemoveAll(filepath.Join(dir, "repo.git")); rerr != nil {
+			return nil, newError(KindStorage, "open mirror", rerr)
+		}
+		repo, err = initMirror(dir)
+	}
+	if err != nil {
+		return nil, newError(KindStorage, "open mirror", err)
+	}
+	// The URL is part of the directory name, but the remote may still
+	// carry an old form of it (credentials in the URL changed, say).
+	rc, err := repo.Remote(remoteName)
+	if err == nil && len(rc.Config().URLs) == 1 && rc.Config().URLs[0] == src.URL {
+		return repo, nil
+	}
+	_ = repo.DeleteRemote(remoteName)
+	if _, err := repo.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{src.URL}}); err != nil {
+		return nil, newError(KindStorage, "open mirror", err)
+	}
+	return repo, nil
+}
+
+func initMirror(dir string) (*git.Repository, error) {
+	return git.PlainInit(filepath.Join(dir, "repo.git"), true)
+}
+
+// trackingRef is the local ref the source's remote ref is fetched into;
+// empty for a fixed commit.
+func (m *mirror) trackingRef() plumbing.ReferenceName {
+	switch {
+	case m.src.Branch != "":
+		return plumbing.NewRemoteReferenceName(remoteName, m.src.Branch)
+	case m.src.Tag != "":
+		return plumbing.NewTagReferenceName(m.src.Tag)
+	}
+	return ""
+}
+
+func (m *mirror) refSpecs() []config.RefSpec {
+	switch {
+	case m.src.Branch != "":
+		// "+": a force-pushed branch is taken as is; the Syncer detects and
+		// reports it by comparing the old and new heads.
+		return []config.RefSpec{config.RefSpec("+" + plumbing.NewBranchReferenceName(m.src.Branch).String() + ":" + m.trackingRef().String())}
+	case m.src.Tag != "":
+		return []config.RefSpec{config.RefSpec("+" + m.trackingRef().String() + ":" + m.trackingRef().String())}
+	}
+	// A fixed commit may be on any branch or tag.
+	return []config.RefSpec{
+		config.RefSpec("+refs/heads/*:refs/remotes/origin/*"),
+		config.RefSpec("+refs/tags/*:refs/tags/*"),
+	}
+}
+
+// fetchResult is what a fetch found.
+type fetchResult struct {
+	// Head is the commit the source names now; Previous the one it named
+	// before this fetch (zero if unknown).
+	Head, Previous plumbing.Hash
+	// Fetched is false when the fetch was skipped (a fixed commit already
+	// present).
+	Fetched bool
+}
+
+// fetch brings the mirror up to date and resolves the source's commit.
+func (m *mirror) fetch(ctx context.Context) (fetchResult, error) {
+	var res fetchResult
+	if m.src.Commit != "" {
+		h := plumbing.NewHash(m.src.Commit)
+		if _, err := m.repo.CommitObject(h); err == nil {
+			res.Head, res.Previous = h, h
+			return res, nil
+		}
+	} else if ref, err := m.repo.Reference(m.trackingRef(), true); err == nil {
+		res.Previous = ref.Hash()
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, m.src.Timeout)
+	defer cancel()
+	if m.src.Auth.InsecureSkipTLSVerify {
+		m.log.Error(nil, "INSECURE: fetching without TLS certificate verification (insecureSkipTLSVerify is set)")
+	}
+	err := m.repo.FetchContext(ctx, &git.FetchOptions{
+		RemoteName:      remoteName,
+		RefSpecs:        m.refSpecs(),
+		Auth:            m.auth,
+		Tags:            git.NoTags,
+		Force:           true,
+		CABundle:        m.src.Auth.CABundle,
+		InsecureSkipTLS: m.src.Auth.InsecureSkipTLSVerify,
+	})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("timed out after %v: %w", m.src.Timeout, err)
+		}
+		return res, &Error{Kind: classifyRemote(err), Op: "fetch " + redactURL(m.src.URL), Err: err}
+	}
+	res.Fetched = true
+
+	h, err := m.resolve()
+	if err != nil {
+		return res, err
+	}
+	res.Head = h
+	return res, nil
+}
+
+// resolve returns the commit the source names in the mirror.
+func (m *mirror) resolve() (plumbing.Hash, error) {
+	op := "resolve " + m.describeRef()
+	if m.src.Commit != "" {
+		h := plumbing.NewHash(m.src.Commit)
+		if _, err := m.repo.CommitObject(h); err != nil {
+			return h, &Error{Kind: KindNotFound, Op: op, Commit: m.src.Commit,
+				Err: errors.New("no branch or tag of the remote contains this commit")}
+		}
+		return h, nil
+	}
+	ref, err := m.repo.Reference(m.trackingRef(), true)
+	if err != nil {
+		return plumbing.ZeroHash, &Error{Kind: KindNotFound, Op: op, Err: err}
+	}
+	c, err := peelCommit(m.repo, ref.Hash())
+	if err != nil {
+		return plumbing.ZeroHash, &Error{Kind: KindInvalidCommit, Op: op, Commit: ref.Hash().String(), Err: err}
+	}
+	return c.Hash, nil
+}
+
+func (m *mirror) describeRef() string {
+	switch {
+	case m.src.Branch != "":
+		return "branch " + m.src.Branch
+	case m.src.Tag != "":
+		return "tag " + m.src.Tag
+	}
+	return "commit " + m.src.Commit
+}
+
+// peelCommit follows annotated tags to the commit they name.
+func peelCommit(repo *git.Repository, h plumbing.Hash) (*object.Commit, error) {
+	for range 10 {
+		obj, err := repo.Object(plumbing.AnyObject, h)
+		if err != nil {
+			return nil, err
+		}
+		switch o := obj.(type) {
+		case *object.Commit:
+			return o, nil
+		case *object.Tag:
+			h = o.Target
+		default:
+			return nil, fmt.Errorf("%s is a %s, not a commit", h, obj.Type())
+		}
+	}
+	return nil, fmt.Errorf("%s: too many nested tags", h)
+}
+
+// descends reports whether head has prev in its history. A prev that is
+// no longer in the mirror (rebuilt) is reported as descended: there is
+// nothing to compare with, so nothing to warn about.
+func (m *mirror) descends(head, prev plumbing.Hash) (bool, error) {
+	if prev.IsZero() || head == prev {
+		return true, nil
+	}
+	pc, err := m.repo.CommitObject(prev)
+	if err != nil {
+		return true, nil // a rebuilt mirror: see above
+	}
+	hc, err := m.repo.CommitObject(head)
+	if err != nil {
+		return false, newError(KindStorage, "compare commits", err)
+	}
+	return pc.IsAncestor(hc)
+}
+
+// maintain repacks the mirror once it holds more than maxPacks packs.
+// Only objects reachable from a ref survive, which also drops revert
+// commits whose push failed.
+func (m *mirror) maintain() error {
+	pos, ok := m.repo.Storer.(storer.PackedObjectStorer)
+	if !ok {
+		return nil
+	}
+	packs, err := pos.ObjectPacks()
+	if err != nil || len(packs) <= m.maxPacks {
+		return err
+	}
+	if err := m.repo.RepackObjects(&git.RepackConfig{}); err != nil {
+		return err
+	}
+	// The storage caches the indexes of the packs just deleted: reopen.
+	repo, err := git.PlainOpen(filepath.Join(m.dir, "repo.git"))
+	if err != nil {
+		return err
+	}
+	m.repo = repo
+	m.log.V(1).Info("repacked mirror", "packs", len(packs))
+	return nil
+}
+
+func (m *mirror) setApplied(h plumbing.Hash) error {
+	return m.repo.Storer.SetReference(plumbing.NewHashReference(appliedRef, h))
+}
+
+func (m *mirror) applied() (plumbing.Hash, bool) {
+	ref, err := m.repo.Reference(appliedRef, false)
+	if err != nil {
+		return plumbing.ZeroHash, false
+	}
+	return ref.Hash(), true
+}

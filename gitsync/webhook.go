@@ -1,0 +1,175 @@
+package gitsync
+
+import (
+	"cmp"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+// WebhookOptions configure the push webhook.
+type WebhookOptions struct {
+	// Secret is the webhook secret configured at the Git host: the HMAC
+	// key for GitHub, Gitea and generic senders, the token for GitLab.
+	// Required.
+	Secret []byte
+	// MaxBodyBytes bounds a request body. Default 1 MiB, which holds a
+	// push event of several hundred commits.
+	MaxBodyBytes int64
+}
+
+// DefaultWebhookMaxBody is the default bound on a webhook request body.
+const DefaultWebhookMaxBody = 1 << 20
+
+// Webhook returns an http.Handler for push events from GitHub, GitLab,
+// Gitea (and Forgejo, Gogs) or any sender that signs its body like GitHub.
+// A verified push to the source's branch (or tag) triggers an immediate
+// sync; anything else is answered and ignored.
+//
+// Authentication, in the order tried:
+//   - X-Gitlab-Token: the secret itself (GitLab does not sign bodies);
+//   - X-Hub-Signature-256: "sha256=" + hex HMAC-SHA256 of the body
+//     (GitHub, and Gitea and generic senders);
+//   - X-Gitea-Signature, X-Forgejo-Signature, X-Gogs-Signature: hex
+//     HMAC-SHA256 of the body.
+//
+// Comparisons are constant-time. A request with none of these, or a wrong
+// one, gets 401 and triggers nothing.
+func (s *Syncer) Webhook(opts WebhookOptions) (http.Handler, error) {
+	if len(opts.Secret) == 0 {
+		return nil, newError(KindConfig, "configure webhook", errors.New("a secret is required: unsigned webhooks would let anyone trigger fetches"))
+	}
+	opts.MaxBodyBytes = cmp.Or(opts.MaxBodyBytes, DefaultWebhookMaxBody)
+	return &webhook{s: s, opts: opts}, nil
+}
+
+type webhook struct {
+	s    *Syncer
+	opts WebhookOptions
+}
+
+func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reply := func(code int, format string, args ...any) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(code)
+		fmt.Fprintf(w, format+"\n", args...)
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		reply(http.StatusMethodNotAllowed, "webhooks are POST requests")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			reply(http.StatusRequestEntityTooLarge, "body larger than %d bytes", h.opts.MaxBodyBytes)
+			return
+		}
+		reply(http.StatusBadRequest, "cannot read body")
+		return
+	}
+	provider, err := h.verify(r.Header, body)
+	log := h.s.log.WithValues("provider", provider, "remote", r.RemoteAddr)
+	if err != nil {
+		log.Info("webhook refused", "reason", err.Error())
+		reply(http.StatusUnauthorized, "%v", err)
+		return
+	}
+	event := firstHeader(r.Header, "X-GitHub-Event", "X-Gitlab-Event", "X-Gitea-Event", "X-Forgejo-Event", "X-Gogs-Event")
+	switch strings.ToLower(event) {
+	case "ping":
+		reply(http.StatusOK, "pong")
+		return
+	case "", "push", "push hook", "tag push hook", "tag_push":
+	default:
+		reply(http.StatusAccepted, "ignored: event %q is not a push", event)
+		return
+	}
+	var push struct {
+		Ref string `json:"ref"`
+	}
+	if err := json.Unmarshal(body, &push); err != nil || push.Ref == "" {
+		reply(http.StatusBadRequest, "not a push event: no ref in the body")
+		return
+	}
+	want := h.watchedRef()
+	if want == "" {
+		reply(http.StatusOK, "ignored: this source follows fixed commit %s", h.s.src.Commit)
+		return
+	}
+	if push.Ref != want {
+		log.V(1).Info("webhook for another ref ignored", "ref", push.Ref, "watching", want)
+		reply(http.StatusOK, "ignored: push to %s; this source follows %s", push.Ref, want)
+		return
+	}
+	log.Info("webhook: push received, syncing now", "ref", push.Ref)
+	h.s.Trigger()
+	reply(http.StatusAccepted, "sync triggered for %s", push.Ref)
+}
+
+func (h *webhook) watchedRef() string {
+	switch {
+	case h.s.src.Branch != "":
+		return plumbing.NewBranchReferenceName(h.s.src.Branch).String()
+	case h.s.src.Tag != "":
+		return plumbing.NewTagReferenceName(h.s.src.Tag).String()
+	}
+	return ""
+}
+
+var (
+	errUnsigned     = errors.New("missing signature: send X-Hub-Signature-256, X-Gitea-Signature or X-Gitlab-Token")
+	errBadSignature = errors.New("invalid signature")
+)
+
+// verify checks the request's signature or token and names the provider.
+func (h *webhook) verify(hdr http.Header, body []byte) (string, error) {
+	if tok, ok := hdr["X-Gitlab-Token"]; ok {
+		// Hash both sides so the comparison takes the same time whatever
+		// the lengths.
+		got, want := sha256.Sum256([]byte(strings.Join(tok, ""))), sha256.Sum256(h.opts.Secret)
+		if !hmac.Equal(got[:], want[:]) {
+			return "gitlab", errBadSignature
+		}
+		return "gitlab", nil
+	}
+	mac := hmac.New(sha256.New, h.opts.Secret)
+	mac.Write(body)
+	sum := mac.Sum(nil)
+	if sig := hdr.Get("X-Hub-Signature-256"); sig != "" {
+		hexSig, ok := strings.CutPrefix(sig, "sha256=")
+		return "github", checkHex(hexSig, ok, sum)
+	}
+	for _, name := range []string{"X-Gitea-Signature", "X-Forgejo-Signature", "X-Gogs-Signature"} {
+		if sig := hdr.Get(name); sig != "" {
+			return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(name, "X-"), "-Signature")), checkHex(sig, true, sum)
+		}
+	}
+	return "unknown", errUnsigned
+}
+
+func checkHex(sig string, ok bool, want []byte) error {
+	got, err := hex.DecodeString(sig)
+	if !ok || err != nil || !hmac.Equal(got, want) {
+		return errBadSignature
+	}
+	return nil
+}
+
+func firstHeader(h http.Header, names ...string) string {
+	for _, n := range names {
+		if v := h.Get(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}

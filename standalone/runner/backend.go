@@ -1,0 +1,155 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/sluicehq/sluice/gitsync"
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/standalone/store"
+)
+
+// The Runner serves the HTTP API.
+var _ api.Backend = (*Runner)(nil)
+
+// List returns every Rollout the runner knows, retired ones included.
+func (r *Runner) List(context.Context) ([]api.Rollout, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]api.Rollout, 0, len(r.views))
+	for _, v := range r.views {
+		out = append(out, toAPI(v))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out, nil
+}
+
+// Get returns one Rollout.
+func (r *Runner) Get(_ context.Context, namespace, name string) (api.Rollout, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	v, ok := r.views[store.Key(namespace, name)]
+	if !ok {
+		return api.Rollout{}, fmt.Errorf("%w: rollout %s/%s", api.ErrNotFound, namespace, name)
+	}
+	return toAPI(v), nil
+}
+
+// History returns the last events of a Rollout from the store, which keeps
+// them across restarts and after the Rollout left Git.
+func (r *Runner) History(_ context.Context, namespace, name string, limit int) ([]api.Event, error) {
+	evs, err := r.o.Store.History(store.Key(namespace, name), limit)
+	if err != nil {
+		return nil, fmt.Errorf("history of %s/%s: %w", namespace, name, err)
+	}
+	if len(evs) == 0 {
+		if _, err := r.Get(context.Background(), namespace, name); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]api.Event, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, api.Event{Time: e.Time, Type: string(e.Type), Reason: e.Reason, Message: e.Message})
+	}
+	return out, nil
+}
+
+// Command queues a command for the Rollout's next step and waits for the
+// engine's verdict.
+func (r *Runner) Command(ctx context.Context, namespace, name string, req api.CommandRequest) (api.CommandResponse, error) {
+	if err := api.ValidCommand(req.Kind); err != nil {
+		return api.CommandResponse{}, err
+	}
+	if _, err := r.Get(ctx, namespace, name); err != nil {
+		return api.CommandResponse{}, err
+	}
+	id := newID()
+	c := commandRequest{
+		key:   store.Key(namespace, name),
+		cmd:   engine.Command{ID: id, Kind: req.Kind, By: req.By},
+		reply: make(chan commandReply, 1),
+	}
+	select {
+	case r.commands <- c:
+	case <-ctx.Done():
+		return api.CommandResponse{}, fmt.Errorf("%w: the runner did not take the command: %v", api.ErrUnavailable, ctx.Err())
+	}
+	select {
+	case rep := <-c.reply:
+		if rep.err != nil {
+			return api.CommandResponse{}, fmt.Errorf("%w: %v", api.ErrUnavailable, rep.err)
+		}
+		if rep.record == nil || rep.record.ID != id {
+			return api.CommandResponse{}, fmt.Errorf("%w: the command was not recorded", api.ErrUnavailable)
+		}
+		return api.CommandResponse{ID: id, Kind: req.Kind, Result: rep.record.Result, Refused: strings.HasPrefix(rep.record.Result, "refused")}, nil
+	case <-ctx.Done():
+		return api.CommandResponse{}, fmt.Errorf("%w: no answer from the engine yet (the command stays queued): %v", api.ErrUnavailable, ctx.Err())
+	}
+}
+
+func toAPI(v view) api.Rollout {
+	out := api.Rollout{Namespace: v.ro.Namespace, Name: v.ro.Name, Status: v.ro.Status, Plan: v.plan}
+	st := v.ro.Spec.Strategy
+	switch {
+	case st.Canary != nil:
+		out.Strategy = "canary"
+	case st.BlueGreen != nil:
+		out.Strategy = "blueGreen"
+	case st.DarkRelease != nil:
+		out.Strategy = "darkRelease"
+	default:
+		out.Strategy = "-"
+	}
+	if labels, err := engine.StepLabels(st); err == nil {
+		out.Steps = labels
+	}
+	return out
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // crypto/rand never fails on supported platforms
+	return hex.EncodeToString(b)
+}
+
+// revert pushes the revert commit in the background: a slow or refused push
+// must not hold up the loop, and traffic is already at stable either way.
+// The outcome is written to the Rollout's history.
+func (r *Runner) revert(ctx context.Context, st stepped, g engine.GitRevert) {
+	if r.o.Reverter == nil {
+		r.note(st.key, engine.EventWarning, "GitRevertSkipped", "rollback.gitRevert is set but this runner has no Git write-back configured")
+		return
+	}
+	req := gitsync.RevertRequest{GitRevert: g}
+	for _, run := range st.out.Status.Analysis {
+		if run.Phase == v1alpha1.AnalysisFailed || run.Phase == v1alpha1.AnalysisError {
+			req.Analysis = append(req.Analysis, run.Metrics...)
+		}
+	}
+	go func() {
+		res, err := r.o.Reverter.Revert(ctx, req)
+		if err != nil {
+			r.note(st.key, engine.EventWarning, "GitRevertFailed",
+				fmt.Sprintf("could not push the revert of %s to %s (%s); traffic stays at stable: %v", g.FailedRevision, g.StableRevision, gitsync.KindOf(err), err))
+			return
+		}
+		r.note(st.key, engine.EventNormal, "GitReverted",
+			fmt.Sprintf("revert to %s: %s (commit %s, file %s, %d attempt(s))", g.StableRevision, res.Outcome, res.Commit, res.File, res.Attempts))
+	}()
+}
+
+// note records an event that happened outside an engine step.
+func (r *Runner) note(key string, t engine.EventType, reason, msg string) {
+	ev := engine.Event{Type: t, Reason: reason, Message: msg}
+	if _, err := r.o.Store.Commit(key, store.Record{Time: r.o.Now(), Events: []engine.Event{ev}}); err != nil {
+		r.o.Log.Error(err, "record event", "rollout", key, "reason", reason)
+	}
+	r.o.Log.Info(msg, "rollout", key, "reason", reason)
+}

@@ -1,0 +1,218 @@
+// Package runner is the loop of `sluice run`: Git in, engine, xDS out, state
+// on local disk. It is to the engine what etcd raft's node.run is to RawNode:
+// it gathers observations, calls engine.Step, and carries out the output in
+// the order the engine documents — persist, publish, act.
+//
+// One goroutine owns every Rollout's state; the data plane, analysis, Git
+// and the HTTP API reach it through channels, so no engine step ever races
+// another.
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/sluicehq/sluice/gitsync"
+	"github.com/sluicehq/sluice/notify"
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/standalone/store"
+)
+
+// Source is the Git side: the last good commit and a signal when it changes.
+// *gitsync.Syncer satisfies it.
+type Source interface {
+	State() gitsync.State
+	// Watch returns the state and a channel closed at its next change.
+	Watch() (gitsync.State, <-chan struct{})
+}
+
+// Reverter pushes the revert commit the engine asks for after an automatic
+// rollback. *gitsync.Syncer satisfies it.
+type Reverter interface {
+	Revert(ctx context.Context, req gitsync.RevertRequest) (gitsync.RevertResult, error)
+}
+
+// DataPlane publishes plans and reports what the proxies acknowledged.
+type DataPlane interface {
+	// SetPlans replaces every plan served, atomically.
+	SetPlans(ctx context.Context, plans []plan.Plan) error
+	// Observe says how the data plane answered the plan's version.
+	Observe(p plan.Plan) engine.DataPlane
+	// Changed is signalled when an acknowledgement or rejection arrives.
+	Changed() <-chan struct{}
+}
+
+// Analyzer measures analysis runs in the background.
+type Analyzer interface {
+	// Start begins a run, or resumes it from saved state after a restart;
+	// starting a run that is already running does nothing.
+	Start(key string, run engine.AnalysisRun, templates []*v1alpha1.AnalysisTemplate, saved json.RawMessage) error
+	// Stop ends a run; its last state stays observable.
+	Stop(name string)
+	// Observe returns a run's state for the engine and in a form to persist.
+	Observe(name string) (obs engine.AnalysisObservation, saved json.RawMessage, ok bool)
+	// Changed is signalled when a run's state changes.
+	Changed() <-chan struct{}
+}
+
+// Options wire a Runner.
+type Options struct {
+	Store    *store.Store
+	Source   Source
+	Reverter Reverter // nil disables Git write-back
+	Plane    DataPlane
+	Analysis Analyzer
+	Notifier *notify.Notifier // nil: no notifications
+	Log      logr.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// DefaultNamespace names Rollouts whose manifests have none.
+	DefaultNamespace string
+}
+
+// Runner drives every Rollout of a Git source.
+type Runner struct {
+	o Options
+
+	commands chan commandRequest
+	// pending commands per rollout key, applied at that rollout's next step.
+	pending map[string][]commandRequest
+
+	mu    sync.RWMutex
+	views map[string]view // what the API reads, updated after each step
+	ready bool
+	// wake asks the loop for a pass (requeue timers, API, shutdown).
+	wake chan struct{}
+}
+
+type view struct {
+	ro   *v1alpha1.Rollout
+	plan *plan.Plan
+}
+
+type commandRequest struct {
+	key   string
+	cmd   engine.Command
+	reply chan commandReply
+}
+
+type commandReply struct {
+	record *v1alpha1.CommandRecord
+	err    error
+}
+
+// New checks the options and builds a Runner.
+func New(o Options) (*Runner, error) {
+	switch {
+	case o.Store == nil:
+		return nil, errors.New("runner: a store is required")
+	case o.Source == nil:
+		return nil, errors.New("runner: a Git source is required")
+	case o.Plane == nil:
+		return nil, errors.New("runner: a data plane is required")
+	case o.Analysis == nil:
+		return nil, errors.New("runner: an analyzer is required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.DefaultNamespace == "" {
+		o.DefaultNamespace = "default"
+	}
+	return &Runner{
+		o:        o,
+		commands: make(chan commandRequest),
+		pending:  map[string][]commandRequest{},
+		views:    map[string]view{},
+		wake:     make(chan struct{}, 1),
+	}, nil
+}
+
+// Ready reports whether the stored plans are served again after a start;
+// before that nothing advances and /readyz says so.
+func (r *Runner) Ready() error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if !r.ready {
+		return errors.New("restoring the stored traffic plans")
+	}
+	return nil
+}
+
+// Run restores the stored plans, then reconciles until ctx ends. On return
+// every step taken is on disk; the data plane keeps serving the last plans
+// for as long as its server runs.
+func (r *Runner) Run(ctx context.Context) error {
+	if err := r.restore(ctx); err != nil {
+		return err
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		// Watch before the pass, so a change during the pass wakes the next.
+		_, gitChanged := r.o.Source.Watch()
+		next := r.pass(ctx)
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		if next > 0 {
+			timer.Reset(next)
+		}
+		select {
+		case <-ctx.Done():
+			r.failPending(ctx.Err())
+			return nil
+		case <-timer.C:
+		case <-gitChanged:
+		case <-r.o.Plane.Changed():
+		case <-r.o.Analysis.Changed():
+		case <-r.wake:
+		case c := <-r.commands:
+			r.pending[c.key] = append(r.pending[c.key], c)
+		}
+	}
+}
+
+// restore serves exactly the plans that were in force before a restart,
+// before any step, so reconnecting proxies see no change, and restarts the
+// analysis runs the stored status says are running.
+func (r *Runner) restore(ctx context.Context) error {
+	stored, err := r.o.Store.List()
+	if err != nil {
+		return fmt.Errorf("runner: read state: %w", err)
+	}
+	var plans []plan.Plan
+	for _, s := range stored {
+		if s.Plan != nil {
+			plans = append(plans, *s.Plan)
+		}
+	}
+	if err := r.o.Plane.SetPlans(ctx, plans); err != nil {
+		return fmt.Errorf("runner: serve stored plans: %w", err)
+	}
+	r.mu.Lock()
+	r.ready = true
+	r.mu.Unlock()
+	r.o.Log.Info("restored state", "rollouts", len(stored), "plans", len(plans))
+	return nil
+}
+
+func (r *Runner) failPending(err error) {
+	for k, cs := range r.pending {
+		for _, c := range cs {
+			c.reply <- commandReply{err: err}
+		}
+		delete(r.pending, k)
+	}
+}

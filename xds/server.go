@@ -1,0 +1,330 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	gcplog "github.com/envoyproxy/go-control-plane/pkg/log"
+	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/sluicehq/sluice/rollout/plan"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Address to listen on for ListenAndServe; default ":18000".
+	Address string
+	// TLS, when set, serves TLS (mutual TLS if it names a client CA).
+	TLS *TLSFiles
+	// Endpoints is where revisions run; default an empty Static source.
+	Endpoints EndpointSource
+	// Translate holds the translator's options.
+	Translate TranslateOptions
+	// Registerer receives the server's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// History is how many generations per group the tracker remembers to
+	// recognise a version a node ACKed; default 64.
+	History int
+}
+
+// Server is Sluice's xDS control plane: one ADS endpoint, state of the
+// world and delta, serving both client groups.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	tracker *tracker
+	metrics *metrics
+	tls     *tlsReloader
+	caches  map[Group]cachev3.SnapshotCache
+	cache   cachev3.Cache
+
+	// pub serialises publishes; the fields below it are the last
+	// published state.
+	pub       sync.Mutex
+	published bool
+	plans     []plan.Plan
+	gens      map[Group]*generation
+	// hook, for tests only, edits the translated resources before they
+	// are versioned and validated, to build what the translator never
+	// would (an invalid resource a client must NACK).
+	hook func(Group, *GroupResources)
+}
+
+// New builds a server; nothing listens until Serve.
+func New(opts Options) (*Server, error) {
+	if opts.Address == "" {
+		opts.Address = ":18000"
+	}
+	if opts.Endpoints == nil {
+		opts.Endpoints = NewStatic()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.History <= 0 {
+		opts.History = 64
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("xds: %w", err)
+	}
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger,
+		metrics: m,
+		tracker: newTracker(opts.History, m, time.Now),
+		gens:    map[Group]*generation{},
+	}
+	if opts.TLS != nil {
+		if s.tls, err = newTLSReloader(*opts.TLS, opts.Logger); err != nil {
+			return nil, fmt.Errorf("xds: %w", err)
+		}
+	}
+	logger := gcpLogger(opts.Logger)
+	s.caches = map[Group]cachev3.SnapshotCache{
+		// ADS mode orders responses (clusters and endpoints before the
+		// listeners and routes that use them) and waits until Envoy asks
+		// for every route and endpoint resource by name, as Envoy does.
+		GroupEnvoy: cachev3.NewSnapshotCache(true, groupHash{}, logger),
+		// gRPC asks only for the hosts it dials, a subset of the
+		// snapshot, which ADS mode would never answer.
+		GroupGRPC: cachev3.NewSnapshotCache(false, groupHash{}, logger),
+	}
+	caches := map[string]cachev3.Cache{}
+	for g, c := range s.caches {
+		caches[string(g)] = c
+	}
+	s.cache = &cachev3.MuxCache{
+		Classify:      func(r *cachev3.Request) string { return string(GroupOf(r.GetNode())) },
+		ClassifyDelta: func(r *cachev3.DeltaRequest) string { return string(GroupOf(r.GetNode())) },
+		Caches:        caches,
+	}
+	return s, nil
+}
+
+// ListenAndServe listens on Options.Address and serves until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	lis, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.opts.Address)
+	if err != nil {
+		return fmt.Errorf("xds: listen: %w", err)
+	}
+	return s.Serve(ctx, lis)
+}
+
+// Serve serves ADS on lis until ctx ends, and re-publishes the current
+// plans whenever the endpoint source reports a change. It returns nil
+// after ctx ends.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	gopts := []grpc.ServerOption{
+		// Find clients that vanished without closing their stream, so they
+		// stop counting as subscribed.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+	if s.tls != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(s.tls.serverConfig())))
+	}
+	gs := grpc.NewServer(gopts...)
+	xs := serverv3.NewServer(ctx, s.cache, s.tracker, sotw.WithOrderedADS(), sotw.WithLogger(gcpLogger(s.log)))
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, xs)
+
+	done := make(chan struct{})
+	defer close(done)
+	go s.watchEndpoints(ctx, done)
+	go func() {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		// The xDS server ends its streams when ctx ends, so a graceful
+		// stop finishes quickly; the timer covers a stuck client.
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			gs.Stop()
+		}
+	}()
+	s.log.Info("xds: serving", "addr", lis.Addr().String(), "tls", s.tls != nil)
+	err := gs.Serve(lis)
+	if ctx.Err() != nil || errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("xds: serve: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) watchEndpoints(ctx context.Context, done <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-done:
+			return
+		case <-s.opts.Endpoints.Changed():
+		}
+		s.pub.Lock()
+		var err error
+		// Before the first publish there is nothing to re-translate.
+		if s.published {
+			err = s.publishLocked(ctx, s.plans)
+		}
+		s.pub.Unlock()
+		if err != nil {
+			s.log.Error("xds: endpoints changed, republish failed; previous snapshot kept", "err", err)
+		}
+	}
+}
+
+// Publish makes plans the complete routing of the data plane: every
+// service without a plan here is removed. It translates, versions,
+// validates and checks consistency for both groups before setting either
+// snapshot; on any error nothing changes and the error is returned. A
+// publish that changes nothing pushes nothing.
+func (s *Server) Publish(ctx context.Context, plans []plan.Plan) error {
+	s.pub.Lock()
+	defer s.pub.Unlock()
+	return s.publishLocked(ctx, plans)
+}
+
+func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
+	fail := func(err error) error {
+		s.metrics.publishes.WithLabelValues("error").Inc()
+		return fmt.Errorf("xds publish: %w", err)
+	}
+	res, err := Translate(plans, s.opts.Endpoints, s.opts.Translate)
+	if err != nil {
+		return fail(err)
+	}
+	snaps := map[Group]*cachev3.Snapshot{}
+	gens := map[Group]*generation{}
+	for _, g := range groups {
+		if s.hook != nil {
+			s.hook(g, res.Group(g))
+		}
+		snap, gen, err := buildSnapshot(g, res.Group(g))
+		if err != nil {
+			return fail(err)
+		}
+		snaps[g], gens[g] = snap, gen
+	}
+	s.plans, s.published = slices.Clone(plans), true
+	changed := false
+	// The snapshot is set even if ctx is cancelled half-way through
+	// answering watches; a watch left unanswered would leave its node on
+	// the old routing until the next change.
+	setCtx := context.WithoutCancel(ctx)
+	for _, g := range groups {
+		if gens[g].sameAs(s.gens[g]) {
+			continue
+		}
+		changed = true
+		// The tracker learns the generation first, so an ACK racing
+		// back from a fast client finds its version.
+		s.tracker.publish(gens[g])
+		s.gens[g] = gens[g]
+		if err := s.caches[g].SetSnapshot(setCtx, string(g), snaps[g]); err != nil {
+			return fail(fmt.Errorf("set %s snapshot: %w", g, err))
+		}
+	}
+	if changed {
+		s.metrics.publishes.WithLabelValues("pushed").Inc()
+	} else {
+		s.metrics.publishes.WithLabelValues("unchanged").Inc()
+	}
+	return nil
+}
+
+// Status answers for one plan version of a service (ServiceKey).
+func (s *Server) Status(service, planVersion string) Status {
+	st := s.tracker.statusOf(serviceOwner(service), planVersion)
+	st.Service = service
+	return st
+}
+
+// HostStatus answers for one plan version of the service routing host,
+// counting only the nodes that subscribe to that host.
+func (s *Server) HostStatus(host, planVersion string) Status {
+	st := s.tracker.statusOf(hostOwner(host), planVersion)
+	st.Host = host
+	return st
+}
+
+// Wait blocks until every node subscribed to the service has applied
+// planVersion (nil), a node rejected it (*RejectedError), no node is
+// subscribed (ErrNoClients, at once if none is when Wait starts), another
+// version was published (ErrSuperseded), or ctx ends (its error, wrapped).
+// The returned Status is the state at that moment.
+func (s *Server) Wait(ctx context.Context, service, planVersion string) (Status, error) {
+	st, err := s.tracker.wait(ctx, serviceOwner(service), planVersion)
+	st.Service = service
+	if err != nil {
+		return st, fmt.Errorf("xds wait for %s version %s: %w", service, planVersion, err)
+	}
+	return st, nil
+}
+
+// WaitHost is Wait for the nodes subscribed to one host.
+func (s *Server) WaitHost(ctx context.Context, host, planVersion string) (Status, error) {
+	st, err := s.tracker.wait(ctx, hostOwner(host), planVersion)
+	st.Host = host
+	if err != nil {
+		return st, fmt.Errorf("xds wait for host %s version %s: %w", host, planVersion, err)
+	}
+	return st, nil
+}
+
+// Nodes lists the connected nodes and what each subscribed to and applied.
+func (s *Server) Nodes() []NodeStatus { return s.tracker.nodes() }
+
+// Versions returns the current version of each resource type (by type
+// URL) in a group's snapshot; empty before the first publish.
+func (s *Server) Versions(g Group) map[string]string {
+	s.pub.Lock()
+	defer s.pub.Unlock()
+	out := map[string]string{}
+	if gen := s.gens[g]; gen != nil {
+		for k := range numKinds {
+			out[kindURL[k]] = gen.versions[k]
+		}
+	}
+	return out
+}
+
+// gcpLogger routes go-control-plane's logs to slog. Its warnings are
+// normal protocol events (an ADS request naming fewer resources than the
+// snapshot holds is answered later), so only errors are above debug.
+func gcpLogger(l *slog.Logger) gcplog.Logger {
+	debug := func(format string, args ...any) {
+		// Formatting costs more than the call itself on the push path
+		// (once per watch); skip it unless someone reads debug logs.
+		if l.Enabled(context.Background(), slog.LevelDebug) {
+			l.Debug(fmt.Sprintf("go-control-plane: "+format, args...))
+		}
+	}
+	return gcplog.LoggerFuncs{
+		DebugFunc: debug,
+		InfoFunc:  debug,
+		WarnFunc:  debug,
+		ErrorFunc: func(format string, args ...any) { l.Error(fmt.Sprintf("go-control-plane: "+format, args...)) },
+	}
+}

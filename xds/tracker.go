@@ -1,0 +1,451 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+)
+
+// tracker follows every ADS stream through the server's callbacks: what
+// each node subscribes to, which response it ACKed or NACKed, and which
+// generations (snapshots) were published, so it can answer which plan
+// versions a node has applied. It implements serverv3.Callbacks.
+//
+// One mutex guards everything. Callbacks do constant work per stream plus
+// one re-evaluation of that stream per active Wait, so the lock is held
+// briefly even with thousands of streams.
+type tracker struct {
+	mu      sync.Mutex
+	history int
+	now     func() time.Time
+	metrics *metrics
+
+	// gens holds each group's recent generations, oldest first.
+	gens map[Group][]*generation
+	// content maps a group's type version to the resource hashes it
+	// holds, counted by the generations that reference it; a SotW ACK
+	// names only a version, and this turns it into per-resource hashes.
+	content map[Group]*[numKinds]map[string]*typeContent
+	streams map[int64]*stream
+	watches map[*watch]struct{}
+	// scratch is judge's reusable buffer; judge runs under mu.
+	scratch []bool
+}
+
+type typeContent struct {
+	hashes map[string]string
+	refs   int
+}
+
+// stream is one ADS stream: one node as far as counting goes.
+type stream struct {
+	id    int64
+	delta bool
+	node  *corev3.Node
+	group Group
+	// known is false until the first request names the node; until then
+	// the stream counts nowhere.
+	known bool
+	kinds [numKinds]*kindState
+}
+
+// kindState is a stream's state for one resource type.
+type kindState struct {
+	// Subscription. names is replaced, never mutated, so an ACK can keep a
+	// reference to the set it was given for.
+	wildcard  bool
+	names     map[string]bool
+	everNamed bool
+
+	// SotW: the version last ACKed, its content, and the subscription at
+	// that moment.
+	ackVersion  string
+	ackContent  *typeContent
+	ackWildcard bool
+	ackNames    map[string]bool
+	// Delta: resource name → hash last ACKed (or reported on reconnect).
+	deltaAcked map[string]string
+
+	// sent are responses not yet answered, oldest first.
+	sent []sentResponse
+	nack *nackState
+}
+
+// maxUnanswered bounds a stream's memory of responses it has not answered;
+// clients answer in order, so older ones will never be answered.
+const maxUnanswered = 4
+
+type sentResponse struct {
+	nonce   string
+	version string
+	at      time.Time
+	// Delta only: the resources sent (name → hash) and those removed.
+	resources map[string]string
+	removed   []string
+}
+
+type nackState struct {
+	version string
+	// hashes is the content that was rejected: name → hash.
+	hashes  map[string]string
+	message string
+	at      time.Time
+}
+
+func newTracker(history int, m *metrics, now func() time.Time) *tracker {
+	return &tracker{
+		history: history,
+		now:     now,
+		metrics: m,
+		gens:    map[Group][]*generation{},
+		content: map[Group]*[numKinds]map[string]*typeContent{},
+		streams: map[int64]*stream{},
+		watches: map[*watch]struct{}{},
+	}
+}
+
+var _ serverv3.Callbacks = (*tracker)(nil)
+
+// publish records a new generation of a group, evicting the oldest beyond
+// the history bound, and re-evaluates the waiters.
+func (t *tracker) publish(gen *generation) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.content[gen.group]
+	if c == nil {
+		c = &[numKinds]map[string]*typeContent{}
+		for k := range numKinds {
+			c[k] = map[string]*typeContent{}
+		}
+		t.content[gen.group] = c
+	}
+	for k := range numKinds {
+		tc := c[k][gen.versions[k]]
+		if tc == nil {
+			tc = &typeContent{hashes: gen.hashes[k]}
+			c[k][gen.versions[k]] = tc
+		}
+		tc.refs++
+	}
+	gens := append(t.gens[gen.group], gen)
+	for len(gens) > t.history {
+		old := gens[0]
+		gens = gens[1:]
+		for k := range numKinds {
+			if tc := c[k][old.versions[k]]; tc != nil {
+				if tc.refs--; tc.refs == 0 {
+					delete(c[k], old.versions[k])
+				}
+			}
+		}
+	}
+	t.gens[gen.group] = gens
+	for w := range t.watches {
+		w.rebuild(t)
+	}
+}
+
+// latest is a group's current generation, or nil.
+func (t *tracker) latest(g Group) *generation {
+	gens := t.gens[g]
+	if len(gens) == 0 {
+		return nil
+	}
+	return gens[len(gens)-1]
+}
+
+// OnStreamOpen implements serverv3.Callbacks.
+func (t *tracker) OnStreamOpen(_ context.Context, id int64, typeURL string) error {
+	return t.open(id, typeURL, false)
+}
+
+// OnDeltaStreamOpen implements serverv3.Callbacks.
+func (t *tracker) OnDeltaStreamOpen(_ context.Context, id int64, typeURL string) error {
+	return t.open(id, typeURL, true)
+}
+
+// errNotADS refuses single-type streams: responses and ACKs are counted
+// per stream, which only works when one stream carries all types.
+var errNotADS = errors.New("sluice serves aggregated discovery (ADS) only")
+
+func (t *tracker) open(id int64, typeURL string, delta bool) error {
+	if typeURL != "" {
+		return errNotADS
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// SotW and delta number their streams independently; delta streams
+	// take negative ids so the two never collide.
+	if delta {
+		id = -id
+	}
+	t.streams[id] = &stream{id: id, delta: delta}
+	return nil
+}
+
+// OnStreamClosed implements serverv3.Callbacks.
+func (t *tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(id) }
+
+// OnDeltaStreamClosed implements serverv3.Callbacks.
+func (t *tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.close(-id) }
+
+func (t *tracker) close(id int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.streams[id]
+	if !ok {
+		return
+	}
+	delete(t.streams, id)
+	if s.known {
+		t.metrics.connectedBy[s.group].Dec()
+	}
+	for w := range t.watches {
+		w.forget(s.id)
+	}
+}
+
+// identify records the node from the first request that names it.
+func (t *tracker) identify(s *stream, node *corev3.Node) {
+	if s.known || node == nil {
+		return
+	}
+	s.node, s.group, s.known = node, GroupOf(node), true
+	t.metrics.connectedBy[s.group].Inc()
+}
+
+func (s *stream) kind(k kind) *kindState {
+	if s.kinds[k] == nil {
+		s.kinds[k] = &kindState{}
+	}
+	return s.kinds[k]
+}
+
+// OnStreamRequest implements serverv3.Callbacks: a SotW request is a
+// subscription, and with a known nonce also an ACK or a NACK.
+func (t *tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.streams[id]
+	if !ok {
+		return nil
+	}
+	t.identify(s, req.GetNode())
+	k, ok := kindOf(req.GetTypeUrl())
+	if !ok || !s.known {
+		return nil
+	}
+	ks := s.kind(k)
+	ks.subscribeSotW(req.GetResourceNames())
+	if sent, ok := ks.take(req.GetResponseNonce()); ok {
+		if d := req.GetErrorDetail(); d != nil {
+			t.rejected(s, k, ks, sent, d.GetMessage())
+		} else {
+			ks.ackVersion, ks.ackWildcard, ks.ackNames = sent.version, ks.wildcard, ks.names
+			// Kept by pointer: the ACK stays readable even after the
+			// version leaves the history.
+			ks.ackContent = t.content[s.group][k][sent.version]
+			ks.nack = nil
+			t.metrics.ackDelayBy[s.group][k].Observe(t.now().Sub(sent.at).Seconds())
+		}
+	}
+	t.reevaluate(s)
+	return nil
+}
+
+// subscribeSotW follows go-control-plane's legacy wildcard rule: no names
+// means everything until the stream has once named resources; "*" always
+// means everything.
+func (ks *kindState) subscribeSotW(names []string) {
+	ks.wildcard = slices.Contains(names, "*") || (len(names) == 0 && !ks.everNamed)
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		if n != "*" {
+			m[n] = true
+		}
+	}
+	if len(m) > 0 {
+		ks.everNamed = true
+	}
+	ks.names = m
+}
+
+// take removes and returns the unanswered response with this nonce. A
+// nonce seen before (a SotW client re-sends its last nonce when it only
+// changes its subscription) is not found, so it is not a second ACK.
+func (ks *kindState) take(nonce string) (sentResponse, bool) {
+	if nonce == "" {
+		return sentResponse{}, false
+	}
+	i := slices.IndexFunc(ks.sent, func(r sentResponse) bool { return r.nonce == nonce })
+	if i < 0 {
+		return sentResponse{}, false
+	}
+	r := ks.sent[i]
+	// Responses before this one are superseded: the client skips them.
+	ks.sent = slices.Delete(ks.sent, 0, i+1)
+	return r, true
+}
+
+func (t *tracker) rejected(s *stream, k kind, ks *kindState, sent sentResponse, msg string) {
+	hashes := sent.resources
+	if !s.delta {
+		if tc := t.content[s.group][k][sent.version]; tc != nil {
+			hashes = tc.hashes
+		}
+	}
+	ks.nack = &nackState{version: sent.version, hashes: hashes, message: msg, at: t.now()}
+	t.metrics.nacksBy[s.group][k].Inc()
+}
+
+// OnStreamResponse implements serverv3.Callbacks.
+func (t *tracker) OnStreamResponse(_ context.Context, id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+	t.sent(id, req.GetTypeUrl(), sentResponse{nonce: resp.GetNonce(), version: resp.GetVersionInfo()})
+}
+
+// OnStreamDeltaResponse implements serverv3.Callbacks.
+func (t *tracker) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+	r := sentResponse{
+		nonce:     resp.GetNonce(),
+		version:   resp.GetSystemVersionInfo(),
+		resources: make(map[string]string, len(resp.GetResources())),
+		removed:   resp.GetRemovedResources(),
+	}
+	for _, res := range resp.GetResources() {
+		r.resources[res.GetName()] = res.GetVersion()
+	}
+	t.sent(-id, req.GetTypeUrl(), r)
+}
+
+func (t *tracker) sent(id int64, typeURL string, r sentResponse) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.streams[id]
+	k, known := kindOf(typeURL)
+	if !ok || !known || !s.known {
+		return
+	}
+	r.at = t.now()
+	ks := s.kind(k)
+	ks.sent = append(ks.sent, r)
+	if len(ks.sent) > maxUnanswered {
+		ks.sent = slices.Delete(ks.sent, 0, len(ks.sent)-maxUnanswered)
+	}
+	t.metrics.pushesBy[s.group][k].Inc()
+}
+
+// OnStreamDeltaRequest implements serverv3.Callbacks.
+func (t *tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.streams[-id]
+	if !ok {
+		return nil
+	}
+	t.identify(s, req.GetNode())
+	k, ok := kindOf(req.GetTypeUrl())
+	if !ok || !s.known {
+		return nil
+	}
+	first := s.kinds[k] == nil
+	ks := s.kind(k)
+	ks.subscribeDelta(first, req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe())
+	// On a new stream the client says what it already has; the server
+	// will not resend those, so they count as applied.
+	for n, v := range req.GetInitialResourceVersions() {
+		ks.deltaAcked[n] = v
+	}
+	if sent, ok := ks.take(req.GetResponseNonce()); ok {
+		if d := req.GetErrorDetail(); d != nil {
+			t.rejected(s, k, ks, sent, d.GetMessage())
+		} else {
+			for n, h := range sent.resources {
+				ks.deltaAcked[n] = h
+			}
+			for _, n := range sent.removed {
+				delete(ks.deltaAcked, n)
+			}
+			ks.ackVersion = sent.version
+			ks.nack = nil
+			t.metrics.ackDelayBy[s.group][k].Observe(t.now().Sub(sent.at).Seconds())
+		}
+	}
+	t.reevaluate(s)
+	return nil
+}
+
+// subscribeDelta applies a delta subscription change: the first request
+// with no names is a legacy wildcard, "*" subscribes to everything
+// explicitly and unsubscribing "*" ends it.
+func (ks *kindState) subscribeDelta(first bool, sub, unsub []string) {
+	if ks.deltaAcked == nil {
+		ks.deltaAcked = map[string]string{}
+	}
+	if first && len(sub) == 0 {
+		ks.wildcard = true
+	}
+	m := make(map[string]bool, len(ks.names)+len(sub))
+	for n := range ks.names {
+		m[n] = true
+	}
+	for _, n := range sub {
+		if n == "*" {
+			ks.wildcard = true
+			continue
+		}
+		m[n] = true
+	}
+	for _, n := range unsub {
+		if n == "*" {
+			ks.wildcard = false
+			continue
+		}
+		delete(m, n)
+		delete(ks.deltaAcked, n)
+	}
+	ks.names = m
+}
+
+// OnFetchRequest implements serverv3.Callbacks; REST is not served.
+func (t *tracker) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error {
+	return errNotADS
+}
+
+// OnFetchResponse implements serverv3.Callbacks.
+func (t *tracker) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}
+
+// subscribes reports whether the stream asked for the named resource.
+func (ks *kindState) subscribes(name string) bool {
+	return ks != nil && (ks.wildcard || ks.names[name])
+}
+
+// acked returns the hash of the named resource as the stream last ACKed
+// it.
+func (t *tracker) acked(s *stream, k kind, name string) (string, bool) {
+	ks := s.kinds[k]
+	if ks == nil {
+		return "", false
+	}
+	if s.delta {
+		h, ok := ks.deltaAcked[name]
+		return h, ok
+	}
+	if ks.ackContent == nil || !(ks.ackWildcard || ks.ackNames[name]) {
+		return "", false
+	}
+	h, ok := ks.ackContent.hashes[name]
+	return h, ok
+}
+
+// reevaluate updates every waiter's view of one stream.
+func (t *tracker) reevaluate(s *stream) {
+	for w := range t.watches {
+		w.update(t, s)
+	}
+}

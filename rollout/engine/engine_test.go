@@ -217,12 +217,54 @@ func TestNewerRevisionMidRolloutStartsAgain(t *testing.T) {
 		t.Fatalf("canary=%s stable=%s", h.ro.Status.CanaryRevision, h.ro.Status.StableRevision)
 	}
 	h.wantStep(0)
-	h.wantWeight(10)
 	if stops := h.actions(ActionStopAnalysis); len(stops) != 1 || stops[0].Run.Name != oldRun {
 		t.Fatalf("stop actions = %+v, want the v2 run stopped", stops)
 	}
+	// v3's subset is added at 0% first, then weighted.
+	h.wantWeight(0)
 	if got := h.out.Plan.Revision(plan.Canary); got != "v3" {
 		t.Fatalf("canary subset = %s", got)
+	}
+	h.ack()
+	h.wantStep(0)
+	h.wantWeight(10)
+}
+
+func TestFirstStepAddsTheCanaryBeforeRoutingToIt(t *testing.T) {
+	t.Parallel()
+	ro := standalone("v2", canary(weight(10), weight(20)))
+	ro.Spec.ProgressDeadlineSeconds = i32(60)
+	h := &harness{t: t, ro: ro, now: t0}
+	h.step(Observations{})
+	h.wantStep(0)
+	h.wantWeight(0)
+	if got := h.out.Plan.Revision(plan.Canary); got != "v2" {
+		t.Fatalf("warm-up plan has canary subset %q, want v2", got)
+	}
+	if !strings.Contains(h.ro.Status.Message, "adding the canary at 0% first") {
+		t.Fatalf("message = %q", h.ro.Status.Message)
+	}
+	warm := h.out.Plan.Version
+	// Without an acknowledgement the step never routes to the canary, and
+	// the progress deadline ends it.
+	h.advance(30 * time.Second)
+	h.wantWeight(0)
+	h.ack()
+	h.wantWeight(10)
+	if h.out.Plan.Version == warm {
+		t.Fatal("weighted plan has the warm-up version")
+	}
+	h.ack()
+	h.wantStep(1)
+
+	// A data plane that never acknowledges the subset: abort at the deadline.
+	h2 := &harness{t: t, ro: standalone("v2", canary(weight(10))), now: t0}
+	h2.ro.Spec.ProgressDeadlineSeconds = i32(60)
+	h2.step(Observations{})
+	h2.advance(61 * time.Second)
+	h2.wantPhase(v1alpha1.PhaseDegraded)
+	if !strings.Contains(h2.ro.Status.Abort.Message, "canary subset") {
+		t.Fatalf("abort message = %q", h2.ro.Status.Abort.Message)
 	}
 }
 
@@ -328,6 +370,7 @@ func TestCommands(t *testing.T) {
 		}
 		h.command("2", v1alpha1.CommandRetry)
 		h.wantStep(0)
+		h.warmup()
 		h.wantWeight(10)
 		h.ack()
 		h.wantStep(1)
@@ -406,6 +449,7 @@ func TestDeploymentWindow(t *testing.T) {
 	h.window = Window{}
 	h.step(Observations{})
 	h.wantStep(0)
+	h.warmup()
 	h.ack()
 	h.wantStep(1)
 	h.window = Window{Closed: true, Reason: "deny"}
@@ -442,6 +486,7 @@ func TestSessionAffinity(t *testing.T) {
 		t.Fatalf("affinity survives abort: %v", got)
 	}
 	h.command("r", v1alpha1.CommandRetry)
+	h.warmup()
 	h.ack()
 	h.ack()
 	h.ack()

@@ -314,8 +314,11 @@ func (s *stepper) phase() (v1alpha1.Phase, string, string) {
 	i := int(*st.CurrentStepIndex)
 	label := fmt.Sprintf("step %d/%d (%s)", i+1, len(s.steps)+1, s.stepLabel(i))
 	if st.StepAcknowledgedAt == nil {
-		if _, gated := s.currentTraffic(); gated {
+		switch _, g := s.currentTraffic(); g {
+		case gateReady:
 			return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForReady, label + ": waiting for canary replicas to be ready"
+		case gateWarm:
+			return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForAck, label + ": " + warmupMessage + "; waiting for the data plane to acknowledge plan " + st.Traffic.PlanVersion
 		}
 		return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForAck, label + ": waiting for the data plane to acknowledge plan " + st.Traffic.PlanVersion
 	}

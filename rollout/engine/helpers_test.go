@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -91,7 +92,17 @@ func newHarness(t *testing.T, ro *v1alpha1.Rollout) *harness {
 	t.Helper()
 	h := &harness{t: t, ro: ro, now: t0}
 	h.step(Observations{})
+	h.warmup()
 	return h
+}
+
+// warmup acknowledges the plan that adds the canary subset at 0%, which the
+// first step waits for, if a rollout is starting.
+func (h *harness) warmup() {
+	h.t.Helper()
+	if strings.Contains(h.ro.Status.Message, warmupMessage) {
+		h.ack()
+	}
 }
 
 func (h *harness) step(obs Observations) Output {

@@ -5,6 +5,7 @@ package engine
 // the bug is fixed; delete nothing when it is, they are regression tests.
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -51,7 +52,13 @@ func (r *repro) push(version string) Output {
 	r.t.Helper()
 	r.ro.Spec.Backend = simBackend(version, "10.0.0.2")
 	r.ro.Generation++
-	return r.step(Observations{})
+	out := r.step(Observations{})
+	// The first step adds the canary subset at 0% and waits for it to be
+	// acknowledged; the reproducers start after that.
+	if strings.Contains(out.Status.Message, warmupMessage) {
+		out = r.step(r.ack())
+	}
+	return out
 }
 
 func (r *repro) ack() Observations {
@@ -118,21 +125,24 @@ func TestReproSpecPausedBypassedByRetry(t *testing.T) {
 // analysis start while proxies may still be on B.
 func TestReproStaleAckAfterPlanFlipsBack(t *testing.T) {
 	t.Parallel()
-	r := newRepro(t, v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{Steps: []v1alpha1.CanaryStep{simWeight(20), simPause(time.Hour)}}})
+	// Step 2 (40%) needs 4 canary replicas; readiness flaps between 2 and 4.
+	r := newRepro(t, v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{Steps: []v1alpha1.CanaryStep{simWeight(20), simWeight(40), simPause(time.Hour)}}})
 	r.ro.Spec.Backend = nil
-	r.ro.Spec.Replicas = simI32(2)
+	r.ro.Spec.Replicas = simI32(10)
 	r.ro.Spec.Template = simBookinfoTemplate("v1")
-	ready := &Workload{StableAvailable: 2, CanaryAvailable: 2}
+	ready := &Workload{StableAvailable: 10, CanaryAvailable: 4}
+	short := &Workload{StableAvailable: 10, CanaryAvailable: 2}
+	ackWith := func(w *Workload) Observations { o := r.ack(); o.Workload = w; return o }
 	r.step(Observations{Workload: ready})
 	r.ro.Spec.Template = simBookinfoTemplate("v2")
 	r.ro.Generation++
-	a := r.step(Observations{Workload: ready}).Plan.Version // A: 20% to the canary
-	obs := r.ack()
-	obs.Workload = nil // readiness unknown: the step is held back
-	b := r.step(obs).Plan.Version
+	r.step(Observations{Workload: ready})                   // warm-up: the canary subset at 0%
+	r.step(ackWith(ready))                                  // step 1: 20%
+	a := r.step(ackWith(ready)).Plan.Version                // step 2: A, 40% to the canary
+	b := r.step(ackWith(short)).Plan.Version                // A acknowledged, but readiness drops: B, held back at 20%
 	c := r.step(Observations{Workload: ready}).Plan.Version // A again
-	if a == b || a != c {
-		t.Fatalf("setup: plans %s → %s → %s, want A → B → A", a, b, c)
+	if i := r.ro.Status.CurrentStepIndex; i == nil || *i != 1 || a == b || a != c {
+		t.Fatalf("setup: step %v, plans %s → %s → %s, want step 1 and A → B → A", propDeref(i), a, b, c)
 	}
 	out := r.step(Observations{Workload: ready}) // nothing new observed
 	if out.Status.StepAcknowledgedAt != nil {

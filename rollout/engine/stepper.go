@@ -321,10 +321,13 @@ func (s *stepper) checkDeadline() {
 	}
 	if waited := s.now.Sub(st.StepStartedAt.Time); waited > s.deadline() {
 		i := int(*st.CurrentStepIndex)
-		_, gated := s.currentTraffic()
+		_, g := s.currentTraffic()
 		what := "acknowledged by the data plane"
-		if gated {
+		switch g {
+		case gateReady:
 			what = "ready (canary replicas not available)"
+		case gateWarm:
+			what = "started (the data plane did not acknowledge the canary subset)"
 		}
 		s.abort(v1alpha1.ReasonDeadline,
 			fmt.Sprintf("step %d (%s) not %s within %s", i+1, s.stepLabel(i), what, s.deadline()), true)
@@ -376,8 +379,8 @@ func (s *stepper) refreshAck() {
 	if st.CurrentStepIndex == nil || st.StepAcknowledgedAt != nil || tr.AcknowledgedVersion == "" || tr.AcknowledgedVersion != tr.PlanVersion {
 		return
 	}
-	t, gated := s.currentTraffic()
-	if gated {
+	t, g := s.currentTraffic()
+	if g != gateNone {
 		return
 	}
 	if p := buildPlan(s.ro, st, t); p.Version == tr.AcknowledgedVersion {
@@ -431,13 +434,27 @@ func (s *stepper) promote() {
 	s.event(EventNormal, v1alpha1.ReasonPromoted, "revision %s promoted: serves 100%% (was %s)", rev, old)
 }
 
-// currentTraffic is the routing the current step wants. A step that changes
-// traffic waits for the canary to be ready before it routes to it (gated).
-func (s *stepper) currentTraffic() (t traffic, gated bool) {
+// gate says why a step's traffic is held back.
+type gate uint8
+
+const (
+	gateNone gate = iota
+	// gateReady: the canary's replicas are not available yet.
+	gateReady
+	// gateWarm: the data plane has not yet acknowledged the canary subset
+	// at 0%. Adding a cluster and weighting it in one update lets proxies
+	// route to it before they know its endpoints (Envoy answers 503, gRPC
+	// fails the RPC), so the first step adds the subset first.
+	gateWarm
+)
+
+// currentTraffic is the routing the current step wants, or, while a gate
+// holds it back, the routing before the step.
+func (s *stepper) currentTraffic() (t traffic, g gate) {
 	st := &s.st
 	if !s.rolling() || st.CurrentStepIndex == nil {
 		// Not started (window closed, spec.paused) routes like no rollout.
-		return traffic{}, false
+		return traffic{}, gateNone
 	}
 	n := len(s.steps)
 	i := int(*st.CurrentStepIndex)
@@ -448,10 +465,30 @@ func (s *stepper) currentTraffic() (t traffic, gated bool) {
 		t = fold(s.steps, i+1)
 	}
 	changes := i >= n || s.steps[i].changesTraffic()
-	if st.StepAcknowledgedAt == nil && changes && !s.canaryReady(t) {
-		return fold(s.steps, min(i, n)), true
+	if st.StepAcknowledgedAt == nil && changes {
+		before := fold(s.steps, min(i, n))
+		if !s.canaryReady(t) {
+			return before, gateReady
+		}
+		if i == 0 && !s.warm(t) {
+			return before, gateWarm
+		}
 	}
-	return t, false
+	return t, gateNone
+}
+
+const warmupMessage = "adding the canary at 0% first"
+
+// warm reports whether the first step may route to the canary: the plan
+// with the canary subset at 0% is acknowledged, or the step's own plan is
+// already out.
+func (s *stepper) warm(target traffic) bool {
+	tr := &s.st.Traffic
+	warm := buildPlan(s.ro, &s.st, fold(s.steps, 0)).Version
+	if tr.PlanVersion == warm {
+		return tr.AcknowledgedVersion == warm
+	}
+	return tr.PlanVersion == buildPlan(s.ro, &s.st, target).Version
 }
 
 func (s *stepper) canaryReady(t traffic) bool {

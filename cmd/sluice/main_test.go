@@ -33,7 +33,7 @@ func TestValidateCommand(t *testing.T) {
 		stderrPart string
 	}{
 		{"examples are valid", []string{"validate", examples}, 0,
-			"ok: 4 Rollouts, 5 AnalysisTemplates in 9 files (2 documents of other kinds skipped)\n", ""},
+			"ok: 4 Rollouts, 8 AnalysisTemplates in 14 files (4 documents of other kinds skipped)\n", ""},
 		{"several dirs", []string{"validate", filepath.Join(examples, "canary"), filepath.Join(examples, "standalone")}, 0,
 			"ok: 2 Rollouts, 2 AnalysisTemplates in 5 files (2 documents of other kinds skipped)\n", ""},
 		{"singular", []string{"validate", filepath.Join(examples, "dark-release", "rollout.yaml")}, 0,
@@ -42,6 +42,9 @@ func TestValidateCommand(t *testing.T) {
 			file + ":17: spec.strategy.canary.steps[1].setWeight: Invalid value: 101: must be between 0 and 100\n" +
 				file + `:19: spec.strategy.canary.steps[2].pause.duration: Invalid value: "0s": must be greater than 0` + "\n",
 			"sluice: 2 problems found"},
+		{"conditions compiled", []string{"validate", filepath.Join("testdata", "invalid-condition")}, 1,
+			filepath.Join("testdata", "invalid-condition", "template.yaml") + `:11: spec.metrics[0].failureCondition: Invalid value: "reslt[0] < 0.95": undeclared reference to 'reslt' (at 1:1)` + "\n",
+			"sluice: 1 problem found"},
 		{"no dir", []string{"validate"}, 2, "", "requires at least 1 arg"},
 		{"unreadable dir", []string{"validate", filepath.Join("testdata", "missing")}, 2, "", "no such file or directory"},
 		{"bad output format", []string{"validate", "-o", "yaml", examples}, 2, "", "--output must be text or json"},
@@ -122,7 +125,7 @@ func TestBinary(t *testing.T) {
 		code int
 		out  string
 	}{
-		{[]string{"validate", examples}, 0, "ok: 4 Rollouts, 5 AnalysisTemplates in 9 files"},
+		{[]string{"validate", examples}, 0, "ok: 4 Rollouts, 8 AnalysisTemplates in "},
 		{[]string{"validate", filepath.Join("testdata", "invalid")}, 1, ":17: spec.strategy.canary.steps[1].setWeight: Invalid value: 101"},
 		{[]string{"validate", filepath.Join("testdata", "missing")}, 2, ""},
 	} {

@@ -18,6 +18,10 @@ import (
 // summarises the status for people.
 func (s *stepper) finish() Output {
 	st := &s.st
+	st.CanaryBackend = nil
+	if st.CanaryRevision != "" {
+		st.CanaryBackend = s.ro.Spec.Backend.DeepCopy()
+	}
 	s.reconcileRuns()
 	t, _ := s.currentTraffic()
 	p := buildPlan(s.ro, st, t)

@@ -17,7 +17,8 @@ func TestExamples(t *testing.T) {
 		{"bluegreen", 1, 2},
 		{"dark-release", 1, 1},
 		{"standalone", 1, 1},
-		{".", 4, 5},
+		{"analysis", 0, 3},
+		{".", 4, 8},
 	}
 	for _, tc := range cases {
 		t.Run(tc.dir, func(t *testing.T) {

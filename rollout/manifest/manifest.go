@@ -26,6 +26,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/sluicehq/sluice/analysis/condition"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/rollout/validation"
 )
@@ -214,11 +215,22 @@ func WithMaxFiles(n int) Option { return func(o *options) { o.maxFiles = n } }
 // Load fails with a *LimitError. Default DefaultMaxObjects.
 func WithMaxObjects(n int) Option { return func(o *options) { o.maxObjects = n } }
 
-// WithValidator sets the validator, e.g. one with a CEL condition checker.
+// WithValidator replaces the validator. The default, DefaultValidator,
+// checks analysis conditions with the CEL environment analysis runs use.
 func WithValidator(v validation.Validator) Option { return func(o *options) { o.validator = v } }
 
+// DefaultValidator is the validator Load uses unless WithValidator says
+// otherwise: rollout/validation plus the CEL condition check of
+// analysis/condition, so that `sluice validate` and gitsync reject a
+// condition that does not compile before it reaches a rollout. (The
+// validation package cannot import the condition package itself without
+// making every user of it depend on cel-go.)
+func DefaultValidator() validation.Validator {
+	return validation.Validator{ConditionChecker: condition.Check}
+}
+
 func newOptions(opts []Option) options {
-	o := options{maxFileSize: DefaultMaxFileSize, maxFiles: DefaultMaxFiles, maxObjects: DefaultMaxObjects}
+	o := options{maxFileSize: DefaultMaxFileSize, maxFiles: DefaultMaxFiles, maxObjects: DefaultMaxObjects, validator: DefaultValidator()}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -272,6 +272,29 @@ func TestValidatorOption(t *testing.T) {
 	})
 }
 
+// TestDefaultValidatorChecksConditions: without WithValidator, conditions
+// are compiled with the analysis CEL environment.
+func TestDefaultValidatorChecksConditions(t *testing.T) {
+	t.Parallel()
+	fsys := fstest.MapFS{"t.yaml": {Data: []byte(`apiVersion: sluice.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: t}
+spec:
+  metrics:
+    - name: a
+      successCondition: result[0] >= 0.99 && all(result, x, x > 0)
+      failureCondition: reslt[0] < 0.9
+      provider: {prometheus: {query: up}}
+`)}}
+	res, err := Load(fsys, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkProblems(t, res.Problems, []want{
+		{"t.yaml:8: spec.metrics[0].failureCondition", "undeclared reference to 'reslt'"},
+	})
+}
+
 func TestYAMLFeatures(t *testing.T) {
 	t.Parallel()
 	const head = "apiVersion: sluice.dev/v1alpha1\nkind: AnalysisTemplate\nmetadata: {name: t}\n"

@@ -51,8 +51,11 @@ type ArgumentSpec struct {
 	Value *string `json:"value,omitempty"`
 }
 
-// Metric is one measured quantity and how it is judged.
-// +kubebuilder:validation:XValidation:rule="has(self.successCondition) || has(self.failureCondition)",message="at least one of successCondition or failureCondition must be set"
+// Metric is one measured quantity and how it is judged: by CEL conditions
+// over the query's result, or, with compare, by comparing the canary with
+// the stable revision.
+// +kubebuilder:validation:XValidation:rule="has(self.successCondition) || has(self.failureCondition) || has(self.compare)",message="at least one of successCondition or failureCondition must be set, or compare"
+// +kubebuilder:validation:XValidation:rule="!has(self.compare) || !(has(self.successCondition) || has(self.failureCondition))",message="compare judges on its own: successCondition and failureCondition must not be set with it"
 type Metric struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +kubebuilder:validation:MaxLength=63
@@ -93,6 +96,13 @@ type Metric struct {
 	// DryRun metrics are measured and recorded but never decide the run.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
+	// Compare makes this a compare metric: the query is run for the stable
+	// and the canary revision over the same window and the two samples are
+	// judged with a Mann-Whitney U test, so no fixed threshold is needed.
+	// The query tells the two apart with {{args.revision}} or
+	// {{args.subset}}.
+	// +optional
+	Compare *MetricCompare `json:"compare,omitempty"`
 	// Provider is where the measurements come from.
 	Provider MetricProvider `json:"provider"`
 }
@@ -128,6 +138,71 @@ type PrometheusProvider struct {
 	// InsecureSkipVerify disables TLS certificate checks. Avoid.
 	// +optional
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+	// TLS sets the certificate authorities to trust and a client
+	// certificate for mutual TLS.
+	// +optional
+	TLS *PrometheusTLS `json:"tls,omitempty"`
+}
+
+// PrometheusTLS holds TLS settings; the PEM data is read from Secret keys in
+// the template's namespace.
+// +kubebuilder:validation:XValidation:rule="has(self.cert) == has(self.key)",message="cert and key must be set together"
+type PrometheusTLS struct {
+	// CA is a PEM bundle of the authorities that sign the server's
+	// certificate; absent: the system's roots.
+	// +optional
+	CA *SecretKeyRef `json:"ca,omitempty"`
+	// Cert and Key are the PEM client certificate and key for mutual TLS;
+	// set both or neither.
+	// +optional
+	Cert *SecretKeyRef `json:"cert,omitempty"`
+	// +optional
+	Key *SecretKeyRef `json:"key,omitempty"`
+	// ServerName is the name expected in the server's certificate, when it
+	// differs from the address's host.
+	// +optional
+	ServerName string `json:"serverName,omitempty"`
+}
+
+// CompareDirection says which difference between canary and stable is bad.
+// +kubebuilder:validation:Enum=Increase;Decrease;Either
+type CompareDirection string
+
+const (
+	// CompareIncrease: a canary higher than stable fails (error rates,
+	// latencies). The default.
+	CompareIncrease CompareDirection = "Increase"
+	// CompareDecrease: a canary lower than stable fails (success rates,
+	// throughput).
+	CompareDecrease CompareDirection = "Decrease"
+	// CompareEither: any significant difference fails.
+	CompareEither CompareDirection = "Either"
+)
+
+// MetricCompare judges the canary against the stable revision with a
+// Mann-Whitney U test, as Kayenta does. Each measurement evaluates the query
+// as a range query over Window (one sample every Step) once with
+// {{args.revision}} = stableRevision and {{args.subset}} = stable, once with
+// the canary's, and fails when the canary differs significantly, at
+// Confidence, in Direction.
+type MetricCompare struct {
+	// Window of samples on each side, ending at the measurement. Default 5m.
+	// +optional
+	// +kubebuilder:validation:Format=duration
+	Window *metav1.Duration `json:"window,omitempty"`
+	// Step between samples in the window. Default 15s.
+	// +optional
+	// +kubebuilder:validation:Format=duration
+	Step *metav1.Duration `json:"step,omitempty"`
+	// Confidence of the test as a decimal fraction, e.g. "0.95" (the
+	// default) or "0.99": a difference fails when the chance of seeing it
+	// with equal distributions is below 1 - Confidence.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^0\.[0-9]{1,4}$`
+	Confidence string `json:"confidence,omitempty"`
+	// Direction that fails. Default Increase.
+	// +optional
+	Direction CompareDirection `json:"direction,omitempty"`
 }
 
 // PrometheusAuth names the Secret keys holding credentials.

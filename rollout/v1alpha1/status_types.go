@@ -78,6 +78,10 @@ type RolloutStatus struct {
 	// CanaryRevision is the revision being rolled out, empty when none.
 	// +optional
 	CanaryRevision string `json:"canaryRevision,omitempty"`
+	// CanaryBackend is the canary revision's backend (standalone mode), so
+	// a restarted runner serves its endpoints before Git is read again.
+	// +optional
+	CanaryBackend *Backend `json:"canaryBackend,omitempty"`
 
 	// Attempt counts retries of the current canary revision.
 	// +optional

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
@@ -18,7 +19,14 @@ var (
 	// form the analysis templater understands.
 	placeholderRE = regexp.MustCompile(`\{\{(.*?)\}\}`)
 	argRefRE      = regexp.MustCompile(`^\s*args\.([a-zA-Z_][a-zA-Z0-9_]*)\s*$`)
+	confidenceRE  = regexp.MustCompile(`^0\.[0-9]{1,4}$`)
 )
+
+// CompareArgs are the arguments a compare metric's query gets on top of the
+// built-ins: the revision ("stable" side: stableRevision, "canary" side:
+// canaryRevision) and the subset name ("stable" or "canary") of the side
+// being queried. A template with compare metrics cannot declare them.
+var CompareArgs = []string{"revision", "subset"}
 
 // AnalysisTemplate checks an AnalysisTemplate: its metadata and its spec.
 func (v Validator) AnalysisTemplate(t *v1alpha1.AnalysisTemplate) field.ErrorList {
@@ -38,6 +46,12 @@ func (v Validator) AnalysisTemplateSpec(s *v1alpha1.AnalysisTemplateSpec, p *fie
 		declared[a.Name] = true
 	}
 	errs := argNames(nil, p.Child("args"), argList, "declared")
+	hasCompare := slices.ContainsFunc(s.Metrics, func(m v1alpha1.Metric) bool { return m.Compare != nil })
+	for i, a := range s.Args {
+		if hasCompare && slices.Contains(CompareArgs, a.Name) {
+			errs = append(errs, field.Invalid(p.Child("args").Index(i).Child("name"), a.Name, "is supplied by Sluice to compare metrics, which this template has"))
+		}
+	}
 
 	mp := p.Child("metrics")
 	if len(s.Metrics) == 0 {
@@ -68,8 +82,16 @@ func (v Validator) metric(m *v1alpha1.Metric, declared map[string]bool, p *field
 	errs = atLeast(errs, p.Child("inconclusiveLimit"), m.InconclusiveLimit, 0)
 	errs = atLeast(errs, p.Child("consecutiveErrorLimit"), m.ConsecutiveErrorLimit, 0)
 
-	// With neither condition every measurement would be Inconclusive.
-	if m.SuccessCondition == "" && m.FailureCondition == "" {
+	switch {
+	case m.Compare != nil:
+		errs = append(errs, validateCompare(m.Compare, p.Child("compare"))...)
+		for _, c := range []struct{ name, expr string }{{"successCondition", m.SuccessCondition}, {"failureCondition", m.FailureCondition}} {
+			if c.expr != "" {
+				errs = append(errs, field.Forbidden(p.Child(c.name), "compare judges on its own: remove the condition or compare"))
+			}
+		}
+	case m.SuccessCondition == "" && m.FailureCondition == "":
+		// With neither condition every measurement would be Inconclusive.
 		errs = append(errs, field.Required(p.Child("successCondition"), "at least one of successCondition or failureCondition must be set"))
 	}
 	if v.ConditionChecker != nil {
@@ -88,7 +110,52 @@ func (v Validator) metric(m *v1alpha1.Metric, declared map[string]bool, p *field
 	if prom == nil {
 		return append(errs, field.Required(pp, "a metric provider must be set, e.g. prometheus"))
 	}
+	if m.Compare != nil {
+		// The same query is run for both sides, told apart by these.
+		withCompare := map[string]bool{}
+		for n := range declared {
+			withCompare[n] = true
+		}
+		for _, n := range CompareArgs {
+			withCompare[n] = true
+		}
+		declared = withCompare
+		if !usesAny(prom.Query, CompareArgs) {
+			errs = append(errs, field.Invalid(pp.Child("prometheus", "query"), prom.Query, "a compare metric's query must tell stable and canary apart with {{args.revision}} or {{args.subset}}"))
+		}
+	}
 	return append(errs, validatePrometheus(prom, declared, pp.Child("prometheus"))...)
+}
+
+func usesAny(query string, args []string) bool {
+	for _, m := range placeholderRE.FindAllStringSubmatch(query, -1) {
+		if ref := argRefRE.FindStringSubmatch(m[1]); ref != nil && slices.Contains(args, ref[1]) {
+			return true
+		}
+	}
+	return false
+}
+
+func validateCompare(c *v1alpha1.MetricCompare, p *field.Path) field.ErrorList {
+	errs := positiveDuration(nil, p.Child("window"), c.Window)
+	errs = positiveDuration(errs, p.Child("step"), c.Step)
+	if c.Window != nil && c.Step != nil && c.Step.Duration > c.Window.Duration && c.Window.Duration > 0 {
+		errs = append(errs, field.Invalid(p.Child("step"), c.Step.Duration.String(), "must not be longer than window"))
+	}
+	if c.Confidence != "" {
+		switch {
+		case !confidenceRE.MatchString(c.Confidence):
+			errs = append(errs, field.Invalid(p.Child("confidence"), c.Confidence, fmt.Sprintf("must match %s, e.g. \"0.95\"", confidenceRE)))
+		case strings.Trim(c.Confidence, "0.") == "":
+			errs = append(errs, field.Invalid(p.Child("confidence"), c.Confidence, "must be greater than 0"))
+		}
+	}
+	switch c.Direction {
+	case "", v1alpha1.CompareIncrease, v1alpha1.CompareDecrease, v1alpha1.CompareEither:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("direction"), c.Direction, []v1alpha1.CompareDirection{v1alpha1.CompareIncrease, v1alpha1.CompareDecrease, v1alpha1.CompareEither}))
+	}
+	return errs
 }
 
 func validatePrometheus(prom *v1alpha1.PrometheusProvider, declared map[string]bool, p *field.Path) field.ErrorList {
@@ -123,6 +190,25 @@ func validatePrometheus(prom *v1alpha1.PrometheusProvider, declared map[string]b
 		}{{"bearerToken", a.BearerToken}, {"basicUsername", a.BasicUsername}, {"basicPassword", a.BasicPassword}} {
 			if r.ref != nil {
 				errs = validateSecretKeyRef(errs, ap.Child(r.name), r.ref)
+			}
+		}
+	}
+
+	if t := prom.TLS; t != nil {
+		tp := p.Child("tls")
+		if (t.Cert == nil) != (t.Key == nil) {
+			missing := "key"
+			if t.Cert == nil {
+				missing = "cert"
+			}
+			errs = append(errs, field.Required(tp.Child(missing), "cert and key must be set together"))
+		}
+		for _, r := range []struct {
+			name string
+			ref  *v1alpha1.SecretKeyRef
+		}{{"ca", t.CA}, {"cert", t.Cert}, {"key", t.Key}} {
+			if r.ref != nil {
+				errs = validateSecretKeyRef(errs, tp.Child(r.name), r.ref)
 			}
 		}
 	}

@@ -118,6 +118,50 @@ func TestAnalysisTemplateRules(t *testing.T) {
 		{"header names unique ignoring case", func(t *v1alpha1.AnalysisTemplate) {
 			prom(t).Headers = []v1alpha1.HTTPHeader{{Name: "X-Scope-OrgID", Value: "a"}, {Name: "x-scope-orgid", Value: "b"}}
 		}, []string{`spec.metrics[0].provider.prometheus.headers[1].name: Duplicate value: "x-scope-orgid"`}},
+		{"tls", func(t *v1alpha1.AnalysisTemplate) {
+			prom(t).TLS = &v1alpha1.PrometheusTLS{CA: &v1alpha1.SecretKeyRef{Name: "prom-ca", Key: "ca.crt"}, ServerName: "prometheus"}
+		}, nil},
+		{"tls cert needs key", func(t *v1alpha1.AnalysisTemplate) {
+			prom(t).TLS = &v1alpha1.PrometheusTLS{Cert: &v1alpha1.SecretKeyRef{Name: "client", Key: "tls.crt"}}
+		}, []string{"spec.metrics[0].provider.prometheus.tls.key: Required value: cert and key must be set together"}},
+		{"tls secret refs checked", func(t *v1alpha1.AnalysisTemplate) {
+			prom(t).TLS = &v1alpha1.PrometheusTLS{CA: &v1alpha1.SecretKeyRef{Name: "Bad_Name", Key: "ca.crt"}}
+		}, []string{`spec.metrics[0].provider.prometheus.tls.ca.name: Invalid value: "Bad_Name"`}},
+		{"compare", compareMetric, nil},
+		{"compare by subset", func(t *v1alpha1.AnalysisTemplate) {
+			compareMetric(t)
+			prom(t).Query = `sum(rate(envoy_cluster_upstream_rq_xx{envoy_response_code_class="5",envoy_cluster_name="{{args.service}}-{{args.subset}}"}[1m]))`
+		}, nil},
+		{"compare without conditions only", func(t *v1alpha1.AnalysisTemplate) {
+			compareMetric(t)
+			metric(t).SuccessCondition, metric(t).FailureCondition = "result[0] < 1", "result[0] > 2"
+		}, []string{"spec.metrics[0].successCondition: Forbidden", "spec.metrics[0].failureCondition: Forbidden"}},
+		{"compare query must tell the sides apart", func(t *v1alpha1.AnalysisTemplate) {
+			compareMetric(t)
+			prom(t).Query = `sum(rate(x{service="{{args.service}}"}[1m]))`
+		}, []string{"spec.metrics[0].provider.prometheus.query: Invalid value: \"sum(rate(x{service=\\\"{{args.service}}\\\"}[1m]))\": a compare metric's query must tell"}},
+		{"revision only in compare metrics", func(t *v1alpha1.AnalysisTemplate) { prom(t).Query += ` > {{args.revision}}` },
+			[]string{`spec.metrics[0].provider.prometheus.query: Invalid value: "{{args.revision}}": argument "revision" is not declared`}},
+		{"compare args not declared", func(t *v1alpha1.AnalysisTemplate) {
+			compareMetric(t)
+			t.Spec.Args = append(t.Spec.Args, v1alpha1.ArgumentSpec{Name: "subset"})
+		}, []string{`spec.args[2].name: Invalid value: "subset": is supplied by Sluice to compare metrics`}},
+		{"compare settings", func(t *v1alpha1.AnalysisTemplate) {
+			compareMetric(t)
+			metric(t).Compare = &v1alpha1.MetricCompare{Window: dur("1m"), Step: dur("2m"), Confidence: "95%", Direction: "Up"}
+		}, []string{
+			`spec.metrics[0].compare.step: Invalid value: "2m0s": must not be longer than window`,
+			`spec.metrics[0].compare.confidence: Invalid value: "95%": must match ^0\.[0-9]{1,4}$`,
+			`spec.metrics[0].compare.direction: Unsupported value: "Up"`,
+		}},
+		{"compare confidence above 0", func(t *v1alpha1.AnalysisTemplate) {
+			compareMetric(t)
+			metric(t).Compare.Confidence = "0.000"
+		}, []string{`spec.metrics[0].compare.confidence: Invalid value: "0.000": must be greater than 0`}},
+		{"compare durations positive", func(t *v1alpha1.AnalysisTemplate) {
+			compareMetric(t)
+			metric(t).Compare = &v1alpha1.MetricCompare{Window: dur("0s"), Step: dur("-1s")}
+		}, []string{`spec.metrics[0].compare.window: Invalid value: "0s"`, `spec.metrics[0].compare.step: Invalid value: "-1s"`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -127,6 +171,14 @@ func TestAnalysisTemplateRules(t *testing.T) {
 			checkErrors(t, ValidateAnalysisTemplate(at), tc.want)
 		})
 	}
+}
+
+// compareMetric turns the template's metric into a compare metric.
+func compareMetric(t *v1alpha1.AnalysisTemplate) {
+	m := metric(t)
+	m.SuccessCondition, m.FailureCondition = "", ""
+	m.Compare = &v1alpha1.MetricCompare{Window: dur("10m"), Step: dur("30s"), Confidence: "0.95", Direction: v1alpha1.CompareIncrease}
+	prom(t).Query = `histogram_quantile(0.99, sum by (le) (rate(latency_bucket{service="{{args.service}}",version="{{args.revision}}"}[{{args.window}}])))`
 }
 
 func TestConditionChecker(t *testing.T) {
@@ -154,7 +206,7 @@ func TestConditionChecker(t *testing.T) {
 func TestPatternsMatchMarkers(t *testing.T) {
 	t.Parallel()
 	ours := map[string]bool{}
-	for _, re := range []*regexp.Regexp{backendVersionRE, headerNameRE, cookieNameRE, affinityHeaderRE, routeNameRE, argNameRE, metricNameRE} {
+	for _, re := range []*regexp.Regexp{backendVersionRE, headerNameRE, cookieNameRE, affinityHeaderRE, routeNameRE, argNameRE, metricNameRE, confidenceRE} {
 		ours[re.String()] = true
 	}
 	// Patterns enforced by apimachinery's DNS-1123 label check instead.

@@ -147,6 +147,7 @@ func (r *Runner) stepOne(ctx context.Context, key string, ro *v1alpha1.Rollout, 
 	}
 	ro.Status = out.Status
 	p := out.Plan
+	r.setEndpoints(&p, &out.Status)
 	r.setView(key, view{ro: ro, plan: &p})
 	return stepped{key: key, ro: ro, out: out, command: cmd}, true
 }

@@ -50,6 +50,12 @@ type DataPlane interface {
 	Changed() <-chan struct{}
 }
 
+// EndpointSetter is implemented by data planes that learn where revisions
+// run from the Rollouts themselves (standalone backends).
+type EndpointSetter interface {
+	SetEndpoints(namespace, service, revision string, addrs []string) error
+}
+
 // Analyzer measures analysis runs in the background.
 type Analyzer interface {
 	// Start begins a run, or resumes it from saved state after a restart;
@@ -196,6 +202,7 @@ func (r *Runner) restore(ctx context.Context) error {
 	for _, s := range stored {
 		if s.Plan != nil {
 			plans = append(plans, *s.Plan)
+			r.setEndpoints(s.Plan, s.Status)
 		}
 	}
 	if err := r.o.Plane.SetPlans(ctx, plans); err != nil {
@@ -214,5 +221,22 @@ func (r *Runner) failPending(err error) {
 			c.reply <- commandReply{err: err}
 		}
 		delete(r.pending, k)
+	}
+}
+
+// setEndpoints tells the data plane where the plan's revisions run, from
+// the backends recorded in status, before the plan is served.
+func (r *Runner) setEndpoints(p *plan.Plan, st *v1alpha1.RolloutStatus) {
+	es, ok := r.o.Plane.(EndpointSetter)
+	if !ok || st == nil {
+		return
+	}
+	for _, b := range []*v1alpha1.Backend{st.StableBackend, st.CanaryBackend} {
+		if b == nil {
+			continue
+		}
+		if err := es.SetEndpoints(p.Namespace, p.Service, b.Version, b.Endpoints); err != nil {
+			r.o.Log.Error(err, "set endpoints", "service", p.Service, "revision", b.Version)
+		}
 	}
 }

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	promanalysis "github.com/sluicehq/sluice/analysis/prometheus"
+	"github.com/sluicehq/sluice/gitsync"
+	"github.com/sluicehq/sluice/notify"
+	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/standalone/config"
+	"github.com/sluicehq/sluice/standalone/runner"
+	"github.com/sluicehq/sluice/standalone/store"
+	"github.com/sluicehq/sluice/xds"
+)
+
+func init() { addCommand(newRunCommand) }
+
+// runFlags override the configuration file.
+type runFlags struct {
+	config     string
+	gitURL     string
+	gitBranch  string
+	gitPath    string
+	gitPoll    time.Duration
+	xdsAddr    string
+	httpAddr   string
+	stateDir   string
+	prometheus string
+	tokenEnv   string
+	logLevel   string
+	ackNoProxy bool
+}
+
+func newRunCommand() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run Sluice without Kubernetes: Git in, xDS out, state on local disk",
+		Long: `Run syncs Rollouts from a Git repository, runs the rollout engine, serves the
+traffic plans to Envoy sidecars and proxyless gRPC clients over xDS (ADS),
+queries Prometheus for analysis, and keeps its state in a bbolt file under
+the state directory. After a crash it serves the same plans again before it
+advances anything, and continues every rollout where it stopped.
+
+Configuration comes from --config (YAML; see docs/standalone.md) and the flags
+below, which override it. Listeners:
+  xDS   --xds-address   (ADS over gRPC, state of the world and delta)
+  HTTP  --http-address  (API for the CLI verbs, POST /webhook for Git pushes,
+                         /metrics, /healthz, /readyz)
+
+On SIGTERM or SIGINT it stops advancing, writes its state, and keeps serving
+xDS until the proxies disconnect or shutdown.drainTimeout passes.`,
+		Example: `  sluice run --git-url https://git.example.com/platform/rollouts.git --git-path prod/
+  sluice run --config /etc/sluice/run.yaml`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.load(cmd)
+			if err != nil {
+				return usageError{err}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runStandalone(ctx, cfg, newLogger(cmd.ErrOrStderr(), f.logLevel))
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "configuration file (YAML)")
+	fl.StringVar(&f.gitURL, "git-url", "", "repository to sync Rollouts from (git.url)")
+	fl.StringVar(&f.gitBranch, "git-branch", "", "branch to follow (git.branch; default main)")
+	fl.StringVar(&f.gitPath, "git-path", "", "path inside the repository (git.path)")
+	fl.DurationVar(&f.gitPoll, "git-interval", 0, "poll interval (git.interval; default 1m)")
+	fl.StringVar(&f.xdsAddr, "xds-address", "", "xDS listen address (xds.address; default 127.0.0.1:18000)")
+	fl.StringVar(&f.httpAddr, "http-address", "", "HTTP listen address (http.address; default 127.0.0.1:8080)")
+	fl.StringVar(&f.stateDir, "state-dir", "", "state directory (stateDir; default ./sluice-state)")
+	fl.StringVar(&f.prometheus, "prometheus-url", "", "Prometheus for templates that name none (prometheus.address)")
+	fl.StringVar(&f.tokenEnv, "token-env", "", "environment variable holding the API token for commands (http.token.env)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.BoolVar(&f.ackNoProxy, "ack-without-proxies", false, "count a plan as acknowledged when no proxy subscribes (xds.ackWithoutClients)")
+	return cmd
+}
+
+func (f *runFlags) load(cmd *cobra.Command) (*config.Config, error) {
+	cfg := &config.Config{}
+	if f.config != "" {
+		var err error
+		if cfg, err = config.Load(f.config); err != nil {
+			return nil, err
+		}
+	}
+	set := func(name string, dst *string, v string) {
+		if cmd.Flags().Changed(name) {
+			*dst = v
+		}
+	}
+	set("git-url", &cfg.Git.URL, f.gitURL)
+	set("git-branch", &cfg.Git.Branch, f.gitBranch)
+	set("git-path", &cfg.Git.Path, f.gitPath)
+	set("xds-address", &cfg.XDS.Address, f.xdsAddr)
+	set("http-address", &cfg.HTTP.Address, f.httpAddr)
+	set("state-dir", &cfg.StateDir, f.stateDir)
+	set("prometheus-url", &cfg.Prometheus.Address, f.prometheus)
+	if cmd.Flags().Changed("git-interval") {
+		cfg.Git.Interval.Duration = f.gitPoll
+	}
+	if cmd.Flags().Changed("token-env") {
+		cfg.HTTP.Token = &config.ValueFrom{Env: f.tokenEnv}
+	}
+	if cmd.Flags().Changed("ack-without-proxies") {
+		cfg.XDS.AckWithoutClients = f.ackNoProxy
+	}
+	cfg.Default()
+	return cfg, cfg.Check()
+}
+
+func newLogger(w io.Writer, level string) logr.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return logr.FromSlogHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// runStandalone wires the parts and runs them until ctx ends, then shuts
+// down in order: stop advancing, flush state, drain xDS.
+func runStandalone(ctx context.Context, cfg *config.Config, log logr.Logger) error {
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return exitError{code: exitFailure, msg: fmt.Sprintf("state directory: %v", err)}
+	}
+	st, err := store.Open(filepath.Join(cfg.StateDir, "state.db"), store.Options{})
+	if err != nil {
+		return exitError{code: exitFailure, msg: err.Error()}
+	}
+	defer st.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	eps := xds.NewStatic()
+	var xdsTLS *xds.TLSFiles
+	if cfg.XDS.CertFile != "" {
+		xdsTLS = &xds.TLSFiles{CertFile: cfg.XDS.CertFile, KeyFile: cfg.XDS.KeyFile, ClientCAFile: cfg.XDS.ClientCAFile}
+	}
+	xsrv, err := xds.New(xds.Options{Address: cfg.XDS.Address, TLS: xdsTLS, Endpoints: eps, Registerer: reg, Logger: slog.New(logr.ToSlogHandler(log.WithName("xds")))})
+	if err != nil {
+		return exitError{code: exitFailure, msg: err.Error()}
+	}
+
+	src, err := cfg.Git.Source()
+	if err != nil {
+		return usageError{err}
+	}
+	syncer, err := gitsync.New(src, gitsync.Options{
+		MirrorDir: filepath.Join(cfg.StateDir, "git"), Logger: log.WithName("gitsync"), Registerer: reg,
+		WriteBack: gitsync.WriteBackOptions{AuthorName: cfg.Git.WriteBack.AuthorName, AuthorEmail: cfg.Git.WriteBack.AuthorEmail},
+	})
+	if err != nil {
+		return usageError{err}
+	}
+
+	targets, err := cfg.Notifications.Resolve(os.LookupEnv)
+	if err != nil {
+		return usageError{fmt.Errorf("notifications: %w", err)}
+	}
+	var notifier *notify.Notifier
+	if len(targets) > 0 {
+		if notifier, err = notify.New(targets, notify.Options{Registerer: reg, Log: log.WithName("notify")}); err != nil {
+			return usageError{fmt.Errorf("notifications: %w", err)}
+		}
+	}
+
+	// Advancing stops when ctx ends; xDS outlives it to drain.
+	xdsCtx, stopXDS := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopXDS()
+	plane := runner.NewXDSPlane(xdsCtx, xsrv, eps)
+	plane.AckWithoutClients = cfg.XDS.AckWithoutClients
+	measurer := promanalysis.New(promanalysis.Options{DefaultAddress: cfg.Prometheus.Address, Secrets: config.Secrets(cfg.Secrets)})
+	driver := runner.NewAnalysisDriver(ctx, measurer, nil, log.WithName("analysis"))
+
+	run, err := runner.New(runner.Options{
+		Store: st, Source: syncer, Reverter: syncer, Plane: plane, Analysis: driver,
+		Notifier: notifier, Log: log.WithName("runner"), DefaultNamespace: cfg.Namespace,
+	})
+	if err != nil {
+		return exitError{code: exitFailure, msg: err.Error()}
+	}
+
+	token, err := cfg.HTTP.Token.Read("http.token")
+	if err != nil {
+		return usageError{err}
+	}
+	hopts := api.HandlerOptions{Token: token, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Ready: run.Ready}
+	if cfg.Git.WebhookSecret != nil {
+		secret, err := cfg.Git.WebhookSecret.Read("git.webhookSecret")
+		if err != nil {
+			return usageError{err}
+		}
+		if hopts.Webhook, err = syncer.Webhook(gitsync.WebhookOptions{Secret: []byte(secret)}); err != nil {
+			return usageError{err}
+		}
+	}
+	hl, err := net.Listen("tcp", cfg.HTTP.Address)
+	if err != nil {
+		return exitError{code: exitFailure, msg: fmt.Sprintf("http: %v", err)}
+	}
+	xl, err := net.Listen("tcp", cfg.XDS.Address)
+	if err != nil {
+		hl.Close()
+		return exitError{code: exitFailure, msg: fmt.Sprintf("xds: %v", err)}
+	}
+	hsrv := &http.Server{Handler: api.NewHandler(run, hopts), ReadHeaderTimeout: 10 * time.Second}
+	log.Info("sluice run started", "xds", xl.Addr().String(), "http", hl.Addr().String(), "stateDir", cfg.StateDir)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	goRun := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	goRun("xds", func() error { return xsrv.Serve(xdsCtx, xl) })
+	goRun("http", func() error { return hsrv.Serve(hl) })
+	goRun("gitsync", func() error { return syncer.Run(ctx) })
+	runDone := make(chan error, 1)
+	go func() { runDone <- run.Run(ctx) }()
+
+	var failed error
+	select {
+	case <-ctx.Done():
+	case failed = <-errc:
+		log.Error(failed, "a component failed; shutting down")
+	}
+	// Stop advancing: the runner returns once its last step is on disk.
+	stopAll := context.WithoutCancel(ctx)
+	if err := <-runDone; err != nil && failed == nil {
+		failed = err
+	}
+	driver.Wait()
+	drain(xsrv, cfg.Shutdown.DrainTimeout.Duration, log)
+	stopXDS()
+	shutCtx, cancel := context.WithTimeout(stopAll, 5*time.Second)
+	defer cancel()
+	_ = hsrv.Shutdown(shutCtx)
+	if notifier != nil {
+		if err := notifier.Close(shutCtx); err != nil {
+			log.Error(err, "notifications not delivered at shutdown")
+		}
+	}
+	wg.Wait()
+	if failed != nil {
+		return exitError{code: exitFailure, msg: failed.Error()}
+	}
+	log.Info("sluice run stopped")
+	return nil
+}
+
+// drain keeps serving xDS until every proxy has gone or the timeout ends,
+// so proxies keep the last plan while they move to another instance.
+func drain(srv *xds.Server, timeout time.Duration, log logr.Logger) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if len(srv.Nodes()) == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log.Info("drain timeout: closing xDS with proxies still connected", "proxies", len(srv.Nodes()))
+}

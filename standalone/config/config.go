@@ -1,0 +1,265 @@
+// Package config reads the configuration of `sluice run`: one YAML file,
+// checked strictly (an unknown key is an error naming it), with defaults
+// that run a local setup out of the box. Secrets are never written in the
+// file itself: they are read from environment variables or files.
+package config
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/sluicehq/sluice/notify"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// Config is the whole file. Field names are the YAML keys.
+type Config struct {
+	// StateDir holds the state database and the Git mirror. Default
+	// ./sluice-state.
+	StateDir string `json:"stateDir,omitempty"`
+	// Namespace names Rollouts whose manifests have none. Default "default".
+	Namespace     string            `json:"namespace,omitempty"`
+	Git           Git               `json:"git"`
+	XDS           XDS               `json:"xds,omitempty"`
+	HTTP          HTTP              `json:"http,omitempty"`
+	Prometheus    Prometheus        `json:"prometheus,omitempty"`
+	Secrets       map[string]Secret `json:"secrets,omitempty"`
+	Notifications notify.Config     `json:"notifications,omitempty"`
+	Shutdown      Shutdown          `json:"shutdown,omitempty"`
+}
+
+// Git is the source of Rollouts.
+type Git struct {
+	URL string `json:"url"`
+	// Exactly one of Branch, Tag and Commit; default branch "main".
+	Branch string `json:"branch,omitempty"`
+	Tag    string `json:"tag,omitempty"`
+	Commit string `json:"commit,omitempty"`
+	// Path inside the repository. Default: the whole repository.
+	Path     string   `json:"path,omitempty"`
+	Interval Duration `json:"interval,omitempty"`
+	Timeout  Duration `json:"timeout,omitempty"`
+	Auth     GitAuth  `json:"auth,omitempty"`
+	// WebhookSecret enables POST /webhook for push events.
+	WebhookSecret *ValueFrom `json:"webhookSecret,omitempty"`
+	// WriteBack signs revert commits after automatic rollbacks.
+	WriteBack WriteBack `json:"writeBack,omitempty"`
+}
+
+// GitAuth holds references to credentials.
+type GitAuth struct {
+	Username              string     `json:"username,omitempty"`
+	Password              *ValueFrom `json:"password,omitempty"`
+	Token                 *ValueFrom `json:"token,omitempty"`
+	BearerToken           *ValueFrom `json:"bearerToken,omitempty"`
+	CABundleFile          string     `json:"caBundleFile,omitempty"`
+	InsecureSkipTLSVerify bool       `json:"insecureSkipTLSVerify,omitempty"`
+	SSHKeyFile            string     `json:"sshKeyFile,omitempty"`
+	SSHKeyPassphrase      *ValueFrom `json:"sshKeyPassphrase,omitempty"`
+	SSHUser               string     `json:"sshUser,omitempty"`
+	KnownHostsFile        string     `json:"knownHostsFile,omitempty"`
+	InsecureIgnoreHostKey bool       `json:"insecureIgnoreHostKey,omitempty"`
+}
+
+// WriteBack names the author of revert commits.
+type WriteBack struct {
+	AuthorName  string `json:"authorName,omitempty"`
+	AuthorEmail string `json:"authorEmail,omitempty"`
+}
+
+// XDS is the control-plane listener.
+type XDS struct {
+	// Address to listen on. Default 127.0.0.1:18000.
+	Address      string `json:"address,omitempty"`
+	CertFile     string `json:"certFile,omitempty"`
+	KeyFile      string `json:"keyFile,omitempty"`
+	ClientCAFile string `json:"clientCAFile,omitempty"`
+	// AckWithoutClients counts a plan as acknowledged when no proxy
+	// subscribes to its service. Off: a step never completes unseen.
+	AckWithoutClients bool `json:"ackWithoutClients,omitempty"`
+}
+
+// HTTP is the API, webhook and metrics listener.
+type HTTP struct {
+	// Address to listen on. Default 127.0.0.1:8080.
+	Address string `json:"address,omitempty"`
+	// Token, when set, is required for commands.
+	Token *ValueFrom `json:"token,omitempty"`
+}
+
+// Prometheus holds defaults for analysis.
+type Prometheus struct {
+	// Address serves templates whose provider names none.
+	Address string `json:"address,omitempty"`
+}
+
+// Secret stands in for a Kubernetes Secret in standalone mode: the keys
+// AnalysisTemplates reference (auth.bearerToken and the like), each read
+// from the environment or a file.
+type Secret map[string]ValueFrom
+
+// Shutdown bounds a graceful stop.
+type Shutdown struct {
+	// DrainTimeout is how long xDS keeps serving after SIGTERM while
+	// proxies disconnect. Default 30s.
+	DrainTimeout Duration `json:"drainTimeout,omitempty"`
+}
+
+// ValueFrom reads a secret from an environment variable or a file.
+type ValueFrom struct {
+	Env  string `json:"env,omitempty"`
+	File string `json:"file,omitempty"`
+}
+
+// Duration is a time.Duration written as "30s", "5m".
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration such as \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// Load reads and checks a configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes YAML strictly and applies defaults. Call Check after flags
+// have overridden what they override.
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	if len(bytes.TrimSpace(data)) > 0 {
+		if err := yaml.UnmarshalStrict(data, &c); err != nil {
+			return nil, err
+		}
+	}
+	c.Default()
+	return &c, nil
+}
+
+// Default fills in what is not set.
+func (c *Config) Default() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.StateDir, "sluice-state")
+	def(&c.Namespace, "default")
+	if c.Git.Tag == "" && c.Git.Commit == "" {
+		def(&c.Git.Branch, "main")
+	}
+	def(&c.XDS.Address, "127.0.0.1:18000")
+	def(&c.HTTP.Address, "127.0.0.1:8080")
+	if c.Shutdown.DrainTimeout.Duration == 0 {
+		c.Shutdown.DrainTimeout.Duration = 30 * time.Second
+	}
+}
+
+// Check reports every problem, each naming its key.
+func (c *Config) Check() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Git.URL == "" {
+		bad("git.url", "required (or --git-url)")
+	}
+	refs := 0
+	for _, s := range []string{c.Git.Branch, c.Git.Tag, c.Git.Commit} {
+		if s != "" {
+			refs++
+		}
+	}
+	if refs != 1 {
+		bad("git", "set exactly one of branch, tag and commit")
+	}
+	for key, addr := range map[string]string{"xds.address": c.XDS.Address, "http.address": c.HTTP.Address} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(key, "%q: want host:port: %v", addr, err)
+		}
+	}
+	if (c.XDS.CertFile == "") != (c.XDS.KeyFile == "") {
+		bad("xds", "certFile and keyFile go together")
+	}
+	if c.XDS.ClientCAFile != "" && c.XDS.CertFile == "" {
+		bad("xds.clientCAFile", "mutual TLS needs certFile and keyFile")
+	}
+	for name, s := range c.Secrets {
+		for key, v := range s {
+			if (v.Env == "") == (v.File == "") {
+				bad("secrets."+name+"."+key, "set exactly one of env and file")
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Read returns the value, or "" for a nil reference.
+func (v *ValueFrom) Read(key string) (string, error) {
+	switch {
+	case v == nil:
+		return "", nil
+	case v.Env != "" && v.File != "":
+		return "", fmt.Errorf("%s: set one of env and file, not both", key)
+	case v.Env != "":
+		s, ok := os.LookupEnv(v.Env)
+		if !ok {
+			return "", fmt.Errorf("%s: environment variable %s is not set", key, v.Env)
+		}
+		return s, nil
+	case v.File != "":
+		b, err := os.ReadFile(v.File)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", key, err)
+		}
+		return strings.TrimRight(string(b), " \t\r\n"), nil
+	}
+	return "", fmt.Errorf("%s: set env or file", key)
+}
+
+// Secrets resolves AnalysisTemplate secret references from the secrets
+// section; the namespace is ignored, as standalone mode has one.
+type Secrets map[string]Secret
+
+// SecretValue returns the value under ref.Key of secret ref.Name.
+func (s Secrets) SecretValue(_ context.Context, _ string, ref v1alpha1.SecretKeyRef) (string, error) {
+	sec, ok := s[ref.Name]
+	if !ok {
+		return "", fmt.Errorf("secret %q is not in the secrets section of the configuration", ref.Name)
+	}
+	v, ok := sec[ref.Key]
+	if !ok {
+		return "", fmt.Errorf("secret %q has no key %q", ref.Name, ref.Key)
+	}
+	return v.Read("secrets." + ref.Name + "." + ref.Key)
+}

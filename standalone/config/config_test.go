@@ -1,0 +1,122 @@
+package config
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+func TestParseDefaultsAndStrictness(t *testing.T) {
+	t.Parallel()
+	c, err := Parse([]byte("git:\n  url: file:///srv/rollouts.git\n  interval: 15s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StateDir != "sluice-state" || c.Namespace != "default" || c.Git.Branch != "main" ||
+		c.XDS.Address != "127.0.0.1:18000" || c.HTTP.Address != "127.0.0.1:8080" ||
+		c.Shutdown.DrainTimeout.Duration != 30*time.Second || c.Git.Interval.Duration != 15*time.Second {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+	if err := c.Check(); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	for _, bad := range []struct{ yaml, want string }{
+		{"git:\n  url: x\n  branchh: main\n", `unknown field "branchh"`},
+		{"git:\n  url: x\n  interval: often\n", "invalid duration"},
+		{"stateDir: [1]\n", "cannot unmarshal"},
+	} {
+		if _, err := Parse([]byte(bad.yaml)); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("Parse(%q) = %v, want an error containing %q", bad.yaml, err, bad.want)
+		}
+	}
+}
+
+func TestCheckNamesEveryKey(t *testing.T) {
+	t.Parallel()
+	c, err := Parse([]byte(`
+git:
+  branch: main
+  tag: v1
+xds:
+  address: nowhere
+  clientCAFile: ca.pem
+http:
+  address: 127.0.0.1:8080
+secrets:
+  prom:
+    token: {env: A, file: b}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Check()
+	if err == nil {
+		t.Fatal("Check accepted a broken config")
+	}
+	for _, want := range []string{"git.url: required", "git: set exactly one of branch, tag and commit", `xds.address: "nowhere"`, "xds.clientCAFile: mutual TLS", "secrets.prom.token: set exactly one"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Check() = %v\nwant it to mention %q", err, want)
+		}
+	}
+}
+
+func TestValuesAndSecrets(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SLUICE_TEST_TOKEN", "from-env")
+	s := Secrets{"prom": {"token": {File: file}, "user": {Env: "SLUICE_TEST_TOKEN"}, "gone": {Env: "SLUICE_TEST_UNSET"}}}
+	ctx := context.Background()
+	cases := []struct {
+		ref  v1alpha1.SecretKeyRef
+		want string
+		err  string
+	}{
+		{v1alpha1.SecretKeyRef{Name: "prom", Key: "token"}, "from-file", ""},
+		{v1alpha1.SecretKeyRef{Name: "prom", Key: "user"}, "from-env", ""},
+		{v1alpha1.SecretKeyRef{Name: "prom", Key: "gone"}, "", "SLUICE_TEST_UNSET is not set"},
+		{v1alpha1.SecretKeyRef{Name: "prom", Key: "nope"}, "", `has no key "nope"`},
+		{v1alpha1.SecretKeyRef{Name: "other", Key: "x"}, "", `secret "other" is not in the secrets section`},
+	}
+	for _, tc := range cases {
+		got, err := s.SecretValue(ctx, "default", tc.ref)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("SecretValue(%+v) error = %v, want %q", tc.ref, err, tc.err)
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("SecretValue(%+v) = %q, %v; want %q", tc.ref, got, err, tc.want)
+		}
+	}
+	var none *ValueFrom
+	if v, err := none.Read("http.token"); v != "" || err != nil {
+		t.Errorf("nil ValueFrom = %q, %v", v, err)
+	}
+}
+
+func TestGitSourceReadsCredentials(t *testing.T) {
+	dir := t.TempDir()
+	known := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(known, []byte("git.example.com ssh-ed25519 AAAA\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SLUICE_TEST_GIT_TOKEN", "s3cret")
+	g := Git{URL: "https://git.example.com/r.git", Branch: "main", Auth: GitAuth{Token: &ValueFrom{Env: "SLUICE_TEST_GIT_TOKEN"}, KnownHostsFile: known}}
+	src, err := g.Source()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Auth.Token != "s3cret" || !strings.Contains(string(src.Auth.KnownHosts), "ssh-ed25519") {
+		t.Fatalf("auth = %+v", src.Auth)
+	}
+	g.Auth.SSHKeyFile = filepath.Join(dir, "missing")
+	if _, err := g.Source(); err == nil || !strings.Contains(err.Error(), "git.auth.sshKeyFile") {
+		t.Fatalf("missing key file error = %v", err)
+	}
+}

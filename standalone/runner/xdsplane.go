@@ -1,0 +1,128 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/xds"
+)
+
+// XDSPlane is the DataPlane of standalone mode: plans go out through the
+// xDS server, endpoints come from the Rollouts' backends, and a goroutine
+// per published plan waits for the proxies' answer to wake the loop.
+type XDSPlane struct {
+	srv       *xds.Server
+	endpoints *xds.Static
+	// AckWithoutClients counts a plan as acknowledged when no xDS client
+	// subscribes to its service; off by default, so a step never completes
+	// unseen.
+	AckWithoutClients bool
+
+	changed chan struct{}
+	mu      sync.Mutex
+	waits   map[string]waitEntry // by service key: the wait for its current version
+	base    context.Context
+}
+
+// noClientsRetry is how often a wait with no subscribed client looks again.
+const noClientsRetry = 200 * time.Millisecond
+
+// NewXDSPlane serves plans through srv, whose endpoint source must be eps.
+func NewXDSPlane(ctx context.Context, srv *xds.Server, eps *xds.Static) *XDSPlane {
+	return &XDSPlane{srv: srv, endpoints: eps, changed: make(chan struct{}, 1), waits: map[string]waitEntry{}, base: ctx}
+}
+
+// SetEndpoints says where a revision of a service runs.
+func (x *XDSPlane) SetEndpoints(namespace, service, revision string, addrs []string) error {
+	if err := x.endpoints.Set(namespace, service, revision, addrs...); err != nil {
+		return fmt.Errorf("endpoints of %s/%s revision %s: %w", namespace, service, revision, err)
+	}
+	return nil
+}
+
+// SetPlans publishes every plan, then waits in the background for each
+// service's answer to its new version.
+func (x *XDSPlane) SetPlans(ctx context.Context, plans []plan.Plan) error {
+	if err := x.srv.Publish(ctx, plans); err != nil {
+		return fmt.Errorf("publish to xDS: %w", err)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	seen := map[string]bool{}
+	for _, p := range plans {
+		key := xds.ServiceKey(p.Namespace, p.Service)
+		seen[key] = true
+		w, ok := x.waits[key]
+		if ok && w.version == p.Version {
+			continue // republished unchanged: the wait goes on
+		}
+		if ok {
+			w.cancel()
+		}
+		wctx, cancel := context.WithCancel(x.base)
+		x.waits[key] = waitEntry{version: p.Version, cancel: cancel}
+		go x.wait(wctx, key, p.Version)
+	}
+	for key, w := range x.waits {
+		if !seen[key] {
+			w.cancel()
+			delete(x.waits, key)
+		}
+	}
+	return nil
+}
+
+// Observe is the data plane's answer about the plan's version.
+func (x *XDSPlane) Observe(p plan.Plan) engine.DataPlane {
+	st := x.srv.Status(xds.ServiceKey(p.Namespace, p.Service), p.Version)
+	if st.NoClients() && x.AckWithoutClients && st.Published {
+		return engine.DataPlane{Version: p.Version, State: engine.AckAcknowledged}
+	}
+	return st.DataPlane()
+}
+
+// Changed is signalled when a proxy answers a published version.
+func (x *XDSPlane) Changed() <-chan struct{} { return x.changed }
+
+func (x *XDSPlane) wait(ctx context.Context, key, version string) {
+	for ctx.Err() == nil {
+		_, err := x.srv.Wait(ctx, key, version)
+		var rejected *xds.RejectedError
+		switch {
+		case err == nil, errors.As(err, &rejected):
+			x.signal()
+			return
+		case errors.Is(err, xds.ErrNoClients) && x.AckWithoutClients:
+			x.signal()
+			return
+		case errors.Is(err, xds.ErrNoClients):
+			// Nobody to answer yet; a client that connects gets the plan
+			// and answers, so keep waiting, politely.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(noClientsRetry):
+			}
+		default:
+			return // superseded or cancelled: a newer wait took over
+		}
+	}
+}
+
+func (x *XDSPlane) signal() {
+	select {
+	case x.changed <- struct{}{}:
+	default:
+	}
+}
+
+// waitEntry is the background wait for one service's current version.
+type waitEntry struct {
+	version string
+	cancel  context.CancelFunc
+}

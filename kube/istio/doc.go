@@ -1,0 +1,25 @@
+// Package istio writes Sluice's traffic plans as Istio VirtualService and
+// DestinationRule objects in controller mode.
+//
+// Two parts:
+//
+//   - Render is a pure function: the traffic plan (rollout/plan, the only
+//     routing input), the objects as Git declares them (either may be nil),
+//     the managed route names and the live objects give the objects to
+//     write. Sluice replaces exactly the managed HTTP routes with the
+//     plan's routes and sets the stable/canary subsets; every other route
+//     and field stays as declared. With nothing declared it renders objects
+//     of its own, owned by the Rollout.
+//   - Writer reads the live objects, renders, and applies them with
+//     server-side apply under one field manager ("sluice"): the
+//     DestinationRule first, then the VirtualService, then it deletes a
+//     preview VirtualService the plan no longer has. Its error maps to the
+//     engine's data-plane observation (Acknowledgement) for the case with
+//     no xDS client connected.
+//
+// Istio's CRDs declare spec.http and spec.subsets as atomic lists, so
+// server-side apply cannot give one route to Sluice and the next to another
+// field manager. Render makes up for it with a three-way rule recorded on
+// the object (AnnotationDeclaredHash, AnnotationManagedRoutes); docs/istio.md
+// explains it with the Bookinfo reviews example.
+package istio

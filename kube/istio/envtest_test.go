@@ -1,0 +1,130 @@
+package istio
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// One envtest control plane (real kube-apiserver + etcd) with Istio's CRDs
+// from the istio.io/api module serves every test of the package. It starts
+// with the first test that needs it; TestMain stops it.
+var (
+	envOnce   sync.Once
+	testEnv   *envtest.Environment
+	k8sClient client.Client
+	envErr    error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if testEnv != nil {
+		if err := testEnv.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "stopping envtest: %v\n", err)
+			code = max(code, 1)
+		}
+	}
+	os.Exit(code)
+}
+
+// cluster returns a client of the shared API server, starting it on first
+// use. It skips the test when the binaries or the Istio CRDs are missing,
+// and fails instead with CI=true.
+func cluster(t *testing.T) client.Client {
+	t.Helper()
+	dir := binDir(t)
+	for _, name := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			skipOrFail(t, fmt.Sprintf("%s is missing: run `make tools`, or point SLUICE_BIN_DIR/KUBEBUILDER_ASSETS at the binaries", filepath.Join(dir, name)))
+		}
+	}
+	crds, err := istioCRDs()
+	if err != nil {
+		skipOrFail(t, err.Error())
+	}
+	envOnce.Do(func() {
+		scheme := runtime.NewScheme()
+		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, AddToScheme} {
+			if envErr = add(scheme); envErr != nil {
+				return
+			}
+		}
+		testEnv = &envtest.Environment{
+			BinaryAssetsDirectory: dir,
+			Scheme:                scheme,
+			CRDInstallOptions:     envtest.CRDInstallOptions{Paths: []string{crds}, ErrorIfPathMissing: true},
+		}
+		cfg, err := testEnv.Start()
+		if err != nil {
+			envErr = fmt.Errorf("starting envtest with binaries from %s: %w", dir, err)
+			return
+		}
+		k8sClient, envErr = client.New(cfg, client.Options{Scheme: scheme})
+	})
+	if envErr != nil {
+		t.Fatal(envErr)
+	}
+	return k8sClient
+}
+
+func binDir(t *testing.T) string {
+	for _, e := range []string{"KUBEBUILDER_ASSETS", "SLUICE_BIN_DIR"} {
+		if d := os.Getenv(e); d != "" {
+			return d
+		}
+	}
+	d, err := filepath.Abs(filepath.Join("..", "..", "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// istioCRDs finds Istio's CRD manifest in the module cache: the CRDs of the
+// very API version the code is built against.
+func istioCRDs() (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-json", "istio.io/api").Output()
+	if err != nil {
+		return "", fmt.Errorf("locating istio.io/api with go list: %w", err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		return "", fmt.Errorf("istio.io/api is not in the module cache (go mod download istio.io/api): %v", err)
+	}
+	p := filepath.Join(mod.Dir, "kubernetes", "customresourcedefinitions.gen.yaml")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("istio CRDs: %w", err)
+	}
+	return p, nil
+}
+
+func skipOrFail(t *testing.T, msg string) {
+	t.Helper()
+	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+		t.Fatal(msg + " (CI=true: not skipping)")
+	}
+	t.Skip(msg)
+}
+
+// namespace creates a namespace of its own for one test.
+func namespace(t *testing.T, c client.Client) string {
+	t.Helper()
+	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "sluice-istio-"}}
+	if err := c.Create(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	return n.Name
+}

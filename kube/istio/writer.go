@@ -1,0 +1,248 @@
+package istio
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluicehq/sluice/rollout/engine"
+)
+
+// AddToScheme registers the Istio networking types the Writer reads.
+var AddToScheme = networkingv1.AddToScheme
+
+// Client is what the Writer needs of a controller-runtime client.
+// client.Client satisfies it. Reads should reach the API server, not a
+// cache: a stale read makes the write's resourceVersion precondition fail,
+// which costs a retry.
+type Client interface {
+	Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error
+	Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error
+	Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error
+}
+
+// Writer writes traffic plans as Istio objects with server-side apply.
+type Writer struct {
+	c Client
+}
+
+// NewWriter returns a Writer that uses c.
+func NewWriter(c Client) *Writer { return &Writer{c: c} }
+
+// Written is what the API server accepted for one plan.
+type Written struct {
+	PlanVersion string
+	// Generation and ResourceVersion are the main VirtualService's after
+	// the write. An unchanged plan leaves both as they were.
+	Generation      int64
+	ResourceVersion string
+}
+
+// Write renders in.Plan against the live and declared objects and applies
+// the DestinationRule, then the VirtualService(s), then deletes a preview
+// VirtualService the plan no longer wants. A write that lost a race with
+// another writer (resourceVersion precondition) is rendered again from a
+// fresh read.
+//
+// With no xDS client connected, a nil error is the data plane's
+// acknowledgement of the plan version; see Acknowledgement.
+func (w *Writer) Write(ctx context.Context, in Input) (Written, error) {
+	var out Written
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var err error
+		out, err = w.write(ctx, in)
+		return err
+	})
+	if err != nil {
+		return Written{}, fmt.Errorf("writing plan %s of %s/%s to Istio: %w", in.Plan.Version, in.Plan.Namespace, in.Plan.Service, err)
+	}
+	return out, nil
+}
+
+func (w *Writer) write(ctx context.Context, in Input) (Written, error) {
+	live, err := w.read(ctx, in)
+	if err != nil {
+		return Written{}, err
+	}
+	d, err := Render(in, live)
+	if err != nil {
+		return Written{}, &RejectedError{Err: err}
+	}
+	if _, err := w.apply(ctx, d.DestinationRule, &d.DestinationRule.Spec); err != nil {
+		return Written{}, err
+	}
+	vs, err := w.apply(ctx, d.VirtualService, &d.VirtualService.Spec)
+	if err != nil {
+		return Written{}, err
+	}
+	switch {
+	case d.Preview != nil:
+		if _, err := w.apply(ctx, d.Preview, &d.Preview.Spec); err != nil {
+			return Written{}, err
+		}
+	case live.Preview != nil && ownedBy(live.Preview, in.Owner):
+		if err := w.deleteStale(ctx, live.Preview); err != nil {
+			return Written{}, err
+		}
+	}
+	return Written{PlanVersion: in.Plan.Version, Generation: vs.GetGeneration(), ResourceVersion: vs.GetResourceVersion()}, nil
+}
+
+// read gets the live objects Render compares with; absent ones are nil.
+func (w *Writer) read(ctx context.Context, in Input) (Live, error) {
+	ns := in.Plan.Namespace
+	vsName := nameOr(in.VirtualServiceName, in.Plan.Service)
+	if in.VirtualService != nil {
+		vsName = in.VirtualService.Name
+	}
+	drName := nameOr(in.DestinationRuleName, in.Plan.Service)
+	if in.DestinationRule != nil {
+		drName = in.DestinationRule.Name
+	}
+	var live Live
+	var err error
+	if live.VirtualService, err = get(ctx, w.c, ns, vsName, &networkingv1.VirtualService{}); err != nil {
+		return live, err
+	}
+	if live.Preview, err = get(ctx, w.c, ns, vsName+previewSuffix, &networkingv1.VirtualService{}); err != nil {
+		return live, err
+	}
+	if live.DestinationRule, err = get(ctx, w.c, ns, drName, &networkingv1.DestinationRule{}); err != nil {
+		return live, err
+	}
+	return live, nil
+}
+
+func nameOr(name, def string) string {
+	if name != "" {
+		return name
+	}
+	return def
+}
+
+func get[T client.Object](ctx context.Context, c Client, ns, name string, obj T) (T, error) {
+	var zero T
+	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)
+	switch {
+	case apierrors.IsNotFound(err):
+		return zero, nil
+	case err != nil:
+		return zero, fmt.Errorf("reading %s/%s: %w", ns, name, err)
+	}
+	return obj, nil
+}
+
+// apply server-side applies obj as field manager "sluice", forcing
+// ownership: everything in the request is either Sluice's (the managed
+// routes, the subsets, its annotations) or Git's declaration, which Sluice
+// writes, or a live value echoed back unchanged (see Render). It returns
+// the object as stored.
+func (w *Writer) apply(ctx context.Context, obj client.Object, spec json.Marshaler) (*unstructured.Unstructured, error) {
+	u, err := applyConfiguration(obj, spec)
+	if err != nil {
+		return nil, err
+	}
+	kind := u.GetKind()
+	if err := w.c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if rejected(err) {
+			return nil, &RejectedError{Err: fmt.Errorf("applying %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)}
+		}
+		return nil, fmt.Errorf("applying %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
+	}
+	return u, nil
+}
+
+// applyConfiguration turns a typed object into the apply request: only
+// the metadata Sluice sets and the spec, so no zero-valued field of the Go
+// types (status, creationTimestamp) claims ownership of anything.
+func applyConfiguration(obj client.Object, spec json.Marshaler) (*unstructured.Unstructured, error) {
+	// Istio's MarshalJSON writes protobuf JSON, the form its CRDs define.
+	s, err := spec.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("encoding the spec of %s: %w", obj.GetName(), err)
+	}
+	var specMap map[string]any
+	if err := utiljson.Unmarshal(s, &specMap); err != nil {
+		return nil, fmt.Errorf("decoding the spec of %s: %w", obj.GetName(), err)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": specMap}}
+	u.GetObjectKind().SetGroupVersionKind(obj.GetObjectKind().GroupVersionKind())
+	u.SetName(obj.GetName())
+	u.SetNamespace(obj.GetNamespace())
+	u.SetLabels(obj.GetLabels())
+	u.SetAnnotations(obj.GetAnnotations())
+	u.SetOwnerReferences(obj.GetOwnerReferences())
+	// A non-empty resourceVersion makes the API server refuse the write
+	// if the object changed since it was read (a 409, then a fresh render).
+	u.SetResourceVersion(obj.GetResourceVersion())
+	return u, nil
+}
+
+// ownedBy reports whether Sluice created obj for this Rollout, so it may
+// delete it.
+func ownedBy(obj metav1.Object, owner *metav1.OwnerReference) bool {
+	if obj.GetLabels()[LabelManagedBy] != managedByValue {
+		return false
+	}
+	c := metav1.GetControllerOf(obj)
+	return owner == nil || c == nil || c.UID == owner.UID
+}
+
+// deleteStale removes a preview VirtualService once the plan has no preview
+// hosts, provided it is still the object that was read.
+func (w *Writer) deleteStale(ctx context.Context, vs *networkingv1.VirtualService) error {
+	uid, rv := vs.UID, vs.ResourceVersion
+	err := w.c.Delete(ctx, vs, client.Preconditions{UID: &uid, ResourceVersion: &rv})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting stale preview VirtualService %s/%s: %w", vs.Namespace, vs.Name, err)
+	}
+	return nil
+}
+
+// RejectedError means the plan cannot be written as it is: it does not fit
+// the declared objects, or the API server (schema validation, Istio's
+// validating webhook) refused it. Writing it again will not help.
+type RejectedError struct{ Err error }
+
+func (e *RejectedError) Error() string { return "rejected: " + e.Err.Error() }
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// rejected tells a refusal of the content from a failure to reach or
+// convince the API server for other reasons (RBAC, timeouts), which may pass.
+func rejected(err error) bool {
+	switch {
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		return true
+	case apierrors.IsForbidden(err):
+		// A validating webhook's denial; RBAC denials do not mention one.
+		return strings.Contains(err.Error(), "admission webhook")
+	}
+	return false
+}
+
+// Acknowledgement maps the outcome of Write to the engine's data-plane
+// observation for the case with no xDS client connected: an accepted write
+// acknowledges the version; a rejected one is the data plane refusing it,
+// like a proxy's NACK, with the reason; any other error leaves the version
+// pending, to be written again.
+func Acknowledgement(planVersion string, err error) engine.DataPlane {
+	var rej *RejectedError
+	switch {
+	case err == nil:
+		return engine.DataPlane{Version: planVersion, State: engine.AckAcknowledged}
+	case errors.As(err, &rej):
+		return engine.DataPlane{Version: planVersion, State: engine.AckRejected, Message: rej.Err.Error()}
+	}
+	return engine.DataPlane{Version: planVersion, State: engine.AckPending}
+}

@@ -1,0 +1,107 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// Publisher puts a Rollout's traffic plan in force: the Istio writer
+// (VirtualService/DestinationRule), the xDS server, or both. It is called on
+// every reconcile after the status is persisted, so it must be idempotent;
+// the plan's Version is its content hash, which makes "unchanged" cheap to
+// tell.
+type Publisher interface {
+	Publish(ctx context.Context, ro *v1alpha1.Rollout, p plan.Plan) error
+}
+
+// Acknowledger reports the data plane's answer to a published plan
+// version: every xDS proxy ACKed it, one NACKed it, or (with no proxies)
+// the VirtualService write was accepted. It is asked once per reconcile,
+// for status.traffic.planVersion, before the engine steps.
+type Acknowledger interface {
+	Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, version string) (engine.DataPlane, error)
+}
+
+// Reverter performs the engine's GitRevert action: a commit that sets the
+// Rollout in Git back to its stable revision.
+type Reverter interface {
+	Revert(ctx context.Context, ro *v1alpha1.Rollout, r engine.GitRevert) error
+}
+
+// PublisherFunc adapts a function to Publisher.
+type PublisherFunc func(ctx context.Context, ro *v1alpha1.Rollout, p plan.Plan) error
+
+// Publish calls f.
+func (f PublisherFunc) Publish(ctx context.Context, ro *v1alpha1.Rollout, p plan.Plan) error {
+	return f(ctx, ro, p)
+}
+
+// Publishers publishes to each in order and stops at the first error, so a
+// later writer never runs ahead of an earlier one that failed.
+type Publishers []Publisher
+
+// Publish implements Publisher.
+func (ps Publishers) Publish(ctx context.Context, ro *v1alpha1.Rollout, p plan.Plan) error {
+	for _, pub := range ps {
+		if err := pub.Publish(ctx, ro, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AcceptedOnWrite is the acknowledgement of a data plane without proxies
+// to ask: a plan version counts as acknowledged once Publish succeeded for
+// it, for example once the API server accepted the VirtualService write.
+// It wraps the Publisher that does the writing and is both the
+// reconciler's Publisher and its Acknowledger.
+//
+// What it remembers lives in memory. After a restart the first reconcile
+// finds nothing acknowledged, republishes (harmless: same content) and
+// sees the acknowledgement on the next reconcile, so no step is skipped.
+type AcceptedOnWrite struct {
+	Publisher Publisher
+
+	mu       sync.Mutex
+	accepted map[types.NamespacedName]string
+}
+
+// NewAcceptedOnWrite acknowledges what p writes successfully.
+func NewAcceptedOnWrite(p Publisher) *AcceptedOnWrite {
+	return &AcceptedOnWrite{Publisher: p, accepted: map[types.NamespacedName]string{}}
+}
+
+// Publish writes through the wrapped Publisher and records the version.
+func (a *AcceptedOnWrite) Publish(ctx context.Context, ro *v1alpha1.Rollout, p plan.Plan) error {
+	if err := a.Publisher.Publish(ctx, ro, p); err != nil {
+		return fmt.Errorf("publish plan %s: %w", p.Version, err)
+	}
+	a.mu.Lock()
+	a.accepted[types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}] = p.Version
+	a.mu.Unlock()
+	return nil
+}
+
+// Acknowledgement reports a version as acknowledged once it was written.
+func (a *AcceptedOnWrite) Acknowledgement(_ context.Context, ro *v1alpha1.Rollout, version string) (engine.DataPlane, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.accepted[types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}] == version {
+		return engine.DataPlane{Version: version, State: engine.AckAcknowledged}, nil
+	}
+	return engine.DataPlane{Version: version, State: engine.AckPending}, nil
+}
+
+// Forget drops what is remembered of a deleted Rollout.
+func (a *AcceptedOnWrite) Forget(key types.NamespacedName) {
+	a.mu.Lock()
+	delete(a.accepted, key)
+	a.mu.Unlock()
+}

@@ -19,7 +19,7 @@ CRD_DIR := crds
 # Go files of the repository, tracked or not, minus git-ignored ones.
 GO_FILES = $$(git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: help build generate test fmt vet check
+.PHONY: help build generate test fmt vet check demo
 
 help: ## Show this help
 	@echo 'Usage: make <target>'
@@ -29,6 +29,11 @@ help: ## Show this help
 
 build: ## Build bin/sluice
 	$(GO) build -o bin/sluice ./cmd/sluice
+
+# Of the pinned tools the demo needs Prometheus only: no need to wait for
+# kube-apiserver. The demo cleans up after itself (examples/demo).
+demo: build $(TOOLS_BIN)/prometheus ## Canary release of a gRPC service with sluice run: v2 promoted, failing v3 rolled back
+	$(GO) run ./examples/demo -sluice bin/sluice -prometheus $(TOOLS_BIN)/prometheus
 
 # controller-gen writes zz_generated.deepcopy.go next to the types and one
 # CRD per kind into $(CRD_DIR); old CRD files are removed first so a renamed

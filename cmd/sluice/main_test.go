@@ -33,7 +33,7 @@ func TestValidateCommand(t *testing.T) {
 		stderrPart string
 	}{
 		{"examples are valid", []string{"validate", examples}, 0,
-			"ok: 4 Rollouts, 8 AnalysisTemplates in 14 files (4 documents of other kinds skipped)\n", ""},
+			"ok: 5 Rollouts, 9 AnalysisTemplates in 16 files (4 documents of other kinds skipped)\n", ""},
 		{"several dirs", []string{"validate", filepath.Join(examples, "canary"), filepath.Join(examples, "standalone")}, 0,
 			"ok: 2 Rollouts, 2 AnalysisTemplates in 5 files (2 documents of other kinds skipped)\n", ""},
 		{"singular", []string{"validate", filepath.Join(examples, "dark-release", "rollout.yaml")}, 0,
@@ -92,7 +92,7 @@ func TestValidateJSON(t *testing.T) {
 	if code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
-	if !strings.Contains(stdout, `"problems": []`) || !strings.Contains(stdout, `"rollouts": 4`) {
+	if !strings.Contains(stdout, `"problems": []`) || !strings.Contains(stdout, `"rollouts": 5`) {
 		t.Errorf("clean JSON report:\n%s", stdout)
 	}
 }
@@ -125,7 +125,7 @@ func TestBinary(t *testing.T) {
 		code int
 		out  string
 	}{
-		{[]string{"validate", examples}, 0, "ok: 4 Rollouts, 8 AnalysisTemplates in "},
+		{[]string{"validate", examples}, 0, "ok: 5 Rollouts, 9 AnalysisTemplates in "},
 		{[]string{"validate", filepath.Join("testdata", "invalid")}, 1, ":17: spec.strategy.canary.steps[1].setWeight: Invalid value: 101"},
 		{[]string{"validate", filepath.Join("testdata", "missing")}, 2, ""},
 	} {

@@ -186,13 +186,16 @@ func runStandalone(ctx context.Context, cfg *config.Config, log logr.Logger) err
 		}
 	}
 
-	// Advancing stops when ctx ends; xDS outlives it to drain.
+	// Advancing stops when ctx ends, or when a component fails (runCtx);
+	// xDS outlives it to drain.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
 	xdsCtx, stopXDS := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopXDS()
 	plane := runner.NewXDSPlane(xdsCtx, xsrv, eps)
 	plane.AckWithoutClients = cfg.XDS.AckWithoutClients
 	measurer := promanalysis.New(promanalysis.Options{DefaultAddress: cfg.Prometheus.Address, Secrets: config.Secrets(cfg.Secrets)})
-	driver := runner.NewAnalysisDriver(ctx, measurer, nil, log.WithName("analysis"))
+	driver := runner.NewAnalysisDriver(runCtx, measurer, nil, log.WithName("analysis"))
 
 	run, err := runner.New(runner.Options{
 		Store: st, Source: syncer, Reverter: syncer, Plane: plane, Analysis: driver,
@@ -241,17 +244,23 @@ func runStandalone(ctx context.Context, cfg *config.Config, log logr.Logger) err
 	}
 	goRun("xds", func() error { return xsrv.Serve(xdsCtx, xl) })
 	goRun("http", func() error { return hsrv.Serve(hl) })
-	goRun("gitsync", func() error { return syncer.Run(ctx) })
+	goRun("gitsync", func() error { return syncer.Run(runCtx) })
 	runDone := make(chan error, 1)
-	go func() { runDone <- run.Run(ctx) }()
+	go func() { runDone <- run.Run(runCtx) }()
 
 	var failed error
 	select {
 	case <-ctx.Done():
 	case failed = <-errc:
 		log.Error(failed, "a component failed; shutting down")
+	case failed = <-runDone:
+		// The runner gave up (it could not restore the stored plans):
+		// exit rather than serve xDS with nothing advancing.
+		runDone <- failed
+		log.Error(failed, "the runner stopped; shutting down")
 	}
 	// Stop advancing: the runner returns once its last step is on disk.
+	stopRun()
 	stopAll := context.WithoutCancel(ctx)
 	if err := <-runDone; err != nil && failed == nil {
 		failed = err

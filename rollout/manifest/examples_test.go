@@ -17,8 +17,9 @@ func TestExamples(t *testing.T) {
 		{"bluegreen", 1, 2},
 		{"dark-release", 1, 1},
 		{"standalone", 1, 1},
+		{"quickstart", 1, 1},
 		{"analysis", 0, 3},
-		{".", 4, 8},
+		{".", 5, 9},
 	}
 	for _, tc := range cases {
 		t.Run(tc.dir, func(t *testing.T) {

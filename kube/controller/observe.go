@@ -90,7 +90,7 @@ func (r *Reconciler) observe(ctx context.Context, _ *statusPatcher, rc *reconcil
 	case !errors.Is(err, errNoCommand):
 		r.warn(ctx, ro, "InvalidCommand", "ignoring the command annotation: %v", err)
 	}
-	rc.obs.Window = windowAt(ro, rc.now)
+	rc.obs.Window = window.Evaluate(ro.Spec.Windows, rc.now)
 	rc.obs.Git = provenance(ro)
 	return nil
 }
@@ -131,20 +131,6 @@ func (r *Reconciler) listOwned(ctx context.Context, rc *reconcileContext) error 
 		}
 	}
 	return nil
-}
-
-// windowAt evaluates the deployment windows at now.
-func windowAt(ro *v1alpha1.Rollout, now time.Time) engine.Window {
-	if len(ro.Spec.Windows) == 0 {
-		return engine.Window{}
-	}
-	c, err := window.Compile(ro.Spec.Windows)
-	if err != nil {
-		// The CRD's validation should have refused it; hold rather than
-		// advance outside the windows the user meant.
-		return engine.Window{Closed: true, Reason: err.Error()}
-	}
-	return c.At(now)
 }
 
 // provenance reads the Git provenance annotations gitsync writes on the

@@ -127,3 +127,18 @@ func (w compiled) state(now time.Time) (open bool, change time.Time) {
 	}
 	return true, time.Time{}
 }
+
+// Evaluate is the engine's window observation for a Rollout's windows at
+// now. Windows that do not compile (validation refuses them; one that got
+// through anyway) hold advancement rather than let it happen outside the
+// windows the user meant.
+func Evaluate(ws []v1alpha1.DeploymentWindow, now time.Time) engine.Window {
+	if len(ws) == 0 {
+		return engine.Window{}
+	}
+	c, err := Compile(ws)
+	if err != nil {
+		return engine.Window{Closed: true, Reason: err.Error()}
+	}
+	return c.At(now)
+}

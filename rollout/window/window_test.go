@@ -88,3 +88,18 @@ func TestCompileErrorsNameTheField(t *testing.T) {
 		}
 	}
 }
+
+func TestEvaluate(t *testing.T) {
+	t.Parallel()
+	now := at("2026-11-22T12:00:00Z")
+	if got := Evaluate(nil, now); got.Closed {
+		t.Fatalf("no windows: %+v", got)
+	}
+	if got := Evaluate([]v1alpha1.DeploymentWindow{win(v1alpha1.WindowDeny, "@daily", 24*time.Hour, "")}, now); !got.Closed {
+		t.Fatalf("inside a deny window: %+v", got)
+	}
+	// A window that does not compile holds rather than allows.
+	if got := Evaluate([]v1alpha1.DeploymentWindow{win(v1alpha1.WindowAllow, "not cron", time.Hour, "")}, now); !got.Closed || !strings.Contains(got.Reason, "spec.windows[0].schedule") {
+		t.Fatalf("broken window: %+v", got)
+	}
+}

@@ -104,7 +104,7 @@ func (r *Runner) stepOne(ctx context.Context, key string, ro *v1alpha1.Rollout, 
 	if prev.Status != nil {
 		ro.Status = *prev.Status.DeepCopy()
 	}
-	obs := engine.Observations{Git: d.Provenance.DeepCopy(), Window: r.window(ro, now)}
+	obs := engine.Observations{Git: d.Provenance.DeepCopy(), Window: window.Evaluate(ro.Spec.Windows, now)}
 	if prev.Plan != nil {
 		obs.DataPlane = r.o.Plane.Observe(*prev.Plan)
 	}
@@ -211,19 +211,6 @@ func templateNamespace(snap *gitsync.Snapshot, ns, name string) string {
 		}
 	}
 	return ns
-}
-
-func (r *Runner) window(ro *v1alpha1.Rollout, now time.Time) engine.Window {
-	if len(ro.Spec.Windows) == 0 {
-		return engine.Window{}
-	}
-	c, err := window.Compile(ro.Spec.Windows)
-	if err != nil {
-		// Validation rejects such a commit; if one got here, hold rather
-		// than advance outside the intended windows.
-		return engine.Window{Closed: true, Reason: err.Error()}
-	}
-	return c.At(now)
 }
 
 // reasonRemoved marks a Rollout that left Git.

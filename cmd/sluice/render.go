@@ -48,6 +48,13 @@ func renderRollout(w io.Writer, r api.Rollout, events []api.Event) {
 	if g := st.Git; g != nil {
 		fmt.Fprintf(w, "  Git:      %s %s\n", short(g.Commit, 12), g.Path)
 	}
+	if lr := st.LastRollout; lr != nil {
+		line := fmt.Sprintf("%s %s at %s", lr.Revision, strings.ToLower(string(lr.Outcome)), lr.At.UTC().Format(time.RFC3339))
+		if lr.Reason != "" {
+			line += ": " + lr.Reason + ": " + oneLine(lr.Message, 100)
+		}
+		fmt.Fprintf(w, "  Last:     %s\n", line)
+	}
 	if lc := st.LastCommand; lc != nil {
 		by := lc.By
 		if by == "" {

@@ -73,6 +73,9 @@ func TestCanaryWalksStepsOnAcknowledgement(t *testing.T) {
 	if h.ro.Status.StableRevision != "v2" {
 		t.Fatalf("stable = %s after promotion, want v2", h.ro.Status.StableRevision)
 	}
+	if lr := h.ro.Status.LastRollout; lr == nil || lr.Outcome != v1alpha1.OutcomePromoted || lr.Revision != "v2" {
+		t.Fatalf("last rollout = %+v", lr)
+	}
 	h.wantAllStable()
 	if got := h.out.Plan.Revision(plan.Stable); got != "v2" {
 		t.Fatalf("stable subset selects %q, want v2", got)
@@ -308,6 +311,17 @@ func TestBackgroundAnalysisFailureAborts(t *testing.T) {
 	}
 	if !strings.Contains(reverts[0].Revert.Message, "p99 1.2s") {
 		t.Fatalf("revert message %q lacks the analysis values", reverts[0].Revert.Message)
+	}
+	// The revert lands: Healthy again, and the abort stays visible.
+	h.setVersion("v1")
+	h.step(Observations{})
+	h.wantPhase(v1alpha1.PhaseHealthy)
+	lr := h.ro.Status.LastRollout
+	if lr == nil || lr.Outcome != v1alpha1.OutcomeAborted || lr.Revision != "v2" || lr.Reason != v1alpha1.ReasonAnalysisFailed {
+		t.Fatalf("last rollout = %+v", lr)
+	}
+	if !strings.Contains(h.ro.Status.Message, "the rollout of v2 was aborted") {
+		t.Fatalf("healthy message %q hides the abort", h.ro.Status.Message)
 	}
 }
 

@@ -304,7 +304,11 @@ func (s *stepper) phase() (v1alpha1.Phase, string, string) {
 	case st.Abort != nil:
 		return v1alpha1.PhaseDegraded, st.Abort.Reason, st.Abort.Message + "; 100% to stable " + st.StableRevision + "; retry or push a new revision"
 	case st.CanaryRevision == "":
-		return v1alpha1.PhaseHealthy, v1alpha1.ReasonStable, "revision " + st.StableRevision + " serves 100%"
+		msg := "revision " + st.StableRevision + " serves 100%"
+		if lr := st.LastRollout; lr != nil && lr.Outcome == v1alpha1.OutcomeAborted {
+			msg += "; the rollout of " + lr.Revision + " was aborted (" + lr.Reason + ": " + lr.Message + ")"
+		}
+		return v1alpha1.PhaseHealthy, v1alpha1.ReasonStable, msg
 	case st.Pause != nil:
 		return v1alpha1.PhasePaused, st.Pause.Reason, st.Pause.Message
 	case s.heldByWindow:

@@ -78,6 +78,7 @@ func (s *stepper) observeSpec() {
 	case s.desired == st.StableRevision:
 		if st.CanaryRevision != "" {
 			dropped := st.CanaryRevision
+			s.recordOutcome(v1alpha1.OutcomeRolledBack)
 			s.endRollout("spec set back to the stable revision")
 			s.event(EventNormal, v1alpha1.ReasonRolledBackToStable,
 				"spec set back to stable revision %s: 100%% to stable, canary %s dropped", st.StableRevision, dropped)
@@ -88,6 +89,7 @@ func (s *stepper) observeSpec() {
 		if st.CanaryRevision != "" {
 			s.event(EventNormal, v1alpha1.ReasonSuperseded,
 				"revision %s superseded by %s: starting again from stable %s", st.CanaryRevision, s.desired, st.StableRevision)
+			s.recordOutcome(v1alpha1.OutcomeSuperseded)
 			s.endRollout("superseded by revision " + s.desired)
 		}
 		s.startRollout()
@@ -120,6 +122,17 @@ func (s *stepper) startRollout() {
 	s.restart()
 	s.event(EventNormal, v1alpha1.ReasonNewRevision,
 		"new revision %s: rolling out from stable %s in %d steps", s.desired, st.StableRevision, len(s.steps))
+}
+
+// recordOutcome remembers how the current rollout ends. An aborted rollout
+// keeps its abort as the outcome, whatever ends it afterwards.
+func (s *stepper) recordOutcome(o v1alpha1.Outcome) {
+	st := &s.st
+	out := &v1alpha1.RolloutOutcome{Revision: st.CanaryRevision, Outcome: o, At: *mt(s.now)}
+	if a := st.Abort; a != nil {
+		out.Outcome, out.Reason, out.Message, out.At = v1alpha1.OutcomeAborted, a.Reason, a.Message, a.At
+	}
+	st.LastRollout = out
 }
 
 // restart puts the rollout before step 1 with a fresh run generation.
@@ -415,6 +428,7 @@ func (s *stepper) promote() {
 	st, spec := &s.st, &s.ro.Spec
 	old, rev := st.StableRevision, st.CanaryRevision
 	s.stopRuns(func(*v1alpha1.AnalysisRunStatus) bool { return true }, "rollout promoted")
+	s.recordOutcome(v1alpha1.OutcomePromoted)
 	st.StableRevision = rev
 	st.StableBackend = spec.Backend.DeepCopy()
 	if spec.Replicas != nil && old != rev {

@@ -131,6 +131,12 @@ type RolloutStatus struct {
 	// +listMapKey=name
 	Analysis []AnalysisRunStatus `json:"analysis,omitempty"`
 
+	// LastRollout is how the last finished rollout ended, kept after the
+	// canary is gone: an abort followed by a Git revert returns to Healthy
+	// within moments, and this is where it stays visible.
+	// +optional
+	LastRollout *RolloutOutcome `json:"lastRollout,omitempty"`
+
 	// ScaleDown records a previous revision kept running until a deadline.
 	// +optional
 	ScaleDown *ScaleDownStatus `json:"scaleDown,omitempty"`
@@ -280,6 +286,35 @@ type MetricSummary struct {
 	Error int32 `json:"error,omitempty"`
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// Outcome is how a rollout ended.
+// +kubebuilder:validation:Enum=Promoted;Aborted;Superseded;RolledBack
+type Outcome string
+
+const (
+	// OutcomePromoted: the revision became stable.
+	OutcomePromoted Outcome = "Promoted"
+	// OutcomeAborted: the rollout was aborted and the spec then named the
+	// stable revision again (a Git revert, or a person).
+	OutcomeAborted Outcome = "Aborted"
+	// OutcomeSuperseded: a newer revision replaced it mid-rollout.
+	OutcomeSuperseded Outcome = "Superseded"
+	// OutcomeRolledBack: the spec named the stable revision again while the
+	// rollout was running.
+	OutcomeRolledBack Outcome = "RolledBack"
+)
+
+// RolloutOutcome records how a rollout of one revision ended.
+type RolloutOutcome struct {
+	Revision string  `json:"revision"`
+	Outcome  Outcome `json:"outcome"`
+	// Reason and Message say why, for an abort.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// +optional
+	Message string      `json:"message,omitempty"`
+	At      metav1.Time `json:"at"`
 }
 
 // ScaleDownStatus keeps an old revision running until At.

@@ -330,6 +330,9 @@ func TestRunnerAbortsAndRevertsInGit(t *testing.T) {
 	if ro.Status.StableRevision != "v1" {
 		t.Fatalf("stable = %s", ro.Status.StableRevision)
 	}
+	if lr := ro.Status.LastRollout; lr == nil || lr.Outcome != v1alpha1.OutcomeAborted || lr.Revision != "v3" {
+		t.Fatalf("last rollout after the revert = %+v; the abort must stay visible", lr)
+	}
 }
 
 func TestRunnerCommandsAndRemoval(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/testbin"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,8 +53,7 @@ func TestMain(m *testing.M) {
 // are missing (fails with CI=true).
 func cluster(t *testing.T) client.Client {
 	t.Helper()
-	dir := binDir(t, "KUBEBUILDER_ASSETS", "SLUICE_BIN_DIR")
-	requireBinaries(t, dir, "kube-apiserver", "etcd")
+	dir := testbin.Require(t, "kube-apiserver", "etcd")
 	envOnce.Do(func() {
 		scheme := runtime.NewScheme()
 		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, v1alpha1.AddToScheme} {

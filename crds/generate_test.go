@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/testbin"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -24,45 +24,6 @@ const (
 	crdGlob      = "sluice.dev_*.yaml"
 )
 
-// binDir is where the pinned tool binaries are: the first environment
-// variable of envs that is set, else bin/ at the repository root.
-func binDir(t testing.TB, envs ...string) string {
-	t.Helper()
-	for _, e := range envs {
-		if d := os.Getenv(e); d != "" {
-			return d
-		}
-	}
-	d, err := filepath.Abs(filepath.Join("..", "bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-// inCI reports whether the CI environment variable says so (CI=true).
-func inCI() bool {
-	ci, _ := strconv.ParseBool(os.Getenv("CI"))
-	return ci
-}
-
-// requireBinaries skips the test when one of the binaries is missing from
-// dir, except under CI=true, where a missing binary is a failure: CI must
-// never pass by skipping.
-func requireBinaries(t testing.TB, dir string, names ...string) {
-	t.Helper()
-	for _, name := range names {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err != nil {
-			msg := fmt.Sprintf("%s is missing: run `make tools` (or `make test`), or point SLUICE_BIN_DIR/KUBEBUILDER_ASSETS at the binaries", p)
-			if inCI() {
-				t.Fatal(msg + " (CI=true: not skipping)")
-			}
-			t.Skip(msg)
-		}
-	}
-}
-
 // run runs a command in dir and fails the test with its output on error.
 func run(t *testing.T, dir, name string, args ...string) {
 	t.Helper()
@@ -76,8 +37,7 @@ func run(t *testing.T, dir, name string, args ...string) {
 // TestGeneratedFilesUpToDate regenerates the deepcopy code and the trimmed
 // CRDs into a temporary directory and compares them with the committed files.
 func TestGeneratedFilesUpToDate(t *testing.T) {
-	dir := binDir(t, "SLUICE_BIN_DIR")
-	requireBinaries(t, dir, "controller-gen")
+	dir := testbin.Require(t, "controller-gen")
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("go command not found in PATH: %v", err)

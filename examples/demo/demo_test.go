@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
+	"github.com/sluicehq/sluice/internal/testbin"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -241,23 +241,7 @@ func lastValue(t *testing.T, m v1alpha1.MetricSummary) float64 {
 // CI must never pass by skipping.
 func prometheusBinary(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("SLUICE_BIN_DIR")
-	if dir == "" {
-		root, err := moduleRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir = filepath.Join(root, "bin")
-	}
-	p := filepath.Join(dir, "prometheus")
-	if _, err := os.Stat(p); err != nil {
-		msg := fmt.Sprintf("%s is missing: run `make tools`, or point SLUICE_BIN_DIR at the binaries", p)
-		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-			t.Fatal(msg + " (CI=true: not skipping)")
-		}
-		t.Skip(msg)
-	}
-	return p
+	return testbin.Path(t, "prometheus")
 }
 
 // buildSluice builds cmd/sluice from this tree, so the test never runs a

@@ -3,10 +3,10 @@ package controller
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/testbin"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -61,16 +61,7 @@ func TestMain(m *testing.M) {
 // CI must never pass by skipping.
 func cluster(t *testing.T) client.WithWatch {
 	t.Helper()
-	dir := binDir(t)
-	for _, name := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			msg := fmt.Sprintf("%s is missing: run `make tools`, or point KUBEBUILDER_ASSETS/SLUICE_BIN_DIR at the binaries", filepath.Join(dir, name))
-			if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-				t.Fatal(msg + " (CI=true: not skipping)")
-			}
-			t.Skip(msg)
-		}
-	}
+	dir := testbin.Require(t, "kube-apiserver", "etcd")
 	envOnce.Do(func() {
 		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
 			if envErr = add(scheme); envErr != nil {
@@ -95,20 +86,6 @@ func cluster(t *testing.T) client.WithWatch {
 		t.Fatal(envErr)
 	}
 	return k8s
-}
-
-// binDir: KUBEBUILDER_ASSETS, else SLUICE_BIN_DIR, else bin/ at the root.
-func binDir(t *testing.T) string {
-	for _, e := range []string{"KUBEBUILDER_ASSETS", "SLUICE_BIN_DIR"} {
-		if d := os.Getenv(e); d != "" {
-			return d
-		}
-	}
-	d, err := filepath.Abs(filepath.Join("..", "..", "bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 func newNamespace(t *testing.T, c client.Client) string {

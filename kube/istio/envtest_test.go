@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/testbin"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 
@@ -45,15 +45,10 @@ func TestMain(m *testing.M) {
 // and fails instead with CI=true.
 func cluster(t *testing.T) client.Client {
 	t.Helper()
-	dir := binDir(t)
-	for _, name := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			skipOrFail(t, fmt.Sprintf("%s is missing: run `make tools`, or point SLUICE_BIN_DIR/KUBEBUILDER_ASSETS at the binaries", filepath.Join(dir, name)))
-		}
-	}
+	dir := testbin.Require(t, "kube-apiserver", "etcd")
 	crds, err := istioCRDs()
 	if err != nil {
-		skipOrFail(t, err.Error())
+		testbin.SkipOrFail(t, err.Error())
 	}
 	envOnce.Do(func() {
 		scheme := runtime.NewScheme()
@@ -80,19 +75,6 @@ func cluster(t *testing.T) client.Client {
 	return k8sClient
 }
 
-func binDir(t *testing.T) string {
-	for _, e := range []string{"KUBEBUILDER_ASSETS", "SLUICE_BIN_DIR"} {
-		if d := os.Getenv(e); d != "" {
-			return d
-		}
-	}
-	d, err := filepath.Abs(filepath.Join("..", "..", "bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 // istioCRDs finds Istio's CRD manifest in the module cache: the CRDs of the
 // very API version the code is built against.
 func istioCRDs() (string, error) {
@@ -109,14 +91,6 @@ func istioCRDs() (string, error) {
 		return "", fmt.Errorf("istio CRDs: %w", err)
 	}
 	return p, nil
-}
-
-func skipOrFail(t *testing.T, msg string) {
-	t.Helper()
-	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-		t.Fatal(msg + " (CI=true: not skipping)")
-	}
-	t.Skip(msg)
 }
 
 // namespace creates a namespace of its own for one test.

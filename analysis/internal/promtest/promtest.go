@@ -5,8 +5,8 @@ package promtest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/testbin"
 	"net"
 	"net/http"
 	"os"
@@ -26,40 +26,7 @@ import (
 // skipping.
 func Binary(t testing.TB) string {
 	t.Helper()
-	dir := os.Getenv("SLUICE_BIN_DIR")
-	if dir == "" {
-		root, err := moduleRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir = filepath.Join(root, "bin")
-	}
-	p := filepath.Join(dir, "prometheus")
-	if _, err := os.Stat(p); err != nil {
-		msg := fmt.Sprintf("%s is missing: run `make tools`, or point SLUICE_BIN_DIR at the binaries", p)
-		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-			t.Fatal(msg + " (CI=true: not skipping)")
-		}
-		t.Skip(msg)
-	}
-	return p
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("promtest: no go.mod above the working directory")
-		}
-		dir = parent
-	}
+	return testbin.Path(t, "prometheus")
 }
 
 // Server is a running Prometheus.

@@ -4,12 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/testbin"
+	"github.com/sluicehq/sluice/internal/kubetest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,70 +20,45 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
-// One envtest control plane (real kube-apiserver + etcd from bin/) serves all
-// tests of this package. It starts with the first test that needs it, so
-// `go test -run TestGenerated` does not pay for it, and TestMain stops it.
-var (
-	envOnce   sync.Once
-	testEnv   *envtest.Environment
-	k8sClient client.Client
-	envErr    error
-)
+// One envtest control plane (real kube-apiserver + etcd from bin/) with the
+// Sluice CRDs serves all tests of this package; it starts with the first
+// test that needs it, so `go test -run TestGenerated` does not pay for it.
+var env = &kubetest.Env{
+	Scheme: []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, v1alpha1.AddToScheme},
+	CRDs: func() ([]string, error) {
+		files, err := filepath.Glob(crdGlob)
+		if err != nil || len(files) == 0 {
+			return nil, fmt.Errorf("no %s in crds/ (err %v)", crdGlob, err)
+		}
+		return files, nil
+	},
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if testEnv != nil {
-		if err := testEnv.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stopping envtest: %v\n", err)
-			code = max(code, 1)
-		}
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = max(code, 1)
 	}
 	os.Exit(code)
 }
 
 // cluster returns a client of the shared API server with the Sluice CRDs
-// installed, starting it on first use. It skips the test when the binaries
-// are missing (fails with CI=true).
+// installed. It skips the test when the binaries are missing (fails with
+// CI=true).
 func cluster(t *testing.T) client.Client {
 	t.Helper()
-	dir := testbin.Require(t, "kube-apiserver", "etcd")
-	envOnce.Do(func() {
-		scheme := runtime.NewScheme()
-		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, v1alpha1.AddToScheme} {
-			if envErr = add(scheme); envErr != nil {
-				return
-			}
-		}
-		crdFiles, err := filepath.Glob(crdGlob)
-		if err != nil || len(crdFiles) == 0 {
-			envErr = fmt.Errorf("no %s in crds/ (err %v)", crdGlob, err)
-			return
-		}
-		testEnv = &envtest.Environment{
-			BinaryAssetsDirectory: dir,
-			Scheme:                scheme,
-			CRDInstallOptions: envtest.CRDInstallOptions{
-				Paths:              crdFiles,
-				ErrorIfPathMissing: true,
-			},
-		}
-		cfg, err := testEnv.Start()
-		if err != nil {
-			envErr = fmt.Errorf("starting envtest with binaries from %s: %w", dir, err)
-			return
-		}
-		k8sClient, envErr = client.New(cfg, client.Options{Scheme: scheme})
-	})
-	if envErr != nil {
-		t.Fatal(envErr)
+	cfg, scheme := env.Start(t)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return k8sClient
+	return c
 }
 
 // namespace creates a namespace of its own for one test.

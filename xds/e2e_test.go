@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/binomial"
 	"io"
 	"log/slog"
 	"net"
@@ -189,7 +190,7 @@ func checkShare(t *testing.T, counts map[string]int, n int, percent int32, alpha
 	if counts["stable"]+counts["canary"] != n {
 		t.Fatalf("served by %v, want %d RPCs from stable and canary", counts, n)
 	}
-	lo, hi := binomialInterval(n, float64(percent)/100, alpha)
+	lo, hi := binomial.Interval(n, float64(percent)/100, alpha)
 	t.Logf("canary served %d of %d at %d%%; the %v%% interval is [%d, %d]", counts["canary"], n, percent, 100*(1-alpha), lo, hi)
 	if c := counts["canary"]; c < lo || c > hi {
 		t.Errorf("canary served %d of %d at %d%%; the %v%% interval is [%d, %d]", c, n, percent, 100*(1-alpha), lo, hi)

@@ -1,7 +1,6 @@
 package xds
 
 import (
-	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -580,24 +579,5 @@ func TestVersionStability(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestBinomialInterval(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		n int
-		p float64
-	}{{4000, 0.05}, {400, 0.5}, {2000, 0.1}} {
-		lo, hi := binomialInterval(tc.n, tc.p, 0.01)
-		mean := float64(tc.n) * tc.p
-		if float64(lo) > mean || float64(hi) < mean {
-			t.Errorf("n=%d p=%v: [%d, %d] misses the mean %v", tc.n, tc.p, lo, hi, mean)
-		}
-		// Against the normal approximation: within a couple of units.
-		sd := 2.5758 * math.Sqrt(mean*(1-tc.p))
-		if math.Abs(float64(lo)-(mean-sd)) > 2 || math.Abs(float64(hi)-(mean+sd)) > 2 {
-			t.Errorf("n=%d p=%v: [%d, %d], normal approximation [%.1f, %.1f]", tc.n, tc.p, lo, hi, mean-sd, mean+sd)
-		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/binomial"
 	"github.com/sluicehq/sluice/internal/testbin"
 	"os/exec"
 	"path/filepath"
@@ -183,7 +184,7 @@ func checkSteps(t *testing.T, a act, stable string, labels []string) {
 		}
 		// A binomial interval holding all but 1e-4 of the mass: a correct
 		// split fails it once in 10,000, a wrong weight fails it always.
-		lo, hi := binomialInterval(sp.Total, float64(s.Weight)/100, 1e-4)
+		lo, hi := binomial.Interval(sp.Total, float64(s.Weight)/100, 1e-4)
 		got := sp.Calls[a.Version]
 		t.Logf("%s step %d %q at %d%%: %d of %d calls, interval [%d, %d]", a.Version, i+1, s.Label, s.Weight, got, sp.Total, lo, hi)
 		if got < lo || got > hi {

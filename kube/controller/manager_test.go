@@ -26,6 +26,7 @@ import (
 // function that stops it and waits until it has.
 func runManager(t *testing.T, plane *fakePlane, ev *events) (stop func()) {
 	t.Helper()
+	restCfg, scheme := env.Start(t)
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:     scheme,
 		Metrics:    metricsserver.Options{BindAddress: "0"},

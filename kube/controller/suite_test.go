@@ -3,7 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/testbin"
+	"github.com/sluicehq/sluice/internal/kubetest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,11 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
@@ -29,63 +27,37 @@ import (
 )
 
 // One envtest control plane (real kube-apiserver + etcd) serves every test
-// of the package; it starts with the first test that needs it. There is no
-// kubelet or kube-controller-manager: tests mark ReplicaSets' replicas
-// available themselves, and write AnalysisRun status as an analysis
-// controller would.
-var (
-	envOnce sync.Once
-	testEnv *envtest.Environment
-	restCfg *rest.Config
-	k8s     client.WithWatch
-	scheme  = runtime.NewScheme()
-	envErr  error
-)
+// of the package. There is no kubelet or kube-controller-manager: tests mark
+// ReplicaSets' replicas available themselves, and write AnalysisRun status
+// as an analysis controller would.
+var env = &kubetest.Env{
+	Scheme: []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme},
+	CRDs:   func() ([]string, error) { return []string{filepath.Join("..", "..", "crds")}, nil },
+}
 
 func TestMain(m *testing.M) {
 	// The manager tests log through controller-runtime; keep test output
 	// to what the tests say.
 	ctrl.SetLogger(logr.Discard())
 	code := m.Run()
-	if testEnv != nil {
-		if err := testEnv.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stopping envtest: %v\n", err)
-			code = max(code, 1)
-		}
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = max(code, 1)
 	}
 	os.Exit(code)
 }
 
-// cluster starts the shared API server with the Sluice CRDs. It skips the
-// test when the binaries are missing, except with CI=true, where that fails:
-// CI must never pass by skipping.
+// cluster returns a client of the shared API server with the Sluice CRDs.
+// It skips the test when the binaries are missing, except with CI=true,
+// where that fails: CI must never pass by skipping.
 func cluster(t *testing.T) client.WithWatch {
 	t.Helper()
-	dir := testbin.Require(t, "kube-apiserver", "etcd")
-	envOnce.Do(func() {
-		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
-			if envErr = add(scheme); envErr != nil {
-				return
-			}
-		}
-		testEnv = &envtest.Environment{
-			BinaryAssetsDirectory: dir,
-			Scheme:                scheme,
-			CRDInstallOptions: envtest.CRDInstallOptions{
-				Paths:              []string{filepath.Join("..", "..", "crds")},
-				ErrorIfPathMissing: true,
-			},
-		}
-		if restCfg, envErr = testEnv.Start(); envErr != nil {
-			envErr = fmt.Errorf("starting envtest with binaries from %s: %w", dir, envErr)
-			return
-		}
-		k8s, envErr = client.NewWithWatch(restCfg, client.Options{Scheme: scheme})
-	})
-	if envErr != nil {
-		t.Fatal(envErr)
+	cfg, scheme := env.Start(t)
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return k8s
+	return c
 }
 
 func newNamespace(t *testing.T, c client.Client) string {

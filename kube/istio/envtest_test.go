@@ -4,11 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/testbin"
+	"github.com/sluicehq/sluice/internal/kubetest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,63 +15,37 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // One envtest control plane (real kube-apiserver + etcd) with Istio's CRDs
-// from the istio.io/api module serves every test of the package. It starts
-// with the first test that needs it; TestMain stops it.
-var (
-	envOnce   sync.Once
-	testEnv   *envtest.Environment
-	k8sClient client.Client
-	envErr    error
-)
+// from the istio.io/api module serves every test of the package.
+var env = &kubetest.Env{
+	Scheme: []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, AddToScheme},
+	CRDs: func() ([]string, error) {
+		crds, err := istioCRDs()
+		return []string{crds}, err
+	},
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if testEnv != nil {
-		if err := testEnv.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stopping envtest: %v\n", err)
-			code = max(code, 1)
-		}
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = max(code, 1)
 	}
 	os.Exit(code)
 }
 
-// cluster returns a client of the shared API server, starting it on first
-// use. It skips the test when the binaries or the Istio CRDs are missing,
-// and fails instead with CI=true.
+// cluster returns a client of the shared API server. It skips the test when
+// the binaries or the Istio CRDs are missing, and fails instead with CI=true.
 func cluster(t *testing.T) client.Client {
 	t.Helper()
-	dir := testbin.Require(t, "kube-apiserver", "etcd")
-	crds, err := istioCRDs()
+	cfg, scheme := env.Start(t)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
-		testbin.SkipOrFail(t, err.Error())
+		t.Fatal(err)
 	}
-	envOnce.Do(func() {
-		scheme := runtime.NewScheme()
-		for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, AddToScheme} {
-			if envErr = add(scheme); envErr != nil {
-				return
-			}
-		}
-		testEnv = &envtest.Environment{
-			BinaryAssetsDirectory: dir,
-			Scheme:                scheme,
-			CRDInstallOptions:     envtest.CRDInstallOptions{Paths: []string{crds}, ErrorIfPathMissing: true},
-		}
-		cfg, err := testEnv.Start()
-		if err != nil {
-			envErr = fmt.Errorf("starting envtest with binaries from %s: %w", dir, err)
-			return
-		}
-		k8sClient, envErr = client.New(cfg, client.Options{Scheme: scheme})
-	})
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-	return k8sClient
+	return c
 }
 
 // istioCRDs finds Istio's CRD manifest in the module cache: the CRDs of the

@@ -739,6 +739,7 @@ var propProperties = []propProperty{
 	{"requeue_complete", propRequeueComplete},                   // extra
 	{"progress_has_a_way_forward", propWayForward},              // extra
 	{"match_routes_reach_canary", propMatchRoutesReachCanary},   // extra
+	{"persisted_plan_rebuilds", propPersistedPlan},              // extra
 }
 
 // propRunSeed walks one trajectory and checks every property at every
@@ -1452,4 +1453,22 @@ func propDiff(a, b any) string {
 		return "  (same JSON; they differ in representation only, e.g. nil vs empty or time zone)"
 	}
 	return simLineDiff(string(ja), string(jb))
+}
+
+// propPersistedPlan: the plan PersistedPlan rebuilds from the persisted
+// status is the plan Step published, content and version, so a follower
+// replica serves exactly what the leader decided.
+func propPersistedPlan() propCheck {
+	return func(c *propCtx) string {
+		ro := c.pre.Rollout.DeepCopy()
+		ro.Status = *c.out.Status.DeepCopy()
+		p, err := PersistedPlan(ro)
+		if err != nil {
+			return err.Error()
+		}
+		if p.Version != c.out.Plan.Version || propJSON(p) != propJSON(c.out.Plan) {
+			return "rebuilt plan differs from the published one:\n" + propDiff(c.out.Plan, p)
+		}
+		return ""
+	}
 }

@@ -46,7 +46,9 @@ demo: build $(TOOLS_BIN)/prometheus ## Canary release of a gRPC service with slu
 generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code and CRDs (crds/) from the API types
 	rm -f $(CRD_DIR)/sluice.dev_*.yaml
 	$(CONTROLLER_GEN) object crd:generateEmbeddedObjectMeta=true paths=$(API_PKG) output:crd:dir=$(CRD_DIR)
-	$(GO) run ./crds/internal/trim $(CRD_DIR)/*.yaml
+	$(GO) run ./crds/internal/trim $(CRD_DIR)/sluice.dev_*.yaml
+	$(CONTROLLER_GEN) rbac:roleName=sluice-controller paths=./kube/manager output:rbac:dir=$(CRD_DIR)/rbac
+	$(GO) run ./crds/internal/bundle $(CRD_DIR)/kustomization.yaml $(CRD_DIR)/install.yaml
 
 test: tools ## Run all tests, envtest included (builds the tools first)
 	KUBEBUILDER_ASSETS=$(TOOLS_BIN) SLUICE_BIN_DIR=$(TOOLS_BIN) $(GO) test $(GOTEST_FLAGS) ./...

@@ -21,6 +21,9 @@ const (
 	apiPkg       = "./rollout/v1alpha1"
 	deepcopyFile = "rollout/v1alpha1/zz_generated.deepcopy.go"
 	trimPkg      = "./crds/internal/trim"
+	bundlePkg    = "./crds/internal/bundle"
+	rbacPkg      = "./kube/manager"
+	rbacRole     = "sluice-controller"
 	crdGlob      = "sluice.dev_*.yaml"
 )
 
@@ -77,6 +80,17 @@ func TestGeneratedFilesUpToDate(t *testing.T) {
 		}
 	}
 	compareFiles(t, deepcopyFile, filepath.Join("..", deepcopyFile), filepath.Join(objDir, "zz_generated.deepcopy.go"))
+
+	rbacDir := filepath.Join(tmp, "rbac")
+	run(t, "..", filepath.Join(dir, "controller-gen"),
+		"rbac:roleName="+rbacRole, "paths="+rbacPkg, "output:rbac:dir="+rbacDir)
+	compareFiles(t, "crds/rbac/role.yaml", filepath.Join("rbac", "role.yaml"), filepath.Join(rbacDir, "role.yaml"))
+
+	// The bundle is made from the committed files, so it is compared after
+	// them: a stale CRD is reported as such, not as a stale bundle.
+	bundle := filepath.Join(tmp, "install.yaml")
+	run(t, "..", goBin, "run", bundlePkg, "crds/kustomization.yaml", bundle)
+	compareFiles(t, "crds/install.yaml", "install.yaml", bundle)
 }
 
 // compareFiles fails when the committed file differs from the generated one,

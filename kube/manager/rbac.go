@@ -1,0 +1,43 @@
+package manager
+
+// The permissions of `sluice controller`, in one place so they can be read
+// and reviewed as a whole. `make generate` turns these markers into
+// crds/rbac/role.yaml (controller-gen rbac); crds/generate_test.go fails
+// when it is stale, and the end-to-end test runs the controller as the
+// service account bound to exactly this role, so a missing verb fails a test
+// instead of a production rollout.
+//
+// Rollouts and AnalysisTemplates: read, and (Git applier) created and
+// updated with server-side apply; a template that left Git is deleted.
+// +kubebuilder:rbac:groups=sluice.dev,resources=rollouts;analysistemplates,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=sluice.dev,resources=rollouts/status,verbs=get;patch;update
+//
+// AnalysisRuns: created, terminated and collected by the Rollout
+// controller, measured by the analysis controller.
+// +kubebuilder:rbac:groups=sluice.dev,resources=analysisruns,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=sluice.dev,resources=analysisruns/status,verbs=get;patch;update
+//
+// One ReplicaSet and one headless Service per revision, owned by the
+// Rollout (ReplicaSet) and by the ReplicaSet (Service).
+// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+//
+// Endpoints of each revision for xDS, read only.
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+//
+// Istio routing: the VirtualService/DestinationRule Git declares, merged
+// with the traffic plan, and the ones Sluice renders itself.
+// +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
+//
+// Credentials an AnalysisTemplate references (bearer token, basic auth),
+// read one at a time, never listed or watched. Bind the ClusterRole with
+// RoleBindings instead of the ClusterRoleBinding to confine this to
+// chosen namespaces.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+//
+// Events for every step, promotion, abort and rollback.
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+//
+// Leader election, in the controller's own namespace only.
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=sluice-system,resources=leases,verbs=get;list;watch;create;update;patch;delete

@@ -112,7 +112,7 @@ func (h *harness) markAvailable() {
 	markAvailable(h.t, h.c, h.key.Namespace)
 }
 
-func markAvailable(t *testing.T, c client.Client, ns string) {
+func markAvailable(t testing.TB, c client.Client, ns string) {
 	t.Helper()
 	var rss appsv1.ReplicaSetList
 	if err := c.List(context.Background(), &rss, client.InNamespace(ns)); err != nil {

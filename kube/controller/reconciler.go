@@ -39,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/sluicehq/sluice/kube/workload"
@@ -85,6 +86,11 @@ type Reconciler struct {
 // controller it needs leader election (NeedLeaderElection is true), so with
 // several replicas only the leader advances rollouts.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return r.setup(mgr, r)
+}
+
+// setup registers rec, which is r or (in benchmarks) a wrapper around it.
+func (r *Reconciler) setup(mgr ctrl.Manager, rec reconcile.Reconciler) error {
 	if err := r.check(); err != nil {
 		return err
 	}
@@ -100,7 +106,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Wake != nil {
 		b = b.WatchesRawSource(source.Channel(r.Wake, &handler.EnqueueRequestForObject{}))
 	}
-	if err := b.Complete(r); err != nil {
+	if err := b.Complete(rec); err != nil {
 		return fmt.Errorf("set up rollout controller: %w", err)
 	}
 	return nil

@@ -1,0 +1,281 @@
+package manager
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sluicehq/sluice/standalone/config"
+)
+
+// Config is the configuration file of `sluice controller` (YAML, strict:
+// an unknown key is an error naming it). The git, xds and prometheus
+// sections are the ones `sluice run` reads (standalone/config), so a team
+// moving from one binary to a cluster keeps them as they are.
+type Config struct {
+	// Namespace is the controller's own: its leader-election lease lives
+	// there. Default $POD_NAMESPACE, else sluice-system.
+	Namespace string `json:"namespace,omitempty"`
+	// WatchNamespaces limits the controller to these namespaces; empty
+	// means all.
+	WatchNamespaces []string `json:"watchNamespaces,omitempty"`
+	// DefaultNamespace is where Rollouts and AnalysisTemplates whose
+	// manifests in Git name no namespace go. Default "default".
+	DefaultNamespace string `json:"defaultNamespace,omitempty"`
+	// StateDir holds the Git mirror. Default /var/lib/sluice.
+	StateDir string `json:"stateDir,omitempty"`
+
+	LeaderElection LeaderElection    `json:"leaderElection,omitempty"`
+	HTTP           HTTP              `json:"http,omitempty"`
+	XDS            config.XDS        `json:"xds,omitempty"`
+	Istio          Istio             `json:"istio,omitempty"`
+	Prometheus     config.Prometheus `json:"prometheus,omitempty"`
+	Reconcile      Reconcile         `json:"reconcile,omitempty"`
+	// Git, when set, is the source the controller applies Rollouts and
+	// AnalysisTemplates from. Without it, Rollouts are applied by other
+	// means (kubectl, Argo CD, Flux) and the controller only reconciles.
+	Git *config.Git `json:"git,omitempty"`
+}
+
+// LeaderElection: only the leader advances rollouts, measures analysis and
+// applies Git; every replica serves xDS.
+type LeaderElection struct {
+	// Enabled defaults to true; turn it off only for a single replica.
+	Enabled       *bool           `json:"enabled,omitempty"`
+	ID            string          `json:"id,omitempty"`
+	LeaseDuration config.Duration `json:"leaseDuration,omitempty"`
+	RenewDeadline config.Duration `json:"renewDeadline,omitempty"`
+	RetryPeriod   config.Duration `json:"retryPeriod,omitempty"`
+}
+
+// HTTP holds the manager's listeners. "0" turns one off.
+type HTTP struct {
+	// MetricsAddress serves /metrics. Default ":8080".
+	MetricsAddress string `json:"metricsAddress,omitempty"`
+	// ProbeAddress serves /healthz and /readyz. Default ":8081".
+	ProbeAddress string `json:"probeAddress,omitempty"`
+	// WebhookAddress serves POST /webhook for Git push events when
+	// git.webhookSecret is set. Default ":8082".
+	WebhookAddress string `json:"webhookAddress,omitempty"`
+}
+
+// Istio says whether traffic plans are also written as VirtualService and
+// DestinationRule objects.
+type Istio struct {
+	// Enabled defaults to true. Off: xDS only (a mesh of proxyless gRPC
+	// clients or Envoys fed by Sluice directly).
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// Reconcile tunes the Rollout controller.
+type Reconcile struct {
+	// MaxConcurrent Rollouts reconciled at once. Default 10.
+	MaxConcurrent int `json:"maxConcurrent,omitempty"`
+	// MaxConcurrentAnalysis AnalysisRuns measured at once. Default 10.
+	MaxConcurrentAnalysis int `json:"maxConcurrentAnalysis,omitempty"`
+	// AckPollInterval: how often an unacknowledged plan is looked at
+	// again when no proxy signals. Default 2s.
+	AckPollInterval config.Duration `json:"ackPollInterval,omitempty"`
+	// RevisionHistory is how many idle ReplicaSets are kept. Default 3.
+	RevisionHistory int `json:"revisionHistory,omitempty"`
+}
+
+// LoadConfig reads and defaults a configuration file; "" gives the
+// defaults. Call Check after flags have overridden what they override.
+func LoadConfig(path string) (*Config, error) {
+	var data []byte
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	c, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig decodes YAML strictly and applies defaults.
+func ParseConfig(data []byte) (*Config, error) {
+	var c Config
+	if len(bytes.TrimSpace(data)) > 0 {
+		js, err := yaml.YAMLToJSON(data)
+		if err != nil {
+			return nil, err
+		}
+		// sigs.k8s.io/json names the full path of an unknown or duplicate
+		// key ("xds.adress"), as the API server does.
+		strict, err := kjson.UnmarshalStrict(js, &c, kjson.DisallowUnknownFields, kjson.DisallowDuplicateFields)
+		if err != nil {
+			if key := failingKey(js); key != "" {
+				return nil, fmt.Errorf("%s: %w", key, err)
+			}
+			return nil, err
+		}
+		if len(strict) > 0 {
+			return nil, errors.Join(strict...)
+		}
+	}
+	c.Default()
+	return &c, nil
+}
+
+// Default fills in what is not set.
+func (c *Config) Default() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Namespace, os.Getenv("POD_NAMESPACE"))
+	def(&c.Namespace, "sluice-system")
+	def(&c.DefaultNamespace, "default")
+	def(&c.StateDir, "/var/lib/sluice")
+	def(&c.LeaderElection.ID, "sluice-controller")
+	defDur := func(d *config.Duration, v time.Duration) {
+		if d.Duration == 0 {
+			d.Duration = v
+		}
+	}
+	// controller-runtime's defaults.
+	defDur(&c.LeaderElection.LeaseDuration, 15*time.Second)
+	defDur(&c.LeaderElection.RenewDeadline, 10*time.Second)
+	defDur(&c.LeaderElection.RetryPeriod, 2*time.Second)
+	def(&c.HTTP.MetricsAddress, ":8080")
+	def(&c.HTTP.ProbeAddress, ":8081")
+	def(&c.HTTP.WebhookAddress, ":8082")
+	def(&c.XDS.Address, ":18000")
+	if c.Reconcile.MaxConcurrent == 0 {
+		c.Reconcile.MaxConcurrent = 10
+	}
+	if c.Reconcile.MaxConcurrentAnalysis == 0 {
+		c.Reconcile.MaxConcurrentAnalysis = 10
+	}
+	defDur(&c.Reconcile.AckPollInterval, 2*time.Second)
+	if c.Git != nil && c.Git.Tag == "" && c.Git.Commit == "" {
+		def(&c.Git.Branch, "main")
+	}
+}
+
+// LeaderElectionEnabled reports the effective setting.
+func (c *Config) LeaderElectionEnabled() bool {
+	return c.LeaderElection.Enabled == nil || *c.LeaderElection.Enabled
+}
+
+// IstioEnabled reports the effective setting.
+func (c *Config) IstioEnabled() bool { return c.Istio.Enabled == nil || *c.Istio.Enabled }
+
+// Check reports every problem, each naming its key.
+func (c *Config) Check() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	dns := func(key, v string) {
+		for _, msg := range validation.IsDNS1123Label(v) {
+			bad(key, "%q: %s", v, msg)
+		}
+	}
+	dns("namespace", c.Namespace)
+	dns("defaultNamespace", c.DefaultNamespace)
+	for i, ns := range c.WatchNamespaces {
+		dns(fmt.Sprintf("watchNamespaces[%d]", i), ns)
+	}
+	for key, addr := range map[string]string{
+		"http.metricsAddress": c.HTTP.MetricsAddress, "http.probeAddress": c.HTTP.ProbeAddress,
+		"http.webhookAddress": c.HTTP.WebhookAddress, "xds.address": c.XDS.Address,
+	} {
+		if addr == "0" && key != "xds.address" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(key, "%q: want host:port (or \"0\" to turn it off): %v", addr, err)
+		}
+	}
+	le := c.LeaderElection
+	if !(le.LeaseDuration.Duration > le.RenewDeadline.Duration && le.RenewDeadline.Duration > le.RetryPeriod.Duration) {
+		bad("leaderElection", "want leaseDuration > renewDeadline > retryPeriod, have %s, %s, %s",
+			le.LeaseDuration.Duration, le.RenewDeadline.Duration, le.RetryPeriod.Duration)
+	}
+	if (c.XDS.CertFile == "") != (c.XDS.KeyFile == "") {
+		bad("xds", "certFile and keyFile go together")
+	}
+	if c.XDS.ClientCAFile != "" && c.XDS.CertFile == "" {
+		bad("xds.clientCAFile", "mutual TLS needs certFile and keyFile")
+	}
+	if c.Reconcile.MaxConcurrent < 1 || c.Reconcile.MaxConcurrentAnalysis < 1 {
+		bad("reconcile", "maxConcurrent and maxConcurrentAnalysis must be at least 1")
+	}
+	if g := c.Git; g != nil {
+		if g.URL == "" {
+			bad("git.url", "required when a git section is given")
+		}
+		refs := 0
+		for _, s := range []string{g.Branch, g.Tag, g.Commit} {
+			if s != "" {
+				refs++
+			}
+		}
+		if refs != 1 {
+			bad("git", "set exactly one of branch, tag and commit")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// failingKey finds the deepest key whose value alone fails to decode, for
+// errors that carry no path of their own (a value's own UnmarshalJSON, such
+// as a duration, reports only the value). It decodes the one branch leading
+// to each key in turn; the configuration is small, so this costs nothing.
+func failingKey(js []byte) string {
+	var doc map[string]any
+	if json.Unmarshal(js, &doc) != nil {
+		return ""
+	}
+	fails := func(branch map[string]any) bool {
+		b, err := json.Marshal(branch)
+		if err != nil {
+			return false
+		}
+		var c Config
+		return json.Unmarshal(b, &c) != nil
+	}
+	var path []string
+	// wrap puts v under the keys of path and then key.
+	wrap := func(key string, v any) map[string]any {
+		m := map[string]any{key: v}
+		for i := len(path) - 1; i >= 0; i-- {
+			m = map[string]any{path[i]: m}
+		}
+		return m
+	}
+	level := doc
+	for level != nil {
+		var next map[string]any
+		found := ""
+		for k, v := range level {
+			if fails(wrap(k, v)) {
+				found = k
+				next, _ = v.(map[string]any)
+				break
+			}
+		}
+		if found == "" {
+			break
+		}
+		path = append(path, found)
+		level = next
+	}
+	return strings.Join(path, ".")
+}

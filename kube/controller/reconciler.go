@@ -75,8 +75,10 @@ type Reconciler struct {
 	RevisionHistory int
 	// AckPollInterval: see DefaultAckPollInterval; 0 means the default.
 	AckPollInterval time.Duration
-	// Wake enqueues the Rollout of each event, e.g. when a proxy ACKs.
-	Wake <-chan event.GenericEvent
+	// Wake enqueues the Rollout of each event from any of the channels:
+	// when a proxy ACKs (xDS), when Git changes what a Rollout's routing
+	// is merged with (the Git applier).
+	Wake []<-chan event.GenericEvent
 	// MaxConcurrentReconciles bounds parallel reconciles (different
 	// Rollouts only; one Rollout is never reconciled twice at once).
 	MaxConcurrentReconciles int
@@ -103,8 +105,10 @@ func (r *Reconciler) setup(mgr ctrl.Manager, rec reconcile.Reconciler) error {
 		Owns(&appsv1.ReplicaSet{}).
 		Owns(&v1alpha1.AnalysisRun{}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)})
-	if r.Wake != nil {
-		b = b.WatchesRawSource(source.Channel(r.Wake, &handler.EnqueueRequestForObject{}))
+	for _, ch := range r.Wake {
+		if ch != nil {
+			b = b.WatchesRawSource(source.Channel(ch, &handler.EnqueueRequestForObject{}))
+		}
 	}
 	if err := b.Complete(rec); err != nil {
 		return fmt.Errorf("set up rollout controller: %w", err)

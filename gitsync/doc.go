@@ -1,6 +1,7 @@
 // Package gitsync is Sluice's Git source: it keeps a mirror of a
-// repository, follows a branch, tag or fixed commit, loads the Rollouts and
-// AnalysisTemplates under a path of each new commit, and hands the
+// repository, follows a branch, tag or fixed commit, loads the Rollouts,
+// AnalysisTemplates and Istio VirtualServices and DestinationRules under a
+// path of each new commit, and hands the
 // resulting desired state to a consumer (the standalone runner or the
 // Kubernetes applier). After an automatic rollback it can commit the
 // stable revision back to Git.

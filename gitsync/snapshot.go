@@ -18,6 +18,11 @@ const (
 	AnnotationCommit     = "sluice.dev/git-commit"
 	AnnotationPath       = "sluice.dev/git-path"
 	AnnotationCommitTime = "sluice.dev/git-commit-time"
+	// AnnotationRemovedFromGit marks a Rollout whose manifest left Git,
+	// with the commit that no longer has it as the value. The controller
+	// then retires the Rollout instead of stepping it: traffic at 100% to
+	// stable, routes kept, nothing managed any more.
+	AnnotationRemovedFromGit = "sluice.dev/removed-from-git"
 )
 
 // Commit describes a Git commit.
@@ -60,7 +65,8 @@ func (c Commit) Subject() string {
 
 // Desired is one object Git says should exist, with where it came from.
 //
-// The decoded object (Rollout or AnalysisTemplate) is shared between
+// The decoded object (Rollout, AnalysisTemplate, or Istio VirtualService
+// or DestinationRule) is shared between
 // snapshots and with gitsync's cache: treat it as read-only and DeepCopy it
 // before changing anything, status included.
 type Desired struct {
@@ -104,7 +110,9 @@ func (r ObjectRef) String() string {
 }
 
 // Snapshot is the desired state of one valid commit: every Sluice object
-// under the source's path. It is complete: an object that is not in it is
+// under the source's path, and the Istio VirtualServices and
+// DestinationRules beside them, which controller mode applies or merges its
+// traffic plans into. It is complete: an object that is not in it is
 // not wanted.
 type Snapshot struct {
 	// Repository is the source URL without credentials.
@@ -114,7 +122,7 @@ type Snapshot struct {
 	Commit Commit
 	// Objects in file and document order.
 	Objects []Desired
-	// Removed lists the Rollouts and AnalysisTemplates of the previous
+	// Removed lists the objects (of every kind above) of the previous
 	// snapshot that this one lacks. It is computed against the previous
 	// snapshot of this process only: after a restart, consumers compare
 	// Objects with what they manage (see the package documentation).

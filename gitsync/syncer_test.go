@@ -188,6 +188,22 @@ func TestInvalidCommitRejected(t *testing.T) {
 			want: []string{`deploy/z.yaml:1: metadata.name: Duplicate value: "a": Rollout a is already defined at deploy/a.yaml:1`},
 		},
 		{
+			name: "Istio object defined twice across files",
+			write: func(r *remote) {
+				r.write(map[string]string{"deploy/istio.yaml": istioVS("reviews", "3s"), "deploy/more/istio.yaml": istioVS("reviews", "5s")})
+			},
+			kind: KindInvalidCommit,
+			want: []string{`deploy/more/istio.yaml:1: metadata.name: Duplicate value: "reviews": VirtualService reviews is already defined at deploy/istio.yaml:1`},
+		},
+		{
+			name: "malformed Istio object",
+			write: func(r *remote) {
+				r.write(map[string]string{"deploy/istio.yaml": strings.Replace(istioVS("reviews", "3s"), "timeout:", "timout:", 1)})
+			},
+			kind: KindInvalidCommit,
+			want: []string{`deploy/istio.yaml:12: spec.http[0].timout: unknown field "timout"`},
+		},
+		{
 			name: "file too large",
 			write: func(r *remote) {
 				r.write(map[string]string{"deploy/big.yaml": "# " + strings.Repeat("x", 5000) + "\n"})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluicehq/sluice/analysis"
-	"github.com/sluicehq/sluice/analysis/internal/promtest"
+	"github.com/sluicehq/sluice/internal/promtest"
+	"github.com/sluicehq/sluice/internal/testbin"
 	"github.com/sluicehq/sluice/rollout/manifest"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
@@ -54,7 +54,7 @@ func TestMain(m *testing.M) {
 
 func env(t *testing.T) *testEnv {
 	t.Helper()
-	bin := promtest.Binary(t)
+	bin := testbin.Path(t, "prometheus")
 	envOnce.Do(func() {
 		target, err := promtest.NewTarget()
 		if err != nil {
@@ -120,21 +120,10 @@ func newRun(t *testing.T, runArgs []v1alpha1.Argument, metrics ...v1alpha1.Metri
 // starts on data rather than on a guess about scrape timing.
 func waitForData(t *testing.T, addr, query string) {
 	t.Helper()
-	c, err := api.NewClient(api.Config{Address: addr})
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := promtest.WaitQuery(ctx, addr, query, promtest.HasData); err != nil {
 		t.Fatal(err)
-	}
-	a := v1.NewAPI(c)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		v, _, err := a.Query(context.Background(), query, time.Now())
-		if vec, ok := v.(model.Vector); err == nil && ok && len(vec) > 0 && !math.IsNaN(float64(vec[0].Value)) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no data for %s after 30s (last error %v)", query, err)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 

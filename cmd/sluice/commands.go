@@ -49,7 +49,8 @@ The command is applied by the engine at its next step; sluice waits for it and
 prints what it did. Every command is recorded with who sent it and when.
 
 Exit status: 0 applied, 1 refused by the engine (the message says why),
-2 usage error, 3 no such rollout, 4 server unreachable or token refused.`,
+2 usage error, 3 no such rollout, 4 server or cluster unreachable, credentials
+refused, or (against a cluster) the controller did not apply it in time.`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
@@ -61,7 +62,11 @@ Exit status: 0 applied, 1 refused by the engine (the message says why),
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			resp, err := t.backend().Command(ctx, t.namespace, args[0], api.CommandRequest{Kind: k, By: whoami()})
+			b, err := t.backend()
+			if err != nil {
+				return err
+			}
+			resp, err := b.Command(ctx, t.namespace, args[0], api.CommandRequest{Kind: k, By: whoami()})
 			if err != nil {
 				return backendError(err)
 			}

@@ -31,9 +31,10 @@ func newStatusCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [NAME]",
 		Short: "Show rollouts, or one rollout's steps, traffic, analysis and events",
-		Long: `Without NAME, status prints a table of every rollout. With NAME, it shows
-that rollout's steps (the current one marked), its traffic, analysis results
-per metric and its last events.
+		Long: `Without NAME, status prints a table of every rollout (against a cluster,
+those of the namespace; -A for all). With NAME, it shows that rollout's steps
+(the current one marked), its traffic, analysis results per metric and its
+last events.
 
 With -w it redraws until the rollout ends: exit status 0 when the new
 revision was promoted (or nothing was rolling), 1 when it ended aborted.
@@ -46,7 +47,11 @@ Other exit statuses: 2 usage error, 3 no such rollout, 4 server unreachable.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			v := statusView{b: t.backend(), namespace: t.namespace, output: output, events: events}
+			b, err := t.backend()
+			if err != nil {
+				return err
+			}
+			v := statusView{b: b, namespace: t.namespace, output: output, events: events}
 			if len(args) == 1 {
 				v.name = args[0]
 			}
@@ -62,6 +67,7 @@ Other exit statuses: 2 usage error, 3 no such rollout, 4 server unreachable.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "how often -w redraws")
 	cmd.Flags().IntVar(&events, "events", 8, "how many recent events to show")
+	cmd.Flags().BoolVarP(&t.allNamespaces, "all-namespaces", "A", false, "without NAME, against a cluster: list every namespace, not just -n (a server always lists all)")
 	return cmd
 }
 
@@ -190,7 +196,11 @@ func newHistoryCommand() *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			evs, err := t.backend().History(cmd.Context(), t.namespace, args[0], limit)
+			b, err := t.backend()
+			if err != nil {
+				return err
+			}
+			evs, err := b.History(cmd.Context(), t.namespace, args[0], limit)
 			if err != nil {
 				return backendError(err)
 			}

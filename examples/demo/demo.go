@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/grpcecho"
 	"github.com/sluicehq/sluice/standalone/api"
 )
 
@@ -29,11 +30,11 @@ type options struct {
 // demo is every part of one run, so that Close can stop them all.
 type demo struct {
 	dir      string
-	backends map[string]*backend
+	backends map[string]*grpcecho.Backend
 	prom     *prometheusServer
 	repo     *gitRepo
 	sluice   sluiceInstance
-	load     *loadGen
+	load     *grpcecho.Load
 }
 
 // failing is the share of calls the bad release fails.
@@ -43,7 +44,7 @@ const failing = 30
 // happens.
 func play(ctx context.Context, o options) (rep *report, err error) {
 	pr := &printer{w: o.Out, start: time.Now()}
-	d := &demo{backends: map[string]*backend{}}
+	d := &demo{backends: map[string]*grpcecho.Backend{}}
 	defer func() {
 		if cerr := d.Close(); cerr != nil {
 			err = errors.Join(err, cerr)
@@ -69,7 +70,7 @@ func (d *demo) setup(ctx context.Context, o options, pr *printer) error {
 		if v == "v3" {
 			fail = failing
 		}
-		b, err := startBackend(rollout, v, fail)
+		b, err := grpcecho.Start(grpcecho.Options{Service: rollout, Version: v, FailPercent: fail})
 		if err != nil {
 			return err
 		}
@@ -101,7 +102,8 @@ func (d *demo) setup(ctx context.Context, o options, pr *printer) error {
 	}
 	pr.Plain("  sluice run      xDS %s, HTTP API %s, polling Git every second\n", d.sluice.XDSAddr(), d.sluice.APIURL())
 
-	if d.load, err = startLoad(ctx, d.sluice.XDSAddr(), rollout, o.Rate); err != nil {
+	d.load, err = grpcecho.StartLoad(ctx, grpcecho.LoadOptions{XDSAddr: d.sluice.XDSAddr(), Target: rollout, Rate: o.Rate, NodeID: "demo-load-generator"})
+	if err != nil {
 		return err
 	}
 	pr.Plain("  load generator  proxyless gRPC, xds:///%s via Sluice's xDS, %d calls/s\n\n", rollout, o.Rate)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/grpcecho"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/standalone/api"
 )
@@ -27,7 +28,7 @@ type segment struct {
 	Started, Acked, Last time.Time
 	// Split counts the calls started in [Acked+guard, Last], when all of
 	// them were routed by this segment's plan.
-	Split split
+	Split grpcecho.Split
 	// Runs are the step's analysis runs as last seen.
 	Runs []v1alpha1.AnalysisRunStatus
 	// Abort is why the rollout stopped (kindAborted).
@@ -50,7 +51,7 @@ const (
 type follower struct {
 	client   *api.Client
 	ns, name string
-	load     *loadGen
+	load     *grpcecho.Load
 	// guard is left out of a window after its acknowledgement.
 	guard time.Duration
 	every time.Duration

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/grpcecho"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/standalone/api"
 )
@@ -13,10 +14,10 @@ import (
 // stage is what the scenario needs running: backends, the Git repository,
 // Sluice, and the load generator calling through Sluice's xDS.
 type stage struct {
-	Backends map[string]*backend // by version
+	Backends map[string]*grpcecho.Backend // by version
 	Repo     *gitRepo
 	API      *api.Client
-	Load     *loadGen
+	Load     *grpcecho.Load
 	Print    *printer
 	// Settle is how long the end state of each act is watched, to show
 	// (and let tests check) where the traffic went.

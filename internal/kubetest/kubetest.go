@@ -6,12 +6,19 @@
 package kubetest
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/sluicehq/sluice/internal/testbin"
@@ -25,7 +32,10 @@ type Env struct {
 	// skips the test, or fails it under CI=true, like a missing binary.
 	CRDs func() ([]string, error)
 
-	once   sync.Once
+	once sync.Once
+	// users serialises AddUser: envtest's certificate authority counts
+	// serial numbers without a lock.
+	users  sync.Mutex
 	env    *envtest.Environment
 	cfg    *rest.Config
 	scheme *runtime.Scheme
@@ -68,6 +78,25 @@ func (e *Env) start(dir string, crds []string) error {
 	return nil
 }
 
+// AddUser provisions a user that the shared API server authenticates by a
+// client certificate of its own, for tests that need a named identity (who
+// sent a command, what RBAC refuses). Groups decide what it may do: the API
+// server authorizes with RBAC, and "system:masters" may do everything.
+// Call it after Start; parallel tests may call it at once.
+func (e *Env) AddUser(t testing.TB, u envtest.User) *envtest.AuthenticatedUser {
+	t.Helper()
+	if e.cfg == nil {
+		t.Fatal("kubetest: AddUser before Start")
+	}
+	e.users.Lock()
+	defer e.users.Unlock()
+	au, err := e.env.AddUser(u, nil)
+	if err != nil {
+		t.Fatalf("kubetest: add user %q: %v", u.Name, err)
+	}
+	return au
+}
+
 // Stop stops the control plane if it was started.
 func (e *Env) Stop() error {
 	if e.env == nil || e.cfg == nil {
@@ -75,6 +104,63 @@ func (e *Env) Stop() error {
 	}
 	if err := e.env.Stop(); err != nil {
 		return fmt.Errorf("stopping envtest: %w", err)
+	}
+	return nil
+}
+
+// Run runs a package's tests and then stops the control plane, for a
+// TestMain of one line: os.Exit(env.Run(m)).
+func (e *Env) Run(m *testing.M) int {
+	code := m.Run()
+	if err := e.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = max(code, 1)
+	}
+	return code
+}
+
+// Client returns an administrator's client of the shared API server,
+// starting it on first use.
+func (e *Env) Client(t testing.TB) client.WithWatch {
+	t.Helper()
+	cfg, scheme := e.Start(t)
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatalf("kubetest: client: %v", err)
+	}
+	return c
+}
+
+// Namespace creates a namespace named prefix plus a random suffix, so tests
+// sharing the API server never see each other's objects.
+func Namespace(t testing.TB, c client.Client, prefix string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix}}
+	if err := c.Create(context.Background(), ns); err != nil {
+		t.Fatalf("kubetest: create namespace %s*: %v", prefix, err)
+	}
+	return ns.Name
+}
+
+// MarkAvailable plays the ReplicaSet controller and the kubelet, which
+// envtest does not run: every pod a ReplicaSet of ns asks for is available.
+// A ReplicaSet changed meanwhile (a conflict) is left for the next call.
+func MarkAvailable(ctx context.Context, c client.Client, ns string) error {
+	var rss appsv1.ReplicaSetList
+	if err := c.List(ctx, &rss, client.InNamespace(ns)); err != nil {
+		return fmt.Errorf("list replicasets in %s: %w", ns, err)
+	}
+	for i := range rss.Items {
+		rs := &rss.Items[i]
+		n := *rs.Spec.Replicas
+		if rs.Status.AvailableReplicas == n && rs.Status.Replicas == n {
+			continue
+		}
+		rs.Status.Replicas, rs.Status.ReadyReplicas, rs.Status.AvailableReplicas = n, n, n
+		rs.Status.ObservedGeneration = rs.Generation
+		if err := c.Status().Update(ctx, rs); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+			return fmt.Errorf("mark replicaset %s/%s available: %w", ns, rs.Name, err)
+		}
 	}
 	return nil
 }

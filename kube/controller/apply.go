@@ -35,6 +35,7 @@ func (r *Reconciler) scale(ctx context.Context, _ *statusPatcher, rc *reconcileC
 	if ch.Create != nil {
 		errs = append(errs, r.createReplicaSet(ctx, rc, ch.Create))
 	}
+	errs = append(errs, r.ensureServices(ctx, rc, ch.Create))
 	for _, rs := range ch.Scale {
 		errs = append(errs, r.resize(ctx, rs.ReplicaSet, rs.Replicas))
 	}

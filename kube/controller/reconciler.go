@@ -23,6 +23,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -116,15 +117,17 @@ func (r *Reconciler) setup(mgr ctrl.Manager, rec reconcile.Reconciler) error {
 	return nil
 }
 
-// CacheByObject narrows the manager's ReplicaSet cache to ReplicaSets with
-// a revision label, so a large cluster's other ReplicaSets cost the
+// CacheByObject narrows the manager's caches of ReplicaSets and Services
+// to Sluice's own (ReplicaSets with a revision label, the per-revision
+// Services it manages), so the rest of a large cluster costs the
 // controller no memory. Pass it as cache.Options.ByObject.
 func CacheByObject() map[client.Object]cache.ByObject {
-	sel := labels.NewSelector()
+	rs := labels.NewSelector()
 	if req, err := labels.NewRequirement(workload.LabelRevision, selection.Exists, nil); err == nil {
-		sel = sel.Add(*req)
+		rs = rs.Add(*req)
 	}
-	return map[client.Object]cache.ByObject{&appsv1.ReplicaSet{}: {Label: sel}}
+	svc := labels.SelectorFromSet(labels.Set{workload.LabelManagedBy: workload.ManagedBy})
+	return map[client.Object]cache.ByObject{&appsv1.ReplicaSet{}: {Label: rs}, &corev1.Service{}: {Label: svc}}
 }
 
 func (r *Reconciler) check() error {
@@ -166,7 +169,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	sp := newStatusPatcher(r.Client, ro)
 	defer func() { res, retErr = r.summarize(ctx, sp, rc, res, retErr) }()
 
-	for _, sub := range []subReconciler{r.observe, r.step, r.persist, r.publish, r.scale, r.act} {
+	step := r.step
+	if removedFromGit(ro) {
+		step = r.retire
+	}
+	for _, sub := range []subReconciler{r.observe, step, r.persist, r.publish, r.scale, r.act} {
 		if err := sub(ctx, sp, rc); err != nil {
 			return ctrl.Result{}, err
 		}

@@ -2,12 +2,9 @@ package istio
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,7 +19,7 @@ import (
 var env = &kubetest.Env{
 	Scheme: []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, AddToScheme},
 	CRDs: func() ([]string, error) {
-		crds, err := istioCRDs()
+		crds, err := kubetest.IstioCRDs()
 		return []string{crds}, err
 	},
 }
@@ -46,24 +43,6 @@ func cluster(t *testing.T) client.Client {
 		t.Fatal(err)
 	}
 	return c
-}
-
-// istioCRDs finds Istio's CRD manifest in the module cache: the CRDs of the
-// very API version the code is built against.
-func istioCRDs() (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-json", "istio.io/api").Output()
-	if err != nil {
-		return "", fmt.Errorf("locating istio.io/api with go list: %w", err)
-	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		return "", fmt.Errorf("istio.io/api is not in the module cache (go mod download istio.io/api): %v", err)
-	}
-	p := filepath.Join(mod.Dir, "kubernetes", "customresourcedefinitions.gen.yaml")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("istio CRDs: %w", err)
-	}
-	return p, nil
 }
 
 // namespace creates a namespace of its own for one test.

@@ -43,8 +43,11 @@ type Config struct {
 	// Git, when set, is the source the controller applies Rollouts and
 	// AnalysisTemplates from. Without it, Rollouts are applied by other
 	// means (kubectl, Argo CD, Flux) and the controller only reconciles.
-	Git *config.Git `json:"git,omitempty"`
+	Git *GitConfig `json:"git,omitempty"`
 }
+
+// GitConfig is the git section, as `sluice run` reads it.
+type GitConfig = config.Git
 
 // LeaderElection: only the leader advances rollouts, measures analysis and
 // applies Git; every replica serves xDS.

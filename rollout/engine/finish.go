@@ -25,7 +25,7 @@ func (s *stepper) finish() Output {
 	s.reconcileRuns()
 	t, _ := s.currentTraffic()
 	p := buildPlan(s.ro, st, t)
-	s.recordTraffic(p)
+	recordTraffic(&st.Traffic, p)
 	scale := s.scale(t)
 	s.summarize()
 
@@ -40,8 +40,8 @@ func (s *stepper) finish() Output {
 	}
 }
 
-func (s *stepper) recordTraffic(p plan.Plan) {
-	tr := &s.st.Traffic
+// recordTraffic summarises the plan to be published in the status.
+func recordTraffic(tr *v1alpha1.TrafficStatus, p plan.Plan) {
 	if tr.PlanVersion != p.Version {
 		// An acknowledgement is of what the proxies were last sent; after a
 		// new publish only a new answer counts, even if the content flips

@@ -244,10 +244,12 @@ func (l *loader) loadDocument(file string, doc *yaml.Node) int {
 	// Decide whether the document is ours before converting it: other
 	// files (Helm values, Envoy or Prometheus configuration) may use YAML
 	// that has no JSON form, and that is none of Sluice's business.
-	// Core objects have no group ("v1"); only Sluice's own group is ours.
+	// Core objects have no group ("v1"); only Sluice's own group, and the
+	// two Istio kinds Sluice merges into, are read.
 	apiVersion := scalarMember(root, "apiVersion")
 	group, _, _ := strings.Cut(apiVersion, "/")
-	if root.Kind != yaml.MappingNode || group != v1alpha1.GroupVersion.Group {
+	istio := group == IstioGroup && isIstioKind(scalarMember(root, "kind"))
+	if root.Kind != yaml.MappingNode || (group != v1alpha1.GroupVersion.Group && !istio) {
 		l.skipped++
 		return last
 	}
@@ -263,6 +265,10 @@ func (l *loader) loadDocument(file string, doc *yaml.Node) int {
 			return last
 		}
 		l.problem(file, root.Line, "", err.Error())
+		return last
+	}
+	if istio {
+		l.loadIstio(file, v, apiVersion)
 		return last
 	}
 	kind := stringMember(v, "kind")

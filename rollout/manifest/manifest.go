@@ -62,8 +62,8 @@ func (p Problem) String() string {
 	return fmt.Sprintf("%s:%d: %s: %s", p.File, p.Line, p.Field, p.Reason)
 }
 
-// Object is a decoded Sluice object and where it came from. Exactly one of
-// Rollout and AnalysisTemplate is set.
+// Object is a decoded object and where it came from. Exactly one of
+// Rollout, AnalysisTemplate and Istio is set.
 type Object struct {
 	// File and Line locate the document, for Git provenance and messages.
 	File string
@@ -71,20 +71,29 @@ type Object struct {
 
 	Rollout          *v1alpha1.Rollout
 	AnalysisTemplate *v1alpha1.AnalysisTemplate
+	// Istio is a VirtualService or DestinationRule (see IstioObject).
+	Istio *IstioObject
 }
 
-// Kind is KindRollout or KindAnalysisTemplate.
+// Kind is KindRollout, KindAnalysisTemplate, KindVirtualService or
+// KindDestinationRule.
 func (o Object) Kind() string {
-	if o.Rollout != nil {
+	switch {
+	case o.Rollout != nil:
 		return KindRollout
+	case o.Istio != nil:
+		return o.Istio.Kind
 	}
 	return KindAnalysisTemplate
 }
 
-// Meta returns the object's metadata.
+// Meta returns the object itself, through its metadata.
 func (o Object) Meta() metav1.Object {
-	if o.Rollout != nil {
+	switch {
+	case o.Rollout != nil:
 		return o.Rollout
+	case o.Istio != nil:
+		return o.Istio
 	}
 	return o.AnalysisTemplate
 }
@@ -100,7 +109,8 @@ type Result struct {
 	Problems []Problem
 	// Files is the number of manifest files read.
 	Files int
-	// Skipped is the number of documents that are not Sluice objects.
+	// Skipped is the number of documents that are neither Sluice objects
+	// nor the Istio objects this package reads.
 	Skipped int
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/rollout/engine"
@@ -88,30 +87,13 @@ func (r *Runner) Command(ctx context.Context, namespace, name string, req api.Co
 		if rep.record == nil || rep.record.ID != id {
 			return api.CommandResponse{}, fmt.Errorf("%w: the command was not recorded", api.ErrUnavailable)
 		}
-		return api.CommandResponse{ID: id, Kind: req.Kind, Result: rep.record.Result, Refused: strings.HasPrefix(rep.record.Result, "refused")}, nil
+		return api.ResponseOf(*rep.record), nil
 	case <-ctx.Done():
 		return api.CommandResponse{}, fmt.Errorf("%w: no answer from the engine yet (the command stays queued): %v", api.ErrUnavailable, ctx.Err())
 	}
 }
 
-func toAPI(v view) api.Rollout {
-	out := api.Rollout{Namespace: v.ro.Namespace, Name: v.ro.Name, Status: v.ro.Status, Plan: v.plan}
-	st := v.ro.Spec.Strategy
-	switch {
-	case st.Canary != nil:
-		out.Strategy = "canary"
-	case st.BlueGreen != nil:
-		out.Strategy = "blueGreen"
-	case st.DarkRelease != nil:
-		out.Strategy = "darkRelease"
-	default:
-		out.Strategy = "-"
-	}
-	if labels, err := engine.StepLabels(st); err == nil {
-		out.Steps = labels
-	}
-	return out
-}
+func toAPI(v view) api.Rollout { return api.FromRollout(v.ro, v.plan) }
 
 func newID() string {
 	b := make([]byte, 8)

@@ -4,12 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"time"
-
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/notify"
@@ -77,7 +73,7 @@ func (r *Runner) pass(ctx context.Context) time.Duration {
 	}
 	for key, s := range prev {
 		if !desired[key] {
-			r.retire(key, s, now)
+			r.retire(key, s, snap.Commit.SHA, now)
 		}
 	}
 	r.failNotFound(desired)
@@ -213,47 +209,38 @@ func templateNamespace(snap *gitsync.Snapshot, ns, name string) string {
 	return ns
 }
 
-// reasonRemoved marks a Rollout that left Git.
-const reasonRemoved = "RemovedFromGit"
-
-// retire stops managing a Rollout removed from Git: its traffic stays at
-// 100% stable, served for as long as Sluice runs, never removed abruptly.
-func (r *Runner) retire(key string, s store.Rollout, now time.Time) {
+// retire stops managing a Rollout removed from Git at commit: its traffic
+// stays at 100% stable, served for as long as Sluice runs, never removed
+// abruptly. The spec left Git with the manifest, so the retired plan is cut
+// down from the plan in force.
+func (r *Runner) retire(key string, s store.Rollout, commit string, now time.Time) {
 	if s.Plan == nil || s.Status == nil {
 		return
 	}
-	if c := meta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Reason == reasonRemoved {
+	if engine.Retired(s.Status) {
 		r.setView(key, view{ro: retiredRollout(key, s.Status), plan: s.Plan})
 		return
 	}
-	p := stableOnly(*s.Plan)
-	st := s.Status.DeepCopy()
-	for i := range st.Analysis {
-		if run := &st.Analysis[i]; !run.Terminated && !run.Phase.Completed() {
-			r.o.Analysis.Stop(run.Name)
-			run.Terminated = true
-			run.Message = "stopped: rollout removed from Git"
+	out := engine.Retire(engine.RetireInput{
+		Input:   engine.Input{Rollout: retiredRollout(key, s.Status), Now: now},
+		Commit:  commit,
+		InForce: s.Plan,
+	})
+	for _, a := range out.Actions {
+		if a.Kind == engine.ActionStopAnalysis {
+			r.o.Analysis.Stop(a.Run.Name)
 		}
 	}
-	st.CanaryRevision, st.CurrentStepIndex, st.Pause, st.Abort = "", nil, nil, nil
-	st.Phase = v1alpha1.PhaseHealthy
-	st.Message = "removed from Git: traffic left at 100% stable revision " + st.StableRevision + "; no longer managed"
-	st.Traffic.PlanVersion, st.Traffic.AcknowledgedVersion = p.Version, ""
-	st.Traffic.StableWeight, st.Traffic.CanaryWeight, st.Traffic.MirrorPercent, st.Traffic.Routes = 100, 0, 0, nil
-	for _, typ := range []string{v1alpha1.ConditionProgressing, v1alpha1.ConditionPaused, v1alpha1.ConditionAborted} {
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: metav1.ConditionFalse, Reason: reasonRemoved, Message: st.Message, LastTransitionTime: metav1.NewTime(now)})
-	}
-	// Ready's reason is the marker that the retirement is done.
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: reasonRemoved, Message: st.Message, LastTransitionTime: metav1.NewTime(now)})
-	ev := engine.Event{Type: engine.EventWarning, Reason: reasonRemoved, Message: st.Message}
-	if _, err := r.o.Store.Commit(key, store.Record{Time: now, Status: st, Plan: &p, Events: []engine.Event{ev}}); err != nil {
+	if _, err := r.o.Store.Commit(key, store.Record{Time: now, Status: &out.Status, Plan: &out.Plan, Events: out.Events}); err != nil {
 		r.o.Log.Error(err, "persist retirement", "rollout", key)
 		return
 	}
-	r.setView(key, view{ro: retiredRollout(key, st), plan: &p})
+	r.setView(key, view{ro: retiredRollout(key, &out.Status), plan: &out.Plan})
 	if r.o.Notifier != nil {
 		ns, name, _ := store.SplitKey(key)
-		r.o.Notifier.Notify(notify.FromEvent(ns, name, ev, st, now))
+		for _, ev := range out.Events {
+			r.o.Notifier.Notify(notify.FromEvent(ns, name, ev, &out.Status, now))
+		}
 	}
 }
 
@@ -262,29 +249,6 @@ func retiredRollout(key string, st *v1alpha1.RolloutStatus) *v1alpha1.Rollout {
 	ro := &v1alpha1.Rollout{}
 	ro.Namespace, ro.Name, ro.Status = ns, name, *st
 	return ro
-}
-
-// stableOnly keeps each host's catch-all route at 100% stable with the
-// route's policy, and drops hosts that only ever served the canary (blue/
-// green preview hosts).
-func stableOnly(p plan.Plan) plan.Plan {
-	out := plan.Plan{Service: p.Service, Namespace: p.Namespace}
-	for _, s := range p.Subsets {
-		if s.Name == plan.Stable {
-			out.Subsets = append(out.Subsets, s)
-		}
-	}
-	for _, h := range p.Hosts {
-		last := h.Routes[len(h.Routes)-1]
-		if !slices.ContainsFunc(last.Destinations, func(d plan.Destination) bool { return d.Subset == plan.Stable }) {
-			continue
-		}
-		out.Hosts = append(out.Hosts, plan.Host{Name: h.Name, Port: h.Port, Routes: []plan.Route{{
-			Name: "primary", Destinations: []plan.Destination{{Subset: plan.Stable, Weight: 100}}, Policy: last.Policy,
-		}}})
-	}
-	out.Seal()
-	return out
 }
 
 // publish serves the plan of every Rollout known, managed or retired.

@@ -1,33 +1,26 @@
-// Package promtest runs a real Prometheus for tests: the binary built into
-// bin/ by `make tools`, scraping test targets on 127.0.0.1 every second.
+// Package promtest runs a real Prometheus for tests and the demo: the
+// binary built into bin/ by `make tools` (tests find it with
+// testbin.Path(t, "prometheus")), scraping targets on 127.0.0.1 every
+// second, and Target, a scrape target whose Istio-style request metrics a
+// test controls. It lives under internal/ rather than beside one package's
+// tests because the analysis, the Kubernetes analysis controller and the
+// demo all run the same Prometheus.
+//
+// The package does not import testing, so the demo, an ordinary program,
+// can use it.
 package promtest
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/testbin"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
-
-// Binary returns the path of the prometheus binary: in $SLUICE_BIN_DIR,
-// else in bin/ at the root of the module. When it is missing the test is
-// skipped, except with CI=true, where it fails: CI must never pass by
-// skipping.
-func Binary(t testing.TB) string {
-	t.Helper()
-	return testbin.Path(t, "prometheus")
-}
 
 // Server is a running Prometheus.
 type Server struct {
@@ -65,37 +58,18 @@ func start(binary string, targets []string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	cfg, err := WriteConfig(dir, targets)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	quoted := make([]string, len(targets))
-	for i, t := range targets {
-		quoted[i] = strconv.Quote(t)
-	}
-	cfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: test
-    static_configs:
-      - targets: [%s]
-`, strings.Join(quoted, ", "))
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+	addr, err := FreeAddr()
+	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s := &Server{URL: "http://" + addr, dir: dir, logs: &syncBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(binary,
-		"--config.file="+cfgPath,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--log.level=warn",
-	)
+	s.cmd = exec.Command(binary, Flags(cfg, filepath.Join(dir, "data"), addr)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
@@ -105,34 +79,13 @@ scrape_configs:
 		s.err = s.cmd.Wait()
 		close(s.done)
 	}()
-	if err := s.waitReady(30 * time.Second); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := WaitReady(ctx, s.URL, s.done); err != nil {
 		_ = s.Stop()
-		return nil, err
+		return nil, fmt.Errorf("%w (exit: %v)\n%s", err, s.err, s.Logs())
 	}
 	return s, nil
-}
-
-func (s *Server) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return fmt.Errorf("prometheus exited before it was ready: %v\n%s", s.err, s.Logs())
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/-/ready", nil)
-		resp, err := http.DefaultClient.Do(req)
-		cancel()
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("prometheus not ready after %s\n%s", timeout, s.Logs())
 }
 
 // Stop terminates Prometheus (SIGTERM, then SIGKILL after 10 s), waits for
@@ -154,15 +107,6 @@ func (s *Server) Stop() error {
 
 // Logs returns what Prometheus wrote so far.
 func (s *Server) Logs() string { return s.logs.String() }
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 // syncBuffer collects process output, bounded: a test that fails wants
 // the last lines, not all of them.

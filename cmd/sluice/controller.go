@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/kube/clusterapi"
+	"github.com/sluicehq/sluice/kube/manager"
+)
+
+func init() { addCommand(newControllerCommand) }
+
+// controllerFlags override the configuration file.
+type controllerFlags struct {
+	config         string
+	kubeconfig     string
+	context        string
+	namespace      string
+	leaderElect    bool
+	metricsAddr    string
+	probeAddr      string
+	xdsAddr        string
+	prometheus     string
+	gitURL         string
+	gitBranch      string
+	gitPath        string
+	gitPoll        time.Duration
+	istio          bool
+	logLevel       string
+	watchNamespace []string
+}
+
+func newControllerCommand() *cobra.Command {
+	var f controllerFlags
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run Sluice in a Kubernetes cluster: Rollouts reconciled, Istio and xDS written",
+		Long: `Controller runs Sluice inside a Kubernetes cluster (crds/ installs it with
+kubectl apply -k crds/). One manager holds:
+
+  - the Rollout controller: one ReplicaSet and one headless Service per
+    revision, the engine stepping each rollout, status with optimistic
+    concurrency, Kubernetes Events for every step, promotion and abort;
+  - the analysis controller measuring AnalysisRuns against Prometheus;
+  - the Git applier (with a git section or --git-url): Rollouts and
+    AnalysisTemplates applied with server-side apply, Istio objects the
+    Rollouts name merged with their traffic plans;
+  - the Istio writer (VirtualService, DestinationRule) and the xDS server.
+
+Only the elected leader advances rollouts, measures and applies Git; every
+replica serves xDS from Rollout status. Listeners: xDS --xds-address,
+/metrics --metrics-address, /healthz and /readyz --probe-address.
+
+Configuration comes from --config (YAML; see docs/controller.md) and the
+flags below, which override it. The cluster comes from --kubeconfig, then
+$KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
+		Example: `  sluice controller --config /etc/sluice/controller.yaml
+  sluice controller --kubeconfig ~/.kube/config --leader-elect=false --git-url https://git.example.com/deploy.git`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.load(cmd)
+			if err != nil {
+				return usageError{err}
+			}
+			kc, err := clusterapi.LoadKubeconfig(f.kubeconfig, f.context)
+			if err != nil {
+				return exitError{code: exitUnavailable, msg: err.Error()}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c, err := manager.New(manager.Options{Config: cfg, RestConfig: kc.Config, Log: newLogger(cmd.ErrOrStderr(), f.logLevel)})
+			if err != nil {
+				return exitError{code: exitFailure, msg: err.Error()}
+			}
+			if err := c.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				return exitError{code: exitFailure, msg: err.Error()}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "configuration file (YAML)")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG, ~/.kube/config, in-cluster)")
+	fl.StringVar(&f.context, "context", "", "kubeconfig context")
+	fl.StringVar(&f.namespace, "namespace", "", "the controller's namespace, for its leader-election lease (namespace; default $POD_NAMESPACE or sluice-system)")
+	fl.StringSliceVar(&f.watchNamespace, "watch-namespace", nil, "reconcile only these namespaces (watchNamespaces; default all)")
+	fl.BoolVar(&f.leaderElect, "leader-elect", true, "elect one leader among replicas (leaderElection.enabled)")
+	fl.StringVar(&f.metricsAddr, "metrics-address", "", "/metrics listen address, 0 to turn off (http.metricsAddress; default :8080)")
+	fl.StringVar(&f.probeAddr, "probe-address", "", "/healthz and /readyz listen address (http.probeAddress; default :8081)")
+	fl.StringVar(&f.xdsAddr, "xds-address", "", "xDS listen address (xds.address; default :18000)")
+	fl.StringVar(&f.prometheus, "prometheus-url", "", "Prometheus for templates that name none (prometheus.address)")
+	fl.StringVar(&f.gitURL, "git-url", "", "repository to apply Rollouts from (git.url)")
+	fl.StringVar(&f.gitBranch, "git-branch", "", "branch to follow (git.branch; default main)")
+	fl.StringVar(&f.gitPath, "git-path", "", "path inside the repository (git.path)")
+	fl.DurationVar(&f.gitPoll, "git-interval", 0, "poll interval (git.interval; default 1m)")
+	fl.BoolVar(&f.istio, "istio", true, "write VirtualServices and DestinationRules (istio.enabled)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func (f *controllerFlags) load(cmd *cobra.Command) (*manager.Config, error) {
+	cfg, err := manager.LoadConfig(f.config)
+	if err != nil {
+		return nil, err
+	}
+	fl := cmd.Flags()
+	set := func(name string, dst *string, v string) {
+		if fl.Changed(name) {
+			*dst = v
+		}
+	}
+	set("namespace", &cfg.Namespace, f.namespace)
+	set("metrics-address", &cfg.HTTP.MetricsAddress, f.metricsAddr)
+	set("probe-address", &cfg.HTTP.ProbeAddress, f.probeAddr)
+	set("xds-address", &cfg.XDS.Address, f.xdsAddr)
+	set("prometheus-url", &cfg.Prometheus.Address, f.prometheus)
+	if fl.Changed("watch-namespace") {
+		cfg.WatchNamespaces = f.watchNamespace
+	}
+	if fl.Changed("leader-elect") {
+		cfg.LeaderElection.Enabled = &f.leaderElect
+	}
+	if fl.Changed("istio") {
+		cfg.Istio.Enabled = &f.istio
+	}
+	if fl.Changed("git-url") || fl.Changed("git-branch") || fl.Changed("git-path") || fl.Changed("git-interval") {
+		if cfg.Git == nil {
+			cfg.Git = &manager.GitConfig{}
+		}
+		set("git-url", &cfg.Git.URL, f.gitURL)
+		set("git-branch", &cfg.Git.Branch, f.gitBranch)
+		set("git-path", &cfg.Git.Path, f.gitPath)
+		if fl.Changed("git-interval") {
+			cfg.Git.Interval.Duration = f.gitPoll
+		}
+	}
+	cfg.Default()
+	return cfg, cfg.Check()
+}

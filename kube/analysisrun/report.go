@@ -1,0 +1,157 @@
+package analysisrun
+
+import (
+	"context"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// Metrics, registered on controller-runtime's registry so the manager's
+// /metrics serves them beside its own. Labels stay bounded: run names are
+// generated per rollout and per step, so they are left out; metric names
+// come from templates.
+var (
+	measurementsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_analysis_measurements_total",
+		Help: "Measurements recorded in AnalysisRun status, by namespace, metric (the template's metric name) and outcome (Successful, Failed, Inconclusive, Error).",
+	}, []string{"namespace", "metric", "outcome"})
+	measurementSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "sluice_analysis_measurement_duration_seconds",
+		Help:    "Time of one measurement (all its queries), by result (ok: an answer, error: the measurement could not be taken).",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"result"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(measurementsTotal, measurementSeconds)
+}
+
+func observeMeasurement(d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	measurementSeconds.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// report emits the Events and counts the measurements of one persisted
+// status write, prev being the status it replaced.
+func (r *Reconciler) report(ctx context.Context, prev *v1alpha1.AnalysisRunState, run *v1alpha1.AnalysisRun) {
+	countMeasurements(run.Namespace, prev, &run.Status)
+	for _, e := range completions(prev, &run.Status) {
+		r.Recorder.Eventf(run, nil, e.typ, e.reason, e.action, "%s", e.note)
+	}
+	logCompleted(ctx, prev, run)
+}
+
+// countMeasurements adds the measurements recorded since prev. The
+// counters in status count every measurement (the list keeps only the last
+// few), so their differences are exact however many were taken at once.
+func countMeasurements(ns string, prev, cur *v1alpha1.AnalysisRunState) {
+	before := map[string]*v1alpha1.MetricResult{}
+	for i := range prev.Metrics {
+		before[prev.Metrics[i].Name] = &prev.Metrics[i]
+	}
+	for _, m := range cur.Metrics {
+		var old v1alpha1.MetricResult
+		if b := before[m.Name]; b != nil {
+			old = *b
+		}
+		for _, c := range []struct {
+			outcome  v1alpha1.AnalysisPhase
+			now, was int32
+		}{
+			{v1alpha1.AnalysisSuccessful, m.Successful, old.Successful},
+			{v1alpha1.AnalysisFailed, m.Failed, old.Failed},
+			{v1alpha1.AnalysisInconclusive, m.Inconclusive, old.Inconclusive},
+			{v1alpha1.AnalysisError, m.Error, old.Error},
+		} {
+			if d := c.now - c.was; d > 0 {
+				measurementsTotal.WithLabelValues(ns, m.Name, string(c.outcome)).Add(float64(d))
+			}
+		}
+	}
+}
+
+// event is one Kubernetes Event about a run.
+type event struct {
+	typ, reason, action, note string
+}
+
+// Event reasons: Metric<phase> when a metric completes, Run<phase> when
+// the run does. Nothing else is announced: a run of many measurements
+// makes at most one Event per metric and one for itself.
+const (
+	actionMeasure  = "Measure"
+	actionComplete = "Complete"
+)
+
+// completions lists an Event for each metric and for the run that
+// completed between prev and cur: Normal when Successful, Warning
+// otherwise (Inconclusive waits for a person, Failed and Error abort the
+// rollout).
+func completions(prev, cur *v1alpha1.AnalysisRunState) []event {
+	done := map[string]bool{}
+	for _, m := range prev.Metrics {
+		done[m.Name] = m.Phase.Completed()
+	}
+	var out []event
+	for _, m := range cur.Metrics {
+		if !m.Phase.Completed() || done[m.Name] {
+			continue
+		}
+		n := m.Successful + m.Failed + m.Inconclusive + m.Error
+		note := fmt.Sprintf("metric %s %s after %d measurements", m.Name, m.Phase, n)
+		if m.Message != "" {
+			note += ": " + m.Message
+		}
+		out = append(out, event{eventType(m.Phase), "Metric" + string(m.Phase), actionMeasure, truncate(note)})
+	}
+	if cur.Phase.Completed() && !prev.Phase.Completed() {
+		note := "analysis run " + string(cur.Phase)
+		if cur.Message != "" {
+			note += ": " + cur.Message
+		}
+		out = append(out, event{eventType(cur.Phase), "Run" + string(cur.Phase), actionComplete, truncate(note)})
+	}
+	return out
+}
+
+func eventType(p v1alpha1.AnalysisPhase) string {
+	if p == v1alpha1.AnalysisSuccessful {
+		return corev1.EventTypeNormal
+	}
+	return corev1.EventTypeWarning
+}
+
+// maxNote is the API server's limit on an events.k8s.io/v1 Event's note.
+const maxNote = 1024
+
+// truncate shortens s to maxNote bytes without splitting a character:
+// messages carry query results and Prometheus' errors, which can be long.
+func truncate(s string) string {
+	if len(s) <= maxNote {
+		return s
+	}
+	const ellipsis = "…"
+	cut := maxNote - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}
+
+// logCompleted logs a run that completed with this write.
+func logCompleted(ctx context.Context, prev *v1alpha1.AnalysisRunState, run *v1alpha1.AnalysisRun) {
+	if !prev.Phase.Completed() && run.Status.Phase.Completed() {
+		log.FromContext(ctx).Info("analysis run completed", "phase", run.Status.Phase, "message", run.Status.Message)
+	}
+}

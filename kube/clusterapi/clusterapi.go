@@ -1,0 +1,154 @@
+// Package clusterapi lets the sluice CLI's verbs (status, history, promote,
+// abort, retry, pause, resume) work against a Kubernetes cluster: Backend
+// implements standalone/api.Backend on the API server, with the user's own
+// kubeconfig credentials.
+//
+// Reads are plain: Rollouts convert to api.Rollout exactly as the standalone
+// runner converts its own (api.FromRollout), and a Rollout's history is its
+// Kubernetes Events. A command is what docs/controller.md "Manual commands"
+// defines: the sluice.dev/command annotation, set with a JSON merge patch
+// under the user's identity, which the controller hands to the engine; the
+// Backend then watches the Rollout until status.lastCommand carries the
+// command's ID and reports what the engine did.
+package clusterapi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/standalone/api"
+)
+
+// Options tune a Backend.
+type Options struct {
+	// ListNamespace is the namespace List looks in; empty lists every
+	// namespace (which needs cluster-wide list permission).
+	ListNamespace string
+	// User names the caller when the API server cannot say who the
+	// credentials belong to (see Backend.Command); the CLI passes the
+	// kubeconfig's user name.
+	User string
+	// Now is the clock that stamps commands; nil means time.Now.
+	Now func() time.Time
+	// Warnings receives the API server's warnings (deprecations, policy
+	// notices) as kubectl prints them; nil drops them. A cfg with a
+	// warning handler of its own keeps it.
+	Warnings io.Writer
+}
+
+// Backend is api.Backend on a Kubernetes API server.
+type Backend struct {
+	c client.WithWatch
+	o Options
+	// impersonated is who cfg acts as, if it impersonates: that is who the
+	// API server's audit log names, so the fallback identity is that too.
+	impersonated string
+	// pageSize bounds one List response (listPage; tests make it small).
+	pageSize int64
+}
+
+var _ api.Backend = (*Backend)(nil)
+
+// New returns a Backend that talks to the API server cfg describes, with
+// cfg's credentials, impersonation and limits as they are. It does not
+// contact the server: the first call does.
+func New(cfg *rest.Config, o Options) (*Backend, error) {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		v1alpha1.AddToScheme, corev1.AddToScheme, authenticationv1.AddToScheme,
+	} {
+		if err := add(scheme); err != nil {
+			return nil, fmt.Errorf("cluster backend scheme: %w", err)
+		}
+	}
+	cfg = rest.CopyConfig(cfg)
+	if cfg.WarningHandler == nil && cfg.WarningHandlerWithContext == nil {
+		// Without one, controller-runtime logs warnings through its own
+		// logger, which a CLI never sets up.
+		if o.Warnings != nil {
+			cfg.WarningHandler = rest.NewWarningWriter(o.Warnings, rest.WarningWriterOptions{Deduplicate: true})
+		} else {
+			cfg.WarningHandler = rest.NoWarnings{}
+		}
+	}
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, fmt.Errorf("cluster client for %s: %w", cfg.Host, err)
+	}
+	b := newBackend(c, o)
+	b.impersonated = cfg.Impersonate.UserName
+	return b, nil
+}
+
+func newBackend(c client.WithWatch, o Options) *Backend {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Backend{c: c, o: o, pageSize: listPage}
+}
+
+// listPage bounds one List response; a large cluster is read in pages
+// rather than in one response the API server must build in memory.
+const listPage = 500
+
+// List returns the Rollouts of Options.ListNamespace (every namespace if
+// empty), sorted by namespace/name.
+func (b *Backend) List(ctx context.Context) ([]api.Rollout, error) {
+	where := "all namespaces"
+	if b.o.ListNamespace != "" {
+		where = "namespace " + b.o.ListNamespace
+	}
+	var out []api.Rollout
+	opts := &client.ListOptions{Namespace: b.o.ListNamespace, Limit: b.pageSize}
+	for {
+		var page v1alpha1.RolloutList
+		if err := b.c.List(ctx, &page, opts); err != nil {
+			return nil, classify(err, "list rollouts in "+where)
+		}
+		for i := range page.Items {
+			out = append(out, api.FromRollout(&page.Items[i], nil))
+		}
+		if opts.Continue = page.Continue; opts.Continue == "" {
+			break
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out, nil
+}
+
+// Get returns one Rollout. The cluster keeps only the plan's summary
+// (status.traffic); the whole plan is rebuilt from spec and status, as
+// every controller replica does for xDS, and is nil while the spec has
+// changed since the status was written.
+func (b *Backend) Get(ctx context.Context, namespace, name string) (api.Rollout, error) {
+	ro, err := b.get(ctx, namespace, name)
+	if err != nil {
+		return api.Rollout{}, err
+	}
+	var p *plan.Plan
+	if pl, err := engine.PersistedPlan(ro); err == nil {
+		p = &pl
+	}
+	return api.FromRollout(ro, p), nil
+}
+
+func (b *Backend) get(ctx context.Context, namespace, name string) (*v1alpha1.Rollout, error) {
+	ro := &v1alpha1.Rollout{}
+	if err := b.c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, ro); err != nil {
+		return nil, classify(err, fmt.Sprintf("get rollout %s/%s", namespace, name))
+	}
+	return ro, nil
+}

@@ -1,0 +1,224 @@
+package xdsplane
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/sluicehq/sluice/internal/testbin"
+	"github.com/sluicehq/sluice/internal/xdstest"
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/xds"
+)
+
+// replica is one `sluice controller` process as far as xDS goes: a
+// manager whose cache feeds an EndpointSlice source, an xDS server and a
+// Plane through a Feeder. Leader election is left out: a Feeder and the
+// server need none, and the test plays the leader's reconciler itself.
+type replica struct {
+	srv   *xds.Server
+	plane *Plane
+	addr  string
+}
+
+func startReplica(t *testing.T, ns string) *replica {
+	t.Helper()
+	cfg, scheme := env.Start(t)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		// The test's namespace only: parallel tests route the same hosts.
+		Cache: cache.Options{ByObject: CacheByObject(), DefaultNamespaces: map[string]cache.Config{ns: {}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	eps, err := NewEndpointSlices(ctx, mgr.GetCache())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := xds.New(xds.Options{Endpoints: eps, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{srv: srv, plane: NewPlane(ctx, srv, Options{}), addr: lis.Addr().String()}
+	for _, run := range []manager.Runnable{Runnable(srv, lis), &Feeder{Cache: mgr.GetCache(), Plane: r.plane}} {
+		if err := mgr.Add(run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	return r
+}
+
+// hostIP is an address of this machine other than loopback: the API
+// server refuses loopback addresses in EndpointSlices, so the backends
+// listen where a slice may point.
+func hostIP(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+			return n.IP.String()
+		}
+	}
+	testbin.SkipOrFail(t, "no IPv4 address besides loopback for the backends: EndpointSlices may not hold loopback addresses")
+	return ""
+}
+
+// writeStatus persists ro's status as the leader's reconciler does; ro
+// then carries the new resourceVersion.
+func writeStatus(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
+	t.Helper()
+	if err := c.Status().Update(context.Background(), ro); err != nil {
+		t.Fatalf("write status of %s: %v", ro.Name, err)
+	}
+}
+
+// The brief's scale-out: only the leader decides, every replica serves
+// what it decided, from Rollout status. Real gRPC clients of two replicas
+// see the split the status says, and both follow the next step; the
+// leader's plane learns of the ACK through the tracker and wakes the
+// reconciler.
+func TestEveryReplicaServesTheLeadersPlan(t *testing.T) {
+	t.Parallel()
+	c, ns := cluster(t)
+	ip := hostIP(t)
+	ctx := context.Background()
+
+	// The leader's decisions as it persists them: healthy on v1, then v2
+	// at 30%.
+	ro := newRollout(ns, "reviews", "reviews", "v1")
+	if err := c.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	advance(t, ro, 0)
+	writeStatus(t, c, ro)
+	stableRev := ro.Status.StableRevision
+	ro.Spec.Template.Spec.Containers[0].Image = "v2"
+	if err := c.Update(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	p30 := advance(t, ro, 30)
+	writeStatus(t, c, ro)
+	canaryRev := ro.Status.CanaryRevision
+
+	// The EndpointSlice controller's part, from the per-revision Services.
+	for rev, name := range map[string]string{stableRev: "stable", canaryRev: "canary"} {
+		backend := netip.MustParseAddrPort(xdstest.Backend(t, ip, name))
+		es := slice(ns, "reviews-"+rev, "reviews", rev, discoveryv1.AddressTypeIPv4,
+			[]discoveryv1.EndpointPort{port("", int32(backend.Port()), corev1.ProtocolTCP)}, endpoint(ip, nil, nil))
+		if err := c.Create(ctx, es); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	leader, follower := startReplica(t, ns), startReplica(t, ns)
+	clients := map[string]*replica{"leader": leader, "follower": follower}
+	const n = 2000
+	calls := map[string]func(int) map[string]int{}
+	for name, r := range clients {
+		cl, _ := xdstest.Client(t, r.addr, name, "reviews")
+		calls[name] = func(k int) map[string]int { return xdstest.Calls(t, cl, k) }
+		waitInForce(t, r, p30)
+		xdstest.CheckShare(t, calls[name](n), n, 30, 1e-4)
+	}
+
+	// The leader steps to 80%, persists, publishes, and waits for the ACK.
+	p80 := advance(t, ro, 80)
+	writeStatus(t, c, ro)
+	if err := leader.plane.Publish(ctx, ro, p80); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-leader.plane.Wake():
+		if ev.Object.GetName() != "reviews" || ev.Object.GetNamespace() != ns {
+			t.Errorf("woke %s/%s, want %s/reviews", ev.Object.GetNamespace(), ev.Object.GetName(), ns)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the leader's plane never woke the reconciler")
+	}
+	dp, err := leader.plane.Acknowledgement(ctx, ro, p80.Version)
+	if err != nil || dp.State != engine.AckAcknowledged {
+		t.Errorf("leader's acknowledgement of 80%%: %+v, %v; want acknowledged by the client", dp, err)
+	}
+	for name, r := range clients {
+		waitInForce(t, r, p80)
+		calls[name](200) // the client ACKs before its channel switches
+		xdstest.CheckShare(t, calls[name](n), n, 80, 1e-4)
+	}
+	follower.plane.mu.Lock()
+	if len(follower.plane.waits) != 0 {
+		t.Errorf("a follower runs %d waits; only the leader's reconciler starts them", len(follower.plane.waits))
+	}
+	follower.plane.mu.Unlock()
+
+	// A spec edit the leader has not stepped yet: the status no longer
+	// rebuilds, and every replica keeps serving 80%. A second Rollout,
+	// written after it, shows when the edit has been seen.
+	ro.Spec.Template.Spec.Containers[0].Image = "v3"
+	if err := c.Update(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	ratings := newRollout(ns, "ratings", "ratings", "v1")
+	if err := c.Create(ctx, ratings); err != nil {
+		t.Fatal(err)
+	}
+	pRatings := advance(t, ratings, 0)
+	writeStatus(t, c, ratings)
+	for _, r := range clients {
+		waitInForce(t, r, pRatings)
+		if !inForce(r.srv, p80) {
+			t.Error("a spec edit without a new status took the 80% plan away")
+		}
+	}
+
+	// A deleted Rollout's routes go from every replica.
+	if err := c.Delete(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range clients {
+		eventually(t, name+": deleted rollout's plan withdrawn", func() bool { return !inForce(r.srv, p80) })
+		if !inForce(r.srv, pRatings) {
+			t.Errorf("%s: the other rollout's plan went too", name)
+		}
+	}
+}
+
+// waitInForce waits until the replica serves p and its clients, if any,
+// have applied it.
+func waitInForce(t *testing.T, r *replica, p plan.Plan) {
+	t.Helper()
+	eventually(t, "plan "+p.Version+" in force", func() bool {
+		st := r.srv.Status(xds.PlanKey(&p), p.Version)
+		return st.Current && (st.NoClients() || st.Converged())
+	})
+}

@@ -1,0 +1,270 @@
+package xdsplane
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/sluicehq/sluice/kube/controller"
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/xds"
+)
+
+// Options configure a Plane.
+type Options struct {
+	// Fallback acknowledges a plan version when no xDS client subscribes
+	// to its service: typically the controller.AcceptedOnWrite wrapping
+	// the Istio writer, so the accepted VirtualService write is the
+	// acknowledgement of a mesh without xDS clients.
+	Fallback controller.Acknowledger
+	// AckWithoutClients, when there is no Fallback, counts a published
+	// version as acknowledged while no xDS client subscribes. Off by
+	// default, so that a step never completes unseen.
+	AckWithoutClients bool
+	// NoClientsRetry is how often a background wait looks again while no
+	// client subscribes; default 250ms.
+	NoClientsRetry time.Duration
+	// Logger reports publishes that fail outside a reconcile (Forget).
+	Logger logr.Logger
+}
+
+// Plane is the data plane of controller mode on the xDS side. It keeps the
+// current plan of every Rollout and publishes the complete set to the xDS
+// server, which serves them all. Two writers feed it: the leader's
+// reconciler (controller.Publisher, controller.Acknowledger) and, on every
+// replica, the Feeder, which rebuilds each Rollout's plan from its status.
+// The plan of a Rollout is replaced only by one from the same or a newer
+// resourceVersion, so whichever writer is late never turns the traffic
+// back.
+//
+// For the leader it also waits in the background for the proxies'
+// answer to each published version and sends the Rollout on Wake, so
+// acknowledgement reaches the engine in milliseconds, not at the next poll.
+type Plane struct {
+	srv  *xds.Server
+	opts Options
+	base context.Context
+	wake chan event.GenericEvent
+
+	mu    sync.Mutex
+	plans map[types.NamespacedName]held
+	waits map[types.NamespacedName]*waitEntry
+}
+
+// held is a Rollout's plan and the resourceVersion it was read from.
+type held struct {
+	plan plan.Plan
+	rv   string
+}
+
+// change is one update of the Plane: a Rollout's plan at a
+// resourceVersion, or (forget) its removal.
+type change struct {
+	key    types.NamespacedName
+	plan   plan.Plan
+	rv     string
+	forget bool
+}
+
+var (
+	_ controller.Publisher    = (*Plane)(nil)
+	_ controller.Acknowledger = (*Plane)(nil)
+)
+
+// NewPlane publishes through srv. Background waits end when ctx does.
+func NewPlane(ctx context.Context, srv *xds.Server, opts Options) *Plane {
+	if opts.NoClientsRetry <= 0 {
+		opts.NoClientsRetry = 250 * time.Millisecond
+	}
+	return &Plane{
+		srv:   srv,
+		opts:  opts,
+		base:  ctx,
+		wake:  make(chan event.GenericEvent, 64),
+		plans: map[types.NamespacedName]held{},
+		waits: map[types.NamespacedName]*waitEntry{},
+	}
+}
+
+// Wake sends a Rollout when the data plane answered its published plan;
+// give it to controller.Reconciler.Wake.
+func (p *Plane) Wake() <-chan event.GenericEvent { return p.wake }
+
+// Publish implements controller.Publisher: the Rollout's plan, as of its
+// resourceVersion, joins the published set, and the answer to it is
+// awaited in the background. A plan older than the one held is ignored:
+// a newer status has already been served.
+func (p *Plane) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.Plan) error {
+	key := keyOf(ro)
+	if err := p.update(ctx, change{key: key, plan: pl, rv: ro.ResourceVersion}); err != nil {
+		return fmt.Errorf("xDS: publish plan %s of rollout %s: %w", pl.Version, key, err)
+	}
+	if _, ok := p.current(key, pl.Version); ok {
+		p.ensureWait(ro, pl.Version)
+	}
+	return nil
+}
+
+// Acknowledgement implements controller.Acknowledger. With xDS clients of
+// the service it is their answer (xds.Status.DataPlane). With none it is
+// the Fallback's answer, or with AckWithoutClients an acknowledgement, but
+// only for the version this Plane has published: nothing stands in for a
+// plan that is not out. A pending answer makes sure a background wait is
+// on it, which sends the Rollout on Wake when it changes.
+func (p *Plane) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, version string) (engine.DataPlane, error) {
+	svc, current := p.current(keyOf(ro), version)
+	if svc == "" {
+		svc = xds.ServiceKey(ro.Namespace, ro.Spec.Service.Name)
+	}
+	dp, err := p.answer(ctx, ro, p.srv.Status(svc, version), current)
+	if err != nil {
+		return dp, err
+	}
+	if dp.State == engine.AckPending && current {
+		p.ensureWait(ro, version)
+	}
+	return dp, nil
+}
+
+// answer turns the xDS status of a version into the engine's observation,
+// standing in for absent clients as Options say.
+func (p *Plane) answer(ctx context.Context, ro *v1alpha1.Rollout, st xds.Status, current bool) (engine.DataPlane, error) {
+	if !st.NoClients() {
+		return st.DataPlane(), nil
+	}
+	switch {
+	case !current:
+	case p.opts.Fallback != nil:
+		dp, err := p.opts.Fallback.Acknowledgement(ctx, ro, st.PlanVersion)
+		if err != nil {
+			return dp, fmt.Errorf("acknowledgement without xDS clients: %w", err)
+		}
+		return dp, nil
+	case p.opts.AckWithoutClients:
+		return engine.DataPlane{Version: st.PlanVersion, State: engine.AckAcknowledged}, nil
+	}
+	return engine.DataPlane{Version: st.PlanVersion, State: engine.AckPending}, nil
+}
+
+// Forget implements the reconciler's optional Forget: a deleted Rollout's
+// plan leaves the published set, its wait ends, and the Fallback forgets
+// it too.
+func (p *Plane) Forget(key types.NamespacedName) {
+	p.mu.Lock()
+	if w := p.waits[key]; w != nil {
+		w.cancel()
+		delete(p.waits, key)
+	}
+	p.mu.Unlock()
+	if f, ok := p.opts.Fallback.(interface{ Forget(types.NamespacedName) }); ok {
+		f.Forget(key)
+	}
+	// Not a reconcile's context: the removal must go out even if the
+	// caller is done, and nobody else would retry it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.base), time.Minute)
+	defer cancel()
+	if err := p.update(ctx, change{key: key, forget: true}); err != nil {
+		p.opts.Logger.Error(err, "xDS: removing a deleted rollout's plan failed; it goes with the next publish", "rollout", key.String())
+	}
+}
+
+// current returns the service key of the Rollout's held plan and whether
+// that plan has version.
+func (p *Plane) current(key types.NamespacedName, version string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h, ok := p.plans[key]
+	if !ok {
+		return "", false
+	}
+	return xds.PlanKey(&h.plan), h.plan.Version == version
+}
+
+// update applies changes and publishes the resulting set once. A change
+// whose resourceVersion is older than the held one is dropped. If the
+// publish fails, the plans it would have changed are restored, so one
+// Rollout's bad plan (say, a host another Rollout already routes) fails
+// only its own publish and never holds back the others'. Removals stay
+// removed: the next publish takes them out.
+func (p *Plane) update(ctx context.Context, changes ...change) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	undo := map[types.NamespacedName]*held{}
+	dirty := false
+	for _, c := range changes {
+		old, ok := p.plans[c.key]
+		switch {
+		case c.forget:
+			dirty = dirty || ok
+			delete(p.plans, c.key)
+		case ok && !newerRV(old.rv, c.rv):
+		case ok && old.plan.Version == c.plan.Version:
+			p.plans[c.key] = held{plan: old.plan, rv: c.rv}
+		default:
+			if _, seen := undo[c.key]; !seen {
+				undo[c.key] = nil
+				if ok {
+					undo[c.key] = &old
+				}
+			}
+			p.plans[c.key] = held{plan: c.plan, rv: c.rv}
+			dirty = true
+		}
+	}
+	if !dirty {
+		return nil
+	}
+	err := p.srv.Publish(ctx, p.all())
+	if err != nil {
+		for key, h := range undo {
+			if h == nil {
+				delete(p.plans, key)
+			} else {
+				p.plans[key] = *h
+			}
+		}
+	}
+	return err
+}
+
+// all is the published set, in a stable order.
+func (p *Plane) all() []plan.Plan {
+	keys := slices.SortedFunc(maps.Keys(p.plans), func(a, b types.NamespacedName) int {
+		return strings.Compare(a.String(), b.String())
+	})
+	out := make([]plan.Plan, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, p.plans[k].plan)
+	}
+	return out
+}
+
+// newerRV reports whether a plan read at resourceVersion next may replace
+// one read at prev. The API server's resourceVersions are opaque by
+// contract but etcd revisions in practice; compared as numbers they order
+// the states of an object, so an informer delivering an older status late
+// cannot undo a newer one. Anything unparsable falls back to "the latest
+// arrival wins".
+func newerRV(prev, next string) bool {
+	a, errA := strconv.ParseUint(prev, 10, 64)
+	b, errB := strconv.ParseUint(next, 10, 64)
+	if errA != nil || errB != nil {
+		return true
+	}
+	return b >= a
+}
+
+func keyOf(ro *v1alpha1.Rollout) types.NamespacedName {
+	return types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}
+}

@@ -43,7 +43,7 @@ func TestInstallBundleApplies(t *testing.T) {
 		}
 	}
 	for kind, want := range map[string]int{
-		"Namespace": 1, "CustomResourceDefinition": 3, "ServiceAccount": 1, "ClusterRole": 1, "Role": 1,
+		"Namespace": 1, "CustomResourceDefinition": 3, "ServiceAccount": 1, "ClusterRole": 2, "Role": 1,
 		"ClusterRoleBinding": 1, "RoleBinding": 1, "ConfigMap": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1,
 	} {
 		if kinds[kind] != want {

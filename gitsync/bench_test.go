@@ -23,7 +23,7 @@ func benchRepo(b *testing.B) *remote {
 	r := newRemote(b)
 	for i := range benchRollouts {
 		name := fmt.Sprintf("svc-%05d", i)
-		p := filepath.Join(r.work, "apps", fmt.Sprintf("team-%02d", i/100), name+".yaml")
+		p := filepath.Join(r.Work, "apps", fmt.Sprintf("team-%02d", i/100), name+".yaml")
 		if i%100 == 0 {
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				b.Fatal(err)
@@ -35,7 +35,7 @@ func benchRepo(b *testing.B) *remote {
 			b.Fatal(err)
 		}
 	}
-	r.push("10k rollouts", nil)
+	r.Push("10k rollouts", nil)
 	return r
 }
 
@@ -44,7 +44,7 @@ func benchRepo(b *testing.B) *remote {
 // commit that changes one file; the other 9,999 come from the cache).
 func BenchmarkSync10k(b *testing.B) {
 	r := benchRepo(b)
-	src := Source{URL: r.fileURL(), Branch: "main", Path: "apps"}
+	src := Source{URL: r.URL(), Branch: "main", Path: "apps"}
 	check := func(b *testing.B, st State, sha string) {
 		if st.Err != nil || (sha != "" && appliedSHA(st) != sha) || len(st.Applied.Objects) != benchRollouts {
 			b.Fatalf("applied %s (%d objects), err %v", appliedSHA(st), len(st.Applied.Objects), st.Err)
@@ -69,7 +69,7 @@ func BenchmarkSync10k(b *testing.B) {
 		for i := range b.N {
 			b.StopTimer()
 			version := fmt.Sprintf("    version: v1-%d-%d\n", b.N, i)
-			sha := r.push("bump", map[string]string{file: strings.Replace(original, "    version: v1\n", version, 1)})
+			sha := r.Push("bump", map[string]string{file: strings.Replace(original, "    version: v1\n", version, 1)})
 			b.StartTimer()
 			st := s.Sync(context.Background())
 			check(b, st, sha)
@@ -82,7 +82,7 @@ func BenchmarkSync10k(b *testing.B) {
 
 func (r *remote) readWork(name string) string {
 	r.t.Helper()
-	data, err := os.ReadFile(filepath.Join(r.work, filepath.FromSlash(name)))
+	data, err := os.ReadFile(filepath.Join(r.Work, filepath.FromSlash(name)))
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -7,9 +7,7 @@ import (
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,111 +16,27 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/gittest"
 )
 
-// Test repositories are real: a bare repository made by the git CLI,
-// changed through a working clone and `git push`, and read by the Syncer
-// over file:// or smart HTTP (git http-backend behind net/http/cgi).
+// Test repositories are real (internal/gittest): a bare repository made by
+// the git CLI, changed through a working clone and `git push`, and read by
+// the Syncer over file:// or smart HTTP (git http-backend behind
+// net/http/cgi).
 
-// gitEnv keeps the machine's and the user's Git configuration out of the
-// tests.
-var gitEnv = []string{
-	"GIT_CONFIG_NOSYSTEM=1",
-	"GIT_CONFIG_GLOBAL=/dev/null",
-	"GIT_TERMINAL_PROMPT=0",
-	"GIT_AUTHOR_NAME=Dev", "GIT_AUTHOR_EMAIL=dev@example.com",
-	"GIT_COMMITTER_NAME=Dev", "GIT_COMMITTER_EMAIL=dev@example.com",
-}
-
-func gitCLI(t testing.TB, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), gitEnv...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// remote is a bare repository with a working clone to push from.
+// remote is a test repository the Syncer reads.
 type remote struct {
-	t    testing.TB
-	root string // folder holding the bare repository (the HTTP project root)
-	bare string
-	work string
+	*gittest.Repo
+	t testing.TB
 }
 
 func newRemote(t testing.TB) *remote {
 	t.Helper()
-	root := t.TempDir()
-	r := &remote{t: t, root: root, bare: filepath.Join(root, "repo.git"), work: filepath.Join(root, "work")}
-	gitCLI(t, root, "init", "-q", "--bare", "-b", "main", r.bare)
-	gitCLI(t, r.bare, "config", "http.receivepack", "true")
-	gitCLI(t, root, "init", "-q", "-b", "main", r.work)
-	gitCLI(t, r.work, "remote", "add", "origin", r.bare)
+	r := &remote{Repo: gittest.New(t), t: t}
+	// git http-backend accepts pushes only when told to.
+	gittest.Git(t, r.Bare, "config", "http.receivepack", "true")
 	return r
-}
-
-func (r *remote) fileURL() string { return "file://" + r.bare }
-
-// write sets files in the working clone; an empty content deletes.
-func (r *remote) write(files map[string]string) {
-	r.t.Helper()
-	for name, content := range files {
-		p := filepath.Join(r.work, filepath.FromSlash(name))
-		if content == "" {
-			if err := os.Remove(p); err != nil {
-				r.t.Fatal(err)
-			}
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			r.t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-}
-
-func (r *remote) symlink(name, target string) {
-	r.t.Helper()
-	p := filepath.Join(r.work, filepath.FromSlash(name))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		r.t.Fatal(err)
-	}
-	if err := os.Symlink(target, p); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-// push commits everything in the working clone and pushes it to main.
-func (r *remote) push(msg string, files map[string]string) string {
-	r.t.Helper()
-	r.write(files)
-	gitCLI(r.t, r.work, "add", "-A")
-	gitCLI(r.t, r.work, "commit", "-q", "--allow-empty", "-m", msg)
-	gitCLI(r.t, r.work, "push", "-q", "origin", "HEAD:main")
-	return gitCLI(r.t, r.work, "rev-parse", "HEAD")
-}
-
-// pull brings the working clone up to the remote's main (after a
-// write-back).
-func (r *remote) pull() {
-	r.t.Helper()
-	gitCLI(r.t, r.work, "pull", "-q", "--ff-only", "origin", "main")
-}
-
-func (r *remote) read(name string) string {
-	r.t.Helper()
-	return gitCLI(r.t, r.bare, "show", "main:"+name)
-}
-
-func (r *remote) head() string {
-	r.t.Helper()
-	return gitCLI(r.t, r.bare, "rev-parse", "main")
 }
 
 // gitServer serves the remotes under root over smart HTTP.
@@ -151,7 +65,7 @@ func serveHTTP(t testing.TB, root string) *gitServer {
 	backend := &cgi.Handler{
 		Path: gitPath,
 		Args: []string{"http-backend"},
-		Env:  append([]string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}, gitEnv...),
+		Env:  append([]string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}, gittest.Env...),
 	}
 	s := &gitServer{}
 	stop := make(chan struct{})

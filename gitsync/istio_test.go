@@ -30,11 +30,11 @@ spec:
 func TestSnapshotCarriesIstioObjects(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	first := r.push("first", map[string]string{
+	first := r.Push("first", map[string]string{
 		"deploy/a.yaml":     rollout("a", "v1"),
 		"deploy/istio.yaml": istioVS("reviews", "3s") + "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n",
 	})
-	s, reg := newTestSyncer(t, Source{URL: r.fileURL(), Branch: "main", Path: "deploy"})
+	s, reg := newTestSyncer(t, Source{URL: r.URL(), Branch: "main", Path: "deploy"})
 	st := s.Sync(context.Background())
 	if st.Err != nil {
 		t.Fatal(st.Err)
@@ -53,7 +53,7 @@ func TestSnapshotCarriesIstioObjects(t *testing.T) {
 		t.Errorf("objects{kind=VirtualService} = %v, want 1", v)
 	}
 
-	r.push("drop it", map[string]string{"deploy/istio.yaml": ""})
+	r.Push("drop it", map[string]string{"deploy/istio.yaml": ""})
 	st = s.Sync(context.Background())
 	if st.Err != nil || len(st.Applied.Removed) != 1 || st.Applied.Removed[0].String() != "VirtualService reviews" {
 		t.Errorf("removed %v (%v), want the VirtualService", st.Applied.Removed, st.Err)

@@ -16,6 +16,8 @@ import (
 	"github.com/go-logr/logr/funcr"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/sluicehq/sluice/internal/gittest"
 )
 
 // sshServer serves git-upload-pack and git-receive-pack for the
@@ -118,7 +120,7 @@ func serveSSHConn(conn net.Conn, cfg *ssh.ServerConfig, root string) {
 				break
 			}
 			cmd := exec.Command(name, filepath.Join(root, strings.Trim(arg, "'")))
-			cmd.Env = gitEnv
+			cmd.Env = gittest.Env
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = ch, ch, ch.Stderr()
 			status := uint32(0)
 			if err := cmd.Run(); err != nil {
@@ -135,9 +137,9 @@ func serveSSHConn(conn net.Conn, cfg *ssh.ServerConfig, root string) {
 func TestSSHHostKeyVerification(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	sha := r.push("c", map[string]string{"a.yaml": rollout("a", "v1")})
+	sha := r.Push("c", map[string]string{"a.yaml": rollout("a", "v1")})
 	clientKey := testSSHKey(t)
-	srv := startSSHServer(t, r.root, clientKey)
+	srv := startSSHServer(t, r.Root, clientKey)
 	url := "ssh://git@" + srv.addr + "/repo.git"
 	line := func(key ssh.PublicKey) []byte {
 		return []byte(knownhosts.Line([]string{knownhosts.Normalize(srv.addr)}, key) + "\n")

@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/storer"
+
+	"github.com/sluicehq/sluice/internal/gittest"
 )
 
 // transports are the ways a test reaches its remote.
@@ -16,8 +18,8 @@ var transports = []struct {
 	name string
 	url  func(t *testing.T, r *remote) string
 }{
-	{"file", func(t *testing.T, r *remote) string { return r.fileURL() }},
-	{"http", func(t *testing.T, r *remote) string { return serveHTTP(t, r.root).repoURL() }},
+	{"file", func(t *testing.T, r *remote) string { return r.URL() }},
+	{"http", func(t *testing.T, r *remote) string { return serveHTTP(t, r.Root).repoURL() }},
 }
 
 func TestSyncFirstAndIncremental(t *testing.T) {
@@ -26,7 +28,7 @@ func TestSyncFirstAndIncremental(t *testing.T) {
 		t.Run(tr.name, func(t *testing.T) {
 			t.Parallel()
 			r := newRemote(t)
-			first := r.push("two rollouts", map[string]string{
+			first := r.Push("two rollouts", map[string]string{
 				"deploy/a.yaml":         rollout("a", "v1"),
 				"deploy/nested/b.yaml":  rollout("b", "v1"),
 				"deploy/.hidden/x.yaml": "not: [valid",
@@ -58,7 +60,7 @@ func TestSyncFirstAndIncremental(t *testing.T) {
 				t.Errorf("annotations: %v", a)
 			}
 
-			second := r.push("b to v2", map[string]string{"deploy/nested/b.yaml": rollout("b", "v2")})
+			second := r.Push("b to v2", map[string]string{"deploy/nested/b.yaml": rollout("b", "v2")})
 			st = s.Sync(context.Background())
 			if st.Err != nil || appliedSHA(st) != second {
 				t.Fatalf("incremental sync: applied %s, err %v; want %s", appliedSHA(st), st.Err, second)
@@ -102,19 +104,19 @@ func refs(s *Snapshot) string {
 func TestForcePush(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	base := r.push("base", map[string]string{"a.yaml": rollout("a", "v1")})
-	old := r.push("v2", map[string]string{"a.yaml": rollout("a", "v2")})
-	s, reg := newTestSyncer(t, Source{URL: r.fileURL(), Branch: "main"})
+	base := r.Push("base", map[string]string{"a.yaml": rollout("a", "v1")})
+	old := r.Push("v2", map[string]string{"a.yaml": rollout("a", "v2")})
+	s, reg := newTestSyncer(t, Source{URL: r.URL(), Branch: "main"})
 	if st := s.Sync(context.Background()); appliedSHA(st) != old {
 		t.Fatalf("applied %s, want %s (err %v)", appliedSHA(st), old, st.Err)
 	}
 
 	// Rewrite history: drop v2, commit v3 on the base instead.
-	gitCLI(t, r.work, "reset", "-q", "--hard", base)
-	r.write(map[string]string{"a.yaml": rollout("a", "v3")})
-	gitCLI(t, r.work, "commit", "-q", "-am", "v3 instead")
-	gitCLI(t, r.work, "push", "-q", "-f", "origin", "HEAD:main")
-	forced := r.head()
+	gittest.Git(t, r.Work, "reset", "-q", "--hard", base)
+	r.Write(map[string]string{"a.yaml": rollout("a", "v3")})
+	gittest.Git(t, r.Work, "commit", "-q", "-am", "v3 instead")
+	gittest.Git(t, r.Work, "push", "-q", "-f", "origin", "HEAD:main")
+	forced := r.Head()
 
 	st := s.Sync(context.Background())
 	if st.Err != nil || appliedSHA(st) != forced {
@@ -127,7 +129,7 @@ func TestForcePush(t *testing.T) {
 		t.Errorf("force pushes = %v, want 1", v)
 	}
 	// A normal push afterwards is not a force-push.
-	next := r.push("v4", map[string]string{"a.yaml": rollout("a", "v4")})
+	next := r.Push("v4", map[string]string{"a.yaml": rollout("a", "v4")})
 	if st := s.Sync(context.Background()); appliedSHA(st) != next || st.Applied.ForcePushedOver != "" {
 		t.Errorf("after normal push: applied %s, forced over %q", appliedSHA(st), st.Applied.ForcePushedOver)
 	}
@@ -146,7 +148,7 @@ func TestInvalidCommitRejected(t *testing.T) {
 		{
 			name: "invalid YAML in one file",
 			write: func(r *remote) {
-				r.write(map[string]string{"deploy/b.yaml": "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: b\n  labels: [oops\n"})
+				r.Write(map[string]string{"deploy/b.yaml": "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: b\n  labels: [oops\n"})
 			},
 			kind: KindInvalidCommit,
 			want: []string{"deploy/b.yaml:5: invalid YAML"},
@@ -154,7 +156,7 @@ func TestInvalidCommitRejected(t *testing.T) {
 		{
 			name: "unknown field",
 			write: func(r *remote) {
-				r.write(map[string]string{"deploy/b.yaml": strings.Replace(rollout("b", "v2"), "    port: 9080\n", "    port: 9080\n    prot: 80\n", 1)})
+				r.Write(map[string]string{"deploy/b.yaml": strings.Replace(rollout("b", "v2"), "    port: 9080\n", "    port: 9080\n    prot: 80\n", 1)})
 			},
 			kind: KindInvalidCommit,
 			want: []string{`deploy/b.yaml:10: spec.service.prot: unknown field "prot"`},
@@ -162,27 +164,27 @@ func TestInvalidCommitRejected(t *testing.T) {
 		{
 			name: "validation error",
 			write: func(r *remote) {
-				r.write(map[string]string{"deploy/b.yaml": strings.Replace(rollout("b", "v2"), "setWeight: 50", "setWeight: 150", 1)})
+				r.Write(map[string]string{"deploy/b.yaml": strings.Replace(rollout("b", "v2"), "setWeight: 50", "setWeight: 150", 1)})
 			},
 			kind: KindInvalidCommit,
 			want: []string{"deploy/b.yaml:17: spec.strategy.canary.steps[0].setWeight"},
 		},
 		{
 			name:  "symlink escaping the repository",
-			write: func(r *remote) { r.symlink("deploy/passwd.yaml", "../../../../etc/passwd") },
+			write: func(r *remote) { r.Symlink("deploy/passwd.yaml", "../../../../etc/passwd") },
 			kind:  KindInvalidCommit,
 			want:  []string{"deploy/passwd.yaml:1: cannot read: symbolic link points outside the repository"},
 		},
 		{
 			name:  "absolute symlink to a folder",
-			write: func(r *remote) { r.symlink("deploy/etc", "/etc") },
+			write: func(r *remote) { r.Symlink("deploy/etc", "/etc") },
 			kind:  KindInvalidCommit,
 			want:  []string{"deploy/etc:1: cannot read: symbolic link points outside the repository"},
 		},
 		{
 			name: "duplicate rollout across files",
 			write: func(r *remote) {
-				r.write(map[string]string{"deploy/z.yaml": rollout("a", "v9")})
+				r.Write(map[string]string{"deploy/z.yaml": rollout("a", "v9")})
 			},
 			kind: KindInvalidCommit,
 			want: []string{`deploy/z.yaml:1: metadata.name: Duplicate value: "a": Rollout a is already defined at deploy/a.yaml:1`},
@@ -190,7 +192,7 @@ func TestInvalidCommitRejected(t *testing.T) {
 		{
 			name: "Istio object defined twice across files",
 			write: func(r *remote) {
-				r.write(map[string]string{"deploy/istio.yaml": istioVS("reviews", "3s"), "deploy/more/istio.yaml": istioVS("reviews", "5s")})
+				r.Write(map[string]string{"deploy/istio.yaml": istioVS("reviews", "3s"), "deploy/more/istio.yaml": istioVS("reviews", "5s")})
 			},
 			kind: KindInvalidCommit,
 			want: []string{`deploy/more/istio.yaml:1: metadata.name: Duplicate value: "reviews": VirtualService reviews is already defined at deploy/istio.yaml:1`},
@@ -198,7 +200,7 @@ func TestInvalidCommitRejected(t *testing.T) {
 		{
 			name: "malformed Istio object",
 			write: func(r *remote) {
-				r.write(map[string]string{"deploy/istio.yaml": strings.Replace(istioVS("reviews", "3s"), "timeout:", "timout:", 1)})
+				r.Write(map[string]string{"deploy/istio.yaml": strings.Replace(istioVS("reviews", "3s"), "timeout:", "timout:", 1)})
 			},
 			kind: KindInvalidCommit,
 			want: []string{`deploy/istio.yaml:12: spec.http[0].timout: unknown field "timout"`},
@@ -206,7 +208,7 @@ func TestInvalidCommitRejected(t *testing.T) {
 		{
 			name: "file too large",
 			write: func(r *remote) {
-				r.write(map[string]string{"deploy/big.yaml": "# " + strings.Repeat("x", 5000) + "\n"})
+				r.Write(map[string]string{"deploy/big.yaml": "# " + strings.Repeat("x", 5000) + "\n"})
 			},
 			limit: Limits{MaxFileSize: 4096},
 			kind:  KindInvalidCommit,
@@ -215,7 +217,7 @@ func TestInvalidCommitRejected(t *testing.T) {
 		{
 			name: "too many objects",
 			write: func(r *remote) {
-				r.write(map[string]string{"deploy/c.yaml": rollout("c", "v1") + "---\n" + rollout("d", "v1")})
+				r.Write(map[string]string{"deploy/c.yaml": rollout("c", "v1") + "---\n" + rollout("d", "v1")})
 			},
 			limit: Limits{MaxObjects: 3},
 			kind:  KindLimit,
@@ -223,7 +225,7 @@ func TestInvalidCommitRejected(t *testing.T) {
 		},
 		{
 			name:  "path removed",
-			write: func(r *remote) { gitCLI(r.t, r.work, "rm", "-q", "-r", "-f", "deploy") },
+			write: func(r *remote) { gittest.Git(r.t, r.Work, "rm", "-q", "-r", "-f", "deploy") },
 			kind:  KindInvalidCommit,
 			want:  []string{"deploy:1: path \"deploy\": file does not exist"},
 		},
@@ -232,15 +234,15 @@ func TestInvalidCommitRejected(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			r := newRemote(t)
-			good := r.push("good", map[string]string{"deploy/a.yaml": rollout("a", "v1"), "deploy/b.yaml": rollout("b", "v1")})
-			s, reg := newTestSyncer(t, Source{URL: r.fileURL(), Branch: "main", Path: "deploy"},
+			good := r.Push("good", map[string]string{"deploy/a.yaml": rollout("a", "v1"), "deploy/b.yaml": rollout("b", "v1")})
+			s, reg := newTestSyncer(t, Source{URL: r.URL(), Branch: "main", Path: "deploy"},
 				func(o *Options) { o.Limits = tt.limit })
 			if st := s.Sync(context.Background()); st.Err != nil {
 				t.Fatal(st.Err)
 			}
-			r.write(map[string]string{"deploy/a.yaml": rollout("a", "v2")})
+			r.Write(map[string]string{"deploy/a.yaml": rollout("a", "v2")})
 			tt.write(r)
-			bad := r.push("bad", nil)
+			bad := r.Push("bad", nil)
 
 			st := s.Sync(context.Background())
 			if appliedSHA(st) != good {
@@ -271,8 +273,8 @@ func TestInvalidCommitRejected(t *testing.T) {
 			}
 
 			// A good commit clears the error.
-			gitCLI(t, r.work, "rm", "-q", "-r", "--ignore-unmatch", "deploy")
-			fixed := r.push("fix", map[string]string{"deploy/a.yaml": rollout("a", "v3"), "deploy/b.yaml": rollout("b", "v1")})
+			gittest.Git(t, r.Work, "rm", "-q", "-r", "--ignore-unmatch", "deploy")
+			fixed := r.Push("fix", map[string]string{"deploy/a.yaml": rollout("a", "v3"), "deploy/b.yaml": rollout("b", "v1")})
 			st = s.Sync(context.Background())
 			if st.Err != nil || appliedSHA(st) != fixed {
 				t.Fatalf("after fix: applied %s, err %v", appliedSHA(st), st.Err)
@@ -287,12 +289,12 @@ func TestInvalidCommitRejected(t *testing.T) {
 func TestSymlinksInsideTheRepositoryAreRead(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	r.write(map[string]string{"shared/a.yaml": rollout("a", "v1"), "shared/b.yaml": rollout("b", "v1")})
-	r.symlink("deploy/a.yaml", "../shared/a.yaml")
-	r.symlink("deploy/linked-dir", "../shared") // folders are not followed
-	r.symlink("deploy/missing.txt", "nowhere")  // not a manifest: ignored
-	sha := r.push("links", nil)
-	s, _ := newTestSyncer(t, Source{URL: r.fileURL(), Branch: "main", Path: "deploy"})
+	r.Write(map[string]string{"shared/a.yaml": rollout("a", "v1"), "shared/b.yaml": rollout("b", "v1")})
+	r.Symlink("deploy/a.yaml", "../shared/a.yaml")
+	r.Symlink("deploy/linked-dir", "../shared") // folders are not followed
+	r.Symlink("deploy/missing.txt", "nowhere")  // not a manifest: ignored
+	sha := r.Push("links", nil)
+	s, _ := newTestSyncer(t, Source{URL: r.URL(), Branch: "main", Path: "deploy"})
 	st := s.Sync(context.Background())
 	if st.Err != nil || appliedSHA(st) != sha {
 		t.Fatalf("applied %s, err %v", appliedSHA(st), st.Err)
@@ -308,10 +310,10 @@ func TestSymlinksInsideTheRepositoryAreRead(t *testing.T) {
 func TestRemovedRolloutReported(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	r.push("two", map[string]string{"a.yaml": rollout("a", "v1"), "b.yaml": rollout("b", "v1")})
-	s, reg := newTestSyncer(t, Source{URL: r.fileURL(), Branch: "main"})
+	r.Push("two", map[string]string{"a.yaml": rollout("a", "v1"), "b.yaml": rollout("b", "v1")})
+	s, reg := newTestSyncer(t, Source{URL: r.URL(), Branch: "main"})
 	s.Sync(context.Background())
-	r.push("remove b", map[string]string{"b.yaml": ""})
+	r.Push("remove b", map[string]string{"b.yaml": ""})
 	st := s.Sync(context.Background())
 	if st.Err != nil {
 		t.Fatal(st.Err)
@@ -330,13 +332,13 @@ func TestRemovedRolloutReported(t *testing.T) {
 func TestUnreachableThenRecovery(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	srv := serveHTTP(t, r.root)
-	good := r.push("good", map[string]string{"a.yaml": rollout("a", "v1")})
+	srv := serveHTTP(t, r.Root)
+	good := r.Push("good", map[string]string{"a.yaml": rollout("a", "v1")})
 	s, reg := newTestSyncer(t, Source{URL: srv.repoURL(), Branch: "main", Timeout: 2 * time.Second})
 	s.Sync(context.Background())
 
 	srv.down.Store(true)
-	r.push("unseen", map[string]string{"a.yaml": rollout("a", "v2")})
+	r.Push("unseen", map[string]string{"a.yaml": rollout("a", "v2")})
 	st := s.Sync(context.Background())
 	if KindOf(st.Err) != KindUnreachable || appliedSHA(st) != good {
 		t.Fatalf("while down: applied %s, err %v (kind %q)", appliedSHA(st), st.Err, KindOf(st.Err))
@@ -346,7 +348,7 @@ func TestUnreachableThenRecovery(t *testing.T) {
 	}
 
 	srv.down.Store(false)
-	latest := r.push("v3", map[string]string{"a.yaml": rollout("a", "v3")})
+	latest := r.Push("v3", map[string]string{"a.yaml": rollout("a", "v3")})
 	st = s.Sync(context.Background())
 	if st.Err != nil || appliedSHA(st) != latest {
 		t.Fatalf("after recovery: applied %s, err %v", appliedSHA(st), st.Err)
@@ -364,7 +366,7 @@ func TestRemoteErrorsByKind(t *testing.T) {
 		kind  ErrorKind
 	}{
 		{"timeout", func(t *testing.T, r *remote) Source {
-			srv := serveHTTP(t, r.root)
+			srv := serveHTTP(t, r.Root)
 			srv.hang.Store(true)
 			return Source{URL: srv.repoURL(), Branch: "main", Timeout: 300 * time.Millisecond}
 		}, KindUnreachable},
@@ -372,30 +374,30 @@ func TestRemoteErrorsByKind(t *testing.T) {
 			return Source{URL: "http://" + freePort(t) + "/repo.git", Branch: "main"}
 		}, KindUnreachable},
 		{"missing credentials", func(t *testing.T, r *remote) Source {
-			srv := serveHTTP(t, r.root)
+			srv := serveHTTP(t, r.Root)
 			srv.user, srv.password = "sluice", "s3cret"
 			return Source{URL: srv.repoURL(), Branch: "main"}
 		}, KindAuth},
 		{"wrong password", func(t *testing.T, r *remote) Source {
-			srv := serveHTTP(t, r.root)
+			srv := serveHTTP(t, r.Root)
 			srv.user, srv.password = "sluice", "s3cret"
 			return Source{URL: srv.repoURL(), Branch: "main", Auth: Auth{Username: "sluice", Password: "guess"}}
 		}, KindAuth},
 		{"no such repository", func(t *testing.T, r *remote) Source {
-			return Source{URL: serveHTTP(t, r.root).URL + "/nope.git", Branch: "main"}
+			return Source{URL: serveHTTP(t, r.Root).URL + "/nope.git", Branch: "main"}
 		}, KindNotFound},
 		{"no such branch", func(t *testing.T, r *remote) Source {
-			return Source{URL: r.fileURL(), Branch: "release"}
+			return Source{URL: r.URL(), Branch: "release"}
 		}, KindNotFound},
 		{"no such commit", func(t *testing.T, r *remote) Source {
-			return Source{URL: r.fileURL(), Commit: strings.Repeat("ab", 20)}
+			return Source{URL: r.URL(), Commit: strings.Repeat("ab", 20)}
 		}, KindNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			r := newRemote(t)
-			r.push("c", map[string]string{"a.yaml": rollout("a", "v1")})
+			r.Push("c", map[string]string{"a.yaml": rollout("a", "v1")})
 			s, _ := newTestSyncer(t, tt.setup(t, r))
 			start := time.Now()
 			st := s.Sync(context.Background())
@@ -412,9 +414,9 @@ func TestRemoteErrorsByKind(t *testing.T) {
 func TestHTTPBasicAuth(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	srv := serveHTTP(t, r.root)
+	srv := serveHTTP(t, r.Root)
 	srv.user, srv.password = "sluice", "s3cret"
-	sha := r.push("c", map[string]string{"a.yaml": rollout("a", "v1")})
+	sha := r.Push("c", map[string]string{"a.yaml": rollout("a", "v1")})
 	for _, auth := range []Auth{{Username: "sluice", Password: "s3cret"}, {Username: "sluice", Token: "s3cret"}} {
 		s, _ := newTestSyncer(t, Source{URL: srv.repoURL(), Branch: "main", Auth: auth})
 		if st := s.Sync(context.Background()); st.Err != nil || appliedSHA(st) != sha {
@@ -426,14 +428,14 @@ func TestHTTPBasicAuth(t *testing.T) {
 func TestTagAndCommitSources(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	v1 := r.push("v1", map[string]string{"a.yaml": rollout("a", "v1")})
-	gitCLI(t, r.work, "tag", "-a", "-m", "release", "release-1")
-	gitCLI(t, r.work, "push", "-q", "origin", "release-1")
-	r.push("v2", map[string]string{"a.yaml": rollout("a", "v2")})
+	v1 := r.Push("v1", map[string]string{"a.yaml": rollout("a", "v1")})
+	gittest.Git(t, r.Work, "tag", "-a", "-m", "release", "release-1")
+	gittest.Git(t, r.Work, "push", "-q", "origin", "release-1")
+	r.Push("v2", map[string]string{"a.yaml": rollout("a", "v2")})
 
 	for _, src := range []Source{
-		{URL: r.fileURL(), Tag: "release-1"},
-		{URL: r.fileURL(), Commit: v1},
+		{URL: r.URL(), Tag: "release-1"},
+		{URL: r.URL(), Commit: v1},
 	} {
 		s, _ := newTestSyncer(t, src)
 		st := s.Sync(context.Background())
@@ -446,14 +448,14 @@ func TestTagAndCommitSources(t *testing.T) {
 func TestRestartReusesMirrorAndLastGoodCommit(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	good := r.push("good", map[string]string{"a.yaml": rollout("a", "v1")})
+	good := r.Push("good", map[string]string{"a.yaml": rollout("a", "v1")})
 	dir := t.TempDir()
-	src := Source{URL: r.fileURL(), Branch: "main"}
+	src := Source{URL: r.URL(), Branch: "main"}
 	s1, _ := newTestSyncer(t, src, func(o *Options) { o.MirrorDir = dir })
 	if st := s1.Sync(context.Background()); st.Err != nil {
 		t.Fatal(st.Err)
 	}
-	bad := r.push("bad", map[string]string{"a.yaml": "kind: [\n"})
+	bad := r.Push("bad", map[string]string{"a.yaml": "kind: [\n"})
 
 	// A new process on the same mirror finds the old objects before it
 	// fetches anything.
@@ -502,11 +504,11 @@ func TestConfigErrors(t *testing.T) {
 func TestRunPollsAndWatchWakes(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	r.push("one", map[string]string{"a.yaml": rollout("a", "v1")})
-	s, _ := newTestSyncer(t, Source{URL: r.fileURL(), Branch: "main", Interval: time.Second})
+	r.Push("one", map[string]string{"a.yaml": rollout("a", "v1")})
+	s, _ := newTestSyncer(t, Source{URL: r.URL(), Branch: "main", Interval: time.Second})
 	runSyncer(t, s)
 	waitFor(t, s, "first commit", func(st State) bool { return st.Applied != nil })
-	second := r.push("two", map[string]string{"a.yaml": rollout("a", "v2")})
+	second := r.Push("two", map[string]string{"a.yaml": rollout("a", "v2")})
 	st := waitFor(t, s, "second commit by polling", func(st State) bool { return appliedSHA(st) == second })
 	if st.Generation < 2 {
 		t.Errorf("generation %d, want at least 2", st.Generation)
@@ -516,11 +518,11 @@ func TestRunPollsAndWatchWakes(t *testing.T) {
 func TestMirrorIsRepacked(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	s, _ := newTestSyncer(t, Source{URL: r.fileURL(), Branch: "main"})
+	s, _ := newTestSyncer(t, Source{URL: r.URL(), Branch: "main"})
 	s.mirror.maxPacks = 2
-	r.push("v1", map[string]string{"reviews.yaml": revertedStandaloneFile()})
+	r.Push("v1", map[string]string{"reviews.yaml": revertedStandaloneFile()})
 	for i := range 5 {
-		sha := r.push(fmt.Sprintf("change %d", i), map[string]string{"other.yaml": rollout("other", fmt.Sprintf("v%d", i))})
+		sha := r.Push(fmt.Sprintf("change %d", i), map[string]string{"other.yaml": rollout("other", fmt.Sprintf("v%d", i))})
 		if st := s.Sync(context.Background()); st.Err != nil || appliedSHA(st) != sha {
 			t.Fatalf("sync %d: applied %s, err %v", i, appliedSHA(st), st.Err)
 		}
@@ -530,7 +532,7 @@ func TestMirrorIsRepacked(t *testing.T) {
 		t.Errorf("%d packs (err %v), want at most 3", len(packs), err)
 	}
 	// History survived the repack: a revert can still find v1's backend.
-	r.push("v2", map[string]string{"reviews.yaml": standaloneFile})
+	r.Push("v2", map[string]string{"reviews.yaml": standaloneFile})
 	req := standaloneRevert()
 	req.StableBackend = nil
 	if res, err := s.Revert(context.Background(), req); err != nil || res.Outcome != RevertPushed {

@@ -91,8 +91,8 @@ func TestWebhookNeedsSecret(t *testing.T) {
 func TestWebhookTriggersImmediateSync(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	srv := serveHTTP(t, r.root)
-	r.push("one", map[string]string{"a.yaml": rollout("a", "v1")})
+	srv := serveHTTP(t, r.Root)
+	r.Push("one", map[string]string{"a.yaml": rollout("a", "v1")})
 	s, _ := newTestSyncer(t, Source{URL: srv.repoURL(), Branch: "main", Interval: time.Hour})
 	h, err := s.Webhook(WebhookOptions{Secret: []byte(hookSecret)})
 	if err != nil {
@@ -103,7 +103,7 @@ func TestWebhookTriggersImmediateSync(t *testing.T) {
 	runSyncer(t, s)
 	waitFor(t, s, "first sync", func(st State) bool { return st.Applied != nil })
 
-	second := r.push("two", map[string]string{"a.yaml": rollout("a", "v2")})
+	second := r.Push("two", map[string]string{"a.yaml": rollout("a", "v2")})
 	body := `{"ref":"refs/heads/main","after":"` + second + `"}`
 	req, _ := http.NewRequest(http.MethodPost, hook.URL, strings.NewReader(body))
 	req.Header.Set("X-GitHub-Event", "push")

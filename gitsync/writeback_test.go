@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/internal/gittest"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/manifest"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
@@ -98,9 +99,9 @@ func TestRevertStandalone(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			r := newRemote(t)
-			srv := serveHTTP(t, r.root)
-			r.push("v1", map[string]string{"apps/reviews.yaml": revertedStandaloneFile(), "apps/other.yaml": rollout("other", "v1")})
-			failed := r.push("release v2", map[string]string{"apps/reviews.yaml": standaloneFile})
+			srv := serveHTTP(t, r.Root)
+			r.Push("v1", map[string]string{"apps/reviews.yaml": revertedStandaloneFile(), "apps/other.yaml": rollout("other", "v1")})
+			failed := r.Push("release v2", map[string]string{"apps/reviews.yaml": standaloneFile})
 			s, reg := newTestSyncer(t, Source{URL: srv.repoURL(), Branch: "main", Path: "apps"}, func(o *Options) {
 				o.WriteBack = WriteBackOptions{AuthorName: "Sluice Bot", AuthorEmail: "bot@sluice.test"}
 			})
@@ -110,7 +111,7 @@ func TestRevertStandalone(t *testing.T) {
 			var concurrent string
 			if tt.concurrent != "" {
 				srv.onNextPush(tt.concurrent, func() {
-					concurrent = r.push("someone else", map[string]string{"apps/other.yaml": rollout("other", "v2")})
+					concurrent = r.Push("someone else", map[string]string{"apps/other.yaml": rollout("other", "v2")})
 				})
 			}
 			req := standaloneRevert()
@@ -125,27 +126,27 @@ func TestRevertStandalone(t *testing.T) {
 			if res.Outcome != RevertPushed || res.Attempts != tt.attempts || res.File != "apps/reviews.yaml" {
 				t.Errorf("result %+v; want pushed in %d attempts", res, tt.attempts)
 			}
-			if head := r.head(); head != res.Commit {
+			if head := r.Head(); head != res.Commit {
 				t.Fatalf("remote main is %s, want the revert %s", head, res.Commit)
 			}
-			parent := gitCLI(t, r.bare, "rev-parse", "main^")
+			parent := gittest.Git(t, r.Bare, "rev-parse", "main^")
 			wantParent := failed
 			if concurrent != "" {
 				wantParent = concurrent
-				if got := r.read("apps/other.yaml"); !strings.Contains(got, "version: v2") {
+				if got := r.Read("apps/other.yaml"); !strings.Contains(got, "version: v2") {
 					t.Error("the concurrent change was lost")
 				}
 			}
 			if parent != wantParent {
 				t.Errorf("revert's parent is %s, want %s", parent, wantParent)
 			}
-			if got, want := r.read("apps/reviews.yaml")+"\n", revertedStandaloneFile(); got != want {
+			if got, want := r.Read("apps/reviews.yaml")+"\n", revertedStandaloneFile(); got != want {
 				t.Errorf("file after revert:\n%s\nwant:\n%s", got, want)
 			}
-			if files := gitCLI(t, r.bare, "diff", "--name-only", "main^", "main"); files != "apps/reviews.yaml" {
+			if files := gittest.Git(t, r.Bare, "diff", "--name-only", "main^", "main"); files != "apps/reviews.yaml" {
 				t.Errorf("revert changed %q", files)
 			}
-			msg := gitCLI(t, r.bare, "log", "-1", "--format=%an <%ae>%n%B", "main")
+			msg := gittest.Git(t, r.Bare, "log", "-1", "--format=%an <%ae>%n%B", "main")
 			for _, want := range []string{
 				"Sluice Bot <bot@sluice.test>", "sluice: roll back reviews to v1",
 				"Revision v2 of Rollout reviews failed", "AnalysisFailed", "success-rate: 0.91 < 0.99",
@@ -172,10 +173,10 @@ func TestRevertStandalone(t *testing.T) {
 func TestRevertRefusedPush(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	srv := serveHTTP(t, r.root)
-	failed := r.push("v2", map[string]string{"reviews.yaml": standaloneFile})
+	srv := serveHTTP(t, r.Root)
+	failed := r.Push("v2", map[string]string{"reviews.yaml": standaloneFile})
 	// A protected branch: the server refuses every update from now on.
-	hook := filepath.Join(r.bare, "hooks", "pre-receive")
+	hook := filepath.Join(r.Bare, "hooks", "pre-receive")
 	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho 'main is protected: open a merge request' >&2\nexit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +188,7 @@ func TestRevertRefusedPush(t *testing.T) {
 	if !strings.Contains(err.Error(), "pre-receive hook declined") {
 		t.Errorf("error does not give the remote's reason: %v", err)
 	}
-	if r.head() != failed {
+	if r.Head() != failed {
 		t.Error("the remote branch moved")
 	}
 	if v := metricValue(t, reg, "sluice_gitsync_errors_total", "kind", "push_rejected"); v != 1 {
@@ -198,15 +199,15 @@ func TestRevertRefusedPush(t *testing.T) {
 func TestRevertGivesUpWhenBranchKeepsMoving(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
-	srv := serveHTTP(t, r.root)
-	r.push("v2", map[string]string{"reviews.yaml": standaloneFile})
+	srv := serveHTTP(t, r.Root)
+	r.Push("v2", map[string]string{"reviews.yaml": standaloneFile})
 	s, _ := newTestSyncer(t, Source{URL: srv.repoURL(), Branch: "main"}, func(o *Options) { o.WriteBack.MaxAttempts = 1 })
-	srv.onNextPush("receive", func() { r.push("moving", map[string]string{"x.txt": "x"}) })
+	srv.onNextPush("receive", func() { r.Push("moving", map[string]string{"x.txt": "x"}) })
 	_, err := s.Revert(context.Background(), standaloneRevert())
 	if KindOf(err) != KindConflict {
 		t.Fatalf("err %v, want conflict", err)
 	}
-	if strings.Contains(r.read("reviews.yaml"), "version: v1") {
+	if strings.Contains(r.Read("reviews.yaml"), "version: v1") {
 		t.Error("a revert landed")
 	}
 }
@@ -223,17 +224,17 @@ func TestRevertOutcomes(t *testing.T) {
 		{"already stable", revertedStandaloneFile(), nil, RevertUnchanged, ""},
 		{"superseded by a newer push", strings.Replace(standaloneFile, "version: v2 #", "version: v3 #", 1), nil, RevertSuperseded, ""},
 		{"rollout removed", rollout("other", "v1"), nil, RevertRemoved, ""},
-		{"tag source", standaloneFile, func(r *remote) Source { return Source{URL: r.fileURL(), Tag: "v1"} }, "", KindConfig},
+		{"tag source", standaloneFile, func(r *remote) Source { return Source{URL: r.URL(), Tag: "v1"} }, "", KindConfig},
 		{"edit would be invalid elsewhere in the file", standaloneFile + "---\napiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata: {name: broken}\nspec: {}\n", nil, "", KindWriteBack},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			r := newRemote(t)
-			head := r.push("c", map[string]string{"reviews.yaml": tt.file})
-			gitCLI(t, r.work, "tag", "v1")
-			gitCLI(t, r.work, "push", "-q", "origin", "v1")
-			src := Source{URL: r.fileURL(), Branch: "main"}
+			head := r.Push("c", map[string]string{"reviews.yaml": tt.file})
+			gittest.Git(t, r.Work, "tag", "v1")
+			gittest.Git(t, r.Work, "push", "-q", "origin", "v1")
+			src := Source{URL: r.URL(), Branch: "main"}
 			if tt.src != nil {
 				src = tt.src(r)
 			}
@@ -242,7 +243,7 @@ func TestRevertOutcomes(t *testing.T) {
 			if KindOf(err) != tt.kind || res.Outcome != tt.outcome {
 				t.Fatalf("outcome %q, err %v; want %q, kind %q", res.Outcome, err, tt.outcome, tt.kind)
 			}
-			if r.head() != head {
+			if r.Head() != head {
 				t.Error("something was pushed")
 			}
 		})
@@ -291,12 +292,12 @@ func TestRevertControllerModeRestoresTemplateFromHistory(t *testing.T) {
 	t.Parallel()
 	r := newRemote(t)
 	stable := controllerFile("web:1.0", "stable since March", 3)
-	r.push("web 1.0", map[string]string{"web.yaml": stable})
-	r.push("scale", map[string]string{"web.yaml": controllerFile("web:1.0", "stable since March", 4)})
+	r.Push("web 1.0", map[string]string{"web.yaml": stable})
+	r.Push("scale", map[string]string{"web.yaml": controllerFile("web:1.0", "stable since March", 4)})
 	failing := controllerFile("web:2.0", "new release", 5)
-	r.push("web 2.0", map[string]string{"web.yaml": failing})
+	r.Push("web 2.0", map[string]string{"web.yaml": failing})
 
-	s, _ := newTestSyncer(t, Source{URL: r.fileURL(), Branch: "main"})
+	s, _ := newTestSyncer(t, Source{URL: r.URL(), Branch: "main"})
 	res, err := s.Revert(context.Background(), RevertRequest{GitRevert: engine.GitRevert{
 		Rollout: "web", Namespace: "shop",
 		StableRevision: revisionOf(t, stable), FailedRevision: revisionOf(t, failing),
@@ -308,7 +309,7 @@ func TestRevertControllerModeRestoresTemplateFromHistory(t *testing.T) {
 	// The template is back as it was written (comment included); the
 	// replica count, not a revision field, keeps its latest value.
 	want := controllerFile("web:1.0", "stable since March", 5)
-	if got := r.read("web.yaml") + "\n"; got != want {
+	if got := r.Read("web.yaml") + "\n"; got != want {
 		t.Errorf("file after revert:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -183,7 +183,7 @@ func (a *Applier) Start(ctx context.Context) error {
 		st, changed := a.syncer.Watch()
 		a.setGit(st)
 		if snap := st.Applied; snap != nil && (snap != inForce || due) {
-			err := a.apply(ctx, snap, inForce == nil)
+			err := a.apply(ctx, snap)
 			inForce, due = snap, false
 			if ctx.Err() != nil {
 				return nil

@@ -29,8 +29,8 @@ func appliedBy(obj metav1.Object) bool {
 func wantProvenance(t *testing.T, obj metav1.Object, r *repo, sha, path string) {
 	t.Helper()
 	a := obj.GetAnnotations()
-	if a[gitsync.AnnotationRepository] != r.url() || a[gitsync.AnnotationCommit] != sha || a[gitsync.AnnotationPath] != path {
-		t.Errorf("%s provenance %v: want %s at %s, %s", obj.GetName(), a, r.url(), sha, path)
+	if a[gitsync.AnnotationRepository] != r.URL() || a[gitsync.AnnotationCommit] != sha || a[gitsync.AnnotationPath] != path {
+		t.Errorf("%s provenance %v: want %s at %s, %s", obj.GetName(), a, r.URL(), sha, path)
 	}
 	if _, err := time.Parse(time.RFC3339, a[gitsync.AnnotationCommitTime]); err != nil {
 		t.Errorf("%s commit time %q: %v", obj.GetName(), a[gitsync.AnnotationCommitTime], err)
@@ -51,14 +51,11 @@ func notFound(t *testing.T, c client.Client, ns, name string, obj client.Object)
 // Istio writer, not applied.
 func TestFirstSyncApplies(t *testing.T) {
 	c := cluster(t)
-	ns, other := namespace(t, c), namespace(t, c)
-	r := newRepo(t)
-	sha := r.push("first", map[string]string{
-		"apps/reviews.yaml":  rolloutYAML("reviews", "", "reviews:v1"),
-		"apps/analysis.yaml": templateYAML,
-		"apps/istio.yaml":    istioYAML("3s"),
-		"more/details.yaml":  rolloutYAML("details", other, "details:v1"),
-	})
+	other := namespace(t, c)
+	files := reviews()
+	files["apps/istio.yaml"], files["more/details.yaml"] = istioYAML("3s"), rolloutYAML("details", other, "details:v1")
+	f := newFixture(t, files)
+	ns, r, sha := f.ns, f.r, f.first
 	a := start(t, c, r, ns)
 	st := syncTo(t, a, sha)
 	if st.Err != nil || st.Git.Err != nil {
@@ -104,15 +101,13 @@ func TestFirstSyncApplies(t *testing.T) {
 // applied, the last good commit stays in force, and the error names the
 // file and line.
 func TestInvalidCommitAppliesNothing(t *testing.T) {
-	c := cluster(t)
-	ns := namespace(t, c)
-	r := newRepo(t)
-	good := r.push("good", map[string]string{"apps/reviews.yaml": rolloutYAML("reviews", "", "reviews:v1"), "apps/analysis.yaml": templateYAML})
+	f := newFixture(t, reviews())
+	c, ns, r, good := f.c, f.ns, f.r, f.first
 	a := start(t, c, r, ns)
 	syncTo(t, a, good)
 
 	broken := strings.Replace(rolloutYAML("ratings", "", "ratings:v1"), "setWeight: 30", "setWeight: 130", 1)
-	bad := r.push("bad", map[string]string{
+	bad := r.Push("bad", map[string]string{
 		"apps/reviews.yaml":  rolloutYAML("reviews", "", "reviews:v2"),
 		"apps/analysis.yaml": strings.Replace(templateYAML, "interval: 10s", "interval: 20s", 1),
 		"apps/ratings.yaml":  broken,
@@ -138,15 +133,11 @@ func TestInvalidCommitAppliesNothing(t *testing.T) {
 // removed it, not deleted; a template that leaves Git is deleted; objects
 // from elsewhere are left alone. Back in Git, the mark goes.
 func TestRemovedFromGit(t *testing.T) {
-	c := cluster(t)
-	ns := namespace(t, c)
+	files := reviews()
+	files["apps/details.yaml"] = rolloutYAML("details", "", "details:v1")
+	f := newFixture(t, files)
+	c, ns, r, first := f.c, f.ns, f.r, f.first
 	ctx := context.Background()
-	r := newRepo(t)
-	first := r.push("first", map[string]string{
-		"apps/reviews.yaml":  rolloutYAML("reviews", "", "reviews:v1"),
-		"apps/details.yaml":  rolloutYAML("details", "", "details:v1"),
-		"apps/analysis.yaml": templateYAML,
-	})
 	a := start(t, c, r, ns)
 	syncTo(t, a, first)
 	// Applied by hand, and by another repository: not this source's.
@@ -161,7 +152,7 @@ func TestRemovedFromGit(t *testing.T) {
 		}
 	}
 
-	second := r.push("drop details and the template", map[string]string{"apps/details.yaml": "", "apps/analysis.yaml": ""})
+	second := r.Push("drop details and the template", map[string]string{"apps/details.yaml": "", "apps/analysis.yaml": ""})
 	st := syncTo(t, a, second)
 	if st.Err != nil {
 		t.Fatal(st.Err)
@@ -179,13 +170,13 @@ func TestRemovedFromGit(t *testing.T) {
 	get(t, c, ns, "by-hand", &v1alpha1.AnalysisTemplate{})
 
 	// A later commit does not move the mark: it names the removal.
-	third := r.push("unrelated", map[string]string{"apps/README.md": "deploy repo"})
+	third := r.Push("unrelated", map[string]string{"apps/README.md": "deploy repo"})
 	syncTo(t, a, third)
 	if got := get(t, c, ns, "details", &v1alpha1.Rollout{}).Annotations[gitsync.AnnotationRemovedFromGit]; got != second {
 		t.Errorf("removal mark %q after a later commit, want %s kept", got, second)
 	}
 
-	back := r.push("details is back", map[string]string{"apps/details.yaml": rolloutYAML("details", "", "details:v1")})
+	back := r.Push("details is back", map[string]string{"apps/details.yaml": rolloutYAML("details", "", "details:v1")})
 	syncTo(t, a, back)
 	details = get(t, c, ns, "details", &v1alpha1.Rollout{})
 	if _, marked := details.Annotations[gitsync.AnnotationRemovedFromGit]; marked || details.Annotations[gitsync.AnnotationCommit] != back {
@@ -196,16 +187,14 @@ func TestRemovedFromGit(t *testing.T) {
 // After a restart there is no previous snapshot to compare with: what left
 // Git while the controller was down is found in the cluster.
 func TestRestartFindsWhatLeftGit(t *testing.T) {
-	c := cluster(t)
-	ns := namespace(t, c)
-	r := newRepo(t)
-	first := r.push("first", map[string]string{"apps/reviews.yaml": rolloutYAML("reviews", "", "reviews:v1"), "apps/analysis.yaml": templateYAML})
+	f := newFixture(t, reviews())
+	c, ns, r, first := f.c, f.ns, f.r, f.first
 	a := newApplier(t, c, r, ns)
 	stop := run(t, a)
 	syncTo(t, a, first)
 	stop()
 
-	second := r.push("drop everything", map[string]string{"apps/reviews.yaml": "", "apps/analysis.yaml": "", "apps/README.md": "empty"})
+	second := r.Push("drop everything", map[string]string{"apps/reviews.yaml": "", "apps/analysis.yaml": "", "apps/README.md": "empty"})
 	syncTo(t, start(t, c, r, ns), second)
 	if got := get(t, c, ns, "reviews", &v1alpha1.Rollout{}).Annotations[gitsync.AnnotationRemovedFromGit]; got != second {
 		t.Errorf("removal mark %q after a restart, want %s", got, second)
@@ -216,15 +205,11 @@ func TestRestartFindsWhatLeftGit(t *testing.T) {
 // Wake names every Rollout after the first sync, then only the Rollouts
 // whose declared Istio objects changed.
 func TestWakeOnChangedDeclarations(t *testing.T) {
-	c := cluster(t)
-	ns := namespace(t, c)
-	r := newRepo(t)
-	first := r.push("first", map[string]string{
-		"apps/reviews.yaml":  rolloutYAML("reviews", "", "reviews:v1"),
-		"apps/details.yaml":  strings.ReplaceAll(rolloutYAML("details", "", "details:v1"), "name: reviews", "name: details"),
-		"apps/analysis.yaml": templateYAML,
-		"apps/istio.yaml":    istioYAML("3s"),
-	})
+	files := reviews()
+	files["apps/details.yaml"] = strings.ReplaceAll(rolloutYAML("details", "", "details:v1"), "name: reviews", "name: details")
+	files["apps/istio.yaml"] = istioYAML("3s")
+	f := newFixture(t, files)
+	c, ns, r, first := f.c, f.ns, f.r, f.first
 	a := newApplier(t, c, r, ns)
 	wake := a.Wake()
 	run(t, a)
@@ -251,9 +236,9 @@ func TestWakeOnChangedDeclarations(t *testing.T) {
 	syncTo(t, a, first)
 	woken("details", "reviews")
 
-	syncTo(t, a, r.push("template only", map[string]string{"apps/analysis.yaml": strings.Replace(templateYAML, "10s", "20s", 1)}))
+	syncTo(t, a, r.Push("template only", map[string]string{"apps/analysis.yaml": strings.Replace(templateYAML, "10s", "20s", 1)}))
 	woken()
-	syncTo(t, a, r.push("debug route", map[string]string{"apps/istio.yaml": istioYAML("7s")}))
+	syncTo(t, a, r.Push("debug route", map[string]string{"apps/istio.yaml": istioYAML("7s")}))
 	woken("reviews")
 	vs, _, err := a.Declared(ns, "reviews", "")
 	if err != nil || vs.Spec.Http[0].GetTimeout().AsDuration() != 7*time.Second {
@@ -265,10 +250,8 @@ func TestWakeOnChangedDeclarations(t *testing.T) {
 // Git's objects, passes readiness where it does not run (other replicas),
 // and reverts only what it applied, only with write-back on.
 func TestBeforeSyncAndRefusals(t *testing.T) {
-	c := cluster(t)
-	ns := namespace(t, c)
-	r := newRepo(t)
-	sha := r.push("first", map[string]string{"apps/reviews.yaml": rolloutYAML("reviews", "", "reviews:v1"), "apps/analysis.yaml": templateYAML})
+	f := newFixture(t, reviews())
+	c, ns, r, sha := f.c, f.ns, f.r, f.first
 
 	idle := newApplier(t, c, r, ns)
 	if err := idle.Ready(nil); err != nil {
@@ -295,7 +278,7 @@ func TestBeforeSyncAndRefusals(t *testing.T) {
 	if err := on.Revert(context.Background(), foreign, rv); err == nil || !strings.Contains(err.Error(), "was not applied from") {
 		t.Errorf("Revert of another source's Rollout: %v", err)
 	}
-	if r.head() != sha {
-		t.Errorf("a refused revert pushed %s", r.head())
+	if r.Head() != sha {
+		t.Errorf("a refused revert pushed %s", r.Head())
 	}
 }

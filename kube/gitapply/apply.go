@@ -78,7 +78,7 @@ func (c *commit) ours(obj metav1.Object) bool {
 // apply puts one snapshot into the cluster, in the order the package
 // documentation gives. It goes on past failures, so one object the API
 // server refuses does not hold back the others, and returns them all.
-func (a *Applier) apply(ctx context.Context, snap *gitsync.Snapshot, first bool) error {
+func (a *Applier) apply(ctx context.Context, snap *gitsync.Snapshot) error {
 	c := a.sort(snap)
 	var live v1alpha1.RolloutList
 	if err := a.c.List(ctx, &live); err != nil {
@@ -105,7 +105,7 @@ func (a *Applier) apply(ctx context.Context, snap *gitsync.Snapshot, first bool)
 		decl[o.key()] = d
 	}
 	errs = append(errs, a.each(ctx, plain, a.applyIstio)...)
-	changed := a.decl.replace(decl)
+	changed, first := a.decl.replace(decl)
 	errs = append(errs, a.each(ctx, c.rollouts, func(ctx context.Context, o object) error {
 		return a.applyRollout(ctx, o, live.Items)
 	})...)

@@ -68,11 +68,11 @@ func decode(o *manifest.IstioObject, ns string) (declared, error) {
 }
 
 // replace puts next in force and returns the keys whose declaration was
-// added, changed or removed.
-func (s *declarations) replace(next map[key]declared) []key {
+// added, changed or removed, and whether these are the first declarations.
+func (s *declarations) replace(next map[key]declared) (changed []key, first bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var changed []key
+	first = !s.synced
 	for k, d := range next {
 		if old, ok := s.objs[k]; !ok || !bytes.Equal(old.doc, d.doc) {
 			changed = append(changed, k)
@@ -84,7 +84,7 @@ func (s *declarations) replace(next map[key]declared) []key {
 		}
 	}
 	s.objs, s.synced = next, true
-	return changed
+	return changed, first
 }
 
 // Declared implements kube/istio's Declarations: the objects are deep

@@ -5,15 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,48 +20,19 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/sluicehq/sluice/gitsync"
+	"github.com/sluicehq/sluice/internal/gittest"
+	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/kube/controller"
 	"github.com/sluicehq/sluice/kube/istio"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
-// recorder keeps Events in memory.
-type recorder struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (r *recorder) Event(_ runtime.Object, typ, reason, msg string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.list = append(r.list, typ+" "+reason+" "+msg)
-}
-
-func (r *recorder) Eventf(o runtime.Object, typ, reason, format string, args ...any) {
-	r.Event(o, typ, reason, fmt.Sprintf(format, args...))
-}
-
-func (r *recorder) AnnotatedEventf(o runtime.Object, _ map[string]string, typ, reason, format string, args ...any) {
-	r.Eventf(o, typ, reason, format, args...)
-}
-
-func (r *recorder) has(prefix string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range r.list {
-		if strings.HasPrefix(e, prefix) {
-			return true
-		}
-	}
-	return false
-}
-
 // runController starts what `sluice controller` runs on its leader: the
 // Git applier, and the Rollout reconciler publishing through the Istio
 // writer with Git's declarations, acknowledged on write, reverting through
 // the applier, woken by it.
-func runController(t *testing.T, c client.Client, a *Applier, ev *recorder) {
+func runController(t *testing.T, f fixture, ev record.EventRecorder) *Applier {
 	t.Helper()
 	cfg, scheme := env.Start(t)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -74,8 +43,10 @@ func runController(t *testing.T, c client.Client, a *Applier, ev *recorder) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.c = mgr.GetClient() // lists from the manager's cache, as in production
-	pub := controller.NewAcceptedOnWrite(&istio.Publisher{Writer: istio.NewWriter(c), Declared: a})
+	// Lists from the manager's cache, as in production; the Istio writer
+	// reads from the API server.
+	a := newApplier(t, mgr.GetClient(), f.r, f.ns)
+	pub := controller.NewAcceptedOnWrite(&istio.Publisher{Writer: istio.NewWriter(f.c), Declared: a})
 	r := &controller.Reconciler{
 		Client: mgr.GetClient(), Recorder: ev, Publisher: pub, Acknowledger: pub, Reverter: a,
 		Wake: []<-chan event.GenericEvent{a.Wake()}, AckPollInterval: 50 * time.Millisecond,
@@ -95,23 +66,7 @@ func runController(t *testing.T, c client.Client, a *Applier, ev *recorder) {
 			t.Errorf("manager: %v", err)
 		}
 	})
-}
-
-// cluster plays the kubelet: every pod a ReplicaSet asks for is available.
-func markAvailable(t *testing.T, c client.Client, ns string) {
-	t.Helper()
-	var rss appsv1.ReplicaSetList
-	if err := c.List(context.Background(), &rss, client.InNamespace(ns)); err != nil {
-		t.Error(err)
-		return
-	}
-	for i := range rss.Items {
-		rs := &rss.Items[i]
-		if n := *rs.Spec.Replicas; rs.Status.AvailableReplicas != n {
-			rs.Status.Replicas, rs.Status.ReadyReplicas, rs.Status.AvailableReplicas = n, n, n
-			_ = c.Status().Update(context.Background(), rs) // a conflict is retried on the next poll
-		}
-	}
+	return a
 }
 
 // world is what the test looks at each poll.
@@ -133,7 +88,9 @@ func (w world) String() string {
 func until(t *testing.T, c client.Client, ns, what string, cond func(world) bool) world {
 	t.Helper()
 	return eventually(t, what, func() (world, bool) {
-		markAvailable(t, c, ns)
+		if err := kubetest.MarkAvailable(context.Background(), c, ns); err != nil {
+			t.Error(err)
+		}
 		var w world
 		ro, vs := &v1alpha1.Rollout{}, &networkingv1.VirtualService{}
 		if c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "reviews"}, ro) == nil {
@@ -178,17 +135,13 @@ func acked(ro *v1alpha1.Rollout) bool {
 // through Git; a Rollout removed from Git is retired at 100% stable with
 // its routes kept.
 func TestGitInTheCluster(t *testing.T) {
-	c := cluster(t)
-	ns := namespace(t, c)
-	r := newRepo(t)
-	r.push("reviews v1", map[string]string{
-		"apps/reviews.yaml":  rolloutYAML("reviews", "", "reviews:v1"),
-		"apps/analysis.yaml": templateYAML,
-		"apps/istio.yaml":    istioYAML("3s"),
-	})
-	a := newApplier(t, c, r, ns)
-	ev := &recorder{}
-	runController(t, c, a, ev)
+	files := reviews()
+	files["apps/istio.yaml"] = istioYAML("3s")
+	f := newFixture(t, files)
+	c, ns, r := f.c, f.ns, f.r
+	// Room for every Event of the test: the fake recorder blocks when full.
+	ev := record.NewFakeRecorder(1024)
+	a := runController(t, f, ev)
 
 	w := until(t, c, ns, "v1 serving through Git's VirtualService", func(w world) bool {
 		return w.ro.Status.Phase == v1alpha1.PhaseHealthy && acked(w.ro) && weights(w.vs)["stable"] == 100
@@ -212,7 +165,7 @@ func TestGitInTheCluster(t *testing.T) {
 	}
 	v1 := w.ro.Status.StableRevision
 
-	r.push("reviews v2", map[string]string{"apps/reviews.yaml": rolloutYAML("reviews", "", "reviews:v2")})
+	r.Push("reviews v2", map[string]string{"apps/reviews.yaml": rolloutYAML("reviews", "", "reviews:v2")})
 	a.Syncer().Trigger()
 	w = until(t, c, ns, "v2 at 30% under analysis", func(w world) bool {
 		st := w.ro.Status
@@ -220,7 +173,7 @@ func TestGitInTheCluster(t *testing.T) {
 	})
 	plan30 := w.ro.Status.Traffic.PlanVersion
 
-	r.push("debug route: 7s", map[string]string{"apps/istio.yaml": istioYAML("7s")})
+	r.Push("debug route: 7s", map[string]string{"apps/istio.yaml": istioYAML("7s")})
 	a.Syncer().Trigger()
 	w = until(t, c, ns, "Git's new debug timeout in the cluster", func(w world) bool {
 		return route(w.vs, "debug").GetTimeout().AsDuration() == 7*time.Second
@@ -250,18 +203,18 @@ func TestGitInTheCluster(t *testing.T) {
 		return w.ro.Status.Abort != nil && weights(w.vs)["stable"] == 100
 	})
 	revert := eventually(t, "a revert commit on main", func() (string, bool) {
-		msg := r.git(r.bare, "log", "-1", "--format=%B", "main")
+		msg := gittest.Git(t, r.Bare, "log", "-1", "--format=%B", "main")
 		return msg, strings.HasPrefix(msg, "sluice: roll back reviews")
 	})
-	if !strings.Contains(revert, "0.91") || !strings.Contains(r.show("apps/reviews.yaml"), "image: reviews:v1") {
-		t.Errorf("revert commit %q with file\n%s\nwant the failed value quoted and image v1 back", revert, r.show("apps/reviews.yaml"))
+	if !strings.Contains(revert, "0.91") || !strings.Contains(r.Read("apps/reviews.yaml"), "image: reviews:v1") {
+		t.Errorf("revert commit %q with file\n%s\nwant the failed value quoted and image v1 back", revert, r.Read("apps/reviews.yaml"))
 	}
 	until(t, c, ns, "the revert applied back through Git", func(w world) bool {
-		return w.ro.Annotations[gitsync.AnnotationCommit] == r.head() && w.ro.Status.CanaryRevision == "" && w.ro.Status.StableRevision == v1
+		return w.ro.Annotations[gitsync.AnnotationCommit] == r.Head() && w.ro.Status.CanaryRevision == "" && w.ro.Status.StableRevision == v1
 	})
 
-	r.pull()
-	r.push("reviews leaves Git", map[string]string{"apps/reviews.yaml": ""})
+	r.Pull()
+	r.Push("reviews leaves Git", map[string]string{"apps/reviews.yaml": ""})
 	a.Syncer().Trigger()
 	w = until(t, c, ns, "retired", func(w world) bool {
 		ready := meta.FindStatusCondition(w.ro.Status.Conditions, v1alpha1.ConditionReady)
@@ -270,7 +223,17 @@ func TestGitInTheCluster(t *testing.T) {
 	if route(w.vs, "debug") == nil || weights(w.vs)["stable"] != 100 {
 		t.Errorf("routes after retirement %v: want Git's routes kept, 100%% stable", w.vs.Spec.Http)
 	}
-	if !ev.has("Warning " + engine.ReasonRemovedFromGit) {
-		t.Error("no RemovedFromGit Warning Event")
-	}
+	// Events go out after the status is written: wait for it.
+	eventually(t, "the RemovedFromGit Warning Event", func() (string, bool) {
+		for {
+			select {
+			case e := <-ev.Events:
+				if strings.HasPrefix(e, "Warning "+engine.ReasonRemovedFromGit) {
+					return e, true
+				}
+			default:
+				return "", false
+			}
+		}
+	})
 }

@@ -2,11 +2,8 @@ package gitapply
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	gosync "sync"
 	"testing"
 	"time"
@@ -14,14 +11,13 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluicehq/sluice/gitsync"
+	"github.com/sluicehq/sluice/internal/gittest"
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/kube/istio"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
@@ -43,112 +39,40 @@ func TestMain(m *testing.M) {
 	// The end-to-end test runs a manager; its log would drown what the
 	// tests say.
 	ctrl.SetLogger(logr.Discard())
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = max(code, 1)
-	}
-	os.Exit(code)
+	os.Exit(env.Run(m))
 }
 
 // cluster returns a client of the shared API server; it skips the test
 // when the binaries are missing, and fails instead with CI=true.
-func cluster(t *testing.T) client.Client {
+func cluster(t *testing.T) client.Client { return env.Client(t) }
+
+func namespace(t *testing.T, c client.Client) string { return kubetest.Namespace(t, c, "sluice-git-") }
+
+// repo is a Git repository the Applier follows (internal/gittest).
+type repo = gittest.Repo
+
+func newRepo(t *testing.T) *repo { return gittest.New(t) }
+
+// fixture is a namespace of the shared API server and a repository whose
+// first commit holds the test's files.
+type fixture struct {
+	c     client.Client
+	ns    string
+	r     *repo
+	first string
+}
+
+func newFixture(t *testing.T, files map[string]string) fixture {
 	t.Helper()
-	cfg, scheme := env.Start(t)
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	c := cluster(t)
+	r := newRepo(t)
+	return fixture{c: c, ns: namespace(t, c), r: r, first: r.Push("first", files)}
 }
 
-func namespace(t *testing.T, c client.Client) string {
-	t.Helper()
-	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "sluice-git-"}}
-	if err := c.Create(context.Background(), n); err != nil {
-		t.Fatal(err)
-	}
-	return n.Name
-}
-
-// gitEnv keeps the machine's and the user's Git configuration out.
-var gitEnv = []string{
-	"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_TERMINAL_PROMPT=0",
-	"GIT_AUTHOR_NAME=Dev", "GIT_AUTHOR_EMAIL=dev@example.com",
-	"GIT_COMMITTER_NAME=Dev", "GIT_COMMITTER_EMAIL=dev@example.com",
-}
-
-// repo is a bare repository with a working clone to push from.
-type repo struct {
-	t          *testing.T
-	bare, work string
-}
-
-func newRepo(t *testing.T) *repo {
-	t.Helper()
-	root := t.TempDir()
-	r := &repo{t: t, bare: filepath.Join(root, "deploy.git"), work: filepath.Join(root, "work")}
-	r.git(root, "init", "-q", "--bare", "-b", "main", r.bare)
-	r.git(root, "init", "-q", "-b", "main", r.work)
-	r.git(r.work, "remote", "add", "origin", r.bare)
-	return r
-}
-
-func (r *repo) git(dir string, args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), gitEnv...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func (r *repo) url() string { return "file://" + r.bare }
-
-// push writes files (an empty content deletes one), commits and pushes,
-// and returns the commit.
-func (r *repo) push(msg string, files map[string]string) string {
-	r.t.Helper()
-	for name, content := range files {
-		p := filepath.Join(r.work, filepath.FromSlash(name))
-		if content == "" {
-			if err := os.Remove(p); err != nil {
-				r.t.Fatal(err)
-			}
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			r.t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-	r.git(r.work, "add", "-A")
-	r.git(r.work, "commit", "-q", "--allow-empty", "-m", msg)
-	r.git(r.work, "push", "-q", "origin", "HEAD:main")
-	return r.git(r.work, "rev-parse", "HEAD")
-}
-
-// pull brings the working clone up to the remote (after a write-back).
-func (r *repo) pull() {
-	r.t.Helper()
-	r.git(r.work, "pull", "-q", "--ff-only", "origin", "main")
-}
-
-// show is a file of the remote's main branch.
-func (r *repo) show(name string) string {
-	r.t.Helper()
-	return r.git(r.bare, "show", "main:"+name)
-}
-
-func (r *repo) head() string {
-	r.t.Helper()
-	return r.git(r.bare, "rev-parse", "main")
+// reviews is the commit most tests start from: the reviews Rollout and
+// its AnalysisTemplate.
+func reviews() map[string]string {
+	return map[string]string{"apps/reviews.yaml": rolloutYAML("reviews", "", "reviews:v1"), "apps/analysis.yaml": templateYAML}
 }
 
 // newApplier makes an Applier of r. The source polls once an hour: tests
@@ -156,7 +80,7 @@ func (r *repo) head() string {
 func newApplier(t *testing.T, c client.Client, r *repo, ns string, mod ...func(*Options)) *Applier {
 	t.Helper()
 	opts := Options{
-		Source:           gitsync.Source{URL: r.url(), Branch: "main", Interval: time.Hour},
+		Source:           gitsync.Source{URL: r.URL(), Branch: "main", Interval: time.Hour},
 		Sync:             gitsync.Options{MirrorDir: t.TempDir(), Registerer: prometheus.NewRegistry()},
 		DefaultNamespace: ns,
 		WriteBack:        true,

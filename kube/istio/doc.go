@@ -1,7 +1,7 @@
 // Package istio writes Sluice's traffic plans as Istio VirtualService and
 // DestinationRule objects in controller mode.
 //
-// Two parts:
+// Three parts:
 //
 //   - Render is a pure function: the traffic plan (rollout/plan, the only
 //     routing input), the objects as Git declares them (either may be nil),
@@ -16,6 +16,9 @@
 //     preview VirtualService the plan no longer has. Its error maps to the
 //     engine's data-plane observation (Acknowledgement) for the case with
 //     no xDS client connected.
+//   - Publisher is the reconciler's Publisher: it builds the Writer's
+//     input from a Rollout and what Git declares for it (Declarations,
+//     the Git applier's), and writes on every publish.
 //
 // Istio's CRDs declare spec.http and spec.subsets as atomic lists, so
 // server-side apply cannot give one route to Sluice and the next to another

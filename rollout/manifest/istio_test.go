@@ -41,6 +41,16 @@ spec:
   - name: canary
 `
 
+// loadDoc loads one file, f.yaml, holding doc.
+func loadDoc(t *testing.T, doc string) *Result {
+	t.Helper()
+	res, err := Load(fstest.MapFS{"f.yaml": {Data: []byte(doc)}}, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 // Istio VirtualServices and DestinationRules are read with their
 // metadata and spec; other Istio kinds stay skipped.
 func TestIstioObjectsAreRead(t *testing.T) {
@@ -151,10 +161,7 @@ metadata: {name: reviews, namespace: bookinfo}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			res, err := Load(fstest.MapFS{"f.yaml": {Data: []byte(tc.doc)}}, ".")
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := loadDoc(t, tc.doc)
 			checkProblems(t, res.Problems, tc.want)
 			for _, p := range res.Problems {
 				// protojson's own prefix and JSON position mean nothing here.
@@ -171,10 +178,7 @@ metadata: {name: reviews, namespace: bookinfo}
 func TestIstioKindsShareNames(t *testing.T) {
 	t.Parallel()
 	dr := "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\n"
-	res, err := Load(fstest.MapFS{"f.yaml": {Data: []byte(istioVS + "---\n" + dr)}}, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := loadDoc(t, istioVS+"---\n"+dr)
 	checkProblems(t, res.Problems, nil)
 	if res.Count(KindVirtualService) != 1 || res.Count(KindDestinationRule) != 1 {
 		t.Errorf("counts %d VirtualService, %d DestinationRule; want 1 each", res.Count(KindVirtualService), res.Count(KindDestinationRule))

@@ -338,11 +338,7 @@ func TestYAMLFeatures(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			res, err := Load(fstest.MapFS{"f.yaml": {Data: []byte(tc.doc)}}, ".")
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkProblems(t, res.Problems, tc.wants)
+			checkProblems(t, loadDoc(t, tc.doc).Problems, tc.wants)
 		})
 	}
 }

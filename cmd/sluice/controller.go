@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/sluicehq/sluice/kube/clusterapi"
 	"github.com/sluicehq/sluice/kube/manager"
@@ -74,7 +75,10 @@ $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c, err := manager.New(manager.Options{Config: cfg, RestConfig: kc.Config, Log: newLogger(cmd.ErrOrStderr(), f.logLevel)})
+			log := newLogger(cmd.ErrOrStderr(), f.logLevel)
+			// controller-runtime's packages outside the manager log here too.
+			ctrl.SetLogger(log)
+			c, err := manager.New(manager.Options{Config: cfg, RestConfig: kc.Config, Log: log})
 			if err != nil {
 				return exitError{code: exitFailure, msg: err.Error()}
 			}

@@ -2,19 +2,14 @@ package manager_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
-	"github.com/sluicehq/sluice/internal/binomial"
 	"github.com/sluicehq/sluice/internal/grpcecho"
 	"github.com/sluicehq/sluice/kube/workload"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
@@ -54,7 +49,7 @@ func TestControllerEndToEnd(t *testing.T) {
 		}
 		return healthyOn(ro, w.revs["v1"]), nil
 	})
-	w.checkProvenance(t, w.repo.head().Hash)
+	w.checkProvenance(t, w.repo.Head())
 	load := w.startLoad(t, follower)
 	w.waitAllOn(t, load, "v1")
 	w.checkAdminRoute(t, "5s")
@@ -79,9 +74,9 @@ func TestControllerEndToEnd(t *testing.T) {
 // releaseGood is phase 2. It returns the replica started after the
 // leader was killed.
 func (w *world) releaseGood(t *testing.T, leader, follower *replica, load *grpcecho.Load) *replica {
-	v1, v2 := w.revs["v1"], w.revs["v2"]
+	v2 := w.revs["v2"]
 	startsBefore := w.rollout(t).Status.Starts
-	w.repo.push("echo: release v2", map[string]string{rolloutFile: rolloutYAML("v2")})
+	w.repo.Push("echo: release v2", map[string]string{rolloutFile: w.m.rollout("v2")})
 
 	w.eventually(t, "the rollout of v2 to reach its first analysis (step 2, 10%)", time.Minute, func(ro *v1alpha1.Rollout) (bool, error) {
 		st := ro.Status
@@ -92,10 +87,29 @@ func (w *world) releaseGood(t *testing.T, leader, follower *replica, load *grpce
 		return stepAt(ro, 1) && st.Traffic.CanaryWeight == 10, nil
 	})
 
-	// An edit of the unmanaged route during the rollout reaches the
-	// cluster as Git declares it, and the weights stay where the rollout
-	// put them.
-	w.repo.push("echo: admin timeout 7s", map[string]string{istioFile: istioYAML("7s")})
+	w.editUnmanagedRoute(t, startsBefore+1)
+	successor := w.killLeaderMidStep(t, leader, follower)
+	w.waitPromoted(t, load)
+	if elected := []bool{follower.elected(), successor.elected()}; !elected[0] || elected[1] {
+		t.Errorf("elected: %s %v, %s %v; want only %s", follower.name, elected[0], successor.name, elected[1], follower.name)
+	}
+	w.checkBothServe(t, follower, successor)
+
+	h := w.rec.snapshot()
+	w.checkWeights(t, h.Statuses, h.VS, v2)
+	w.checkSplits(t, load, follower, h.Polled, v2, map[int32]bool{10: true, 50: true})
+	w.checkAdminHistory(t, h.VS)
+	w.checkRuns(t, h.Runs, v2, 2, v1alpha1.AnalysisSuccessful)
+	return successor
+}
+
+// editUnmanagedRoute pushes an edit of the admin route, which Sluice
+// does not manage, while the rollout runs: it reaches the cluster as Git
+// declares it, and the weights stay where the rollout put them, in the
+// same rollout (status.starts stays starts).
+func (w *world) editUnmanagedRoute(t *testing.T, starts int32) {
+	t.Helper()
+	w.repo.Push("echo: admin timeout 7s", map[string]string{istioFile: w.m.istio("7s")})
 	w.checkAdminRoute(t, "7s")
 	w.eventually(t, "the VirtualService to carry the plan in force", 30*time.Second, func(ro *v1alpha1.Rollout) (bool, error) {
 		vs := w.virtualService(t)
@@ -103,43 +117,49 @@ func (w *world) releaseGood(t *testing.T, leader, follower *replica, load *grpce
 		if vs.PlanVersion != st.Traffic.PlanVersion {
 			return false, nil // read between a step's status and its write
 		}
-		if st.Phase != v1alpha1.PhaseProgressing || st.Starts != startsBefore+1 ||
+		if st.Phase != v1alpha1.PhaseProgressing || st.Starts != starts ||
 			vs.Primary["canary"] != int64(st.Traffic.CanaryWeight) || vs.Primary["stable"] != int64(st.Traffic.StableWeight) {
 			return false, fmt.Errorf("after the admin route edit: phase %s, starts %d (want %d), VirtualService primary %v, status weights %d/%d",
-				st.Phase, st.Starts, startsBefore+1, vs.Primary, st.Traffic.StableWeight, st.Traffic.CanaryWeight)
+				st.Phase, st.Starts, starts, vs.Primary, st.Traffic.StableWeight, st.Traffic.CanaryWeight)
 		}
 		return true, nil
 	})
+}
 
-	// Kill the leader in the middle of the analysis at 50%, once its run
-	// has measured.
+// killLeaderMidStep stops the leader in the middle of the analysis at
+// 50%, once its run has measured: the follower takes over at the same
+// step, with the same weights and the same run, which its analysis
+// controller carries on measuring. It returns the replica that replaces
+// the one killed.
+func (w *world) killLeaderMidStep(t *testing.T, leader, follower *replica) *replica {
+	t.Helper()
 	var run string
 	measured := func() int {
-		_, _, runs := w.rec.snapshot()
-		return len(runs[run].Indexes)
+		return len(w.rec.snapshot().Runs[run].Indexes)
 	}
 	w.eventually(t, "the analysis at 50% (step 4) to have measured", time.Minute, func(ro *v1alpha1.Rollout) (bool, error) {
 		if !stepAt(ro, 3) {
 			return false, nil
 		}
 		run = currentRun(ro)
-		_, _, runs := w.rec.snapshot()
-		rr, ok := runs[run]
+		rr, ok := w.rec.snapshot().Runs[run]
 		return ok && len(rr.Indexes) >= 1 && !rr.Phase.Completed(), nil
 	})
 	before := w.rollout(t).Status
 	measuredBefore := measured()
+	killed := time.Now()
 	leader.stop(t)
-	if !follower.elected() {
-		w.eventually(t, "the follower to take the lease", 30*time.Second, func(*v1alpha1.Rollout) (bool, error) {
-			return follower.elected(), nil
-		})
-	}
-	after := w.rollout(t).Status
-	if !stepAt(&v1alpha1.Rollout{Status: after}, 3) || after.Traffic.CanaryWeight != 50 || after.Traffic.PlanVersion != before.Traffic.PlanVersion ||
-		after.Starts != before.Starts || currentRun(&v1alpha1.Rollout{Status: after}) != run {
+	w.eventually(t, "the follower to take the lease", 30*time.Second, func(*v1alpha1.Rollout) (bool, error) {
+		return follower.elected(), nil
+	})
+	t.Logf("killed leader %s at step %s, %d%%, run %s after %d measurements; %s took over within %s",
+		leader.name, before.StepDisplay, before.Traffic.CanaryWeight, run, measuredBefore, follower.name, time.Since(killed).Round(time.Millisecond))
+	ro := w.rollout(t)
+	after := ro.Status
+	if !stepAt(ro, 3) || after.Traffic.CanaryWeight != 50 || after.Traffic.PlanVersion != before.Traffic.PlanVersion ||
+		after.Starts != before.Starts || currentRun(ro) != run {
 		t.Errorf("after the takeover: step %s weight %d plan %s starts %d run %s; want step 4/5, 50%%, plan %s, starts %d, run %s",
-			after.StepDisplay, after.Traffic.CanaryWeight, after.Traffic.PlanVersion, after.Starts, currentRun(&v1alpha1.Rollout{Status: after}),
+			after.StepDisplay, after.Traffic.CanaryWeight, after.Traffic.PlanVersion, after.Starts, currentRun(ro),
 			before.Traffic.PlanVersion, before.Starts, run)
 	}
 	// The new leader carries on with the same run: its analysis
@@ -149,18 +169,29 @@ func (w *world) releaseGood(t *testing.T, leader, follower *replica, load *grpce
 		return measured() > measuredBefore, nil
 	})
 	// A new replica replaces the one killed, as its Deployment would.
-	successor := w.startReplica("c")
+	return w.startReplica("c")
+}
 
+// waitPromoted waits until v2 serves alone, and checks v1 is kept for
+// the scale-down delay and then scaled to 0.
+func (w *world) waitPromoted(t *testing.T, load *grpcecho.Load) {
+	t.Helper()
+	v1, v2 := w.revs["v1"], w.revs["v2"]
 	w.eventually(t, "v2 to be promoted", time.Minute, func(ro *v1alpha1.Rollout) (bool, error) {
 		if ro.Status.Abort != nil {
 			return false, fmt.Errorf("the rollout of v2 was aborted: %s", ro.Status.Abort.Message)
 		}
 		return healthyOn(ro, v2), nil
 	})
+	// The old revision keeps running for scaleDownDelaySeconds (2 s), in
+	// case the promotion has to be undone, and then stops.
+	if rs := w.replicaSet(t, v1); *rs.Spec.Replicas != 2 {
+		t.Errorf("the v1 ReplicaSet has %d replicas right after the promotion, want 2 until the scale-down delay is over", *rs.Spec.Replicas)
+	}
 	w.waitAllOn(t, load, "v2")
 	w.eventually(t, "the v1 ReplicaSet to be scaled down after the delay", 30*time.Second, func(*v1alpha1.Rollout) (bool, error) {
 		rs := &appsv1.ReplicaSet{}
-		if err := w.admin.Get(context.Background(), client.ObjectKey{Namespace: appNamespace, Name: workload.Name(rolloutName, v1)}, rs); err != nil {
+		if err := w.admin.Get(context.Background(), client.ObjectKey{Namespace: w.ns, Name: workload.Name(rolloutName, v1)}, rs); err != nil {
 			return false, err
 		}
 		return *rs.Spec.Replicas == 0, nil
@@ -168,29 +199,17 @@ func (w *world) releaseGood(t *testing.T, leader, follower *replica, load *grpce
 	if rs := w.replicaSet(t, v2); *rs.Spec.Replicas != 2 {
 		t.Errorf("the v2 ReplicaSet has %d replicas, want 2", *rs.Spec.Replicas)
 	}
-	if elected := []bool{follower.elected(), successor.elected()}; !elected[0] || elected[1] {
-		t.Errorf("elected: %s %v, %s %v; want only %s", follower.name, elected[0], successor.name, elected[1], follower.name)
-	}
-	w.checkBothServe(t, follower, successor)
-
-	samples, vss, runs := w.rec.snapshot()
-	w.checkWeights(t, samples, vss, v2)
-	w.checkSplits(t, load, follower, samples, v2, map[int32]bool{10: true, 50: true})
-	w.checkAdminHistory(t, vss)
-	w.checkRuns(t, runs, v2, 2, v1alpha1.AnalysisSuccessful)
-	return successor
 }
 
 // releaseBad is phase 3.
 func (w *world) releaseBad(t *testing.T, load, load2 *grpcecho.Load, serving *replica) {
 	v2, v3 := w.revs["v2"], w.revs["v3"]
-	bad := w.repo.push("echo: release v3", map[string]string{rolloutFile: rolloutYAML("v3")})
+	bad := w.repo.Push("echo: release v3", map[string]string{rolloutFile: w.m.rollout("v3")})
 
 	var abort v1alpha1.AbortStatus
 	var degraded string
 	w.eventually(t, "the rollout of v3 to be aborted by its analysis", time.Minute, func(*v1alpha1.Rollout) (bool, error) {
-		samples, _, _ := w.rec.snapshot()
-		for _, s := range samples {
+		for _, s := range w.rec.snapshot().Statuses {
 			st := s.Status
 			if st.CanaryRevision == v3 && st.Phase == v1alpha1.PhaseDegraded && st.Abort != nil {
 				abort, degraded = *st.Abort, st.Message
@@ -203,8 +222,7 @@ func (w *world) releaseBad(t *testing.T, load, load2 *grpcecho.Load, serving *re
 		return false, nil
 	})
 	failedRun := ""
-	history, _, _ := w.rec.snapshot()
-	for _, s := range history {
+	for _, s := range w.rec.snapshot().Statuses {
 		for _, r := range s.Status.Analysis {
 			if r.Phase == v1alpha1.AnalysisFailed && strings.Contains(r.Name, v3) {
 				failedRun = r.Name
@@ -233,9 +251,9 @@ func (w *world) releaseBad(t *testing.T, load, load2 *grpcecho.Load, serving *re
 		t.Errorf("status.lastRollout %+v; want v3 (%s) %s, reason %s", lr, v3, v1alpha1.OutcomeAborted, v1alpha1.ReasonAnalysisFailed)
 	}
 
-	samples, _, runs := w.rec.snapshot()
-	w.checkSplits(t, load2, serving, samples, v3, map[int32]bool{10: true})
-	w.checkRuns(t, runs, v3, 1, v1alpha1.AnalysisFailed)
+	h := w.rec.snapshot()
+	w.checkSplits(t, load2, serving, h.Polled, v3, map[int32]bool{10: true})
+	w.checkRuns(t, h.Runs, v3, 1, v1alpha1.AnalysisFailed)
 	w.checkEvents(t, failedRun)
 }
 
@@ -262,7 +280,7 @@ func (w *world) startLoad(t *testing.T, r *replica) *grpcecho.Load {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	l, err := grpcecho.StartLoad(ctx, grpcecho.LoadOptions{XDSAddr: r.xdsAddr, Target: host, Rate: 200, NodeID: "e2e-client-of-" + r.name})
+	l, err := grpcecho.StartLoad(ctx, grpcecho.LoadOptions{XDSAddr: r.xdsAddr, Target: w.m.host, Rate: 200, NodeID: "e2e-client-of-" + r.name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +309,7 @@ func (w *world) eventually(t *testing.T, what string, timeout time.Duration, con
 	deadline := time.Now().Add(timeout)
 	for {
 		ro := &v1alpha1.Rollout{}
-		if err := w.admin.Get(context.Background(), client.ObjectKey{Namespace: appNamespace, Name: rolloutName}, ro); err != nil {
+		if err := w.admin.Get(context.Background(), client.ObjectKey{Namespace: w.ns, Name: rolloutName}, ro); err != nil {
 			if client.IgnoreNotFound(err) != nil {
 				t.Fatal(err)
 			}
@@ -319,7 +337,7 @@ func (w *world) eventually(t *testing.T, what string, timeout time.Duration, con
 func (w *world) rollout(t *testing.T) *v1alpha1.Rollout {
 	t.Helper()
 	ro := &v1alpha1.Rollout{}
-	if err := w.admin.Get(context.Background(), client.ObjectKey{Namespace: appNamespace, Name: rolloutName}, ro); err != nil {
+	if err := w.admin.Get(context.Background(), client.ObjectKey{Namespace: w.ns, Name: rolloutName}, ro); err != nil {
 		t.Fatal(err)
 	}
 	return ro
@@ -328,7 +346,7 @@ func (w *world) rollout(t *testing.T) *v1alpha1.Rollout {
 func (w *world) replicaSet(t *testing.T, rev string) *appsv1.ReplicaSet {
 	t.Helper()
 	rs := &appsv1.ReplicaSet{}
-	if err := w.admin.Get(context.Background(), client.ObjectKey{Namespace: appNamespace, Name: workload.Name(rolloutName, rev)}, rs); err != nil {
+	if err := w.admin.Get(context.Background(), client.ObjectKey{Namespace: w.ns, Name: workload.Name(rolloutName, rev)}, rs); err != nil {
 		t.Fatal(err)
 	}
 	return rs
@@ -336,9 +354,9 @@ func (w *world) replicaSet(t *testing.T, rev string) *appsv1.ReplicaSet {
 
 func (w *world) virtualService(t *testing.T) vsSample {
 	t.Helper()
-	vs, err := w.rec.virtualService(context.Background(), time.Now())
+	vs, err := w.rec.virtualService(context.Background())
 	if err != nil || vs == nil {
-		t.Fatalf("VirtualService %s/%s: %v", appNamespace, rolloutName, err)
+		t.Fatalf("VirtualService %s/%s: %v", w.ns, rolloutName, err)
 	}
 	return *vs
 }
@@ -365,251 +383,4 @@ func currentRun(ro *v1alpha1.Rollout) string {
 		}
 	}
 	return ""
-}
-
-// checkProvenance: the Rollout says which commit it came from.
-func (w *world) checkProvenance(t *testing.T, commit string) {
-	t.Helper()
-	g := w.rollout(t).Status.Git
-	if g == nil || g.Commit == "" || !strings.HasPrefix(commit, g.Commit) {
-		t.Errorf("status.git %+v; want commit %s", g, commit)
-	}
-}
-
-// checkBothServe: every replica's xDS server serves the current plan,
-// the leader's as well as the followers'.
-func (w *world) checkBothServe(t *testing.T, rs ...*replica) {
-	t.Helper()
-	pv := w.rollout(t).Status.Traffic.PlanVersion
-	for _, r := range rs {
-		w.eventually(t, fmt.Sprintf("replica %s to serve plan %s over xDS", r.name, pv), 30*time.Second, func(*v1alpha1.Rollout) (bool, error) {
-			return r.c.XDS().HostStatus(host, pv).Current, nil
-		})
-	}
-}
-
-// declaredAdmin is the admin route as istioYAML declares it, in the
-// canonical JSON the recorder writes the live one in.
-func declaredAdmin(t *testing.T, timeout string) string {
-	t.Helper()
-	var doc struct {
-		Spec struct {
-			HTTP []map[string]any `json:"http"`
-		} `json:"spec"`
-	}
-	first, _, _ := strings.Cut(istioYAML(timeout), "\n---\n")
-	if err := yaml.Unmarshal([]byte(first), &doc); err != nil || len(doc.Spec.HTTP) == 0 {
-		t.Fatalf("istio.yaml: %v", err)
-	}
-	b, err := json.Marshal(doc.Spec.HTTP[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-// checkAdminRoute waits until the live admin route is exactly the one
-// Git declares with timeout.
-func (w *world) checkAdminRoute(t *testing.T, timeout string) {
-	t.Helper()
-	want := declaredAdmin(t, timeout)
-	var got string
-	w.eventually(t, "the admin route as Git declares it (timeout "+timeout+")", 30*time.Second, func(*v1alpha1.Rollout) (bool, error) {
-		vs, err := w.rec.virtualService(context.Background(), time.Now())
-		if err != nil || vs == nil {
-			return false, err
-		}
-		got = vs.Admin
-		return got == want, nil
-	})
-}
-
-// checkAdminHistory: every VirtualService the recorder saw had the admin
-// route exactly as one of Git's commits declared it, the new one for good
-// once it came.
-func (w *world) checkAdminHistory(t *testing.T, vss []vsSample) {
-	t.Helper()
-	old, cur := declaredAdmin(t, "5s"), declaredAdmin(t, "7s")
-	seenNew := false
-	for _, v := range vss {
-		switch {
-		case v.Admin == cur:
-			seenNew = true
-		case v.Admin == old && !seenNew:
-		default:
-			t.Errorf("%s: admin route %s; want %s, then %s", v.At.Format(time.StampMilli), v.Admin, old, cur)
-			return
-		}
-	}
-}
-
-// checkWeights: during the rollout of rev, the status went 10% → 50% →
-// 100% (after the canary was added at 0%), never back, and the
-// VirtualService's primary route carried each plan's weights.
-func (w *world) checkWeights(t *testing.T, samples []sample, vss []vsSample, rev string) {
-	t.Helper()
-	var weights []int32
-	byPlan := map[string]int32{}
-	for _, seg := range segments(samples, nil) {
-		if seg.Canary != rev {
-			continue
-		}
-		byPlan[seg.PlanVersion] = seg.CanaryWeight
-		if n := len(weights); n == 0 || weights[n-1] != seg.CanaryWeight {
-			weights = append(weights, seg.CanaryWeight)
-		}
-	}
-	if len(weights) > 0 && weights[0] == 0 {
-		weights = weights[1:] // the canary is added at 0% first
-	}
-	if !slices.Equal(weights, []int32{10, 50, 100}) {
-		t.Errorf("canary weights of %s in status: %v; want [10 50 100]", rev, weights)
-	}
-	var vsWeights []int64
-	for _, v := range vss {
-		want, ok := byPlan[v.PlanVersion]
-		if !ok {
-			continue
-		}
-		if v.Primary["canary"] != int64(want) || v.Primary["stable"] != int64(100-want) {
-			t.Errorf("%s: VirtualService at plan %s routes %v; want stable %d, canary %d", v.At.Format(time.StampMilli), v.PlanVersion, v.Primary, 100-want, want)
-		}
-		if n := len(vsWeights); n == 0 || vsWeights[n-1] != v.Primary["canary"] {
-			vsWeights = append(vsWeights, v.Primary["canary"])
-		}
-	}
-	if !slices.Contains(vsWeights, 10) || !slices.Contains(vsWeights, 50) {
-		t.Errorf("canary weights seen in the VirtualService: %v; want 10 and 50 among them", vsWeights)
-	}
-}
-
-// guard is left out of each measured window after a client was seen to
-// apply a plan: grpc-go ACKs a route update before its picker has
-// switched, usually by microseconds, on a loaded machine by more.
-const guard = 400 * time.Millisecond
-
-// checkSplits judges the client's calls in every plan of the rollout of
-// rev that its xDS server (r's) served for long enough: only the stable
-// and canary versions answer, the canary's share is within the binomial
-// interval of its weight (1e-4 per window), and only failing versions
-// fail. Each weight in need must have been judged at least once.
-func (w *world) checkSplits(t *testing.T, l *grpcecho.Load, r *replica, samples []sample, rev string, need map[int32]bool) {
-	t.Helper()
-	judged := map[int32]int{}
-	for _, seg := range segments(samples, r.c.XDS()) {
-		if seg.Canary != rev || seg.Applied.IsZero() {
-			continue
-		}
-		from := seg.Applied.Add(guard)
-		sp := l.Window(from, seg.To)
-		if sp.Total < 100 {
-			continue
-		}
-		stable, canary := w.tags[seg.Stable], w.tags[seg.Canary]
-		lo, hi := binomial.Interval(sp.Total, float64(seg.CanaryWeight)/100, 1e-4)
-		t.Logf("step %s at %d%%: %s of %d calls (%s), canary interval [%d, %d]", seg.Step, seg.CanaryWeight, canary, sp.Calls[canary], sp, lo, hi)
-		if n := sp.Calls[stable] + sp.Calls[canary]; n != sp.Total {
-			t.Errorf("step %s: calls %v; want only %s and %s", seg.Step, sp.Calls, stable, canary)
-		}
-		if got := sp.Calls[canary]; got < lo || got > hi {
-			t.Errorf("step %s at %d%%: %s answered %d of %d calls, outside [%d, %d]", seg.Step, seg.CanaryWeight, canary, got, sp.Total, lo, hi)
-		}
-		for v, n := range sp.Failed {
-			if failPercent[v] == 0 && n > 0 {
-				t.Errorf("step %s: %d calls to %s failed", seg.Step, n, v)
-			}
-		}
-		judged[seg.CanaryWeight]++
-	}
-	for weight := range need {
-		if judged[weight] == 0 {
-			t.Errorf("the client's split at %d%% of %s was never judged: no plan at that weight was served long enough", weight, rev)
-		}
-	}
-}
-
-// checkRuns: the rollout of rev ran n step analyses, each one object
-// (never recreated, so never restarted) ending in phase. Successful runs
-// took every measurement exactly once, in order.
-func (w *world) checkRuns(t *testing.T, runs map[string]runRecord, rev string, n int, phase v1alpha1.AnalysisPhase) {
-	t.Helper()
-	var mine []runRecord
-	for name, rr := range runs {
-		if strings.Contains(name, rev) {
-			mine = append(mine, rr)
-		}
-	}
-	if len(mine) != n {
-		t.Errorf("%d analysis runs of %s, want %d: %+v", len(mine), rev, n, mine)
-	}
-	for _, rr := range mine {
-		if rr.Phase != phase || len(rr.UIDs) != 1 {
-			t.Errorf("run %s: %s, %d objects; want %s, one object", rr.Name, rr.Phase, len(rr.UIDs), phase)
-		}
-		if phase == v1alpha1.AnalysisSuccessful {
-			want := []int32{}
-			for i := range int32(measurements) {
-				want = append(want, i)
-			}
-			if !slices.Equal(rr.Indexes, want) || rr.Result.Successful != measurements {
-				t.Errorf("run %s: measurements %v, %d successful; want %v, all successful", rr.Name, rr.Indexes, rr.Result.Successful, want)
-			}
-		}
-		if phase == v1alpha1.AnalysisFailed && rr.Result.Failed == 0 {
-			t.Errorf("run %s failed without a failed measurement: %+v", rr.Name, rr.Result)
-		}
-	}
-}
-
-// waitRevert waits for the controller's revert commit on top of bad, and
-// checks it sets the Rollout back to v2.
-func (w *world) waitRevert(t *testing.T, bad string) commit {
-	t.Helper()
-	var head commit
-	w.eventually(t, "the revert commit in Git", time.Minute, func(*v1alpha1.Rollout) (bool, error) {
-		head = w.repo.head()
-		return head.Author == sluiceAuthor, nil
-	})
-	if parent := git(t, w.repo.bare, "rev-parse", head.Hash+"^"); parent != bad {
-		t.Errorf("revert commit %s has parent %s, want the bad release %s", head.Hash, parent, bad)
-	}
-	if got := w.repo.show(rolloutFile); got != strings.TrimSpace(rolloutYAML("v2")) {
-		t.Errorf("%s after the revert:\n%s\nwant v2's:\n%s", rolloutFile, got, rolloutYAML("v2"))
-	}
-	t.Logf("revert commit %s: %s", head.Hash[:10], head.Subject)
-	return head
-}
-
-// checkEvents: the Rollout's Events tell the story (step by step,
-// promotion, scale-down, and why v3 was aborted); none says write-back
-// was impossible.
-func (w *world) checkEvents(t *testing.T, failedRun string) {
-	t.Helper()
-	var evs corev1.EventList
-	if err := w.admin.List(context.Background(), &evs, client.InNamespace(appNamespace)); err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string][]string{}
-	for _, e := range evs.Items {
-		if e.InvolvedObject.Kind != "Rollout" || e.InvolvedObject.Name != rolloutName {
-			continue
-		}
-		seen[e.Type+" "+e.Reason] = append(seen[e.Type+" "+e.Reason], e.Message)
-	}
-	for _, want := range []string{
-		"Normal " + v1alpha1.ReasonNewRevision, "Normal " + v1alpha1.ReasonStepAdvanced, "Normal AnalysisStarted",
-		"Normal AnalysisSuccessful", "Normal " + v1alpha1.ReasonPromoted, "Normal ScaledDown", "Warning " + v1alpha1.ReasonAnalysisFailed,
-	} {
-		if len(seen[want]) == 0 {
-			t.Errorf("no %s Event for the Rollout; have %v", want, seen)
-		}
-	}
-	if msgs := seen["Warning "+v1alpha1.ReasonAnalysisFailed]; len(msgs) > 0 && !strings.Contains(strings.Join(msgs, "\n"), failedRun) {
-		t.Errorf("%s Events %q do not name the failed run %s", v1alpha1.ReasonAnalysisFailed, msgs, failedRun)
-	}
-	for _, bad := range []string{"Warning GitRevertUnavailable", "Warning GitRevertFailed", "Warning InvalidSpec"} {
-		if len(seen[bad]) > 0 {
-			t.Errorf("%s Events: %q", bad, seen[bad])
-		}
-	}
 }

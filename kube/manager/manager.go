@@ -97,7 +97,6 @@ func New(opts Options) (*Controller, error) {
 		opts.Registerer = crmetrics.Registry
 	}
 	log := opts.Log
-	ctrl.SetLogger(log)
 	scheme, err := Scheme()
 	if err != nil {
 		return nil, err
@@ -130,6 +129,9 @@ func (c *Controller) managerOptions(scheme *runtime.Scheme, opts Options) ctrl.O
 	}
 	le := cfg.LeaderElection
 	mo := ctrl.Options{
+		// Per manager, not ctrl.SetLogger: that one is process-wide and
+		// only its first call counts (cmd/sluice sets it for client-go).
+		Logger:                  c.log,
 		Scheme:                  scheme,
 		Cache:                   co,
 		Metrics:                 metricsserver.Options{BindAddress: cfg.HTTP.MetricsAddress},

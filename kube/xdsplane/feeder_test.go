@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/sluicehq/sluice/internal/grpcecho"
 	"github.com/sluicehq/sluice/internal/testbin"
 	"github.com/sluicehq/sluice/internal/xdstest"
 	"github.com/sluicehq/sluice/rollout/engine"
@@ -81,17 +82,11 @@ func startReplica(t *testing.T, ns string) *replica {
 // listen where a slice may point.
 func hostIP(t *testing.T) string {
 	t.Helper()
-	addrs, err := net.InterfaceAddrs()
+	ip, err := grpcecho.PodAddress()
 	if err != nil {
-		t.Fatal(err)
+		testbin.SkipOrFail(t, err.Error())
 	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
-			return n.IP.String()
-		}
-	}
-	testbin.SkipOrFail(t, "no IPv4 address besides loopback for the backends: EndpointSlices may not hold loopback addresses")
-	return ""
+	return ip
 }
 
 // writeStatus persists ro's status as the leader's reconciler does; ro

@@ -66,12 +66,20 @@ func TestInstallBundleApplies(t *testing.T) {
 		{"", "secrets", "", "get", "shop", true},
 		{"", "events", "", "create", "shop", true},
 		{"coordination.k8s.io", "leases", "", "update", "sluice-system", true},
+		{"", "configmaps", "", "patch", "sluice-system", true},
+		{"", "configmaps", "", "watch", "sluice-system", true},
+		{"", "configmaps", "", "delete", "sluice-system", true},
 		// Least privilege: no listing Secrets, no Pods, no Deployments,
-		// leases only in its own namespace, no RBAC escalation.
+		// leases and ConfigMaps only in its own namespace, no RBAC
+		// escalation.
 		{"", "secrets", "", "list", "shop", false},
 		{"", "pods", "", "delete", "shop", false},
 		{"apps", "deployments", "", "update", "shop", false},
 		{"coordination.k8s.io", "leases", "", "update", "shop", false},
+		// The xDS reports: ConfigMaps of its own namespace only.
+		{"", "configmaps", "", "get", "shop", false},
+		{"", "configmaps", "", "list", "", false},
+		{"", "configmaps", "", "update", "sluice-system", false},
 		{"rbac.authorization.k8s.io", "clusterroles", "", "escalate", "", false},
 		{"sluice.dev", "rollouts", "", "deletecollection", "shop", false},
 	}

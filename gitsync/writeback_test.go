@@ -7,9 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	sigsyaml "sigs.k8s.io/yaml"
+
 	"github.com/sluicehq/sluice/internal/gittest"
 	"github.com/sluicehq/sluice/rollout/engine"
-	"github.com/sluicehq/sluice/rollout/manifest"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
@@ -275,41 +276,89 @@ spec:
 `
 }
 
-func revisionOf(t *testing.T, file string) string {
+// portsFile is controllerFile with a container port that names no
+// protocol: the Rollout CRD defaults it to TCP.
+func portsFile(image, comment string, replicas int) string {
+	line := "          image: " + image + "\n"
+	return strings.Replace(controllerFile(image, comment, replicas), line, line+"          ports:\n            - containerPort: 8080\n", 1)
+}
+
+// rawRevision hashes the Rollout in file as written, without the CRD's
+// defaults.
+func rawRevision(t *testing.T, file string) string {
 	t.Helper()
-	res, err := manifest.Load(singleFile{name: "f.yaml", data: []byte(file)}, "f.yaml")
-	if err != nil || len(res.Problems) > 0 || len(res.Rollouts()) != 1 {
-		t.Fatalf("load: %v %v", err, res.Problems)
+	var ro v1alpha1.Rollout
+	if err := sigsyaml.UnmarshalStrict([]byte(file), &ro); err != nil {
+		t.Fatal(err)
 	}
-	rev, err := engine.DesiredRevision(&res.Rollouts()[0].Spec)
+	rev, err := engine.DesiredRevision(&ro.Spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return rev
 }
 
+// clusterRevision is the revision the controller names for the Rollout in
+// file: the hash of the template as the API server stores it, with the
+// CRD's default spelled out in the YAML (crds/revision_envtest_test.go
+// checks the loader against the real server).
+func clusterRevision(t *testing.T, file string) string {
+	t.Helper()
+	const port = "            - containerPort: 8080\n"
+	return rawRevision(t, strings.Replace(file, port, port+"              protocol: TCP\n", 1))
+}
+
 func TestRevertControllerModeRestoresTemplateFromHistory(t *testing.T) {
 	t.Parallel()
-	r := newRemote(t)
-	stable := controllerFile("web:1.0", "stable since March", 3)
-	r.Push("web 1.0", map[string]string{"web.yaml": stable})
-	r.Push("scale", map[string]string{"web.yaml": controllerFile("web:1.0", "stable since March", 4)})
-	failing := controllerFile("web:2.0", "new release", 5)
-	r.Push("web 2.0", map[string]string{"web.yaml": failing})
-
-	s, _ := newTestSyncer(t, Source{URL: r.URL(), Branch: "main"})
-	res, err := s.Revert(context.Background(), RevertRequest{GitRevert: engine.GitRevert{
-		Rollout: "web", Namespace: "shop",
-		StableRevision: revisionOf(t, stable), FailedRevision: revisionOf(t, failing),
-		Reason: v1alpha1.ReasonAnalysisFailed, Message: "analysis run web-2 failed",
-	}})
-	if err != nil || res.Outcome != RevertPushed {
-		t.Fatalf("outcome %q, err %v", res.Outcome, err)
+	tests := []struct {
+		name string
+		file func(image, comment string, replicas int) string
+		// defaulted: the CRD's defaults change the template's hash, so
+		// the stable revision is found only if Git's templates are
+		// hashed with them, as the cluster's are.
+		defaulted bool
+	}{
+		{"template without defaults", controllerFile, false},
+		{"template with a port the CRD defaults", portsFile, true},
 	}
-	// The template is back as it was written (comment included); the
-	// replica count, not a revision field, keeps its latest value.
-	want := controllerFile("web:1.0", "stable since March", 5)
-	if got := r.Read("web.yaml") + "\n"; got != want {
-		t.Errorf("file after revert:\n%s\nwant:\n%s", got, want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRemote(t)
+			stable := tt.file("web:1.0", "stable since March", 3)
+			r.Push("web 1.0", map[string]string{"web.yaml": stable})
+			r.Push("scale", map[string]string{"web.yaml": tt.file("web:1.0", "stable since March", 4)})
+			failing := tt.file("web:2.0", "new release", 5)
+			r.Push("web 2.0", map[string]string{"web.yaml": failing})
+			stableRev := clusterRevision(t, stable)
+			if defaulted := rawRevision(t, stable) != stableRev; defaulted != tt.defaulted {
+				t.Fatalf("the CRD's defaults change the revision: %v, want %v", defaulted, tt.defaulted)
+			}
+
+			s, _ := newTestSyncer(t, Source{URL: r.URL(), Branch: "main"})
+			res, err := s.Revert(context.Background(), RevertRequest{GitRevert: engine.GitRevert{
+				Rollout: "web", Namespace: "shop",
+				StableRevision: stableRev, FailedRevision: clusterRevision(t, failing),
+				Reason: v1alpha1.ReasonAnalysisFailed, Message: "analysis run web-2 failed",
+			}})
+			if err != nil || res.Outcome != RevertPushed {
+				t.Fatalf("outcome %q, err %v", res.Outcome, err)
+			}
+			// The template is back as it was written (comment included);
+			// the replica count, not a revision field, keeps its latest
+			// value.
+			want := tt.file("web:1.0", "stable since March", 5)
+			if got := r.Read("web.yaml") + "\n"; got != want {
+				t.Errorf("file after revert:\n%s\nwant:\n%s", got, want)
+			}
+			st := s.Sync(context.Background())
+			d, _ := st.Applied.Lookup(ObjectRef{Kind: "Rollout", Namespace: "shop", Name: "web"})
+			if st.Err != nil || d.Rollout == nil {
+				t.Fatalf("sync after the revert: %v", st.Err)
+			}
+			if rev, _ := engine.DesiredRevision(&d.Rollout.Spec); rev != stableRev {
+				t.Errorf("after the revert Git names revision %s, want the stable %s", rev, stableRev)
+			}
+		})
 	}
 }

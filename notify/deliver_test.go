@@ -104,9 +104,11 @@ func TestRetries(t *testing.T) {
 // does not quote the URL (a Slack URL is a credential).
 func TestUnreachable(t *testing.T) {
 	t.Parallel()
-	rc := newReceiver(t, nil)
-	url := rc.srv.URL + "/services/T000/B000/XXXXSECRET"
-	rc.srv.Close()
+	// Port 1 is never handed out as an ephemeral port, so the connection is
+	// refused every time. The port of a closed test server is no such
+	// address: a server started meanwhile, in this process or another, may
+	// get it and answer the retries, which then fail both tests.
+	const url = "http://127.0.0.1:1/services/T000/B000/XXXXSECRET"
 	sl := &sleeper{}
 	opts := testOptions(sl)
 	opts.MaxAttempts = 3
@@ -127,6 +129,34 @@ func TestUnreachable(t *testing.T) {
 	if strings.Contains(logged.String(), "XXXXSECRET") {
 		t.Errorf("log leaks the URL: %q", logged.String())
 	}
+}
+
+// The default client has a connection pool of its own: closing the idle
+// connections of http.DefaultTransport, as every httptest.Server.Close and
+// some libraries do, leaves it alone. In the shared pool that call could
+// fail a request the receiver had already answered (see newTransport), and
+// the notifier posted a 400 twice or delivered a notification twice. Close
+// then releases the pool: the receiver sees the connection closed, not kept
+// alive until an idle timeout.
+func TestOwnConnectionPool(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t, nil)
+	nf := newNotifier(t, []Target{{Name: "hook", Kind: KindWebhook, URL: rc.srv.URL}}, testOptions(&sleeper{}))
+	nf.Notify(step("m1"))
+	eventually(t, "m1 delivered", func() bool { return metric(t, nf, "sent", "hook") == 1 })
+	http.DefaultTransport.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+	nf.Notify(step("m2"))
+	closeAll(t, nf)
+
+	reqs := rc.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(reqs))
+	}
+	if reqs[0].remote != reqs[1].remote {
+		t.Errorf("m2 came on a new connection (%s, then %s): closing http.DefaultTransport's idle connections closed the notifier's",
+			reqs[0].remote, reqs[1].remote)
+	}
+	eventually(t, "connection closed by Close", func() bool { return rc.conns.Load() == 0 })
 }
 
 func TestBackoff(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -29,6 +30,8 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.FixedZone("CET", 3600))
 type received struct {
 	body   []byte
 	header http.Header
+	// remote is the client's address: one per connection.
+	remote string
 }
 
 // message is the event message of a webhook body.
@@ -49,16 +52,18 @@ type receiver struct {
 	reqs    []received
 	arrived chan received // every request, for tests that wait on one
 	respond func(n int, w http.ResponseWriter, r *http.Request)
+	// conns counts the client connections open now.
+	conns atomic.Int64
 }
 
 func newReceiver(t testing.TB, respond func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
 	rc := &receiver{arrived: make(chan received, 1024), respond: respond}
-	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rc.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
 			t.Errorf("read body: %v", err)
 		}
-		got := received{body: b, header: r.Header.Clone()}
+		got := received{body: b, header: r.Header.Clone(), remote: r.RemoteAddr}
 		rc.mu.Lock()
 		n := len(rc.reqs)
 		rc.reqs = append(rc.reqs, got)
@@ -68,6 +73,15 @@ func newReceiver(t testing.TB, respond func(n int, w http.ResponseWriter, r *htt
 			rc.respond(n, w, r)
 		}
 	}))
+	rc.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			rc.conns.Add(1)
+		case http.StateHijacked, http.StateClosed:
+			rc.conns.Add(-1)
+		}
+	}
+	rc.srv.Start()
 	t.Cleanup(rc.srv.Close)
 	return rc
 }
@@ -88,6 +102,19 @@ func (rc *receiver) next(t testing.TB) received {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no request arrived")
 		return received{}
+	}
+}
+
+// eventually polls cond until it holds; the bound only keeps a broken test
+// from hanging.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -114,7 +114,9 @@ type Options struct {
 	MaxRetryAfter time.Duration
 	// RequestTimeout bounds each HTTP request; zero means 10s.
 	RequestTimeout time.Duration
-	// Client sends the requests; nil means a default client.
+	// Client sends the requests; nil means a client with a connection pool
+	// of its own (see newTransport), which the notifier closes on Close. A
+	// client given here should not use http.DefaultTransport either.
 	Client *http.Client
 	// Registerer receives the metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
@@ -134,9 +136,6 @@ func (o *Options) defaults() {
 	setDefault(&o.MaxBackoff, time.Minute)
 	setDefault(&o.MaxRetryAfter, 5*time.Minute)
 	setDefault(&o.RequestTimeout, 10*time.Second)
-	if o.Client == nil {
-		o.Client = &http.Client{}
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -146,6 +145,24 @@ func (o *Options) defaults() {
 	if o.NewID == nil {
 		o.NewID = rand.Text
 	}
+}
+
+// newTransport is the connection pool of a notifier given no client: a
+// copy of http.DefaultTransport's settings (proxy from the environment,
+// dial and TLS timeouts, HTTP/2), but not its pool. Anything in the process
+// may call http.DefaultTransport.CloseIdleConnections (every
+// httptest.Server.Close does), and the HTTP/1 transport puts a connection
+// back in the idle pool just before it hands a body-less answer to the
+// caller (readLoop in net/http/transport.go, Go 1.26); closing it in that
+// gap fails a request the receiver has already answered with "HTTP/1.x
+// transport connection broken: http: CloseIdleConnections called". deliver
+// would take that for a network error and post again: a duplicate
+// notification, or a second attempt after a 400.
+func newTransport() *http.Transport {
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+		return dt.Clone()
+	}
+	return &http.Transport{Proxy: http.ProxyFromEnvironment}
 }
 
 func setDefault[T int | time.Duration](v *T, d T) {
@@ -168,9 +185,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 // Notifier delivers notifications to its targets. It is safe for
 // concurrent use.
 type Notifier struct {
-	opts    Options
-	targets []*target
-	m       *metrics
+	opts Options
+	// transport is the connection pool of the default client, nil when
+	// Options.Client was given: Close releases only what it owns.
+	transport *http.Transport
+	targets   []*target
+	m         *metrics
 
 	// ctx ends when Close gives up; it aborts requests and backoffs.
 	ctx    context.Context
@@ -199,6 +219,11 @@ type target struct {
 // per target.
 func New(targets []Target, opts Options) (*Notifier, error) {
 	opts.defaults()
+	var own *http.Transport
+	if opts.Client == nil {
+		own = newTransport()
+		opts.Client = &http.Client{Transport: own}
+	}
 	var ts []*target
 	seen := map[string]bool{}
 	for _, tc := range targets {
@@ -217,7 +242,7 @@ func New(targets []Target, opts Options) (*Notifier, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	nf := &Notifier{opts: opts, targets: ts, m: m, ctx: ctx, cancel: cancel}
+	nf := &Notifier{opts: opts, transport: own, targets: ts, m: m, ctx: ctx, cancel: cancel}
 	for _, t := range ts {
 		m.init(t.Name)
 		nf.wg.Add(1)
@@ -275,6 +300,11 @@ func (nf *Notifier) Notify(n Notification) {
 // ends; then it aborts requests in flight and drops the rest. It returns
 // an error naming how many were not delivered, if any.
 func (nf *Notifier) Close(ctx context.Context) error {
+	if nf.transport != nil {
+		// Every return below comes after the workers have stopped, so no
+		// request is using the pool any more.
+		defer nf.transport.CloseIdleConnections()
+	}
 	for _, t := range nf.targets {
 		t.queue.close()
 		select {

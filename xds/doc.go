@@ -15,7 +15,9 @@
 //   - The tracker, fed by the server's stream callbacks, records per stream
 //     and per resource type what each node ACKed and NACKed, and answers
 //     "has every subscribed node applied plan version V of service S?"
-//     (Status, Wait), which is the acknowledgement the engine waits for.
+//     (Status, Wait; Statuses for many services at once, StatusChanged
+//     to hear of every change), which is the acknowledgement the engine
+//     waits for.
 //
 // docs/xds.md explains the decisions behind the resource shapes, what
 // proxyless gRPC drops, and how acknowledgement is computed.

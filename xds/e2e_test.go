@@ -113,8 +113,11 @@ func TestGRPCWeightedSplit(t *testing.T) {
 	e.publish(t, p)
 	c, _ := e.client(t, "weights", "reviews")
 	e.waitAck(t, p)
+	// One check: a correct split fails it once in a million runs (a 99%
+	// interval failed one run in a hundred), and 4000 RPCs still reject 10%
+	// or 2.5% served for 5%; see binomial's TestIntervalCatchesWrongSplits.
 	const n = 4000
-	xdstest.CheckShare(t, xdstest.Calls(t, c, n), n, 5, 0.01)
+	xdstest.CheckShare(t, xdstest.Calls(t, c, n), n, 5, 1)
 }
 
 func TestGRPCHeaderRoute(t *testing.T) {
@@ -130,7 +133,7 @@ func TestGRPCHeaderRoute(t *testing.T) {
 		t.Errorf("end-user: jason served by %v, want all 500 by canary", got)
 	}
 	const n = 2000
-	xdstest.CheckShare(t, xdstest.Calls(t, c, n, "end-user", "jasonx"), n, 10, 1e-4)
+	xdstest.CheckShare(t, xdstest.Calls(t, c, n, "end-user", "jasonx"), n, 10, 1)
 }
 
 func TestGRPCWeightChangesWithoutRestart(t *testing.T) {
@@ -182,7 +185,7 @@ func TestGRPCWeightChangesWithoutRestart(t *testing.T) {
 		default:
 			xdstest.Calls(t, c, 200) // let the channel switch
 			const n = 1000
-			xdstest.CheckShare(t, xdstest.Calls(t, c, n), n, w, 1e-4)
+			xdstest.CheckShare(t, xdstest.Calls(t, c, n), n, w, 2) // at 5% and 50%
 		}
 	}
 	close(stop)

@@ -293,6 +293,14 @@ func (s *Server) WaitHost(ctx context.Context, host, planVersion string) (Status
 	return st, nil
 }
 
+// StatusChanged returns a channel that is closed at the next change that
+// may move any Status: a publish that changed a snapshot, or a node that
+// connects, subscribes, ACKs, NACKs or disconnects. Take the channel
+// before reading Status, and ask again once it is closed: then no change
+// goes unseen. Many changes may close one channel; it says "look again",
+// not what changed.
+func (s *Server) StatusChanged() <-chan struct{} { return s.tracker.statusChanged() }
+
 // Nodes lists the connected nodes and what each subscribed to and applied.
 func (s *Server) Nodes() []NodeStatus { return s.tracker.nodes() }
 

@@ -316,19 +316,24 @@ func (t *tracker) status(q *query) Status {
 	for _, id := range ids {
 		s := t.streams[id]
 		v, rej := t.judge(s, q)
-		switch v {
-		case notSubscribed:
-			continue
-		case acked:
-			st.Acked++
-		case pending:
-			st.Pending = append(st.Pending, s.ref())
-		case rejected:
-			st.Rejected = append(st.Rejected, *rej)
-		}
-		st.Subscribed++
+		st.count(s, v, rej)
 	}
 	return st
+}
+
+// count adds one stream's verdict (and rejection) to the status.
+func (st *Status) count(s *stream, v verdict, rej *Rejection) {
+	switch v {
+	case notSubscribed:
+		return
+	case acked:
+		st.Acked++
+	case pending:
+		st.Pending = append(st.Pending, s.ref())
+	case rejected:
+		st.Rejected = append(st.Rejected, *rej)
+	}
+	st.Subscribed++
 }
 
 func (t *tracker) statusOf(owner ownerKey, version string) Status {

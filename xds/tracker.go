@@ -34,6 +34,10 @@ type tracker struct {
 	content map[Group]*[numKinds]map[string]*typeContent
 	streams map[int64]*stream
 	watches map[*watch]struct{}
+	// changed is closed at the next change of what Status answers (see
+	// statusChanged); nil while nobody waits for one, so the ACK path
+	// allocates nothing when no one listens.
+	changed chan struct{}
 	// scratch is judge's reusable buffer; judge runs under mu.
 	scratch []bool
 }
@@ -149,6 +153,28 @@ func (t *tracker) publish(gen *generation) {
 	for w := range t.watches {
 		w.rebuild(t)
 	}
+	t.notifyLocked()
+}
+
+// statusChanged returns a channel closed at the next change that may move
+// a Status: a published generation, or a stream that identifies itself,
+// subscribes, ACKs, NACKs or closes. Everyone asking before that change
+// gets the same channel.
+func (t *tracker) statusChanged() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.changed == nil {
+		t.changed = make(chan struct{})
+	}
+	return t.changed
+}
+
+// notifyLocked announces a change to statusChanged's listeners.
+func (t *tracker) notifyLocked() {
+	if t.changed != nil {
+		close(t.changed)
+		t.changed = nil
+	}
 }
 
 // latest is a group's current generation, or nil.
@@ -205,6 +231,7 @@ func (t *tracker) close(id int64) {
 	delete(t.streams, id)
 	if s.known {
 		t.metrics.connectedBy[s.group].Dec()
+		t.notifyLocked()
 	}
 	for w := range t.watches {
 		w.forget(s.id)
@@ -443,9 +470,11 @@ func (t *tracker) acked(s *stream, k kind, name string) (string, bool) {
 	return h, ok
 }
 
-// reevaluate updates every waiter's view of one stream.
+// reevaluate updates every waiter's view of one stream, and tells
+// statusChanged's listeners that it may have moved.
 func (t *tracker) reevaluate(s *stream) {
 	for w := range t.watches {
 		w.update(t, s)
 	}
+	t.notifyLocked()
 }

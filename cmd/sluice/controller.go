@@ -35,6 +35,8 @@ type controllerFlags struct {
 	istio          bool
 	logLevel       string
 	watchNamespace []string
+	kubeAPIQPS     float32
+	kubeAPIBurst   int
 }
 
 func newControllerCommand() *cobra.Command {
@@ -104,6 +106,8 @@ $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
 	fl.StringVar(&f.gitPath, "git-path", "", "path inside the repository (git.path)")
 	fl.DurationVar(&f.gitPoll, "git-interval", 0, "poll interval (git.interval; default 1m)")
 	fl.BoolVar(&f.istio, "istio", true, "write VirtualServices and DestinationRules (istio.enabled)")
+	fl.Float32Var(&f.kubeAPIQPS, "kube-api-qps", 0, "requests per second to the Kubernetes API, per resource; negative for no client-side limit (kubeAPI.qps; default 50)")
+	fl.IntVar(&f.kubeAPIBurst, "kube-api-burst", 0, "requests to the Kubernetes API at once before --kube-api-qps paces them (kubeAPI.burst; default 100)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -132,6 +136,12 @@ func (f *controllerFlags) load(cmd *cobra.Command) (*manager.Config, error) {
 	}
 	if fl.Changed("istio") {
 		cfg.Istio.Enabled = &f.istio
+	}
+	if fl.Changed("kube-api-qps") {
+		cfg.KubeAPI.QPS = f.kubeAPIQPS
+	}
+	if fl.Changed("kube-api-burst") {
+		cfg.KubeAPI.Burst = f.kubeAPIBurst
 	}
 	if fl.Changed("git-url") || fl.Changed("git-branch") || fl.Changed("git-path") || fl.Changed("git-interval") {
 		if cfg.Git == nil {

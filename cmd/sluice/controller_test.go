@@ -31,6 +31,8 @@ func TestControllerRefusesBadConfiguration(t *testing.T) {
 		{"git flag without url", []string{"--git-path", "prod"}, "git.url: required"},
 		{"bad address flag", []string{"--xds-address", "nowhere"}, "xds.address"},
 		{"bad namespace flag", []string{"--watch-namespace", "Shop"}, "watchNamespaces[0]"},
+		{"bad burst flag", []string{"--kube-api-qps", "20", "--kube-api-burst", "-1"}, "kubeAPI.burst: -1"},
+		{"bad qps flag", []string{"--kube-api-qps", "fast"}, "kube-api-qps"},
 		{"arguments", []string{"extra"}, "unknown command"},
 	}
 	for _, tc := range tests {

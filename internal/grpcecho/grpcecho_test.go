@@ -181,7 +181,7 @@ func TestLoadFollowsTheServedWeights(t *testing.T) {
 	if n := s.Calls["v1"] + s.Calls["v2"]; n != s.Total {
 		t.Errorf("calls %v: want only v1 and v2 answering", s.Calls)
 	}
-	if lo, hi := binomial.Interval(s.Total, 0.3, 1e-4); s.Calls["v2"] < lo || s.Calls["v2"] > hi {
+	if lo, hi := binomial.Interval(s.Total, 0.3, binomial.Alpha(1)); s.Calls["v2"] < lo || s.Calls["v2"] > hi {
 		t.Errorf("v2 answered %d of %d calls, want [%d, %d] for 30%%: %s", s.Calls["v2"], s.Total, lo, hi, s)
 	}
 	// v2 fails every other call: its failures are attributed to it.

@@ -116,17 +116,19 @@ func Calls(t testing.TB, c grpc_testing.TestServiceClient, n int, md ...string) 
 
 // CheckShare fails unless the backends "stable" and "canary" served all n
 // RPCs and the canary's share is inside the central binomial interval of
-// percent holding 1-alpha of the mass. A correct split fails with
-// probability alpha, so alpha says how flaky the check may be: 1e-4 still
-// catches a split that is off by a few points.
-func CheckShare(t testing.TB, counts map[string]int, n int, percent int32, alpha float64) {
+// percent for one of checks such checks in the calling test: with alpha
+// binomial.Alpha(checks), the test fails a correct split with probability
+// at most binomial.FalseFailure. How wrong a split it still catches
+// depends on n; see binomial's TestIntervalCatchesWrongSplits.
+func CheckShare(t testing.TB, counts map[string]int, n int, percent int32, checks int) {
 	t.Helper()
 	if counts["stable"]+counts["canary"] != n {
 		t.Fatalf("served by %v, want %d RPCs from stable and canary", counts, n)
 	}
+	alpha := binomial.Alpha(checks)
 	lo, hi := binomial.Interval(n, float64(percent)/100, alpha)
-	t.Logf("canary served %d of %d at %d%%; the %v%% interval is [%d, %d]", counts["canary"], n, percent, 100*(1-alpha), lo, hi)
+	t.Logf("canary served %d of %d at %d%%; the interval for alpha %.2g is [%d, %d]", counts["canary"], n, percent, alpha, lo, hi)
 	if c := counts["canary"]; c < lo || c > hi {
-		t.Errorf("canary served %d of %d at %d%%; the %v%% interval is [%d, %d]", c, n, percent, 100*(1-alpha), lo, hi)
+		t.Errorf("canary served %d of %d at %d%%; the interval for alpha %.2g is [%d, %d]", c, n, percent, alpha, lo, hi)
 	}
 }

@@ -82,7 +82,7 @@ func (r *Reconciler) ensureRuns(ctx context.Context, rc *reconcileContext) error
 				continue
 			}
 		}
-		if err := r.Create(ctx, run); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := r.createOwned(ctx, run); err != nil && !apierrors.IsAlreadyExists(err) {
 			errs = append(errs, fmt.Errorf("create AnalysisRun %s: %w", run.Name, err))
 		}
 	}
@@ -98,7 +98,7 @@ func (r *Reconciler) stopRun(ctx context.Context, rc *reconcileContext, name str
 	}
 	patched := run.DeepCopy()
 	patched.Spec.Terminate = true
-	if err := r.Patch(ctx, patched, client.MergeFrom(run)); client.IgnoreNotFound(err) != nil {
+	if err := r.patchOwnedSpec(ctx, patched, run); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("terminate AnalysisRun %s: %w", name, err)
 	}
 	return nil

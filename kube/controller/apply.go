@@ -16,8 +16,9 @@ import (
 
 // publish puts the persisted plan in force. It runs on every reconcile,
 // not only when the plan changed: a plan lost to a crash between persist
-// and publish goes out on the next reconcile, and an unchanged one costs
-// the Publisher a hash comparison.
+// and publish goes out on the next reconcile. An unchanged plan is cheap
+// for the xDS plane (its version is its hash), but the Istio writer reads
+// and applies its objects again (docs/performance.md, "Found and left").
 func (r *Reconciler) publish(ctx context.Context, _ *statusPatcher, rc *reconcileContext) error {
 	if err := r.Publisher.Publish(ctx, rc.ro, rc.out.Plan); err != nil {
 		return stageErr(ReasonPublishFailed, fmt.Errorf("publish plan %s: %w", rc.out.Plan.Version, err))
@@ -55,7 +56,7 @@ func (r *Reconciler) scale(ctx context.Context, _ *statusPatcher, rc *reconcileC
 }
 
 func (r *Reconciler) createReplicaSet(ctx context.Context, rc *reconcileContext, rs *appsv1.ReplicaSet) error {
-	err := r.Create(ctx, rs)
+	err := r.createOwned(ctx, rs)
 	if !apierrors.IsAlreadyExists(err) {
 		if err != nil {
 			return fmt.Errorf("create ReplicaSet %s: %w", rs.Name, err)
@@ -80,7 +81,7 @@ func (r *Reconciler) resize(ctx context.Context, rs *appsv1.ReplicaSet, n int32)
 	base := rs.DeepCopy()
 	rs = rs.DeepCopy()
 	rs.Spec.Replicas = &n
-	if err := r.Patch(ctx, rs, client.MergeFrom(base)); err != nil {
+	if err := r.patchOwnedSpec(ctx, rs, base); err != nil {
 		return fmt.Errorf("scale ReplicaSet %s to %d: %w", rs.Name, n, err)
 	}
 	return nil

@@ -27,11 +27,15 @@ import (
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
-// timed records how long each reconcile of the wrapped reconciler took.
+// timed records how long each reconcile of the wrapped reconciler took,
+// and how it ended: the ends that ask for another reconcile explain part
+// of the reconciles per Rollout.
 type timed struct {
 	reconcile.Reconciler
-	mu   sync.Mutex
-	took []time.Duration
+	mu       sync.Mutex
+	took     []time.Duration
+	requeued int // ended with RequeueAfter
+	failed   int // ended with an error (requeued with backoff)
 }
 
 func (t *timed) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -40,19 +44,35 @@ func (t *timed) Reconcile(ctx context.Context, req reconcile.Request) (reconcile
 	d := time.Since(start)
 	t.mu.Lock()
 	t.took = append(t.took, d)
+	switch {
+	case err != nil:
+		t.failed++
+	case res.RequeueAfter > 0:
+		t.requeued++
+	}
 	t.mu.Unlock()
 	return res, err
 }
 
+// reset forgets what was recorded so far.
+func (t *timed) reset() {
+	t.mu.Lock()
+	t.took, t.requeued, t.failed = nil, 0, 0
+	t.mu.Unlock()
+}
+
 // BenchmarkThousandRollouts runs 1,000 Rollouts through a whole canary
-// (20% → 1s pause → 60% → 1s pause → promoted) at once, in one manager
-// against the real API server, with the data plane acknowledging every
-// plan. It reports the latency of single reconciles (the goal is p99 ≤
-// 100 ms) and the controller process's memory. Run it alone:
+// (20% → 1s pause → 60% → 1s pause → promoted → old revision scaled down
+// 1s later) at once, in one manager against the real API server, with the
+// data plane acknowledging every plan. It reports the latency of single reconciles (the goal is p99 ≤
+// 100 ms), the work behind each (API requests by verb, client-side
+// rate-limiter waits, CPU and allocations of the whole process) and the
+// process's memory. Run it alone:
 //
 //	go test -run '^$' -bench ThousandRollouts -benchtime 1x ./kube/controller/
 //
-// SLUICE_BENCH_ROLLOUTS changes the number of Rollouts.
+// SLUICE_BENCH_ROLLOUTS changes the number of Rollouts; SLUICE_BENCH_QPS
+// ("qps/burst", "-1" for none) the manager's client-side rate limit.
 func BenchmarkThousandRollouts(b *testing.B) {
 	n := 1000
 	if s := os.Getenv("SLUICE_BENCH_ROLLOUTS"); s != "" {
@@ -62,30 +82,91 @@ func BenchmarkThousandRollouts(b *testing.B) {
 		}
 	}
 	restCfg, scheme := env.Start(b)
-	// The API server, not client-side rate limits, should be what is
-	// measured: a default client allows 20 requests a second.
-	restCfg = rest.CopyConfig(restCfg)
-	restCfg.QPS, restCfg.Burst = 2000, 4000
-	c, err := client.New(restCfg, client.Options{Scheme: scheme})
-	if err != nil {
+	be := benchEnv{manager: restCfg, own: rest.CopyConfig(restCfg)}
+	be.qps, be.burst = benchRateLimit(b)
+	// The benchmark's own clients (the world, the rollout's trigger) have
+	// no rate limiter, so that every limiter wait measured is the
+	// manager's.
+	be.own.QPS = -1
+	var err error
+	if be.c, err = client.New(be.own, client.Options{Scheme: scheme}); err != nil {
 		b.Fatal(err)
 	}
+	enableRateLimiterMetric()
 	for range b.N {
-		took, wall := runThousand(b, restCfg, c, n)
-		slices.Sort(took)
-		pct := func(p float64) float64 {
-			return float64(took[min(len(took)-1, int(p*float64(len(took))))].Microseconds()) / 1000
-		}
-		b.ReportMetric(pct(0.50), "p50-ms")
-		b.ReportMetric(pct(0.99), "p99-ms")
-		b.ReportMetric(float64(len(took))/float64(n), "reconciles/rollout")
-		b.ReportMetric(wall.Seconds(), "rollout-s")
+		res := runThousand(b, be, n)
+		res.report(b, n)
 	}
 	b.ReportMetric(rssMB(b), "rss-MB")
 }
 
-func runThousand(b *testing.B, restCfg *rest.Config, c client.Client, n int) ([]time.Duration, time.Duration) {
+// benchRateLimit is the manager's client-side rate limit: by default none,
+// so that the controller and the API server are what is measured.
+func benchRateLimit(b *testing.B) (float32, int) {
+	s := os.Getenv("SLUICE_BENCH_QPS")
+	if s == "" {
+		return -1, 0
+	}
+	q, bu, _ := strings.Cut(s, "/")
+	qps, err := strconv.ParseFloat(q, 32)
+	burst := 0
+	if err == nil && bu != "" {
+		burst, err = strconv.Atoi(bu)
+	}
+	if err != nil {
+		b.Fatalf("SLUICE_BENCH_QPS %q: want qps/burst: %v", s, err)
+	}
+	return float32(qps), burst
+}
+
+// benchEnv is where the benchmark runs.
+type benchEnv struct {
+	manager *rest.Config // the manager's, before rate limit and counting
+	own     *rest.Config // the benchmark's own, without a rate limiter
+	c       client.Client
+	qps     float32 // the manager's client-side rate limit
+	burst   int
+}
+
+// benchResult is what one run measured, from the moment every Rollout
+// got its new image until all were promoted and their old revisions
+// scaled down.
+type benchResult struct {
+	took              []time.Duration
+	wall              time.Duration
+	requeued, failed  int
+	requests          map[string][]time.Duration
+	used              usage
+	limited           time.Duration // waited for client-side rate limiters
+	rsSpec, rsStatus  int           // ReplicaSet updates seen by the manager's informer
+	rsCreated, rsGone int
+	events            int // Kubernetes Events emitted (each one a request of the recorder's own)
+}
+
+func (r *benchResult) report(b *testing.B, n int) {
+	took := slices.Sorted(slices.Values(r.took))
+	rec := float64(len(took))
+	b.ReportMetric(ms(percentile(took, 0.50)), "p50-ms")
+	b.ReportMetric(ms(percentile(took, 0.90)), "p90-ms")
+	b.ReportMetric(ms(percentile(took, 0.99)), "p99-ms")
+	b.ReportMetric(rec/float64(n), "reconciles/rollout")
+	b.ReportMetric(r.wall.Seconds(), "rollout-s")
+	b.ReportMetric(ms(r.used.cpu)/rec, "cpu-ms/reconcile")
+	b.ReportMetric(float64(r.used.mallocs)/rec, "allocs/reconcile")
+	b.ReportMetric(float64(r.used.heap)/1024/rec, "alloc-KiB/reconcile")
+	b.ReportMetric(ms(r.limited)/rec, "ratelimit-ms/reconcile")
+	b.ReportMetric(float64(r.events)/float64(n), "events/rollout")
+	perReconcile(b, r.requests, len(took))
+	b.Logf("per Rollout: %.2f reconciles, %.2f ended with RequeueAfter, %.2f with an error; "+
+		"ReplicaSet events: %.2f created, %.2f spec or metadata updates, %.2f status-only updates, %.2f deleted",
+		rec/float64(n), float64(r.requeued)/float64(n), float64(r.failed)/float64(n),
+		float64(r.rsCreated)/float64(n), float64(r.rsSpec)/float64(n), float64(r.rsStatus)/float64(n), float64(r.rsGone)/float64(n))
+}
+
+func runThousand(b *testing.B, be benchEnv, n int) *benchResult {
 	ctx := context.Background()
+	count := newAPICounter()
+	restCfg, c := managerRestConfig(be.manager, be.qps, be.burst, count), be.c
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "sluice-bench-"}}
 	if err := c.Create(ctx, ns); err != nil {
 		b.Fatal(err)
@@ -100,12 +181,14 @@ func runThousand(b *testing.B, restCfg *rest.Config, c client.Client, n int) ([]
 		b.Fatal(err)
 	}
 	plane := newFakePlane()
-	r := &Reconciler{Client: mgr.GetClient(), Recorder: &events{}, Publisher: plane, Acknowledger: plane,
+	ev := &events{}
+	r := &Reconciler{Client: mgr.GetClient(), Recorder: ev, Publisher: plane, Acknowledger: plane,
 		AckPollInterval: 100 * time.Millisecond, MaxConcurrentReconciles: 10}
 	rec := &timed{Reconciler: r}
 	if err := r.setup(mgr, rec); err != nil {
 		b.Fatal(err)
 	}
+	rsEvents := watchReplicaSets(b, mgr)
 	steps := []v1alpha1.CanaryStep{setWeight(20), pauseFor(time.Second), setWeight(60), pauseFor(time.Second)}
 	names := make([]string, n)
 	for i := range names {
@@ -117,21 +200,20 @@ func runThousand(b *testing.B, restCfg *rest.Config, c client.Client, n int) ([]
 
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	w := startWorld(mctx, b, be.own, c, ns.Name)
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(mctx) }()
-	// The kube-controller-manager's part: pods become available.
-	go func() {
-		for mctx.Err() == nil {
-			markAvailable(b, c, ns.Name)
-			time.Sleep(200 * time.Millisecond)
-		}
-	}()
-	waitAll(b, c, ns.Name, n, func(ro *v1alpha1.Rollout) bool { return healthy(ro) && ro.Status.StableRevision != "" })
+	w.waitAll(b, n, func(ro *v1alpha1.Rollout) bool { return healthy(ro) && ro.Status.StableRevision != "" })
 
 	// Only the rollout itself is measured, not the first deployment.
-	rec.mu.Lock()
-	rec.took = nil
-	rec.mu.Unlock()
+	rec.reset()
+	rsEvents.reset()
+	ev.mu.Lock()
+	ev.list = nil
+	ev.mu.Unlock()
+	count.reset()
+	limited, _ := rateLimiterWait(b)
+	used := usageNow(b)
 	start := time.Now()
 	parallel(b, names, func(name string) error {
 		ro := &v1alpha1.Rollout{}
@@ -142,11 +224,16 @@ func runThousand(b *testing.B, restCfg *rest.Config, c client.Client, n int) ([]
 		patched.Spec.Template.Spec.Containers[0].Image = "app:v2"
 		return c.Patch(ctx, patched, client.MergeFrom(ro))
 	})
-	waitAll(b, c, ns.Name, n, func(ro *v1alpha1.Rollout) bool {
+	w.waitAll(b, n, func(ro *v1alpha1.Rollout) bool {
 		rev, err := engine.DesiredRevision(&ro.Spec)
-		return err == nil && healthy(ro) && ro.Status.StableRevision == rev && ro.Status.CanaryRevision == ""
+		return err == nil && healthy(ro) && ro.Status.StableRevision == rev && ro.Status.CanaryRevision == "" &&
+			ro.Status.ScaleDown == nil
 	})
-	wall := time.Since(start)
+	res := &benchResult{wall: time.Since(start), used: used.since(b), requests: count.requests()}
+	res.limited, _ = rateLimiterWait(b)
+	res.limited -= limited
+	res.rsCreated, res.rsSpec, res.rsStatus, res.rsGone = rsEvents.get()
+	res.events = len(ev.all())
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		b.Fatal(err)
@@ -156,84 +243,6 @@ func runThousand(b *testing.B, restCfg *rest.Config, c client.Client, n int) ([]
 	if len(rec.took) < n {
 		b.Fatalf("%d reconciles for %d rollouts", len(rec.took), n)
 	}
-	return slices.Clone(rec.took), wall
-}
-
-func pauseFor(d time.Duration) v1alpha1.CanaryStep {
-	return v1alpha1.CanaryStep{Pause: &v1alpha1.PauseStep{Duration: &metav1.Duration{Duration: d}}}
-}
-
-// parallel calls do for every name, 16 at a time, and fails on the first
-// error.
-func parallel(b *testing.B, names []string, do func(string) error) {
-	b.Helper()
-	work := make(chan string)
-	errs := make(chan error, len(names))
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for name := range work {
-				if err := do(name); err != nil {
-					errs <- fmt.Errorf("%s: %w", name, err)
-				}
-			}
-		})
-	}
-	for _, name := range names {
-		work <- name
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatal(err)
-	}
-}
-
-// waitAll polls until done holds for n Rollouts of the namespace.
-func waitAll(b *testing.B, c client.Client, ns string, n int, done func(*v1alpha1.Rollout) bool) {
-	b.Helper()
-	deadline := time.Now().Add(10 * time.Minute)
-	for {
-		var list v1alpha1.RolloutList
-		if err := c.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
-			b.Fatal(err)
-		}
-		ok := 0
-		var late *v1alpha1.Rollout
-		for i := range list.Items {
-			if done(&list.Items[i]) {
-				ok++
-			} else {
-				late = &list.Items[i]
-			}
-		}
-		if ok == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d Rollouts done after 10 minutes; %s: phase %s, step %s: %s",
-				ok, n, late.Name, late.Status.Phase, late.Status.StepDisplay, late.Status.Message)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-// rssMB is the resident memory of this process (controller, clients and
-// the benchmark's own bookkeeping; the API server and etcd run apart).
-func rssMB(b *testing.B) float64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		b.Logf("no RSS: %v", err)
-		return 0
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			if err == nil {
-				return float64(kb) / 1024
-			}
-		}
-	}
-	return 0
+	res.took, res.requeued, res.failed = slices.Clone(rec.took), rec.requeued, rec.failed
+	return res
 }

@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/sluicehq/sluice/kube/istio"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
@@ -63,38 +64,54 @@ func (ps Publishers) Publish(ctx context.Context, ro *v1alpha1.Rollout, p plan.P
 // It wraps the Publisher that does the writing and is both the
 // reconciler's Publisher and its Acknowledger.
 //
+// A write refused for its content (istio.RejectedError: the plan does
+// not fit the objects Git declares, or the API server or Istio's webhook
+// refused it) is the data plane refusing the version, as a proxy's NACK
+// is: Publish records it and returns nil, and Acknowledgement answers
+// Rejected with the reason, so the engine acts on spec.rollback.onNack
+// instead of the reconcile failing, and being retried, with the same
+// write forever. Any other error (the API server unreachable, a conflict)
+// is returned and leaves the version pending, to be written again.
+//
 // What it remembers lives in memory. After a restart the first reconcile
 // finds nothing acknowledged, republishes (harmless: same content) and
 // sees the acknowledgement on the next reconcile, so no step is skipped.
 type AcceptedOnWrite struct {
 	Publisher Publisher
 
-	mu       sync.Mutex
-	accepted map[types.NamespacedName]string
+	mu sync.Mutex
+	// written is the data plane's answer to the last version written per
+	// Rollout: Acknowledged, or Rejected with the reason.
+	written map[types.NamespacedName]engine.DataPlane
 }
 
 // NewAcceptedOnWrite acknowledges what p writes successfully.
 func NewAcceptedOnWrite(p Publisher) *AcceptedOnWrite {
-	return &AcceptedOnWrite{Publisher: p, accepted: map[types.NamespacedName]string{}}
+	return &AcceptedOnWrite{Publisher: p, written: map[types.NamespacedName]engine.DataPlane{}}
 }
 
-// Publish writes through the wrapped Publisher and records the version.
+// Publish writes through the wrapped Publisher and records the answer:
+// acknowledged, or rejected for its content. Only other errors are
+// returned.
 func (a *AcceptedOnWrite) Publish(ctx context.Context, ro *v1alpha1.Rollout, p plan.Plan) error {
-	if err := a.Publisher.Publish(ctx, ro, p); err != nil {
+	err := a.Publisher.Publish(ctx, ro, p)
+	dp := istio.Acknowledgement(p.Version, err)
+	if dp.State == engine.AckPending {
 		return fmt.Errorf("publish plan %s: %w", p.Version, err)
 	}
 	a.mu.Lock()
-	a.accepted[types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}] = p.Version
+	a.written[types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}] = dp
 	a.mu.Unlock()
 	return nil
 }
 
-// Acknowledgement reports a version as acknowledged once it was written.
+// Acknowledgement answers for the last version written: acknowledged, or
+// rejected with the reason; any other version is pending.
 func (a *AcceptedOnWrite) Acknowledgement(_ context.Context, ro *v1alpha1.Rollout, version string) (engine.DataPlane, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.accepted[types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}] == version {
-		return engine.DataPlane{Version: version, State: engine.AckAcknowledged}, nil
+	if dp, ok := a.written[types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}]; ok && dp.Version == version {
+		return dp, nil
 	}
 	return engine.DataPlane{Version: version, State: engine.AckPending}, nil
 }
@@ -102,6 +119,6 @@ func (a *AcceptedOnWrite) Acknowledgement(_ context.Context, ro *v1alpha1.Rollou
 // Forget drops what is remembered of a deleted Rollout.
 func (a *AcceptedOnWrite) Forget(key types.NamespacedName) {
 	a.mu.Lock()
-	delete(a.accepted, key)
+	delete(a.written, key)
 	a.mu.Unlock()
 }

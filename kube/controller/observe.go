@@ -115,12 +115,12 @@ func readinessRevisions(st *v1alpha1.RolloutStatus, spec string) (stable, canary
 func (r *Reconciler) listOwned(ctx context.Context, rc *reconcileContext) error {
 	ro := rc.ro
 	var rss appsv1.ReplicaSetList
-	if err := r.List(ctx, &rss, client.InNamespace(ro.Namespace), client.HasLabels{workload.LabelRevision}); err != nil {
+	if err := r.List(ctx, &rss, append(r.ownedBy(ro), client.HasLabels{workload.LabelRevision})...); err != nil {
 		return fmt.Errorf("list ReplicaSets: %w", err)
 	}
 	rc.replicaSets = workload.Owned(ro, rss.Items)
 	var runs v1alpha1.AnalysisRunList
-	if err := r.List(ctx, &runs, client.InNamespace(ro.Namespace)); err != nil {
+	if err := r.List(ctx, &runs, r.ownedBy(ro)...); err != nil {
 		return fmt.Errorf("list AnalysisRuns: %w", err)
 	}
 	rc.runs = map[string]*v1alpha1.AnalysisRun{}

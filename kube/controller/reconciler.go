@@ -83,6 +83,13 @@ type Reconciler struct {
 	// MaxConcurrentReconciles bounds parallel reconciles (different
 	// Rollouts only; one Rollout is never reconciled twice at once).
 	MaxConcurrentReconciles int
+
+	// Set by SetupWithManager (see owned.go): owned objects are indexed
+	// by their Rollout in the manager's cache, which Client must read
+	// from (mgr.GetClient()), and the echoes of the reconciler's own
+	// writes to them are not reconciled.
+	indexed bool
+	writes  *ownWrites
 }
 
 // SetupWithManager registers the reconciler. Like every controller-runtime
@@ -97,14 +104,18 @@ func (r *Reconciler) setup(mgr ctrl.Manager, rec reconcile.Reconciler) error {
 	if err := r.check(); err != nil {
 		return err
 	}
+	if err := indexOwned(mgr, &appsv1.ReplicaSet{}, &v1alpha1.AnalysisRun{}); err != nil {
+		return err
+	}
+	r.indexed, r.writes = true, newOwnWrites()
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
 		// Status writes (ours included) change neither generation nor
 		// annotations; they must not trigger a reconcile of their own.
 		For(&v1alpha1.Rollout{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Owns(&appsv1.ReplicaSet{}).
-		Owns(&v1alpha1.AnalysisRun{}).
+		Owns(&appsv1.ReplicaSet{}, builder.WithPredicates(r.writes.predicate())).
+		Owns(&v1alpha1.AnalysisRun{}, builder.WithPredicates(r.writes.predicate())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)})
 	for _, ch := range r.Wake {
 		if ch != nil {
@@ -120,14 +131,23 @@ func (r *Reconciler) setup(mgr ctrl.Manager, rec reconcile.Reconciler) error {
 // CacheByObject narrows the manager's caches of ReplicaSets and Services
 // to Sluice's own (ReplicaSets with a revision label, the per-revision
 // Services it manages), so the rest of a large cluster costs the
-// controller no memory. Pass it as cache.Options.ByObject.
+// controller no memory, and keeps the managedFields of the objects the
+// Rollout controller reads out of the cache: nothing reads them, and they
+// are a good part of each object's size and of every deep copy a cached
+// read makes. Pass it as cache.Options.ByObject.
 func CacheByObject() map[client.Object]cache.ByObject {
 	rs := labels.NewSelector()
 	if req, err := labels.NewRequirement(workload.LabelRevision, selection.Exists, nil); err == nil {
 		rs = rs.Add(*req)
 	}
 	svc := labels.SelectorFromSet(labels.Set{workload.LabelManagedBy: workload.ManagedBy})
-	return map[client.Object]cache.ByObject{&appsv1.ReplicaSet{}: {Label: rs}, &corev1.Service{}: {Label: svc}}
+	strip := cache.TransformStripManagedFields()
+	return map[client.Object]cache.ByObject{
+		&appsv1.ReplicaSet{}:    {Label: rs, Transform: strip},
+		&corev1.Service{}:       {Label: svc, Transform: strip},
+		&v1alpha1.Rollout{}:     {Transform: strip},
+		&v1alpha1.AnalysisRun{}: {Transform: strip},
+	}
 }
 
 func (r *Reconciler) check() error {

@@ -208,7 +208,7 @@ func TestStatusWriteConflictIsRetried(t *testing.T) {
 	var armed atomic.Bool
 	h.r.Client = interceptor.NewClient(h.c, interceptor.Funcs{
 		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
-			if _, ok := obj.(*v1alpha1.Rollout); ok && armed.CompareAndSwap(true, false) {
+			if sub == "status" && armed.CompareAndSwap(true, false) {
 				// A concurrent writer: the CLI annotating, say.
 				bump := &v1alpha1.Rollout{}
 				if err := c.Get(ctx, client.ObjectKeyFromObject(obj), bump); err != nil {

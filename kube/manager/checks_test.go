@@ -153,12 +153,17 @@ const guard = 400 * time.Millisecond
 // checkSplits judges the client's calls in every plan of the rollout of
 // rev that its xDS server (r's) served for long enough: only the stable
 // and canary versions answer, the canary's share is within the binomial
-// interval of its weight (1e-4 per window), and only failing versions
-// fail. Each weight in need must have been judged at least once.
+// interval of its weight, and only failing versions fail. Each weight in
+// need must have been judged at least once.
 func (w *world) checkSplits(t *testing.T, l *grpcecho.Load, r *replica, samples []sample, rev string, need map[int32]bool) {
 	t.Helper()
 	judged := map[int32]int{}
-	for _, seg := range segments(samples, r.c.XDS()) {
+	segs := segments(samples, r.c.XDS())
+	// A test calls checkSplits twice; each call gets half the test's
+	// false-failure budget, shared by at most len(segs) windows
+	// (Bonferroni, see binomial.Alpha).
+	alpha := binomial.Alpha(2 * len(segs))
+	for _, seg := range segs {
 		if seg.Canary != rev || seg.Applied.IsZero() {
 			continue
 		}
@@ -168,7 +173,7 @@ func (w *world) checkSplits(t *testing.T, l *grpcecho.Load, r *replica, samples 
 			continue
 		}
 		stable, canary := w.tags[seg.Stable], w.tags[seg.Canary]
-		lo, hi := binomial.Interval(sp.Total, float64(seg.CanaryWeight)/100, 1e-4)
+		lo, hi := binomial.Interval(sp.Total, float64(seg.CanaryWeight)/100, alpha)
 		t.Logf("step %s at %d%%: %s of %d calls (%s), canary interval [%d, %d]", seg.Step, seg.CanaryWeight, canary, sp.Calls[canary], sp, lo, hi)
 		if n := sp.Calls[stable] + sp.Calls[canary]; n != sp.Total {
 			t.Errorf("step %s: calls %v; want only %s and %s", seg.Step, sp.Calls, stable, canary)

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/rest"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sluicehq/sluice/kube/xdsplane"
 	"github.com/sluicehq/sluice/standalone/config"
 )
 
@@ -36,10 +38,11 @@ type Config struct {
 
 	LeaderElection LeaderElection    `json:"leaderElection,omitempty"`
 	HTTP           HTTP              `json:"http,omitempty"`
-	XDS            config.XDS        `json:"xds,omitempty"`
+	XDS            XDS               `json:"xds,omitempty"`
 	Istio          Istio             `json:"istio,omitempty"`
 	Prometheus     config.Prometheus `json:"prometheus,omitempty"`
 	Reconcile      Reconcile         `json:"reconcile,omitempty"`
+	KubeAPI        KubeAPI           `json:"kubeAPI,omitempty"`
 	// Git, when set, is the source the controller applies Rollouts and
 	// AnalysisTemplates from. Without it, Rollouts are applied by other
 	// means (kubectl, Argo CD, Flux) and the controller only reconciles.
@@ -48,6 +51,22 @@ type Config struct {
 
 // GitConfig is the git section, as `sluice run` reads it.
 type GitConfig = config.Git
+
+// XDS is `sluice run`'s xds section plus what only several replicas need:
+// each reports its xDS clients to the leader in a ConfigMap of its own
+// (docs/controller.md, "Acknowledgements across replicas").
+type XDS struct {
+	config.XDS
+	// ReplicaName names this replica's report (sluice-xds-<name>); it must
+	// be unique among the replicas. Default $POD_NAME, else the host name.
+	ReplicaName string `json:"replicaName,omitempty"`
+	// ReportInterval is the least time between two writes of the report.
+	// Default 250ms.
+	ReportInterval config.Duration `json:"reportInterval,omitempty"`
+	// ReportHeartbeat is how often an unchanged report is renewed; the
+	// leader ignores one not renewed for three heartbeats. Default 10s.
+	ReportHeartbeat config.Duration `json:"reportHeartbeat,omitempty"`
+}
 
 // LeaderElection: only the leader advances rollouts, measures analysis and
 // applies Git; every replica serves xDS.
@@ -90,6 +109,34 @@ type Reconcile struct {
 	AckPollInterval config.Duration `json:"ackPollInterval,omitempty"`
 	// RevisionHistory is how many idle ReplicaSets are kept. Default 3.
 	RevisionHistory int `json:"revisionHistory,omitempty"`
+}
+
+// KubeAPI is the client-side rate limit of the controller's requests to
+// the Kubernetes API server. client-go applies it per API resource
+// (Rollouts with their status, ReplicaSets, Services, Events, ...: one
+// token bucket each), on top of the API server's own priority and
+// fairness. client-go's default of 5 per second would hold a rollout of
+// many Rollouts at once to a crawl: each takes about a dozen status
+// writes.
+type KubeAPI struct {
+	// QPS is the sustained rate of requests per second, per resource.
+	// Default 50; negative turns client-side limiting off and leaves the
+	// API server's priority and fairness alone in charge.
+	QPS float32 `json:"qps,omitempty"`
+	// Burst is how many requests may go out at once before QPS paces
+	// them. Default 100.
+	Burst int `json:"burst,omitempty"`
+}
+
+// Apply returns a copy of cfg with the rate limit, unless cfg carries a
+// limit of its own (QPS, Burst or a RateLimiter set by whoever built it).
+// Configurations loaded from a kubeconfig never do.
+func (k KubeAPI) Apply(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 && cfg.Burst == 0 && cfg.RateLimiter == nil {
+		cfg.QPS, cfg.Burst = k.QPS, k.Burst
+	}
+	return cfg
 }
 
 // LoadConfig reads and defaults a configuration file; "" gives the
@@ -159,6 +206,14 @@ func (c *Config) Default() {
 	def(&c.HTTP.ProbeAddress, ":8081")
 	def(&c.HTTP.WebhookAddress, ":8082")
 	def(&c.XDS.Address, ":18000")
+	def(&c.XDS.ReplicaName, os.Getenv("POD_NAME"))
+	if c.XDS.ReplicaName == "" {
+		// A pod's host name is its name; outside a cluster, the machine's.
+		host, _ := os.Hostname()
+		c.XDS.ReplicaName = strings.ToLower(host)
+	}
+	defDur(&c.XDS.ReportInterval, 250*time.Millisecond)
+	defDur(&c.XDS.ReportHeartbeat, 10*time.Second)
 	if c.Reconcile.MaxConcurrent == 0 {
 		c.Reconcile.MaxConcurrent = 10
 	}
@@ -166,6 +221,18 @@ func (c *Config) Default() {
 		c.Reconcile.MaxConcurrentAnalysis = 10
 	}
 	defDur(&c.Reconcile.AckPollInterval, 2*time.Second)
+	// Flux's controllers default to 50 (burst 300), Argo Rollouts to 40
+	// (burst 80); controller-runtime's own config loader turns the limit
+	// off. 50 keeps one controller from flooding a shared API server; it
+	// does pace a rollout of hundreds of Rollouts at once to about 50
+	// status writes a second (docs/performance.md), which is what a
+	// negative qps is for.
+	if c.KubeAPI.QPS == 0 {
+		c.KubeAPI.QPS = 50
+	}
+	if c.KubeAPI.Burst == 0 {
+		c.KubeAPI.Burst = 100
+	}
 	if c.Git != nil && c.Git.Tag == "" && c.Git.Commit == "" {
 		def(&c.Git.Branch, "main")
 	}
@@ -211,11 +278,24 @@ func (c *Config) Check() error {
 		bad("leaderElection", "want leaseDuration > renewDeadline > retryPeriod, have %s, %s, %s",
 			le.LeaseDuration.Duration, le.RenewDeadline.Duration, le.RetryPeriod.Duration)
 	}
+	if c.XDS.ReplicaName == "" {
+		bad("xds.replicaName", "required: set it, $POD_NAME or a host name")
+	} else {
+		for _, msg := range validation.IsDNS1123Subdomain(xdsplane.ReportName(c.XDS.ReplicaName)) {
+			bad("xds.replicaName", "%q: the report ConfigMap %s: %s", c.XDS.ReplicaName, xdsplane.ReportName(c.XDS.ReplicaName), msg)
+		}
+	}
+	if c.XDS.ReportInterval.Duration <= 0 || c.XDS.ReportHeartbeat.Duration < c.XDS.ReportInterval.Duration {
+		bad("xds", "want 0 < reportInterval <= reportHeartbeat, have %s, %s", c.XDS.ReportInterval.Duration, c.XDS.ReportHeartbeat.Duration)
+	}
 	if (c.XDS.CertFile == "") != (c.XDS.KeyFile == "") {
 		bad("xds", "certFile and keyFile go together")
 	}
 	if c.XDS.ClientCAFile != "" && c.XDS.CertFile == "" {
 		bad("xds.clientCAFile", "mutual TLS needs certFile and keyFile")
+	}
+	if c.KubeAPI.QPS > 0 && c.KubeAPI.Burst < 1 {
+		bad("kubeAPI.burst", "%d: want at least 1 while qps is positive", c.KubeAPI.Burst)
 	}
 	if c.Reconcile.MaxConcurrent < 1 || c.Reconcile.MaxConcurrentAnalysis < 1 {
 		bad("reconcile", "maxConcurrent and maxConcurrentAnalysis must be at least 1")

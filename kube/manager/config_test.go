@@ -1,13 +1,18 @@
 package manager
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/flowcontrol"
 )
 
 func TestConfigDefaults(t *testing.T) {
 	t.Setenv("POD_NAMESPACE", "platform")
+	t.Setenv("POD_NAME", "sluice-controller-5d8f9c7b6-x2x4z")
 	c, err := ParseConfig(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -16,8 +21,40 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatalf("defaults do not pass Check: %v", err)
 	}
 	if c.Namespace != "platform" || c.DefaultNamespace != "default" || c.XDS.Address != ":18000" ||
-		!c.LeaderElectionEnabled() || !c.IstioEnabled() || c.LeaderElection.LeaseDuration.Duration != 15*time.Second || c.Git != nil {
+		!c.LeaderElectionEnabled() || !c.IstioEnabled() || c.LeaderElection.LeaseDuration.Duration != 15*time.Second || c.Git != nil ||
+		c.KubeAPI != (KubeAPI{QPS: 50, Burst: 100}) {
 		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if c.XDS.ReplicaName != "sluice-controller-5d8f9c7b6-x2x4z" || c.XDS.ReportInterval.Duration != 250*time.Millisecond || c.XDS.ReportHeartbeat.Duration != 10*time.Second {
+		t.Fatalf("xds report defaults: %+v", c.XDS)
+	}
+}
+
+// Without $POD_NAME (outside a cluster) the replica is named after the
+// host, and a name in the file wins over both.
+func TestConfigReplicaName(t *testing.T) {
+	t.Setenv("POD_NAME", "")
+	host, err := os.Hostname()
+	if err != nil {
+		t.Skip(err)
+	}
+	c, err := ParseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.XDS.ReplicaName != strings.ToLower(host) {
+		t.Errorf("replica name %q without POD_NAME, want the host name %q", c.XDS.ReplicaName, host)
+	}
+	t.Setenv("POD_NAME", "pod-a")
+	c, err = ParseConfig([]byte("xds:\n  address: ':1'\n  replicaName: replica-b\n  reportInterval: 1s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if c.XDS.ReplicaName != "replica-b" || c.XDS.Address != ":1" || c.XDS.ReportInterval.Duration != time.Second {
+		t.Errorf("xds section %+v, want the file's replicaName, address and reportInterval", c.XDS)
 	}
 }
 
@@ -35,6 +72,11 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"tls half", "xds:\n  certFile: c.pem\n", "xds: certFile and keyFile go together"},
 		{"bad duration", "reconcile:\n  ackPollInterval: soon\n", "reconcile.ackPollInterval: time: invalid duration"},
 		{"bad type deep", "git:\n  url: file:///r\n  auth:\n    username: [a]\n", "git.auth.username"},
+		{"bad replica name", "xds:\n  replicaName: Pod_A\n", "xds.replicaName: \"Pod_A\""},
+		{"report heartbeat below interval", "xds:\n  reportInterval: 5s\n  reportHeartbeat: 1s\n", "xds: want 0 < reportInterval <= reportHeartbeat"},
+		{"bad report duration", "xds:\n  reportHeartbeat: often\n", "xds.reportHeartbeat: time: invalid duration"},
+		{"burst without room", "kubeAPI:\n  qps: 20\n  burst: -1\n", "kubeAPI.burst: -1"},
+		{"qps not a number", "kubeAPI:\n  qps: fast\n", "kubeAPI.qps"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,5 +103,48 @@ func TestConfigTurnsOff(t *testing.T) {
 	}
 	if c.LeaderElectionEnabled() || c.IstioEnabled() || c.HTTP.MetricsAddress != "0" {
 		t.Fatalf("settings not honoured: %+v", c)
+	}
+}
+
+// The rate limit reaches a rest.Config loaded from a kubeconfig (which
+// never carries one), is turned off by a negative qps, and leaves alone a
+// rest.Config whose builder chose a limit of its own.
+func TestKubeAPIApply(t *testing.T) {
+	t.Parallel()
+	limiter := flowcontrol.NewFakeAlwaysRateLimiter()
+	tests := []struct {
+		name       string
+		yaml       string
+		cfg        rest.Config
+		qps        float32
+		burst      int
+		ownLimiter bool
+	}{
+		{name: "default", cfg: rest.Config{Host: "https://k8s"}, qps: 50, burst: 100},
+		{name: "configured", yaml: "kubeAPI:\n  qps: 200\n  burst: 400\n", cfg: rest.Config{Host: "https://k8s"}, qps: 200, burst: 400},
+		{name: "off", yaml: "kubeAPI:\n  qps: -1\n", cfg: rest.Config{Host: "https://k8s"}, qps: -1, burst: 100},
+		{name: "caller's qps", cfg: rest.Config{Host: "https://k8s", QPS: 7, Burst: 9}, qps: 7, burst: 9},
+		{name: "caller's limiter", cfg: rest.Config{Host: "https://k8s", RateLimiter: limiter}, ownLimiter: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := ParseConfig([]byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Check(); err != nil {
+				t.Fatal(err)
+			}
+			in := tc.cfg
+			got := c.KubeAPI.Apply(&in)
+			if got == &in || in.QPS != tc.cfg.QPS || in.Burst != tc.cfg.Burst {
+				t.Fatalf("Apply changed its argument: %+v", in)
+			}
+			if got.QPS != tc.qps || got.Burst != tc.burst || (got.RateLimiter == limiter) != tc.ownLimiter || got.Host != in.Host {
+				t.Fatalf("Apply: qps %v burst %d limiter %v host %q; want qps %v burst %d, own limiter %v",
+					got.QPS, got.Burst, got.RateLimiter, got.Host, tc.qps, tc.burst, tc.ownLimiter)
+			}
+		})
 	}
 }

@@ -25,7 +25,9 @@ import (
 //
 //  1. v1 is applied from Git and serves alone.
 //  2. v2 is pushed and walks every step (10% → analysis → 50% → analysis
-//     → 100%): the weights follow in the VirtualService and at the client,
+//     → 100%): the leader, with no xDS client of its own, takes each
+//     step's acknowledgement from the follower's report of its client's
+//     ACKs; the weights follow in the VirtualService and at the client,
 //     an edit of the unmanaged admin route in Git goes through meanwhile,
 //     and the leader is killed mid-analysis: the follower resumes the same
 //     step with the same weights and the same run. v2 is promoted and v1
@@ -76,6 +78,7 @@ func TestControllerEndToEnd(t *testing.T) {
 func (w *world) releaseGood(t *testing.T, leader, follower *replica, load *grpcecho.Load) *replica {
 	v2 := w.revs["v2"]
 	startsBefore := w.rollout(t).Status.Starts
+	answersBefore := leader.planAnswers(t)
 	w.repo.Push("echo: release v2", map[string]string{rolloutFile: w.m.rollout("v2")})
 
 	w.eventually(t, "the rollout of v2 to reach its first analysis (step 2, 10%)", time.Minute, func(ro *v1alpha1.Rollout) (bool, error) {
@@ -86,6 +89,7 @@ func (w *world) releaseGood(t *testing.T, leader, follower *replica, load *grpce
 		}
 		return stepAt(ro, 1) && st.Traffic.CanaryWeight == 10, nil
 	})
+	w.checkAcknowledgedByFollower(t, leader, answersBefore)
 
 	w.editUnmanagedRoute(t, startsBefore+1)
 	successor := w.killLeaderMidStep(t, leader, follower)
@@ -101,6 +105,45 @@ func (w *world) releaseGood(t *testing.T, leader, follower *replica, load *grpce
 	w.checkAdminHistory(t, h.VS)
 	w.checkRuns(t, h.Runs, v2, 2, v1alpha1.AnalysisSuccessful)
 	return successor
+}
+
+// checkAcknowledgedByFollower checks that the leader, which has no xDS
+// client of its own, took the steps of v2 as acknowledged from the
+// follower's report of its client's ACKs, never from the VirtualService
+// write it falls back on when no replica has clients.
+func (w *world) checkAcknowledgedByFollower(t *testing.T, leader *replica, before map[string]float64) {
+	t.Helper()
+	after := leader.planAnswers(t)
+	if after["replicas"] <= before["replicas"] || after["fallback"] != before["fallback"] || after["local"] != before["local"] {
+		t.Errorf("the leader's acknowledgements of v2's first step by what answered: before %v, after %v; "+
+			"want more from the replicas' reports and none from the VirtualService fallback", before, after)
+	}
+}
+
+// planAnswers reads the replica's sluice_xds_plan_answers_total
+// {state="Acknowledged"} by its via label.
+func (r *replica) planAnswers(t *testing.T) map[string]float64 {
+	t.Helper()
+	families, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "sluice_xds_plan_answers_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["state"] == "Acknowledged" {
+				out[labels["via"]] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
 }
 
 // editUnmanagedRoute pushes an edit of the admin route, which Sluice

@@ -43,7 +43,9 @@ import (
 
 // Options are what a Controller is built from besides its Config.
 type Options struct {
-	Config     *Config
+	Config *Config
+	// RestConfig reaches the API server. Config.KubeAPI's rate limit
+	// applies unless it carries one of its own (see KubeAPI.Apply).
 	RestConfig *rest.Config
 	Log        logr.Logger
 	// Registerer receives the xDS server's and gitsync's metrics; default
@@ -104,7 +106,7 @@ func New(opts Options) (*Controller, error) {
 	c := &Controller{cfg: cfg, log: log}
 	c.base, c.cancel = context.WithCancel(context.Background())
 
-	mgr, err := ctrl.NewManager(opts.RestConfig, c.managerOptions(scheme, opts))
+	mgr, err := ctrl.NewManager(cfg.KubeAPI.Apply(opts.RestConfig), c.managerOptions(scheme, opts))
 	if err != nil {
 		return nil, fmt.Errorf("sluice controller: manager: %w", err)
 	}
@@ -120,6 +122,7 @@ func (c *Controller) managerOptions(scheme *runtime.Scheme, opts Options) ctrl.O
 	cfg := &c.cfg
 	byObject := controller.CacheByObject()
 	maps.Copy(byObject, xdsplane.CacheByObject())
+	maps.Copy(byObject, xdsplane.ReportCacheByObject(cfg.Namespace))
 	co := cache.Options{ByObject: byObject}
 	if len(cfg.WatchNamespaces) > 0 {
 		co.DefaultNamespaces = map[string]cache.Config{}
@@ -193,17 +196,36 @@ func (c *Controller) setup(opts Options) error {
 		publishers = append(publishers, accepted)
 		fallback = accepted
 	}
+	// Every replica reports its xDS clients; the leader's plane counts
+	// the others' reports with its own tracker.
+	xm, err := xdsplane.NewMetrics(opts.Registerer)
+	if err != nil {
+		return err
+	}
+	ropts := c.reportOptions(xm)
+	reports, err := xdsplane.NewReports(c.base, mgr.GetCache(), mgr.GetClient(), ropts)
+	if err != nil {
+		return err
+	}
 	plane := xdsplane.NewPlane(c.base, srv, xdsplane.Options{
 		Fallback:          fallback,
 		AckWithoutClients: cfg.XDS.AckWithoutClients,
+		Replicas:          reports,
+		Metrics:           xm,
 		Logger:            c.log.WithName("xds-plane"),
 	})
+	reporter, err := xdsplane.NewReporter(mgr.GetClient(), plane, ropts)
+	if err != nil {
+		return err
+	}
 	// Istio first: by the time the xDS wait starts, the write it may fall
 	// back on is already accepted.
 	publishers = append(publishers, plane)
 	for _, r := range []manager.Runnable{
 		xdsplane.Runnable(srv, opts.XDSListener),
 		&xdsplane.Feeder{Cache: mgr.GetCache(), Plane: plane, Logger: c.log.WithName("xds-feeder")},
+		reporter, // every replica
+		reports,  // the leader: deletes stale reports
 	} {
 		if err := mgr.Add(r); err != nil {
 			return fmt.Errorf("add xds: %w", err)
@@ -249,6 +271,20 @@ func (c *Controller) setupProbes() error {
 		return fmt.Errorf("ready check: %w", err)
 	}
 	return nil
+}
+
+// reportOptions configure this replica's xDS report and the reading of
+// the others' (docs/controller.md, "Acknowledgements across replicas").
+func (c *Controller) reportOptions(m *xdsplane.Metrics) xdsplane.ReportOptions {
+	x := &c.cfg.XDS
+	return xdsplane.ReportOptions{
+		Namespace:   c.cfg.Namespace,
+		Replica:     x.ReplicaName,
+		MinInterval: x.ReportInterval.Duration,
+		Heartbeat:   x.ReportHeartbeat.Duration,
+		Metrics:     m,
+		Logger:      c.log.WithName("xds-report"),
+	}
 }
 
 func xdsTLS(cfg *Config) *xds.TLSFiles {

@@ -4,11 +4,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
-	"sigs.k8s.io/yaml"
+	"testing/fstest"
 
 	"github.com/sluicehq/sluice/rollout/engine"
-	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/rollout/manifest"
 )
 
 // The repository the test's controllers apply: one Rollout of the echo
@@ -70,6 +69,11 @@ spec:
       containers:
         - name: echo
           image: %[3]s:%[4]s
+          # No protocol: the CRD defaults it to TCP, which the revision
+          # (a hash of the template as the API server stores it) includes.
+          ports:
+            - name: grpc
+              containerPort: 50051
   strategy:
     canary:
       steps:
@@ -181,16 +185,20 @@ func (m manifests) initial() map[string]string {
 	}
 }
 
-// revisionOf is the revision the controller will compute for the Rollout
-// of tag: the hash of its pod template. The backends are labelled with it
-// before anything runs; the test checks the controller agrees.
+// revisionOf is the revision of the Rollout of tag as Sluice reads it
+// from Git: the hash of its pod template with the CRD's defaults. The
+// backends are labelled with it before anything runs; the test checks
+// that the controller, hashing the template the API server stored, agrees.
 func (m manifests) revisionOf(t testing.TB, tag string) string {
 	t.Helper()
-	var ro v1alpha1.Rollout
-	if err := yaml.UnmarshalStrict([]byte(m.rollout(tag)), &ro); err != nil {
+	res, err := manifest.Load(fstest.MapFS{rolloutFile: {Data: []byte(m.rollout(tag))}}, rolloutFile)
+	if err != nil {
 		t.Fatalf("rollout of %s: %v", tag, err)
 	}
-	rev, err := engine.DesiredRevision(&ro.Spec)
+	if err := res.Err(); err != nil || len(res.Rollouts()) != 1 {
+		t.Fatalf("rollout of %s: %d Rollouts, %v", tag, len(res.Rollouts()), err)
+	}
+	rev, err := engine.DesiredRevision(&res.Rollouts()[0].Spec)
 	if err != nil {
 		t.Fatalf("revision of %s: %v", tag, err)
 	}

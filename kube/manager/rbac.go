@@ -41,3 +41,8 @@ package manager
 //
 // Leader election, in the controller's own namespace only.
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=sluice-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
+//
+// Each replica's report of its xDS clients (sluice-xds-<replica>), written
+// with server-side apply, read by the leader, deleted on shutdown or by
+// the leader once stale; in the controller's own namespace only.
+// +kubebuilder:rbac:groups="",namespace=sluice-system,resources=configmaps,verbs=get;list;watch;create;patch;delete

@@ -225,6 +225,7 @@ func (s *switchWriter) Write(p []byte) (int, error) {
 type replica struct {
 	name    string
 	c       *manager.Controller
+	reg     *prometheus.Registry
 	xdsAddr string
 	cancel  context.CancelFunc
 	done    chan error
@@ -240,11 +241,14 @@ func (w *world) startReplica(name string) *replica {
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	cfg := w.config(w.t.TempDir())
+	cfg.XDS.ReplicaName = name // unique, as a pod's name is
+	reg := prometheus.NewRegistry()
 	c, err := manager.New(manager.Options{
-		Config:             w.config(w.t.TempDir()),
+		Config:             cfg,
 		RestConfig:         w.ctrlCfg,
 		Log:                logger(name),
-		Registerer:         prometheus.NewRegistry(),
+		Registerer:         reg,
 		XDSListener:        lis,
 		SkipNameValidation: true,
 	})
@@ -253,7 +257,7 @@ func (w *world) startReplica(name string) *replica {
 		w.t.Fatalf("replica %s: %v", name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &replica{name: name, c: c, xdsAddr: lis.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	r := &replica{name: name, c: c, reg: reg, xdsAddr: lis.Addr().String(), cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- c.Start(ctx) }()
 	w.t.Cleanup(func() { r.stop(w.t) })
 	return r

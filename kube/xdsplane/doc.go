@@ -13,6 +13,10 @@
 //   - Feeder runs on every replica and feeds the Plane from Rollout status
 //     (engine.PersistedPlan), so followers serve what the leader decided.
 //   - Runnable serves the xds.Server on every replica.
+//   - Reporter writes, on every replica, what its tracker knows of its
+//     clients to a ConfigMap of its own (Report); Reports reads the
+//     others' for the leader's Plane, which counts the clients of every
+//     replica when it answers (aggregate), and deletes stale ones.
 //
 // It adapts the xds package to controller-runtime, which xds itself never
 // imports.

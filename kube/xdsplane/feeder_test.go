@@ -3,11 +3,14 @@ package xdsplane
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,22 +30,37 @@ import (
 
 // replica is one `sluice controller` process as far as xDS goes: a
 // manager whose cache feeds an EndpointSlice source, an xDS server and a
-// Plane through a Feeder. Leader election is left out: a Feeder and the
-// server need none, and the test plays the leader's reconciler itself.
+// Plane through a Feeder, and the replica's report of its clients, with
+// the other replicas' reports for its Plane. Leader election is left out:
+// a Feeder, the server and the reports need none, and the test plays the
+// leader's reconciler itself.
 type replica struct {
-	srv   *xds.Server
-	plane *Plane
-	addr  string
+	name    string
+	srv     *xds.Server
+	plane   *Plane
+	reports *Reports
+	metrics *Metrics
+	addr    string
+	// stop stops the replica, as SIGTERM does, and waits until it has.
+	stop func()
 }
 
-func startReplica(t *testing.T, ns string) *replica {
+// replicaMinInterval is the replicas' least time between two writes of
+// their reports.
+const replicaMinInterval = 50 * time.Millisecond
+
+// startReplica starts a replica named name whose controller namespace is
+// ns, the test's: parallel tests never see each other's reports.
+func startReplica(t *testing.T, ns, name string) *replica {
 	t.Helper()
 	cfg, scheme := env.Start(t)
+	byObject := CacheByObject()
+	maps.Copy(byObject, ReportCacheByObject(ns))
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// The test's namespace only: parallel tests route the same hosts.
-		Cache: cache.Options{ByObject: CacheByObject(), DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Cache: cache.Options{ByObject: byObject, DefaultNamespaces: map[string]cache.Config{ns: {}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -60,20 +78,39 @@ func startReplica(t *testing.T, ns string) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &replica{srv: srv, plane: NewPlane(ctx, srv, Options{}), addr: lis.Addr().String()}
-	for _, run := range []manager.Runnable{Runnable(srv, lis), &Feeder{Cache: mgr.GetCache(), Plane: r.plane}} {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{name: name, srv: srv, metrics: m, addr: lis.Addr().String()}
+	opts := ReportOptions{Namespace: ns, Replica: name, MinInterval: replicaMinInterval, Heartbeat: 2 * time.Second, Metrics: m}
+	if r.reports, err = NewReports(ctx, mgr.GetCache(), mgr.GetClient(), opts); err != nil {
+		t.Fatal(err)
+	}
+	r.plane = NewPlane(ctx, srv, Options{Replicas: r.reports, Metrics: m, NoClientsRetry: 50 * time.Millisecond})
+	reporter, err := NewReporter(mgr.GetClient(), r.plane, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, run := range []manager.Runnable{Runnable(srv, lis), &Feeder{Cache: mgr.GetCache(), Plane: r.plane}, reporter, r.reports} {
 		if err := mgr.Add(run); err != nil {
 			t.Fatal(err)
 		}
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
+	r.stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 			t.Errorf("manager: %v", err)
 		}
 	})
+	t.Cleanup(r.stop)
+	// Publishing reads endpoints from the cache, which serves nothing
+	// before it started.
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		t.Fatalf("replica %s: the cache never synced", name)
+	}
 	return r
 }
 
@@ -106,37 +143,10 @@ func writeStatus(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
 func TestEveryReplicaServesTheLeadersPlan(t *testing.T) {
 	t.Parallel()
 	c, ns := cluster(t)
-	ip := hostIP(t)
 	ctx := context.Background()
+	ro, p30 := servedRollout(t, c, ns)
 
-	// The leader's decisions as it persists them: healthy on v1, then v2
-	// at 30%.
-	ro := newRollout(ns, "reviews", "reviews", "v1")
-	if err := c.Create(ctx, ro); err != nil {
-		t.Fatal(err)
-	}
-	advance(t, ro, 0)
-	writeStatus(t, c, ro)
-	stableRev := ro.Status.StableRevision
-	ro.Spec.Template.Spec.Containers[0].Image = "v2"
-	if err := c.Update(ctx, ro); err != nil {
-		t.Fatal(err)
-	}
-	p30 := advance(t, ro, 30)
-	writeStatus(t, c, ro)
-	canaryRev := ro.Status.CanaryRevision
-
-	// The EndpointSlice controller's part, from the per-revision Services.
-	for rev, name := range map[string]string{stableRev: "stable", canaryRev: "canary"} {
-		backend := netip.MustParseAddrPort(xdstest.Backend(t, ip, name))
-		es := slice(ns, "reviews-"+rev, "reviews", rev, discoveryv1.AddressTypeIPv4,
-			[]discoveryv1.EndpointPort{port("", int32(backend.Port()), corev1.ProtocolTCP)}, endpoint(ip, nil, nil))
-		if err := c.Create(ctx, es); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	leader, follower := startReplica(t, ns), startReplica(t, ns)
+	leader, follower := startReplica(t, ns, "leader"), startReplica(t, ns, "follower")
 	clients := map[string]*replica{"leader": leader, "follower": follower}
 	const n = 2000
 	calls := map[string]func(int) map[string]int{}
@@ -144,7 +154,7 @@ func TestEveryReplicaServesTheLeadersPlan(t *testing.T) {
 		cl, _ := xdstest.Client(t, r.addr, name, "reviews")
 		calls[name] = func(k int) map[string]int { return xdstest.Calls(t, cl, k) }
 		waitInForce(t, r, p30)
-		xdstest.CheckShare(t, calls[name](n), n, 30, 1e-4)
+		xdstest.CheckShare(t, calls[name](n), n, 30, 4) // two clients, two weights
 	}
 
 	// The leader steps to 80%, persists, publishes, and waits for the ACK.
@@ -168,7 +178,7 @@ func TestEveryReplicaServesTheLeadersPlan(t *testing.T) {
 	for name, r := range clients {
 		waitInForce(t, r, p80)
 		calls[name](200) // the client ACKs before its channel switches
-		xdstest.CheckShare(t, calls[name](n), n, 80, 1e-4)
+		xdstest.CheckShare(t, calls[name](n), n, 80, 4)
 	}
 	follower.plane.mu.Lock()
 	if len(follower.plane.waits) != 0 {
@@ -206,6 +216,41 @@ func TestEveryReplicaServesTheLeadersPlan(t *testing.T) {
 			t.Errorf("%s: the other rollout's plan went too", name)
 		}
 	}
+}
+
+// servedRollout creates the reviews Rollout as the leader persists its
+// decisions, healthy on v1 and then v2 at 30%, and the EndpointSlices
+// the cluster derives for both revisions, pointing at real backends
+// named stable and canary. It returns the Rollout and its plan.
+func servedRollout(t *testing.T, c client.Client, ns string) (*v1alpha1.Rollout, plan.Plan) {
+	t.Helper()
+	ip := hostIP(t)
+	ctx := context.Background()
+	ro := newRollout(ns, "reviews", "reviews", "v1")
+	if err := c.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	advance(t, ro, 0)
+	writeStatus(t, c, ro)
+	stableRev := ro.Status.StableRevision
+	ro.Spec.Template.Spec.Containers[0].Image = "v2"
+	if err := c.Update(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	p30 := advance(t, ro, 30)
+	writeStatus(t, c, ro)
+	canaryRev := ro.Status.CanaryRevision
+
+	// The EndpointSlice controller's part, from the per-revision Services.
+	for rev, name := range map[string]string{stableRev: "stable", canaryRev: "canary"} {
+		backend := netip.MustParseAddrPort(xdstest.Backend(t, ip, name))
+		es := slice(ns, "reviews-"+rev, "reviews", rev, discoveryv1.AddressTypeIPv4,
+			[]discoveryv1.EndpointPort{port("", int32(backend.Port()), corev1.ProtocolTCP)}, endpoint(ip, nil, nil))
+		if err := c.Create(ctx, es); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ro, p30
 }
 
 // waitInForce waits until the replica serves p and its clients, if any,

@@ -33,8 +33,14 @@ type Options struct {
 	// default, so that a step never completes unseen.
 	AckWithoutClients bool
 	// NoClientsRetry is how often a background wait looks again while no
-	// client subscribes; default 250ms.
+	// client of this replica has an answer to give; default 250ms.
 	NoClientsRetry time.Duration
+	// Replicas, when set, are the other replicas' reports: the leader's
+	// acknowledgement then counts the xDS clients connected to any
+	// replica, not only to this one.
+	Replicas *Reports
+	// Metrics count the answers; nil counts nowhere.
+	Metrics *Metrics
 	// Logger reports publishes that fail outside a reconcile (Forget).
 	Logger logr.Logger
 }
@@ -51,6 +57,8 @@ type Options struct {
 // For the leader it also waits in the background for the proxies'
 // answer to each published version and sends the Rollout on Wake, so
 // acknowledgement reaches the engine in milliseconds, not at the next poll.
+// With Options.Replicas those proxies are every replica's: its own
+// tracker's and those the other replicas report.
 type Plane struct {
 	srv  *xds.Server
 	opts Options
@@ -60,6 +68,9 @@ type Plane struct {
 	mu    sync.Mutex
 	plans map[types.NamespacedName]held
 	waits map[types.NamespacedName]*waitEntry
+	// answered is the version and answer last counted per Rollout, so
+	// the metric counts each answer once, not once per reconcile.
+	answered map[types.NamespacedName]engine.DataPlane
 }
 
 // held is a Rollout's plan and the resourceVersion it was read from.
@@ -87,13 +98,17 @@ func NewPlane(ctx context.Context, srv *xds.Server, opts Options) *Plane {
 	if opts.NoClientsRetry <= 0 {
 		opts.NoClientsRetry = 250 * time.Millisecond
 	}
+	if opts.Metrics == nil {
+		opts.Metrics = unregisteredMetrics()
+	}
 	return &Plane{
-		srv:   srv,
-		opts:  opts,
-		base:  ctx,
-		wake:  make(chan event.GenericEvent, 64),
-		plans: map[types.NamespacedName]held{},
-		waits: map[types.NamespacedName]*waitEntry{},
+		srv:      srv,
+		opts:     opts,
+		base:     ctx,
+		wake:     make(chan event.GenericEvent, 64),
+		plans:    map[types.NamespacedName]held{},
+		waits:    map[types.NamespacedName]*waitEntry{},
+		answered: map[types.NamespacedName]engine.DataPlane{},
 	}
 }
 
@@ -116,45 +131,86 @@ func (p *Plane) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.Plan)
 	return nil
 }
 
-// Acknowledgement implements controller.Acknowledger. With xDS clients of
-// the service it is their answer (xds.Status.DataPlane). With none it is
-// the Fallback's answer, or with AckWithoutClients an acknowledgement, but
-// only for the version this Plane has published: nothing stands in for a
-// plan that is not out. A pending answer makes sure a background wait is
-// on it, which sends the Rollout on Wake when it changes.
+// Acknowledgement implements controller.Acknowledger. With xDS clients
+// of the service on any replica it is their answer (this replica's
+// tracker, the others' reports; see aggregate). With none anywhere it is
+// the Fallback's answer, or with AckWithoutClients an acknowledgement,
+// but only for the version this Plane has published: nothing stands in
+// for a plan that is not out. A Fallback that rejected the version (Istio
+// refused it) rejects it whatever the clients say. A pending answer makes
+// sure a background wait is on it, which sends the Rollout on Wake when
+// it changes.
 func (p *Plane) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, version string) (engine.DataPlane, error) {
-	svc, current := p.current(keyOf(ro), version)
+	key := keyOf(ro)
+	svc, current := p.current(key, version)
 	if svc == "" {
 		svc = xds.ServiceKey(ro.Namespace, ro.Spec.Service.Name)
 	}
-	dp, err := p.answer(ctx, ro, p.srv.Status(svc, version), current)
+	dp, via, err := p.answer(ctx, ro, p.srv.Status(svc, version), current)
 	if err != nil {
 		return dp, err
 	}
-	if dp.State == engine.AckPending && current {
-		p.ensureWait(ro, version)
+	if dp.State == engine.AckPending {
+		if current {
+			p.ensureWait(ro, version)
+		}
+		return dp, nil
 	}
+	p.count(key, dp, via)
 	return dp, nil
 }
 
-// answer turns the xDS status of a version into the engine's observation,
-// standing in for absent clients as Options say.
-func (p *Plane) answer(ctx context.Context, ro *v1alpha1.Rollout, st xds.Status, current bool) (engine.DataPlane, error) {
-	if !st.NoClients() {
-		return st.DataPlane(), nil
+// answer turns what the data plane says about a version into the
+// engine's observation, standing in for absent clients as Options say,
+// and names what answered (the via label of the answers metric).
+func (p *Plane) answer(ctx context.Context, ro *v1alpha1.Rollout, st xds.Status, current bool) (engine.DataPlane, string, error) {
+	answers := []replicaAnswer{localAnswer(p.replica(), st)}
+	if p.opts.Replicas != nil {
+		answers = append(answers, p.opts.Replicas.answers(keyOf(ro))...)
+	}
+	dp, clients := aggregate(st.PlanVersion, answers)
+	via := viaLocal
+	if remote(answers) {
+		via = viaReplicas
+	}
+	// The Fallback is asked even with clients: its rejection means the
+	// mesh's sidecars will never get this plan.
+	if current && p.opts.Fallback != nil && dp.State != engine.AckRejected {
+		fb, err := p.opts.Fallback.Acknowledgement(ctx, ro, st.PlanVersion)
+		if err != nil {
+			return fb, "", fmt.Errorf("acknowledgement of the fallback data plane: %w", err)
+		}
+		if fb.State == engine.AckRejected || clients == 0 {
+			return fb, viaFallback, nil
+		}
 	}
 	switch {
-	case !current:
-	case p.opts.Fallback != nil:
-		dp, err := p.opts.Fallback.Acknowledgement(ctx, ro, st.PlanVersion)
-		if err != nil {
-			return dp, fmt.Errorf("acknowledgement without xDS clients: %w", err)
-		}
-		return dp, nil
-	case p.opts.AckWithoutClients:
-		return engine.DataPlane{Version: st.PlanVersion, State: engine.AckAcknowledged}, nil
+	case clients > 0:
+		return dp, via, nil
+	case current && p.opts.Fallback == nil && p.opts.AckWithoutClients:
+		return engine.DataPlane{Version: st.PlanVersion, State: engine.AckAcknowledged}, viaWithoutClients, nil
 	}
-	return engine.DataPlane{Version: st.PlanVersion, State: engine.AckPending}, nil
+	return engine.DataPlane{Version: st.PlanVersion, State: engine.AckPending}, "", nil
+}
+
+// replica is this replica's name in rejection messages; none without
+// reports.
+func (p *Plane) replica() string {
+	if p.opts.Replicas == nil {
+		return ""
+	}
+	return p.opts.Replicas.Replica()
+}
+
+// count counts an answer the first time it is given for a version.
+func (p *Plane) count(key types.NamespacedName, dp engine.DataPlane, via string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if last, ok := p.answered[key]; ok && last.Version == dp.Version && last.State == dp.State {
+		return
+	}
+	p.answered[key] = engine.DataPlane{Version: dp.Version, State: dp.State}
+	p.opts.Metrics.answered(dp.State, via)
 }
 
 // Forget implements the reconciler's optional Forget: a deleted Rollout's
@@ -166,6 +222,7 @@ func (p *Plane) Forget(key types.NamespacedName) {
 		w.cancel()
 		delete(p.waits, key)
 	}
+	delete(p.answered, key)
 	p.mu.Unlock()
 	if f, ok := p.opts.Fallback.(interface{ Forget(types.NamespacedName) }); ok {
 		f.Forget(key)
@@ -189,6 +246,22 @@ func (p *Plane) current(key types.NamespacedName, version string) (string, bool)
 		return "", false
 	}
 	return xds.PlanKey(&h.plan), h.plan.Version == version
+}
+
+// servedPlan is the service key and version of a Rollout's held plan.
+type servedPlan struct {
+	service, version string
+}
+
+// served lists the plan of every Rollout held.
+func (p *Plane) served() map[types.NamespacedName]servedPlan {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[types.NamespacedName]servedPlan, len(p.plans))
+	for k, h := range p.plans {
+		out[k] = servedPlan{service: xds.PlanKey(&h.plan), version: h.plan.Version}
+	}
+	return out
 }
 
 // update applies changes and publishes the resulting set once. A change

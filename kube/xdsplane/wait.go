@@ -51,38 +51,67 @@ func (p *Plane) ensureWait(ro *v1alpha1.Rollout, version string) {
 
 // wait blocks until the data plane has an answer for version that the
 // engine should see, then sends the Rollout on Wake: every subscribed
-// proxy ACKed it, one NACKed it, or, with no client subscribed, the
-// stand-in acknowledgement (Fallback, AckWithoutClients) says it is done.
-// While no client subscribes and nothing stands in, it looks again every
-// NoClientsRetry: a client that connects gets the plan and answers. It
-// ends without a word when the version is superseded or ctx ends.
+// proxy on every replica ACKed it, one NACKed it, or, with no client
+// anywhere, the stand-in acknowledgement (Fallback, AckWithoutClients)
+// says it is done. Between looks it waits for whatever may move the
+// answer: this replica's clients answering (the tracker's Wait), another
+// replica's report about the Rollout changing, and, while no client here
+// has anything left to answer, a look every NoClientsRetry (a client that
+// connects here, the Fallback's write). It ends without a word when the
+// version is superseded or ctx ends.
 func (p *Plane) wait(ctx context.Context, ro *v1alpha1.Rollout, version string) {
+	key := keyOf(ro)
 	for ctx.Err() == nil {
-		svc, current := p.current(keyOf(ro), version)
+		svc, current := p.current(key, version)
 		if !current {
 			return // superseded or forgotten: a newer wait took over
 		}
-		_, err := p.srv.Wait(ctx, svc, version)
-		var rejected *xds.RejectedError
-		switch {
-		case err == nil, errors.As(err, &rejected):
+		// Taken before looking, so a change while looking is not lost.
+		var reports <-chan struct{}
+		if p.opts.Replicas != nil {
+			reports = p.opts.Replicas.changed(key)
+		}
+		st := p.srv.Status(svc, version)
+		if dp, _, err := p.answer(ctx, ro, st, true); err == nil && dp.State != engine.AckPending {
 			p.signal(ctx, ro)
 			return
-		case errors.Is(err, xds.ErrNoClients):
-			st := p.srv.Status(svc, version)
-			if dp, err := p.answer(ctx, ro, st, true); err == nil && dp.State != engine.AckPending {
-				p.signal(ctx, ro)
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(p.opts.NoClientsRetry):
-			}
-		default:
-			return // superseded or cancelled
+		}
+		if !p.await(ctx, svc, version, st, reports) {
+			return
 		}
 	}
+}
+
+// await blocks until something may have moved the answer, and reports
+// whether to look again (false: the version was superseded, or ctx
+// ended).
+func (p *Plane) await(ctx context.Context, svc, version string, st xds.Status, reports <-chan struct{}) bool {
+	var local chan error
+	var retry <-chan time.Time
+	if st.Subscribed > st.Acked && len(st.Rejected) == 0 {
+		// This replica's clients have yet to answer: the tracker says
+		// when they have.
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		local = make(chan error, 1)
+		go func() {
+			_, err := p.srv.Wait(wctx, svc, version)
+			local <- err
+		}()
+	} else {
+		t := time.NewTimer(p.opts.NoClientsRetry)
+		defer t.Stop()
+		retry = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case err := <-local:
+		return !errors.Is(err, xds.ErrSuperseded)
+	case <-reports:
+	case <-retry:
+	}
+	return true
 }
 
 // signal sends the Rollout to the reconciler. It blocks until the

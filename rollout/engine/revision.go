@@ -13,6 +13,9 @@ import (
 // DesiredRevision names the revision a spec asks for: the backend's version
 // in standalone mode, or a hash of the pod template in controller mode (the
 // value of the sluice.dev/revision label on its ReplicaSet and pods).
+// The template must carry the CRD's defaults, as the API server stores it;
+// rollout/manifest applies them to what it reads from Git, so that Git and
+// the cluster name the same revision.
 func DesiredRevision(spec *v1alpha1.RolloutSpec) (string, error) {
 	switch {
 	case spec.Backend != nil:

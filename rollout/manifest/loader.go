@@ -23,6 +23,7 @@ type objectKey struct{ kind, namespace, name string }
 
 type loader struct {
 	o        options
+	schemas  kindSchemas
 	objects  []Object
 	problems []Problem
 	files    int
@@ -33,8 +34,12 @@ type loader struct {
 	valuesLeft int
 }
 
-func newLoader(o options) *loader {
-	return &loader{o: o, seen: map[objectKey]Object{}, valuesLeft: maxLoadValues}
+func newLoader(o options) (*loader, error) {
+	schemas, err := embeddedSchemas()
+	if err != nil {
+		return nil, err
+	}
+	return &loader{o: o, schemas: schemas, seen: map[objectKey]Object{}, valuesLeft: maxLoadValues}, nil
 }
 
 func (l *loader) problem(file string, line int, fieldPath, reason string) {
@@ -296,6 +301,9 @@ func (l *loader) loadDocument(file string, doc *yaml.Node) int {
 	if !l.decode(file, v, obj) {
 		return last
 	}
+	if obj = l.admit(file, v, kind, obj); obj == nil {
+		return last
+	}
 	o := Object{File: file, Line: v.line}
 	var errs field.ErrorList
 	switch obj := obj.(type) {
@@ -342,6 +350,22 @@ func (l *loader) decode(file string, v *value, obj any) bool {
 		l.problem(file, v.line, "", "cannot decode: "+err.Error())
 	}
 	return err == nil && len(strict) == 0
+}
+
+// admit returns obj, which decoded strictly, as the API server would
+// store it (see defaults.go), or nil after reporting the fields the server
+// would drop. Validation sees the object with its defaults, as the
+// server's does.
+func (l *loader) admit(file string, v *value, kind string, obj any) any {
+	a, err := admit(obj, l.schemas[kind])
+	if err != nil {
+		l.problem(file, v.line, "", fmt.Sprintf("cannot apply the defaults of the %s CRD: %v", kind, err))
+		return nil
+	}
+	for _, p := range a.pruned {
+		l.problem(file, v.lineOf(p), p, "unknown field: the "+kind+" CRD has no such field, so the API server would drop it")
+	}
+	return a.obj
 }
 
 func (l *loader) record(o Object, v *value) {

@@ -6,9 +6,11 @@
 // folders (names starting with a dot) excepted. A file may hold many YAML
 // documents. Documents of the sluice.dev/v1alpha1 kinds Rollout and
 // AnalysisTemplate are decoded strictly (unknown and duplicate fields are
-// errors) and validated with rollout/validation; other Kubernetes objects
-// and plain YAML are counted as skipped, so Sluice manifests can live beside
-// the rest of an application's configuration.
+// errors), given the defaults of their CustomResourceDefinition as the API
+// server would (so that an object from Git equals the one the cluster
+// stores, and hashes the same), and validated with rollout/validation;
+// other Kubernetes objects and plain YAML are counted as skipped, so Sluice
+// manifests can live beside the rest of an application's configuration.
 //
 // Loading works on any fs.FS, so the same code serves `sluice validate` on
 // a directory and gitsync on a checked-out commit.
@@ -250,10 +252,14 @@ func newOptions(opts []Option) options {
 // Load reads the manifests under root in fsys (root may also name a single
 // file, which is read whatever its extension). Problem and Object paths are
 // fsys paths. The error is non-nil only when loading could not be done:
-// root unreadable, or a limit hit; problems with the manifests themselves are
-// in the Result.
+// root unreadable, a limit hit, or the CustomResourceDefinitions built into
+// the binary unusable; problems with the manifests themselves are in the
+// Result.
 func Load(fsys fs.FS, root string, opts ...Option) (*Result, error) {
-	l := newLoader(newOptions(opts))
+	l, err := newLoader(newOptions(opts))
+	if err != nil {
+		return nil, err
+	}
 	if err := l.load(fsys, root, func(p string) string { return p }); err != nil {
 		return nil, err
 	}
@@ -272,7 +278,10 @@ func LoadDir(dir string, opts ...Option) (*Result, error) {
 // Reads are confined to each path with os.Root, so a symbolic link in a
 // repository cannot make Sluice read files outside it.
 func LoadDirs(paths []string, opts ...Option) (*Result, error) {
-	l := newLoader(newOptions(opts))
+	l, err := newLoader(newOptions(opts))
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range paths {
 		if err := l.loadDir(p); err != nil {
 			return nil, err

@@ -1,0 +1,102 @@
+package xdsplane
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/xds"
+)
+
+func TestAggregate(t *testing.T) {
+	t.Parallel()
+	const v, old = "v2", "v1"
+	acked := func(replica string, clients int) replicaAnswer {
+		return replicaAnswer{replica: replica, version: v, clients: clients, state: engine.AckAcknowledged}
+	}
+	pending := func(replica string, clients int) replicaAnswer {
+		return replicaAnswer{replica: replica, version: v, clients: clients}
+	}
+	rejected := func(replica, msg string) replicaAnswer {
+		return replicaAnswer{replica: replica, version: v, clients: 1, state: engine.AckRejected, message: msg}
+	}
+	none := func(replica string) replicaAnswer { return replicaAnswer{replica: replica, version: v} }
+	tests := []struct {
+		name        string
+		answers     []replicaAnswer
+		want        engine.AckState
+		wantClients int
+		wantMsg     string
+	}{
+		{"no clients anywhere", []replicaAnswer{none("a"), none("b")}, engine.AckPending, 0, ""},
+		{"clients only here, all acked", []replicaAnswer{acked("a", 2)}, engine.AckAcknowledged, 2, ""},
+		{"clients only on a follower, acked", []replicaAnswer{none("a"), acked("b", 3)}, engine.AckAcknowledged, 3, ""},
+		{"every replica with clients acked", []replicaAnswer{acked("a", 1), acked("b", 2), none("c")}, engine.AckAcknowledged, 3, ""},
+		{"one replica still pending", []replicaAnswer{acked("a", 1), pending("b", 2)}, engine.AckPending, 3, ""},
+		{"a follower pending, none here", []replicaAnswer{none("a"), pending("b", 1)}, engine.AckPending, 1, ""},
+		{"a follower serving the older version", []replicaAnswer{acked("a", 1), {replica: "b", version: old, clients: 1, state: engine.AckAcknowledged}}, engine.AckPending, 2, ""},
+		{"an older version's rejection does not count", []replicaAnswer{acked("a", 1), {replica: "b", version: old, clients: 1, state: engine.AckRejected, message: "bad"}}, engine.AckPending, 2, ""},
+		{"a follower rejected", []replicaAnswer{acked("a", 1), rejected("b", "listener reviews: bad regex")}, engine.AckRejected, 2, "replica b: listener reviews: bad regex"},
+		{"rejection wins over pending", []replicaAnswer{pending("a", 4), rejected("c", "nack")}, engine.AckRejected, 5, "replica c: nack"},
+		{"the first rejecting replica is named", []replicaAnswer{rejected("a", "mine"), rejected("b", "theirs")}, engine.AckRejected, 2, "replica a: mine"},
+		{"without a replica name the message is the proxy's", []replicaAnswer{rejected("", "nack")}, engine.AckRejected, 1, "nack"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dp, clients := aggregate(v, tc.answers)
+			if dp.Version != v || dp.State != tc.want || clients != tc.wantClients || dp.Message != tc.wantMsg {
+				t.Errorf("aggregate = %+v with %d clients; want %q with %d clients, message %q", dp, clients, tc.want, tc.wantClients, tc.wantMsg)
+			}
+		})
+	}
+}
+
+// A report entry says what the tracker says, in a few bytes, and reads
+// back, through JSON, as the same answer.
+func TestReportEntryRoundTrip(t *testing.T) {
+	t.Parallel()
+	node := xds.NodeRef{ID: "checkout-7f9c", Group: xds.GroupGRPC, Stream: 4}
+	nack := func(msg string) []xds.Rejection {
+		return []xds.Rejection{{Node: node, TypeURL: "type.googleapis.com/envoy.config.listener.v3.Listener", Version: "abc", Message: msg}}
+	}
+	long := strings.Repeat("x", 4*maxReportMessage)
+	tests := []struct {
+		name   string
+		status xds.Status
+		want   replicaAnswer
+	}{
+		{"acknowledged", xds.Status{PlanVersion: "p", Subscribed: 2, Acked: 2},
+			replicaAnswer{replica: "b", version: "p", clients: 2, state: engine.AckAcknowledged}},
+		{"pending", xds.Status{PlanVersion: "p", Subscribed: 2, Acked: 1, Pending: []xds.NodeRef{node}},
+			replicaAnswer{replica: "b", version: "p", clients: 2}},
+		{"rejected", xds.Status{PlanVersion: "p", Subscribed: 1, Rejected: nack("bad regex")},
+			replicaAnswer{replica: "b", version: "p", clients: 1, state: engine.AckRejected, message: nack("bad regex")[0].String()}},
+	}
+	for _, tc := range tests {
+		if got := roundTrip(t, entryOf(tc.status)).answer("b"); got != tc.want {
+			t.Errorf("%s: answer %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+	e := roundTrip(t, entryOf(xds.Status{PlanVersion: "p", Subscribed: 1, Rejected: nack(long)}))
+	if len(e.Message) > maxReportMessage || !strings.Contains(e.Message, node.ID) {
+		t.Errorf("a long NACK message is reported in %d bytes (at most %d, naming the node): %q", len(e.Message), maxReportMessage, e.Message)
+	}
+	if a := (ReportEntry{Plan: "p", Clients: 1, State: "Draining"}).answer("b"); a.state != engine.AckPending {
+		t.Errorf("a state this version does not know: %+v, want pending", a)
+	}
+}
+
+func roundTrip(t *testing.T, e ReportEntry) ReportEntry {
+	t.Helper()
+	data, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out ReportEntry
+	if err := json.Unmarshal(data, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

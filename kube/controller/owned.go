@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -100,10 +101,22 @@ func (r *Reconciler) patchOwnedSpec(ctx context.Context, obj, base client.Object
 // one reconcile, never a missed one.
 type ownWrites struct {
 	mu   sync.Mutex
-	next map[types.NamespacedName]int64
+	next map[ownedKey]int64
 }
 
-func newOwnWrites() *ownWrites { return &ownWrites{next: map[types.NamespacedName]int64{}} }
+// ownedKey names an owned object by type as well as name: a ReplicaSet and
+// an AnalysisRun may share a name, and one's expectation must never drop
+// the other's event.
+type ownedKey struct {
+	typ reflect.Type
+	types.NamespacedName
+}
+
+func keyOfOwned(obj client.Object) ownedKey {
+	return ownedKey{reflect.TypeOf(obj), client.ObjectKeyFromObject(obj)}
+}
+
+func newOwnWrites() *ownWrites { return &ownWrites{next: map[ownedKey]int64{}} }
 
 // expect notes that a write about to be sent will give obj generation g.
 // A nil receiver (a Reconciler not set up with a manager, whose client
@@ -113,7 +126,7 @@ func (w *ownWrites) expect(obj client.Object, g int64) {
 		return
 	}
 	w.mu.Lock()
-	w.next[client.ObjectKeyFromObject(obj)] = g
+	w.next[keyOfOwned(obj)] = g
 	w.mu.Unlock()
 }
 
@@ -122,13 +135,13 @@ func (w *ownWrites) failed(obj client.Object) {
 	if w == nil {
 		return
 	}
-	w.forget(client.ObjectKeyFromObject(obj))
+	w.forget(keyOfOwned(obj))
 }
 
 // echo reports whether obj is at the generation the reconciler's own
 // write gave it, and if so forgets the write.
 func (w *ownWrites) echo(obj client.Object) bool {
-	key := client.ObjectKeyFromObject(obj)
+	key := keyOfOwned(obj)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	g, ok := w.next[key]
@@ -139,7 +152,7 @@ func (w *ownWrites) echo(obj client.Object) bool {
 	return true
 }
 
-func (w *ownWrites) forget(key types.NamespacedName) {
+func (w *ownWrites) forget(key ownedKey) {
 	w.mu.Lock()
 	delete(w.next, key)
 	w.mu.Unlock()
@@ -154,7 +167,7 @@ func (w *ownWrites) predicate() predicate.Predicate {
 			return e.ObjectOld.GetGeneration() == e.ObjectNew.GetGeneration() || !w.echo(e.ObjectNew)
 		},
 		DeleteFunc: func(e event.DeleteEvent) bool {
-			w.forget(client.ObjectKeyFromObject(e.Object))
+			w.forget(keyOfOwned(e.Object))
 			return true
 		},
 	}

@@ -81,6 +81,22 @@ func TestOwnWritesDropOnlyEchoes(t *testing.T) {
 	}
 }
 
+// A ReplicaSet and an AnalysisRun may share a name: the expectation of a
+// write to one never drops an event of the other.
+func TestOwnWritesKeepKindsApart(t *testing.T) {
+	t.Parallel()
+	meta := metav1.ObjectMeta{Namespace: "shop", Name: "checkout-abc", Generation: 1}
+	w := newOwnWrites()
+	p := w.predicate()
+	w.expect(&appsv1.ReplicaSet{ObjectMeta: meta}, 1)
+	if !p.Create(event.CreateEvent{Object: &v1alpha1.AnalysisRun{ObjectMeta: meta}}) {
+		t.Fatal("the AnalysisRun's create was dropped as the echo of a ReplicaSet write")
+	}
+	if p.Create(event.CreateEvent{Object: &appsv1.ReplicaSet{ObjectMeta: meta}}) {
+		t.Fatal("the ReplicaSet's own create was not dropped")
+	}
+}
+
 // Objects are indexed by the Rollout that controls them, and by nothing
 // else: not by an owner that is not their controller, nor by a controller
 // of another kind.

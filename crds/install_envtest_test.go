@@ -63,6 +63,10 @@ func TestInstallBundleApplies(t *testing.T) {
 		{"", "services", "", "create", "shop", true},
 		{"discovery.k8s.io", "endpointslices", "", "list", "shop", true},
 		{"networking.istio.io", "virtualservices", "", "patch", "shop", true},
+		// The Istio writer's cache (kube/istio.CacheByObject): every
+		// namespace, narrowed by label.
+		{"networking.istio.io", "virtualservices", "", "watch", "", true},
+		{"networking.istio.io", "destinationrules", "", "list", "", true},
 		{"", "secrets", "", "get", "shop", true},
 		{"", "events", "", "create", "shop", true},
 		{"coordination.k8s.io", "leases", "", "update", "sluice-system", true},

@@ -18,7 +18,13 @@
 //     no xDS client connected.
 //   - Publisher is the reconciler's Publisher: it builds the Writer's
 //     input from a Rollout and what Git declares for it (Declarations,
-//     the Git applier's), and writes on every publish.
+//     the Git applier's), and hands the Writer every publish.
+//
+// A cached Writer (NewCachedWriter) remembers its last write per Rollout
+// and skips a write whose input and live objects, as an informer cache of
+// the objects it labelled shows them, are unchanged. As a leader-only
+// Runnable it watches that cache and wakes the Rollout whose objects
+// someone else changed, so the next reconcile writes them again.
 //
 // Istio's CRDs declare spec.http and spec.subsets as atomic lists, so
 // server-side apply cannot give one route to Sluice and the next to another

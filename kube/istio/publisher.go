@@ -6,6 +6,7 @@ import (
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/kube/workload"
@@ -44,10 +45,11 @@ type Publisher struct {
 // Publish writes p for ro: Git's declarations of the objects ro names,
 // merged with the plan, with ro's Git provenance.
 //
-// It writes on every call, not only for a new plan version: a Git change to
-// the declared objects (an unmanaged route, say) must reach the cluster
-// while the plan stays the same, and the Writer's server-side apply makes
-// an unchanged write a no-op on the API server.
+// It hands every call to the Writer, not only a new plan version: a Git
+// change to the declared objects (an unmanaged route, say) must reach the
+// cluster while the plan stays the same. A cached Writer skips the write
+// when neither the plan, nor Git's declaration, nor the live objects
+// changed since its last write.
 func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.Plan) error {
 	in, err := p.input(ro, pl)
 	if err != nil {
@@ -58,6 +60,9 @@ func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.P
 	}
 	return nil
 }
+
+// Forget drops what the Writer remembers of a deleted Rollout.
+func (p *Publisher) Forget(key types.NamespacedName) { p.Writer.Forget(key) }
 
 // input builds the Writer's input for ro.
 func (p *Publisher) input(ro *v1alpha1.Rollout, pl plan.Plan) (Input, error) {

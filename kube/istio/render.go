@@ -39,6 +39,11 @@ const (
 	// declaration); only those it deletes or takes over.
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	managedByValue = "sluice"
+	// LabelRouting marks every object the Writer writes, declared in Git
+	// or its own, so that the controller's cache of VirtualServices and
+	// DestinationRules holds those and no others (CacheByObject).
+	LabelRouting = "sluice.dev/routing"
+	routingValue = "true"
 
 	// previewSuffix names the VirtualService of blue/green preview hosts.
 	previewSuffix = "-preview"
@@ -272,6 +277,10 @@ func (r *renderer) objectMeta(name string, declared *metav1.ObjectMeta, extra ma
 			m.OwnerReferences = []metav1.OwnerReference{*o}
 		}
 	}
+	if m.Labels == nil {
+		m.Labels = map[string]string{}
+	}
+	m.Labels[LabelRouting] = routingValue
 	maps.Copy(m.Annotations, r.in.Annotations)
 	maps.Copy(m.Annotations, extra)
 	m.Annotations[AnnotationPlanVersion] = r.in.Plan.Version

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
+	"github.com/go-logr/logr"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,7 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/sluicehq/sluice/rollout/engine"
 )
@@ -35,9 +39,18 @@ type Client interface {
 // Writer writes traffic plans as Istio objects with server-side apply.
 type Writer struct {
 	c Client
+
+	// The rest is a cached Writer's (NewCachedWriter); see watch.go.
+	cache      cache.Cache
+	log        logr.Logger
+	mem        *memory
+	watching   atomic.Bool
+	wake       chan event.GenericEvent
+	wakeWanted atomic.Bool
 }
 
-// NewWriter returns a Writer that uses c.
+// NewWriter returns a Writer that reads through c and writes on every
+// call.
 func NewWriter(c Client) *Writer { return &Writer{c: c} }
 
 // Written is what the API server accepted for one plan.
@@ -55,22 +68,50 @@ type Written struct {
 // another writer (resourceVersion precondition) is rendered again from a
 // fresh read.
 //
+// A cached Writer skips all of it, sending no request, when in is the
+// Input of its last successful write for in.Owner and its cache shows the
+// objects as that write left them (see NewCachedWriter).
+//
 // With no xDS client connected, a nil error is the data plane's
 // acknowledgement of the plan version; see Acknowledgement.
 func (w *Writer) Write(ctx context.Context, in Input) (Written, error) {
+	key, inputs, remember := w.memoryKey(in)
+	if remember {
+		if out, ok := w.unchanged(ctx, key, inputs); ok {
+			return out, nil
+		}
+	}
+	objects := refs(in)
+	if remember {
+		w.mem.begin(key, objects)
+	}
 	var out Written
+	rv := versions{}
+	for _, ref := range objects {
+		rv[ref] = "" // until written: absent, or not Sluice's
+	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var err error
-		out, err = w.write(ctx, in)
+		out, err = w.write(ctx, in, rv)
 		return err
 	})
+	if remember {
+		if err != nil {
+			inputs = ""
+		}
+		if w.mem.end(key, inputs, rv, out) {
+			w.wakeUp(ctx, key)
+		}
+	}
 	if err != nil {
 		return Written{}, fmt.Errorf("writing plan %s of %s/%s to Istio: %w", in.Plan.Version, in.Plan.Namespace, in.Plan.Service, err)
 	}
 	return out, nil
 }
 
-func (w *Writer) write(ctx context.Context, in Input) (Written, error) {
+// write reads, renders and applies once, noting in rv the resourceVersion
+// each object is left at.
+func (w *Writer) write(ctx context.Context, in Input, rv versions) (Written, error) {
 	live, err := w.read(ctx, in)
 	if err != nil {
 		return Written{}, err
@@ -79,16 +120,16 @@ func (w *Writer) write(ctx context.Context, in Input) (Written, error) {
 	if err != nil {
 		return Written{}, &RejectedError{Err: err}
 	}
-	if _, err := w.apply(ctx, d.DestinationRule, &d.DestinationRule.Spec); err != nil {
+	if _, err := w.apply(ctx, d.DestinationRule, &d.DestinationRule.Spec, rv); err != nil {
 		return Written{}, err
 	}
-	vs, err := w.apply(ctx, d.VirtualService, &d.VirtualService.Spec)
+	vs, err := w.apply(ctx, d.VirtualService, &d.VirtualService.Spec, rv)
 	if err != nil {
 		return Written{}, err
 	}
 	switch {
 	case d.Preview != nil:
-		if _, err := w.apply(ctx, d.Preview, &d.Preview.Spec); err != nil {
+		if _, err := w.apply(ctx, d.Preview, &d.Preview.Spec, rv); err != nil {
 			return Written{}, err
 		}
 	case live.Preview != nil && ownedBy(live.Preview, in.Owner):
@@ -99,26 +140,39 @@ func (w *Writer) write(ctx context.Context, in Input) (Written, error) {
 	return Written{PlanVersion: in.Plan.Version, Generation: vs.GetGeneration(), ResourceVersion: vs.GetResourceVersion()}, nil
 }
 
+// names are the objects a write of one Input reads and writes.
+type names struct {
+	virtualService, preview, destinationRule string
+}
+
+func namesOf(in Input) names {
+	n := names{
+		virtualService:  nameOr(in.VirtualServiceName, in.Plan.Service),
+		destinationRule: nameOr(in.DestinationRuleName, in.Plan.Service),
+	}
+	if in.VirtualService != nil {
+		n.virtualService = in.VirtualService.Name
+	}
+	if in.DestinationRule != nil {
+		n.destinationRule = in.DestinationRule.Name
+	}
+	n.preview = n.virtualService + previewSuffix
+	return n
+}
+
 // read gets the live objects Render compares with; absent ones are nil.
 func (w *Writer) read(ctx context.Context, in Input) (Live, error) {
 	ns := in.Plan.Namespace
-	vsName := nameOr(in.VirtualServiceName, in.Plan.Service)
-	if in.VirtualService != nil {
-		vsName = in.VirtualService.Name
-	}
-	drName := nameOr(in.DestinationRuleName, in.Plan.Service)
-	if in.DestinationRule != nil {
-		drName = in.DestinationRule.Name
-	}
+	n := namesOf(in)
 	var live Live
 	var err error
-	if live.VirtualService, err = get(ctx, w.c, ns, vsName, &networkingv1.VirtualService{}); err != nil {
+	if live.VirtualService, err = get(ctx, w.c, ns, n.virtualService, &networkingv1.VirtualService{}); err != nil {
 		return live, err
 	}
-	if live.Preview, err = get(ctx, w.c, ns, vsName+previewSuffix, &networkingv1.VirtualService{}); err != nil {
+	if live.Preview, err = get(ctx, w.c, ns, n.preview, &networkingv1.VirtualService{}); err != nil {
 		return live, err
 	}
-	if live.DestinationRule, err = get(ctx, w.c, ns, drName, &networkingv1.DestinationRule{}); err != nil {
+	if live.DestinationRule, err = get(ctx, w.c, ns, n.destinationRule, &networkingv1.DestinationRule{}); err != nil {
 		return live, err
 	}
 	return live, nil
@@ -147,8 +201,8 @@ func get[T client.Object](ctx context.Context, c Client, ns, name string, obj T)
 // ownership: everything in the request is either Sluice's (the managed
 // routes, the subsets, its annotations) or Git's declaration, which Sluice
 // writes, or a live value echoed back unchanged (see Render). It returns
-// the object as stored.
-func (w *Writer) apply(ctx context.Context, obj client.Object, spec json.Marshaler) (*unstructured.Unstructured, error) {
+// the object as stored, and notes its resourceVersion in rv.
+func (w *Writer) apply(ctx context.Context, obj client.Object, spec json.Marshaler, rv versions) (*unstructured.Unstructured, error) {
 	u, err := applyConfiguration(obj, spec)
 	if err != nil {
 		return nil, err
@@ -160,6 +214,7 @@ func (w *Writer) apply(ctx context.Context, obj client.Object, spec json.Marshal
 		}
 		return nil, fmt.Errorf("applying %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
 	}
+	rv[objectRef{kind: kind, namespace: u.GetNamespace(), name: u.GetName()}] = u.GetResourceVersion()
 	return u, nil
 }
 

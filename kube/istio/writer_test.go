@@ -29,7 +29,7 @@ func inNamespace(p plan.Plan, ns string) plan.Plan {
 
 // bookinfo is the Input of the reviews Rollout with Git's VirtualService
 // and DestinationRule.
-func bookinfo(t *testing.T, ns string, p plan.Plan) Input {
+func bookinfo(t testing.TB, ns string, p plan.Plan) Input {
 	vs := vsYAML(t, bookinfoVS)
 	vs.Namespace = ns
 	dr := drYAML(t, bookinfoDR)

@@ -20,6 +20,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -123,6 +124,9 @@ func (c *Controller) managerOptions(scheme *runtime.Scheme, opts Options) ctrl.O
 	byObject := controller.CacheByObject()
 	maps.Copy(byObject, xdsplane.CacheByObject())
 	maps.Copy(byObject, xdsplane.ReportCacheByObject(cfg.Namespace))
+	if cfg.IstioEnabled() {
+		maps.Copy(byObject, istio.CacheByObject())
+	}
 	co := cache.Options{ByObject: byObject}
 	if len(cfg.WatchNamespaces) > 0 {
 		co.DefaultNamespaces = map[string]cache.Config{}
@@ -188,13 +192,20 @@ func (c *Controller) setup(opts Options) error {
 
 	// Istio: the plan merged into the objects Git declares. Without xDS
 	// clients, the accepted write is the data plane's acknowledgement.
+	// The writer skips a write that would change nothing, and wakes the
+	// Rollout whose objects someone else changed (leader only).
 	var publishers controller.Publishers
 	var fallback controller.Acknowledger
+	wakes := c.wakes()
 	if cfg.IstioEnabled() {
-		writer := istio.NewWriter(istioClient{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient()})
+		writer := istio.NewCachedWriter(istioClient{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient()}, mgr.GetCache(), c.log.WithName("istio"))
+		if err := mgr.Add(writer); err != nil {
+			return fmt.Errorf("add istio writer: %w", err)
+		}
 		accepted := controller.NewAcceptedOnWrite(&istio.Publisher{Writer: writer, Declared: c.declared()})
 		publishers = append(publishers, accepted)
-		fallback = accepted
+		fallback = istioFallback{accepted, writer}
+		wakes = append(wakes, writer.Wake())
 	}
 	// Every replica reports its xDS clients; the leader's plane counts
 	// the others' reports with its own tracker.
@@ -241,7 +252,7 @@ func (c *Controller) setup(opts Options) error {
 		Now:                     opts.Now,
 		RevisionHistory:         cfg.Reconcile.RevisionHistory,
 		AckPollInterval:         cfg.Reconcile.AckPollInterval.Duration,
-		Wake:                    append([]<-chan event.GenericEvent{plane.Wake()}, c.wakes()...),
+		Wake:                    append([]<-chan event.GenericEvent{plane.Wake()}, wakes...),
 		MaxConcurrentReconciles: cfg.Reconcile.MaxConcurrent,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
@@ -304,6 +315,19 @@ type istioClient struct {
 
 func (i istioClient) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
 	return i.Writer.Apply(ctx, obj, opts...)
+}
+
+// istioFallback is the plane's fallback acknowledger; the plane passes a
+// deleted Rollout's Forget on to it, and the writer remembers its last
+// write too.
+type istioFallback struct {
+	*controller.AcceptedOnWrite
+	writer *istio.Writer
+}
+
+func (f istioFallback) Forget(key types.NamespacedName) {
+	f.AcceptedOnWrite.Forget(key)
+	f.writer.Forget(key)
 }
 
 // Start runs the controller until ctx ends.

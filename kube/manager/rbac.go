@@ -26,7 +26,9 @@ package manager
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 //
 // Istio routing: the VirtualService/DestinationRule Git declares, merged
-// with the traffic plan, and the ones Sluice renders itself.
+// with the traffic plan, and the ones Sluice renders itself; listed and
+// watched (those labelled sluice.dev/routing only) so an unchanged plan
+// costs no request and an edit by hand is corrected at once.
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
 //
 // Credentials an AnalysisTemplate references (bearer token, basic auth),

@@ -125,10 +125,22 @@ func (p *Plane) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.Plan)
 	if err := p.update(ctx, change{key: key, plan: pl, rv: ro.ResourceVersion}); err != nil {
 		return fmt.Errorf("xDS: publish plan %s of rollout %s: %w", pl.Version, key, err)
 	}
-	if _, ok := p.current(key, pl.Version); ok {
+	// A version the reconciler was already given an answer for needs no
+	// wait: it would only send the Rollout again at once, and the next
+	// reconcile would publish again, in a loop.
+	if _, ok := p.current(key, pl.Version); ok && !p.told(key, pl.Version) {
 		p.ensureWait(ro, pl.Version)
 	}
 	return nil
+}
+
+// told reports whether Acknowledgement has answered version with more
+// than pending.
+func (p *Plane) told(key types.NamespacedName, version string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a, ok := p.answered[key]
+	return ok && a.Version == version && a.State != engine.AckPending
 }
 
 // Acknowledgement implements controller.Acknowledger. With xDS clients

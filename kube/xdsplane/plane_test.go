@@ -268,4 +268,14 @@ func TestWakeWhenTheFallbackAcknowledges(t *testing.T) {
 	if dp, err := pl.Acknowledgement(ctx, ro, p.Version); err != nil || dp.State != engine.AckAcknowledged {
 		t.Errorf("after the wake: %+v, %v; want acknowledged", dp, err)
 	}
+	// The reconciler has its answer: publishing the version again starts
+	// no wait, which would wake it at once, and again, in a loop.
+	if err := pl.Publish(ctx, ro, p); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-pl.Wake():
+		t.Error("woken again for a version already answered")
+	case <-time.After(500 * time.Millisecond):
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/kubetest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,59 +15,29 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
 // One envtest control plane (real kube-apiserver + etcd from bin/) with the
 // Sluice CRDs serves all tests of this package; it starts with the first
 // test that needs it, so `go test -run TestGenerated` does not pay for it.
-var env = &kubetest.Env{
-	Scheme: []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, v1alpha1.AddToScheme},
-	CRDs: func() ([]string, error) {
-		files, err := filepath.Glob(crdGlob)
-		if err != nil || len(files) == 0 {
-			return nil, fmt.Errorf("no %s in crds/ (err %v)", crdGlob, err)
-		}
-		return files, nil
-	},
-}
+var env = kubetest.NewEnv(apiextensionsv1.AddToScheme)
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = max(code, 1)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(env.Run(m)) }
 
 // cluster returns a client of the shared API server with the Sluice CRDs
 // installed. It skips the test when the binaries are missing (fails with
 // CI=true).
-func cluster(t *testing.T) client.Client {
-	t.Helper()
-	cfg, scheme := env.Start(t)
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func cluster(t *testing.T) client.Client { return env.Client(t) }
 
 // namespace creates a namespace of its own for one test.
 func namespace(t *testing.T, c client.Client) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "sluice-test-"}}
-	if err := c.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
+	return kubetest.Namespace(t, c, "sluice-test-")
 }
 
 func validRollout(ns, name string) *v1alpha1.Rollout {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/poll"
 )
 
 // answer is one scripted response.
@@ -143,7 +145,7 @@ func TestOwnConnectionPool(t *testing.T) {
 	rc := newReceiver(t, nil)
 	nf := newNotifier(t, []Target{{Name: "hook", Kind: KindWebhook, URL: rc.srv.URL}}, testOptions(&sleeper{}))
 	nf.Notify(step("m1"))
-	eventually(t, "m1 delivered", func() bool { return metric(t, nf, "sent", "hook") == 1 })
+	poll.Until(t, "m1 delivered", func() bool { return metric(t, nf, "sent", "hook") == 1 })
 	http.DefaultTransport.(interface{ CloseIdleConnections() }).CloseIdleConnections()
 	nf.Notify(step("m2"))
 	closeAll(t, nf)
@@ -156,7 +158,7 @@ func TestOwnConnectionPool(t *testing.T) {
 		t.Errorf("m2 came on a new connection (%s, then %s): closing http.DefaultTransport's idle connections closed the notifier's",
 			reqs[0].remote, reqs[1].remote)
 	}
-	eventually(t, "connection closed by Close", func() bool { return rc.conns.Load() == 0 })
+	poll.Until(t, "connection closed by Close", func() bool { return rc.conns.Load() == 0 })
 }
 
 func TestBackoff(t *testing.T) {

@@ -105,19 +105,6 @@ func (rc *receiver) next(t testing.TB) received {
 	}
 }
 
-// eventually polls cond until it holds; the bound only keeps a broken test
-// from hanging.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // sleeper records the waits asked for and returns at once.
 type sleeper struct {
 	mu    sync.Mutex

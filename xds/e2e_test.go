@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/xdstest"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
@@ -178,7 +179,7 @@ func TestGRPCWeightChangesWithoutRestart(t *testing.T) {
 			want := map[int32]string{0: "stable", 100: "canary"}[w]
 			// The client ACKs before its channel switches configuration;
 			// give the switch a moment, then every RPC must agree.
-			eventually(t, 10*time.Second, func() bool { return xdstest.Calls(t, c, 50)[want] == 50 })
+			poll.Within(t, 10*time.Second, "all calls served by "+want, func() bool { return xdstest.Calls(t, c, 50)[want] == 50 })
 			if got := xdstest.Calls(t, c, 500); got[want] != 500 {
 				t.Errorf("at %d%%: served by %v, want all by %s", w, got, want)
 			}
@@ -195,17 +196,6 @@ func TestGRPCWeightChangesWithoutRestart(t *testing.T) {
 	}
 	if served.Load() == 0 {
 		t.Error("no background RPCs ran")
-	}
-}
-
-func eventually(t *testing.T, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", limit)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -398,7 +388,7 @@ func TestLateJoinerAndDisconnect(t *testing.T) {
 		t.Fatalf("nodes %+v", nodes)
 	}
 	must(t, ccB.Close())
-	eventually(t, 10*time.Second, func() bool { return e.srv.Status("reviews", p.Version).Subscribed == 1 })
+	poll.Within(t, 10*time.Second, "b's stream gone", func() bool { return e.srv.Status("reviews", p.Version).Subscribed == 1 })
 	if st := e.srv.Status("reviews", p.Version); st.Acked != 1 || !st.Converged() {
 		t.Errorf("after b left: %+v", st)
 	}
@@ -473,5 +463,5 @@ func TestEndpointChangeRepublishes(t *testing.T) {
 	e.waitAck(t, p)
 	// The canary revision moves to the stable backend's address.
 	must(t, e.eps.Set("", "reviews", revCanary, e.stable))
-	eventually(t, 10*time.Second, func() bool { return xdstest.Calls(t, c, 10)["stable"] == 10 })
+	poll.Within(t, 10*time.Second, "all calls served at the stable address", func() bool { return xdstest.Calls(t, c, 10)["stable"] == 10 })
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+
+	"github.com/sluicehq/sluice/internal/poll"
 )
 
 // StatusChanged closes at every change a Status could show (a publish
@@ -91,7 +93,7 @@ func TestStatusesAgreesWithStatus(t *testing.T) {
 	e.startClient(t, &adsClient{node: grpcNode("nacker"), reject: func(*discoveryv3.DiscoveryResponse) string { return "bad route" }},
 		map[kind][]string{kindListener: {"ratings"}})
 	e.converged(t, reviews, 3)
-	eventually(t, 10*time.Second, func() bool { return len(e.srv.Status("ratings", ratings.Version).Rejected) == 1 })
+	poll.Within(t, 10*time.Second, "the NACK of ratings", func() bool { return len(e.srv.Status("ratings", ratings.Version).Rejected) == 1 })
 
 	versions := map[string]string{"reviews": reviews.Version, "ratings": ratings.Version, "details": "0123456789abcdef"}
 	got := e.srv.Statuses(versions)

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/rollout/plan"
 )
 
@@ -114,7 +115,7 @@ func TestMutualTLS(t *testing.T) {
 
 	good := &adsClient{node: envoyNode("mtls"), follow: true}
 	must(t, good.start(ctx, dial(true), envoyInitial))
-	eventually(t, 10*time.Second, func() bool { return srv.Status("reviews", p.Version).Subscribed == 1 })
+	poll.Within(t, 10*time.Second, "the client subscribed over mTLS", func() bool { return srv.Status("reviews", p.Version).Subscribed == 1 })
 	if _, err := srv.Wait(ctx, "reviews", p.Version); err != nil {
 		t.Fatalf("Wait over mTLS: %v", err)
 	}
@@ -130,7 +131,7 @@ func TestMutualTLS(t *testing.T) {
 	sc2, sk2 := ca.issue(t, 11, "sluice", x509.ExtKeyUsageServerAuth)
 	writeFile(t, files.CertFile, sc2)
 	writeFile(t, files.KeyFile, sk2)
-	eventually(t, 10*time.Second, func() bool {
+	poll.Within(t, 10*time.Second, "the rotated certificate served", func() bool {
 		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientCert}, NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12})
 		if err != nil {
 			t.Logf("dial: %v", err)

@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/rollout/plan"
 )
 
@@ -50,7 +52,7 @@ func (e *rawEnv) converged(t *testing.T, p plan.Plan, subscribed int) {
 	t.Helper()
 	// Wait answers ErrNoClients at once while nobody subscribes; the
 	// clients here are just starting.
-	eventually(t, 10*time.Second, func() bool { return e.srv.Status(PlanKey(&p), p.Version).Subscribed >= subscribed })
+	poll.Within(t, 10*time.Second, fmt.Sprintf("%d clients subscribed", subscribed), func() bool { return e.srv.Status(PlanKey(&p), p.Version).Subscribed >= subscribed })
 	st, err := e.wait(p)
 	if err != nil || st.Subscribed != subscribed || st.Acked != subscribed {
 		t.Fatalf("Wait(%s %s): %v, status %+v; want %d subscribed and ACKed", p.Service, p.Version, err, st, subscribed)
@@ -176,7 +178,7 @@ func TestListenerAloneIsNotApplied(t *testing.T) {
 	lazy := &adsClient{node: grpcNode("lazy")}
 	e.startClient(t, lazy, map[kind][]string{kindListener: {"reviews"}})
 	<-lazy.responses
-	eventually(t, 10*time.Second, func() bool {
+	poll.Within(t, 10*time.Second, "the listener ACKed", func() bool {
 		n := e.srv.Nodes()
 		return len(n) == 1 && len(n[0].Types) == 1 && n[0].Types[0].AckedVersion != ""
 	})
@@ -184,7 +186,7 @@ func TestListenerAloneIsNotApplied(t *testing.T) {
 		t.Errorf("status %+v, want the listener-only node pending", st)
 	}
 	e.startClient(t, &adsClient{node: grpcNode("eager"), follow: true}, map[kind][]string{kindListener: {"reviews"}})
-	eventually(t, 10*time.Second, func() bool { return e.srv.Status("reviews", p.Version).Acked == 1 })
+	poll.Within(t, 10*time.Second, "eager's ACK", func() bool { return e.srv.Status("reviews", p.Version).Acked == 1 })
 	if st := e.srv.Status("reviews", p.Version); st.Subscribed != 2 || st.Pending[0].ID != "lazy" {
 		t.Errorf("status %+v, want eager ACKed and lazy pending", st)
 	}
@@ -206,7 +208,7 @@ func TestDeltaAckAndReconnect(t *testing.T) {
 
 	cancel()
 	<-c.done
-	eventually(t, 10*time.Second, func() bool { return e.srv.Status("reviews", p.Version).Subscribed == 0 })
+	poll.Within(t, 10*time.Second, "the closed stream gone", func() bool { return e.srv.Status("reviews", p.Version).Subscribed == 0 })
 
 	// Reconnecting with what it has, the client gets no resource again, so
 	// only its initial versions can show that it is up to date.
@@ -251,7 +253,7 @@ func TestWaitDeadlineAndSupersede(t *testing.T) {
 	}()
 	// Supersede only once the waiter is registered, or it would find the
 	// version superseded from the start, which tests less.
-	eventually(t, 10*time.Second, func() bool {
+	poll.Within(t, 10*time.Second, "the waiter registered", func() bool {
 		e.srv.tracker.mu.Lock()
 		defer e.srv.tracker.mu.Unlock()
 		return len(e.srv.tracker.watches) == 1

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,16 +14,13 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/kube/controller"
@@ -35,10 +31,7 @@ import (
 
 // clusterEnv is a real kube-apiserver and etcd, started by the test that
 // needs it and stopped when that test ends.
-var clusterEnv = &kubetest.Env{
-	Scheme: []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme},
-	CRDs:   func() ([]string, error) { return []string{filepath.Join("..", "..", "crds")}, nil },
-}
+var clusterEnv = kubetest.NewEnv()
 
 // ackingPlane is a data plane whose proxies acknowledge every plan the
 // reconciler publishes, at once.
@@ -74,48 +67,29 @@ func startController(t *testing.T, ns string) (stop func()) {
 	t.Helper()
 	cfg, scheme := clusterEnv.Start(t)
 	ctrl.SetLogger(logr.Discard())
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:     scheme,
-		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptrTo(true)},
-		Cache:      cache.Options{ByObject: controller.CacheByObject()},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plane := &ackingPlane{published: map[string]bool{}}
-	r := &controller.Reconciler{
-		Client:    mgr.GetClient(),
-		Recorder:  mgr.GetEventRecorderFor(controller.Name), //nolint:staticcheck // the Reconciler takes a core/v1 recorder
-		Publisher: plane, Acknowledger: plane, AckPollInterval: 50 * time.Millisecond,
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := mgr.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("manager: %v", err)
+	opts := manager.Options{Scheme: scheme, Cache: cache.Options{ByObject: controller.CacheByObject()}}
+	return kubetest.RunManager(t, cfg, opts, func(_ context.Context, mgr manager.Manager) error {
+		plane := &ackingPlane{published: map[string]bool{}}
+		r := &controller.Reconciler{
+			Client:    mgr.GetClient(),
+			Recorder:  mgr.GetEventRecorderFor(controller.Name), //nolint:staticcheck // the Reconciler takes a core/v1 recorder
+			Publisher: plane, Acknowledger: plane, AckPollInterval: 50 * time.Millisecond,
 		}
-	}()
-	go func() {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			// Errors are retried on the next pass.
-			_ = kubetest.MarkAvailable(ctx, mgr.GetClient(), ns)
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
+		if err := r.SetupWithManager(mgr); err != nil {
+			return err
+		}
+		return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			for {
+				// Errors are retried on the next pass.
+				_ = kubetest.MarkAvailable(ctx, mgr.GetClient(), ns)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(50 * time.Millisecond):
+				}
 			}
-		}
-	}()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
-	t.Cleanup(stop)
-	return stop
+		}))
+	})
 }
 
 func ptrTo[T any](v T) *T { return &v }

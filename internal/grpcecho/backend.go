@@ -1,7 +1,7 @@
 // Package grpcecho is a real gRPC service to roll out and a real
 // proxyless client to watch the rollout from, shared by the demo
-// (examples/demo) and the end-to-end tests of controller mode
-// (kube/manager):
+// (examples/demo), the end-to-end tests of controller mode (kube/manager)
+// and, through internal/xdstest, the tests of xDS serving:
 //
 //   - Backend is one revision of an echo service: a gRPC server answering
 //     grpc.testing.TestService/UnaryCall with its version (in a trailer,
@@ -9,11 +9,12 @@
 //     request counters for Prometheus, as a real service would. It can be
 //     told to fail a share of its calls, which is what an analysis has to
 //     catch.
-//   - Load is a proxyless gRPC client of xds:///target: grpc-go's own xDS
-//     client fetches routes and endpoints from Sluice, picks a revision for
-//     every call by the route's weights, and ACKs each plan version. It
-//     calls at a steady rate and records which version answered each call,
-//     so the split of any time window can be counted afterwards.
+//   - Dial connects a proxyless gRPC client of xds:///target: grpc-go's
+//     own xDS client fetches routes and endpoints from Sluice, picks a
+//     revision for every call by the route's weights, and ACKs each plan
+//     version. Load calls through one at a steady rate and records which
+//     version answered each call, so the split of any time window can be
+//     counted afterwards.
 //
 // Nothing here imports testing: the demo is an ordinary program.
 package grpcecho

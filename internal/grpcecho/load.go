@@ -65,28 +65,13 @@ func StartLoad(ctx context.Context, o LoadOptions) (*Load, error) {
 	if o.NodeID == "" {
 		o.NodeID = "echo-load-generator"
 	}
-	bootstrap, err := Bootstrap(o.XDSAddr, o.NodeID)
+	first, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cc, err := Dial(first, o.XDSAddr, o.NodeID, o.Target)
 	if err != nil {
 		return nil, err
 	}
-	// A deployed client names its bootstrap in GRPC_XDS_BOOTSTRAP, which
-	// grpc-go reads when the process starts; the caller learns the xDS
-	// server's port later, so the same JSON goes to a resolver of its own.
-	rb, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
-	if err != nil {
-		return nil, fmt.Errorf("xds resolver: %w", err)
-	}
-	cc, err := grpc.NewClient("xds:///"+o.Target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
-	if err != nil {
-		return nil, fmt.Errorf("grpc client for xds:///%s: %w", o.Target, err)
-	}
 	l := &Load{cc: cc, client: grpc_testing.NewTestServiceClient(cc)}
-	first, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if _, err := l.client.UnaryCall(first, &grpc_testing.SimpleRequest{}, grpc.WaitForReady(true)); err != nil {
-		cc.Close()
-		return nil, fmt.Errorf("first call to xds:///%s: %w", o.Target, err)
-	}
 	run, stop := context.WithCancel(context.WithoutCancel(ctx))
 	l.cancel = stop
 	// Calls start on a clock, not back to back: the rate stays the same
@@ -116,6 +101,35 @@ func StartLoad(ctx context.Context, o LoadOptions) (*Load, error) {
 		})
 	}
 	return l, nil
+}
+
+// Dial connects a proxyless gRPC client to xds:///target: its own xDS
+// client, named nodeID, fetches routes and endpoints from the plaintext
+// xDS server at xdsAddr (host:port) over an ADS stream of its own. It
+// returns once a first call has been answered, so the client has
+// subscribed and the route works, or fails when ctx ends first. The
+// caller closes the connection, which ends the stream.
+func Dial(ctx context.Context, xdsAddr, nodeID, target string) (*grpc.ClientConn, error) {
+	bootstrap, err := Bootstrap(xdsAddr, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	// A deployed client names its bootstrap in GRPC_XDS_BOOTSTRAP, which
+	// grpc-go reads when the process starts; the caller learns the xDS
+	// server's port later, so the same JSON goes to a resolver of its own.
+	rb, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
+	if err != nil {
+		return nil, fmt.Errorf("xds resolver of %s: %w", nodeID, err)
+	}
+	cc, err := grpc.NewClient("xds:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
+	if err != nil {
+		return nil, fmt.Errorf("grpc client %s for xds:///%s: %w", nodeID, target, err)
+	}
+	if _, err := grpc_testing.NewTestServiceClient(cc).UnaryCall(ctx, &grpc_testing.SimpleRequest{}, grpc.WaitForReady(true)); err != nil {
+		_ = cc.Close()
+		return nil, fmt.Errorf("first call of %s to xds:///%s: %w", nodeID, target, err)
+	}
+	return cc, nil
 }
 
 // Bootstrap is grpc-go's xDS bootstrap for a plaintext xDS server at addr

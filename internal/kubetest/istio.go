@@ -26,3 +26,26 @@ func IstioCRDs() (string, error) {
 	}
 	return p, nil
 }
+
+// WithIstioCRDs installs Istio's CRDs (IstioCRDs) after those e installs
+// already, and returns e: `NewEnv(istio.AddToScheme).WithIstioCRDs()`.
+// Istio's types come from the caller, since kube/istio's own tests use
+// this package and it cannot import kube/istio. Call it before Start.
+func (e *Env) WithIstioCRDs() *Env {
+	crds := e.CRDs
+	e.CRDs = func() ([]string, error) {
+		var files []string
+		if crds != nil {
+			var err error
+			if files, err = crds(); err != nil {
+				return nil, err
+			}
+		}
+		istio, err := IstioCRDs()
+		if err != nil {
+			return nil, err
+		}
+		return append(files, istio), nil
+	}
+	return e
+}

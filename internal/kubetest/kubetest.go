@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -17,11 +18,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/sluicehq/sluice/internal/testbin"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
 // Env is a lazily started envtest environment.
@@ -40,6 +43,33 @@ type Env struct {
 	cfg    *rest.Config
 	scheme *runtime.Scheme
 	err    error
+}
+
+// NewEnv is the Env most packages' tests need: Kubernetes' own types and
+// Sluice's API in the scheme, more added to it, and Sluice's CRDs
+// installed.
+func NewEnv(more ...func(*runtime.Scheme) error) *Env {
+	return &Env{
+		Scheme: append([]func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme}, more...),
+		CRDs:   SluiceCRDs,
+	}
+}
+
+// SluiceCRDs lists Sluice's CRD manifests, crds/sluice.dev_*.yaml at the
+// module root as controller-gen writes them, for Env.CRDs. Naming the
+// files rather than the folder keeps the install bundle and the RBAC
+// manifests beside them out of envtest's reading.
+func SluiceCRDs() ([]string, error) {
+	root, err := testbin.ModuleRoot()
+	if err != nil {
+		return nil, fmt.Errorf("sluice CRDs: %w", err)
+	}
+	pattern := filepath.Join(root, "crds", "sluice.dev_*.yaml")
+	files, err := filepath.Glob(pattern)
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("sluice CRDs: nothing matches %s (err %v): run `make generate`", pattern, err)
+	}
+	return files, nil
 }
 
 // Start returns the shared API server's config and scheme, starting it on

@@ -22,7 +22,7 @@ func Dir(t testing.TB) string {
 			return d
 		}
 	}
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		t.Fatalf("testbin: %v", err)
 	}
@@ -64,9 +64,10 @@ func InCI() bool {
 	return ci
 }
 
-// moduleRoot walks up from the working directory (a test's package
-// directory) to the folder holding go.mod.
-func moduleRoot() (string, error) {
+// ModuleRoot walks up from the working directory (a test's package
+// directory) to the folder holding go.mod, so that a test finds the
+// project's files (bin/, crds/) wherever its package sits.
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

@@ -2,52 +2,37 @@
 // that answer with their name, real proxyless gRPC clients whose bootstrap
 // points at a given xDS server, and counting which backend served how
 // many RPCs, judged against the binomial interval of the intended split.
+// The backends and clients are grpcecho's, bound to the test's lifetime.
 // It does not import Sluice's xds package, so that package's own tests
 // can use it.
 package xdstest
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/xds" // the xDS resolver and balancers, and the test resolver builder
 
 	"github.com/sluicehq/sluice/internal/binomial"
+	"github.com/sluicehq/sluice/internal/grpcecho"
 )
-
-// backend is a real gRPC server that answers UnaryCall with its name.
-type backend struct {
-	grpc_testing.UnimplementedTestServiceServer
-	name string
-}
-
-func (b *backend) UnaryCall(context.Context, *grpc_testing.SimpleRequest) (*grpc_testing.SimpleResponse, error) {
-	return &grpc_testing.SimpleResponse{Hostname: b.name}, nil
-}
 
 // Backend serves a gRPC TestService on host (an IP literal) at a free
 // port until the test ends; every UnaryCall answers Hostname = name. It
 // returns the "ip:port" it listens on.
 func Backend(t testing.TB, host, name string) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	b, err := grpcecho.Start(grpcecho.Options{Version: name, Host: host})
 	if err != nil {
 		t.Fatalf("backend %s: %v", name, err)
 	}
-	gs := grpc.NewServer()
-	grpc_testing.RegisterTestServiceServer(gs, &backend{name: name})
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	return lis.Addr().String()
+	t.Cleanup(b.Stop)
+	return b.Addr
 }
 
 // Client is a proxyless gRPC client of xds:///target whose bootstrap
@@ -57,26 +42,14 @@ func Backend(t testing.TB, host, name string) string {
 // when the test ends.
 func Client(t testing.TB, server, nodeID, target string) (grpc_testing.TestServiceClient, *grpc.ClientConn) {
 	t.Helper()
-	bootstrap := fmt.Sprintf(`{
-		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": %q, "cluster": "e2e"}
-	}`, server, nodeID)
-	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-	if err != nil {
-		t.Fatalf("xDS resolver of %s: %v", nodeID, err)
-	}
-	cc, err := grpc.NewClient("xds:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cc, err := grpcecho.Dial(ctx, server, nodeID, target)
 	if err != nil {
 		t.Fatalf("client %s: %v", nodeID, err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
-	c := grpc_testing.NewTestServiceClient(cc)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := c.UnaryCall(ctx, &grpc_testing.SimpleRequest{}, grpc.WaitForReady(true)); err != nil {
-		t.Fatalf("first RPC of %s: %v", nodeID, err)
-	}
-	return c, cc
+	return grpc_testing.NewTestServiceClient(cc), cc
 }
 
 // Calls makes n RPCs on 8 goroutines with the given metadata (key, value,

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/promtest"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
@@ -170,7 +171,7 @@ func TestOutcomes(t *testing.T) {
 				t.Errorf("no query came with Authorization %q", tc.wantAuth)
 			}
 			waitEvents(t, c, key, tc.wantEvents)
-			eventually(t, "measurements counted in sluice_analysis_measurements_total", func() bool {
+			poll.Until(t, "measurements counted in sluice_analysis_measurements_total", func() bool {
 				for i, outcome := range []v1alpha1.AnalysisPhase{v1alpha1.AnalysisSuccessful, v1alpha1.AnalysisFailed, v1alpha1.AnalysisInconclusive, v1alpha1.AnalysisError} {
 					if testutil.ToFloat64(measurementsTotal.WithLabelValues(ns, m.Name, string(outcome))) != float64(tc.wantCounts[i]) {
 						return false
@@ -303,7 +304,7 @@ func waitEvents(t *testing.T, c client.Client, key types.NamespacedName, want []
 	t.Helper()
 	want = slices.Sorted(slices.Values(want))
 	var got []string
-	eventually(t, fmt.Sprintf("Events %v", want), func() bool {
+	poll.Until(t, fmt.Sprintf("Events %v", want), func() bool {
 		var list eventsv1.EventList
 		if err := c.List(context.Background(), &list, client.InNamespace(key.Namespace)); err != nil {
 			t.Fatal(err)
@@ -319,17 +320,5 @@ func waitEvents(t *testing.T, c client.Client, key types.NamespacedName, want []
 	})
 	if !slices.Equal(got, want) {
 		t.Errorf("Events %v, want %v", got, want)
-	}
-}
-
-// eventually polls cond until it holds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

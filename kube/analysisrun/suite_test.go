@@ -2,28 +2,23 @@ package analysisrun
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/sluicehq/sluice/analysis"
 	"github.com/sluicehq/sluice/internal/kubetest"
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/promtest"
 	"github.com/sluicehq/sluice/internal/testbin"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
@@ -37,10 +32,7 @@ import (
 // only that namespace, and a proxy in front of Prometheus that counts the
 // queries it forwards.
 
-var env = &kubetest.Env{
-	Scheme: []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme},
-	CRDs:   func() ([]string, error) { return []string{filepath.Join("..", "..", "crds")}, nil },
-}
+var env = kubetest.NewEnv()
 
 var (
 	promOnce sync.Once
@@ -109,32 +101,10 @@ func serve(t *testing.T, service string, errorRate float64) {
 func startManager(t *testing.T, ns string, opts Options) (stop func()) {
 	t.Helper()
 	cfg, scheme := env.Start(t)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:     scheme,
-		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache:      cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Setup(mgr, opts); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("manager: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return kubetest.RunManager(t, cfg, manager.Options{
+		Scheme: scheme,
+		Cache:  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+	}, func(_ context.Context, mgr manager.Manager) error { return Setup(mgr, opts) })
 }
 
 // successRate is the canary's share of non-5xx requests over 5 s.
@@ -190,17 +160,11 @@ func getRun(t *testing.T, c client.Client, key types.NamespacedName) *v1alpha1.A
 // waitRun polls the run until cond holds, and returns it.
 func waitRun(t *testing.T, c client.Client, key types.NamespacedName, what string, cond func(*v1alpha1.AnalysisRun) bool) *v1alpha1.AnalysisRun {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		run := getRun(t, c, key)
-		if cond(run) {
-			return run
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s; status:\n%s", what, dump(run))
-		}
-		time.Sleep(50 * time.Millisecond)
+	var run *v1alpha1.AnalysisRun
+	if !poll.Holds(60*time.Second, 50*time.Millisecond, func() bool { run = getRun(t, c, key); return cond(run) }) {
+		t.Fatalf("timed out waiting until %s; status:\n%s", what, dump(run))
 	}
+	return run
 }
 
 func completed(run *v1alpha1.AnalysisRun) bool { return run.Status.Phase.Completed() }

@@ -3,13 +3,10 @@ package clusterapi
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,10 +19,7 @@ import (
 // One real kube-apiserver and etcd serve every test of the package. Tests
 // talk to it as users of their own (client certificates), as the CLI does
 // with a person's kubeconfig; admin plays the controller.
-var env = &kubetest.Env{
-	Scheme: []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme},
-	CRDs:   func() ([]string, error) { return []string{filepath.Join("..", "..", "crds")}, nil },
-}
+var env = kubetest.NewEnv()
 
 func TestMain(m *testing.M) { os.Exit(env.Run(m)) }
 

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -15,14 +14,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
@@ -171,24 +168,6 @@ func runThousand(b *testing.B, be benchEnv, n int) *benchResult {
 	if err := c.Create(ctx, ns); err != nil {
 		b.Fatal(err)
 	}
-	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:     c.Scheme(),
-		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache:      cache.Options{ByObject: CacheByObject(), DefaultNamespaces: map[string]cache.Config{ns.Name: {}}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	plane := newFakePlane()
-	ev := &events{}
-	r := &Reconciler{Client: mgr.GetClient(), Recorder: ev, Publisher: plane, Acknowledger: plane,
-		AckPollInterval: 100 * time.Millisecond, MaxConcurrentReconciles: 10}
-	rec := &timed{Reconciler: r}
-	if err := r.setup(mgr, rec); err != nil {
-		b.Fatal(err)
-	}
-	rsEvents := watchReplicaSets(b, mgr)
 	steps := []v1alpha1.CanaryStep{setWeight(20), pauseFor(time.Second), setWeight(60), pauseFor(time.Second)}
 	names := make([]string, n)
 	for i := range names {
@@ -198,16 +177,28 @@ func runThousand(b *testing.B, be benchEnv, n int) *benchResult {
 		return c.Create(ctx, newRollout(ns.Name, name, "app:v1", steps...))
 	})
 
-	mctx, cancel := context.WithCancel(ctx)
+	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w := startWorld(mctx, b, be.own, c, ns.Name)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
+	w := startWorld(wctx, b, be.own, c, ns.Name)
+	plane := newFakePlane()
+	ev := &events{}
+	var rec *timed
+	var rsSeen *rsEvents // ReplicaSet events the manager's informer saw
+	stop := kubetest.RunManager(b, restCfg, manager.Options{
+		Scheme: c.Scheme(),
+		Cache:  cache.Options{ByObject: CacheByObject(), DefaultNamespaces: map[string]cache.Config{ns.Name: {}}},
+	}, func(_ context.Context, mgr manager.Manager) error {
+		r := &Reconciler{Client: mgr.GetClient(), Recorder: ev, Publisher: plane, Acknowledger: plane,
+			AckPollInterval: 100 * time.Millisecond, MaxConcurrentReconciles: 10}
+		rec = &timed{Reconciler: r}
+		rsSeen = watchReplicaSets(b, mgr)
+		return r.setup(mgr, rec)
+	})
 	w.waitAll(b, n, func(ro *v1alpha1.Rollout) bool { return healthy(ro) && ro.Status.StableRevision != "" })
 
 	// Only the rollout itself is measured, not the first deployment.
 	rec.reset()
-	rsEvents.reset()
+	rsSeen.reset()
 	ev.mu.Lock()
 	ev.list = nil
 	ev.mu.Unlock()
@@ -232,12 +223,9 @@ func runThousand(b *testing.B, be benchEnv, n int) *benchResult {
 	res := &benchResult{wall: time.Since(start), used: used.since(b), requests: count.requests()}
 	res.limited, _ = rateLimiterWait(b)
 	res.limited -= limited
-	res.rsCreated, res.rsSpec, res.rsStatus, res.rsGone = rsEvents.get()
+	res.rsCreated, res.rsSpec, res.rsStatus, res.rsGone = rsSeen.get()
 	res.events = len(ev.all())
-	cancel()
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-		b.Fatal(err)
-	}
+	stop()
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if len(rec.took) < n {

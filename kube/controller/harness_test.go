@@ -10,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/kube/workload"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
@@ -114,22 +115,8 @@ func (h *harness) markAvailable() {
 
 func markAvailable(t testing.TB, c client.Client, ns string) {
 	t.Helper()
-	var rss appsv1.ReplicaSetList
-	if err := c.List(context.Background(), &rss, client.InNamespace(ns)); err != nil {
+	if err := kubetest.MarkAvailable(context.Background(), c, ns); err != nil {
 		t.Error(err)
-		return
-	}
-	for i := range rss.Items {
-		rs := &rss.Items[i]
-		n := *rs.Spec.Replicas
-		if rs.Status.AvailableReplicas == n && rs.Status.Replicas == n {
-			continue
-		}
-		rs.Status.Replicas, rs.Status.ReadyReplicas, rs.Status.AvailableReplicas = n, n, n
-		rs.Status.ObservedGeneration = rs.Generation
-		if err := c.Status().Update(context.Background(), rs); client.IgnoreNotFound(err) != nil {
-			t.Logf("mark %s available: %v (retried)", rs.Name, err)
-		}
 	}
 }
 

@@ -2,20 +2,17 @@ package controller
 
 import (
 	"context"
-	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/sluicehq/sluice/internal/kubetest"
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/kube/workload"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
@@ -27,47 +24,18 @@ import (
 func runManager(t *testing.T, plane *fakePlane, ev *events) (stop func()) {
 	t.Helper()
 	restCfg, scheme := env.Start(t)
-	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:     scheme,
-		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache:      cache.Options{ByObject: CacheByObject()},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &Reconciler{Client: mgr.GetClient(), Recorder: ev, Publisher: plane, Acknowledger: plane, AckPollInterval: 50 * time.Millisecond}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("manager: %v", err)
-			}
+	return kubetest.RunManager(t, restCfg, manager.Options{Scheme: scheme, Cache: cache.Options{ByObject: CacheByObject()}},
+		func(_ context.Context, mgr manager.Manager) error {
+			r := &Reconciler{Client: mgr.GetClient(), Recorder: ev, Publisher: plane, Acknowledger: plane, AckPollInterval: 50 * time.Millisecond}
+			return r.SetupWithManager(mgr)
 		})
-	}
-	// A failing test must not leave a manager running against the shared
-	// API server.
-	t.Cleanup(stop)
-	return stop
 }
 
 // eventually polls cond, playing the kubelet meanwhile, until it holds.
 func eventually(t *testing.T, c client.Client, ns, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		markAvailable(t, c, ns)
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if poll.Holds(30*time.Second, 50*time.Millisecond, func() bool { markAvailable(t, c, ns); return cond() }) {
+		return
 	}
 	var ro v1alpha1.Rollout
 	_ = c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "checkout"}, &ro)

@@ -3,9 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/kubetest"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -16,11 +14,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
@@ -30,43 +28,22 @@ import (
 // of the package. There is no kubelet or kube-controller-manager: tests mark
 // ReplicaSets' replicas available themselves, and write AnalysisRun status
 // as an analysis controller would.
-var env = &kubetest.Env{
-	Scheme: []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme},
-	CRDs:   func() ([]string, error) { return []string{filepath.Join("..", "..", "crds")}, nil },
-}
+var env = kubetest.NewEnv()
 
 func TestMain(m *testing.M) {
 	// The manager tests log through controller-runtime; keep test output
 	// to what the tests say.
 	ctrl.SetLogger(logr.Discard())
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = max(code, 1)
-	}
-	os.Exit(code)
+	os.Exit(env.Run(m))
 }
 
 // cluster returns a client of the shared API server with the Sluice CRDs.
 // It skips the test when the binaries are missing, except with CI=true,
 // where that fails: CI must never pass by skipping.
-func cluster(t *testing.T) client.WithWatch {
-	t.Helper()
-	cfg, scheme := env.Start(t)
-	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func cluster(t *testing.T) client.WithWatch { return env.Client(t) }
 
 func newNamespace(t *testing.T, c client.Client) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "sluice-ctrl-"}}
-	if err := c.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
+	return kubetest.Namespace(t, c, "sluice-ctrl-")
 }
 
 // fakePlane is the data plane of the tests: it remembers what was

@@ -191,7 +191,7 @@ func (w *world) killLeaderMidStep(t *testing.T, leader, follower *replica) *repl
 	before := w.rollout(t).Status
 	measuredBefore := measured()
 	killed := time.Now()
-	leader.stop(t)
+	leader.stop()
 	w.eventually(t, "the follower to take the lease", 30*time.Second, func(*v1alpha1.Rollout) (bool, error) {
 		return follower.elected(), nil
 	})

@@ -11,16 +11,13 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/kube/istio"
-	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
 // One envtest control plane (real kube-apiserver + etcd) with the Sluice
@@ -28,29 +25,14 @@ import (
 // against) serves the package. There is no kubelet and no
 // kube-controller-manager: the end-to-end test plays them where it must
 // (kubelet_test.go).
-var env = &kubetest.Env{
-	Scheme: []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, istio.AddToScheme},
-	CRDs: func() ([]string, error) {
-		sluice, err := filepath.Glob(filepath.Join("..", "..", "crds", "sluice.dev_*.yaml"))
-		if err != nil || len(sluice) == 0 {
-			return nil, fmt.Errorf("no crds/sluice.dev_*.yaml (err %v)", err)
-		}
-		istioCRDs, err := kubetest.IstioCRDs()
-		return append(sluice, istioCRDs), err
-	},
-}
+var env = kubetest.NewEnv(istio.AddToScheme).WithIstioCRDs()
 
 func TestMain(m *testing.M) {
 	// client-go reports what its informers and Event broadcasters could
 	// not do (a list or an Event the API server refused) through klog:
 	// into the test's log, where checkAuthorized looks for refusals.
 	klog.SetLogger(logger("client-go"))
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = max(code, 1)
-	}
-	os.Exit(code)
+	os.Exit(env.Run(m))
 }
 
 // The controller's identity, as crds/rbac/service_account.yaml declares it
@@ -70,11 +52,8 @@ var controllerGroups = []string{"system:serviceaccounts", "system:serviceaccount
 // and a missing verb fails the test as it would fail in a cluster.
 func cluster(t *testing.T) (admin client.WithWatch, controller *rest.Config) {
 	t.Helper()
-	cfg, scheme := env.Start(t)
-	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := env.Client(t)
+	cfg, _ := env.Start(t)
 	install := []string{filepath.Join("..", "..", "crds", "namespace.yaml")}
 	rbac, err := filepath.Glob(filepath.Join("..", "..", "crds", "rbac", "*.yaml"))
 	if err != nil || len(rbac) == 0 {

@@ -3,7 +3,6 @@ package manager_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/gittest"
 	"github.com/sluicehq/sluice/internal/grpcecho"
+	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/internal/promtest"
 	"github.com/sluicehq/sluice/internal/testbin"
 	"github.com/sluicehq/sluice/kube/manager"
@@ -227,9 +227,10 @@ type replica struct {
 	c       *manager.Controller
 	reg     *prometheus.Registry
 	xdsAddr string
-	cancel  context.CancelFunc
-	done    chan error
-	once    sync.Once
+	// stop cancels the replica's context, as SIGTERM does, and waits until
+	// Start returned: every leader-only part has stopped and the lease is
+	// released.
+	stop func()
 }
 
 // startReplica builds and starts a controller as `sluice controller`
@@ -256,29 +257,9 @@ func (w *world) startReplica(name string) *replica {
 		lis.Close()
 		w.t.Fatalf("replica %s: %v", name, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &replica{name: name, c: c, reg: reg, xdsAddr: lis.Addr().String(), cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- c.Start(ctx) }()
-	w.t.Cleanup(func() { r.stop(w.t) })
+	r := &replica{name: name, c: c, reg: reg, xdsAddr: lis.Addr().String()}
+	r.stop = kubetest.Start(w.t, "replica "+name, c)
 	return r
-}
-
-// stop cancels the replica's context, as SIGTERM does, and waits until
-// Start returned: every leader-only part has stopped and the lease is
-// released.
-func (r *replica) stop(t *testing.T) {
-	t.Helper()
-	r.once.Do(func() {
-		r.cancel()
-		select {
-		case err := <-r.done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("replica %s: %v", r.name, err)
-			}
-		case <-time.After(time.Minute):
-			t.Errorf("replica %s: still running a minute after its context was cancelled", r.name)
-		}
-	})
 }
 
 // elected reports whether the replica holds the lease.

@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sluicehq/sluice/internal/kubetest"
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/kube/workload"
 	"github.com/sluicehq/sluice/xds"
 )
@@ -153,10 +155,7 @@ func TestEndpointSlicesFromTheCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = ca.Start(ctx) }()
-	if !ca.WaitForCacheSync(ctx) {
-		t.Fatal("cache did not sync")
-	}
+	kubetest.Start(t, "cache", ca)
 
 	yes, no := ptr.To(true), ptr.To(false)
 	tcp := []discoveryv1.EndpointPort{port("", 8080, corev1.ProtocolTCP)}
@@ -201,7 +200,7 @@ func TestEndpointSlicesFromTheCache(t *testing.T) {
 			}
 		}
 		for k, want := range st.want {
-			eventually(t, st.name+": endpoints of "+k[0]+" "+k[1], func() bool {
+			poll.Until(t, st.name+": endpoints of "+k[0]+" "+k[1], func() bool {
 				got, err := src.Endpoints(ns, k[0], k[1])
 				return err == nil && slices.Equal(addrs(got), want)
 			})
@@ -224,18 +223,5 @@ func drain(ch <-chan struct{}) {
 	select {
 	case <-ch:
 	default:
-	}
-}
-
-// eventually polls cond until it holds, failing the test after a
-// generous limit.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -2,24 +2,22 @@ package xdsplane
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/sluicehq/sluice/internal/grpcecho"
+	"github.com/sluicehq/sluice/internal/kubetest"
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/testbin"
 	"github.com/sluicehq/sluice/internal/xdstest"
 	"github.com/sluicehq/sluice/rollout/engine"
@@ -56,24 +54,6 @@ func startReplica(t *testing.T, ns, name string) *replica {
 	cfg, scheme := env.Start(t)
 	byObject := CacheByObject()
 	maps.Copy(byObject, ReportCacheByObject(ns))
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  scheme,
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		// The test's namespace only: parallel tests route the same hosts.
-		Cache: cache.Options{ByObject: byObject, DefaultNamespaces: map[string]cache.Config{ns: {}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	eps, err := NewEndpointSlices(ctx, mgr.GetCache())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := xds.New(xds.Options{Endpoints: eps, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -82,35 +62,37 @@ func startReplica(t *testing.T, ns, name string) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &replica{name: name, srv: srv, metrics: m, addr: lis.Addr().String()}
-	opts := ReportOptions{Namespace: ns, Replica: name, MinInterval: replicaMinInterval, Heartbeat: 2 * time.Second, Metrics: m}
-	if r.reports, err = NewReports(ctx, mgr.GetCache(), mgr.GetClient(), opts); err != nil {
-		t.Fatal(err)
-	}
-	r.plane = NewPlane(ctx, srv, Options{Replicas: r.reports, Metrics: m, NoClientsRetry: 50 * time.Millisecond})
-	reporter, err := NewReporter(mgr.GetClient(), r.plane, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, run := range []manager.Runnable{Runnable(srv, lis), &Feeder{Cache: mgr.GetCache(), Plane: r.plane}, reporter, r.reports} {
-		if err := mgr.Add(run); err != nil {
-			t.Fatal(err)
-		}
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	r.stop = sync.OnceFunc(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("manager: %v", err)
-		}
-	})
-	t.Cleanup(r.stop)
+	r := &replica{name: name, metrics: m, addr: lis.Addr().String()}
 	// Publishing reads endpoints from the cache, which serves nothing
-	// before it started.
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		t.Fatalf("replica %s: the cache never synced", name)
-	}
+	// before it synced: RunManager returns once it has.
+	r.stop = kubetest.RunManager(t, cfg, manager.Options{
+		Scheme: scheme,
+		// The test's namespace only: parallel tests route the same hosts.
+		Cache: cache.Options{ByObject: byObject, DefaultNamespaces: map[string]cache.Config{ns: {}}},
+	}, func(ctx context.Context, mgr manager.Manager) error {
+		eps, err := NewEndpointSlices(ctx, mgr.GetCache())
+		if err != nil {
+			return err
+		}
+		if r.srv, err = xds.New(xds.Options{Endpoints: eps, Logger: quiet}); err != nil {
+			return err
+		}
+		opts := ReportOptions{Namespace: ns, Replica: name, MinInterval: replicaMinInterval, Heartbeat: 2 * time.Second, Metrics: m}
+		if r.reports, err = NewReports(ctx, mgr.GetCache(), mgr.GetClient(), opts); err != nil {
+			return err
+		}
+		r.plane = NewPlane(ctx, r.srv, Options{Replicas: r.reports, Metrics: m, NoClientsRetry: 50 * time.Millisecond})
+		reporter, err := NewReporter(mgr.GetClient(), r.plane, opts)
+		if err != nil {
+			return err
+		}
+		for _, run := range []manager.Runnable{Runnable(r.srv, lis), &Feeder{Cache: mgr.GetCache(), Plane: r.plane}, reporter, r.reports} {
+			if err := mgr.Add(run); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	return r
 }
 
@@ -211,7 +193,7 @@ func TestEveryReplicaServesTheLeadersPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, r := range clients {
-		eventually(t, name+": deleted rollout's plan withdrawn", func() bool { return !inForce(r.srv, p80) })
+		poll.Until(t, name+": deleted rollout's plan withdrawn", func() bool { return !inForce(r.srv, p80) })
 		if !inForce(r.srv, pRatings) {
 			t.Errorf("%s: the other rollout's plan went too", name)
 		}
@@ -257,7 +239,7 @@ func servedRollout(t *testing.T, c client.Client, ns string) (*v1alpha1.Rollout,
 // have applied it.
 func waitInForce(t *testing.T, r *replica, p plan.Plan) {
 	t.Helper()
-	eventually(t, "plan "+p.Version+" in force", func() bool {
+	poll.Until(t, "plan "+p.Version+" in force", func() bool {
 		st := r.srv.Status(xds.PlanKey(&p), p.Version)
 		return st.Current && (st.NoClients() || st.Converged())
 	})

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/xdstest"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
@@ -71,14 +72,14 @@ func TestReporter(t *testing.T) {
 	if err := r.plane.Publish(ctx, ro, p); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the first report, without clients", func() bool {
+	poll.Until(t, "the first report, without clients", func() bool {
 		rep := readReport(t, c, ns, "r1")
 		return rep != nil && rep.Replica == "r1" && len(rep.Rollouts) == 0
 	})
 
 	key := ns + "/reviews"
 	startRawClient(t, r.addr, "proxyless", "reviews")
-	eventually(t, "the client in the report", func() bool {
+	poll.Until(t, "the client in the report", func() bool {
 		rep := readReport(t, c, ns, "r1")
 		return rep != nil && rep.Rollouts[key].Clients == 1 && rep.Rollouts[key].Plan == p.Version
 	})
@@ -96,7 +97,7 @@ func TestReporter(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	eventually(t, "the last plan in the report", func() bool {
+	poll.Until(t, "the last plan in the report", func() bool {
 		rep := readReport(t, c, ns, "r1")
 		return rep != nil && rep.Rollouts[key].Plan == last.Version
 	})
@@ -108,7 +109,7 @@ func TestReporter(t *testing.T) {
 
 	// Nothing changes: the heartbeat renews the same entries.
 	first := readReport(t, c, ns, "r1")
-	eventually(t, "a renewal", func() bool {
+	poll.Until(t, "a renewal", func() bool {
 		rep := readReport(t, c, ns, "r1")
 		return rep != nil && rep.RenewTime.After(first.RenewTime) && maps.Equal(rep.Rollouts, first.Rollouts)
 	})
@@ -138,9 +139,9 @@ func TestStaleReportsAreDeleted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "the silent replica's report to count", func() bool { return len(leader.reports.answers(key)) == 1 })
+	poll.Until(t, "the silent replica's report to count", func() bool { return len(leader.reports.answers(key)) == 1 })
 	woken := leader.reports.changed(key)
-	eventually(t, "the stale reports to go", func() bool {
+	poll.Until(t, "the stale reports to go", func() bool {
 		return readReport(t, c, ns, "dead") == nil && readReport(t, c, ns, "silent") == nil
 	})
 	if !closed(woken) {

@@ -43,7 +43,7 @@ func TestInstallBundleApplies(t *testing.T) {
 		}
 	}
 	for kind, want := range map[string]int{
-		"Namespace": 1, "CustomResourceDefinition": 3, "ServiceAccount": 1, "ClusterRole": 2, "Role": 1,
+		"Namespace": 1, "CustomResourceDefinition": 4, "ServiceAccount": 1, "ClusterRole": 2, "Role": 1,
 		"ClusterRoleBinding": 1, "RoleBinding": 1, "ConfigMap": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1,
 	} {
 		if kinds[kind] != want {
@@ -68,6 +68,12 @@ func TestInstallBundleApplies(t *testing.T) {
 		{"networking.istio.io", "virtualservices", "", "watch", "", true},
 		{"networking.istio.io", "destinationrules", "", "list", "", true},
 		{"", "secrets", "", "get", "shop", true},
+		// GitSources: watched, a finalizer, status; the webhook's
+		// requested-sync annotation.
+		{"sluice.dev", "gitsources", "", "watch", "", true},
+		{"sluice.dev", "gitsources", "", "patch", "shop", true},
+		{"sluice.dev", "gitsources", "status", "patch", "shop", true},
+		{"sluice.dev", "gitsources", "finalizers", "update", "shop", true},
 		{"", "events", "", "create", "shop", true},
 		{"coordination.k8s.io", "leases", "", "update", "sluice-system", true},
 		{"", "configmaps", "", "patch", "sluice-system", true},
@@ -86,6 +92,10 @@ func TestInstallBundleApplies(t *testing.T) {
 		{"", "configmaps", "", "update", "sluice-system", false},
 		{"rbac.authorization.k8s.io", "clusterroles", "", "escalate", "", false},
 		{"sluice.dev", "rollouts", "", "deletecollection", "shop", false},
+		// GitSources belong to their teams: the controller neither
+		// creates nor deletes them.
+		{"sluice.dev", "gitsources", "", "create", "shop", false},
+		{"sluice.dev", "gitsources", "", "delete", "shop", false},
 	}
 	for _, tc := range tests {
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{

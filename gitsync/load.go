@@ -67,11 +67,12 @@ type loader struct {
 	cache map[fileKey]*fileResult
 }
 
-func newLoader(limits Limits, v *validation.Validator) *loader {
+func newLoader(limits Limits, v *validation.Validator, namespace string) *loader {
 	limits = limits.withDefaults()
 	opts := []manifest.Option{
 		manifest.WithMaxFileSize(limits.MaxFileSize),
 		manifest.WithMaxObjects(limits.MaxObjects),
+		manifest.WithNamespace(namespace),
 	}
 	if v != nil {
 		opts = append(opts, manifest.WithValidator(*v))

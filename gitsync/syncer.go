@@ -30,6 +30,10 @@ type Options struct {
 	// validator (which also compiles analysis conditions).
 	Validator *validation.Validator
 	Limits    Limits
+	// Namespace, when set, confines the source to one namespace: a
+	// commit with an object whose metadata.namespace names another is
+	// rejected whole (manifest.WithNamespace), like any invalid commit.
+	Namespace string
 	WriteBack WriteBackOptions
 	// Now is the clock for timestamps and commit times; default time.Now.
 	Now func() time.Time
@@ -125,7 +129,7 @@ func New(src Source, opts Options) (*Syncer, error) {
 		metrics: m,
 		trigger: make(chan struct{}, 1),
 		mirror:  &mirror{src: src, dir: dir, repo: repo, auth: auth, log: log, maxPacks: defaultMaxPacks},
-		loader:  newLoader(opts.Limits, opts.Validator),
+		loader:  newLoader(opts.Limits, opts.Validator, opts.Namespace),
 		changed: make(chan struct{}),
 	}, nil
 }

@@ -2,6 +2,7 @@ package gitsync
 
 import (
 	"cmp"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-logr/logr"
 )
 
 // WebhookOptions configure the push webhook.
@@ -44,16 +46,37 @@ const DefaultWebhookMaxBody = 1 << 20
 // Comparisons are constant-time. A request with none of these, or a wrong
 // one, gets 401 and triggers nothing.
 func (s *Syncer) Webhook(opts WebhookOptions) (http.Handler, error) {
+	return newWebhook(s.src, s.log, func(context.Context) error { s.Trigger(); return nil }, opts)
+}
+
+// NewWebhook is Webhook for a source whose Syncer runs elsewhere (in
+// controller mode, on the leader while a follower gets the push): a
+// verified push to src's branch or tag calls trigger, whose error is
+// answered 500. src is checked as New checks it.
+func NewWebhook(src Source, log logr.Logger, trigger func(context.Context) error, opts WebhookOptions) (http.Handler, error) {
+	src, err := src.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if log.GetSink() == nil {
+		log = logr.Discard()
+	}
+	return newWebhook(src, log.WithValues("source", src.Name), trigger, opts)
+}
+
+func newWebhook(src Source, log logr.Logger, trigger func(context.Context) error, opts WebhookOptions) (http.Handler, error) {
 	if len(opts.Secret) == 0 {
 		return nil, newError(KindConfig, "configure webhook", errors.New("a secret is required: unsigned webhooks would let anyone trigger fetches"))
 	}
 	opts.MaxBodyBytes = cmp.Or(opts.MaxBodyBytes, DefaultWebhookMaxBody)
-	return &webhook{s: s, opts: opts}, nil
+	return &webhook{src: src, log: log, trigger: trigger, opts: opts}, nil
 }
 
 type webhook struct {
-	s    *Syncer
-	opts WebhookOptions
+	src     Source
+	log     logr.Logger
+	trigger func(context.Context) error
+	opts    WebhookOptions
 }
 
 func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -78,7 +101,7 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	provider, err := h.verify(r.Header, body)
-	log := h.s.log.WithValues("provider", provider, "remote", r.RemoteAddr)
+	log := h.log.WithValues("provider", provider, "remote", r.RemoteAddr)
 	if err != nil {
 		log.Info("webhook refused", "reason", err.Error())
 		reply(http.StatusUnauthorized, "%v", err)
@@ -103,7 +126,7 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	want := h.watchedRef()
 	if want == "" {
-		reply(http.StatusOK, "ignored: this source follows fixed commit %s", h.s.src.Commit)
+		reply(http.StatusOK, "ignored: this source follows fixed commit %s", h.src.Commit)
 		return
 	}
 	if push.Ref != want {
@@ -112,16 +135,20 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log.Info("webhook: push received, syncing now", "ref", push.Ref)
-	h.s.Trigger()
+	if err := h.trigger(r.Context()); err != nil {
+		log.Error(err, "webhook: cannot trigger a sync", "ref", push.Ref)
+		reply(http.StatusInternalServerError, "cannot trigger a sync; the next poll will find the commit")
+		return
+	}
 	reply(http.StatusAccepted, "sync triggered for %s", push.Ref)
 }
 
 func (h *webhook) watchedRef() string {
 	switch {
-	case h.s.src.Branch != "":
-		return plumbing.NewBranchReferenceName(h.s.src.Branch).String()
-	case h.s.src.Tag != "":
-		return plumbing.NewTagReferenceName(h.s.src.Tag).String()
+	case h.src.Branch != "":
+		return plumbing.NewBranchReferenceName(h.src.Branch).String()
+	case h.src.Tag != "":
+		return plumbing.NewTagReferenceName(h.src.Tag).String()
 	}
 	return ""
 }

@@ -56,7 +56,15 @@ type Options struct {
 	// DefaultResync, negative never. Applying unchanged objects writes
 	// nothing.
 	Resync time.Duration
-	Log    logr.Logger
+	// SourceID is written to AnnotationSource on every object applied,
+	// and only objects carrying it are ever marked removed, deleted or
+	// reverted by this Applier; default ConfigSourceID. A GitSource's is
+	// GitSourceID(namespace, name).
+	SourceID string
+	// OnChange, if set, is called after State changes (a sync, an apply).
+	// It must not block: it runs on the Applier's goroutine.
+	OnChange func()
+	Log      logr.Logger
 }
 
 // State is what the Applier reports.
@@ -107,6 +115,7 @@ func New(c client.Client, opts Options) (*Applier, error) {
 	}
 	opts.DefaultNamespace = cmp.Or(opts.DefaultNamespace, DefaultNamespace)
 	opts.Resync = cmp.Or(opts.Resync, DefaultResync)
+	opts.SourceID = cmp.Or(opts.SourceID, ConfigSourceID)
 	s, err := gitsync.New(opts.Source, opts.Sync)
 	if err != nil {
 		return nil, fmt.Errorf("git applier: %w", err)
@@ -115,10 +124,13 @@ func New(c client.Client, opts Options) (*Applier, error) {
 		c:      c,
 		syncer: s,
 		opts:   opts,
-		log:    opts.Log.WithValues("source", s.Source().Name),
+		log:    opts.Log.WithValues("source", s.Source().Name, "sourceID", opts.SourceID),
 		wake:   make(chan event.GenericEvent, 256),
 	}, nil
 }
+
+// ID is the Applier's source ID (Options.SourceID).
+func (a *Applier) ID() string { return a.opts.SourceID }
 
 // Syncer is the Applier's Syncer: serve its Webhook, or Trigger it.
 func (a *Applier) Syncer() *gitsync.Syncer { return a.syncer }
@@ -214,15 +226,24 @@ func (a *Applier) setGit(st gitsync.State) {
 	a.mu.Lock()
 	a.state.Git = st
 	a.mu.Unlock()
+	a.changed()
+}
+
+// changed tells Options.OnChange.
+func (a *Applier) changed() {
+	if a.opts.OnChange != nil {
+		a.opts.OnChange()
+	}
 }
 
 // setApplied records an apply of commit; "" when nothing of the commit
 // could be applied, which leaves the previous commit recorded.
 func (a *Applier) setApplied(commit string, err error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if commit != "" {
 		a.state.Commit = commit
 	}
 	a.state.Err, a.state.At = err, time.Now()
+	a.mu.Unlock()
+	a.changed()
 }

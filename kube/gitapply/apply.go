@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,14 +37,16 @@ func (o object) key() key { return key{o.Kind(), o.ns, o.Meta().GetName()} }
 
 // commit is one snapshot, sorted for applying.
 type commit struct {
-	snap                      *gitsync.Snapshot
+	snap *gitsync.Snapshot
+	// source is the ID of the Applier's source (AnnotationSource).
+	source                    string
 	rollouts, templates, mesh []object
 	// wanted holds every desired object's key.
 	wanted map[key]bool
 }
 
 func (a *Applier) sort(snap *gitsync.Snapshot) commit {
-	c := commit{snap: snap, wanted: make(map[key]bool, len(snap.Objects))}
+	c := commit{snap: snap, source: a.opts.SourceID, wanted: make(map[key]bool, len(snap.Objects))}
 	for _, d := range snap.Objects {
 		o := object{Desired: d, ns: d.Meta().GetNamespace()}
 		if o.ns == "" {
@@ -64,17 +65,6 @@ func (a *Applier) sort(snap *gitsync.Snapshot) commit {
 	return c
 }
 
-// ours reports whether the Applier put obj in the cluster from this source:
-// same repository, a file under the source's path.
-func (c *commit) ours(obj metav1.Object) bool {
-	an := obj.GetAnnotations()
-	if an[gitsync.AnnotationRepository] != c.snap.Repository {
-		return false
-	}
-	p, root := an[gitsync.AnnotationPath], c.snap.Path
-	return root == "." || p == root || strings.HasPrefix(p, root+"/")
-}
-
 // apply puts one snapshot into the cluster, in the order the package
 // documentation gives. It goes on past failures, so one object the API
 // server refuses does not hold back the others, and returns them all.
@@ -86,9 +76,18 @@ func (a *Applier) apply(ctx context.Context, snap *gitsync.Snapshot) error {
 		a.setApplied("", err)
 		return err
 	}
+	var templates v1alpha1.AnalysisTemplateList
+	if err := a.c.List(ctx, &templates); err != nil {
+		err = fmt.Errorf("listing AnalysisTemplates: %w", err)
+		a.setApplied("", err)
+		return err
+	}
 	named := references(c.rollouts, live.Items)
 
+	// Objects another source holds are left to it, and reported.
 	var errs []error
+	c.rollouts = c.unclaimed(c.rollouts, liveIndex(live.Items), &errs)
+	c.templates = c.unclaimed(c.templates, liveIndex(templates.Items), &errs)
 	errs = append(errs, a.each(ctx, c.templates, a.applyTemplate)...)
 	var plain []object
 	decl := map[key]declared{}
@@ -111,7 +110,7 @@ func (a *Applier) apply(ctx context.Context, snap *gitsync.Snapshot) error {
 	})...)
 	removed, err := a.markRemoved(ctx, &c, live.Items)
 	errs = append(errs, err)
-	deleted, err := a.deleteTemplates(ctx, &c)
+	deleted, err := a.deleteTemplates(ctx, &c, templates.Items)
 	errs = append(errs, err)
 	a.wakeRollouts(ctx, c.rollouts, live.Items, changed, first)
 
@@ -240,7 +239,7 @@ func (a *Applier) ssa(ctx context.Context, gvk schema.GroupVersionKind, o object
 	u.SetNamespace(o.ns)
 	u.SetName(k.name)
 	u.SetLabels(labels)
-	u.SetAnnotations(annotations(declared, o.Desired))
+	u.SetAnnotations(annotations(declared, o.Desired, a.opts.SourceID))
 	if err := a.c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		return fmt.Errorf("applying %s from %s:%d: %w", k, o.File, o.Line, err)
 	}
@@ -249,13 +248,14 @@ func (a *Applier) ssa(ctx context.Context, gvk schema.GroupVersionKind, o object
 
 // annotations are the manifest's annotations with the Git provenance; Git
 // cannot set the ones Sluice writes itself.
-func annotations(declared map[string]string, d gitsync.Desired) map[string]string {
+func annotations(declared map[string]string, d gitsync.Desired, source string) map[string]string {
 	out := maps.Clone(declared)
 	if out == nil {
 		out = map[string]string{}
 	}
 	delete(out, gitsync.AnnotationRemovedFromGit)
 	maps.Copy(out, d.Annotations())
+	out[AnnotationSource] = source
 	return out
 }
 
@@ -307,15 +307,11 @@ func (a *Applier) markRollout(ctx context.Context, live *v1alpha1.Rollout, commi
 // deleteTemplates deletes the AnalysisTemplates of this source that the
 // commit lacks. Unlike a Rollout, a template routes nothing: what Git no
 // longer has is gone.
-func (a *Applier) deleteTemplates(ctx context.Context, c *commit) (int, error) {
-	var live v1alpha1.AnalysisTemplateList
-	if err := a.c.List(ctx, &live); err != nil {
-		return 0, fmt.Errorf("listing AnalysisTemplates: %w", err)
-	}
+func (a *Applier) deleteTemplates(ctx context.Context, c *commit, live []v1alpha1.AnalysisTemplate) (int, error) {
 	var errs []error
 	n := 0
-	for i := range live.Items {
-		t := &live.Items[i]
+	for i := range live {
+		t := &live[i]
 		if c.wanted[key{manifest.KindAnalysisTemplate, t.Namespace, t.Name}] || !c.ours(t) || !t.DeletionTimestamp.IsZero() {
 			continue
 		}

@@ -25,8 +25,10 @@ func (a *Applier) Revert(ctx context.Context, ro *v1alpha1.Rollout, r engine.Git
 	if snap == nil {
 		return fmt.Errorf("rollout %s: %w", id, errNotSynced)
 	}
-	c := commit{snap: snap}
-	if !c.ours(ro) {
+	c := commit{snap: snap, source: a.opts.SourceID}
+	// Its own, and from the repository and path followed now: after the
+	// source's URL or path changed, the file to edit is not here.
+	if !c.ours(ro) || !c.fromRepository(ro) {
 		return fmt.Errorf("rollout %s was not applied from %s (path %s); revert it where it is declared", id, snap.Repository, snap.Path)
 	}
 	req := gitsync.RevertRequest{GitRevert: r}

@@ -28,6 +28,14 @@ type Declarations interface {
 	Declared(ns, virtualService, destinationRule string) (*networkingv1.VirtualService, *networkingv1.DestinationRule, error)
 }
 
+// RolloutDeclarations are the Declarations of several Git sources
+// (kube/gitapply.Sources): DeclaredFor answers from the source ro was
+// applied from, so one source's objects never stand in for another's.
+// The Publisher prefers it to Declared when its Declarations have it.
+type RolloutDeclarations interface {
+	DeclaredFor(ctx context.Context, ro *v1alpha1.Rollout, virtualService, destinationRule string) (*networkingv1.VirtualService, *networkingv1.DestinationRule, error)
+}
+
 // Publisher writes a Rollout's traffic plans as Istio objects. It has the
 // controller's Publisher method set (kube/controller), so the reconciler
 // can use it directly or behind controller.AcceptedOnWrite.
@@ -51,7 +59,7 @@ type Publisher struct {
 // when neither the plan, nor Git's declaration, nor the live objects
 // changed since its last write.
 func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.Plan) error {
-	in, err := p.input(ro, pl)
+	in, err := p.input(ctx, ro, pl)
 	if err != nil {
 		return err
 	}
@@ -65,7 +73,7 @@ func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.P
 func (p *Publisher) Forget(key types.NamespacedName) { p.Writer.Forget(key) }
 
 // input builds the Writer's input for ro.
-func (p *Publisher) input(ro *v1alpha1.Rollout, pl plan.Plan) (Input, error) {
+func (p *Publisher) input(ctx context.Context, ro *v1alpha1.Rollout, pl plan.Plan) (Input, error) {
 	svc := &ro.Spec.Service
 	in := Input{
 		Plan:          pl,
@@ -82,7 +90,14 @@ func (p *Publisher) input(ro *v1alpha1.Rollout, pl plan.Plan) (Input, error) {
 	if p.Declared == nil {
 		return in, nil
 	}
-	vs, dr, err := p.Declared.Declared(ro.Namespace, in.VirtualServiceName, in.DestinationRuleName)
+	var vs *networkingv1.VirtualService
+	var dr *networkingv1.DestinationRule
+	var err error
+	if rd, ok := p.Declared.(RolloutDeclarations); ok {
+		vs, dr, err = rd.DeclaredFor(ctx, ro, in.VirtualServiceName, in.DestinationRuleName)
+	} else {
+		vs, dr, err = p.Declared.Declared(ro.Namespace, in.VirtualServiceName, in.DestinationRuleName)
+	}
 	if err != nil {
 		return Input{}, fmt.Errorf("Istio objects of rollout %s/%s as Git declares them: %w", ro.Namespace, ro.Name, err)
 	}

@@ -47,6 +47,19 @@ type Config struct {
 	// AnalysisTemplates from. Without it, Rollouts are applied by other
 	// means (kubectl, Argo CD, Flux) and the controller only reconciles.
 	Git *GitConfig `json:"git,omitempty"`
+	// GitSources configures the GitSource controller.
+	GitSources GitSources `json:"gitSources,omitempty"`
+}
+
+// GitSources configures the GitSource controller (docs/controller.md,
+// "GitSource").
+type GitSources struct {
+	// Enabled defaults to true. Off, GitSource objects are ignored.
+	Enabled *bool `json:"enabled,omitempty"`
+	// AllowFileURLs lets GitSources read file:// URLs: the controller's
+	// own disk, other sources' mirrors included. Off by default; for
+	// tests and single-tenant clusters with local mirrors.
+	AllowFileURLs bool `json:"allowFileURLs,omitempty"`
 }
 
 // GitConfig is the git section, as `sluice run` reads it.
@@ -245,6 +258,11 @@ func (c *Config) LeaderElectionEnabled() bool {
 
 // IstioEnabled reports the effective setting.
 func (c *Config) IstioEnabled() bool { return c.Istio.Enabled == nil || *c.Istio.Enabled }
+
+// GitSourcesEnabled reports whether the GitSource controller runs.
+func (c *Config) GitSourcesEnabled() bool {
+	return c.GitSources.Enabled == nil || *c.GitSources.Enabled
+}
 
 // Check reports every problem, each naming its key.
 func (c *Config) Check() error {

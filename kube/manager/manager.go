@@ -36,6 +36,7 @@ import (
 	"github.com/sluicehq/sluice/kube/analysisrun"
 	"github.com/sluicehq/sluice/kube/controller"
 	"github.com/sluicehq/sluice/kube/gitapply"
+	"github.com/sluicehq/sluice/kube/gitsource"
 	"github.com/sluicehq/sluice/kube/istio"
 	"github.com/sluicehq/sluice/kube/xdsplane"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
@@ -69,6 +70,9 @@ type Controller struct {
 	xds *xds.Server
 	log logr.Logger
 	git *gitapply.Applier // nil without a git section
+	// sources holds every Git source's Applier (the git section's and
+	// the GitSources'), for write-back, declarations and wakes.
+	sources *gitapply.Sources
 	// base lives as long as Start: background work started at setup
 	// (xDS acknowledgement waits, informer handlers) ends with it.
 	base   context.Context
@@ -356,10 +360,49 @@ func (c *Controller) setupAnalysis(opts Options) error {
 	})
 }
 
-// setupGit registers the Git applier (leader only) and, with a webhook
-// secret, the push webhook. Without a git section Rollouts come from
-// elsewhere and the controller only reconciles them.
+// setupGit registers the Git sources: the git section's applier and the
+// GitSource controller (leader only), and on every replica the push
+// webhooks. Without either, Rollouts come from elsewhere and the
+// controller only reconciles them.
 func (c *Controller) setupGit(opts Options) error {
+	c.sources = gitapply.NewSources(c.mgr.GetClient())
+	// Asked for before any Applier is registered; the reconciler consumes it.
+	c.sources.Wake()
+	mux := http.NewServeMux()
+	if err := c.setupConfigSource(opts, mux); err != nil {
+		return err
+	}
+	if c.cfg.GitSourcesEnabled() {
+		r := &gitsource.Reconciler{
+			Client:        c.mgr.GetClient(),
+			APIReader:     c.mgr.GetAPIReader(),
+			Sources:       c.sources,
+			StateDir:      c.cfg.StateDir,
+			Registerer:    opts.Registerer,
+			AllowFileURLs: c.cfg.GitSources.AllowFileURLs,
+			Log:           c.log.WithName("gitsource"),
+		}
+		if err := r.SetupWithManager(c.mgr); err != nil {
+			return err
+		}
+		// Every replica: a push only stamps the GitSource, whose watch
+		// makes the leader sync, so a push to a follower is not lost.
+		mux.Handle(gitsource.WebhookPattern, &gitsource.Webhook{
+			Client: c.mgr.GetClient(), APIReader: c.mgr.GetAPIReader(), Log: c.log.WithName("gitsource-webhook"),
+		})
+	}
+	if c.cfg.HTTP.WebhookAddress == "0" || (c.git == nil && !c.cfg.GitSourcesEnabled()) {
+		return nil
+	}
+	return c.mgr.Add(&manager.Server{
+		Name:   "git-webhook",
+		Server: &http.Server{Addr: c.cfg.HTTP.WebhookAddress, Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+	})
+}
+
+// setupConfigSource registers the git section's applier, if any, and its
+// webhook (POST /webhook) on mux.
+func (c *Controller) setupConfigSource(opts Options, mux *http.ServeMux) error {
 	g := c.cfg.Git
 	if g == nil {
 		return nil
@@ -379,12 +422,16 @@ func (c *Controller) setupGit(opts Options) error {
 		// Whether a failed rollout is reverted in Git is each Rollout's
 		// choice (spec.rollback); the controller only needs to be able to.
 		WriteBack: true,
+		SourceID:  gitapply.ConfigSourceID,
 		Log:       c.log.WithName("git"),
 	})
 	if err != nil {
 		return err
 	}
 	c.git = a
+	if err := c.sources.Add(a); err != nil {
+		return err
+	}
 	if err := c.mgr.Add(a); err != nil {
 		return fmt.Errorf("add git applier: %w", err)
 	}
@@ -402,38 +449,22 @@ func (c *Controller) setupGit(opts Options) error {
 	if err != nil {
 		return fmt.Errorf("git webhook: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("POST /webhook", h)
 	// On every replica: a push that reaches a follower triggers a Syncer
 	// that is not running and is lost, but the leader's poll
 	// (git.interval) picks the commit up anyway.
-	return c.mgr.Add(&manager.Server{
-		Name:   "git-webhook",
-		Server: &http.Server{Addr: c.cfg.HTTP.WebhookAddress, Handler: mux, ReadHeaderTimeout: 10 * time.Second},
-	})
+	mux.Handle("POST /webhook", h)
+	return nil
 }
 
-// declared is Git's declarations for the Istio publisher; a nil interface
-// (not a nil *Applier) without Git, so the publisher renders its own.
-func (c *Controller) declared() istio.Declarations {
-	if c.git == nil {
-		return nil
-	}
-	return c.git
-}
+// declared is the Git sources' declarations for the Istio publisher,
+// each Rollout's from the source it came from; a Rollout of no running
+// source has none, and the publisher renders its own objects.
+func (c *Controller) declared() istio.Declarations { return c.sources }
 
-// reverter performs GitRevert actions; nil without Git.
-func (c *Controller) reverter() controller.Reverter {
-	if c.git == nil {
-		return nil
-	}
-	return c.git
-}
+// reverter performs GitRevert actions through the Rollout's source.
+func (c *Controller) reverter() controller.Reverter { return c.sources }
 
-// wakes are the Git applier's: Rollouts whose declared routing changed.
+// wakes are the Git sources': Rollouts whose declared routing changed.
 func (c *Controller) wakes() []<-chan event.GenericEvent {
-	if c.git == nil {
-		return nil
-	}
-	return []<-chan event.GenericEvent{c.git.Wake()}
+	return []<-chan event.GenericEvent{c.sources.Wake()}
 }

@@ -12,6 +12,15 @@ package manager
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts;analysistemplates,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts/status,verbs=get;patch;update
 //
+// GitSources: watched by the leader, which runs one Git applier per
+// GitSource, holds a finalizer on each (so a deleted GitSource's objects
+// are marked removed from Git first) and writes their status; every
+// replica's push webhook reads them and patches the
+// sluice.dev/requested-sync annotation.
+// +kubebuilder:rbac:groups=sluice.dev,resources=gitsources,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=sluice.dev,resources=gitsources/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=sluice.dev,resources=gitsources/finalizers,verbs=update
+//
 // AnalysisRuns: created, terminated and collected by the Rollout
 // controller, measured by the analysis controller.
 // +kubebuilder:rbac:groups=sluice.dev,resources=analysisruns,verbs=get;list;watch;create;patch;delete
@@ -31,8 +40,9 @@ package manager
 // costs no request and an edit by hand is corrected at once.
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
 //
-// Credentials an AnalysisTemplate references (bearer token, basic auth),
-// read one at a time, never listed or watched. Bind the ClusterRole with
+// Credentials an AnalysisTemplate references (bearer token, basic auth)
+// and a GitSource's secretRef (Git credentials, webhook secret), read one
+// at a time, never listed or watched. Bind the ClusterRole with
 // RoleBindings instead of the ClusterRoleBinding to confine this to
 // chosen namespaces.
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get

@@ -277,6 +277,12 @@ func (l *loader) loadDocument(file string, doc *yaml.Node) int {
 		return last
 	}
 	kind := stringMember(v, "kind")
+	if kind == KindGitSource {
+		// Cluster configuration (a GitSource may well sit in the Git it
+		// follows, Flux-style), not something Sluice applies from Git.
+		l.skipped++
+		return last
+	}
 	if apiVersion != v1alpha1.GroupVersion.String() {
 		l.problem(file, v.lineOf("apiVersion"), "apiVersion",
 			fmt.Sprintf("Unsupported value: %q: supported values: %q", apiVersion, v1alpha1.GroupVersion.String()))
@@ -370,6 +376,10 @@ func (l *loader) admit(file string, v *value, kind string, obj any) any {
 
 func (l *loader) record(o Object, v *value) {
 	m := o.Meta()
+	if ns := m.GetNamespace(); l.o.namespace != "" && ns != "" && ns != l.o.namespace {
+		l.problem(o.File, v.lineOf("metadata.namespace"), "metadata.namespace",
+			fmt.Sprintf("Forbidden: %q: this source may only create objects in namespace %q (or name none)", ns, l.o.namespace))
+	}
 	if m.GetName() == "" {
 		return // reported by validation
 	}

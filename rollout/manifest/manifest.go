@@ -37,6 +37,9 @@ import (
 const (
 	KindRollout          = "Rollout"
 	KindAnalysisTemplate = "AnalysisTemplate"
+	// KindGitSource is read by the API server only: the loader counts it
+	// as skipped, like any Kubernetes object that is not Sluice's to apply.
+	KindGitSource = "GitSource"
 )
 
 // Problem is one thing wrong with the manifests, at a file and line.
@@ -213,6 +216,7 @@ type options struct {
 	maxFiles    int
 	maxObjects  int
 	validator   validation.Validator
+	namespace   string
 }
 
 // WithMaxFileSize sets the largest file read, in bytes; larger files are
@@ -230,6 +234,13 @@ func WithMaxObjects(n int) Option { return func(o *options) { o.maxObjects = n }
 // WithValidator replaces the validator. The default, DefaultValidator,
 // checks analysis conditions with the CEL environment analysis runs use.
 func WithValidator(v validation.Validator) Option { return func(o *options) { o.validator = v } }
+
+// WithNamespace confines every object to namespace ns: an object whose
+// metadata.namespace names another one is a problem at that field, so a
+// tenant's repository (a GitSource in controller mode) cannot reach into
+// other namespaces. Objects that name no namespace stay as they are (the
+// consumer puts them in ns). Default: any namespace.
+func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }
 
 // DefaultValidator is the validator Load uses unless WithValidator says
 // otherwise: rollout/validation plus the CEL condition check of

@@ -25,6 +25,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/testbin"
 )
 
 func main() {
@@ -75,20 +77,12 @@ func main() {
 	fmt.Printf("Done in %s.\n", time.Since(start).Round(time.Second))
 }
 
-// moduleRoot is the directory of go.mod above the working directory.
+// moduleRoot is the directory of go.mod above the working directory: the
+// demo builds its tools into, and reads its examples from, the repository.
 func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
+	root, err := testbin.ModuleRoot()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("run the demo inside the Sluice repository: %w", err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run the demo inside the Sluice repository (no go.mod found above the working directory)")
-		}
-		dir = parent
-	}
+	return root, nil
 }

@@ -2,25 +2,45 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
 // applyCommands applies each new manual command once and records the result
 // in status.lastCommand, which is also the audit trail of who did what.
+// The IDs of the last MaxRecentCommands commands are kept, so a command
+// redelivered after others (a stale informer, a replayed request) is still
+// recognised.
 func (s *stepper) applyCommands() {
 	for _, c := range s.in.Observations.Commands {
-		if lc := s.st.LastCommand; c.ID != "" && lc != nil && lc.ID == c.ID {
+		if s.commandApplied(c.ID) {
 			continue
 		}
 		result := s.command(c)
 		s.st.LastCommand = &v1alpha1.CommandRecord{ID: c.ID, Kind: c.Kind, By: c.By, At: *mt(s.now), Result: result}
+		if c.ID != "" {
+			ids := append(s.st.RecentCommandIDs, c.ID)
+			s.st.RecentCommandIDs = slices.Clone(ids[max(0, len(ids)-v1alpha1.MaxRecentCommands):])
+		}
 		by := c.By
 		if by == "" {
 			by = "someone"
 		}
 		s.event(EventNormal, "Command"+string(c.Kind), "%s ran %s: %s", by, c.Kind, result)
 	}
+}
+
+// commandApplied reports whether a command with this ID was applied
+// already. A command without an ID is always new.
+func (s *stepper) commandApplied(id string) bool {
+	if id == "" {
+		return false
+	}
+	if lc := s.st.LastCommand; lc != nil && lc.ID == id {
+		return true
+	}
+	return slices.Contains(s.st.RecentCommandIDs, id)
 }
 
 func (s *stepper) command(c Command) string {

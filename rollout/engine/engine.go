@@ -54,8 +54,9 @@ type Observations struct {
 	Workload *Workload
 	// Analysis reports the current state of analysis runs by name.
 	Analysis []AnalysisObservation
-	// Commands issued by people, in order. Each is applied once: a command
-	// with the ID of status.lastCommand is skipped.
+	// Commands issued by people, in order. Each ID is applied once: a
+	// command whose ID is in status.lastCommand or status.recentCommandIDs
+	// is skipped.
 	Commands []Command
 	// Window is the deployment-window state at Now.
 	Window Window
@@ -207,6 +208,7 @@ func Step(in Input) (Output, error) {
 	if err != nil {
 		return Output{Status: *in.Rollout.Status.DeepCopy()}, err
 	}
+	s.migrateTraffic()
 	s.observeSpec()
 	s.applyCommands()
 	// A command (retry, resume) must not get past spec.paused.
@@ -218,7 +220,10 @@ func Step(in Input) (Output, error) {
 	return s.finish(), nil
 }
 
+// mt is t as a metav1.Time keeps it: whole seconds, so that the status in
+// memory is the status read back after a restart and both decide alike.
+// Times that must be exact are v1alpha1.Timestamps.
 func mt(t time.Time) *metav1.Time {
-	m := metav1.NewTime(t)
+	m := metav1.NewTime(t.Truncate(time.Second))
 	return &m
 }

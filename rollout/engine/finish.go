@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,10 +24,17 @@ func (s *stepper) finish() Output {
 		st.CanaryBackend = s.ro.Spec.Backend.DeepCopy()
 	}
 	s.reconcileRuns()
-	t, _ := s.currentTraffic()
-	p := buildPlan(s.ro, st, t)
-	recordTraffic(&st.Traffic, p)
-	scale := s.scale(t)
+	r := s.routing()
+	s.routed = &r
+	p := buildPlan(s.ro, st, r.t)
+	if s.rolling() && st.CurrentStepIndex != nil && st.StepAcknowledgedAt == nil && p.Version != st.Traffic.PlanVersion {
+		// Every plan a step publishes gets the whole progress deadline:
+		// the wait for replicas (or for a window) is over, the wait for
+		// the data plane starts.
+		st.StepStartedAt = mt(s.now)
+	}
+	recordTraffic(&st.Traffic, p, r.k)
+	scale := s.scale(r.t)
 	s.summarize()
 
 	actions := append(append(s.stops, s.starts...), s.reverts...)
@@ -40,8 +48,9 @@ func (s *stepper) finish() Output {
 	}
 }
 
-// recordTraffic summarises the plan to be published in the status.
-func recordTraffic(tr *v1alpha1.TrafficStatus, p plan.Plan) {
+// recordTraffic summarises the plan to be published in the status; k is
+// how many steps it folds in (routedNone: stable only).
+func recordTraffic(tr *v1alpha1.TrafficStatus, p plan.Plan, k int) {
 	if tr.PlanVersion != p.Version {
 		// An acknowledgement is of what the proxies were last sent; after a
 		// new publish only a new answer counts, even if the content flips
@@ -49,6 +58,20 @@ func recordTraffic(tr *v1alpha1.TrafficStatus, p plan.Plan) {
 		tr.AcknowledgedVersion = ""
 	}
 	tr.PlanVersion = p.Version
+	tr.RoutedSteps = nil
+	if k != routedNone {
+		k32 := int32(k)
+		tr.RoutedSteps = &k32
+	}
+	// A subset stays known to the data plane while every plan keeps it.
+	subsets := make([]v1alpha1.SubsetStatus, 0, len(p.Subsets))
+	for _, sub := range p.Subsets {
+		known := slices.ContainsFunc(tr.Subsets, func(o v1alpha1.SubsetStatus) bool {
+			return o.Name == sub.Name && o.Revision == sub.Revision && o.Acknowledged
+		})
+		subsets = append(subsets, v1alpha1.SubsetStatus{Name: sub.Name, Revision: sub.Revision, Acknowledged: known})
+	}
+	tr.Subsets = subsets
 	tr.Routes = nil
 	tr.MirrorPercent = 0
 	if len(p.Hosts) == 0 {
@@ -231,18 +254,15 @@ func (s *stepper) scale(t traffic) []Scale {
 	want := map[string]int32{st.StableRevision: r}
 	if s.rolling() {
 		// Scale for the step's target, not the gated traffic: replicas
-		// come first, routing follows once they are ready.
+		// come first, routing follows once they are ready. Never below
+		// what the traffic in force takes, though: a step that lowers the
+		// weight may be held by a window while the higher weight is
+		// still routed.
 		target := t
-		if st.CurrentStepIndex != nil {
-			i := int(*st.CurrentStepIndex)
-			if i >= len(s.steps) {
-				target = fold(s.steps, len(s.steps))
-				target.full = true
-			} else {
-				target = fold(s.steps, i+1)
-			}
+		if i := st.CurrentStepIndex; i != nil {
+			target = s.foldAt(min(int(*i), len(s.steps)) + 1)
 		}
-		want[st.CanaryRevision] = max(want[st.CanaryRevision], s.canaryReplicas(target))
+		want[st.CanaryRevision] = max(want[st.CanaryRevision], s.canaryReplicas(target), s.need(t))
 	}
 	if sd := st.ScaleDown; sd != nil {
 		if s.now.Before(sd.At.Time) {
@@ -303,6 +323,13 @@ func (s *stepper) phase() (v1alpha1.Phase, string, string) {
 	switch {
 	case st.Abort != nil:
 		return v1alpha1.PhaseDegraded, st.Abort.Reason, st.Abort.Message + "; 100% to stable " + st.StableRevision + "; retry or push a new revision"
+	case s.rejected() && (st.Pause == nil || st.Pause.Reason != v1alpha1.ReasonNack):
+		tr := &st.Traffic
+		msg := "data plane rejected plan " + tr.PlanVersion + ": " + tr.Rejection
+		if st.CanaryRevision != "" {
+			msg += "; it routes to stable revision " + st.StableRevision + " only, so the rollout of " + st.CanaryRevision + " waits"
+		}
+		return v1alpha1.PhaseDegraded, v1alpha1.ReasonNack, msg + "; fix the routing objects, then the data plane's next answer counts"
 	case st.CanaryRevision == "":
 		msg := "revision " + st.StableRevision + " serves 100%"
 		if lr := st.LastRollout; lr != nil && lr.Outcome == v1alpha1.OutcomeAborted {
@@ -311,7 +338,7 @@ func (s *stepper) phase() (v1alpha1.Phase, string, string) {
 		return v1alpha1.PhaseHealthy, v1alpha1.ReasonStable, msg
 	case st.Pause != nil:
 		return v1alpha1.PhasePaused, st.Pause.Reason, st.Pause.Message
-	case s.heldByWindow:
+	case s.heldByWindow || (s.routed.g == gateHeld && s.in.Observations.Window.Closed):
 		w := s.in.Observations.Window
 		msg := "deployment window closed (" + w.Reason + ")"
 		if !w.NextChange.IsZero() {
@@ -322,7 +349,7 @@ func (s *stepper) phase() (v1alpha1.Phase, string, string) {
 	i := int(*st.CurrentStepIndex)
 	label := fmt.Sprintf("step %d/%d (%s)", i+1, len(s.steps)+1, s.stepLabel(i))
 	if st.StepAcknowledgedAt == nil {
-		switch _, g := s.currentTraffic(); g {
+		switch s.routed.g {
 		case gateReady:
 			return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForReady, label + ": waiting for canary replicas to be ready"
 		case gateWarm:
@@ -347,6 +374,12 @@ func (s *stepper) phase() (v1alpha1.Phase, string, string) {
 		}
 	}
 	return v1alpha1.PhaseProgressing, v1alpha1.ReasonStepAdvanced, label
+}
+
+// rejected reports whether the data plane rejected the plan in force.
+func (s *stepper) rejected() bool {
+	tr := &s.st.Traffic
+	return tr.RejectedVersion != "" && tr.RejectedVersion == tr.PlanVersion
 }
 
 func remaining(until, now time.Time) string {

@@ -15,32 +15,49 @@ import (
 // the leader calls Step.
 //
 // A plan is a pure function of the spec, the status and how far the steps
-// are folded, and the status leaves only a few foldings possible (none, the
-// first k steps, or promotion), so trying each is exact and cheap. It fails
-// when no folding has that version: the spec changed since the status was
-// written (the next Step will publish the new plan) or no plan was ever
-// published. Callers then keep serving what they served before.
+// are folded (status.traffic.routedSteps). It fails when that folding does
+// not have the version: the spec changed since the status was written (the
+// next Step will publish the new plan) or no plan was ever published.
+// Callers then keep serving what they served before.
 func PersistedPlan(ro *v1alpha1.Rollout) (plan.Plan, error) {
 	if ro == nil {
 		return plan.Plan{}, fmt.Errorf("engine: persisted plan: no rollout")
 	}
 	st := &ro.Status
-	want := st.Traffic.PlanVersion
-	if want == "" {
+	if st.Traffic.PlanVersion == "" {
 		return plan.Plan{}, fmt.Errorf("engine: rollout %s/%s: no plan published yet", ro.Namespace, ro.Name)
-	}
-	if p := buildPlan(ro, st, traffic{}); p.Version == want {
-		return p, nil
 	}
 	steps, err := compile(ro.Spec.Strategy)
 	if err != nil {
 		return plan.Plan{}, fmt.Errorf("engine: rollout %s/%s: %w", ro.Namespace, ro.Name, err)
 	}
-	n := len(steps)
-	full := fold(steps, n)
-	full.full = true
-	if p := buildPlan(ro, st, full); p.Version == want {
+	if _, p, ok := locateRouted(ro, st, steps); ok {
 		return p, nil
+	}
+	return plan.Plan{}, fmt.Errorf("engine: rollout %s/%s: status.traffic.planVersion %s is not a plan of the current spec (changed since the status was written)", ro.Namespace, ro.Name, st.Traffic.PlanVersion)
+}
+
+// locateRouted finds how many steps the plan of status.traffic.planVersion
+// folds in. status.traffic.routedSteps says so; a status written before
+// that field existed leaves only a few foldings possible (none, the first
+// k steps, promotion), and trying each is exact.
+func locateRouted(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, steps []step) (int, plan.Plan, bool) {
+	want := st.Traffic.PlanVersion
+	try := func(k int) (plan.Plan, bool) {
+		p := buildPlan(ro, st, foldRouted(steps, k))
+		return p, p.Version == want
+	}
+	if k := st.Traffic.RoutedSteps; k != nil && int(*k) >= 0 && int(*k) <= len(steps)+1 {
+		if p, ok := try(int(*k)); ok {
+			return int(*k), p, true
+		}
+	}
+	if p, ok := try(routedNone); ok {
+		return routedNone, p, true
+	}
+	n := len(steps)
+	if p, ok := try(n + 1); ok {
+		return n + 1, p, true
 	}
 	// Nearest the current step first: that is where the plan almost always is.
 	at := n
@@ -52,10 +69,29 @@ func PersistedPlan(ro *v1alpha1.Rollout) (plan.Plan, error) {
 			if k < 0 || k > n || (d == 0 && k != at) {
 				continue
 			}
-			if p := buildPlan(ro, st, fold(steps, k)); p.Version == want {
-				return p, nil
+			if p, ok := try(k); ok {
+				return k, p, true
 			}
 		}
 	}
-	return plan.Plan{}, fmt.Errorf("engine: rollout %s/%s: status.traffic.planVersion %s is not a plan of the current spec (changed since the status was written)", ro.Namespace, ro.Name, want)
+	return 0, plan.Plan{}, false
+}
+
+// migrateTraffic fills in status.traffic.routedSteps and subsets for a
+// status written before they existed, from the plan its version names, so
+// an upgrade neither drops a canary's traffic nor adds it again at 0%.
+func (s *stepper) migrateTraffic() {
+	tr := &s.st.Traffic
+	if tr.PlanVersion == "" || tr.Subsets != nil {
+		return
+	}
+	k, p, ok := locateRouted(s.ro, &s.st, s.steps)
+	if !ok {
+		return
+	}
+	acked := tr.AcknowledgedVersion == tr.PlanVersion
+	recordTraffic(tr, p, k)
+	for i := range tr.Subsets {
+		tr.Subsets[i].Acknowledged = acked
+	}
 }

@@ -15,7 +15,13 @@ package engine
 //	go test ./rollout/engine -run 'TestEngineProperties/<name>$' -prop.seed=<seed> -v
 //
 // -prop.reports=N prints more failing seeds per property. The bugs found so
-// far have minimal reproducers in property_repro_test.go.
+// far have minimal reproducers in property_repro_test.go and
+// invariants_repro_test.go.
+//
+// SLUICE_PROP_SEEDS and SLUICE_PROP_STEPS set the number of trajectories and
+// their length, for a long run before a release:
+//
+//	SLUICE_PROP_SEEDS=20000 go test ./rollout/engine -run TestEngineProperties -timeout 2h
 
 import (
 	"bytes"
@@ -24,10 +30,12 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -59,6 +67,12 @@ func propSeeds() (seeds []uint64, steps int) {
 	n, steps := propRollouts, propSteps
 	if testing.Short() {
 		n, steps = propRolloutsShort, propStepsShort
+	}
+	if v, err := strconv.Atoi(os.Getenv("SLUICE_PROP_SEEDS")); err == nil && v > 0 {
+		n = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("SLUICE_PROP_STEPS")); err == nil && v > 1 {
+		steps = v
 	}
 	if *propSeedFlag != 0 {
 		return []uint64{*propSeedFlag}, steps
@@ -436,6 +450,7 @@ func (w *propWorld) next(i int) Input {
 	default:
 		dt = 5*time.Minute + w.dur(15*time.Minute)
 	}
+	dt += w.propFraction()
 	w.now = w.now.Add(dt)
 	w.log = append(w.log, fmt.Sprintf("step %d: +%s", i, dt))
 
@@ -644,10 +659,18 @@ func propStrategyKind(s v1alpha1.Strategy) string {
 	return "darkRelease"
 }
 
-// apply records an Output as the adapter would: the status is persisted and
-// the plan published.
+// apply records an Output as the adapter would: the status is persisted
+// (through JSON, as the API server and the standalone store keep it, so the
+// next Step resumes from what a restart would read) and the plan published.
 func (w *propWorld) apply(out Output) {
-	w.status = *out.Status.DeepCopy()
+	b, err := json.Marshal(out.Status)
+	if err != nil {
+		panic(err)
+	}
+	w.status = v1alpha1.RolloutStatus{}
+	if err := json.Unmarshal(b, &w.status); err != nil {
+		panic(err)
+	}
 	if _, ok := w.plans[out.Plan.Version]; !ok {
 		w.plans[out.Plan.Version] = out.Plan
 		w.planOrder = append(w.planOrder, out.Plan.Version)
@@ -740,6 +763,16 @@ var propProperties = []propProperty{
 	{"progress_has_a_way_forward", propWayForward},              // extra
 	{"match_routes_reach_canary", propMatchRoutesReachCanary},   // extra
 	{"persisted_plan_rebuilds", propPersistedPlan},              // extra
+	// The promises of docs/engine.md (property_promises_test.go).
+	{"canary_carried", propCanaryCarried},
+	{"subset_known_first", propSubsetKnownFirst},
+	{"weights_follow_steps", propWeightsFollowSteps},
+	{"freeze_holds", propFreezeHolds},
+	{"command_once", propCommandOnce},
+	{"clock_starts_at_ack", propClockStartsAtAck},
+	{"no_unmatched_before_switch", propNoUnmatchedBeforeSwitch},
+	{"nack_attributed", propNackAttributed},
+	{"rejected_not_healthy", propRejectedNotHealthy},
 }
 
 // propRunSeed walks one trajectory and checks every property at every
@@ -1029,7 +1062,9 @@ func propDegradedSticks() propCheck {
 	return func(c *propCtx) string {
 		in, out := c.in, c.out
 		prev := &in.Rollout.Status
-		if prev.Phase != v1alpha1.PhaseDegraded || out.Status.Phase == v1alpha1.PhaseDegraded {
+		// A rejected plan also reads Degraded, until the data plane takes
+		// a plan again; the abort is what sticks.
+		if prev.Abort == nil || prev.Phase != v1alpha1.PhaseDegraded || out.Status.Phase == v1alpha1.PhaseDegraded {
 			return ""
 		}
 		desired, _ := DesiredRevision(&in.Rollout.Spec)
@@ -1149,7 +1184,7 @@ func propRequeueComplete() propCheck {
 		switch rq := out.RequeueAfter; {
 		case rq == 0:
 			d = time.Duration(1+(w.seed*31+uint64(i)*7)%7200) * time.Second
-		case rq > time.Second:
+		case rq >= 2*time.Second:
 			d = time.Duration(1+(w.seed*31+uint64(i)*7)%uint64(rq/time.Second-1)) * time.Second
 			if d >= rq {
 				return ""

@@ -72,7 +72,7 @@ func Retire(in RetireInput) Output {
 	} else {
 		p = buildPlan(s.ro, &s.st, traffic{})
 	}
-	recordTraffic(&s.st.Traffic, p)
+	recordTraffic(&s.st.Traffic, p, routedNone)
 	scale := s.scale(traffic{})
 	return Output{
 		Status:       s.st,

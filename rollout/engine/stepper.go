@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
@@ -22,6 +23,8 @@ type stepper struct {
 
 	// heldByWindow is set when a step could advance but the window is closed.
 	heldByWindow bool
+	// routed is what finish publishes, for the summary.
+	routed *routing
 
 	stops   []Action
 	starts  []Action
@@ -146,6 +149,10 @@ func (s *stepper) restart() {
 	st.PromoteFull = false
 	st.Analysis = nil
 	st.Traffic.Rejection, st.Traffic.RejectedVersion = "", ""
+	// The count was of the old program's steps. The plan stays in force
+	// until this Step publishes; the canary subset stays known if it is
+	// still the same revision.
+	st.Traffic.RoutedSteps = nil
 }
 
 // endRollout drops the canary without promoting it.
@@ -297,6 +304,11 @@ func (s *stepper) observeDataPlane() {
 	switch dp.State {
 	case AckAcknowledged:
 		tr.AcknowledgedVersion = dp.Version
+		for i := range tr.Subsets {
+			tr.Subsets[i].Acknowledged = true
+		}
+		// The data plane takes what it is sent again.
+		tr.RejectedVersion, tr.Rejection = "", ""
 	case AckRejected:
 		if tr.RejectedVersion == dp.Version {
 			return
@@ -306,12 +318,29 @@ func (s *stepper) observeDataPlane() {
 		switch {
 		case !s.rolling():
 			s.event(EventWarning, v1alpha1.ReasonNack, "%s", msg)
+		case !s.publishedCanary():
+			// The rejected plan routes to stable only (the rollout has not
+			// started, or is held before its first step): the canary is
+			// not what the data plane refused.
+			s.event(EventWarning, v1alpha1.ReasonNack, "%s; the plan routes to stable revision %s only, so the rollout of %s is not blamed",
+				msg, s.st.StableRevision, s.st.CanaryRevision)
 		case s.ro.Spec.Rollback.OnNack == v1alpha1.ActionPause:
 			s.pause(v1alpha1.ReasonNack, msg)
 		default:
 			s.abort(v1alpha1.ReasonNack, msg, true)
 		}
 	}
+}
+
+// publishedCanary reports whether the published plan has the canary
+// revision's subset.
+func (s *stepper) publishedCanary() bool {
+	for _, sub := range s.st.Traffic.Subsets {
+		if sub.Name == plan.Canary && sub.Revision == s.st.CanaryRevision {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *stepper) deadline() time.Duration {
@@ -332,11 +361,16 @@ func (s *stepper) checkDeadline() {
 	if st.StepAcknowledgedAt != nil {
 		return
 	}
+	r := s.routing()
+	if r.g == gateHeld || buildPlan(s.ro, st, r.t).Version != st.Traffic.PlanVersion {
+		// A closed window is not the data plane's fault; and a plan about
+		// to be published gets the whole deadline (finish).
+		return
+	}
 	if waited := s.now.Sub(st.StepStartedAt.Time); waited > s.deadline() {
 		i := int(*st.CurrentStepIndex)
-		_, g := s.currentTraffic()
 		what := "acknowledged by the data plane"
-		switch g {
+		switch r.g {
 		case gateReady:
 			what = "ready (canary replicas not available)"
 		case gateWarm:
@@ -392,12 +426,13 @@ func (s *stepper) refreshAck() {
 	if st.CurrentStepIndex == nil || st.StepAcknowledgedAt != nil || tr.AcknowledgedVersion == "" || tr.AcknowledgedVersion != tr.PlanVersion {
 		return
 	}
-	t, g := s.currentTraffic()
-	if g != gateNone {
+	r := s.routing()
+	if r.g != gateNone {
 		return
 	}
-	if p := buildPlan(s.ro, st, t); p.Version == tr.AcknowledgedVersion {
-		st.StepAcknowledgedAt = mt(s.now)
+	if p := buildPlan(s.ro, st, r.t); p.Version == tr.AcknowledgedVersion {
+		ack := v1alpha1.NewTimestamp(s.now)
+		st.StepAcknowledgedAt = &ack
 	}
 }
 
@@ -455,62 +490,110 @@ const (
 	gateNone gate = iota
 	// gateReady: the canary's replicas are not available yet.
 	gateReady
-	// gateWarm: the data plane has not yet acknowledged the canary subset
-	// at 0%. Adding a cluster and weighting it in one update lets proxies
-	// route to it before they know its endpoints (Envoy answers 503, gRPC
-	// fails the RPC), so the first step adds the subset first.
+	// gateWarm: the data plane has not yet acknowledged the canary subset.
+	// Adding a cluster and weighting it in one update lets proxies route to
+	// it before they know its endpoints (Envoy answers 503, gRPC fails the
+	// RPC), so the subset is added at 0% first.
 	gateWarm
+	// gateHeld: a closed deployment window or a pause freezes the routing
+	// in force.
+	gateHeld
 )
 
-// currentTraffic is the routing the current step wants, or, while a gate
-// holds it back, the routing before the step.
-func (s *stepper) currentTraffic() (t traffic, g gate) {
+// routedNone is the routing of no rollout: 100% to stable, no canary subset.
+const routedNone = -1
+
+// routing is what the plan routes: the traffic of the first k steps of the
+// program (len(steps)+1: promotion), and the gate that holds the current
+// step's traffic back, if any.
+type routing struct {
+	t traffic
+	k int
+	g gate
+}
+
+// foldAt is the traffic of the first k steps; len(steps)+1 is promotion.
+func (s *stepper) foldAt(k int) traffic { return foldRouted(s.steps, k) }
+
+// inForce is how many steps the published plan folds in.
+func (s *stepper) inForce() int {
+	k := s.st.Traffic.RoutedSteps
+	if k == nil || !s.rolling() {
+		return routedNone
+	}
+	return min(max(int(*k), 0), len(s.steps)+1)
+}
+
+// routing decides what the plan routes now: the current step's traffic
+// when every gate lets it through, otherwise the traffic in force (or, for
+// a rollout not routed yet, the canary subset at 0%). Traffic therefore
+// never goes past what the last carried plan allowed, whatever moved the
+// step (advancing, promote, promote --full, retry, resume):
+//
+//   - a closed window or a pause keeps the plan in force;
+//   - the canary gets more traffic only once its available replicas carry
+//     it (lowering traffic is never held back);
+//   - the canary gets any traffic only once the data plane knows its subset.
+func (s *stepper) routing() routing {
 	st := &s.st
 	if !s.rolling() || st.CurrentStepIndex == nil {
 		// Not started (window closed, spec.paused) routes like no rollout.
-		return traffic{}, gateNone
+		return routing{k: routedNone}
 	}
-	n := len(s.steps)
-	i := int(*st.CurrentStepIndex)
-	if i >= n {
-		t = fold(s.steps, n)
-		t.full = true
-	} else {
-		t = fold(s.steps, i+1)
+	k := min(int(*st.CurrentStepIndex), len(s.steps)) + 1
+	target := s.foldAt(k)
+	f := s.inForce()
+	if f == k {
+		return routing{t: target, k: k}
 	}
-	changes := i >= n || s.steps[i].changesTraffic()
-	if st.StepAcknowledgedAt == nil && changes {
-		before := fold(s.steps, min(i, n))
-		if !s.canaryReady(t) {
-			return before, gateReady
-		}
-		if i == 0 && !s.warm(t) {
-			return before, gateWarm
+	hold := func(g gate) routing {
+		h := max(f, 0)
+		return routing{t: s.foldAt(h), k: h, g: g}
+	}
+	if s.in.Observations.Window.Closed || st.Pause != nil {
+		if buildPlan(s.ro, st, target).Version != buildPlan(s.ro, st, s.foldAt(f)).Version {
+			return hold(gateHeld)
 		}
 	}
-	return t, gateNone
+	if need := s.need(target); need > s.need(s.foldAt(f)) && !s.carries(need) {
+		return hold(gateReady)
+	}
+	if target.sendsToCanary() && !s.canaryKnown() {
+		return hold(gateWarm)
+	}
+	return routing{t: target, k: k}
 }
 
 const warmupMessage = "adding the canary at 0% first"
 
-// warm reports whether the first step may route to the canary: the plan
-// with the canary subset at 0% is acknowledged, or the step's own plan is
-// already out.
-func (s *stepper) warm(target traffic) bool {
-	tr := &s.st.Traffic
-	warm := buildPlan(s.ro, &s.st, fold(s.steps, 0)).Version
-	if tr.PlanVersion == warm {
-		return tr.AcknowledgedVersion == warm
+// canaryKnown reports whether the data plane has acknowledged a plan with
+// the canary subset selecting the canary revision, and every plan since
+// kept it.
+func (s *stepper) canaryKnown() bool {
+	for _, sub := range s.st.Traffic.Subsets {
+		if sub.Name == plan.Canary && sub.Revision == s.st.CanaryRevision {
+			return sub.Acknowledged
+		}
 	}
-	return tr.PlanVersion == buildPlan(s.ro, &s.st, target).Version
+	return false
 }
 
-func (s *stepper) canaryReady(t traffic) bool {
+// need is how many available canary replicas t's traffic takes: none when
+// it sends the canary nothing, and none in standalone mode, whose backends
+// are always ready.
+func (s *stepper) need(t traffic) int32 {
+	if s.ro.Spec.Replicas == nil || !t.sendsToCanary() {
+		return 0
+	}
+	return s.canaryReplicas(t)
+}
+
+func (s *stepper) carries(need int32) bool {
 	if s.ro.Spec.Replicas == nil {
 		return true
 	}
 	w := s.in.Observations.Workload
-	return w != nil && w.CanaryAvailable >= s.canaryReplicas(t)
+	return w != nil && w.CanaryAvailable >= need
 }
 
 // canaryReplicas scales the canary with its weight (blue/green and

@@ -26,6 +26,16 @@ type matchRoute struct {
 	match []v1alpha1.RouteMatch
 }
 
+// sendsToCanary reports whether t routes or mirrors any request to the
+// canary; the canary subset at 0% alone sends it nothing.
+func (t traffic) sendsToCanary() bool {
+	if !t.active {
+		return false
+	}
+	return t.full || t.weight > 0 || t.mirror > 0 || len(t.routes) > 0 ||
+		(t.preview != nil && (len(t.preview.Match) > 0 || len(t.preview.Hosts) > 0))
+}
+
 // fold applies steps[0..upto) to an empty routing state.
 func fold(steps []step, upto int) traffic {
 	t := traffic{active: true}
@@ -42,6 +52,21 @@ func fold(steps []step, upto int) traffic {
 		}
 	}
 	return t
+}
+
+// foldRouted is the traffic of the first k steps, with len(steps)+1 for
+// promotion and routedNone for no rollout.
+func foldRouted(steps []step, k int) traffic {
+	n := len(steps)
+	switch {
+	case k == routedNone:
+		return traffic{}
+	case k > n:
+		t := fold(steps, n)
+		t.full = true
+		return t
+	}
+	return fold(steps, k)
 }
 
 // setRoute replaces the named route in place, appends it, or removes it when

@@ -108,9 +108,11 @@ type RolloutStatus struct {
 	// +optional
 	StepStartedAt *metav1.Time `json:"stepStartedAt,omitempty"`
 	// StepAcknowledgedAt is when the data plane acknowledged the current
-	// step's traffic plan; pauses and analysis windows start from it.
+	// step's traffic plan; pauses and analysis windows start from it. It
+	// keeps microseconds: a pause timed from a whole second would run
+	// short by up to a second after the status is read back.
 	// +optional
-	StepAcknowledgedAt *metav1.Time `json:"stepAcknowledgedAt,omitempty"`
+	StepAcknowledgedAt *Timestamp `json:"stepAcknowledgedAt,omitempty"`
 	// Paused records why the rollout waits, if it does.
 	// +optional
 	Pause *PauseStatus `json:"pause,omitempty"`
@@ -149,6 +151,14 @@ type RolloutStatus struct {
 	// same ID are not applied twice.
 	// +optional
 	LastCommand *CommandRecord `json:"lastCommand,omitempty"`
+	// RecentCommandIDs are the IDs of the last applied commands, oldest
+	// first (at most MaxRecentCommands). A command whose ID is listed is
+	// skipped, so a redelivered command is never applied twice, whatever
+	// arrived in between.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	RecentCommandIDs []string `json:"recentCommandIDs,omitempty"`
 
 	// +optional
 	// +listType=map
@@ -196,12 +206,43 @@ type TrafficStatus struct {
 	// +optional
 	// +listType=atomic
 	Routes []string `json:"routes,omitempty"`
-	// RejectedVersion is the last plan version a proxy rejected.
+	// RejectedVersion is the last plan version a proxy rejected. It is
+	// cleared when that version, or a later one, is acknowledged.
 	// +optional
 	RejectedVersion string `json:"rejectedVersion,omitempty"`
 	// Rejection is the data plane's error text for RejectedVersion.
 	// +optional
 	Rejection string `json:"rejection,omitempty"`
+	// RoutedSteps is how many steps of the rollout the published plan has
+	// folded in (stepCount + 1: promotion); absent when it routes to
+	// stable only. It trails currentStepIndex + 1 while a gate (canary
+	// readiness, the canary subset's warm-up, a closed window) holds the
+	// current step's traffic back: the plan in force is then this one.
+	// +optional
+	RoutedSteps *int32 `json:"routedSteps,omitempty"`
+	// Subsets are the subsets of the published plan and whether the data
+	// plane knows them. Traffic goes to a subset only once it is
+	// acknowledged.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Subsets []SubsetStatus `json:"subsets,omitempty"`
+}
+
+// MaxRecentCommands bounds status.recentCommandIDs.
+const MaxRecentCommands = 32
+
+// SubsetStatus is one subset of the published plan.
+type SubsetStatus struct {
+	// Name is the subset: stable or canary.
+	Name string `json:"name"`
+	// Revision is the revision the subset selects.
+	Revision string `json:"revision"`
+	// Acknowledged is true once the data plane acknowledged a plan with
+	// this subset selecting this revision, and every plan published since
+	// kept it.
+	// +optional
+	Acknowledged bool `json:"acknowledged,omitempty"`
 }
 
 // AnalysisKind says what an analysis run gates.

@@ -15,8 +15,9 @@ const (
 	PhaseProgressing Phase = "Progressing"
 	// PhasePaused: waiting for a person (promote, resume) or for a window.
 	PhasePaused Phase = "Paused"
-	// PhaseDegraded: the rollout was aborted; stable serves 100% and the
-	// canary waits for retry or a new revision.
+	// PhaseDegraded: the rollout was aborted (stable serves 100% and the
+	// canary waits for retry or a new revision), or the data plane rejected
+	// the plan in force.
 	PhaseDegraded Phase = "Degraded"
 )
 

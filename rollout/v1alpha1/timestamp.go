@@ -4,7 +4,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/serializer/cbor/direct"
 )
+
+// Semantic equality (status patches compare with it) cannot look inside a
+// time.Time and panics on its unexported fields; it is told how to compare
+// a Timestamp, as apimachinery does for metav1.Time.
+func init() {
+	if err := equality.Semantic.AddFunc(func(a, b Timestamp) bool { return a.Time.Equal(b.Time) }); err != nil {
+		panic(err)
+	}
+}
 
 // Timestamp is a point in time kept to the microsecond in JSON (RFC 3339,
 // as metav1.MicroTime writes it). Unlike metav1.MicroTime it also reads the
@@ -46,6 +59,29 @@ func (t *Timestamp) UnmarshalJSON(b []byte) error {
 	}
 	// time.RFC3339 accepts a fraction when parsing.
 	v, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return fmt.Errorf("timestamp: %w", err)
+	}
+	t.Time = v.Truncate(time.Microsecond).Local()
+	return nil
+}
+
+// MarshalCBOR writes what metav1.MicroTime writes.
+func (t Timestamp) MarshalCBOR() ([]byte, error) {
+	return metav1.NewMicroTime(t.Time).MarshalCBOR()
+}
+
+// UnmarshalCBOR reads RFC 3339 with or without a fraction of a second.
+func (t *Timestamp) UnmarshalCBOR(b []byte) error {
+	var s *string
+	if err := direct.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("timestamp: %w", err)
+	}
+	if s == nil {
+		t.Time = time.Time{}
+		return nil
+	}
+	v, err := time.Parse(time.RFC3339, *s)
 	if err != nil {
 		return fmt.Errorf("timestamp: %w", err)
 	}

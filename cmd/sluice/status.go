@@ -162,6 +162,10 @@ func (s *rollState) add(st v1alpha1.RolloutStatus) {
 	switch {
 	case st.Abort != nil:
 		s.aborted = true
+	case st.CanaryRevision == "" && st.Phase == v1alpha1.PhaseDegraded:
+		// The data plane rejected the stable plan: nothing to wait for,
+		// and not a success.
+		s.aborted = true
 	case st.CanaryRevision != "":
 		s.rolling = true
 	}

@@ -90,9 +90,11 @@ func (s *stepper) command(c Command) string {
 		if st.Pause.Reason == v1alpha1.ReasonPausedBySpec {
 			return "refused: paused by spec.paused; set it to false"
 		}
-		remeasure := st.Pause.Reason == v1alpha1.ReasonInconclusive || st.Pause.Reason == v1alpha1.ReasonAnalysisFailed
+		// Runs that ended without success are measured again whatever
+		// the pause says now: a NACK may have paused over an Inconclusive
+		// run, and that run would otherwise hold the step forever.
 		s.unpause()
-		if remeasure && s.remeasure() {
+		if s.remeasure() {
 			return "resumed: measuring again with new analysis runs"
 		}
 		return "resumed"

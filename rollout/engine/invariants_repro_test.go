@@ -34,6 +34,12 @@ func (r *repro) pushTemplate(version string) {
 	r.ro.Generation++
 }
 
+// pushBackend pushes a new standalone backend without stepping.
+func (r *repro) pushBackend(version string) {
+	r.ro.Spec.Backend = simBackend(version, "10.0.0.2")
+	r.ro.Generation++
+}
+
 func (r *repro) with(o Observations, w *Workload) Observations {
 	o.Workload = w
 	return o
@@ -153,8 +159,7 @@ func TestInvariantReproductions(t *testing.T) {
 			run: func(t *testing.T) {
 				r := newRepro(t, v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{Steps: []v1alpha1.CanaryStep{simWeight(20), simPause(time.Hour)}}})
 				r.step(Observations{})
-				r.ro.Spec.Backend = simBackend("v2", "10.0.0.2")
-				r.ro.Generation++
+				r.pushBackend("v2")
 				r.step(r.cmd("full", v1alpha1.CommandPromoteFull))
 				if r.last.Plan.Revision(plan.Canary) != "v2" {
 					t.Fatalf("plan %s has no v2 subset", propJSON(r.last.Plan.Subsets))
@@ -171,8 +176,7 @@ func TestInvariantReproductions(t *testing.T) {
 			run: func(t *testing.T) {
 				r := newRepro(t, v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{Steps: []v1alpha1.CanaryStep{simWeight(20), simPause(time.Hour)}}})
 				r.step(Observations{})
-				r.ro.Spec.Backend = simBackend("v2", "10.0.0.2")
-				r.ro.Generation++
+				r.pushBackend("v2")
 				r.step(Observations{})
 				if !strings.Contains(r.last.Status.Message, warmupMessage) {
 					t.Fatalf("status %q, want the warm-up", r.last.Status.Message)
@@ -307,8 +311,7 @@ func TestInvariantReproductions(t *testing.T) {
 				r.ro.Spec.Rollback.GitRevert = true
 				closed := Window{Closed: true, Reason: `deny "0 0 * * *" for 2h`}
 				r.step(Observations{})
-				r.ro.Spec.Backend = simBackend("v2", "10.0.0.2")
-				r.ro.Generation++
+				r.pushBackend("v2")
 				r.step(Observations{Window: closed})
 				if r.last.Plan.Revision(plan.Canary) != "" {
 					t.Fatalf("window closed: plan has a canary subset")
@@ -323,6 +326,29 @@ func TestInvariantReproductions(t *testing.T) {
 				out = r.later(3 * time.Hour).step(Observations{})
 				if out.Plan.Revision(plan.Canary) != "v2" || out.Status.Phase != v1alpha1.PhaseProgressing {
 					t.Errorf("window open: phase %s %q, canary subset %q; want v2's rollout to go on", out.Status.Phase, out.Status.Message, out.Plan.Revision(plan.Canary))
+				}
+			},
+		},
+		{
+			// progress_has_a_way_forward (20,000 seeds: 3784, 5368, ...):
+			// an Inconclusive run paused the rollout, a NACK under
+			// onNack: Pause replaced the pause's reason, and resume then
+			// kept the Inconclusive run, which held the step forever.
+			name: "9_resume_measures_again_after_a_NACK_over_an_inconclusive_run",
+			run: func(t *testing.T) {
+				r := newRepro(t, v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{Steps: []v1alpha1.CanaryStep{simWeight(20), {Analysis: simAnalysis("error-rate")}, simWeight(50)}}})
+				r.ro.Spec.Rollback.OnNack = v1alpha1.ActionPause
+				r.step(Observations{})
+				r.push("v2")
+				name := r.step(r.ack()).Status.Analysis[0].Name
+				r.step(r.run(name, v1alpha1.AnalysisInconclusive))
+				r.step(Observations{DataPlane: DataPlane{Version: r.ro.Status.Traffic.PlanVersion, State: AckRejected, Message: "bad route"}})
+				if p := r.last.Status.Pause; p == nil || p.Reason != v1alpha1.ReasonNack {
+					t.Fatalf("setup: pause %v, want one for the NACK", propJSON(p))
+				}
+				out := r.step(r.with(r.cmd("r", v1alpha1.CommandResume), nil))
+				if len(r.startedRuns(out)) != 1 || !strings.Contains(out.Status.LastCommand.Result, "measuring again") {
+					t.Errorf("resume: %q, runs started %v; want the step measured again", out.Status.LastCommand.Result, r.startedRuns(out))
 				}
 			},
 		},

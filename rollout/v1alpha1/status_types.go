@@ -105,7 +105,8 @@ type RolloutStatus struct {
 	// StepDisplay is "index/count" for printer columns.
 	// +optional
 	StepDisplay string `json:"stepDisplay,omitempty"`
-	// StepStartedAt is when the current step began.
+	// StepStartedAt is when the current step began, or last published a
+	// new plan; the progress deadline counts from it.
 	// +optional
 	StepStartedAt *metav1.Time `json:"stepStartedAt,omitempty"`
 	// StepAcknowledgedAt is when the data plane acknowledged the current

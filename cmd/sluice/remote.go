@@ -139,7 +139,7 @@ func backendError(err error) error {
 	switch {
 	case errors.Is(err, api.ErrNotFound):
 		return exitError{code: exitNotFound, msg: err.Error()}
-	case errors.Is(err, api.ErrUnavailable), errors.Is(err, api.ErrUnauthorized):
+	case errors.Is(err, api.ErrUnavailable), errors.Is(err, api.ErrUnauthorized), errors.Is(err, api.ErrForbidden):
 		return exitError{code: exitUnavailable, msg: err.Error()}
 	case errors.Is(err, api.ErrBadRequest):
 		return exitError{code: exitUsage, msg: err.Error()}

@@ -42,11 +42,19 @@ type runFlags struct {
 	gitPoll    time.Duration
 	xdsAddr    string
 	httpAddr   string
+	metrics    string
 	stateDir   string
 	prometheus string
 	tokenEnv   string
 	logLevel   string
 	ackNoProxy bool
+	insecure   bool
+}
+
+// runOptions are what only flags set, never the file.
+type runOptions struct {
+	// insecureNoAuth serves the API and metrics without tokens.
+	insecureNoAuth bool
 }
 
 func newRunCommand() *cobra.Command {
@@ -62,9 +70,15 @@ advances anything, and continues every rollout where it stopped.
 
 Configuration comes from --config (YAML; see docs/standalone.md) and the flags
 below, which override it. Listeners:
-  xDS   --xds-address   (ADS over gRPC, state of the world and delta)
-  HTTP  --http-address  (API for the CLI verbs, POST /webhook for Git pushes,
-                         /metrics, /healthz, /readyz)
+  xDS      --xds-address       ADS over gRPC, state of the world and delta
+  API      --http-address      the CLI verbs' API (a token for every request;
+                               operate tokens for commands), /healthz, /readyz
+  metrics  http.metricsAddress /metrics (a token), /healthz, /readyz
+  webhook  http.webhookAddress POST /webhook for Git pushes (HMAC-signed), when
+                               git.webhookSecret is set
+
+The API fails closed: without a token in http.tokens or http.token, run
+refuses to start unless --insecure-no-auth is given. 'sluice token' makes one.
 
 On SIGTERM or SIGINT it stops advancing, writes its state, and keeps serving
 xDS until the proxies disconnect or shutdown.drainTimeout passes.`,
@@ -78,7 +92,7 @@ xDS until the proxies disconnect or shutdown.drainTimeout passes.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runStandalone(ctx, cfg, newLogger(cmd.ErrOrStderr(), f.logLevel))
+			return runStandalone(ctx, cfg, runOptions{insecureNoAuth: f.insecure}, newLogger(cmd.ErrOrStderr(), f.logLevel))
 		},
 	}
 	fl := cmd.Flags()
@@ -89,10 +103,12 @@ xDS until the proxies disconnect or shutdown.drainTimeout passes.`,
 	fl.DurationVar(&f.gitPoll, "git-interval", 0, "poll interval (git.interval; default 1m)")
 	fl.StringVar(&f.xdsAddr, "xds-address", "", "xDS listen address (xds.address; default 127.0.0.1:18000)")
 	fl.StringVar(&f.httpAddr, "http-address", "", "HTTP listen address (http.address; default 127.0.0.1:8080)")
+	fl.StringVar(&f.metrics, "metrics-address", "", "metrics and health listen address (http.metricsAddress; default 127.0.0.1:8081)")
 	fl.StringVar(&f.stateDir, "state-dir", "", "state directory (stateDir; default ./sluice-state)")
 	fl.StringVar(&f.prometheus, "prometheus-url", "", "Prometheus for templates that name none (prometheus.address)")
 	fl.StringVar(&f.tokenEnv, "token-env", "", "environment variable holding the API token for commands (http.token.env)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.BoolVar(&f.insecure, "insecure-no-auth", false, "serve the API and metrics to anyone who reaches them, without tokens (never on a shared network)")
 	fl.BoolVar(&f.ackNoProxy, "ack-without-proxies", false, "count a plan as acknowledged when no proxy subscribes (xds.ackWithoutClients)")
 	return cmd
 }
@@ -115,6 +131,7 @@ func (f *runFlags) load(cmd *cobra.Command) (*config.Config, error) {
 	set("git-path", &cfg.Git.Path, f.gitPath)
 	set("xds-address", &cfg.XDS.Address, f.xdsAddr)
 	set("http-address", &cfg.HTTP.Address, f.httpAddr)
+	set("metrics-address", &cfg.HTTP.MetricsAddress, f.metrics)
 	set("state-dir", &cfg.StateDir, f.stateDir)
 	set("prometheus-url", &cfg.Prometheus.Address, f.prometheus)
 	if cmd.Flags().Changed("git-interval") {
@@ -140,7 +157,19 @@ func newLogger(w io.Writer, level string) logr.Logger {
 
 // runStandalone wires the parts and runs them until ctx ends, then shuts
 // down in order: stop advancing, flush state, drain xDS.
-func runStandalone(ctx context.Context, cfg *config.Config, log logr.Logger) error {
+func runStandalone(ctx context.Context, cfg *config.Config, o runOptions, log logr.Logger) error {
+	tokens, err := cfg.HTTP.APITokens()
+	if err != nil {
+		return usageError{err}
+	}
+	if len(tokens) == 0 && !o.insecureNoAuth {
+		return usageError{errors.New("http.tokens: no API token configured, so anyone who reaches " + cfg.HTTP.Address +
+			" could promote or abort rollouts; make one with 'sluice token NAME' and add it to http.tokens, or pass --insecure-no-auth")}
+	}
+	if o.insecureNoAuth {
+		log.Info("INSECURE: --insecure-no-auth: the API and metrics answer anyone who reaches them, and anyone may promote, abort, retry, pause or resume",
+			"http", cfg.HTTP.Address, "metrics", cfg.HTTP.MetricsAddress)
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return exitError{code: exitFailure, msg: fmt.Sprintf("state directory: %v", err)}
 	}
@@ -205,31 +234,32 @@ func runStandalone(ctx context.Context, cfg *config.Config, log logr.Logger) err
 		return exitError{code: exitFailure, msg: err.Error()}
 	}
 
-	token, err := cfg.HTTP.Token.Read("http.token")
-	if err != nil {
-		return usageError{err}
-	}
-	hopts := api.HandlerOptions{Token: token, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Ready: run.Ready}
+	var webhook http.Handler
 	if cfg.Git.WebhookSecret != nil {
 		secret, err := cfg.Git.WebhookSecret.Read("git.webhookSecret")
 		if err != nil {
 			return usageError{err}
 		}
-		if hopts.Webhook, err = syncer.Webhook(gitsync.WebhookOptions{Secret: []byte(secret)}); err != nil {
+		if webhook, err = syncer.Webhook(gitsync.WebhookOptions{Secret: []byte(secret)}); err != nil {
 			return usageError{err}
 		}
 	}
-	hl, err := net.Listen("tcp", cfg.HTTP.Address)
+	servers, err := listenHTTP(cfg.HTTP, []httpListener{
+		{key: "http.address", addr: cfg.HTTP.Address, handler: api.NewHandler(run, api.HandlerOptions{
+			Tokens: tokens, InsecureNoAuth: o.insecureNoAuth, Ready: run.Ready})},
+		{key: "http.metricsAddress", addr: cfg.HTTP.MetricsAddress, handler: api.NewOpsHandler(api.OpsOptions{
+			Tokens: tokens, InsecureNoAuth: o.insecureNoAuth, Ready: run.Ready, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})},
+		{key: "http.webhookAddress", addr: cfg.HTTP.WebhookAddress, handler: webhookMux(webhook)},
+	})
 	if err != nil {
-		return exitError{code: exitFailure, msg: fmt.Sprintf("http: %v", err)}
+		return exitError{code: exitFailure, msg: err.Error()}
 	}
 	xl, err := net.Listen("tcp", cfg.XDS.Address)
 	if err != nil {
-		hl.Close()
+		servers.close()
 		return exitError{code: exitFailure, msg: fmt.Sprintf("xds: %v", err)}
 	}
-	hsrv := &http.Server{Handler: api.NewHandler(run, hopts), ReadHeaderTimeout: 10 * time.Second}
-	log.Info("sluice run started", "xds", xl.Addr().String(), "http", hl.Addr().String(), "stateDir", cfg.StateDir)
+	log.Info("sluice run started", "xds", xl.Addr().String(), "http", servers[0].addr, "metrics", servers[1].addr, "webhook", servers.webhookAddr())
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
@@ -243,7 +273,9 @@ func runStandalone(ctx context.Context, cfg *config.Config, log logr.Logger) err
 		}()
 	}
 	goRun("xds", func() error { return xsrv.Serve(xdsCtx, xl) })
-	goRun("http", func() error { return hsrv.Serve(hl) })
+	for _, srv := range servers {
+		goRun(srv.key, srv.serve)
+	}
 	goRun("gitsync", func() error { return syncer.Run(runCtx) })
 	runDone := make(chan error, 1)
 	go func() { runDone <- run.Run(runCtx) }()
@@ -270,7 +302,7 @@ func runStandalone(ctx context.Context, cfg *config.Config, log logr.Logger) err
 	stopXDS()
 	shutCtx, cancel := context.WithTimeout(stopAll, 5*time.Second)
 	defer cancel()
-	_ = hsrv.Shutdown(shutCtx)
+	servers.shutdown(shutCtx)
 	if notifier != nil {
 		if err := notifier.Close(shutCtx); err != nil {
 			log.Error(err, "notifications not delivered at shutdown")

@@ -36,13 +36,13 @@ func TestRunExitsWhenTheRunnerFails(t *testing.T) {
 	}
 
 	cfg := &config.Config{StateDir: dir, Git: config.Git{URL: "file://" + filepath.Join(dir, "no-repo")},
-		XDS: config.XDS{Address: "127.0.0.1:0"}, HTTP: config.HTTP{Address: "127.0.0.1:0"}}
+		XDS: config.XDS{Address: "127.0.0.1:0"}, HTTP: config.HTTP{Address: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0"}}
 	cfg.Default()
 	cfg.Shutdown.DrainTimeout.Duration = time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- runStandalone(ctx, cfg, logr.Discard()) }()
+	go func() { done <- runStandalone(ctx, cfg, runOptions{insecureNoAuth: true}, logr.Discard()) }()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "serve stored plans") {

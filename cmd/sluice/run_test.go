@@ -82,10 +82,12 @@ func TestRunSurvivesKill9(t *testing.T) {
 
 	httpAddr := freePort(t)
 	args := []string{"run", "--git-url", "file://" + remote, "--git-interval", "1s", "--state-dir", filepath.Join(root, "state"),
-		"--http-address", httpAddr, "--xds-address", freePort(t), "--ack-without-proxies", "--log-level", "warn"}
+		"--http-address", httpAddr, "--metrics-address", freePort(t), "--xds-address", freePort(t), "--ack-without-proxies", "--log-level", "warn",
+		"--token-env", "SLUICE_RUN_TEST_TOKEN"}
 	start := func() *exec.Cmd {
 		t.Helper()
 		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "SLUICE_RUN_TEST_TOKEN=crash-test-token")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -93,7 +95,7 @@ func TestRunSurvivesKill9(t *testing.T) {
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
 		return cmd
 	}
-	c := &api.Client{BaseURL: "http://" + httpAddr}
+	c := &api.Client{BaseURL: "http://" + httpAddr, Token: "crash-test-token"}
 	get := func(what string, cond func(api.Rollout) bool) api.Rollout {
 		t.Helper()
 		var last api.Rollout

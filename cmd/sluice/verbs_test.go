@@ -121,9 +121,22 @@ func (b *engineBackend) Command(ctx context.Context, ns, name string, req api.Co
 func TestVerbsAgainstServer(t *testing.T) {
 	t.Parallel()
 	b := newEngineBackend(t)
-	srv := httptest.NewServer(api.NewHandler(b, api.HandlerOptions{Token: "tok"}))
+	var tokens []api.Token
+	for _, tk := range []struct {
+		name   string
+		role   api.Role
+		secret string
+	}{{"alice", api.RoleOperate, "tok"}, {"viewer", api.RoleRead, "look"}} {
+		tok, err := api.ParseToken("test", tk.name, tk.role, api.HashToken(tk.secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, tok)
+	}
+	srv := httptest.NewServer(api.NewHandler(b, api.HandlerOptions{Tokens: tokens}))
 	defer srv.Close()
 	s := "--server=" + srv.URL
+	r := "--token=look"
 
 	// Sequential: each case changes the rollout the next one sees.
 	cases := []struct {
@@ -131,16 +144,18 @@ func TestVerbsAgainstServer(t *testing.T) {
 		code int
 		want []string // substrings of stdout+stderr
 	}{
-		{[]string{"status", s}, 0, []string{"NAME", "reviews", "Paused", "2/4", "20", "v1", "v2"}},
-		{[]string{"status", s, "reviews", "--events=3"}, 0, []string{"Steps  [#####---------------] 2/4", "✔  1  setWeight 20", "▶  2  pause until promote", "stable 80% / canary 20%", "acknowledged", "Events"}},
+		{[]string{"status", s}, 4, []string{"unauthorized"}},
+		{[]string{"status", s, r}, 0, []string{"NAME", "reviews", "Paused", "2/4", "20", "v1", "v2"}},
+		{[]string{"status", s, r, "reviews", "--events=3"}, 0, []string{"Steps  [#####---------------] 2/4", "✔  1  setWeight 20", "▶  2  pause until promote", "stable 80% / canary 20%", "acknowledged", "Events"}},
 		{[]string{"promote", s, "reviews"}, 4, []string{"unauthorized"}},
+		{[]string{"promote", s, r, "reviews"}, 4, []string{`forbidden: token "viewer" has role read`}},
 		{[]string{"promote", s, "--token=tok", "reviews"}, 0, []string{"default/reviews: Promote: skipped step 2 (pause until promote)"}},
 		{[]string{"abort", s, "--token=tok", "reviews"}, 0, []string{"aborted: 100% to stable"}},
 		{[]string{"promote", s, "--token=tok", "reviews", "--full"}, 1, []string{"PromoteFull: refused: the rollout is aborted; use retry"}},
-		{[]string{"status", s, "reviews", "-w", "--interval=10ms"}, 1, []string{"Degraded", "✘  3  setWeight 60", "aborted"}},
+		{[]string{"status", s, r, "reviews", "-w", "--interval=10ms"}, 1, []string{"Degraded", "✘  3  setWeight 60", "aborted"}},
 		{[]string{"retry", s, "--token=tok", "reviews", "-o", "json"}, 0, []string{`"kind": "Retry"`, `"refused": false`}},
-		{[]string{"history", s, "reviews", "--limit=100"}, 0, []string{"CommandAbort", "RetriedByUser", "StepAdvanced"}},
-		{[]string{"status", s, "nope"}, 3, []string{"not found: rollout default/nope"}},
+		{[]string{"history", s, r, "reviews", "--limit=100"}, 0, []string{"CommandAbort", "RetriedByUser", "StepAdvanced"}},
+		{[]string{"status", s, r, "nope"}, 3, []string{"not found: rollout default/nope"}},
 		{[]string{"pause", s}, 2, []string{"accepts 1 arg"}},
 		{[]string{"status", "--server=http://127.0.0.1:1"}, 4, []string{"unavailable"}},
 	}
@@ -156,7 +171,7 @@ func TestVerbsAgainstServer(t *testing.T) {
 			}
 		}
 	}
-	if lc := b.ro.Status.LastCommand; lc == nil || lc.Kind != v1alpha1.CommandRetry || lc.By == "" {
-		t.Errorf("last command not audited with a name: %+v", lc)
+	if lc := b.ro.Status.LastCommand; lc == nil || lc.Kind != v1alpha1.CommandRetry || lc.By != "alice" {
+		t.Errorf("last command not audited with the token's name: %+v", lc)
 	}
 }

@@ -35,6 +35,8 @@ type demo struct {
 	repo     *gitRepo
 	sluice   sluiceInstance
 	load     *grpcecho.Load
+	// token operates the Sluice API (its SHA-256 is in the configuration).
+	token string
 }
 
 // failing is the share of calls the bad release fails.
@@ -55,7 +57,7 @@ func play(ctx context.Context, o options) (rep *report, err error) {
 	if err := d.setup(ctx, o, pr); err != nil {
 		return nil, err
 	}
-	s := &stage{Backends: d.backends, Repo: d.repo, API: &api.Client{BaseURL: d.sluice.APIURL()}, Load: d.load, Print: pr, Settle: o.Settle}
+	s := &stage{Backends: d.backends, Repo: d.repo, API: &api.Client{BaseURL: d.sluice.APIURL(), Token: d.token}, Load: d.load, Print: pr, Settle: o.Settle}
 	return s.run(ctx)
 }
 
@@ -90,7 +92,12 @@ func (d *demo) setup(ctx context.Context, o options, pr *printer) error {
 	}
 	pr.Plain("  Git             %s (from %s, v1 released)\n", d.repo.URL(), o.Quickstart)
 
-	setup := sluiceSetup{Dir: d.dir, RepoURL: d.repo.URL(), PrometheusURL: d.prom.URL}
+	token, _, err := api.NewToken()
+	if err != nil {
+		return err
+	}
+	d.token = token
+	setup := sluiceSetup{Dir: d.dir, RepoURL: d.repo.URL(), PrometheusURL: d.prom.URL, Token: token}
 	start := o.StartSluice
 	if start == nil {
 		start = func(ctx context.Context, s sluiceSetup) (sluiceInstance, error) {

@@ -82,7 +82,11 @@ func startInProcess(ctx context.Context, s sluiceSetup) (_ *inProcess, err error
 	if err != nil {
 		return nil, err
 	}
-	hsrv := &http.Server{Handler: api.NewHandler(run, api.HandlerOptions{Ready: run.Ready}), ReadHeaderTimeout: 5 * time.Second}
+	tok, err := api.ParseToken("demo", "demo", api.RoleOperate, api.HashToken(s.Token))
+	if err != nil {
+		return nil, err
+	}
+	hsrv := &http.Server{Handler: api.NewHandler(run, api.HandlerOptions{Tokens: []api.Token{tok}, Ready: run.Ready}), ReadHeaderTimeout: 5 * time.Second}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"sync"
 	"time"
+
+	"github.com/sluicehq/sluice/standalone/api"
 )
 
 // sluiceInstance is a running Sluice as the demo sees it: an xDS server for
@@ -26,6 +28,8 @@ type sluiceSetup struct {
 	Dir           string // state and configuration go here
 	RepoURL       string
 	PrometheusURL string
+	// Token is the demo's operator token for the Sluice API.
+	Token string
 }
 
 // sluiceAuthor signs Sluice's revert commits; the demo tells them apart
@@ -48,12 +52,18 @@ xds:
   address: 127.0.0.1:0
 http:
   address: 127.0.0.1:0
+  metricsAddress: 127.0.0.1:0
+  # The API fails closed: the demo's one operator token.
+  tokens:
+    - name: demo
+      role: operate
+      sha256: %s
 prometheus:
   address: %s
 shutdown:
   # The load generator has disconnected by the time Sluice stops.
   drainTimeout: 2s
-`, filepath.Join(s.Dir, "sluice-state"), s.RepoURL, sluiceAuthor, s.PrometheusURL)
+`, filepath.Join(s.Dir, "sluice-state"), s.RepoURL, sluiceAuthor, api.HashToken(s.Token), s.PrometheusURL)
 }
 
 // sluiceProcess is `sluice run` as a subprocess.

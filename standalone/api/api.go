@@ -42,8 +42,8 @@ type Event struct {
 // CommandRequest asks for a manual command.
 type CommandRequest struct {
 	Kind v1alpha1.CommandKind `json:"kind"`
-	// By names who asks; the server may replace it with the authenticated
-	// identity.
+	// By is who asks. A server sets it from the token that authenticated
+	// the request and ignores what a client writes here.
 	By string `json:"by,omitempty"`
 }
 
@@ -71,6 +71,7 @@ type Backend interface {
 var (
 	ErrNotFound     = errors.New("not found")
 	ErrUnauthorized = errors.New("unauthorized: a valid token is required")
+	ErrForbidden    = errors.New("forbidden")
 	ErrBadRequest   = errors.New("bad request")
 	ErrUnavailable  = errors.New("unavailable")
 )

@@ -107,8 +107,10 @@ func statusError(code int, msg string) error {
 	switch code {
 	case http.StatusNotFound:
 		base = ErrNotFound
-	case http.StatusUnauthorized, http.StatusForbidden:
+	case http.StatusUnauthorized:
 		base = ErrUnauthorized
+	case http.StatusForbidden:
+		base = ErrForbidden
 	case http.StatusBadRequest:
 		base = ErrBadRequest
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:

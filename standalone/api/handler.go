@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,15 +11,14 @@ import (
 	"time"
 )
 
-// HandlerOptions configure the HTTP handler.
+// HandlerOptions configure the API handler.
 type HandlerOptions struct {
-	// Token, when set, is required as "Authorization: Bearer <token>" for
-	// commands. Reads stay open: status is not a secret, changing traffic is.
-	Token string
-	// Webhook serves POST /webhook (Git push notifications), if set.
-	Webhook http.Handler
-	// Metrics serves GET /metrics, if set.
-	Metrics http.Handler
+	// Tokens may call the API. With none, every API request is refused
+	// (401) unless InsecureNoAuth is set: the API fails closed.
+	Tokens []Token
+	// InsecureNoAuth serves everyone as an operator named after the
+	// client's address. For a laptop, never for a shared network.
+	InsecureNoAuth bool
 	// Ready reports readiness for /readyz; nil means always ready.
 	Ready func() error
 	// CommandTimeout bounds how long a command waits for the engine.
@@ -31,28 +29,95 @@ type HandlerOptions struct {
 // maxBody bounds request bodies; commands are tiny.
 const maxBody = 64 << 10
 
-// NewHandler serves the API from b.
+// NewHandler serves the API from b: reads for any token, commands for
+// operate tokens, with the command's actor taken from the token. /healthz
+// and /readyz answer without a token (they say nothing but up and ready).
+// The Git webhook and metrics have listeners of their own (NewOpsHandler,
+// gitsync's webhook), so exposing one never exposes the commands.
 func NewHandler(b Backend, o HandlerOptions) http.Handler {
 	if o.CommandTimeout == 0 {
 		o.CommandTimeout = 30 * time.Second
 	}
 	h := &handler{b: b, o: o}
+	g := guard{tokens: o.Tokens, insecure: o.InsecureNoAuth}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/rollouts", h.list)
-	mux.HandleFunc("GET /api/v1/rollouts/{namespace}/{name}", h.get)
-	mux.HandleFunc("GET /api/v1/rollouts/{namespace}/{name}/history", h.history)
-	mux.HandleFunc("POST /api/v1/rollouts/{namespace}/{name}/commands", h.command)
+	mux.Handle("GET /api/v1/rollouts", g.require(RoleRead, h.list))
+	mux.Handle("GET /api/v1/rollouts/{namespace}/{name}", g.require(RoleRead, h.get))
+	mux.Handle("GET /api/v1/rollouts/{namespace}/{name}/history", g.require(RoleRead, h.history))
+	mux.Handle("POST /api/v1/rollouts/{namespace}/{name}/commands", g.require(RoleOperate, h.command))
+	health(mux, o.Ready)
+	return mux
+}
+
+// OpsOptions configure the operations handler.
+type OpsOptions struct {
+	// Tokens and InsecureNoAuth as for the API: /metrics needs a token of
+	// any role.
+	Tokens         []Token
+	InsecureNoAuth bool
+	// Metrics serves GET /metrics.
+	Metrics http.Handler
+	// Ready reports readiness for /readyz; nil means always ready.
+	Ready func() error
+}
+
+// NewOpsHandler serves /metrics (with a token) and /healthz and /readyz
+// (without one) on a listener of their own.
+func NewOpsHandler(o OpsOptions) http.Handler {
+	g := guard{tokens: o.Tokens, insecure: o.InsecureNoAuth}
+	mux := http.NewServeMux()
+	if o.Metrics != nil {
+		mux.Handle("GET /metrics", g.require(RoleRead, o.Metrics.ServeHTTP))
+	}
+	health(mux, o.Ready)
+	return mux
+}
+
+func health(mux *http.ServeMux, ready func() error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", h.ready)
-	if o.Webhook != nil {
-		mux.Handle("POST /webhook", o.Webhook)
-	}
-	if o.Metrics != nil {
-		mux.Handle("GET /metrics", o.Metrics)
-	}
-	return mux
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil {
+			if err := ready(); err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+}
+
+// guard authenticates requests and checks their role.
+type guard struct {
+	tokens   []Token
+	insecure bool
+}
+
+type identityKey struct{}
+
+func (g guard) require(need Role, next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := authenticate(g.tokens, r)
+		switch {
+		case !ok && g.insecure:
+			id = Identity{Name: "anonymous@" + clientHost(r), Role: RoleOperate}
+		case !ok:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+			writeError(w, ErrUnauthorized)
+			return
+		case !id.may(need):
+			writeError(w, fmt.Errorf("%w: token %q has role %s; this needs %s", ErrForbidden, id.Name, id.Role, need))
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+	})
+}
+
+// identityOf is who the guard let in.
+func identityOf(ctx context.Context) Identity {
+	id, _ := ctx.Value(identityKey{}).(Identity)
+	return id
 }
 
 type handler struct {
@@ -103,10 +168,6 @@ func (h *handler) history(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) command(w http.ResponseWriter, r *http.Request) {
-	if !h.authorized(r) {
-		writeError(w, ErrUnauthorized)
-		return
-	}
 	var req CommandRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
@@ -118,9 +179,8 @@ func (h *handler) command(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if req.By == "" {
-		req.By = "api@" + clientHost(r)
-	}
+	// The actor is who authenticated, whatever the body says.
+	req.By = identityOf(r.Context()).Name
 	ctx, cancel := context.WithTimeout(r.Context(), h.o.CommandTimeout)
 	defer cancel()
 	resp, err := h.b.Command(ctx, r.PathValue("namespace"), r.PathValue("name"), req)
@@ -133,24 +193,6 @@ func (h *handler) command(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusConflict
 	}
 	writeJSON(w, status, resp)
-}
-
-func (h *handler) ready(w http.ResponseWriter, _ *http.Request) {
-	if h.o.Ready != nil {
-		if err := h.o.Ready(); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
-			return
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-}
-
-func (h *handler) authorized(r *http.Request) bool {
-	if h.o.Token == "" {
-		return true
-	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(h.o.Token)) == 1
 }
 
 func clientHost(r *http.Request) string {
@@ -172,6 +214,8 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusNotFound
 	case errors.Is(err, ErrUnauthorized):
 		status = http.StatusUnauthorized
+	case errors.Is(err, ErrForbidden):
+		status = http.StatusForbidden
 	case errors.Is(err, ErrBadRequest):
 		status = http.StatusBadRequest
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicehq/sluice/notify"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/standalone/api"
 )
 
 // Config is the whole file. Field names are the YAML keys.
@@ -88,12 +89,42 @@ type XDS struct {
 	AckWithoutClients bool `json:"ackWithoutClients,omitempty"`
 }
 
-// HTTP is the API, webhook and metrics listener.
+// HTTP is the API's listener and the listeners beside it. The API, the
+// Git webhook and metrics each have their own, so exposing the webhook to
+// a Git host never exposes the commands.
 type HTTP struct {
-	// Address to listen on. Default 127.0.0.1:8080.
+	// Address of the API. Default 127.0.0.1:8080.
 	Address string `json:"address,omitempty"`
-	// Token, when set, is required for commands.
+	// Tokens may call the API (and scrape metrics). Without any, `sluice
+	// run` refuses to start unless --insecure-no-auth is given.
+	Tokens []APIToken `json:"tokens,omitempty"`
+	// Token is one more token, read from the environment or a file: an
+	// operator named "api".
 	Token *ValueFrom `json:"token,omitempty"`
+	// MetricsAddress serves /metrics (with a token) and /healthz and
+	// /readyz. Default 127.0.0.1:8081.
+	MetricsAddress string `json:"metricsAddress,omitempty"`
+	// WebhookAddress serves POST /webhook when git.webhookSecret is set.
+	// Default 127.0.0.1:8082.
+	WebhookAddress string `json:"webhookAddress,omitempty"`
+	// TLS, when set, serves all three listeners over TLS.
+	TLS *TLS `json:"tls,omitempty"`
+}
+
+// APIToken is one caller of the API. The file holds the SHA-256 of the
+// token, not the token: `sluice token NAME` makes both.
+type APIToken struct {
+	Name string `json:"name"`
+	// Role is read (list, status, history, metrics) or operate (also
+	// promote, abort, retry, pause, resume).
+	Role   string `json:"role"`
+	SHA256 string `json:"sha256"`
+}
+
+// TLS names a serving certificate.
+type TLS struct {
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
 }
 
 // Prometheus holds defaults for analysis.
@@ -180,6 +211,8 @@ func (c *Config) Default() {
 	}
 	def(&c.XDS.Address, "127.0.0.1:18000")
 	def(&c.HTTP.Address, "127.0.0.1:8080")
+	def(&c.HTTP.MetricsAddress, "127.0.0.1:8081")
+	def(&c.HTTP.WebhookAddress, "127.0.0.1:8082")
 	if c.Shutdown.DrainTimeout.Duration == 0 {
 		c.Shutdown.DrainTimeout.Duration = 30 * time.Second
 	}
@@ -203,7 +236,8 @@ func (c *Config) Check() error {
 	if refs != 1 {
 		bad("git", "set exactly one of branch, tag and commit")
 	}
-	for key, addr := range map[string]string{"xds.address": c.XDS.Address, "http.address": c.HTTP.Address} {
+	for key, addr := range map[string]string{"xds.address": c.XDS.Address, "http.address": c.HTTP.Address,
+		"http.metricsAddress": c.HTTP.MetricsAddress, "http.webhookAddress": c.HTTP.WebhookAddress} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			bad(key, "%q: want host:port: %v", addr, err)
 		}
@@ -214,6 +248,20 @@ func (c *Config) Check() error {
 	if c.XDS.ClientCAFile != "" && c.XDS.CertFile == "" {
 		bad("xds.clientCAFile", "mutual TLS needs certFile and keyFile")
 	}
+	if t := c.HTTP.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
+		bad("http.tls", "certFile and keyFile are both required")
+	}
+	seen := map[string]bool{}
+	for i, t := range c.HTTP.Tokens {
+		key := fmt.Sprintf("http.tokens[%d]", i)
+		if _, err := api.ParseToken(key, t.Name, api.Role(t.Role), t.SHA256); err != nil {
+			errs = append(errs, err)
+		}
+		if seen[t.Name] {
+			bad(key+".name", "%q is used twice: a name is the actor of its commands", t.Name)
+		}
+		seen[t.Name] = true
+	}
 	for name, s := range c.Secrets {
 		for key, v := range s {
 			if (v.Env == "") == (v.File == "") {
@@ -222,6 +270,35 @@ func (c *Config) Check() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// APITokens returns the configured tokens, http.token (an operator named
+// "api") included. A token that is configured but empty is an error: it
+// must never turn authentication off.
+func (h *HTTP) APITokens() ([]api.Token, error) {
+	var out []api.Token
+	for i, t := range h.Tokens {
+		tok, err := api.ParseToken(fmt.Sprintf("http.tokens[%d]", i), t.Name, api.Role(t.Role), t.SHA256)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tok)
+	}
+	if h.Token != nil {
+		secret, err := h.Token.Read("http.token")
+		if err != nil {
+			return nil, err
+		}
+		if secret == "" {
+			return nil, errors.New("http.token: the value is empty; an empty token would let anyone in")
+		}
+		tok, err := api.ParseToken("http.token", "api", api.RoleOperate, api.HashToken(secret))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tok)
+	}
+	return out, nil
 }
 
 // Read returns the value, or "" for a nil reference.

@@ -47,6 +47,11 @@ xds:
   clientCAFile: ca.pem
 http:
   address: 127.0.0.1:8080
+  webhookAddress: "8082"
+  tls: {certFile: a.crt}
+  tokens:
+  - {name: alice, role: operate, sha256: 2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90}
+  - {name: alice, role: admin, sha256: nope}
 secrets:
   prom:
     token: {env: A, file: b}
@@ -58,7 +63,8 @@ secrets:
 	if err == nil {
 		t.Fatal("Check accepted a broken config")
 	}
-	for _, want := range []string{"git.url: required", "git: set exactly one of branch, tag and commit", `xds.address: "nowhere"`, "xds.clientCAFile: mutual TLS", "secrets.prom.token: set exactly one"} {
+	for _, want := range []string{"git.url: required", "git: set exactly one of branch, tag and commit", `xds.address: "nowhere"`, "xds.clientCAFile: mutual TLS", "secrets.prom.token: set exactly one",
+		`http.webhookAddress: "8082"`, "http.tls: certFile and keyFile", `http.tokens[1].role: "admin"`, `http.tokens[1].name: "alice" is used twice`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Check() = %v\nwant it to mention %q", err, want)
 		}
@@ -118,5 +124,23 @@ func TestGitSourceReadsCredentials(t *testing.T) {
 	g.Auth.SSHKeyFile = filepath.Join(dir, "missing")
 	if _, err := g.Source(); err == nil || !strings.Contains(err.Error(), "git.auth.sshKeyFile") {
 		t.Fatalf("missing key file error = %v", err)
+	}
+}
+
+func TestAPITokens(t *testing.T) {
+	t.Setenv("SLUICE_TEST_API_TOKEN", "s3cret")
+	t.Setenv("SLUICE_TEST_EMPTY", "")
+	sum := "2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90"
+	h := HTTP{Tokens: []APIToken{{Name: "ci", Role: "read", SHA256: sum}}, Token: &ValueFrom{Env: "SLUICE_TEST_API_TOKEN"}}
+	toks, err := h.APITokens()
+	if err != nil || len(toks) != 2 || toks[0].Name != "ci" || toks[1].Name != "api" || toks[1].Role != "operate" {
+		t.Fatalf("APITokens = %+v, %v", toks, err)
+	}
+	h.Token = &ValueFrom{Env: "SLUICE_TEST_EMPTY"}
+	if _, err := h.APITokens(); err == nil || !strings.Contains(err.Error(), "http.token: the value is empty") {
+		t.Fatalf("empty token: %v", err)
+	}
+	if toks, err := (&HTTP{}).APITokens(); err != nil || len(toks) != 0 {
+		t.Fatalf("no tokens: %+v %v", toks, err)
 	}
 }

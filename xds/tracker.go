@@ -10,6 +10,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+
+	"github.com/sluicehq/sluice/internal/untrusted"
 )
 
 // tracker follows every ADS stream through the server's callbacks: what
@@ -320,6 +322,9 @@ func (ks *kindState) take(nonce string) (sentResponse, bool) {
 	return r, true
 }
 
+// maxNackMessage bounds a NACK's error text as the tracker keeps it.
+const maxNackMessage = 1024
+
 func (t *tracker) rejected(s *stream, k kind, ks *kindState, sent sentResponse, msg string) {
 	hashes := sent.resources
 	if !s.delta {
@@ -327,7 +332,9 @@ func (t *tracker) rejected(s *stream, k kind, ks *kindState, sent sentResponse, 
 			hashes = tc.hashes
 		}
 	}
-	ks.nack = &nackState{version: sent.version, hashes: hashes, message: msg, at: t.now()}
+	// The message is the client's: kept bounded and free of control
+	// characters, whoever shows it later.
+	ks.nack = &nackState{version: sent.version, hashes: hashes, message: untrusted.Text(msg, maxNackMessage), at: t.now()}
 	t.metrics.nacksBy[s.group][k].Inc()
 }
 

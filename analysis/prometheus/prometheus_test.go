@@ -344,3 +344,34 @@ func clientCert(t *testing.T) (caPEM, certPEM, keyPEM []byte) {
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }
+
+// A Prometheus that redirects to another host never hands that host the
+// credentials: the redirect is refused, and a request there carries none.
+func TestCredentialsStayWithTheirHost(t *testing.T) {
+	t.Parallel()
+	other := &fakeProm{body: vectorBody}
+	elsewhere := httptest.NewServer(other)
+	defer elsewhere.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	sec := secrets{"shop/prom/token": "s3cret"}
+	m := New(Options{DefaultAddress: redirector.URL, Secrets: sec})
+	defer m.Close()
+	prov := &v1alpha1.PrometheusProvider{
+		Auth:    &v1alpha1.PrometheusAuth{BearerToken: ref("prom", "token")},
+		Headers: []v1alpha1.HTTPHeader{{Name: "X-Scope-OrgID", Value: "team-a"}},
+	}
+	res := m.Measure(context.Background(), query(prov))
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "another host") {
+		t.Errorf("measure through a cross-host redirect: %v, want the redirect refused", res.Err)
+	}
+	other.mu.Lock()
+	defer other.mu.Unlock()
+	for _, h := range other.headers {
+		if h.Get("Authorization") != "" || h.Get("X-Scope-Orgid") != "" {
+			t.Fatalf("the other host received credentials: %v", h)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -117,22 +118,47 @@ func (s *settings) httpClient(userAgent string) (*http.Client, error) {
 		}
 		tc.Certificates = []tls.Certificate{pair}
 	}
+	origin, err := url.Parse(s.address)
+	if err != nil || origin.Host == "" {
+		return nil, fmt.Errorf("prometheus address %q: want an absolute URL such as http://prometheus:9090", s.address)
+	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.TLSClientConfig = tc
-	return &http.Client{Transport: &authTransport{next: base, s: s, userAgent: userAgent}}, nil
+	return &http.Client{
+		Transport: &authTransport{next: base, s: s, userAgent: userAgent, scheme: origin.Scheme, host: origin.Host},
+		// A redirect elsewhere is refused rather than followed: the
+		// credentials are for this Prometheus only.
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if req.URL.Scheme != origin.Scheme || req.URL.Host != origin.Host {
+				return fmt.Errorf("redirected to %s://%s, another host than %s: not followed", req.URL.Scheme, req.URL.Host, origin.Host)
+			}
+			if len(via) >= 10 {
+				return errors.New("stopped after 10 redirects")
+			}
+			return nil
+		},
+	}, nil
 }
 
-// authTransport adds the configured headers and credentials to every
-// request.
+// authTransport adds the configured headers and credentials to requests
+// for the configured Prometheus, and to no other host.
 type authTransport struct {
 	next      http.RoundTripper
 	s         *settings
 	userAgent string
+	// scheme and host of the configured address.
+	scheme, host string
 }
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// A RoundTripper must not modify the request it is given.
 	req = req.Clone(req.Context())
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", t.userAgent)
+	}
+	if req.URL.Scheme != t.scheme || req.URL.Host != t.host {
+		return t.next.RoundTrip(req)
+	}
 	for _, kv := range t.s.headers {
 		req.Header.Set(kv[0], kv[1])
 	}
@@ -141,9 +167,6 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Header.Set("Authorization", "Bearer "+t.s.bearer)
 	case t.s.basic:
 		req.SetBasicAuth(t.s.basicUser, t.s.basicPass)
-	}
-	if req.Header.Get("User-Agent") == "" {
-		req.Header.Set("User-Agent", t.userAgent)
 	}
 	return t.next.RoundTrip(req)
 }

@@ -360,3 +360,20 @@ func TestInvariantReproductions(t *testing.T) {
 		})
 	}
 }
+
+// A NACK's text is the proxy's: it reaches status, Events and screens
+// bounded and with its control characters escaped (issue 13: a forged
+// NACK carried markup and terminal escapes).
+func TestNackTextIsBoundedAndEscaped(t *testing.T) {
+	t.Parallel()
+	r := newRepro(t, v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{Steps: []v1alpha1.CanaryStep{simWeight(20)}}})
+	r.step(Observations{})
+	r.push("v2")
+	text := "\x1b[2J\x1b[31mrogue NACK\nSluice: promoted <script>" + strings.Repeat("x", 10_000)
+	out := r.step(Observations{DataPlane: DataPlane{Version: r.ro.Status.Traffic.PlanVersion, State: AckRejected, Message: text}})
+	for what, got := range map[string]string{"rejection": out.Status.Traffic.Rejection, "abort": out.Status.Abort.Message, "event": out.Events[0].Message} {
+		if len(got) > 1200 || strings.ContainsAny(got, "\x1b\n") || !strings.Contains(got, `\x1b[2J`) || !strings.Contains(got, "…") {
+			t.Errorf("%s: %d bytes %q; want at most ~1 KiB, escapes written out, cut with …", what, len(got), got[:min(len(got), 120)])
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/untrusted"
 	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
@@ -241,7 +242,7 @@ func (s *stepper) observeAnalysis() {
 			continue
 		}
 		was := r.Phase
-		r.Phase, r.Message = o.Phase, o.Message
+		r.Phase, r.Message = o.Phase, untrusted.Text(o.Message, maxOutsideText)
 		if o.Metrics != nil {
 			r.Metrics = append([]v1alpha1.MetricSummary(nil), o.Metrics...)
 		}
@@ -313,8 +314,11 @@ func (s *stepper) observeDataPlane() {
 		if tr.RejectedVersion == dp.Version {
 			return
 		}
-		tr.RejectedVersion, tr.Rejection = dp.Version, dp.Message
-		msg := fmt.Sprintf("data plane rejected plan %s: %s", dp.Version, dp.Message)
+		// The text is a proxy's (or a router's): bounded and without
+		// control characters before it reaches status, Events and screens.
+		text := untrusted.Text(dp.Message, maxOutsideText)
+		tr.RejectedVersion, tr.Rejection = dp.Version, text
+		msg := fmt.Sprintf("data plane rejected plan %s: %s", dp.Version, text)
 		switch {
 		case !s.rolling():
 			s.event(EventWarning, v1alpha1.ReasonNack, "%s", msg)
@@ -342,6 +346,10 @@ func (s *stepper) publishedCanary() bool {
 	}
 	return false
 }
+
+// maxOutsideText bounds text from outside (NACK messages, analysis
+// messages that quote Prometheus) kept in status.
+const maxOutsideText = 1024
 
 func (s *stepper) deadline() time.Duration {
 	if d := s.ro.Spec.ProgressDeadlineSeconds; d != nil {

@@ -12,6 +12,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-logr/logr"
@@ -26,7 +28,15 @@ type WebhookOptions struct {
 	// MaxBodyBytes bounds a request body. Default 1 MiB, which holds a
 	// push event of several hundred commits.
 	MaxBodyBytes int64
+	// ReplayWindow is how long a delivery id (X-GitHub-Delivery,
+	// X-Gitea-Delivery, X-Gitlab-Event-UUID, ...) is remembered: a signed
+	// delivery seen again within it is answered 200 and triggers nothing.
+	// Default 1h.
+	ReplayWindow time.Duration
 }
+
+// maxDeliveries bounds the delivery ids remembered; the oldest go first.
+const maxDeliveries = 4096
 
 // DefaultWebhookMaxBody is the default bound on a webhook request body.
 const DefaultWebhookMaxBody = 1 << 20
@@ -69,7 +79,8 @@ func newWebhook(src Source, log logr.Logger, trigger func(context.Context) error
 		return nil, newError(KindConfig, "configure webhook", errors.New("a secret is required: unsigned webhooks would let anyone trigger fetches"))
 	}
 	opts.MaxBodyBytes = cmp.Or(opts.MaxBodyBytes, DefaultWebhookMaxBody)
-	return &webhook{src: src, log: log, trigger: trigger, opts: opts}, nil
+	opts.ReplayWindow = cmp.Or(opts.ReplayWindow, time.Hour)
+	return &webhook{src: src, log: log, trigger: trigger, opts: opts, now: time.Now, seen: map[string]time.Time{}}, nil
 }
 
 type webhook struct {
@@ -77,6 +88,34 @@ type webhook struct {
 	log     logr.Logger
 	trigger func(context.Context) error
 	opts    WebhookOptions
+	now     func() time.Time
+
+	mu sync.Mutex
+	// seen holds recent delivery ids, order the same ids oldest first.
+	seen  map[string]time.Time
+	order []string
+}
+
+// replayed records a delivery id and reports whether it was seen within
+// the replay window. Only verified requests get here, so an attacker
+// without the secret cannot fill the memory.
+func (h *webhook) replayed(id string) bool {
+	if id == "" {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := h.now()
+	for len(h.order) > 0 && (len(h.order) >= maxDeliveries || now.Sub(h.seen[h.order[0]]) > h.opts.ReplayWindow) {
+		delete(h.seen, h.order[0])
+		h.order = h.order[1:]
+	}
+	if _, ok := h.seen[id]; ok {
+		return true
+	}
+	h.seen[id] = now
+	h.order = append(h.order, id)
+	return false
 }
 
 func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -105,6 +144,15 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		log.Info("webhook refused", "reason", err.Error())
 		reply(http.StatusUnauthorized, "%v", err)
+		return
+	}
+	delivery := firstHeader(r.Header, "X-GitHub-Delivery", "X-Gitea-Delivery", "X-Forgejo-Delivery", "X-Gogs-Delivery", "X-Gitlab-Event-UUID")
+	if len(delivery) > 128 {
+		delivery = delivery[:128]
+	}
+	if h.replayed(delivery) {
+		log.Info("webhook: delivery seen before, ignored", "delivery", delivery)
+		reply(http.StatusOK, "ignored: delivery %q was already handled", delivery)
 		return
 	}
 	event := firstHeader(r.Header, "X-GitHub-Event", "X-Gitlab-Event", "X-Gitea-Event", "X-Forgejo-Event", "X-Gogs-Event")

@@ -118,3 +118,56 @@ func TestWebhookTriggersImmediateSync(t *testing.T) {
 	}
 	waitFor(t, s, "the pushed commit", func(st State) bool { return appliedSHA(st) == second })
 }
+
+// A signed delivery seen again within the replay window is answered 200
+// and triggers nothing; a new delivery id, or the same one after the
+// window, triggers again. Unsigned requests never reach the memory.
+func TestWebhookReplay(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestSyncer(t, Source{URL: "file:///nowhere", Branch: "main"})
+	hh, err := s.Webhook(WebhookOptions{Secret: []byte(hookSecret), ReplayWindow: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hh.(*webhook)
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	h.now = func() time.Time { return now }
+	body := `{"ref":"refs/heads/main"}`
+	send := func(delivery, secret string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "/webhook", strings.NewReader(body))
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-GitHub-Delivery", delivery)
+		req.Header.Set("X-Hub-Signature-256", "sha256="+sign(secret, body))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	drain := func() int {
+		n := 0
+		for {
+			select {
+			case <-s.trigger:
+				n++
+			default:
+				return n
+			}
+		}
+	}
+	for _, step := range []struct {
+		delivery, secret string
+		later            time.Duration
+		code, triggers   int
+	}{
+		{"d-1", hookSecret, 0, 202, 1},
+		{"d-1", hookSecret, 10 * time.Second, 200, 0},
+		{"d-2", "guess", 0, 401, 0},
+		{"d-2", hookSecret, 0, 202, 1},
+		{"d-1", hookSecret, 2 * time.Minute, 202, 1},
+	} {
+		now = now.Add(step.later)
+		rec := send(step.delivery, step.secret)
+		if rec.Code != step.code || drain() != step.triggers {
+			t.Fatalf("delivery %s: %d %q; want %d with %d trigger(s)", step.delivery, rec.Code, rec.Body.String(), step.code, step.triggers)
+		}
+	}
+}

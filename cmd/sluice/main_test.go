@@ -36,8 +36,11 @@ func TestValidateCommand(t *testing.T) {
 			"ok: 5 Rollouts, 9 AnalysisTemplates in 17 files (4 documents of other kinds skipped)\n", ""},
 		{"several dirs", []string{"validate", filepath.Join(examples, "canary"), filepath.Join(examples, "standalone")}, 0,
 			"ok: 2 Rollouts, 2 AnalysisTemplates in 5 files\n", ""},
-		{"singular", []string{"validate", filepath.Join(examples, "dark-release", "rollout.yaml")}, 0,
+		{"singular, templates elsewhere", []string{"validate", "--templates-elsewhere", filepath.Join(examples, "dark-release", "rollout.yaml")}, 0,
 			"ok: 1 Rollout, 0 AnalysisTemplates in 1 file\n", ""},
+		{"a template not among the files", []string{"validate", filepath.Join(examples, "dark-release", "rollout.yaml")}, 1,
+			filepath.Join(examples, "dark-release", "rollout.yaml") + `:44: spec.strategy.darkRelease.analysis.templates[0].name: Not found: "ratings-success-rate": no AnalysisTemplate of that name in namespace "bookinfo" in the files given; the analysis would fail and abort the rollout` + "\n",
+			"sluice: 1 problem found"},
 		{"problems", []string{"validate", invalid}, 1,
 			file + ":17: spec.strategy.canary.steps[1].setWeight: Invalid value: 101: must be between 0 and 100\n" +
 				file + `:19: spec.strategy.canary.steps[2].pause.duration: Invalid value: "0s": must be greater than 0` + "\n",

@@ -13,7 +13,10 @@ import (
 func init() { addCommand(newValidateCommand) }
 
 func newValidateCommand() *cobra.Command {
-	var output string
+	var (
+		output      string
+		elsewhereOK bool
+	)
 	cmd := &cobra.Command{
 		Use:   "validate DIR...",
 		Short: "Check Rollout and AnalysisTemplate manifests",
@@ -21,7 +24,11 @@ func newValidateCommand() *cobra.Command {
 named), skipping hidden files and folders, and checks every Sluice object in
 them: schema, the rules the API server would apply, and what only Sluice
 knows (schedules, time zones, regexes, step order, analysis arguments).
-Objects of other kinds are skipped.
+Objects of other kinds are skipped. An AnalysisTemplate a Rollout names must
+be among the files given (in the Rollout's namespace): a misspelt name would
+otherwise pass here and abort the rollout at its analysis step. With
+--templates-elsewhere (templates applied to a cluster apart from these files)
+that check is off.
 
 Each problem is printed as file:line: field: reason.
 
@@ -34,7 +41,11 @@ could not run (bad arguments, unreadable DIR, a limit exceeded).`,
 			if output != "text" && output != "json" {
 				return usageError{fmt.Errorf("--output must be text or json, not %q", output)}
 			}
-			res, err := manifest.LoadDirs(args)
+			var opts []manifest.Option
+			if !elsewhereOK {
+				opts = append(opts, manifest.RequireTemplates())
+			}
+			res, err := manifest.LoadDirs(args, opts...)
 			if err != nil {
 				return exitError{code: exitUsage, msg: err.Error()}
 			}
@@ -54,6 +65,7 @@ could not run (bad arguments, unreadable DIR, a limit exceeded).`,
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().BoolVar(&elsewhereOK, "templates-elsewhere", false, "do not require the AnalysisTemplates that Rollouts name to be among the files")
 	return cmd
 }
 

@@ -30,6 +30,8 @@ type loader struct {
 	docs     int
 	skipped  int
 	seen     map[objectKey]Object
+	// refs are the AnalysisTemplates Rollouts name (RequireTemplates).
+	refs []templateRef
 	// valuesLeft is the budget of JSON values for the rest of the load.
 	valuesLeft int
 }
@@ -316,6 +318,7 @@ func (l *loader) loadDocument(file string, doc *yaml.Node) int {
 	case *v1alpha1.Rollout:
 		o.Rollout = obj
 		errs = l.o.validator.Rollout(obj)
+		l.collectTemplateRefs(file, v, obj)
 	case *v1alpha1.AnalysisTemplate:
 		o.AnalysisTemplate = obj
 		errs = l.o.validator.AnalysisTemplate(obj)

@@ -212,11 +212,12 @@ func (e *LimitError) Is(target error) bool { return target == ErrLimit }
 type Option func(*options)
 
 type options struct {
-	maxFileSize int64
-	maxFiles    int
-	maxObjects  int
-	validator   validation.Validator
-	namespace   string
+	maxFileSize      int64
+	maxFiles         int
+	maxObjects       int
+	validator        validation.Validator
+	namespace        string
+	requireTemplates bool
 }
 
 // WithMaxFileSize sets the largest file read, in bytes; larger files are
@@ -241,6 +242,13 @@ func WithValidator(v validation.Validator) Option { return func(o *options) { o.
 // other namespaces. Objects that name no namespace stay as they are (the
 // consumer puts them in ns). Default: any namespace.
 func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }
+
+// RequireTemplates makes an AnalysisTemplate that a Rollout names but no
+// file of the load defines (in the Rollout's namespace) a problem at the
+// field that names it. For a set of files that is the whole truth, such as
+// `sluice validate` or standalone mode; in a cluster templates may come
+// from elsewhere.
+func RequireTemplates() Option { return func(o *options) { o.requireTemplates = true } }
 
 // DefaultValidator is the validator Load uses unless WithValidator says
 // otherwise: rollout/validation plus the CEL condition check of
@@ -325,6 +333,9 @@ func (l *loader) loadDir(path string) error {
 }
 
 func (l *loader) result() *Result {
+	if l.o.requireTemplates {
+		l.checkTemplateRefs()
+	}
 	// Files keep walk order; within a file, problems go by line.
 	order := map[string]int{}
 	for _, p := range l.problems {

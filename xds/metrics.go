@@ -15,6 +15,7 @@ type metrics struct {
 	ackDelay  *prometheus.HistogramVec
 	nacks     *prometheus.CounterVec
 	publishes *prometheus.CounterVec
+	refused   *prometheus.CounterVec
 
 	connectedBy map[Group]prometheus.Gauge
 	pushesBy    map[Group]*[numKinds]prometheus.Counter
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "sluice", Subsystem: "xds", Name: "publishes_total",
 			Help: "Plan publications by result: pushed, unchanged, or error (previous snapshot kept).",
 		}, []string{"result"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sluice", Subsystem: "xds", Name: "refused_streams_total",
+			Help: "Streams refused for their identity: no_identity (a client certificate without a SPIFFE ID) or node_id_mismatch.",
+		}, []string{"reason"}),
 		connectedBy: map[Group]prometheus.Gauge{},
 		pushesBy:    map[Group]*[numKinds]prometheus.Counter{},
 		ackDelayBy:  map[Group]*[numKinds]prometheus.Observer{},
@@ -63,11 +68,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"pushed", "unchanged", "error"} {
 		m.publishes.WithLabelValues(r)
 	}
+	for _, r := range []string{refusedNoIdentity, refusedMismatch} {
+		m.refused.WithLabelValues(r)
+	}
 	if reg == nil {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.connected, m.pushes, m.ackDelay, m.nacks, m.publishes} {
+	for _, c := range []prometheus.Collector{m.connected, m.pushes, m.ackDelay, m.nacks, m.publishes, m.refused} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

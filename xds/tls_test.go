@@ -11,13 +11,18 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/rollout/plan"
@@ -50,8 +55,9 @@ func newTestCA(t *testing.T) *testCA {
 	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-// issue returns PEM certificate and key for a leaf.
-func (ca *testCA) issue(t *testing.T, serial int64, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
+// issue returns PEM certificate and key for a leaf; uris become URI SANs
+// (a SPIFFE ID for a client).
+func (ca *testCA) issue(t *testing.T, serial int64, cn string, usage x509.ExtKeyUsage, uris ...string) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	must(t, err)
@@ -63,6 +69,11 @@ func (ca *testCA) issue(t *testing.T, serial int64, cn string, usage x509.ExtKey
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	for _, s := range uris {
+		u, err := url.Parse(s)
+		must(t, err)
+		tmpl.URIs = append(tmpl.URIs, u)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	must(t, err)
@@ -97,7 +108,7 @@ func TestMutualTLS(t *testing.T) {
 
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
-	cc, ck := ca.issue(t, 20, "sidecar", x509.ExtKeyUsageClientAuth)
+	cc, ck := ca.issue(t, 20, "sidecar", x509.ExtKeyUsageClientAuth, "spiffe://sluice.test/ns/shop/sa/reviews")
 	clientCert, err := tls.X509KeyPair(cc, ck)
 	must(t, err)
 	dial := func(withCert bool) *grpc.ClientConn {
@@ -113,7 +124,7 @@ func TestMutualTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	good := &adsClient{node: envoyNode("mtls"), follow: true}
+	good := &adsClient{node: envoyNode("spiffe://sluice.test/ns/shop/sa/reviews/pod-1"), follow: true}
 	must(t, good.start(ctx, dial(true), envoyInitial))
 	poll.Within(t, 10*time.Second, "the client subscribed over mTLS", func() bool { return srv.Status("reviews", p.Version).Subscribed == 1 })
 	if _, err := srv.Wait(ctx, "reviews", p.Version); err != nil {
@@ -149,5 +160,75 @@ func TestTLSFilesRequired(t *testing.T) {
 	}
 	if _, err := New(Options{TLS: &TLSFiles{CertFile: "/nonexistent.pem", KeyFile: "/nonexistent-key.pem"}, Logger: quiet}); err == nil {
 		t.Error("New accepted missing certificate files")
+	}
+}
+
+// With mutual TLS every stream is bound to its certificate's SPIFFE ID:
+// a node id of another workload is refused, as is a certificate naming no
+// workload, and neither stream ever counts for acknowledgement (a forged
+// NACK from it changes nothing).
+func TestNodeIdentity(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	files := TLSFiles{CertFile: filepath.Join(dir, "s.pem"), KeyFile: filepath.Join(dir, "s-key.pem"), ClientCAFile: filepath.Join(dir, "ca.pem")}
+	sc, sk := ca.issue(t, 10, "sluice", x509.ExtKeyUsageServerAuth)
+	writeFile(t, files.CertFile, sc)
+	writeFile(t, files.KeyFile, sk)
+	writeFile(t, files.ClientCAFile, ca.pem)
+	reg := prometheus.NewRegistry()
+	srv, err := New(Options{TLS: &files, Endpoints: staticFor(t, "reviews"), Logger: quiet, Registerer: reg})
+	must(t, err)
+	addr := serve(t, srv)
+	p := canaryPlan("reviews", 5, []string{"reviews"})
+	must(t, srv.Publish(context.Background(), []plan.Plan{p}))
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	dial := func(uris ...string) *grpc.ClientConn {
+		cc, ck := ca.issue(t, 30, "client", x509.ExtKeyUsageClientAuth, uris...)
+		cert, err := tls.X509KeyPair(cc, ck)
+		must(t, err)
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})))
+		must(t, err)
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	refused := func(name string, c *adsClient, conn *grpc.ClientConn, want string) {
+		t.Helper()
+		err := c.start(ctx, conn, envoyInitial)
+		if err == nil {
+			err = <-c.done
+		}
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want PermissionDenied naming %q", name, err, want)
+		}
+	}
+	reviews := "spiffe://sluice.test/ns/shop/sa/reviews"
+	refused("another workload's node id", &adsClient{node: envoyNode("spiffe://sluice.test/ns/shop/sa/ratings"), follow: true}, dial(reviews), "does not belong")
+	refused("a node id that only starts like it", &adsClient{node: envoyNode(reviews + "-evil"), follow: true}, dial(reviews), "does not belong")
+	refused("no SPIFFE ID", &adsClient{node: envoyNode(reviews), follow: true}, dial(), "no spiffe:// URI SAN")
+	if st := srv.Status("reviews", p.Version); st.Subscribed != 0 {
+		t.Fatalf("refused streams count: %+v", st)
+	}
+	good := &adsClient{node: envoyNode(reviews + "/pod-7"), follow: true}
+	must(t, good.start(ctx, dial(reviews), envoyInitial))
+	poll.Within(t, 10*time.Second, "the matching client subscribed", func() bool { return srv.Status("reviews", p.Version).Subscribed == 1 })
+	if _, err := srv.Wait(ctx, "reviews", p.Version); err != nil {
+		t.Fatalf("Wait with a matching identity: %v", err)
+	}
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	must(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == "sluice_xds_refused_streams_total" {
+			for _, m := range mf.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got[refusedMismatch] != 2 || got[refusedNoIdentity] != 1 {
+		t.Errorf("refused streams by reason %v, want 2 node_id_mismatch and 1 no_identity", got)
 	}
 }

@@ -53,6 +53,9 @@ type typeContent struct {
 type stream struct {
 	id    int64
 	delta bool
+	// identity is the SPIFFE ID of the stream's client certificate, ""
+	// without mutual TLS; the node id must belong to it.
+	identity string
 	node  *corev3.Node
 	group Group
 	// known is false until the first request names the node; until then
@@ -189,22 +192,27 @@ func (t *tracker) latest(g Group) *generation {
 }
 
 // OnStreamOpen implements serverv3.Callbacks.
-func (t *tracker) OnStreamOpen(_ context.Context, id int64, typeURL string) error {
-	return t.open(id, typeURL, false)
+func (t *tracker) OnStreamOpen(ctx context.Context, id int64, typeURL string) error {
+	return t.open(ctx, id, typeURL, false)
 }
 
 // OnDeltaStreamOpen implements serverv3.Callbacks.
-func (t *tracker) OnDeltaStreamOpen(_ context.Context, id int64, typeURL string) error {
-	return t.open(id, typeURL, true)
+func (t *tracker) OnDeltaStreamOpen(ctx context.Context, id int64, typeURL string) error {
+	return t.open(ctx, id, typeURL, true)
 }
 
 // errNotADS refuses single-type streams: responses and ACKs are counted
 // per stream, which only works when one stream carries all types.
 var errNotADS = errors.New("sluice serves aggregated discovery (ADS) only")
 
-func (t *tracker) open(id int64, typeURL string, delta bool) error {
+func (t *tracker) open(ctx context.Context, id int64, typeURL string, delta bool) error {
 	if typeURL != "" {
 		return errNotADS
+	}
+	identity, err := peerIdentity(ctx)
+	if err != nil {
+		t.metrics.refused.WithLabelValues(refusedNoIdentity).Inc()
+		return err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -213,7 +221,7 @@ func (t *tracker) open(id int64, typeURL string, delta bool) error {
 	if delta {
 		id = -id
 	}
-	t.streams[id] = &stream{id: id, delta: delta}
+	t.streams[id] = &stream{id: id, delta: delta, identity: identity}
 	return nil
 }
 
@@ -240,13 +248,19 @@ func (t *tracker) close(id int64) {
 	}
 }
 
-// identify records the node from the first request that names it.
-func (t *tracker) identify(s *stream, node *corev3.Node) {
+// identify records the node from the first request that names it, if
+// the stream's identity may claim it; an error closes the stream.
+func (t *tracker) identify(s *stream, node *corev3.Node) error {
 	if s.known || node == nil {
-		return
+		return nil
+	}
+	if err := checkNode(s.identity, node.GetId()); err != nil {
+		t.metrics.refused.WithLabelValues(refusedMismatch).Inc()
+		return err
 	}
 	s.node, s.group, s.known = node, GroupOf(node), true
 	t.metrics.connectedBy[s.group].Inc()
+	return nil
 }
 
 func (s *stream) kind(k kind) *kindState {
@@ -265,7 +279,9 @@ func (t *tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) e
 	if !ok {
 		return nil
 	}
-	t.identify(s, req.GetNode())
+	if err := t.identify(s, req.GetNode()); err != nil {
+		return err
+	}
 	k, ok := kindOf(req.GetTypeUrl())
 	if !ok || !s.known {
 		return nil
@@ -382,7 +398,9 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscovery
 	if !ok {
 		return nil
 	}
-	t.identify(s, req.GetNode())
+	if err := t.identify(s, req.GetNode()); err != nil {
+		return err
+	}
 	k, ok := kindOf(req.GetTypeUrl())
 	if !ok || !s.known {
 		return nil

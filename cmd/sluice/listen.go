@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-logr/logr"
+
 	"github.com/sluicehq/sluice/standalone/config"
 )
 
@@ -111,4 +113,32 @@ func webhookMux(h http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhook", h)
 	return mux
+}
+
+// checkXDSExposure refuses an xDS listener reachable beyond this machine
+// without mutual TLS: without client certificates node ids are whatever a
+// client claims, so anyone on the network could read every route and
+// answer for the proxies. --insecure-xds allows it, loudly.
+func checkXDSExposure(x config.XDS, insecure bool, log logr.Logger) error {
+	if loopbackOnly(x.Address) || (x.CertFile != "" && x.ClientCAFile != "") {
+		return nil
+	}
+	if !insecure {
+		return fmt.Errorf("xds.address: %s listens beyond loopback without mutual TLS, so node ids would be unverified and anyone who reaches it could read every route and forge acknowledgements; set xds.certFile, xds.keyFile and xds.clientCAFile (client certificates with the workload's spiffe:// ID), or pass --insecure-xds", x.Address)
+	}
+	log.Info("INSECURE: --insecure-xds: xDS listens beyond loopback without mutual TLS; node ids are unverified", "xds", x.Address)
+	return nil
+}
+
+// loopbackOnly reports whether addr can only be reached from this machine.
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -49,12 +49,15 @@ type runFlags struct {
 	logLevel   string
 	ackNoProxy bool
 	insecure   bool
+	insecXDS   bool
 }
 
 // runOptions are what only flags set, never the file.
 type runOptions struct {
 	// insecureNoAuth serves the API and metrics without tokens.
 	insecureNoAuth bool
+	// insecureXDS serves xDS beyond loopback without mutual TLS.
+	insecureXDS bool
 }
 
 func newRunCommand() *cobra.Command {
@@ -92,7 +95,7 @@ xDS until the proxies disconnect or shutdown.drainTimeout passes.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runStandalone(ctx, cfg, runOptions{insecureNoAuth: f.insecure}, newLogger(cmd.ErrOrStderr(), f.logLevel))
+			return runStandalone(ctx, cfg, runOptions{insecureNoAuth: f.insecure, insecureXDS: f.insecXDS}, newLogger(cmd.ErrOrStderr(), f.logLevel))
 		},
 	}
 	fl := cmd.Flags()
@@ -108,6 +111,7 @@ xDS until the proxies disconnect or shutdown.drainTimeout passes.`,
 	fl.StringVar(&f.prometheus, "prometheus-url", "", "Prometheus for templates that name none (prometheus.address)")
 	fl.StringVar(&f.tokenEnv, "token-env", "", "environment variable holding the API token for commands (http.token.env)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.BoolVar(&f.insecXDS, "insecure-xds", false, "serve xDS beyond loopback without mutual TLS: node ids unverified, anyone who reaches it reads every route (never on a shared network)")
 	fl.BoolVar(&f.insecure, "insecure-no-auth", false, "serve the API and metrics to anyone who reaches them, without tokens (never on a shared network)")
 	fl.BoolVar(&f.ackNoProxy, "ack-without-proxies", false, "count a plan as acknowledged when no proxy subscribes (xds.ackWithoutClients)")
 	return cmd
@@ -165,6 +169,9 @@ func runStandalone(ctx context.Context, cfg *config.Config, o runOptions, log lo
 	if len(tokens) == 0 && !o.insecureNoAuth {
 		return usageError{errors.New("http.tokens: no API token configured, so anyone who reaches " + cfg.HTTP.Address +
 			" could promote or abort rollouts; make one with 'sluice token NAME' and add it to http.tokens, or pass --insecure-no-auth")}
+	}
+	if err := checkXDSExposure(cfg.XDS, o.insecureXDS, log); err != nil {
+		return usageError{err}
 	}
 	if o.insecureNoAuth {
 		log.Info("INSECURE: --insecure-no-auth: the API and metrics answer anyone who reaches them, and anyone may promote, abort, retry, pause or resume",

@@ -4,6 +4,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/go-logr/logr"
+
+	"github.com/sluicehq/sluice/standalone/config"
 )
 
 // sluice run fails closed: no API token (or an empty one) is a usage error
@@ -39,5 +43,28 @@ func TestTokenCommand(t *testing.T) {
 	}
 	if code, _, stderr := runCLI("token", "alice", "--role", "admin"); code != exitUsage || !strings.Contains(stderr, `token.role: "admin"`) {
 		t.Errorf("role admin: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestXDSExposure(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		addr, cert, ca string
+		insecure       bool
+		ok             bool
+	}{
+		{"127.0.0.1:18000", "", "", false, true},
+		{"[::1]:18000", "", "", false, true},
+		{"localhost:18000", "", "", false, true},
+		{"0.0.0.0:18000", "", "", false, false},
+		{":18000", "", "", false, false},
+		{"10.1.2.3:18000", "tls.crt", "", false, false},
+		{"10.1.2.3:18000", "tls.crt", "ca.pem", false, true},
+		{"0.0.0.0:18000", "", "", true, true},
+	} {
+		err := checkXDSExposure(config.XDS{Address: tc.addr, CertFile: tc.cert, ClientCAFile: tc.ca}, tc.insecure, logr.Discard())
+		if (err == nil) != tc.ok {
+			t.Errorf("%+v: %v, want ok %v", tc, err, tc.ok)
+		}
 	}
 }

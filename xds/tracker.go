@@ -56,8 +56,8 @@ type stream struct {
 	// identity is the SPIFFE ID of the stream's client certificate, ""
 	// without mutual TLS; the node id must belong to it.
 	identity string
-	node  *corev3.Node
-	group Group
+	node     *corev3.Node
+	group    Group
 	// known is false until the first request names the node; until then
 	// the stream counts nowhere.
 	known bool

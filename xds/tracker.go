@@ -26,6 +26,8 @@ type tracker struct {
 	mu      sync.Mutex
 	history int
 	now     func() time.Time
+	// sleep waits out a NACK backoff, outside mu.
+	sleep func(time.Duration)
 	metrics *metrics
 
 	// gens holds each group's recent generations, oldest first.
@@ -84,6 +86,32 @@ type kindState struct {
 	// sent are responses not yet answered, oldest first.
 	sent []sentResponse
 	nack *nackState
+	// nacksInRow counts NACKs since the last ACK, for the backoff.
+	nacksInRow int
+}
+
+// A client that rejects what it is sent is answered ever more slowly: a
+// NACK makes the server send the current version again, and a client that
+// rejects every version would otherwise get a response per round trip. The
+// first NACK in a row is answered at once (it may have been transient);
+// from the second on the stream's next request is processed after a delay
+// doubling from nackBackoffBase up to nackBackoffMax. An ACK resets it.
+// The delay holds that stream only, so a fixed plan reaches the client
+// within nackBackoffMax at worst.
+const (
+	nackBackoffBase = 250 * time.Millisecond
+	nackBackoffMax  = 10 * time.Second
+)
+
+func nackBackoff(inRow int) time.Duration {
+	if inRow < 2 {
+		return 0
+	}
+	d := nackBackoffBase
+	for i := 2; i < inRow && d < nackBackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, nackBackoffMax)
 }
 
 // maxUnanswered bounds a stream's memory of responses it has not answered;
@@ -116,6 +144,7 @@ func newTracker(history int, m *metrics, now func() time.Time) *tracker {
 		content: map[Group]*[numKinds]map[string]*typeContent{},
 		streams: map[int64]*stream{},
 		watches: map[*watch]struct{}{},
+		sleep:   time.Sleep,
 	}
 }
 
@@ -271,27 +300,38 @@ func (s *stream) kind(k kind) *kindState {
 }
 
 // OnStreamRequest implements serverv3.Callbacks: a SotW request is a
-// subscription, and with a known nonce also an ACK or a NACK.
+// subscription, and with a known nonce also an ACK or a NACK. After a run
+// of NACKs it returns late (nackBackoff), which holds the stream's next
+// response back.
 func (t *tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
+	wait, err := t.onStreamRequest(id, req)
+	if wait > 0 {
+		t.sleep(wait)
+	}
+	return err
+}
+
+func (t *tracker) onStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) (wait time.Duration, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.streams[id]
 	if !ok {
-		return nil
+		return 0, nil
 	}
 	if err := t.identify(s, req.GetNode()); err != nil {
-		return err
+		return 0, err
 	}
 	k, ok := kindOf(req.GetTypeUrl())
 	if !ok || !s.known {
-		return nil
+		return 0, nil
 	}
 	ks := s.kind(k)
 	ks.subscribeSotW(req.GetResourceNames())
 	if sent, ok := ks.take(req.GetResponseNonce()); ok {
 		if d := req.GetErrorDetail(); d != nil {
-			t.rejected(s, k, ks, sent, d.GetMessage())
+			wait = t.rejected(s, k, ks, sent, d.GetMessage())
 		} else {
+			ks.nacksInRow = 0
 			ks.ackVersion, ks.ackWildcard, ks.ackNames = sent.version, ks.wildcard, ks.names
 			// Kept by pointer: the ACK stays readable even after the
 			// version leaves the history.
@@ -301,7 +341,7 @@ func (t *tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) e
 		}
 	}
 	t.reevaluate(s)
-	return nil
+	return wait, nil
 }
 
 // subscribeSotW follows go-control-plane's legacy wildcard rule: no names
@@ -341,7 +381,7 @@ func (ks *kindState) take(nonce string) (sentResponse, bool) {
 // maxNackMessage bounds a NACK's error text as the tracker keeps it.
 const maxNackMessage = 1024
 
-func (t *tracker) rejected(s *stream, k kind, ks *kindState, sent sentResponse, msg string) {
+func (t *tracker) rejected(s *stream, k kind, ks *kindState, sent sentResponse, msg string) time.Duration {
 	hashes := sent.resources
 	if !s.delta {
 		if tc := t.content[s.group][k][sent.version]; tc != nil {
@@ -352,6 +392,8 @@ func (t *tracker) rejected(s *stream, k kind, ks *kindState, sent sentResponse, 
 	// characters, whoever shows it later.
 	ks.nack = &nackState{version: sent.version, hashes: hashes, message: untrusted.Text(msg, maxNackMessage), at: t.now()}
 	t.metrics.nacksBy[s.group][k].Inc()
+	ks.nacksInRow++
+	return nackBackoff(ks.nacksInRow)
 }
 
 // OnStreamResponse implements serverv3.Callbacks.
@@ -390,20 +432,29 @@ func (t *tracker) sent(id int64, typeURL string, r sentResponse) {
 	t.metrics.pushesBy[s.group][k].Inc()
 }
 
-// OnStreamDeltaRequest implements serverv3.Callbacks.
+// OnStreamDeltaRequest implements serverv3.Callbacks; NACKs back off as
+// for state of the world.
 func (t *tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+	wait, err := t.onStreamDeltaRequest(id, req)
+	if wait > 0 {
+		t.sleep(wait)
+	}
+	return err
+}
+
+func (t *tracker) onStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) (wait time.Duration, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.streams[-id]
 	if !ok {
-		return nil
+		return 0, nil
 	}
 	if err := t.identify(s, req.GetNode()); err != nil {
-		return err
+		return 0, err
 	}
 	k, ok := kindOf(req.GetTypeUrl())
 	if !ok || !s.known {
-		return nil
+		return 0, nil
 	}
 	first := s.kinds[k] == nil
 	ks := s.kind(k)
@@ -415,8 +466,9 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscovery
 	}
 	if sent, ok := ks.take(req.GetResponseNonce()); ok {
 		if d := req.GetErrorDetail(); d != nil {
-			t.rejected(s, k, ks, sent, d.GetMessage())
+			wait = t.rejected(s, k, ks, sent, d.GetMessage())
 		} else {
+			ks.nacksInRow = 0
 			for n, h := range sent.resources {
 				ks.deltaAcked[n] = h
 			}
@@ -429,7 +481,7 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscovery
 		}
 	}
 	t.reevaluate(s)
-	return nil
+	return wait, nil
 }
 
 // subscribeDelta applies a delta subscription change: the first request

@@ -27,7 +27,7 @@ type tracker struct {
 	history int
 	now     func() time.Time
 	// sleep waits out a NACK backoff, outside mu.
-	sleep func(time.Duration)
+	sleep   func(time.Duration)
 	metrics *metrics
 
 	// gens holds each group's recent generations, oldest first.

@@ -41,7 +41,7 @@ could not run (bad arguments, unreadable DIR, a limit exceeded).`,
 			if output != "text" && output != "json" {
 				return usageError{fmt.Errorf("--output must be text or json, not %q", output)}
 			}
-			var opts []manifest.Option
+			opts := []manifest.Option{manifest.CheckGitSources()}
 			if !elsewhereOK {
 				opts = append(opts, manifest.RequireTemplates())
 			}

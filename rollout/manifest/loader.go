@@ -253,6 +253,10 @@ func (l *loader) loadDocument(file string, doc *yaml.Node) int {
 	// that has no JSON form, and that is none of Sluice's business.
 	// Core objects have no group ("v1"); only Sluice's own group, and the
 	// two Istio kinds Sluice merges into, are read.
+	if l.sluiceInList(file, root) {
+		l.skipped++
+		return last
+	}
 	apiVersion := scalarMember(root, "apiVersion")
 	group, _, _ := strings.Cut(apiVersion, "/")
 	istio := group == IstioGroup && isIstioKind(scalarMember(root, "kind"))
@@ -281,8 +285,12 @@ func (l *loader) loadDocument(file string, doc *yaml.Node) int {
 	kind := stringMember(v, "kind")
 	if kind == KindGitSource {
 		// Cluster configuration (a GitSource may well sit in the Git it
-		// follows, Flux-style), not something Sluice applies from Git.
+		// follows, Flux-style), not something Sluice applies from Git;
+		// checked on request (`sluice validate`) all the same.
 		l.skipped++
+		if l.o.checkGitSources {
+			l.decode(file, v, &v1alpha1.GitSource{})
+		}
 		return last
 	}
 	if apiVersion != v1alpha1.GroupVersion.String() {
@@ -401,6 +409,36 @@ func (l *loader) record(o Object, v *value) {
 }
 
 // scalarMember returns the text of a scalar member of a YAML mapping.
+// sluiceInList reports Sluice objects inside a top-level YAML list or a
+// core List, which kubectl would apply but nothing of Sluice reads: left
+// unsaid, a Rollout written that way would silently never roll out.
+func (l *loader) sluiceInList(file string, root *yaml.Node) bool {
+	items := root
+	if root.Kind == yaml.MappingNode && scalarMember(root, "kind") == "List" {
+		items = nil
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			if k := resolveAlias(root.Content[i]); k.Kind == yaml.ScalarNode && k.Value == "items" {
+				items = resolveAlias(root.Content[i+1])
+			}
+		}
+	}
+	if items == nil || items.Kind != yaml.SequenceNode {
+		return false
+	}
+	found := false
+	for i, it := range items.Content {
+		it = resolveAlias(it)
+		group, _, _ := strings.Cut(scalarMember(it, "apiVersion"), "/")
+		if group != v1alpha1.GroupVersion.Group {
+			continue
+		}
+		found = true
+		l.problem(file, it.Line, fmt.Sprintf("[%d]", i), fmt.Sprintf(
+			"Unsupported value: a %s inside a list is not read: write each Sluice object as a YAML document of its own (separate them with ---)", scalarMember(it, "kind")))
+	}
+	return found
+}
+
 func scalarMember(m *yaml.Node, key string) string {
 	if m.Kind != yaml.MappingNode {
 		return ""

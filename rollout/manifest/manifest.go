@@ -218,6 +218,7 @@ type options struct {
 	validator        validation.Validator
 	namespace        string
 	requireTemplates bool
+	checkGitSources  bool
 }
 
 // WithMaxFileSize sets the largest file read, in bytes; larger files are
@@ -249,6 +250,10 @@ func WithNamespace(ns string) Option { return func(o *options) { o.namespace = n
 // `sluice validate` or standalone mode; in a cluster templates may come
 // from elsewhere.
 func RequireTemplates() Option { return func(o *options) { o.requireTemplates = true } }
+
+// CheckGitSources decodes GitSource objects strictly (an unknown or
+// misspelt field is a problem) although they are not applied from Git.
+func CheckGitSources() Option { return func(o *options) { o.checkGitSources = true } }
 
 // DefaultValidator is the validator Load uses unless WithValidator says
 // otherwise: rollout/validation plus the CEL condition check of

@@ -82,9 +82,14 @@ func TestNackStormBacksOff(t *testing.T) {
 	setRejecting(false)
 	accepted := canaryPlan("reviews", 10, []string{"reviews"})
 	must(t, srv.Publish(ctx, []plan.Plan{accepted}))
-	if _, err := srv.Wait(ctx, "reviews", accepted.Version); err != nil {
-		t.Fatalf("the accepted plan: %v", err)
-	}
+	// The last NACK stands until the client ACKs again, so Wait may
+	// first see it: ask until the ACK is in.
+	poll.Within(t, 10*time.Second, "the accepted plan acknowledged", func() bool {
+		wctx, stop := context.WithTimeout(ctx, time.Second)
+		defer stop()
+		_, err := srv.Wait(wctx, "reviews", accepted.Version)
+		return err == nil
+	})
 	before := len(recorded())
 	setRejecting(true)
 	must(t, srv.Publish(ctx, []plan.Plan{canaryPlan("reviews", 20, []string{"reviews"})}))

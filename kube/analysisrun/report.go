@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/sluicehq/sluice/internal/untrusted"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
@@ -135,19 +135,10 @@ func eventType(p v1alpha1.AnalysisPhase) string {
 // maxNote is the API server's limit on an events.k8s.io/v1 Event's note.
 const maxNote = 1024
 
-// truncate shortens s to maxNote bytes without splitting a character:
-// messages carry query results and Prometheus' errors, which can be long.
-func truncate(s string) string {
-	if len(s) <= maxNote {
-		return s
-	}
-	const ellipsis = "…"
-	cut := maxNote - len(ellipsis)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + ellipsis
-}
+// truncate makes s a note: at most maxNote bytes, cut at a character,
+// with control characters escaped (notes quote Prometheus' errors and
+// query results, which are outside text).
+func truncate(s string) string { return untrusted.Text(s, maxNote) }
 
 // logCompleted logs a run that completed with this write.
 func logCompleted(ctx context.Context, prev *v1alpha1.AnalysisRunState, run *v1alpha1.AnalysisRun) {

@@ -82,14 +82,10 @@ func (ca *testCA) issue(t *testing.T, serial int64, cn string, usage x509.ExtKey
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
 
-func writeFile(t *testing.T, path string, b []byte) {
+// serverFiles writes a server certificate (serial 10) and the CA as the
+// client CA, for mutual TLS.
+func (ca *testCA) serverFiles(t *testing.T) TLSFiles {
 	t.Helper()
-	must(t, os.WriteFile(path, b, 0o600))
-}
-
-func TestMutualTLS(t *testing.T) {
-	t.Parallel()
-	ca := newTestCA(t)
 	dir := t.TempDir()
 	files := TLSFiles{
 		CertFile:     filepath.Join(dir, "server.pem"),
@@ -100,6 +96,18 @@ func TestMutualTLS(t *testing.T) {
 	writeFile(t, files.CertFile, sc)
 	writeFile(t, files.KeyFile, sk)
 	writeFile(t, files.ClientCAFile, ca.pem)
+	return files
+}
+
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	must(t, os.WriteFile(path, b, 0o600))
+}
+
+func TestMutualTLS(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	files := ca.serverFiles(t)
 	srv, err := New(Options{TLS: &files, Endpoints: staticFor(t, "reviews"), Logger: quiet})
 	must(t, err)
 	addr := serve(t, srv)
@@ -170,12 +178,7 @@ func TestTLSFilesRequired(t *testing.T) {
 func TestNodeIdentity(t *testing.T) {
 	t.Parallel()
 	ca := newTestCA(t)
-	dir := t.TempDir()
-	files := TLSFiles{CertFile: filepath.Join(dir, "s.pem"), KeyFile: filepath.Join(dir, "s-key.pem"), ClientCAFile: filepath.Join(dir, "ca.pem")}
-	sc, sk := ca.issue(t, 10, "sluice", x509.ExtKeyUsageServerAuth)
-	writeFile(t, files.CertFile, sc)
-	writeFile(t, files.KeyFile, sk)
-	writeFile(t, files.ClientCAFile, ca.pem)
+	files := ca.serverFiles(t)
 	reg := prometheus.NewRegistry()
 	srv, err := New(Options{TLS: &files, Endpoints: staticFor(t, "reviews"), Logger: quiet, Registerer: reg})
 	must(t, err)

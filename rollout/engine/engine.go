@@ -54,6 +54,9 @@ type Observations struct {
 	Workload *Workload
 	// Analysis reports the current state of analysis runs by name.
 	Analysis []AnalysisObservation
+	// GitRevert is how the last write-back attempt for status.gitRevert
+	// ended, if one ended since the last Step.
+	GitRevert *RevertResult
 	// Commands issued by people, in order. Each ID is applied once: a
 	// command whose ID is in status.lastCommand or status.recentCommandIDs
 	// is skipped.
@@ -151,7 +154,13 @@ const (
 	// ActionStopAnalysis stops the analysis run Run.
 	ActionStopAnalysis ActionKind = "StopAnalysis"
 	// ActionGitRevert asks for a commit setting the Rollout back to the
-	// stable revision.
+	// stable revision. The request is also recorded in status.gitRevert:
+	// the engine asks again after a failure (Observations.GitRevert), with
+	// backoff, and an adapter that finds an attempt recorded but not
+	// running (RevertOutstanding, after a restart) reports it interrupted,
+	// which asks again. Attempts must be idempotent (a revert that already
+	// landed answers "unchanged"), so a crash between the push and the
+	// next status write costs nothing.
 	ActionGitRevert ActionKind = "GitRevert"
 )
 
@@ -185,6 +194,18 @@ type GitRevert struct {
 	Message        string
 }
 
+// RevertResult is how one Git write-back attempt ended.
+type RevertResult struct {
+	// FailedRevision names the request answered; a result for another
+	// request (one since superseded) is ignored.
+	FailedRevision string
+	// Err says why the attempt failed; empty on success.
+	Err string
+	// Outcome and Commit describe a success (gitsync.RevertResult).
+	Outcome string
+	Commit  string
+}
+
 // EventType is Normal or Warning, as for Kubernetes Events.
 type EventType string
 
@@ -209,6 +230,7 @@ func Step(in Input) (Output, error) {
 		return Output{Status: *in.Rollout.Status.DeepCopy()}, err
 	}
 	s.migrateTraffic()
+	s.observeRevert()
 	s.observeSpec()
 	s.applyCommands()
 	// A command (retry, resume) must not get past spec.paused.

@@ -37,6 +37,7 @@ func (s *stepper) finish() Output {
 	scale := s.scale(r.t)
 	s.summarize()
 
+	s.dueRevert()
 	actions := append(append(s.stops, s.starts...), s.reverts...)
 	return Output{
 		Status:       *st,
@@ -407,6 +408,9 @@ func (s *stepper) requeue() time.Duration {
 	}
 	if sd := st.ScaleDown; sd != nil {
 		at = append(at, sd.At.Time)
+	}
+	if t, ok := s.revertRetryAt(); ok {
+		at = append(at, t)
 	}
 	if w := s.in.Observations.Window; s.heldByWindow && !w.NextChange.IsZero() {
 		at = append(at, w.NextChange)

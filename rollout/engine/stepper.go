@@ -120,6 +120,7 @@ func (s *stepper) syncSpecPause() {
 
 func (s *stepper) startRollout() {
 	st := &s.st
+	s.supersedeRevert()
 	st.CanaryRevision = s.desired
 	st.Attempt = 0
 	st.Pause, st.Abort = nil, nil
@@ -196,15 +197,7 @@ func (s *stepper) abort(reason, msg string, automatic bool) {
 	s.stopRuns(func(*v1alpha1.AnalysisRunStatus) bool { return true }, "rollout aborted")
 	s.event(EventWarning, reason, "rollout of %s aborted: %s; 100%% to stable %s", st.CanaryRevision, msg, st.StableRevision)
 	if automatic && s.ro.Spec.Rollback.GitRevert {
-		s.reverts = append(s.reverts, Action{Kind: ActionGitRevert, Revert: &GitRevert{
-			Rollout:        s.ro.Name,
-			Namespace:      s.ro.Namespace,
-			StableRevision: st.StableRevision,
-			StableBackend:  st.StableBackend.DeepCopy(),
-			FailedRevision: st.CanaryRevision,
-			Reason:         reason,
-			Message:        msg,
-		}})
+		s.requestRevert()
 	}
 }
 

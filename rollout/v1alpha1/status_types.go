@@ -55,6 +55,10 @@ const (
 	ReasonRetried            = "RetriedByUser"
 	ReasonStable             = "StableServing"
 	ReasonSuperseded         = "SupersededByNewerRevision"
+	// Events of the Git write-back after an automatic abort.
+	ReasonGitReverted         = "GitReverted"
+	ReasonGitRevertFailed     = "GitRevertFailed"
+	ReasonGitRevertSuperseded = "GitRevertSuperseded"
 )
 
 // RolloutStatus is the observed state of a Rollout. It holds everything the
@@ -141,6 +145,12 @@ type RolloutStatus struct {
 	// +optional
 	LastRollout *RolloutOutcome `json:"lastRollout,omitempty"`
 
+	// GitRevert is the write-back of the last automatic rollback: recorded
+	// with the abort, so a crash before (or during) the push never loses
+	// it, and retried with backoff until Git names the stable revision.
+	// +optional
+	GitRevert *GitRevertStatus `json:"gitRevert,omitempty"`
+
 	// ScaleDown records a previous revision kept running until a deadline.
 	// +optional
 	ScaleDown *ScaleDownStatus `json:"scaleDown,omitempty"`
@@ -186,6 +196,54 @@ type AbortStatus struct {
 	// deadline), which is when a Git revert may be requested.
 	// +optional
 	Automatic bool `json:"automatic,omitempty"`
+}
+
+// GitRevertPhase is where a Git write-back stands.
+// +kubebuilder:validation:Enum=Pending;Done
+type GitRevertPhase string
+
+const (
+	// GitRevertPending: no attempt has succeeded yet; the engine asks for
+	// one at once, then again with backoff after each failure.
+	GitRevertPending GitRevertPhase = "Pending"
+	// GitRevertDone: Git names the stable revision, or a newer push made
+	// the revert unnecessary (see Outcome).
+	GitRevertDone GitRevertPhase = "Done"
+)
+
+// GitRevertStatus records the commit that sets a Rollout back to its stable
+// revision in Git after an automatic abort.
+type GitRevertStatus struct {
+	// FailedRevision is the aborted canary; StableRevision what Git is set
+	// back to.
+	FailedRevision string         `json:"failedRevision"`
+	StableRevision string         `json:"stableRevision"`
+	Phase          GitRevertPhase `json:"phase"`
+	RequestedAt    metav1.Time    `json:"requestedAt"`
+	// Attempts counts the attempts asked for; Failures those that failed.
+	// While Attempts exceeds Failures one is under way.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+	// +optional
+	Failures int32 `json:"failures,omitempty"`
+	// LastAttemptAt is when the last attempt was asked for.
+	// +optional
+	LastAttemptAt *metav1.Time `json:"lastAttemptAt,omitempty"`
+	// NextAttemptAt is when a failed write-back is tried again.
+	// +optional
+	NextAttemptAt *metav1.Time `json:"nextAttemptAt,omitempty"`
+	// LastError is why the last attempt failed.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	LastError string `json:"lastError,omitempty"`
+	// Outcome of the successful attempt: pushed, unchanged (Git already
+	// named the stable revision), superseded (someone pushed another
+	// revision meanwhile) or removed (the Rollout left Git).
+	// +optional
+	Outcome string `json:"outcome,omitempty"`
+	// Commit is the revert commit pushed, or the head examined.
+	// +optional
+	Commit string `json:"commit,omitempty"`
 }
 
 // TrafficStatus is the traffic plan in brief.

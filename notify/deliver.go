@@ -24,6 +24,7 @@ func (nf *Notifier) deliver(t *target, it item) {
 	body, err := render(it)
 	if err != nil {
 		nf.fail(t, it, 0, err)
+		it.sent.finish(false) // it would never render: give up on it
 		return
 	}
 	log := nf.opts.Log.WithValues("target", t.Name, "delivery", it.id, "reason", it.n.Reason)
@@ -34,16 +35,21 @@ func (nf *Notifier) deliver(t *target, it item) {
 		if err == nil {
 			nf.m.sent.WithLabelValues(t.Name).Inc()
 			nf.m.latency.WithLabelValues(t.Name).Observe(nf.opts.Now().Sub(it.enqueued).Seconds())
+			it.sent.finish(false)
 			return
 		}
 		if nf.ctx.Err() != nil {
 			nf.aborted.Add(1)
 			nf.fail(t, it, attempt, fmt.Errorf("notifier closed: %w", err))
+			it.sent.finish(true)
 			return
 		}
 		wait, retry := nf.retryAfter(err, attempt)
 		if !retry || attempt >= nf.opts.MaxAttempts {
+			// Given up, counted and logged: sending it again would meet
+			// the same answer.
 			nf.fail(t, it, attempt, err)
+			it.sent.finish(false)
 			return
 		}
 		nf.m.retries.WithLabelValues(t.Name).Inc()
@@ -51,6 +57,7 @@ func (nf *Notifier) deliver(t *target, it item) {
 		if err := nf.opts.Sleep(nf.ctx, wait); err != nil {
 			nf.aborted.Add(1)
 			nf.fail(t, it, attempt, fmt.Errorf("notifier closed while waiting to retry: %w", err))
+			it.sent.finish(true)
 			return
 		}
 	}

@@ -51,6 +51,11 @@ type Notification struct {
 	CanaryWeight int32
 	// Commit is the Git commit the spec came from, when known.
 	Commit string
+	// ID, when set, is the delivery ID sent with every attempt to every
+	// target (header and payload), so a receiver can drop a notification
+	// it has seen: delivery is at least once, and a sender that restarts
+	// sends again what it could not confirm. Empty: a fresh random ID.
+	ID string
 }
 
 // FromEvent builds the notification for an event the engine emitted in the
@@ -205,7 +210,41 @@ type item struct {
 	n        Notification
 	id       string
 	enqueued time.Time
+	// sent, shared by the targets of one Send, reports back once all of
+	// them are finished with the notification; nil for Notify.
+	sent *sending
 }
+
+// sending counts the targets still holding one notification of Send.
+type sending struct {
+	left atomic.Int32
+	// lost is set when a target dropped it undelivered (full queue,
+	// Close) rather than delivering it or giving up on it.
+	lost atomic.Bool
+	done func(error)
+}
+
+// finish is called once per target; the last call reports.
+func (s *sending) finish(lost bool) {
+	if s == nil {
+		return
+	}
+	if lost {
+		s.lost.Store(true)
+	}
+	if s.left.Add(-1) == 0 {
+		if s.lost.Load() {
+			s.done(ErrNotSent)
+			return
+		}
+		s.done(nil)
+	}
+}
+
+// ErrNotSent tells Send's caller that a target dropped the notification
+// (its queue was full, or the notifier closed) before trying it: send it
+// again later.
+var ErrNotSent = errors.New("notification dropped before delivery")
 
 type target struct {
 	Target
@@ -275,15 +314,43 @@ func newTarget(tc Target, size int) (*target, error) {
 
 // Notify queues n for every target whose filter selects it, and returns at
 // once: it never waits for the network or a full queue.
-func (nf *Notifier) Notify(n Notification) {
+func (nf *Notifier) Notify(n Notification) { nf.send(n, nil) }
+
+// Send is Notify for a caller that keeps notifications durably until they
+// are sent (an outbox): done is called once, when every target selecting
+// n has delivered it or given up after its attempts (nil), or when one
+// dropped it untried (ErrNotSent: send it again later). Set n.ID to the
+// outbox entry's ID so that a repeat is recognisable.
+func (nf *Notifier) Send(n Notification, done func(error)) {
+	var sel int32
+	for _, t := range nf.targets {
+		if t.filter.Match(n.Type, n.Reason) {
+			sel++
+		}
+	}
+	if sel == 0 {
+		done(nil)
+		return
+	}
+	s := &sending{done: done}
+	s.left.Store(sel)
+	nf.send(n, s)
+}
+
+func (nf *Notifier) send(n Notification, s *sending) {
 	now := nf.opts.Now()
+	id := n.ID
+	if id == "" {
+		id = nf.opts.NewID()
+	}
 	for _, t := range nf.targets {
 		if !t.filter.Match(n.Type, n.Reason) {
 			continue
 		}
-		pushed, dropped := t.queue.push(item{n: n, id: nf.opts.NewID(), enqueued: now})
-		if dropped {
+		pushed, dropped := t.queue.push(item{n: n, id: id, enqueued: now, sent: s})
+		if dropped != nil {
 			nf.m.dropped.WithLabelValues(t.Name).Inc()
+			dropped.sent.finish(true)
 		}
 		if !pushed {
 			continue
@@ -330,7 +397,11 @@ func (nf *Notifier) Close(ctx context.Context) error {
 	<-done // workers stop at once: their requests and sleeps see nf.ctx
 	lost := int(nf.aborted.Load())
 	for _, t := range nf.targets {
-		k := t.queue.drain()
+		dropped := t.queue.drain()
+		k := len(dropped)
+		for _, it := range dropped {
+			it.sent.finish(true)
+		}
 		nf.m.dropped.WithLabelValues(t.Name).Add(float64(k))
 		nf.m.queued.WithLabelValues(t.Name).Set(0)
 		lost += k
@@ -377,19 +448,20 @@ type queue struct {
 
 func newQueue(size int) queue { return queue{buf: make([]item, size)} }
 
-// push adds it; pushed is false once the queue is closed (the item is then
-// dropped), dropped is true when an item was lost.
-func (q *queue) push(it item) (pushed, dropped bool) {
+// push adds it; pushed is false once the queue is closed (it is then
+// dropped), dropped is the item lost, if one was: it, or the oldest.
+func (q *queue) push(it item) (pushed bool, dropped *item) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
-		return false, true
+		return false, &it
 	}
 	if q.n == len(q.buf) {
+		old := q.buf[q.head]
+		dropped = &old
 		q.buf[q.head] = item{}
 		q.head = (q.head + 1) % len(q.buf)
 		q.n--
-		dropped = true
 	}
 	q.buf[(q.head+q.n)%len(q.buf)] = it
 	q.n++
@@ -421,12 +493,15 @@ func (q *queue) close() {
 	q.mu.Unlock()
 }
 
-// drain empties the queue and returns how many items it held.
-func (q *queue) drain() int {
+// drain empties the queue and returns what it held.
+func (q *queue) drain() []item {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	k := q.n
+	out := make([]item, 0, q.n)
+	for i := range q.n {
+		out = append(out, q.buf[(q.head+i)%len(q.buf)])
+	}
 	clear(q.buf)
 	q.head, q.n = 0, 0
-	return k
+	return out
 }

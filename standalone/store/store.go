@@ -61,6 +61,8 @@ type Options struct {
 //	rollouts/  <key>/ status -> RolloutStatus JSON, plan -> plan.Plan JSON,
 //	                  meta -> rolloutMeta JSON, runs/ <run name> -> blob
 //	history/   <key>/ big-endian uint64 index -> Event JSON
+//	outbox/    see outbox.go (added within schema 1: older files gain
+//	           the empty bucket when opened)
 //
 // History lives outside rollouts/ so that Delete can drop a Rollout and
 // keep what happened to it.
@@ -169,7 +171,7 @@ func initSchema(tx *bolt.Tx) error {
 	if err := migrate(tx, v); err != nil {
 		return err
 	}
-	for _, b := range [][]byte{bRollouts, bHistory} {
+	for _, b := range [][]byte{bRollouts, bHistory, bOutbox} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return fmt.Errorf("create bucket %s: %w", b, err)
 		}

@@ -35,6 +35,9 @@ type Record struct {
 	// is the source of truth for which runs exist, so a late write from a
 	// run that a newer step dropped is discarded rather than kept forever.
 	Runs map[string]json.RawMessage
+	// Outbox are messages to send once the step is saved (see Message);
+	// their IDs are assigned here.
+	Outbox []Message
 }
 
 // rolloutMeta is stored beside status and plan.
@@ -113,6 +116,9 @@ func encode(rec Record) (encoded, error) {
 			return w, fmt.Errorf("encode plan: %w", err)
 		}
 	}
+	if err := encodeOutbox(rec.Outbox); err != nil {
+		return w, err
+	}
 	for name, blob := range rec.Runs {
 		if name == "" {
 			return w, fmt.Errorf("%w: run without a name", ErrInvalid)
@@ -174,6 +180,9 @@ func (s *Store) commit(tx *bolt.Tx, key string, rec Record, w encoded) (uint64, 
 		return 0, err
 	}
 	if err := s.appendHistory(tx, key, seq, rec, status); err != nil {
+		return 0, err
+	}
+	if err := writeOutbox(tx, key, seq, rec.Time, rec.Outbox); err != nil {
 		return 0, err
 	}
 	return seq, nil

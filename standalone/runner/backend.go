@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/rollout/engine"
-	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/standalone/api"
 	"github.com/sluicehq/sluice/standalone/store"
 )
@@ -99,39 +97,4 @@ func newID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b) // crypto/rand never fails on supported platforms
 	return hex.EncodeToString(b)
-}
-
-// revert pushes the revert commit in the background: a slow or refused push
-// must not hold up the loop, and traffic is already at stable either way.
-// The outcome is written to the Rollout's history.
-func (r *Runner) revert(ctx context.Context, st stepped, g engine.GitRevert) {
-	if r.o.Reverter == nil {
-		r.note(st.key, engine.EventWarning, "GitRevertSkipped", "rollback.gitRevert is set but this runner has no Git write-back configured")
-		return
-	}
-	req := gitsync.RevertRequest{GitRevert: g}
-	for _, run := range st.out.Status.Analysis {
-		if run.Phase == v1alpha1.AnalysisFailed || run.Phase == v1alpha1.AnalysisError {
-			req.Analysis = append(req.Analysis, run.Metrics...)
-		}
-	}
-	go func() {
-		res, err := r.o.Reverter.Revert(ctx, req)
-		if err != nil {
-			r.note(st.key, engine.EventWarning, "GitRevertFailed",
-				fmt.Sprintf("could not push the revert of %s to %s (%s); traffic stays at stable: %v", g.FailedRevision, g.StableRevision, gitsync.KindOf(err), err))
-			return
-		}
-		r.note(st.key, engine.EventNormal, "GitReverted",
-			fmt.Sprintf("revert to %s: %s (commit %s, file %s, %d attempt(s))", g.StableRevision, res.Outcome, res.Commit, res.File, res.Attempts))
-	}()
-}
-
-// note records an event that happened outside an engine step.
-func (r *Runner) note(key string, t engine.EventType, reason, msg string) {
-	ev := engine.Event{Type: t, Reason: reason, Message: msg}
-	if _, err := r.o.Store.Commit(key, store.Record{Time: r.o.Now(), Events: []engine.Event{ev}}); err != nil {
-		r.o.Log.Error(err, "record event", "rollout", key, "reason", reason)
-	}
-	r.o.Log.Info(msg, "rollout", key, "reason", reason)
 }

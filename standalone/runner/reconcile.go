@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/gitsync"
-	"github.com/sluicehq/sluice/notify"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
@@ -86,6 +85,7 @@ func (r *Runner) pass(ctx context.Context) time.Duration {
 	for _, st := range done {
 		r.act(ctx, st, snap)
 	}
+	r.flushOutbox()
 	for _, cs := range r.pending {
 		if len(cs) > 0 {
 			return 0 // one command per rollout per step: go again at once
@@ -112,6 +112,7 @@ func (r *Runner) stepOne(ctx context.Context, key string, ro *v1alpha1.Rollout, 
 			obs.Analysis = append(obs.Analysis, o)
 		}
 	}
+	obs.GitRevert = r.revertObservation(key, &ro.Status)
 	var cmd *commandRequest
 	if cs := r.pending[key]; len(cs) > 0 {
 		cmd = &cs[0]
@@ -132,7 +133,8 @@ func (r *Runner) stepOne(ctx context.Context, key string, ro *v1alpha1.Rollout, 
 			runs[run.Name] = saved
 		}
 	}
-	rec := store.Record{Time: now, Status: &out.Status, Plan: &out.Plan, Events: out.Events, Runs: runs}
+	rec := store.Record{Time: now, Status: &out.Status, Plan: &out.Plan, Events: out.Events, Runs: runs,
+		Outbox: r.notifications(key, out.Events, &out.Status, now)}
 	if _, err := r.o.Store.Commit(key, rec); err != nil {
 		// Not on disk, so not acted on: the next pass repeats the step.
 		r.o.Log.Error(err, "persist step", "rollout", key)
@@ -141,6 +143,7 @@ func (r *Runner) stepOne(ctx context.Context, key string, ro *v1alpha1.Rollout, 
 		}
 		return stepped{}, false
 	}
+	r.revertObserved(key, obs.GitRevert)
 	ro.Status = out.Status
 	p := out.Plan
 	r.setEndpoints(&p, &out.Status)
@@ -148,8 +151,8 @@ func (r *Runner) stepOne(ctx context.Context, key string, ro *v1alpha1.Rollout, 
 	return stepped{key: key, ro: ro, out: out, command: cmd}, true
 }
 
-// act carries out one persisted, published step: analysis, Git write-back,
-// notifications, and the answer to a command.
+// act carries out one persisted, published step: analysis, Git write-back
+// and the answer to a command (notifications leave through the outbox).
 func (r *Runner) act(ctx context.Context, st stepped, snap *gitsync.Snapshot) {
 	for _, a := range st.out.Actions {
 		switch a.Kind {
@@ -166,11 +169,6 @@ func (r *Runner) act(ctx context.Context, st stepped, snap *gitsync.Snapshot) {
 			continue
 		}
 		r.ensureRun(st, run, snap)
-	}
-	if r.o.Notifier != nil {
-		for _, ev := range st.out.Events {
-			r.o.Notifier.Notify(notify.FromEvent(st.ro.Namespace, st.ro.Name, ev, &st.out.Status, r.o.Now()))
-		}
 	}
 	if st.command != nil {
 		st.command.reply <- commandReply{record: st.out.Status.LastCommand}
@@ -231,17 +229,13 @@ func (r *Runner) retire(key string, s store.Rollout, commit string, now time.Tim
 			r.o.Analysis.Stop(a.Run.Name)
 		}
 	}
-	if _, err := r.o.Store.Commit(key, store.Record{Time: now, Status: &out.Status, Plan: &out.Plan, Events: out.Events}); err != nil {
+	rec := store.Record{Time: now, Status: &out.Status, Plan: &out.Plan, Events: out.Events,
+		Outbox: r.notifications(key, out.Events, &out.Status, now)}
+	if _, err := r.o.Store.Commit(key, rec); err != nil {
 		r.o.Log.Error(err, "persist retirement", "rollout", key)
 		return
 	}
 	r.setView(key, view{ro: retiredRollout(key, &out.Status), plan: &out.Plan})
-	if r.o.Notifier != nil {
-		ns, name, _ := store.SplitKey(key)
-		for _, ev := range out.Events {
-			r.o.Notifier.Notify(notify.FromEvent(ns, name, ev, &out.Status, now))
-		}
-	}
 }
 
 func retiredRollout(key string, st *v1alpha1.RolloutStatus) *v1alpha1.Rollout {

@@ -95,8 +95,12 @@ type Runner struct {
 	mu    sync.RWMutex
 	views map[string]view // what the API reads, updated after each step
 	ready bool
-	// wake asks the loop for a pass (requeue timers, API, shutdown).
+	// wake asks the loop for a pass (requeue timers, API, shutdown,
+	// finished background work).
 	wake chan struct{}
+
+	workMu sync.Mutex
+	work   actions
 }
 
 type view struct {
@@ -139,6 +143,11 @@ func New(o Options) (*Runner, error) {
 		pending:  map[string][]commandRequest{},
 		views:    map[string]view{},
 		wake:     make(chan struct{}, 1),
+		work: actions{
+			reverting: map[string]string{},
+			reverted:  map[string]engine.RevertResult{},
+			sending:   map[string]bool{},
+		},
 	}, nil
 }
 

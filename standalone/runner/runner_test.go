@@ -207,6 +207,13 @@ type started struct {
 
 func (f *fixture) start(verdict v1alpha1.AnalysisPhase) *started {
 	f.t.Helper()
+	return f.startWith(verdict, nil)
+}
+
+// startWith starts a runner whose options edit may change (a Reverter in
+// front of the syncer, a Notifier).
+func (f *fixture) startWith(verdict v1alpha1.AnalysisPhase, edit func(*Options)) *started {
+	f.t.Helper()
 	st, err := store.Open(filepath.Join(f.stateDir, "state.db"), store.Options{})
 	if err != nil {
 		f.t.Fatal(err)
@@ -220,7 +227,11 @@ func (f *fixture) start(verdict v1alpha1.AnalysisPhase) *started {
 	}
 	f.syncer = syncer
 	plane := newAckingPlane()
-	r, err := New(Options{Store: st, Source: syncer, Reverter: syncer, Plane: plane, Analysis: newVerdictAnalyzer(verdict), Log: testr.New(f.t)})
+	o := Options{Store: st, Source: syncer, Reverter: syncer, Plane: plane, Analysis: newVerdictAnalyzer(verdict), Log: testr.New(f.t)}
+	if edit != nil {
+		edit(&o)
+	}
+	r, err := New(o)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -332,6 +343,12 @@ func TestRunnerAbortsAndRevertsInGit(t *testing.T) {
 	}
 	if lr := ro.Status.LastRollout; lr == nil || lr.Outcome != v1alpha1.OutcomeAborted || lr.Revision != "v3" {
 		t.Fatalf("last rollout after the revert = %+v; the abort must stay visible", lr)
+	}
+	ro = waitFor(t, s.r, "revert recorded", func(ro api.Rollout) bool {
+		return ro.Status.GitRevert != nil && ro.Status.GitRevert.Phase == v1alpha1.GitRevertDone
+	})
+	if g := ro.Status.GitRevert; g.Outcome != "pushed" || g.FailedRevision != "v3" || g.Attempts != 1 || g.Failures != 0 {
+		t.Fatalf("gitRevert = %+v, want one attempt that pushed", g)
 	}
 }
 

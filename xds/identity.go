@@ -2,58 +2,54 @@ package xds
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"strings"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
+
+	"github.com/sluicehq/sluice/internal/untrusted"
 )
 
-// A stream's identity is the SPIFFE ID (spiffe:// URI SAN) of the client
-// certificate it came with, verified by the TLS handshake against the
-// client CA. The node id a stream claims must be that identity, or the
-// identity followed by "/" and an instance name (several replicas of one
-// workload share a certificate). Without mutual TLS there is no identity
-// and node ids are taken as claimed: that is what --insecure-xds (or a
-// loopback-only listener) means.
+// A stream's identity is verified when it opens, by Options.Authenticator
+// (mutual TLS, a service-account token, or both). The node id the stream
+// claims must be that identity's SPIFFE ID, or the SPIFFE ID followed by
+// "/" and an instance name: several replicas of one workload share a
+// certificate or a service account, and each needs a node id of its own.
+//
+// Without an Authenticator the server keeps its older rule: a verified
+// client certificate binds the stream, and a stream without one (no client
+// CA configured, or --insecure-xds) has no identity, so node ids are
+// taken as claimed.
 
-// Reasons a stream is refused, for the refused-streams metric.
-const (
-	refusedNoIdentity = "no_identity"
-	refusedMismatch   = "node_id_mismatch"
-)
-
-// peerIdentity returns the SPIFFE ID of a stream's verified client
-// certificate, "" when the stream has none. A verified certificate
-// without a SPIFFE ID is an error: it proves a key, not a workload.
-func peerIdentity(ctx context.Context) (string, error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.AuthInfo == nil {
-		return "", nil
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
-		return "", nil
-	}
-	leaf := info.State.VerifiedChains[0][0]
-	for _, u := range leaf.URIs {
-		if u.Scheme == "spiffe" && u.Host != "" {
-			return u.String(), nil
+// authenticate verifies a stream with a, or with the optional mutual-TLS
+// rule when a is nil. Every error it returns carries a gRPC code.
+func authenticate(ctx context.Context, a Authenticator) (Identity, error) {
+	if a == nil {
+		id, err := MutualTLS().Authenticate(ctx)
+		if errors.Is(err, ErrNoCredentials) {
+			return Identity{}, nil
 		}
+		if err != nil {
+			return Identity{}, asStatusError(err)
+		}
+		return id, nil
 	}
-	return "", errNoSPIFFE
+	id, err := a.Authenticate(ctx)
+	if err == nil && id.IsZero() {
+		err = Refuse(ReasonNotWorkload, codes.PermissionDenied, "the credential names no workload")
+	}
+	if err != nil {
+		return Identity{}, asStatusError(err)
+	}
+	return id, nil
 }
 
-var errNoSPIFFE = status.Error(codes.PermissionDenied,
-	"xds: the client certificate has no spiffe:// URI SAN, so it names no workload; issue one with the workload's SPIFFE ID")
-
 // checkNode reports whether a stream with identity id may claim nodeID.
-func checkNode(id, nodeID string) error {
-	if id == "" || nodeID == id || strings.HasPrefix(nodeID, id+"/") {
+func checkNode(id Identity, nodeID string) error {
+	if id.IsZero() || nodeID == id.SPIFFE || strings.HasPrefix(nodeID, id.SPIFFE+"/") {
 		return nil
 	}
-	return status.Error(codes.PermissionDenied, fmt.Sprintf(
-		"xds: node id %q does not belong to the client certificate's identity %q (use %q or %q)", nodeID, id, id, id+"/<instance>"))
+	return Refuse(ReasonMismatch, codes.PermissionDenied,
+		"node id %q does not belong to the stream's verified identity %q (%s); use %q or %q",
+		untrusted.Text(nodeID, 256), id.SPIFFE, id.Method, id.SPIFFE, id.SPIFFE+"/<instance>")
 }

@@ -48,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"result"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sluice", Subsystem: "xds", Name: "refused_streams_total",
-			Help: "Streams refused for their identity: no_identity (a client certificate without a SPIFFE ID) or node_id_mismatch.",
+			Help: "Streams refused when they open or first name their node: no_credentials, no_identity (a client certificate without a SPIFFE ID), token_rejected, not_workload, authenticator_unavailable, node_id_mismatch.",
 		}, []string{"reason"}),
 		connectedBy: map[Group]prometheus.Gauge{},
 		pushesBy:    map[Group]*[numKinds]prometheus.Counter{},
@@ -68,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"pushed", "unchanged", "error"} {
 		m.publishes.WithLabelValues(r)
 	}
-	for _, r := range []string{refusedNoIdentity, refusedMismatch} {
+	for _, r := range refusalReasons {
 		m.refused.WithLabelValues(r)
 	}
 	if reg == nil {

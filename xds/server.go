@@ -29,6 +29,11 @@ type Options struct {
 	Address string
 	// TLS, when set, serves TLS (mutual TLS if it names a client CA).
 	TLS *TLSFiles
+	// Authenticator, when set, verifies every stream as it opens and
+	// refuses those it cannot (see FirstOf, MutualTLS, BearerToken). When
+	// nil, a verified client certificate binds the stream and a stream
+	// without one is unauthenticated.
+	Authenticator Authenticator
 	// Endpoints is where revisions run; default an empty Static source.
 	Endpoints EndpointSource
 	// Translate holds the translator's options.
@@ -90,6 +95,7 @@ func New(opts Options) (*Server, error) {
 		tracker: newTracker(opts.History, m, time.Now),
 		gens:    map[Group]*generation{},
 	}
+	s.tracker.authn = opts.Authenticator
 	if opts.TLS != nil {
 		if s.tls, err = newTLSReloader(*opts.TLS, opts.Logger); err != nil {
 			return nil, fmt.Errorf("xds: %w", err)

@@ -11,14 +11,23 @@ import (
 	"sync"
 )
 
-// TLSFiles configures TLS for the xDS server from PEM files.
+// TLSFiles configures TLS for the xDS server from PEM files, or from
+// memory (GetCertificate).
 type TLSFiles struct {
 	// CertFile and KeyFile are the server's certificate chain and key.
 	CertFile string
 	KeyFile  string
+	// GetCertificate, when set, supplies the serving certificate at each
+	// handshake instead of CertFile and KeyFile: a certificate Sluice
+	// issues and rotates itself, or one read from a Secret.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// ClientCAFile turns on mutual TLS: every client must present a
 	// certificate signed by one of these CAs.
 	ClientCAFile string
+	// ClientCertOptional lets a client without a certificate connect,
+	// for servers that also accept service-account tokens; a certificate
+	// that is presented must still verify against ClientCAFile.
+	ClientCertOptional bool
 }
 
 // tlsReloader serves the files' current content: certificates are rotated
@@ -35,7 +44,7 @@ type tlsReloader struct {
 }
 
 func newTLSReloader(files TLSFiles, log *slog.Logger) (*tlsReloader, error) {
-	if files.CertFile == "" || files.KeyFile == "" {
+	if files.GetCertificate == nil && (files.CertFile == "" || files.KeyFile == "") {
 		return nil, errors.New("tls: certificate and key files are both required")
 	}
 	r := &tlsReloader{files: files, log: log}
@@ -78,17 +87,21 @@ func (r *tlsReloader) forClient(*tls.ClientHelloInfo) (*tls.Config, error) {
 }
 
 func (r *tlsReloader) load() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(r.files.CertFile, r.files.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("tls: load key pair: %w", err)
-	}
 	conf := &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
+		MinVersion: tls.VersionTLS12,
 		// The config returned per client replaces the one gRPC prepared,
 		// so it must offer HTTP/2 itself or gRPC clients refuse the
 		// connection for lack of ALPN.
 		NextProtos: []string{"h2"},
+	}
+	if r.files.GetCertificate != nil {
+		conf.GetCertificate = r.files.GetCertificate
+	} else {
+		cert, err := tls.LoadX509KeyPair(r.files.CertFile, r.files.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: load key pair: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
 	}
 	if r.files.ClientCAFile != "" {
 		pem, err := os.ReadFile(r.files.ClientCAFile)
@@ -101,6 +114,9 @@ func (r *tlsReloader) load() (*tls.Config, error) {
 		}
 		conf.ClientCAs = pool
 		conf.ClientAuth = tls.RequireAndVerifyClientCert
+		if r.files.ClientCertOptional {
+			conf.ClientAuth = tls.VerifyClientCertIfGiven
+		}
 	}
 	return conf, nil
 }
@@ -108,7 +124,11 @@ func (r *tlsReloader) load() (*tls.Config, error) {
 // fileStamp summarises the files' sizes and modification times.
 func (r *tlsReloader) fileStamp() (string, error) {
 	var b strings.Builder
-	for _, f := range []string{r.files.CertFile, r.files.KeyFile, r.files.ClientCAFile} {
+	files := []string{r.files.ClientCAFile}
+	if r.files.GetCertificate == nil {
+		files = append(files, r.files.CertFile, r.files.KeyFile)
+	}
+	for _, f := range files {
 		if f == "" {
 			continue
 		}

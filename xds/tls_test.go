@@ -231,7 +231,7 @@ func TestNodeIdentity(t *testing.T) {
 			}
 		}
 	}
-	if got[refusedMismatch] != 2 || got[refusedNoIdentity] != 1 {
+	if got[ReasonMismatch] != 2 || got[ReasonNoIdentity] != 1 {
 		t.Errorf("refused streams by reason %v, want 2 node_id_mismatch and 1 no_identity", got)
 	}
 }

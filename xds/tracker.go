@@ -44,6 +44,8 @@ type tracker struct {
 	changed chan struct{}
 	// scratch is judge's reusable buffer; judge runs under mu.
 	scratch []bool
+	// authn verifies each stream as it opens (Options.Authenticator).
+	authn Authenticator
 }
 
 type typeContent struct {
@@ -55,9 +57,9 @@ type typeContent struct {
 type stream struct {
 	id    int64
 	delta bool
-	// identity is the SPIFFE ID of the stream's client certificate, ""
-	// without mutual TLS; the node id must belong to it.
-	identity string
+	// identity is who the stream proved to be when it opened (zero on an
+	// unauthenticated server); the node id must belong to it.
+	identity Identity
 	node     *corev3.Node
 	group    Group
 	// known is false until the first request names the node; until then
@@ -238,9 +240,9 @@ func (t *tracker) open(ctx context.Context, id int64, typeURL string, delta bool
 	if typeURL != "" {
 		return errNotADS
 	}
-	identity, err := peerIdentity(ctx)
+	identity, err := authenticate(ctx, t.authn)
 	if err != nil {
-		t.metrics.refused.WithLabelValues(refusedNoIdentity).Inc()
+		t.metrics.refused.WithLabelValues(refusalReason(err)).Inc()
 		return err
 	}
 	t.mu.Lock()
@@ -284,7 +286,7 @@ func (t *tracker) identify(s *stream, node *corev3.Node) error {
 		return nil
 	}
 	if err := checkNode(s.identity, node.GetId()); err != nil {
-		t.metrics.refused.WithLabelValues(refusedMismatch).Inc()
+		t.metrics.refused.WithLabelValues(ReasonMismatch).Inc()
 		return err
 	}
 	s.node, s.group, s.known = node, GroupOf(node), true

@@ -39,6 +39,7 @@ type mirror struct {
 	src      Source
 	dir      string
 	repo     *git.Repository
+	fs       *mirrorFS
 	auth     transport.AuthMethod
 	log      logr.Logger
 	maxPacks int
@@ -59,42 +60,42 @@ func mirrorDir(base string, src Source) string {
 
 // openMirror opens the mirror in dir, creating it if needed. A mirror that
 // cannot be opened is rebuilt: it holds nothing that a fetch cannot
-// restore.
-func openMirror(dir string, src Source, log logr.Logger) (*git.Repository, error) {
+// restore. What a fetch cut short by a crash left is deleted.
+func openMirror(dir string, src Source, log logr.Logger) (*git.Repository, *mirrorFS, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, newError(KindStorage, "open mirror", err)
+		return nil, nil, newError(KindStorage, "open mirror", err)
 	}
-	repo, err := git.PlainOpen(filepath.Join(dir, "repo.git"))
+	repoDir := filepath.Join(dir, "repo.git")
+	repo, mfs, err := openMirrorRepo(repoDir, false)
 	switch {
 	case err == nil:
 		log.V(1).Info("reusing mirror", "dir", dir)
+		if derr := mfs.discard(); derr != nil {
+			log.Error(derr, "cannot delete the temporary files of an interrupted fetch", "dir", dir)
+		}
 	case errors.Is(err, git.ErrRepositoryNotExists):
-		repo, err = initMirror(dir)
+		repo, mfs, err = openMirrorRepo(repoDir, true)
 	default:
 		log.Error(err, "mirror is unreadable; rebuilding it", "dir", dir)
-		if rerr := os.RemoveAll(filepath.Join(dir, "repo.git")); rerr != nil {
-			return nil, newError(KindStorage, "open mirror", rerr)
+		if rerr := os.RemoveAll(repoDir); rerr != nil {
+			return nil, nil, newError(KindStorage, "open mirror", rerr)
 		}
-		repo, err = initMirror(dir)
+		repo, mfs, err = openMirrorRepo(repoDir, true)
 	}
 	if err != nil {
-		return nil, newError(KindStorage, "open mirror", err)
+		return nil, nil, newError(KindStorage, "open mirror", err)
 	}
 	// The URL is part of the directory name, but the remote may still
 	// carry an old form of it (credentials in the URL changed, say).
 	rc, err := repo.Remote(remoteName)
 	if err == nil && len(rc.Config().URLs) == 1 && rc.Config().URLs[0] == src.URL {
-		return repo, nil
+		return repo, mfs, nil
 	}
 	_ = repo.DeleteRemote(remoteName)
 	if _, err := repo.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{src.URL}}); err != nil {
-		return nil, newError(KindStorage, "open mirror", err)
+		return nil, nil, newError(KindStorage, "open mirror", err)
 	}
-	return repo, nil
-}
-
-func initMirror(dir string) (*git.Repository, error) {
-	return git.PlainInit(filepath.Join(dir, "repo.git"), true)
+	return repo, mfs, nil
 }
 
 // trackingRef is the local ref the source's remote ref is fetched into;
@@ -153,6 +154,7 @@ func (m *mirror) fetch(ctx context.Context) (fetchResult, error) {
 	if m.src.Auth.InsecureSkipTLSVerify {
 		m.log.Error(nil, "INSECURE: fetching without TLS certificate verification (insecureSkipTLSVerify is set)")
 	}
+	ctx, budget := withPackBudget(ctx, m.src.FetchLimits.MaxPackBytes)
 	err := m.repo.FetchContext(ctx, &git.FetchOptions{
 		RemoteName:      remoteName,
 		RefSpecs:        m.refSpecs(),
@@ -163,6 +165,12 @@ func (m *mirror) fetch(ctx context.Context) (fetchResult, error) {
 		InsecureSkipTLS: m.src.Auth.InsecureSkipTLSVerify,
 	})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		if derr := m.fs.discard(); derr != nil {
+			m.log.Error(derr, "cannot delete the temporary files of a failed fetch")
+		}
+		if lerr := budget.exceeded(); lerr != nil {
+			return res, &Error{Kind: KindLimit, Op: "fetch " + redactURL(m.src.URL), Err: lerr}
+		}
 		if ctx.Err() != nil {
 			err = fmt.Errorf("timed out after %v: %w", m.src.Timeout, err)
 		}
@@ -263,11 +271,11 @@ func (m *mirror) maintain() error {
 		return err
 	}
 	// The storage caches the indexes of the packs just deleted: reopen.
-	repo, err := git.PlainOpen(filepath.Join(m.dir, "repo.git"))
+	repo, mfs, err := openMirrorRepo(filepath.Join(m.dir, "repo.git"), false)
 	if err != nil {
 		return err
 	}
-	m.repo = repo
+	m.repo, m.fs = repo, mfs
 	m.log.V(1).Info("repacked mirror", "packs", len(packs))
 	return nil
 }

@@ -42,6 +42,10 @@ type Source struct {
 	Timeout time.Duration
 	// Auth holds the credentials; the zero value is anonymous.
 	Auth Auth
+	// FetchLimits bound what a fetch may bring; zero fields take the
+	// defaults (DefaultMaxPackBytes, DefaultMaxBlobBytes,
+	// DefaultMaxFiles).
+	FetchLimits FetchLimits
 }
 
 // Defaults.
@@ -134,6 +138,9 @@ func (s Source) withDefaults() (Source, error) {
 	}
 	if s.Name == "" {
 		s.Name = redactURL(s.URL)
+	}
+	if s.FetchLimits, err = s.FetchLimits.withDefaults(); err != nil {
+		return bad("%v", err)
 	}
 	return s, nil
 }

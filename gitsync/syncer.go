@@ -76,6 +76,7 @@ type Syncer struct {
 	repoMu sync.Mutex
 	mirror *mirror
 	loader *loader
+	limits *treeChecker
 	// judged is the last commit loaded, good or not, and judgedErr its
 	// rejection; an unchanged head is not loaded again.
 	judged    plumbing.Hash
@@ -118,7 +119,7 @@ func New(src Source, opts Options) (*Syncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	repo, err := openMirror(dir, src, log)
+	repo, mfs, err := openMirror(dir, src, log)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +129,8 @@ func New(src Source, opts Options) (*Syncer, error) {
 		log:     log,
 		metrics: m,
 		trigger: make(chan struct{}, 1),
-		mirror:  &mirror{src: src, dir: dir, repo: repo, auth: auth, log: log, maxPacks: defaultMaxPacks},
+		mirror:  &mirror{src: src, dir: dir, repo: repo, fs: mfs, auth: auth, log: log, maxPacks: defaultMaxPacks},
+		limits:  &treeChecker{limits: src.FetchLimits},
 		loader:  newLoader(opts.Limits, opts.Validator, opts.Namespace),
 		changed: make(chan struct{}),
 	}, nil
@@ -260,6 +262,14 @@ func (s *Syncer) loadCommit(h plumbing.Hash) (*Snapshot, error) {
 	}
 	tree, err := c.Tree()
 	if err != nil {
+		return nil, &Error{Kind: KindStorage, Op: "load", Commit: sha, Err: err}
+	}
+	// Before any file is read: a file over the limit is never loaded.
+	var lerr *FetchLimitError
+	switch err := s.limits.check(s.mirror.repo.Storer, tree); {
+	case errors.As(err, &lerr):
+		return nil, &Error{Kind: KindLimit, Op: "load", Commit: sha, Err: err}
+	case err != nil:
 		return nil, &Error{Kind: KindStorage, Op: "load", Commit: sha, Err: err}
 	}
 	ld, err := s.loader.load(newTreeReader(s.mirror.repo.Storer, tree), s.src.Path)

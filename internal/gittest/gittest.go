@@ -5,6 +5,9 @@
 package gittest
 
 import (
+	"encoding/binary"
+	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,4 +122,29 @@ func (r *Repo) Read(name string) string {
 func (r *Repo) Head() string {
 	r.t.Helper()
 	return Git(r.t, r.Bare, "rev-parse", "main")
+}
+
+// WriteRandom writes size bytes of incompressible data (a ChaCha8 stream
+// from seed) to name in the working clone, streamed so that a file of
+// hundreds of megabytes costs no memory. Git cannot shrink it: its pack
+// is as large as the file.
+func (r *Repo) WriteRandom(name string, size int64, seed uint64) {
+	r.t.Helper()
+	p := filepath.Join(r.Work, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		r.t.Fatal(err)
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	if _, err := io.CopyN(f, rand.NewChaCha8(key), size); err != nil {
+		f.Close()
+		r.t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		r.t.Fatal(err)
+	}
 }

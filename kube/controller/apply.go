@@ -101,26 +101,9 @@ func (r *Reconciler) act(ctx context.Context, _ *statusPatcher, rc *reconcileCon
 	errs = append(errs, r.ensureRuns(ctx, rc))
 	for _, a := range rc.out.Actions {
 		if a.Kind == engine.ActionGitRevert {
-			errs = append(errs, r.revert(ctx, rc, *a.Revert))
+			r.revert(ctx, rc, *a.Revert)
 		}
 	}
 	errs = append(errs, r.collectRuns(ctx, rc))
 	return stageErr(ReasonActionFailed, errors.Join(errs...))
-}
-
-// revert hands the write-back to the Reverter. The action is edge-
-// triggered: the engine asks once, so a failure is reported loudly (Event
-// and Reconciled=False) rather than retried into a second commit.
-func (r *Reconciler) revert(ctx context.Context, rc *reconcileContext, rv engine.GitRevert) error {
-	if r.Reverter == nil {
-		r.warn(ctx, rc.ro, "GitRevertUnavailable",
-			"rollback.gitRevert is set but this controller has no Git write-back; revert %s to %s in Git by hand",
-			rc.ro.Name, rv.StableRevision)
-		return nil
-	}
-	if err := r.Reverter.Revert(ctx, rc.ro, rv); err != nil {
-		r.warn(ctx, rc.ro, "GitRevertFailed", "Git revert to %s failed: %v", rv.StableRevision, err)
-		return fmt.Errorf("git revert to %s: %w", rv.StableRevision, err)
-	}
-	return nil
 }

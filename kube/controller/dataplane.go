@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/kube/istio"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
@@ -31,9 +32,10 @@ type Acknowledger interface {
 }
 
 // Reverter performs the engine's GitRevert action: a commit that sets the
-// Rollout in Git back to its stable revision.
+// Rollout in Git back to its stable revision. It must be idempotent: asked
+// again after a crash, a revert that already landed answers "unchanged".
 type Reverter interface {
-	Revert(ctx context.Context, ro *v1alpha1.Rollout, r engine.GitRevert) error
+	Revert(ctx context.Context, ro *v1alpha1.Rollout, r engine.GitRevert) (gitsync.RevertResult, error)
 }
 
 // PublisherFunc adapts a function to Publisher.

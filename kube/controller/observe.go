@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"k8s.io/apimachinery/pkg/types"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -43,6 +44,9 @@ type reconcileContext struct {
 	out engine.Output
 	// persisted is set once out.Status is in the API server.
 	persisted bool
+	// reverted is set when act ran a Git write-back attempt, whose result
+	// the next reconcile takes in.
+	reverted bool
 }
 
 func newReconcileContext(ro *v1alpha1.Rollout, now time.Time) *reconcileContext {
@@ -92,6 +96,7 @@ func (r *Reconciler) observe(ctx context.Context, _ *statusPatcher, rc *reconcil
 	}
 	rc.obs.Window = window.Evaluate(ro.Spec.Windows, rc.now)
 	rc.obs.Git = provenance(ro)
+	rc.obs.GitRevert = r.reverts.observation(types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}, &ro.Status)
 	return nil
 }
 

@@ -90,6 +90,8 @@ type Reconciler struct {
 	// writes to them are not reconciled.
 	indexed bool
 	writes  *ownWrites
+	// reverts holds Git write-back results for the next reconcile.
+	reverts revertResults
 }
 
 // SetupWithManager registers the reconciler. Like every controller-runtime
@@ -198,7 +200,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			return ctrl.Result{}, err
 		}
 	}
-	return ctrl.Result{RequeueAfter: rc.requeueAfter(r.ackPoll())}, nil
+	r.reverts.observed(req.NamespacedName, rc.obs.GitRevert)
+	after := rc.requeueAfter(r.ackPoll())
+	if rc.reverted && (after == 0 || after > revertRequeue) {
+		after = revertRequeue
+	}
+	return ctrl.Result{RequeueAfter: after}, nil
 }
 
 // Condition types and reasons the reconciler owns; the engine owns Ready,
@@ -282,6 +289,7 @@ func (r *Reconciler) summarize(ctx context.Context, sp *statusPatcher, rc *recon
 // forget drops what is kept of a deleted Rollout.
 func (r *Reconciler) forget(key types.NamespacedName) {
 	forgetMetrics(key.Namespace, key.Name)
+	r.reverts.forget(key)
 	for _, v := range []any{r.Publisher, r.Acknowledger} {
 		if f, ok := v.(interface{ Forget(types.NamespacedName) }); ok {
 			f.Forget(key)

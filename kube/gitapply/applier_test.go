@@ -268,14 +268,14 @@ func TestBeforeSyncAndRefusals(t *testing.T) {
 	syncTo(t, a, sha)
 	ro := get(t, c, ns, "reviews", &v1alpha1.Rollout{})
 	rv := engine.GitRevert{Rollout: ro.Name, Namespace: ns, StableRevision: "abc", FailedRevision: "def"}
-	if err := a.Revert(context.Background(), ro, rv); err == nil || !strings.Contains(err.Error(), "write-back is off") {
+	if _, err := a.Revert(context.Background(), ro, rv); err == nil || !strings.Contains(err.Error(), "write-back is off") {
 		t.Errorf("Revert with write-back off: %v", err)
 	}
 	on := start(t, c, r, ns)
 	syncTo(t, on, sha)
 	foreign := ro.DeepCopy()
 	foreign.Annotations[gitsync.AnnotationRepository] = "https://git.example.com/other.git"
-	if err := on.Revert(context.Background(), foreign, rv); err == nil || !strings.Contains(err.Error(), "was not applied from") {
+	if _, err := on.Revert(context.Background(), foreign, rv); err == nil || !strings.Contains(err.Error(), "was not applied from") {
 		t.Errorf("Revert of another source's Rollout: %v", err)
 	}
 	if r.Head() != sha {

@@ -212,6 +212,13 @@ func TestGitInTheCluster(t *testing.T) {
 	until(t, c, ns, "the revert applied back through Git", func(w world) bool {
 		return w.ro.Annotations[gitsync.AnnotationCommit] == r.Head() && w.ro.Status.CanaryRevision == "" && w.ro.Status.StableRevision == v1
 	})
+	// The write-back is recorded in status, done after one attempt.
+	w = until(t, c, ns, "status.gitRevert done", func(w world) bool {
+		return w.ro.Status.GitRevert != nil && w.ro.Status.GitRevert.Phase == v1alpha1.GitRevertDone
+	})
+	if g := w.ro.Status.GitRevert; g.Outcome != string(gitsync.RevertPushed) || g.Attempts != 1 || g.Commit != r.Head() {
+		t.Errorf("status.gitRevert = %+v, want one attempt that pushed %s", g, r.Head())
+	}
 
 	r.Pull()
 	r.Push("reviews leaves Git", map[string]string{"apps/reviews.yaml": ""})

@@ -16,20 +16,20 @@ import (
 //
 // Only Rollouts this source applied are reverted: writing to a repository
 // the Rollout did not come from would change the wrong file, or none.
-func (a *Applier) Revert(ctx context.Context, ro *v1alpha1.Rollout, r engine.GitRevert) error {
+func (a *Applier) Revert(ctx context.Context, ro *v1alpha1.Rollout, r engine.GitRevert) (gitsync.RevertResult, error) {
 	id := ro.Namespace + "/" + ro.Name
 	if !a.opts.WriteBack {
-		return fmt.Errorf("rollout %s: Git write-back is off for this controller; revert it to %s in Git by hand", id, r.StableRevision)
+		return gitsync.RevertResult{}, fmt.Errorf("rollout %s: Git write-back is off for this controller; revert it to %s in Git by hand", id, r.StableRevision)
 	}
 	snap := a.syncer.State().Applied
 	if snap == nil {
-		return fmt.Errorf("rollout %s: %w", id, errNotSynced)
+		return gitsync.RevertResult{}, fmt.Errorf("rollout %s: %w", id, errNotSynced)
 	}
 	c := commit{snap: snap, source: a.opts.SourceID}
 	// Its own, and from the repository and path followed now: after the
 	// source's URL or path changed, the file to edit is not here.
 	if !c.ours(ro) || !c.fromRepository(ro) {
-		return fmt.Errorf("rollout %s was not applied from %s (path %s); revert it where it is declared", id, snap.Repository, snap.Path)
+		return gitsync.RevertResult{}, fmt.Errorf("rollout %s was not applied from %s (path %s); revert it where it is declared", id, snap.Repository, snap.Path)
 	}
 	req := gitsync.RevertRequest{GitRevert: r}
 	for _, run := range ro.Status.Analysis {
@@ -39,9 +39,9 @@ func (a *Applier) Revert(ctx context.Context, ro *v1alpha1.Rollout, r engine.Git
 	}
 	res, err := a.syncer.Revert(ctx, req)
 	if err != nil {
-		return fmt.Errorf("reverting rollout %s to %s in Git: %w", id, r.StableRevision, err)
+		return gitsync.RevertResult{}, fmt.Errorf("reverting rollout %s to %s in Git: %w", id, r.StableRevision, err)
 	}
 	a.log.Info("Git write-back", "rollout", id, "outcome", res.Outcome, "commit", res.Commit, "file", res.File,
 		"stable", r.StableRevision, "failed", r.FailedRevision)
-	return nil
+	return res, nil
 }

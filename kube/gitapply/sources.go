@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
@@ -134,13 +135,13 @@ func (s *Sources) Declared(ns, virtualService, destinationRule string) (*network
 
 // Revert implements kube/controller's Reverter: the source ro came from
 // pushes the revert commit.
-func (s *Sources) Revert(ctx context.Context, ro *v1alpha1.Rollout, r engine.GitRevert) error {
+func (s *Sources) Revert(ctx context.Context, ro *v1alpha1.Rollout, r engine.GitRevert) (gitsync.RevertResult, error) {
 	a, known, err := s.applierOf(ctx, ro)
 	switch {
 	case err != nil:
-		return fmt.Errorf("rollout %s/%s: %w", ro.Namespace, ro.Name, err)
+		return gitsync.RevertResult{}, fmt.Errorf("rollout %s/%s: %w", ro.Namespace, ro.Name, err)
 	case !known:
-		return fmt.Errorf("rollout %s/%s was not applied by any running Git source; revert it to %s in Git by hand", ro.Namespace, ro.Name, r.StableRevision)
+		return gitsync.RevertResult{}, fmt.Errorf("rollout %s/%s was not applied by any running Git source; revert it to %s in Git by hand", ro.Namespace, ro.Name, r.StableRevision)
 	}
 	return a.Revert(ctx, ro, r)
 }

@@ -85,12 +85,12 @@ func TestSourcesRouteByRolloutSource(t *testing.T) {
 	}
 
 	rv := engine.GitRevert{Rollout: "reviews", StableRevision: "abc", FailedRevision: "def"}
-	if err := sources.Revert(context.Background(), gone, rv); err == nil || !strings.Contains(err.Error(), "not applied by any running Git source") {
+	if _, err := sources.Revert(context.Background(), gone, rv); err == nil || !strings.Contains(err.Error(), "not applied by any running Git source") {
 		t.Errorf("Revert of a deleted GitSource's Rollout: %v", err)
 	}
 	// The config source's Rollout claimed by the team's source goes to the
 	// team's Applier, which refuses it: its file is in another repository.
-	if err := sources.Revert(context.Background(), withSource(fromConfig, gsID), rv); err == nil || !strings.Contains(err.Error(), "was not applied from "+gsFix.r.URL()) {
+	if _, err := sources.Revert(context.Background(), withSource(fromConfig, gsID), rv); err == nil || !strings.Contains(err.Error(), "was not applied from "+gsFix.r.URL()) {
 		t.Errorf("Revert routed by the source annotation: %v", err)
 	}
 	if sources.Remove(gsID) != team || sources.Get(gsID) != nil {

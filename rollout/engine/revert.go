@@ -77,6 +77,10 @@ func (s *stepper) observeRevert() {
 	if res.Err != "" {
 		g.Failures++
 		wait := revertBackoff(g.Failures)
+		if res.Err == RevertInterrupted {
+			// Not the remote's answer: nothing to wait for.
+			wait = 0
+		}
 		g.NextAttemptAt = mt(s.now.Add(wait))
 		g.LastError = untrusted.Text(res.Err, 1024)
 		s.event(EventWarning, v1alpha1.ReasonGitRevertFailed,

@@ -80,9 +80,9 @@ func TestGitRevertIsRecordedAndRetried(t *testing.T) {
 	}
 
 	// A lost attempt (the adapter restarted) is reported interrupted and
-	// retried like a failure.
-	revertResult(h, RevertResult{FailedRevision: "v2", Err: RevertInterrupted})
+	// asked for again at once.
 	h.advance(80 * time.Second)
+	revertResult(h, RevertResult{FailedRevision: "v2", Err: RevertInterrupted})
 	if len(h.actions(ActionGitRevert)) != 1 {
 		t.Fatalf("interrupted attempt not retried: %+v", h.ro.Status.GitRevert)
 	}
@@ -133,8 +133,7 @@ func TestGitRevertSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	h := abortedWithRevert(t)
 	// The status is all a restarted adapter has: it finds the attempt
-	// outstanding, reports it interrupted, and is asked again after the
-	// backoff — also when the revert landed before the crash (it then
+	// outstanding, reports it interrupted, and is asked again — also when the revert landed before the crash (it then
 	// answers "unchanged").
 	st := h.ro.Status.DeepCopy()
 	rev, ok := RevertOutstanding(st)
@@ -142,9 +141,8 @@ func TestGitRevertSurvivesRestart(t *testing.T) {
 		t.Fatalf("outstanding = %q, %v", rev, ok)
 	}
 	revertResult(h, RevertResult{FailedRevision: rev, Err: RevertInterrupted})
-	h.advance(revertRetryMin)
 	if len(h.actions(ActionGitRevert)) != 1 {
-		t.Fatalf("not asked again: %+v", h.ro.Status.GitRevert)
+		t.Fatalf("not asked again at once: %+v", h.ro.Status.GitRevert)
 	}
 	revertResult(h, RevertResult{FailedRevision: "v2", Outcome: "unchanged", Commit: "def456"})
 	if g := h.ro.Status.GitRevert; g.Phase != v1alpha1.GitRevertDone || g.Outcome != "unchanged" {

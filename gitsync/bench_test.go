@@ -5,8 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	rtmetrics "runtime/metrics"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // benchRollouts is the size of the generated repository.
@@ -87,4 +92,122 @@ func (r *remote) readWork(name string) string {
 		r.t.Fatal(err)
 	}
 	return string(data)
+}
+
+// largePush is the size of the push of BenchmarkFetchLargePush, the one
+// issue 13 measured: 200 MB, written so that Git cannot compress it.
+const largePush = 200 << 20
+
+// BenchmarkFetchLargePush fetches a commit with a 200 MB file, outside the
+// watched path or inside it (named like a manifest), into an empty
+// mirror, without limits, with the default ones, and with a pack limit
+// below the push. It reports the growth of the Go heap and of the
+// process's resident memory at their peak during the sync, over what
+// they were before it.
+//
+//	go test ./gitsync -run '^$' -bench FetchLargePush -benchtime 1x
+func BenchmarkFetchLargePush(b *testing.B) {
+	remotes := map[string]*remote{}
+	for where, name := range map[string]string{"outside": "assets/big.bin", "inside": "apps/big.yaml"} {
+		r := newRemote(b)
+		r.WriteRandom(name, largePush, 13)
+		r.Push("large", map[string]string{"apps/a.yaml": rollout("a", "v1")})
+		remotes[where] = r
+	}
+	unlimited := FetchLimits{MaxPackBytes: 1 << 40, MaxBlobBytes: 1 << 40, MaxFiles: 1 << 30}
+	for _, where := range []string{"outside", "inside"} {
+		for _, lim := range []struct {
+			name   string
+			limits FetchLimits
+		}{{"no-limits", unlimited}, {"default-limits", FetchLimits{}}, {"pack-64MiB", FetchLimits{MaxPackBytes: 64 << 20}}} {
+			b.Run(where+"/"+lim.name, func(b *testing.B) {
+				src := Source{URL: remotes[where].URL(), Branch: "main", Path: "apps", FetchLimits: lim.limits}
+				var heap, rss float64
+				for range b.N {
+					b.StopTimer()
+					s, _ := newTestSyncer(b, src)
+					m := startMemoryPeak(b)
+					b.StartTimer()
+					st := s.Sync(context.Background())
+					b.StopTimer()
+					h, r := m.stop()
+					heap, rss = max(heap, h), max(rss, r)
+					b.Logf("%s/%s: kind %q: %v", where, lim.name, KindOf(st.Err), st.Err)
+					b.StartTimer()
+				}
+				b.ReportMetric(heap/(1<<20), "peak-heap-MiB")
+				b.ReportMetric(rss/(1<<20), "peak-rss-MiB")
+			})
+		}
+	}
+}
+
+// memoryPeak samples the Go heap while a measured call runs and reads the
+// kernel's high-water mark of resident memory, reset when it starts.
+type memoryPeak struct {
+	b                  *testing.B
+	heapBase, rssBase  float64
+	stopSampling, done chan struct{}
+	heapPeak           float64
+}
+
+const heapMetric = "/memory/classes/heap/objects:bytes"
+
+func readHeap() float64 {
+	s := []rtmetrics.Sample{{Name: heapMetric}}
+	rtmetrics.Read(s)
+	return float64(s[0].Value.Uint64())
+}
+
+// procStatus returns a field of /proc/self/status in bytes.
+func procStatus(b *testing.B, field string) float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb * 1024
+		}
+	}
+	b.Fatalf("no %s in /proc/self/status", field)
+	return 0
+}
+
+func startMemoryPeak(b *testing.B) *memoryPeak {
+	runtime.GC()
+	debug.FreeOSMemory()
+	// "5" resets the peak resident set size (VmHWM) to the current one.
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		b.Fatal(err)
+	}
+	m := &memoryPeak{b: b, heapBase: readHeap(), rssBase: procStatus(b, "VmRSS"),
+		stopSampling: make(chan struct{}), done: make(chan struct{})}
+	m.heapPeak = m.heapBase
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-m.stopSampling:
+				return
+			case <-t.C:
+				m.heapPeak = max(m.heapPeak, readHeap())
+			}
+		}
+	}()
+	return m
+}
+
+// stop returns the peak growth of the heap and of resident memory.
+func (m *memoryPeak) stop() (heap, rss float64) {
+	close(m.stopSampling)
+	<-m.done
+	m.heapPeak = max(m.heapPeak, readHeap())
+	return m.heapPeak - m.heapBase, procStatus(m.b, "VmHWM") - m.rssBase
 }

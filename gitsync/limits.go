@@ -2,6 +2,7 @@ package gitsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -85,7 +86,10 @@ type FetchLimitError struct {
 	// stopped.
 	Size int64
 	// Path is the file over LimitMaxBlobBytes, as the commit names it.
-	Path string
+	// A fetch stopped for an object over it cannot know the path yet:
+	// Object then says what the object is (blob, tree, ...).
+	Path   string
+	Object string
 }
 
 // maxPathShown bounds a path from the remote in an error message.
@@ -97,6 +101,10 @@ func (e *FetchLimitError) Error() string {
 		return fmt.Sprintf("the fetch was stopped after %d bytes: over the limit %s (%d bytes); nothing of it was kept",
 			e.Size, e.Limit, e.Max)
 	case LimitMaxBlobBytes:
+		if e.Path == "" {
+			return fmt.Sprintf("the fetch was stopped: it holds a %s of %d bytes: over the limit %s (%d bytes); nothing of it was kept",
+				e.Object, e.Size, e.Limit, e.Max)
+		}
 		return fmt.Sprintf("file %q is %d bytes: over the limit %s (%d bytes)",
 			untrusted.Text(e.Path, maxPathShown), e.Size, e.Limit, e.Max)
 	}
@@ -121,17 +129,17 @@ func init() {
 
 type packBudgetKey struct{}
 
-// packBudget is the byte limit of one fetch, carried in its context.
+// packBudget is the limits of one fetch, carried in its context.
 type packBudget struct {
-	max int64
+	max, maxObject int64
 
 	mu       sync.Mutex
 	received int64
 	err      *FetchLimitError
 }
 
-func withPackBudget(ctx context.Context, max int64) (context.Context, *packBudget) {
-	b := &packBudget{max: max}
+func withPackBudget(ctx context.Context, l FetchLimits) (context.Context, *packBudget) {
+	b := &packBudget{max: l.MaxPackBytes, maxObject: l.MaxBlobBytes}
 	return context.WithValue(ctx, packBudgetKey{}, b), b
 }
 
@@ -140,6 +148,15 @@ func (b *packBudget) exceeded() *FetchLimitError {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.err
+}
+
+// fail records a limit error found in the pack's content.
+func (b *packBudget) fail(err *FetchLimitError) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil {
+		b.err = err
+	}
 }
 
 func (b *packBudget) add(n int) *FetchLimitError {
@@ -177,17 +194,48 @@ func (s limitedSession) UploadPack(ctx context.Context, req *packp.UploadPackReq
 		cancel()
 		return nil, err
 	}
-	out := packp.NewUploadPackResponseWithPackfile(req, &countingPack{res: res, budget: budget, cancel: cancel})
+	c := &countingPack{res: res, budget: budget, cancel: cancel}
+	c.startScan(req)
+	out := packp.NewUploadPackResponseWithPackfile(req, c)
 	out.ShallowUpdate, out.ServerResponse = res.ShallowUpdate, res.ServerResponse
 	return out, nil
 }
 
-// countingPack counts the bytes of a pack as go-git reads them and fails
-// the read that goes over the budget.
+// countingPack counts the bytes of a pack as go-git reads them, hands
+// them to the object scanner (packscan.go) too, and fails the read that
+// goes over a limit.
 type countingPack struct {
 	res    *packp.UploadPackResponse
 	budget *packBudget
 	cancel context.CancelFunc
+
+	scan     *io.PipeWriter
+	scanDone chan struct{}
+}
+
+func (c *countingPack) startScan(req *packp.UploadPackRequest) {
+	pr, pw := io.Pipe()
+	c.scan, c.scanDone = pw, make(chan struct{})
+	framing, framed := sidebandOf(req.Capabilities)
+	go func() {
+		defer close(c.scanDone)
+		err := scanPackObjects(pr, framing, framed, c.budget.maxObject)
+		var lerr *FetchLimitError
+		if errors.As(err, &lerr) {
+			c.budget.fail(lerr)
+		}
+		// Whatever the outcome, the rest of the stream is not needed:
+		// the pipe's writes fail from now on instead of blocking.
+		pr.CloseWithError(errScanDone)
+	}()
+}
+
+var errScanDone = errors.New("pack scan finished")
+
+// endScan waits for the scanner to see everything written to it.
+func (c *countingPack) endScan() {
+	c.scan.Close()
+	<-c.scanDone
 }
 
 func (c *countingPack) Read(p []byte) (int, error) {
@@ -197,6 +245,16 @@ func (c *countingPack) Read(p []byte) (int, error) {
 	n, err := c.res.Read(p)
 	if lerr := c.budget.add(n); lerr != nil {
 		return 0, lerr
+	}
+	// Blocks until the scanner took the bytes; fails once it stopped.
+	_, _ = c.scan.Write(p[:n])
+	if err != nil {
+		// The last bytes: the scanner's verdict must be in before go-git
+		// sees the end of the pack and starts indexing it.
+		c.endScan()
+		if lerr := c.budget.exceeded(); lerr != nil {
+			return 0, lerr
+		}
 	}
 	return n, err
 }
@@ -212,6 +270,7 @@ const maxAbortReads = 64
 // kill the command on it, and an HTTP body read fails at once.
 func (c *countingPack) Close() error {
 	defer c.cancel()
+	c.endScan()
 	if c.budget.exceeded() != nil {
 		c.cancel()
 		buf := make([]byte, 32<<10)

@@ -1,10 +1,12 @@
 package gitsync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -167,75 +169,145 @@ func TestPushUnderTheLimitsSyncs(t *testing.T) {
 	}
 }
 
-func TestBlobAndFileLimitsRejectTheCommit(t *testing.T) {
+func TestObjectLimitStopsTheFetch(t *testing.T) {
 	t.Parallel()
-	manyFiles := map[string]string{}
-	for i := range 30 {
-		manyFiles[fmt.Sprintf("docs/%02d.md", i)] = "x\n"
-	}
-	tests := []struct {
-		name  string
-		push  func(r *remote)
-		limit string
-		path  string
-	}{
-		{"a blob outside the path", func(r *remote) { r.WriteRandom("assets/big.bin", 200<<10, 3) }, LimitMaxBlobBytes, "assets/big.bin"},
-		{"a blob inside the path", func(r *remote) { r.WriteRandom("apps/big.yaml", 200<<10, 4) }, LimitMaxBlobBytes, "apps/big.yaml"},
-		{"too many files", func(r *remote) { r.Write(manyFiles) }, LimitMaxFiles, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			r := newRemote(t)
-			good := r.Push("good", map[string]string{"apps/a.yaml": rollout("a", "v1")})
-			src := Source{URL: r.URL(), Branch: "main", Path: "apps",
-				FetchLimits: FetchLimits{MaxBlobBytes: 128 << 10, MaxFiles: 20}}
-			s, reg := newTestSyncer(t, src)
-			if st := s.Sync(context.Background()); st.Err != nil {
-				t.Fatal(st.Err)
-			}
-
-			tt.push(r)
-			bad := r.Push("bad", map[string]string{"apps/a.yaml": rollout("a", "v2")})
-			st := s.Sync(context.Background())
-			le := limitError(t, st, tt.limit)
-			switch tt.limit {
-			case LimitMaxBlobBytes:
-				if le.Path != tt.path || le.Size != 200<<10 || le.Max != 128<<10 {
-					t.Errorf("got %+v: want %s, 204800 bytes, limit 131072", le, tt.path)
+	for _, where := range []string{"assets/big.bin", "apps/big.yaml"} {
+		for _, protocol := range limitTransports {
+			t.Run(where+"/"+protocol, func(t *testing.T) {
+				t.Parallel()
+				r := newRemote(t)
+				good := r.Push("good", map[string]string{"apps/a.yaml": rollout("a", "v1")})
+				src := limitSource(t, r, protocol)
+				src.Branch, src.Path = "main", "apps"
+				src.FetchLimits = FetchLimits{MaxBlobBytes: 128 << 10}
+				s, _ := newTestSyncer(t, src)
+				if st := s.Sync(context.Background()); st.Err != nil {
+					t.Fatal(st.Err)
 				}
-				for _, want := range []string{tt.path, "204800", "131072"} {
+				r.WriteRandom(where, 200<<10, 3)
+				r.Push("bad", map[string]string{"apps/a.yaml": rollout("a", "v2")})
+				st := s.Sync(context.Background())
+				le := limitError(t, st, LimitMaxBlobBytes)
+				if le.Size != 200<<10 || le.Max != 128<<10 || le.Object != "blob" {
+					t.Errorf("got %+v: want a blob of 204800 bytes, limit 131072", le)
+				}
+				for _, want := range []string{"blob", "204800", "131072"} {
 					if !strings.Contains(st.Err.Error(), want) {
 						t.Errorf("error %q does not name %s", st.Err, want)
 					}
 				}
-			case LimitMaxFiles:
-				if le.Max != 20 || le.Size != 21 {
-					t.Errorf("got %+v: want stopped at 21 of 20", le)
+				if appliedSHA(st) != good || st.Head != good {
+					t.Errorf("applied %s, head %s: want %s in force", appliedSHA(st), st.Head, good)
 				}
-			}
-			if appliedSHA(st) != good || st.Head != bad {
-				t.Errorf("applied %s, head %s: want %s in force while %s is rejected", appliedSHA(st), st.Head, good, bad)
-			}
-			if v := metricValue(t, reg, "sluice_gitsync_errors_total", "kind", "limit"); v != 1 {
-				t.Errorf("sluice_gitsync_errors_total{kind=limit} = %v, want 1", v)
-			}
-			// A rejection is final for that commit: polling again neither
-			// reloads it nor counts it twice.
-			if st := s.Sync(context.Background()); KindOf(st.Err) != KindLimit || appliedSHA(st) != good {
-				t.Errorf("second sync: applied %s, err %v", appliedSHA(st), st.Err)
-			}
-			if v := metricValue(t, reg, "sluice_gitsync_errors_total", "kind", "limit"); v != 1 {
-				t.Errorf("sluice_gitsync_errors_total{kind=limit} = %v after a second poll, want 1", v)
-			}
+				if left := tmpObjectsLeft(t, s); len(left) > 0 {
+					t.Errorf("the stopped fetch left %v", left)
+				}
+			})
+		}
+	}
+}
 
-			// Removing the offending files makes the next commit good.
-			gittestRemoveAll(t, r, "assets", "apps/big.yaml", "docs")
-			fixed := r.Push("fixed", nil)
-			if st := s.Sync(context.Background()); st.Err != nil || appliedSHA(st) != fixed {
-				t.Errorf("after the fix: applied %s, err %v; want %s", appliedSHA(st), st.Err, fixed)
-			}
-		})
+// A delta can make a large object out of a small one already in the
+// mirror: its own size says nothing, the size it announces for its
+// result does.
+func TestObjectLimitSeesThroughDeltas(t *testing.T) {
+	t.Parallel()
+	r := newRemote(t)
+	r.WriteRandom("data.bin", 100<<10, 5)
+	v1 := r.Push("v1", nil)
+	f, err := os.OpenFile(filepath.Join(r.Work, "data.bin"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(bytes.Repeat([]byte("grow "), 4<<10)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	v2 := r.Push("v2", nil)
+	// A thin pack of v2 over v1, as a server sends a client that has v1.
+	cmd := exec.Command("git", "pack-objects", "--thin", "--stdout", "--revs", "-q")
+	cmd.Dir, cmd.Env = r.Bare, append(os.Environ(), gittest.Env...)
+	cmd.Stdin = strings.NewReader(v2 + "\n^" + v1 + "\n")
+	pack, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pack) > 64<<10 {
+		t.Fatalf("the pack is %d bytes: the new blob was not sent as a delta", len(pack))
+	}
+	err = scanPackObjects(bytes.NewReader(pack), 0, false, 110<<10)
+	var le *FetchLimitError
+	if !errors.As(err, &le) || le.Object != deltaObject || le.Size != 120<<10 {
+		t.Errorf("got %v: want the delta's result of 122880 bytes over the limit", err)
+	}
+	if err := scanPackObjects(bytes.NewReader(pack), 0, false, 130<<10); err != nil {
+		t.Errorf("under the limit: %v", err)
+	}
+}
+
+func TestFileLimitRejectsTheCommit(t *testing.T) {
+	t.Parallel()
+	r := newRemote(t)
+	good := r.Push("good", map[string]string{"apps/a.yaml": rollout("a", "v1")})
+	s, reg := newTestSyncer(t, Source{URL: r.URL(), Branch: "main", Path: "apps", FetchLimits: FetchLimits{MaxFiles: 20}})
+	if st := s.Sync(context.Background()); st.Err != nil {
+		t.Fatal(st.Err)
+	}
+	files := map[string]string{}
+	for i := range 30 {
+		files[fmt.Sprintf("docs/%02d.md", i)] = fmt.Sprintf("page %d\n", i)
+	}
+	bad := r.Push("bad", files)
+	st := s.Sync(context.Background())
+	if le := limitError(t, st, LimitMaxFiles); le.Max != 20 || le.Size != 21 {
+		t.Errorf("got %+v: want stopped at 21 of 20", le)
+	}
+	if appliedSHA(st) != good || st.Head != bad {
+		t.Errorf("applied %s, head %s: want %s in force while %s is rejected", appliedSHA(st), st.Head, good, bad)
+	}
+	// A rejection is final for that commit: polling again neither
+	// reloads it nor counts it twice.
+	for range 2 {
+		if st := s.Sync(context.Background()); KindOf(st.Err) != KindLimit || appliedSHA(st) != good {
+			t.Errorf("next sync: applied %s, err %v", appliedSHA(st), st.Err)
+		}
+	}
+	if v := metricValue(t, reg, "sluice_gitsync_errors_total", "kind", "limit"); v != 1 {
+		t.Errorf("sluice_gitsync_errors_total{kind=limit} = %v, want 1", v)
+	}
+	gittestRemoveAll(t, r, "docs")
+	fixed := r.Push("fixed", nil)
+	if st := s.Sync(context.Background()); st.Err != nil || appliedSHA(st) != fixed {
+		t.Errorf("after the fix: applied %s, err %v; want %s", appliedSHA(st), st.Err, fixed)
+	}
+}
+
+// A file already in the mirror (fetched under a higher limit) is found
+// by the check of the commit's tree, which names it.
+func TestBlobLimitNamesTheFileInTheMirror(t *testing.T) {
+	t.Parallel()
+	r := newRemote(t)
+	r.WriteRandom("assets/big.bin", 200<<10, 6)
+	sha := r.Push("c", map[string]string{"apps/a.yaml": rollout("a", "v1")})
+	src := Source{URL: r.URL(), Branch: "main", Path: "apps"}
+	s, _ := newTestSyncer(t, src)
+	if st := s.Sync(context.Background()); st.Err != nil || appliedSHA(st) != sha {
+		t.Fatalf("applied %s, err %v", appliedSHA(st), st.Err)
+	}
+	src.FetchLimits.MaxBlobBytes = 128 << 10
+	s2, _ := newTestSyncer(t, src, func(o *Options) { o.MirrorDir = s.opts.MirrorDir })
+	st := s2.Sync(context.Background())
+	le := limitError(t, st, LimitMaxBlobBytes)
+	if le.Path != "assets/big.bin" || le.Size != 200<<10 || le.Max != 128<<10 {
+		t.Errorf("got %+v: want assets/big.bin, 204800 bytes, limit 131072", le)
+	}
+	for _, want := range []string{"assets/big.bin", "204800", "131072"} {
+		if !strings.Contains(st.Err.Error(), want) {
+			t.Errorf("error %q does not name %s", st.Err, want)
+		}
+	}
+	if st.Applied != nil {
+		t.Errorf("applied %s: the only commit is over the limit", appliedSHA(st))
 	}
 }
 

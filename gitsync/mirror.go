@@ -154,7 +154,7 @@ func (m *mirror) fetch(ctx context.Context) (fetchResult, error) {
 	if m.src.Auth.InsecureSkipTLSVerify {
 		m.log.Error(nil, "INSECURE: fetching without TLS certificate verification (insecureSkipTLSVerify is set)")
 	}
-	ctx, budget := withPackBudget(ctx, m.src.FetchLimits.MaxPackBytes)
+	ctx, budget := withPackBudget(ctx, m.src.FetchLimits)
 	err := m.repo.FetchContext(ctx, &git.FetchOptions{
 		RemoteName:      remoteName,
 		RefSpecs:        m.refSpecs(),

@@ -7,8 +7,8 @@ import (
 )
 
 // Group is a class of xDS client that needs its own shape of resources. All
-// nodes of a group share one snapshot, so a publish reaches every one of
-// them through a single SetSnapshot.
+// nodes of a group that may see the same services share one snapshot, so
+// a publish reaches every one of them through a single SetSnapshot.
 type Group string
 
 const (
@@ -46,9 +46,3 @@ func GroupOf(node *corev3.Node) Group {
 	}
 	return GroupEnvoy
 }
-
-// groupHash is the cache.NodeHash of both snapshot caches: it maps every
-// node to its group, so the cache keeps exactly one snapshot per group.
-type groupHash struct{}
-
-func (groupHash) ID(node *corev3.Node) string { return string(GroupOf(node)) }

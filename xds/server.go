@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -45,6 +46,9 @@ type Options struct {
 	// History is how many generations per group the tracker remembers to
 	// recognise a version a node ACKed; default 64.
 	History int
+	// Authorization says which services each verified identity sees
+	// (authz.go); the zero value is the default: its own namespace.
+	Authorization Authorization
 }
 
 // Server is Sluice's xDS control plane: one ADS endpoint, state of the
@@ -63,7 +67,12 @@ type Server struct {
 	pub       sync.Mutex
 	published bool
 	plans     []plan.Plan
-	gens      map[Group]*generation
+	gens      map[snapKey]*generation
+	// views are the scopes of connected nodes other than everything
+	// (authz_view.go); bases the last publish's complete translation per
+	// group, from which a new view is cut.
+	views map[string]scope
+	bases map[Group]*base
 	// hook, for tests only, edits the translated resources before they
 	// are versioned and validated, to build what the translator never
 	// would (an invalid resource a client must NACK).
@@ -84,6 +93,9 @@ func New(opts Options) (*Server, error) {
 	if opts.History <= 0 {
 		opts.History = 64
 	}
+	if err := opts.Authorization.Check("xds.authorization"); err != nil {
+		return nil, fmt.Errorf("xds: %w", err)
+	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("xds: %w", err)
@@ -93,8 +105,11 @@ func New(opts Options) (*Server, error) {
 		log:     opts.Logger,
 		metrics: m,
 		tracker: newTracker(opts.History, m, time.Now),
-		gens:    map[Group]*generation{},
+		gens:    map[snapKey]*generation{},
+		views:   map[string]scope{},
 	}
+	s.tracker.authz = opts.Authorization
+	s.tracker.viewOpened, s.tracker.viewClosed = s.ensureView, s.releaseView
 	s.tracker.authn = opts.Authenticator
 	if opts.TLS != nil {
 		if s.tls, err = newTLSReloader(*opts.TLS, opts.Logger); err != nil {
@@ -106,10 +121,10 @@ func New(opts Options) (*Server, error) {
 		// ADS mode orders responses (clusters and endpoints before the
 		// listeners and routes that use them) and waits until Envoy asks
 		// for every route and endpoint resource by name, as Envoy does.
-		GroupEnvoy: cachev3.NewSnapshotCache(true, groupHash{}, logger),
+		GroupEnvoy: cachev3.NewSnapshotCache(true, viewHash{}, logger),
 		// gRPC asks only for the hosts it dials, a subset of the
 		// snapshot, which ADS mode would never answer.
-		GroupGRPC: cachev3.NewSnapshotCache(false, groupHash{}, logger),
+		GroupGRPC: cachev3.NewSnapshotCache(false, viewHash{}, logger),
 	}
 	caches := map[string]cachev3.Cache{}
 	for g, c := range s.caches {
@@ -169,6 +184,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		}
 	}()
 	s.log.Info("xds: serving", "addr", lis.Addr().String(), "tls", s.tls != nil)
+	if s.opts.Authenticator == nil && (s.opts.TLS == nil || s.opts.TLS.ClientCAFile == "") {
+		s.log.Warn("xds: streams need no verified identity, so each sees every service and its ACKs and NACKs count for every service; serve mutual TLS or set an authenticator to restrict nodes to what they may see")
+	}
 	err := gs.Serve(lis)
 	if ctx.Err() != nil || errors.Is(err, grpc.ErrServerStopped) {
 		return nil
@@ -221,35 +239,53 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 	if err != nil {
 		return fail(err)
 	}
-	snaps := map[Group]*cachev3.Snapshot{}
-	gens := map[Group]*generation{}
+	// Every group's translation is validated and hashed once; the view of
+	// everything and each connected node's view are cut from it, and all
+	// of them are built before any is set.
+	type built struct {
+		key  snapKey
+		snap *cachev3.Snapshot
+		gen  *generation
+	}
+	var out []built
+	services := ownerServices(plans)
+	bases := map[Group]*base{}
+	views := slices.Sorted(maps.Keys(s.views))
 	for _, g := range groups {
 		if s.hook != nil {
 			s.hook(g, res.Group(g))
 		}
-		snap, gen, err := buildSnapshot(g, res.Group(g))
+		b, err := buildBase(g, res.Group(g), services)
 		if err != nil {
 			return fail(err)
 		}
-		snaps[g], gens[g] = snap, gen
+		bases[g] = b
+		snap, gen, err := b.view(allView, allScope)
+		if err != nil {
+			return fail(err)
+		}
+		out = append(out, built{snapKey{g, allView}, snap, gen})
+		for _, v := range views {
+			snap, gen, err := b.view(v, s.views[v])
+			if err != nil {
+				return fail(fmt.Errorf("view %s: %w", v, err))
+			}
+			out = append(out, built{snapKey{g, v}, snap, gen})
+		}
 	}
-	s.plans, s.published = slices.Clone(plans), true
+	s.plans, s.published, s.bases = slices.Clone(plans), true, bases
 	changed := false
 	// The snapshot is set even if ctx is cancelled half-way through
 	// answering watches; a watch left unanswered would leave its node on
 	// the old routing until the next change.
 	setCtx := context.WithoutCancel(ctx)
-	for _, g := range groups {
-		if gens[g].sameAs(s.gens[g]) {
+	for _, o := range out {
+		if o.gen.sameAs(s.gens[o.key]) {
 			continue
 		}
 		changed = true
-		// The tracker learns the generation first, so an ACK racing
-		// back from a fast client finds its version.
-		s.tracker.publish(gens[g])
-		s.gens[g] = gens[g]
-		if err := s.caches[g].SetSnapshot(setCtx, string(g), snaps[g]); err != nil {
-			return fail(fmt.Errorf("set %s snapshot: %w", g, err))
+		if err := s.setSnapshot(setCtx, o.key, o.snap, o.gen); err != nil {
+			return fail(fmt.Errorf("set %s snapshot of view %s: %w", o.key.group, o.key.view, err))
 		}
 	}
 	if changed {
@@ -316,7 +352,7 @@ func (s *Server) Versions(g Group) map[string]string {
 	s.pub.Lock()
 	defer s.pub.Unlock()
 	out := map[string]string{}
-	if gen := s.gens[g]; gen != nil {
+	if gen := s.gens[snapKey{g, allView}]; gen != nil {
 		for k := range numKinds {
 			out[kindURL[k]] = gen.versions[k]
 		}

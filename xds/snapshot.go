@@ -3,6 +3,7 @@ package xds
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -37,11 +38,16 @@ func kindOf(typeURL string) (kind, bool) {
 // generation is one group's snapshot as the tracker remembers it: the type
 // versions, each resource's content hash, and whose plan version it holds.
 type generation struct {
-	group    Group
+	group Group
+	// view is the key of the scope it was cut for (allView: everything).
+	view     string
 	versions [numKinds]string
 	hashes   [numKinds]map[string]string
 	owners   map[ownerKey]*ownerInfo
 }
+
+// key is the snapshot the generation belongs to.
+func (g *generation) key() snapKey { return snapKey{g.group, g.view} }
 
 // sameAs reports whether two generations serve the same content for the
 // same plan versions, so republishing one would push nothing.
@@ -62,50 +68,83 @@ func (g *generation) sameAs(o *generation) bool {
 // returns an error and nothing else, so the caller keeps the previous
 // snapshot.
 func buildSnapshot(g Group, r *GroupResources) (*cachev3.Snapshot, *generation, error) {
-	lists := [numKinds][]types.Resource{}
+	b, err := buildBase(g, r, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b.assemble(allView, b.lists, b.hashes, b.owners)
+}
+
+// base is one group's complete translation, validated and hashed once per
+// publish; every view of the group is cut from it (authz_view.go).
+type base struct {
+	group  Group
+	lists  [numKinds][]types.Resource
+	hashes [numKinds]map[string]string
+	owners map[ownerKey]*ownerInfo
+	// services names each owner's service, to decide who may see it.
+	services map[ownerKey]serviceRef
+}
+
+// buildBase validates and hashes every resource of a group.
+func buildBase(g Group, r *GroupResources, services map[ownerKey]serviceRef) (*base, error) {
+	b := &base{group: g, owners: r.owners, services: services}
 	for _, l := range r.Listeners {
-		lists[kindListener] = append(lists[kindListener], l)
+		b.lists[kindListener] = append(b.lists[kindListener], l)
 	}
 	for _, rc := range r.Routes {
-		lists[kindRoute] = append(lists[kindRoute], rc)
+		b.lists[kindRoute] = append(b.lists[kindRoute], rc)
 	}
 	for _, c := range r.Clusters {
-		lists[kindCluster] = append(lists[kindCluster], c)
+		b.lists[kindCluster] = append(b.lists[kindCluster], c)
 	}
 	for _, e := range r.Endpoints {
-		lists[kindEndpoint] = append(lists[kindEndpoint], e)
+		b.lists[kindEndpoint] = append(b.lists[kindEndpoint], e)
 	}
-	snap := &cachev3.Snapshot{}
-	gen := &generation{group: g, owners: r.owners}
 	for k := range numKinds {
-		hashes := make(map[string]string, len(lists[k]))
-		for _, res := range lists[k] {
+		hashes := make(map[string]string, len(b.lists[k]))
+		for _, res := range b.lists[k] {
 			name := cachev3.GetResourceName(res)
 			if name == "" {
-				return nil, nil, fmt.Errorf("%s snapshot: %s without a name", g, kindName[k])
+				return nil, fmt.Errorf("%s snapshot: %s without a name", g, kindName[k])
 			}
 			if _, dup := hashes[name]; dup {
-				return nil, nil, fmt.Errorf("%s snapshot: two %ss named %q", g, kindName[k], name)
+				return nil, fmt.Errorf("%s snapshot: two %ss named %q", g, kindName[k], name)
 			}
-			v, ok := res.(validator)
-			if !ok {
-				return nil, nil, fmt.Errorf("%s snapshot: %s %q cannot be validated", g, kindName[k], name)
-			}
-			if err := v.Validate(); err != nil {
-				return nil, nil, fmt.Errorf("%s snapshot: %s %q: %w", g, kindName[k], name, err)
-			}
-			h, err := resourceHash(res)
+			h, err := checkedHash(res)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s snapshot: %s %q: %w", g, kindName[k], name, err)
+				return nil, fmt.Errorf("%s snapshot: %s %q: %w", g, kindName[k], name, err)
 			}
 			hashes[name] = h
 		}
-		gen.hashes[k] = hashes
-		gen.versions[k] = typeVersion(hashes)
+		b.hashes[k] = hashes
+	}
+	return b, nil
+}
+
+// checkedHash validates a resource and returns its content hash.
+func checkedHash(res types.Resource) (string, error) {
+	v, ok := res.(validator)
+	if !ok {
+		return "", errors.New("cannot be validated")
+	}
+	if err := v.Validate(); err != nil {
+		return "", err
+	}
+	return resourceHash(res)
+}
+
+// assemble versions each type of a view's resources by their hashes,
+// builds the snapshot and checks its consistency.
+func (b *base) assemble(view string, lists [numKinds][]types.Resource, hashes [numKinds]map[string]string, owners map[ownerKey]*ownerInfo) (*cachev3.Snapshot, *generation, error) {
+	snap := &cachev3.Snapshot{}
+	gen := &generation{group: b.group, view: view, owners: owners, hashes: hashes}
+	for k := range numKinds {
+		gen.versions[k] = typeVersion(hashes[k])
 		snap.Resources[kindType[k]] = cachev3.NewResources(gen.versions[k], lists[k])
 	}
 	if err := snap.Consistent(); err != nil {
-		return nil, nil, fmt.Errorf("%s snapshot: inconsistent: %w", g, err)
+		return nil, nil, fmt.Errorf("%s snapshot: inconsistent: %w", b.group, err)
 	}
 	return snap, gen, nil
 }

@@ -133,11 +133,14 @@ const (
 type query struct {
 	owner   ownerKey
 	version string
-	groups  map[Group]*prepared
+	// groups holds the question per snapshot (group and view); a view
+	// without the owner has none, so its nodes never count for it.
+	groups map[snapKey]*prepared
 	// published / current as in Status.
 	published, current bool
 	// superseded: every group's latest generation holds another version
-	// of the owner, or none.
+	// of the owner, or none. These three are read from the view of
+	// everything, which is always published.
 	superseded bool
 }
 
@@ -152,26 +155,26 @@ type prepared struct {
 }
 
 func (t *tracker) newQuery(owner ownerKey, version string) *query {
-	q := &query{owner: owner, version: version, groups: map[Group]*prepared{}, superseded: true}
-	for _, g := range groups {
-		gens := t.gens[g]
+	q := &query{owner: owner, version: version, groups: map[snapKey]*prepared{}, superseded: true}
+	for g, gens := range t.gens {
+		reference := g.view == allView
 		var ref *generation
 		for i := len(gens) - 1; i >= 0; i-- {
 			if info := gens[i].owners[owner]; info != nil && info.planVersion == version {
 				ref = gens[i]
-				q.current = q.current || i == len(gens)-1
+				q.current = q.current || (reference && i == len(gens)-1)
 				break
 			}
 		}
 		l := t.latest(g)
 		if ref != nil {
-			q.published = true
+			q.published = q.published || reference
 		} else if l != nil && l.owners[owner] != nil {
 			// Never held this version: nodes of the owner still count as
 			// subscribed (and pending), judged against the current shape.
 			ref = l
 		}
-		if l != nil && l.owners[owner] != nil && l.owners[owner].planVersion == version {
+		if reference && l != nil && l.owners[owner] != nil && l.owners[owner].planVersion == version {
 			q.superseded = false
 		}
 		if ref == nil {
@@ -218,7 +221,7 @@ func (t *tracker) judge(s *stream, q *query) (verdict, *Rejection) {
 	if !s.known {
 		return notSubscribed, nil
 	}
-	p := q.groups[s.group]
+	p := q.groups[s.key()]
 	if p == nil {
 		return notSubscribed, nil
 	}

@@ -34,7 +34,7 @@ func (t *tracker) statuses(asks map[ownerKey]string) map[ownerKey]Status {
 	defer t.mu.Unlock()
 	qs := make([]*query, 0, len(asks))
 	out := make(map[ownerKey]Status, len(asks))
-	index := map[Group]*[numKinds]map[string][]int{}
+	index := map[snapKey]*[numKinds]map[string][]int{}
 	for owner, version := range asks {
 		q := t.newQuery(owner, version)
 		out[owner] = Status{PlanVersion: version, Published: q.published, Current: q.current}
@@ -55,7 +55,7 @@ func (t *tracker) statuses(asks map[ownerKey]string) map[ownerKey]Status {
 	}
 	ids := make([]int64, 0, len(t.streams))
 	for id, s := range t.streams {
-		if s.known && index[s.group] != nil {
+		if s.known && index[s.key()] != nil {
 			ids = append(ids, id)
 		}
 	}
@@ -67,7 +67,7 @@ func (t *tracker) statuses(asks map[ownerKey]string) map[ownerKey]Status {
 	var cands []int
 	for n, id := range ids {
 		s := t.streams[id]
-		ix := index[s.group]
+		ix := index[s.key()]
 		cands = cands[:0]
 		take := func(is []int) {
 			for _, i := range is {

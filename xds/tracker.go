@@ -10,6 +10,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/internal/untrusted"
 )
@@ -30,12 +32,13 @@ type tracker struct {
 	sleep   func(time.Duration)
 	metrics *metrics
 
-	// gens holds each group's recent generations, oldest first.
-	gens map[Group][]*generation
-	// content maps a group's type version to the resource hashes it
+	// gens holds each snapshot's (group and view) recent generations,
+	// oldest first.
+	gens map[snapKey][]*generation
+	// content maps a snapshot's type version to the resource hashes it
 	// holds, counted by the generations that reference it; a SotW ACK
 	// names only a version, and this turns it into per-resource hashes.
-	content map[Group]*[numKinds]map[string]*typeContent
+	content map[snapKey]*[numKinds]map[string]*typeContent
 	streams map[int64]*stream
 	watches map[*watch]struct{}
 	// changed is closed at the next change of what Status answers (see
@@ -46,6 +49,14 @@ type tracker struct {
 	scratch []bool
 	// authn verifies each stream as it opens (Options.Authenticator).
 	authn Authenticator
+	// authz gives each identified stream its view; views counts the
+	// identified streams of each. viewOpened and viewClosed, called
+	// outside mu, tell the server a view got its first stream or lost
+	// its last.
+	authz      Authorization
+	views      map[string]int
+	viewOpened func(key string, sc scope)
+	viewClosed func(key string)
 }
 
 type typeContent struct {
@@ -62,6 +73,10 @@ type stream struct {
 	identity Identity
 	node     *corev3.Node
 	group    Group
+	// view is the key of what the identity may see; served is node with
+	// the view stamped in, which every request carries to the caches.
+	view   string
+	served *corev3.Node
 	// known is false until the first request names the node; until then
 	// the stream counts nowhere.
 	known bool
@@ -142,8 +157,9 @@ func newTracker(history int, m *metrics, now func() time.Time) *tracker {
 		history: history,
 		now:     now,
 		metrics: m,
-		gens:    map[Group][]*generation{},
-		content: map[Group]*[numKinds]map[string]*typeContent{},
+		gens:    map[snapKey][]*generation{},
+		content: map[snapKey]*[numKinds]map[string]*typeContent{},
+		views:   map[string]int{},
 		streams: map[int64]*stream{},
 		watches: map[*watch]struct{}{},
 		sleep:   time.Sleep,
@@ -157,13 +173,14 @@ var _ serverv3.Callbacks = (*tracker)(nil)
 func (t *tracker) publish(gen *generation) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := t.content[gen.group]
+	key := gen.key()
+	c := t.content[key]
 	if c == nil {
 		c = &[numKinds]map[string]*typeContent{}
 		for k := range numKinds {
 			c[k] = map[string]*typeContent{}
 		}
-		t.content[gen.group] = c
+		t.content[key] = c
 	}
 	for k := range numKinds {
 		tc := c[k][gen.versions[k]]
@@ -173,7 +190,7 @@ func (t *tracker) publish(gen *generation) {
 		}
 		tc.refs++
 	}
-	gens := append(t.gens[gen.group], gen)
+	gens := append(t.gens[key], gen)
 	for len(gens) > t.history {
 		old := gens[0]
 		gens = gens[1:]
@@ -185,7 +202,7 @@ func (t *tracker) publish(gen *generation) {
 			}
 		}
 	}
-	t.gens[gen.group] = gens
+	t.gens[key] = gens
 	for w := range t.watches {
 		w.rebuild(t)
 	}
@@ -213,9 +230,9 @@ func (t *tracker) notifyLocked() {
 	}
 }
 
-// latest is a group's current generation, or nil.
-func (t *tracker) latest(g Group) *generation {
-	gens := t.gens[g]
+// latest is a snapshot's current generation, or nil.
+func (t *tracker) latest(key snapKey) *generation {
+	gens := t.gens[key]
 	if len(gens) == 0 {
 		return nil
 	}
@@ -263,35 +280,93 @@ func (t *tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(id) }
 func (t *tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.close(-id) }
 
 func (t *tracker) close(id int64) {
+	if closed := t.closeLocked(id); closed != "" && t.viewClosed != nil {
+		t.viewClosed(closed)
+	}
+}
+
+// closeLocked forgets a stream; it returns the stream's view if it was
+// the view's last.
+func (t *tracker) closeLocked(id int64) (lastOfView string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.streams[id]
 	if !ok {
-		return
+		return ""
 	}
 	delete(t.streams, id)
 	if s.known {
 		t.metrics.connectedBy[s.group].Dec()
 		t.notifyLocked()
+		if t.views[s.view]--; t.views[s.view] <= 0 {
+			delete(t.views, s.view)
+			lastOfView = s.view
+		}
 	}
 	for w := range t.watches {
 		w.forget(s.id)
 	}
+	return lastOfView
 }
 
 // identify records the node from the first request that names it, if
-// the stream's identity may claim it; an error closes the stream.
-func (t *tracker) identify(s *stream, node *corev3.Node) error {
-	if s.known || node == nil {
-		return nil
+// the stream's identity may claim it, and gives the stream its view; an
+// error closes the stream. A later request naming another node id is
+// refused too: the node a stream counts as is fixed. opened is set when
+// the stream is its view's first.
+func (t *tracker) identify(s *stream, node *corev3.Node) (opened *scope, err error) {
+	if node == nil {
+		return nil, nil
+	}
+	if s.known {
+		if node != s.node && node != s.served && node.GetId() != s.node.GetId() {
+			t.metrics.refused.WithLabelValues(ReasonMismatch).Inc()
+			return nil, status.Errorf(codes.PermissionDenied, "xds: the stream is node %q; a request may not name another node", s.node.GetId())
+		}
+		return nil, nil
 	}
 	if err := checkNode(s.identity, node.GetId()); err != nil {
 		t.metrics.refused.WithLabelValues(ReasonMismatch).Inc()
-		return err
+		return nil, err
 	}
+	sc := t.authz.scopeOf(s.identity)
 	s.node, s.group, s.known = node, GroupOf(node), true
+	s.view = sc.key()
+	s.served = stamped(node, s.view)
 	t.metrics.connectedBy[s.group].Inc()
-	return nil
+	if t.views[s.view]++; t.views[s.view] == 1 {
+		opened = &sc
+	}
+	return opened, nil
+}
+
+// key is the snapshot the stream is served from.
+func (s *stream) key() snapKey { return snapKey{s.group, s.view} }
+
+// opened tells the server about a view's first stream, outside mu and
+// before the stream's request reaches the cache, so its snapshot is there
+// when the watch is made.
+func (t *tracker) opened(s *stream, sc *scope) {
+	if sc != nil && t.viewOpened != nil {
+		t.viewOpened(s.view, *sc)
+	}
+}
+
+// viewInUse reports whether any identified stream has the view.
+func (t *tracker) viewInUse(view string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.views[view] > 0
+}
+
+// dropView forgets a view's generations once its last stream is gone.
+func (t *tracker) dropView(view string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, g := range groups {
+		delete(t.gens, snapKey{g, view})
+		delete(t.content, snapKey{g, view})
+	}
 }
 
 func (s *stream) kind(k kind) *kindState {
@@ -315,17 +390,31 @@ func (t *tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) e
 
 func (t *tracker) onStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) (wait time.Duration, err error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	s, ok := t.streams[id]
 	if !ok {
+		t.mu.Unlock()
+		// Not opened (refused): the caches must not answer it either.
+		req.Node = nil
 		return 0, nil
 	}
-	if err := t.identify(s, req.GetNode()); err != nil {
-		return 0, err
+	opened, err := t.identify(s, req.GetNode())
+	if err == nil {
+		wait = t.sotwRequest(s, req)
+		// The caches serve the view of the stream's identity, whatever
+		// the client wrote in its node.
+		req.Node = s.served
 	}
+	t.mu.Unlock()
+	t.opened(s, opened)
+	return wait, err
+}
+
+// sotwRequest records a SotW request: a subscription, and with a known
+// nonce an ACK or a NACK. Caller holds mu.
+func (t *tracker) sotwRequest(s *stream, req *discoveryv3.DiscoveryRequest) (wait time.Duration) {
 	k, ok := kindOf(req.GetTypeUrl())
 	if !ok || !s.known {
-		return 0, nil
+		return 0
 	}
 	ks := s.kind(k)
 	ks.subscribeSotW(req.GetResourceNames())
@@ -337,13 +426,13 @@ func (t *tracker) onStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) (
 			ks.ackVersion, ks.ackWildcard, ks.ackNames = sent.version, ks.wildcard, ks.names
 			// Kept by pointer: the ACK stays readable even after the
 			// version leaves the history.
-			ks.ackContent = t.content[s.group][k][sent.version]
+			ks.ackContent = t.content[s.key()][k][sent.version]
 			ks.nack = nil
 			t.metrics.ackDelayBy[s.group][k].Observe(t.now().Sub(sent.at).Seconds())
 		}
 	}
 	t.reevaluate(s)
-	return wait, nil
+	return wait
 }
 
 // subscribeSotW follows go-control-plane's legacy wildcard rule: no names
@@ -386,7 +475,7 @@ const maxNackMessage = 1024
 func (t *tracker) rejected(s *stream, k kind, ks *kindState, sent sentResponse, msg string) time.Duration {
 	hashes := sent.resources
 	if !s.delta {
-		if tc := t.content[s.group][k][sent.version]; tc != nil {
+		if tc := t.content[s.key()][k][sent.version]; tc != nil {
 			hashes = tc.hashes
 		}
 	}
@@ -446,17 +535,27 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscovery
 
 func (t *tracker) onStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) (wait time.Duration, err error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	s, ok := t.streams[-id]
 	if !ok {
+		t.mu.Unlock()
+		req.Node = nil
 		return 0, nil
 	}
-	if err := t.identify(s, req.GetNode()); err != nil {
-		return 0, err
+	opened, err := t.identify(s, req.GetNode())
+	if err == nil {
+		wait = t.deltaRequest(s, req)
+		req.Node = s.served
 	}
+	t.mu.Unlock()
+	t.opened(s, opened)
+	return wait, err
+}
+
+// deltaRequest records a delta request. Caller holds mu.
+func (t *tracker) deltaRequest(s *stream, req *discoveryv3.DeltaDiscoveryRequest) (wait time.Duration) {
 	k, ok := kindOf(req.GetTypeUrl())
 	if !ok || !s.known {
-		return 0, nil
+		return 0
 	}
 	first := s.kinds[k] == nil
 	ks := s.kind(k)
@@ -483,7 +582,7 @@ func (t *tracker) onStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscovery
 		}
 	}
 	t.reevaluate(s)
-	return wait, nil
+	return wait
 }
 
 // subscribeDelta applies a delta subscription change: the first request

@@ -54,6 +54,8 @@ type Git struct {
 	WebhookSecret *ValueFrom `json:"webhookSecret,omitempty"`
 	// WriteBack signs revert commits after automatic rollbacks.
 	WriteBack WriteBack `json:"writeBack,omitempty"`
+	// Limits bound what a fetch may bring (docs/gitsync.md).
+	Limits GitLimits `json:"limits,omitempty"`
 }
 
 // GitAuth holds references to credentials.

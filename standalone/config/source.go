@@ -8,6 +8,31 @@ import (
 	"github.com/sluicehq/sluice/gitsync"
 )
 
+// GitLimits is git.limits: what one fetch may bring (gitsync.FetchLimits).
+// Unset or 0 takes the default.
+type GitLimits struct {
+	// MaxPackBytes bounds the bytes one fetch receives. Default 256 MiB.
+	MaxPackBytes int64 `json:"maxPackBytes,omitempty"`
+	// MaxBlobBytes bounds every file (any object) of the repository,
+	// inside the path or not. Default 16 MiB.
+	MaxBlobBytes int64 `json:"maxBlobBytes,omitempty"`
+	// MaxFiles bounds the files and folders of a commit. Default 20,000.
+	MaxFiles int `json:"maxFiles,omitempty"`
+}
+
+// FetchLimits checks the section; errors name the key.
+func (l GitLimits) FetchLimits(key string) (gitsync.FetchLimits, error) {
+	var errs []error
+	for name, v := range map[string]int64{gitsync.LimitMaxPackBytes: l.MaxPackBytes,
+		gitsync.LimitMaxBlobBytes: l.MaxBlobBytes, gitsync.LimitMaxFiles: int64(l.MaxFiles)} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s.%s: %d: must not be negative (unset or 0 takes the default)", key, name, v))
+		}
+	}
+	return gitsync.FetchLimits{MaxPackBytes: l.MaxPackBytes, MaxBlobBytes: l.MaxBlobBytes, MaxFiles: l.MaxFiles},
+		errors.Join(errs...)
+}
+
 // Source turns the git section into a gitsync.Source, reading every
 // credential it references.
 func (g Git) Source() (gitsync.Source, error) {
@@ -17,6 +42,11 @@ func (g Git) Source() (gitsync.Source, error) {
 	}
 	a := g.Auth
 	var errs []error
+	limits, err := g.Limits.FetchLimits("git.limits")
+	if err != nil {
+		errs = append(errs, err)
+	}
+	src.FetchLimits = limits
 	read := func(key string, v *ValueFrom) string {
 		s, err := v.Read(key)
 		if err != nil {

@@ -70,6 +70,10 @@ type Reconciler struct {
 	// AllowFileURLs permits file:// URLs (tests, local mirrors). Off,
 	// they are refused: they would read the controller's own disk.
 	AllowFileURLs bool
+	// FetchLimits bound every GitSource's fetches; zero fields take
+	// gitsync's defaults. They are the operator's: a GitSource cannot
+	// set its own, or a tenant could raise them.
+	FetchLimits gitsync.FetchLimits
 	// Resync is the Appliers' (gitapply.Options.Resync).
 	Resync time.Duration
 	// Recheck: see DefaultRecheck.
@@ -228,6 +232,7 @@ func (r *Reconciler) ensure(ctx context.Context, gs *v1alpha1.GitSource, log log
 	if err != nil {
 		return nil, err
 	}
+	cfg.source.FetchLimits = r.FetchLimits
 	fp := cfg.fingerprint()
 	r.mu.Lock()
 	run := r.running[id]

@@ -127,6 +127,12 @@ func waitForData(t *testing.T, addr, query string) {
 	}
 }
 
+// at measures with the Prometheus at url as the default provider, the one
+// of templates that name none.
+func at(url string) *Measurer {
+	return New(Options{Providers: []Provider{{Name: DefaultProvider, Address: url}}})
+}
+
 // drive runs Advance until the run completes, or until stop says so.
 func drive(t *testing.T, run *v1alpha1.AnalysisRun, m analysis.Measurer, stop func() bool) {
 	t.Helper()
@@ -182,10 +188,9 @@ func TestHealthyCanaryPasses(t *testing.T) {
 	for i := range run.Spec.Metrics {
 		m := &run.Spec.Metrics[i]
 		m.Interval, m.Count = &metav1.Duration{Duration: time.Second}, new(int32(3))
-		m.Provider.Prometheus.Address = e.prom.URL
 	}
 	waitForData(t, e.prom.URL, `sum(rate(istio_request_duration_milliseconds_bucket{destination_service_name="healthy"}[5s])) > 0`)
-	drive(t, run, New(Options{}), nil)
+	drive(t, run, at(e.prom.URL), nil)
 
 	if run.Status.Phase != v1alpha1.AnalysisSuccessful {
 		t.Fatalf("phase %s, want Successful:\n%s", run.Status.Phase, dump(run))
@@ -209,10 +214,9 @@ func TestErrorRateFails(t *testing.T) {
 	e.target.AddWorkload("errors", ns, "v2", 0.2, 30)
 	m := metric("success-rate", successRate, 5)
 	m.FailureLimit = new(int32(1))
-	m.Provider.Prometheus.Address = e.prom.URL
 	run := newRun(t, args("errors"), m)
 	waitForData(t, e.prom.URL, `sum(rate(istio_requests_total{destination_service_name="errors"}[5s])) > 0`)
-	drive(t, run, New(Options{}), nil)
+	drive(t, run, at(e.prom.URL), nil)
 
 	r := metricResult(t, run, "success-rate")
 	if run.Status.Phase != v1alpha1.AnalysisFailed || r.Failed != 2 || len(r.Measurements) != 2 {
@@ -233,10 +237,9 @@ func TestFlappingIsInconclusive(t *testing.T) {
 	w.Flap(200 * time.Millisecond)
 	m := metric("success-rate", successRate, 4)
 	m.InconclusiveLimit = new(int32(1))
-	m.Provider.Prometheus.Address = e.prom.URL
 	run := newRun(t, args("flapping"), m)
 	waitForData(t, e.prom.URL, `sum(rate(istio_requests_total{destination_service_name="flapping"}[5s])) > 0`)
-	drive(t, run, New(Options{}), nil)
+	drive(t, run, at(e.prom.URL), nil)
 
 	r := metricResult(t, run, "success-rate")
 	if run.Status.Phase != v1alpha1.AnalysisInconclusive || r.Inconclusive != 2 || r.Successful+r.Failed+r.Error != 0 {
@@ -260,14 +263,13 @@ func TestPrometheusStopped(t *testing.T) {
 	e.target.AddWorkload("stopped", ns, "v2", 0, 30)
 	m := metric("success-rate", successRate, 10)
 	m.ConsecutiveErrorLimit = new(int32(2))
-	m.Provider.Prometheus.Address = prom.URL
 	run := newRun(t, args("stopped"), m)
 	waitForData(t, prom.URL, `sum(rate(istio_requests_total{destination_service_name="stopped"}[5s])) > 0`)
-	drive(t, run, New(Options{}), func() bool { return run.Status.Metrics != nil && run.Status.Metrics[0].Successful >= 1 })
+	drive(t, run, at(prom.URL), func() bool { return run.Status.Metrics != nil && run.Status.Metrics[0].Successful >= 1 })
 	if err := prom.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	drive(t, run, New(Options{}), nil)
+	drive(t, run, at(prom.URL), nil)
 
 	r := metricResult(t, run, "success-rate")
 	if run.Status.Phase != v1alpha1.AnalysisFailed || r.Phase != v1alpha1.AnalysisError || r.Error != 3 || r.ConsecutiveErrors != 3 || r.Successful < 1 {
@@ -285,9 +287,8 @@ func TestQuerySyntaxError(t *testing.T) {
 	e := env(t)
 	m := metric("broken", `sum(rate(istio_requests_total{destination_service_name="{{args.service}}"}[5s])) /`, 3)
 	m.ConsecutiveErrorLimit = new(int32(0))
-	m.Provider.Prometheus.Address = e.prom.URL
 	run := newRun(t, args("broken"), m)
-	drive(t, run, New(Options{}), nil)
+	drive(t, run, at(e.prom.URL), nil)
 
 	r := metricResult(t, run, "broken")
 	if run.Status.Phase != v1alpha1.AnalysisFailed || r.Error != 1 {
@@ -304,9 +305,8 @@ func TestEmptyVectorIsInconclusive(t *testing.T) {
 	t.Parallel()
 	e := env(t)
 	m := metric("success-rate", successRate, 3)
-	m.Provider.Prometheus.Address = e.prom.URL
 	run := newRun(t, args("nobody"), m)
-	drive(t, run, New(Options{}), nil)
+	drive(t, run, at(e.prom.URL), nil)
 
 	r := metricResult(t, run, "success-rate")
 	if run.Status.Phase != v1alpha1.AnalysisInconclusive || r.Inconclusive != 1 || !strings.Contains(r.Message, "no data") {
@@ -336,7 +336,6 @@ func TestInjection(t *testing.T) {
 
 	m := metric("injected", query, 2)
 	m.SuccessCondition, m.FailureCondition = "all(result, x, x >= 0)", ""
-	m.Provider.Prometheus.Address = e.prom.URL
 	tpl := &v1alpha1.AnalysisTemplate{ObjectMeta: metav1.ObjectMeta{Name: "t", Namespace: ns}, Spec: v1alpha1.AnalysisTemplateSpec{
 		Args: []v1alpha1.ArgumentSpec{{Name: "svc"}}, Metrics: []v1alpha1.Metric{m},
 	}}
@@ -347,7 +346,7 @@ func TestInjection(t *testing.T) {
 	var sent []string
 	rec := measurerFunc(func(ctx context.Context, q analysis.Query) analysis.Result {
 		sent = append(sent, q.Query)
-		return New(Options{}).Measure(ctx, q)
+		return at(e.prom.URL).Measure(ctx, q)
 	})
 	drive(t, run, rec, nil)
 
@@ -376,10 +375,9 @@ func TestResumeAfterRestart(t *testing.T) {
 	e := env(t)
 	e.target.AddWorkload("restart", ns, "v2", 0, 30)
 	m := metric("success-rate", successRate, 5)
-	m.Provider.Prometheus.Address = e.prom.URL
 	run := newRun(t, args("restart"), m)
 	waitForData(t, e.prom.URL, `sum(rate(istio_requests_total{destination_service_name="restart"}[5s])) > 0`)
-	drive(t, run, New(Options{}), func() bool { return run.Status.Metrics != nil && run.Status.Metrics[0].Successful >= 2 })
+	drive(t, run, at(e.prom.URL), func() bool { return run.Status.Metrics != nil && run.Status.Metrics[0].Successful >= 2 })
 
 	data, err := json.Marshal(run)
 	if err != nil {
@@ -390,7 +388,7 @@ func TestResumeAfterRestart(t *testing.T) {
 	if err := json.Unmarshal(data, &resumed); err != nil {
 		t.Fatal(err)
 	}
-	drive(t, &resumed, New(Options{}), nil)
+	drive(t, &resumed, at(e.prom.URL), nil)
 
 	r := metricResult(t, &resumed, "success-rate")
 	if resumed.Status.Phase != v1alpha1.AnalysisSuccessful || r.Successful != 5 || len(r.Measurements) != 5 {
@@ -420,7 +418,6 @@ func TestCompare(t *testing.T) {
 		m := metric("error-ratio", errorRatio, 1)
 		m.SuccessCondition, m.FailureCondition = "", ""
 		m.Compare = &v1alpha1.MetricCompare{Window: &metav1.Duration{Duration: 6 * time.Second}, Step: &metav1.Duration{Duration: time.Second}}
-		m.Provider.Prometheus.Address = e.prom.URL
 		return m
 	}
 	// Wait until the window holds enough samples on both sides.
@@ -438,7 +435,7 @@ func TestCompare(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.service, func(t *testing.T) {
 			run := newRun(t, args(tc.service), cmp())
-			drive(t, run, New(Options{}), nil)
+			drive(t, run, at(e.prom.URL), nil)
 			r := metricResult(t, run, "error-ratio")
 			if run.Status.Phase != tc.phase || !strings.Contains(r.Message, tc.msg) {
 				t.Fatalf("want %s (%q):\n%s", tc.phase, tc.msg, dump(run))

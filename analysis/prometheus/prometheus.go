@@ -38,22 +38,59 @@ type SecretResolver interface {
 
 // Options configure a Measurer.
 type Options struct {
-	// DefaultAddress serves metrics whose provider has no address.
-	DefaultAddress string
-	// Secrets resolves auth and TLS references; with none, a metric that
-	// has any fails to measure.
+	// Providers are the Prometheus servers of the operator's
+	// configuration, by unique name (the configuration checks them): a
+	// template names one (provider.prometheus.name) and never sees its
+	// address' credentials. A template that names none and gives no
+	// address uses DefaultProvider.
+	Providers []Provider
+	// AllowTemplateAddresses lets a template query an address of its own
+	// (provider.prometheus.address), with credentials from Secrets only.
+	// Off, such a metric fails to measure: a template's author could
+	// otherwise make the controller send requests anywhere it can reach.
+	AllowTemplateAddresses bool
+	// Secrets resolves the auth and TLS references of a template's own
+	// address; with none, a metric that has any fails to measure.
 	Secrets SecretResolver
 	// UserAgent is sent with every query; default "sluice".
 	UserAgent string
 }
 
+// DefaultProvider is the provider of templates that name none and give no
+// address.
+const DefaultProvider = "default"
+
+// Provider is a Prometheus server of the operator's configuration with
+// the credentials, TLS settings and headers sent to it and to no other
+// host.
+type Provider struct {
+	Name    string
+	Address string
+	// BearerToken, when set, is sent as Authorization: Bearer.
+	BearerToken Secret
+	// BasicUsername with BasicPassword is sent as basic auth.
+	BasicUsername string
+	BasicPassword Secret
+	// CA, Cert and Key return PEM: the authorities that sign the server's
+	// certificate (nil: the system's roots) and a client certificate.
+	CA, Cert, Key      Secret
+	ServerName         string
+	InsecureSkipVerify bool
+	Headers            []v1alpha1.HTTPHeader
+}
+
+// Secret returns a credential's current value. It is called for every
+// measurement, so that a rotated file or variable takes effect at once.
+type Secret func() (string, error)
+
 // Measurer queries Prometheus. It implements analysis.Measurer and is safe
 // for concurrent use. Clients are kept per distinct configuration
 // (address, credentials, TLS, headers) so connections are reused.
 type Measurer struct {
-	opts    Options
-	mu      sync.Mutex
-	clients map[string]*client
+	opts      Options
+	providers map[string]*Provider
+	mu        sync.Mutex
+	clients   map[string]*client
 }
 
 type client struct {
@@ -70,7 +107,11 @@ func New(opts Options) *Measurer {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "sluice"
 	}
-	return &Measurer{opts: opts, clients: map[string]*client{}}
+	providers := make(map[string]*Provider, len(opts.Providers))
+	for i := range opts.Providers {
+		providers[opts.Providers[i].Name] = &opts.Providers[i]
+	}
+	return &Measurer{opts: opts, providers: providers, clients: map[string]*client{}}
 }
 
 // Close releases idle connections.

@@ -116,8 +116,9 @@ func TestRequests(t *testing.T) {
 			f := &fakeProm{body: vectorBody}
 			srv := httptest.NewServer(f)
 			defer srv.Close()
-			m := New(Options{DefaultAddress: srv.URL, Secrets: sec, UserAgent: "sluice-test"})
+			m := New(Options{AllowTemplateAddresses: true, Secrets: sec, UserAgent: "sluice-test"})
 			defer m.Close()
+			tc.prov.Address = srv.URL
 			res := m.Measure(context.Background(), query(&tc.prov))
 			if tc.err != "" {
 				if res.Err == nil || !strings.Contains(res.Err.Error(), tc.err) {
@@ -158,7 +159,7 @@ func TestResultShapes(t *testing.T) {
 			t.Parallel()
 			srv := httptest.NewServer(&fakeProm{body: tc.body})
 			defer srv.Close()
-			res := New(Options{}).Measure(context.Background(), query(&v1alpha1.PrometheusProvider{Address: srv.URL}))
+			res := New(Options{AllowTemplateAddresses: true}).Measure(context.Background(), query(&v1alpha1.PrometheusProvider{Address: srv.URL}))
 			if tc.err != "" {
 				if res.Err == nil || !strings.Contains(res.Err.Error(), tc.err) {
 					t.Fatalf("err %v, want %q", res.Err, tc.err)
@@ -179,7 +180,7 @@ func TestTimeout(t *testing.T) {
 	q := query(&v1alpha1.PrometheusProvider{Address: srv.URL})
 	q.Timeout = 200 * time.Millisecond
 	start := time.Now()
-	res := New(Options{}).Measure(context.Background(), q)
+	res := New(Options{AllowTemplateAddresses: true}).Measure(context.Background(), q)
 	if res.Err == nil || res.Err.Error() != "query timed out after 200ms" || time.Since(start) > 900*time.Millisecond {
 		t.Fatalf("err %v after %s", res.Err, time.Since(start))
 	}
@@ -197,14 +198,6 @@ func TestConvertString(t *testing.T) {
 	}
 }
 
-func TestNoAddress(t *testing.T) {
-	t.Parallel()
-	res := New(Options{}).Measure(context.Background(), query(&v1alpha1.PrometheusProvider{}))
-	if res.Err == nil || !strings.Contains(res.Err.Error(), "no Prometheus address") {
-		t.Fatalf("err %v", res.Err)
-	}
-}
-
 // TestRotatedCredential: the client cache is keyed by the secret values,
 // so a new token is used as soon as the resolver returns it.
 func TestRotatedCredential(t *testing.T) {
@@ -213,8 +206,8 @@ func TestRotatedCredential(t *testing.T) {
 	srv := httptest.NewServer(f)
 	defer srv.Close()
 	sec := secrets{"shop/prom/token": "one"}
-	m := New(Options{DefaultAddress: srv.URL, Secrets: sec})
-	prov := &v1alpha1.PrometheusProvider{Auth: &v1alpha1.PrometheusAuth{BearerToken: ref("prom", "token")}}
+	m := New(Options{AllowTemplateAddresses: true, Secrets: sec})
+	prov := &v1alpha1.PrometheusProvider{Address: srv.URL, Auth: &v1alpha1.PrometheusAuth{BearerToken: ref("prom", "token")}}
 	for _, tok := range []string{"one", "two"} {
 		sec["shop/prom/token"] = tok
 		if res := m.Measure(context.Background(), query(prov)); res.Err != nil {
@@ -246,7 +239,7 @@ func TestCompareQueries(t *testing.T) {
 	defer srv.Close()
 	q := query(&v1alpha1.PrometheusProvider{Address: srv.URL})
 	q.Compare = &analysis.CompareQuery{Stable: `x{subset="stable"}`, Canary: `x{subset="canary"}`, Window: 5 * time.Minute, Step: 15 * time.Second}
-	res := New(Options{}).Measure(context.Background(), q)
+	res := New(Options{AllowTemplateAddresses: true}).Measure(context.Background(), q)
 	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
@@ -285,7 +278,7 @@ func TestTLS(t *testing.T) {
 	// In sequence: each case checks the server's last request.
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m := New(Options{Secrets: sec})
+			m := New(Options{AllowTemplateAddresses: true, Secrets: sec})
 			defer m.Close()
 			res := m.Measure(context.Background(), query(&v1alpha1.PrometheusProvider{Address: srv.URL, TLS: tc.tls, InsecureSkipVerify: tc.insecure}))
 			if tc.err != "" {
@@ -347,6 +340,7 @@ func clientCert(t *testing.T) (caPEM, certPEM, keyPEM []byte) {
 
 // A Prometheus that redirects to another host never hands that host the
 // credentials: the redirect is refused, and a request there carries none.
+// So for a configured provider's and a template's own credentials alike.
 func TestCredentialsStayWithTheirHost(t *testing.T) {
 	t.Parallel()
 	other := &fakeProm{body: vectorBody}
@@ -356,16 +350,21 @@ func TestCredentialsStayWithTheirHost(t *testing.T) {
 		http.Redirect(w, r, elsewhere.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 	}))
 	defer redirector.Close()
-	sec := secrets{"shop/prom/token": "s3cret"}
-	m := New(Options{DefaultAddress: redirector.URL, Secrets: sec})
+	headers := []v1alpha1.HTTPHeader{{Name: "X-Scope-OrgID", Value: "team-a"}}
+	m := New(Options{
+		Providers:              []Provider{{Name: "main", Address: redirector.URL, BearerToken: value("s3cret"), Headers: headers}},
+		AllowTemplateAddresses: true,
+		Secrets:                secrets{"shop/prom/token": "s3cret"},
+	})
 	defer m.Close()
-	prov := &v1alpha1.PrometheusProvider{
-		Auth:    &v1alpha1.PrometheusAuth{BearerToken: ref("prom", "token")},
-		Headers: []v1alpha1.HTTPHeader{{Name: "X-Scope-OrgID", Value: "team-a"}},
-	}
-	res := m.Measure(context.Background(), query(prov))
-	if res.Err == nil || !strings.Contains(res.Err.Error(), "another host") {
-		t.Errorf("measure through a cross-host redirect: %v, want the redirect refused", res.Err)
+	for _, prov := range []*v1alpha1.PrometheusProvider{
+		{Name: "main"},
+		{Address: redirector.URL, Auth: &v1alpha1.PrometheusAuth{BearerToken: ref("prom", "token")}, Headers: headers},
+	} {
+		res := m.Measure(context.Background(), query(prov))
+		if res.Err == nil || !strings.Contains(res.Err.Error(), "another host") {
+			t.Errorf("measure through a cross-host redirect: %v, want the redirect refused", res.Err)
+		}
 	}
 	other.mu.Lock()
 	defer other.mu.Unlock()
@@ -375,3 +374,5 @@ func TestCredentialsStayWithTheirHost(t *testing.T) {
 		}
 	}
 }
+
+func value(v string) Secret { return func() (string, error) { return v, nil } }

@@ -30,19 +30,22 @@ type settings struct {
 }
 
 func (p *Measurer) settings(ctx context.Context, ns string, prov *v1alpha1.PrometheusProvider) (*settings, error) {
+	conf, err := p.provider(prov)
+	if err != nil {
+		return nil, err
+	}
+	if conf != nil {
+		return conf.settings()
+	}
+	// The template's own server: its credentials come from its namespace's
+	// Secrets, never from the configuration.
 	s := &settings{address: prov.Address, insecureSkipVerify: prov.InsecureSkipVerify}
-	if s.address == "" {
-		s.address = p.opts.DefaultAddress
-	}
-	if s.address == "" {
-		return nil, errors.New("no Prometheus address: set provider.prometheus.address or the controller's default")
-	}
 	secret := func(dst *string, what string, ref *v1alpha1.SecretKeyRef) error {
 		if ref == nil {
 			return nil
 		}
 		if p.opts.Secrets == nil {
-			return fmt.Errorf("%s: no secret resolver configured to read Secret %s/%s", what, ns, ref.Name)
+			return fmt.Errorf("%s: Secret %s/%s: no Secrets are read for a template's own address here; configure the server with its credentials under prometheus.providers and name it", what, ns, ref.Name)
 		}
 		v, err := p.opts.Secrets.SecretValue(ctx, ns, *ref)
 		if err != nil {
@@ -71,16 +74,55 @@ func (p *Measurer) settings(ctx context.Context, ns string, prov *v1alpha1.Prome
 			return nil, err
 		}
 	}
-	for _, h := range prov.Headers {
-		if s.bearer != "" || s.basic {
-			if strings.EqualFold(h.Name, "Authorization") {
-				return nil, errors.New("header Authorization conflicts with auth; set one or the other")
-			}
+	if err := s.addHeaders(prov.Headers); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// settings reads the provider's credentials afresh.
+func (c *Provider) settings() (*settings, error) {
+	s := &settings{
+		address: c.Address, basicUser: c.BasicUsername, basic: c.BasicUsername != "" || c.BasicPassword != nil,
+		serverName: c.ServerName, insecureSkipVerify: c.InsecureSkipVerify,
+	}
+	read := func(dst *string, what string, f Secret) error {
+		if f == nil {
+			return nil
+		}
+		v, err := f()
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		*dst = v
+		return nil
+	}
+	if err := errors.Join(
+		read(&s.bearer, "bearer token", c.BearerToken),
+		read(&s.basicPass, "basic auth password", c.BasicPassword),
+		read(&s.ca, "TLS CA", c.CA),
+		read(&s.cert, "TLS client certificate", c.Cert),
+		read(&s.key, "TLS client key", c.Key),
+	); err != nil {
+		return nil, fmt.Errorf("prometheus provider %q: %w", c.Name, err)
+	}
+	if err := s.addHeaders(c.Headers); err != nil {
+		return nil, fmt.Errorf("prometheus provider %q: %w", c.Name, err)
+	}
+	return s, nil
+}
+
+// addHeaders sets the headers, sorted by name so that the cache key does
+// not depend on their order.
+func (s *settings) addHeaders(hs []v1alpha1.HTTPHeader) error {
+	for _, h := range hs {
+		if (s.bearer != "" || s.basic) && strings.EqualFold(h.Name, "Authorization") {
+			return errors.New("header Authorization conflicts with auth; set one or the other")
 		}
 		s.headers = append(s.headers, [2]string{http.CanonicalHeaderKey(h.Name), h.Value})
 	}
 	slices.SortFunc(s.headers, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
-	return s, nil
+	return nil
 }
 
 // key identifies a client by everything it is built from, secret values

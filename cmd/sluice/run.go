@@ -230,7 +230,9 @@ func runStandalone(ctx context.Context, cfg *config.Config, o runOptions, log lo
 	defer stopXDS()
 	plane := runner.NewXDSPlane(xdsCtx, xsrv, eps)
 	plane.AckWithoutClients = cfg.XDS.AckWithoutClients
-	measurer := promanalysis.New(promanalysis.Options{DefaultAddress: cfg.Prometheus.Address, Secrets: config.Secrets(cfg.Secrets)})
+	// No SecretResolver: templates read no credential of the configuration,
+	// only providers do (docs/analysis.md, "Providers").
+	measurer := promanalysis.New(cfg.Prometheus.Options())
 	driver := runner.NewAnalysisDriver(runCtx, measurer, nil, log.WithName("analysis"))
 
 	run, err := runner.New(runner.Options{

@@ -16,6 +16,7 @@ import (
 	promanalysis "github.com/sluicehq/sluice/analysis/prometheus"
 	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/standalone/config"
 	"github.com/sluicehq/sluice/standalone/runner"
 	"github.com/sluicehq/sluice/standalone/store"
 	"github.com/sluicehq/sluice/xds"
@@ -68,7 +69,7 @@ func startInProcess(ctx context.Context, s sluiceSetup) (_ *inProcess, err error
 	xdsCtx, stopXDS := context.WithCancel(context.WithoutCancel(ctx))
 	cleanups = append(cleanups, func() error { stopRun(); stopXDS(); return nil })
 	plane := runner.NewXDSPlane(xdsCtx, xsrv, eps)
-	driver := runner.NewAnalysisDriver(runCtx, promanalysis.New(promanalysis.Options{DefaultAddress: s.PrometheusURL}), nil, log.WithName("analysis"))
+	driver := runner.NewAnalysisDriver(runCtx, promanalysis.New((&config.Prometheus{Address: s.PrometheusURL}).Options()), nil, log.WithName("analysis"))
 	run, err := runner.New(runner.Options{Store: st, Source: syncer, Reverter: syncer, Plane: plane, Analysis: driver, Log: log.WithName("runner")})
 	if err != nil {
 		return nil, err

@@ -3,11 +3,13 @@ package analysisrun
 import (
 	"bytes"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -105,4 +107,16 @@ func hangingServer(t *testing.T) string {
 		}
 	})
 	return "http://" + l.Addr().String()
+}
+
+func (p *promProxy) authorizations() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Sorted(maps.Keys(p.auth))
+}
+
+// sawOnlyAuthorization: every query came with Authorization v.
+func (p *promProxy) sawOnlyAuthorization(v string) bool {
+	got := p.authorizations()
+	return len(got) == 1 && got[0] == v
 }

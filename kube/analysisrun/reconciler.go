@@ -28,6 +28,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -59,11 +60,12 @@ const (
 // Options configure the analysis controller; `sluice controller` fills
 // them from its configuration.
 type Options struct {
-	// DefaultPrometheus serves metrics whose provider names no address:
-	// the configuration's prometheus.address (--prometheus-url), the
-	// same setting as `sluice run`'s. Empty: such metrics fail to measure
-	// with an Error saying so.
-	DefaultPrometheus string
+	// Prometheus are the configured providers and the template-address
+	// policy: the configuration's prometheus section, the same as `sluice
+	// run`'s (config.Prometheus.Options). Its Secrets are ignored: a
+	// template's own address reads Secrets of the run's namespace only,
+	// through the SecretReader.
+	Prometheus prometheus.Options
 	// MaxConcurrentReconciles bounds how many runs are measured at once.
 	// A run waiting on a slow Prometheus holds one worker only; the
 	// others keep measuring. 0 means DefaultMaxConcurrentReconciles.
@@ -77,10 +79,10 @@ type Options struct {
 }
 
 func (o Options) check() error {
-	if o.DefaultPrometheus != "" {
-		u, err := url.Parse(o.DefaultPrometheus)
+	for _, p := range o.Prometheus.Providers {
+		u, err := url.Parse(p.Address)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("analysis controller: default Prometheus address %q: want an http(s) URL such as http://prometheus.monitoring:9090", o.DefaultPrometheus)
+			return fmt.Errorf("analysis controller: Prometheus provider %q: address %q: want an http(s) URL such as http://prometheus.monitoring:9090", p.Name, p.Address)
 		}
 	}
 	if o.MaxConcurrentReconciles < 0 || o.MaxMeasurementTimeout < 0 {
@@ -98,10 +100,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := opts.check(); err != nil {
 		return err
 	}
-	m := prometheus.New(prometheus.Options{
-		DefaultAddress: opts.DefaultPrometheus,
-		Secrets:        SecretReader{Reader: mgr.GetAPIReader()},
-	})
+	popts := opts.Prometheus
+	popts.Secrets = SecretReader{Reader: mgr.GetAPIReader()}
+	m := prometheus.New(popts)
 	r := &Reconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
@@ -207,6 +208,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		// reconcile's write is lost and a later one starts over.
 		started := run.DeepCopy()
 		started.Status = analysis.Step(analysis.Input{Run: run, Now: r.now()}).Status
+		r.checkProviders(started)
 		if run, err = r.persist(ctx, run, started, nil); err != nil {
 			return r.fail(req.NamespacedName, err)
 		}
@@ -295,6 +297,28 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.written, key)
+}
+
+// runChecker is a Measurer that can tell, before measuring, that it will
+// not serve a run's providers (analysis/prometheus.Measurer).
+type runChecker interface {
+	CheckRun(*v1alpha1.AnalysisRun) error
+}
+
+// checkProviders ends a starting run in Error when its metrics name a
+// provider that is not configured, or an address where template addresses
+// are off: a configuration problem, reported at once rather than after
+// each metric's consecutive-error limit.
+func (r *Reconciler) checkProviders(run *v1alpha1.AnalysisRun) {
+	c, ok := r.Measurer.(runChecker)
+	if !ok || run.Status.Phase.Completed() {
+		return
+	}
+	if err := c.CheckRun(run); err != nil {
+		run.Status.Phase = v1alpha1.AnalysisError
+		run.Status.Message = truncate("cannot run: " + err.Error())
+		run.Status.CompletedAt = &metav1.Time{Time: r.now()}
+	}
 }
 
 func (r *Reconciler) maxTimeout() time.Duration {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sluicehq/sluice/analysis/prometheus"
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/promtest"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
@@ -39,8 +40,11 @@ func TestOutcomes(t *testing.T) {
 		// case never reaches Prometheus).
 		errorRate float64
 		metric    func(m *v1alpha1.Metric, ns string)
-		secret    map[string]string // data of Secret "prom", if any
-		opts      func(t *testing.T, o *Options)
+		// own: the metric queries the proxy as an address of its own,
+		// which the options allow, instead of the default provider.
+		own    bool
+		secret map[string]string // data of Secret "prom", if any
+		opts   func(t *testing.T, o *Options)
 		// counts: Successful, Failed, Inconclusive, Error measurements.
 		wantRun, wantMetric v1alpha1.AnalysisPhase
 		wantCounts          [4]int32
@@ -65,9 +69,9 @@ func TestOutcomes(t *testing.T) {
 	}, {
 		name:      "a Prometheus that refuses connections gives Errors up to consecutiveErrorLimit",
 		errorRate: -1,
-		metric: func(m *v1alpha1.Metric, _ string) {
-			m.Provider.Prometheus.Address = "http://" + refused
-			m.ConsecutiveErrorLimit = new(int32(2))
+		metric:    func(m *v1alpha1.Metric, _ string) { m.ConsecutiveErrorLimit = new(int32(2)) },
+		opts: func(_ *testing.T, o *Options) {
+			o.Prometheus.Providers = []prometheus.Provider{{Name: prometheus.DefaultProvider, Address: "http://" + refused}}
 		},
 		wantRun: v1alpha1.AnalysisFailed, wantMetric: v1alpha1.AnalysisError,
 		wantCounts:  [4]int32{0, 0, 0, 3},
@@ -76,6 +80,7 @@ func TestOutcomes(t *testing.T) {
 	}, {
 		name:      "a missing Secret is an Error naming it",
 		errorRate: -1,
+		own:       true,
 		metric:    bearer,
 		wantRun:   v1alpha1.AnalysisFailed, wantMetric: v1alpha1.AnalysisError,
 		wantCounts:  [4]int32{0, 0, 0, 1},
@@ -84,6 +89,7 @@ func TestOutcomes(t *testing.T) {
 	}, {
 		name:      "a missing key is an Error naming the Secret's keys",
 		errorRate: -1,
+		own:       true,
 		metric:    bearer,
 		secret:    map[string]string{"user": "u", "password": "p"},
 		wantRun:   v1alpha1.AnalysisFailed, wantMetric: v1alpha1.AnalysisError,
@@ -93,6 +99,7 @@ func TestOutcomes(t *testing.T) {
 	}, {
 		name:      "a bearer token from a Secret is sent",
 		errorRate: 0,
+		own:       true,
 		metric: func(m *v1alpha1.Metric, ns string) {
 			bearer(m, ns)
 			m.Count = new(int32(1))
@@ -103,15 +110,6 @@ func TestOutcomes(t *testing.T) {
 		wantEvents: []string{"Normal MetricSuccessful", "Normal RunSuccessful"},
 		wantAuth:   "Bearer s3cret",
 	}, {
-		name:      "without an address or a default the metric is in Error",
-		errorRate: -1,
-		metric:    func(m *v1alpha1.Metric, _ string) { m.ConsecutiveErrorLimit = new(int32(0)) },
-		opts:      func(_ *testing.T, o *Options) { o.DefaultPrometheus = "" },
-		wantRun:   v1alpha1.AnalysisFailed, wantMetric: v1alpha1.AnalysisError,
-		wantCounts:  [4]int32{0, 0, 0, 1},
-		wantMessage: []string{"no Prometheus address: set provider.prometheus.address or the controller's default"},
-		wantEvents:  []string{"Warning MetricError", "Warning RunFailed"},
-	}, {
 		name:      "MaxMeasurementTimeout caps the template's timeout",
 		errorRate: -1,
 		metric: func(m *v1alpha1.Metric, _ string) {
@@ -119,7 +117,7 @@ func TestOutcomes(t *testing.T) {
 			m.ConsecutiveErrorLimit = new(int32(0))
 		},
 		opts: func(t *testing.T, o *Options) {
-			o.DefaultPrometheus = hangingServer(t)
+			o.Prometheus.Providers = []prometheus.Provider{{Name: prometheus.DefaultProvider, Address: hangingServer(t)}}
 			o.MaxMeasurementTimeout = time.Second
 		},
 		wantRun: v1alpha1.AnalysisFailed, wantMetric: v1alpha1.AnalysisError,
@@ -134,7 +132,7 @@ func TestOutcomes(t *testing.T) {
 			ns := newNamespace(t, c)
 			service := fmt.Sprintf("outcome%d", i)
 			proxy := newProxy(t, prometheusURL(t))
-			opts := Options{DefaultPrometheus: proxy.URL}
+			opts := defaultAt(proxy.URL)
 			if tc.opts != nil {
 				tc.opts(t, &opts)
 			}
@@ -146,6 +144,10 @@ func TestOutcomes(t *testing.T) {
 			}
 			m := successMetric(5)
 			tc.metric(&m, ns)
+			if tc.own {
+				m.Provider.Prometheus.Address = proxy.URL
+				opts.Prometheus.AllowTemplateAddresses = true
+			}
 			startManager(t, ns, opts)
 			key := createRun(t, c, ns, service, m)
 
@@ -192,7 +194,7 @@ func TestTerminateCompletesEarly(t *testing.T) {
 	ns := newNamespace(t, c)
 	serve(t, "terminated", 0)
 	proxy := newProxy(t, prometheusURL(t))
-	startManager(t, ns, Options{DefaultPrometheus: proxy.URL})
+	startManager(t, ns, defaultAt(proxy.URL))
 	key := createRun(t, c, ns, "terminated", successMetric(0))
 	waitRun(t, c, key, "two successful measurements", func(run *v1alpha1.AnalysisRun) bool {
 		return len(run.Status.Metrics) == 1 && run.Status.Metrics[0].Successful >= 2
@@ -226,7 +228,7 @@ func TestRestartResumesWithoutRepeating(t *testing.T) {
 	ns := newNamespace(t, c)
 	serve(t, "restarted", 0)
 	proxy := newProxy(t, prometheusURL(t))
-	opts := Options{DefaultPrometheus: proxy.URL}
+	opts := defaultAt(proxy.URL)
 	stop := startManager(t, ns, opts)
 	const count = 8
 	key := createRun(t, c, ns, "restarted", successMetric(count))
@@ -266,13 +268,13 @@ func TestSlowPrometheusHoldsOneWorker(t *testing.T) {
 	c := cluster(t)
 	ns := newNamespace(t, c)
 	serve(t, "unblocked", 0)
-	stop := startManager(t, ns, Options{
-		DefaultPrometheus:       prometheusURL(t),
-		MaxConcurrentReconciles: 2,
-		// Longer than the test: the hang must last while the other run
-		// measures.
-		MaxMeasurementTimeout: 10 * time.Minute,
-	})
+	opts := defaultAt(prometheusURL(t))
+	opts.Prometheus.AllowTemplateAddresses = true
+	opts.MaxConcurrentReconciles = 2
+	// Longer than the test: the hang must last while the other run
+	// measures.
+	opts.MaxMeasurementTimeout = 10 * time.Minute
+	stop := startManager(t, ns, opts)
 	slow := successMetric(1)
 	slow.Provider.Prometheus.Address = hangingServer(t)
 	slow.Provider.Prometheus.Timeout = &metav1.Duration{Duration: 10 * time.Minute}

@@ -102,10 +102,10 @@ func TestOptionsCheck(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", opts: Options{}},
-		{name: "an http address", opts: Options{DefaultPrometheus: "http://prometheus.monitoring:9090"}},
-		{name: "an https address with a path", opts: Options{DefaultPrometheus: "https://mimir.example.com/prometheus"}},
-		{name: "no scheme", opts: Options{DefaultPrometheus: "prometheus:9090"}, wantErr: `default Prometheus address "prometheus:9090": want an http(s) URL`},
-		{name: "no host", opts: Options{DefaultPrometheus: "http://"}, wantErr: "want an http(s) URL"},
+		{name: "an http address", opts: defaultAt("http://prometheus.monitoring:9090")},
+		{name: "an https address with a path", opts: defaultAt("https://mimir.example.com/prometheus")},
+		{name: "no scheme", opts: defaultAt("prometheus:9090"), wantErr: `Prometheus provider "default": address "prometheus:9090": want an http(s) URL`},
+		{name: "no host", opts: defaultAt("http://"), wantErr: "want an http(s) URL"},
 		{name: "negative timeout", opts: Options{MaxMeasurementTimeout: -time.Second}, wantErr: "must not be negative"},
 	}
 	for _, tc := range cases {

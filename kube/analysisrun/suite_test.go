@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/sluicehq/sluice/analysis"
+	"github.com/sluicehq/sluice/analysis/prometheus"
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/promtest"
@@ -204,4 +205,10 @@ func dump(run *v1alpha1.AnalysisRun) string {
 		}
 	}
 	return s
+}
+
+// defaultAt configures the Prometheus at url as the provider named
+// default, the one of templates that name none.
+func defaultAt(url string) Options {
+	return Options{Prometheus: prometheus.Options{Providers: []prometheus.Provider{{Name: prometheus.DefaultProvider, Address: url}}}}
 }

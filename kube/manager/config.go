@@ -315,6 +315,7 @@ func (c *Config) Check() error {
 	if c.KubeAPI.QPS > 0 && c.KubeAPI.Burst < 1 {
 		bad("kubeAPI.burst", "%d: want at least 1 while qps is positive", c.KubeAPI.Burst)
 	}
+	errs = append(errs, c.Prometheus.Check())
 	if c.Reconcile.MaxConcurrent < 1 || c.Reconcile.MaxConcurrentAnalysis < 1 {
 		bad("reconcile", "maxConcurrent and maxConcurrentAnalysis must be at least 1")
 	}

@@ -77,6 +77,9 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad report duration", "xds:\n  reportHeartbeat: often\n", "xds.reportHeartbeat: time: invalid duration"},
 		{"burst without room", "kubeAPI:\n  qps: 20\n  burst: -1\n", "kubeAPI.burst: -1"},
 		{"qps not a number", "kubeAPI:\n  qps: fast\n", "kubeAPI.qps"},
+		{"prometheus provider unknown key", "prometheus:\n  providers:\n  - {name: a, adress: http://a:9090}\n", `unknown field "prometheus.providers[0].adress"`},
+		{"prometheus providers named twice", "prometheus:\n  providers:\n  - {name: a, address: http://a:9090}\n  - {name: a, address: http://b:9090}\n", `prometheus.providers[1].name: "a" is used twice`},
+		{"prometheus default twice", "prometheus:\n  address: http://a:9090\n  providers:\n  - {name: default, address: http://b:9090}\n", "prometheus.providers[0].name: \"default\": prometheus.address"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,6 +92,36 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 				t.Fatalf("error = %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The prometheus section is `sluice run`'s: named providers with
+// credentials from the environment or files (a mounted Secret), the
+// address as the provider named default, template addresses off unless
+// allowed.
+func TestConfigPrometheusProviders(t *testing.T) {
+	t.Setenv("SLUICE_TEST_PROM_TOKEN", "t0ken")
+	c, err := ParseConfig([]byte(`
+prometheus:
+  address: http://prometheus.monitoring:9090
+  providers:
+  - name: team-a
+    address: https://mimir.monitoring:8080/prometheus
+    bearerToken: {env: SLUICE_TEST_PROM_TOKEN}
+    headers: [{name: X-Scope-OrgID, value: team-a}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(); err != nil {
+		t.Fatal(err)
+	}
+	opts := c.Prometheus.Options()
+	if len(opts.Providers) != 2 || opts.AllowTemplateAddresses || opts.Providers[0].Name != "default" || opts.Providers[1].Name != "team-a" {
+		t.Fatalf("providers %+v", opts)
+	}
+	if tok, err := opts.Providers[1].BearerToken(); tok != "t0ken" || err != nil {
+		t.Fatalf("team-a token %q, %v", tok, err)
 	}
 }
 

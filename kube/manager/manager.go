@@ -354,7 +354,7 @@ func (c *Controller) Elected() <-chan struct{} { return c.mgr.Elected() }
 // AnalysisRuns the Rollout controller creates (leader only).
 func (c *Controller) setupAnalysis(opts Options) error {
 	return analysisrun.Setup(c.mgr, analysisrun.Options{
-		DefaultPrometheus:       c.cfg.Prometheus.Address,
+		Prometheus:              c.cfg.Prometheus.Options(),
 		MaxConcurrentReconciles: c.cfg.Reconcile.MaxConcurrentAnalysis,
 		Now:                     opts.Now,
 	})

@@ -113,10 +113,26 @@ type MetricProvider struct {
 	Prometheus *PrometheusProvider `json:"prometheus,omitempty"`
 }
 
-// PrometheusProvider queries a Prometheus server over its HTTP API.
+// PrometheusProvider queries a Prometheus server over its HTTP API: one
+// the operator configured (name, or neither name nor address: the one
+// named "default"), which brings its own credentials, TLS settings and
+// headers; or, where the operator allows template addresses, a server of
+// the template's own (address), reached with credentials from Secrets in
+// the template's namespace only. docs/analysis.md, "Providers".
+// +kubebuilder:validation:XValidation:rule="!has(self.name) || !has(self.address)",message="name and address exclude each other: name a provider of the operator's configuration, or give the template's own address"
+// +kubebuilder:validation:XValidation:rule="has(self.address) || !(has(self.auth) || has(self.tls) || (has(self.headers) && size(self.headers) > 0) || (has(self.insecureSkipVerify) && self.insecureSkipVerify))",message="auth, tls, headers and insecureSkipVerify describe the template's own server and need address; a named provider (or the default) takes them from the operator's configuration"
 type PrometheusProvider struct {
-	// Address of the server, e.g. http://prometheus:9090. Absent: the
-	// controller's default.
+	// Name of a provider in the operator's configuration
+	// (prometheus.providers). Absent, and without address: the provider
+	// named "default".
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name,omitempty"`
+	// Address of a server of the template's own, e.g.
+	// http://prometheus:9090; refused unless the operator allows template
+	// addresses (prometheus.allowTemplateAddresses). It never receives a
+	// credential of the operator's configuration.
 	// +optional
 	Address string `json:"address,omitempty"`
 	// Query in PromQL with {{args.NAME}} placeholders; argument values are
@@ -127,10 +143,11 @@ type PrometheusProvider struct {
 	// +optional
 	// +kubebuilder:validation:Format=duration
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
-	// Auth is credentials read from a Secret in the template's namespace.
+	// Auth is credentials read from a Secret in the template's namespace,
+	// for the template's own address.
 	// +optional
 	Auth *PrometheusAuth `json:"auth,omitempty"`
-	// Headers added to every request.
+	// Headers added to every request to the template's own address.
 	// +optional
 	// +listType=map
 	// +listMapKey=name

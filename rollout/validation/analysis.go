@@ -20,6 +20,8 @@ var (
 	placeholderRE = regexp.MustCompile(`\{\{(.*?)\}\}`)
 	argRefRE      = regexp.MustCompile(`^\s*args\.([a-zA-Z_][a-zA-Z0-9_]*)\s*$`)
 	confidenceRE  = regexp.MustCompile(`^0\.[0-9]{1,4}$`)
+	// providerNameRE is a DNS label, as the CRD's pattern.
+	providerNameRE = routeNameRE
 )
 
 // CompareArgs are the arguments a compare metric's query gets on top of the
@@ -159,7 +161,7 @@ func validateCompare(c *v1alpha1.MetricCompare, p *field.Path) field.ErrorList {
 }
 
 func validatePrometheus(prom *v1alpha1.PrometheusProvider, declared map[string]bool, p *field.Path) field.ErrorList {
-	var errs field.ErrorList
+	errs := validateProviderChoice(prom, p)
 	if prom.Address != "" {
 		if msg := checkAddress(prom.Address); msg != "" {
 			errs = append(errs, field.Invalid(p.Child("address"), prom.Address, msg))
@@ -228,6 +230,37 @@ func validatePrometheus(prom *v1alpha1.PrometheusProvider, declared map[string]b
 			errs = messages(errs, np, h.Name, utilvalidation.IsHTTPHeaderName(h.Name))
 		}
 		seen[key] = true
+	}
+	return errs
+}
+
+// validateProviderChoice checks that a provider is either one of the
+// operator's configuration (name, or neither name nor address: the
+// default) or the template's own server (address, with its auth, tls,
+// headers): a configured provider's credentials must never go to an
+// address the template chose, nor carry a header the template added.
+// Whether the name is configured, and whether template addresses are
+// allowed, only the configuration knows: the Measurer checks that when a
+// run starts.
+func validateProviderChoice(prom *v1alpha1.PrometheusProvider, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if prom.Name != "" {
+		errs = pattern(errs, p.Child("name"), prom.Name, providerNameRE)
+		errs = maxLength(errs, p.Child("name"), prom.Name, 63)
+		if prom.Address != "" {
+			errs = append(errs, field.Forbidden(p.Child("address"), fmt.Sprintf("name %q refers to a provider of the operator's configuration, which has its address; set name or address, not both", prom.Name)))
+		}
+	}
+	if prom.Address != "" {
+		return errs
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"auth", prom.Auth != nil}, {"tls", prom.TLS != nil}, {"headers", len(prom.Headers) > 0}, {"insecureSkipVerify", prom.InsecureSkipVerify}} {
+		if f.set {
+			errs = append(errs, field.Forbidden(p.Child(f.name), "describes the template's own server and needs address; a configured provider (named, or the default) brings its own from the operator's configuration"))
+		}
 	}
 	return errs
 }

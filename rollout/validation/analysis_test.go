@@ -94,6 +94,29 @@ func TestAnalysisTemplateRules(t *testing.T) {
 			[]string{`spec.metrics[0].provider.prometheus.address: Invalid value: "prometheus:9090": must be an http or https URL`}},
 		{"address has a host", func(t *v1alpha1.AnalysisTemplate) { prom(t).Address = "http:///api" },
 			[]string{`spec.metrics[0].provider.prometheus.address: Invalid value: "http:///api": must name a host`}},
+		{"a configured provider by name", func(t *v1alpha1.AnalysisTemplate) { prom(t).Address, prom(t).Name = "", "team-a" }, nil},
+		{"the default provider", func(t *v1alpha1.AnalysisTemplate) { prom(t).Address = "" }, nil},
+		{"provider name and address exclude each other", func(t *v1alpha1.AnalysisTemplate) { prom(t).Name = "team-a" },
+			[]string{`spec.metrics[0].provider.prometheus.address: Forbidden: name "team-a" refers to a provider of the operator's configuration`}},
+		{"provider name is a DNS label", func(t *v1alpha1.AnalysisTemplate) { prom(t).Address, prom(t).Name = "", "Team_A" },
+			[]string{`spec.metrics[0].provider.prometheus.name: Invalid value: "Team_A": must match`}},
+		{"a configured provider's credentials stay in the configuration", func(t *v1alpha1.AnalysisTemplate) {
+			p := prom(t)
+			p.Address, p.Name = "", "team-a"
+			p.Auth = &v1alpha1.PrometheusAuth{BearerToken: &v1alpha1.SecretKeyRef{Name: "prom", Key: "token"}}
+			p.TLS = &v1alpha1.PrometheusTLS{ServerName: "prometheus"}
+			p.Headers = []v1alpha1.HTTPHeader{{Name: "X-Scope-OrgID", Value: "team-b"}}
+			p.InsecureSkipVerify = true
+		}, []string{
+			"spec.metrics[0].provider.prometheus.auth: Forbidden: describes the template's own server and needs address",
+			"spec.metrics[0].provider.prometheus.tls: Forbidden",
+			"spec.metrics[0].provider.prometheus.headers: Forbidden",
+			"spec.metrics[0].provider.prometheus.insecureSkipVerify: Forbidden",
+		}},
+		{"the default provider's too", func(t *v1alpha1.AnalysisTemplate) {
+			prom(t).Address = ""
+			prom(t).Auth = &v1alpha1.PrometheusAuth{BearerToken: &v1alpha1.SecretKeyRef{Name: "prom", Key: "token"}}
+		}, []string{"spec.metrics[0].provider.prometheus.auth: Forbidden"}},
 		{"query timeout positive", func(t *v1alpha1.AnalysisTemplate) { prom(t).Timeout = dur("0s") },
 			[]string{`spec.metrics[0].provider.prometheus.timeout: Invalid value: "0s": must be greater than 0`}},
 		{"auth needs credentials", func(t *v1alpha1.AnalysisTemplate) { prom(t).Auth = &v1alpha1.PrometheusAuth{} },

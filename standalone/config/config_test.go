@@ -1,14 +1,11 @@
 package config
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
 func TestParseDefaultsAndStrictness(t *testing.T) {
@@ -63,7 +60,7 @@ secrets:
 	if err == nil {
 		t.Fatal("Check accepted a broken config")
 	}
-	for _, want := range []string{"git.url: required", "git: set exactly one of branch, tag and commit", `xds.address: "nowhere"`, "xds.clientCAFile: mutual TLS", "secrets.prom.token: set exactly one",
+	for _, want := range []string{"git.url: required", "git: set exactly one of branch, tag and commit", `xds.address: "nowhere"`, "xds.clientCAFile: mutual TLS", "secrets: no longer read",
 		`http.webhookAddress: "8082"`, "http.tls: certFile and keyFile", `http.tokens[1].role: "admin"`, `http.tokens[1].name: "alice" is used twice`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Check() = %v\nwant it to mention %q", err, want)
@@ -71,33 +68,31 @@ secrets:
 	}
 }
 
-func TestValuesAndSecrets(t *testing.T) {
+func TestValues(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "token")
 	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("SLUICE_TEST_TOKEN", "from-env")
-	s := Secrets{"prom": {"token": {File: file}, "user": {Env: "SLUICE_TEST_TOKEN"}, "gone": {Env: "SLUICE_TEST_UNSET"}}}
-	ctx := context.Background()
 	cases := []struct {
-		ref  v1alpha1.SecretKeyRef
+		v    ValueFrom
 		want string
 		err  string
 	}{
-		{v1alpha1.SecretKeyRef{Name: "prom", Key: "token"}, "from-file", ""},
-		{v1alpha1.SecretKeyRef{Name: "prom", Key: "user"}, "from-env", ""},
-		{v1alpha1.SecretKeyRef{Name: "prom", Key: "gone"}, "", "SLUICE_TEST_UNSET is not set"},
-		{v1alpha1.SecretKeyRef{Name: "prom", Key: "nope"}, "", `has no key "nope"`},
-		{v1alpha1.SecretKeyRef{Name: "other", Key: "x"}, "", `secret "other" is not in the secrets section`},
+		{ValueFrom{File: file}, "from-file", ""},
+		{ValueFrom{Env: "SLUICE_TEST_TOKEN"}, "from-env", ""},
+		{ValueFrom{Env: "SLUICE_TEST_UNSET"}, "", "k: environment variable SLUICE_TEST_UNSET is not set"},
+		{ValueFrom{File: filepath.Join(dir, "nope")}, "", "k: open"},
+		{ValueFrom{Env: "A", File: file}, "", "k: set one of env and file, not both"},
 	}
 	for _, tc := range cases {
-		got, err := s.SecretValue(ctx, "default", tc.ref)
+		got, err := tc.v.Read("k")
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
-			t.Errorf("SecretValue(%+v) error = %v, want %q", tc.ref, err, tc.err)
+			t.Errorf("Read(%+v) error = %v, want %q", tc.v, err, tc.err)
 		case tc.err == "" && (err != nil || got != tc.want):
-			t.Errorf("SecretValue(%+v) = %q, %v; want %q", tc.ref, got, err, tc.want)
+			t.Errorf("Read(%+v) = %q, %v; want %q", tc.v, got, err, tc.want)
 		}
 	}
 	var none *ValueFrom

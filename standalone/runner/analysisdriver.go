@@ -93,7 +93,21 @@ func (d *AnalysisDriver) build(ns string, run engine.AnalysisRun, templates []*v
 	if err != nil {
 		return nil, fmt.Errorf("analysis run %s: %w", run.Name, err)
 	}
+	// A provider the configuration does not have (or a template address
+	// it does not allow) fails the run now, not after each metric's error
+	// limit.
+	if c, ok := d.measurer.(runChecker); ok {
+		if err := c.CheckRun(ar); err != nil {
+			return nil, fmt.Errorf("analysis run %s: %w", run.Name, err)
+		}
+	}
 	return ar, nil
+}
+
+// runChecker is a Measurer that can tell, before measuring, that it will
+// not serve a run's providers (analysis/prometheus.Measurer).
+type runChecker interface {
+	CheckRun(*v1alpha1.AnalysisRun) error
 }
 
 // drive measures until the run completes or is stopped.

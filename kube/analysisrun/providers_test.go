@@ -1,0 +1,103 @@
+package analysisrun
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/analysis/prometheus"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// TestProviders runs AnalysisRuns through the controller with configured
+// providers: a run naming one measures through it with its bearer token;
+// a run with an address of its own sends only its namespace's Secret,
+// never a configured token; a provider not configured, or an address
+// where template addresses are off, ends the run in Error at once, with
+// nothing sent.
+func TestProviders(t *testing.T) {
+	t.Parallel()
+	const operatorToken = "operator-token"
+	cases := []struct {
+		name     string
+		service  string
+		allow    bool
+		prov     func(configured, own string) v1alpha1.PrometheusProvider
+		wantRun  v1alpha1.AnalysisPhase
+		wantMsg  []string // in the run's message
+		wantAuth map[string]string
+	}{{
+		name: "a named provider", service: "named",
+		prov:     func(string, string) v1alpha1.PrometheusProvider { return v1alpha1.PrometheusProvider{Name: "metrics"} },
+		wantRun:  v1alpha1.AnalysisSuccessful,
+		wantAuth: map[string]string{"configured": "Bearer " + operatorToken},
+	}, {
+		name: "the template's own address", service: "own", allow: true,
+		prov: func(_, own string) v1alpha1.PrometheusProvider {
+			return v1alpha1.PrometheusProvider{Address: own, Auth: &v1alpha1.PrometheusAuth{BearerToken: &v1alpha1.SecretKeyRef{Name: "prom", Key: "token"}}}
+		},
+		wantRun:  v1alpha1.AnalysisSuccessful,
+		wantAuth: map[string]string{"own": "Bearer namespace-token"},
+	}, {
+		name: "a provider not configured", service: "unknown",
+		prov:    func(string, string) v1alpha1.PrometheusProvider { return v1alpha1.PrometheusProvider{Name: "team-b"} },
+		wantRun: v1alpha1.AnalysisError,
+		wantMsg: []string{"cannot run: metric success-rate:", `prometheus provider "team-b" is not configured (configured: metrics)`},
+	}, {
+		name: "an own address where they are off", service: "refused",
+		prov: func(_, own string) v1alpha1.PrometheusProvider {
+			return v1alpha1.PrometheusProvider{Address: own}
+		},
+		wantRun: v1alpha1.AnalysisError,
+		wantMsg: []string{"prometheus.allowTemplateAddresses is off", "configured: metrics"},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := cluster(t)
+			ns := newNamespace(t, c)
+			configured := newProxy(t, prometheusURL(t))
+			own := newProxy(t, prometheusURL(t))
+			proxies := map[string]*promProxy{"configured": configured, "own": own}
+			createSecret(t, c, ns, "prom", map[string]string{"token": "namespace-token"})
+			if tc.wantRun == v1alpha1.AnalysisSuccessful {
+				serve(t, tc.service, 0)
+			}
+			opts := Options{Prometheus: prometheus.Options{
+				Providers: []prometheus.Provider{{
+					Name: "metrics", Address: configured.URL,
+					BearerToken: func() (string, error) { return operatorToken, nil },
+				}},
+				AllowTemplateAddresses: tc.allow,
+			}}
+			startManager(t, ns, opts)
+			m := successMetric(2)
+			p := tc.prov(configured.URL, own.URL)
+			p.Query, p.Timeout = m.Provider.Prometheus.Query, m.Provider.Prometheus.Timeout
+			m.Provider.Prometheus = &p
+			key := createRun(t, c, ns, tc.service, m)
+
+			run := waitRun(t, c, key, "the run completes", completed)
+			if run.Status.Phase != tc.wantRun {
+				t.Fatalf("want %s:\n%s", tc.wantRun, dump(run))
+			}
+			for _, w := range tc.wantMsg {
+				if !strings.Contains(run.Status.Message, w) {
+					t.Errorf("run message %q does not contain %q", run.Status.Message, w)
+				}
+			}
+			for name, px := range proxies {
+				_, total := px.queries()
+				want, sent := tc.wantAuth[name]
+				switch {
+				case !sent && total > 0:
+					t.Errorf("the %s server received %d queries, want none", name, total)
+				case sent && (total == 0 || !px.sawOnlyAuthorization(want)):
+					t.Errorf("the %s server received %d queries with Authorization %v, want only %q", name, total, px.authorizations(), want)
+				}
+			}
+			if tc.wantRun == v1alpha1.AnalysisError {
+				waitEvents(t, c, key, []string{"Warning RunError"})
+			}
+		})
+	}
+}

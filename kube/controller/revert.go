@@ -38,8 +38,8 @@ func (rr *revertResults) observation(key types.NamespacedName, st *v1alpha1.Roll
 	}
 	// Attempts run inside a reconcile, and one Rollout is never reconciled
 	// twice at once: an attempt recorded without a result was lost.
-	if failed, ok := engine.RevertOutstanding(st); ok {
-		return &engine.RevertResult{FailedRevision: failed, Err: engine.RevertInterrupted}
+	if lost, ok := engine.RevertOutstanding(st); ok {
+		return &lost
 	}
 	return nil
 }
@@ -75,7 +75,7 @@ func (rr *revertResults) forget(key types.NamespacedName) {
 // reconcile, which the engine turns into status and Events (and a retry
 // with backoff after a failure).
 func (r *Reconciler) revert(ctx context.Context, rc *reconcileContext, rv engine.GitRevert) {
-	res := engine.RevertResult{FailedRevision: rv.FailedRevision}
+	res := engine.RevertResult{FailedRevision: rv.FailedRevision, Attempt: rv.Attempt}
 	if r.Reverter == nil {
 		res.Err = "rollback.gitRevert is set but this controller has no Git write-back; revert " + rv.StableRevision + " in Git by hand"
 	} else if out, err := r.Reverter.Revert(ctx, rc.ro, rv); err != nil {

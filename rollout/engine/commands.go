@@ -65,6 +65,7 @@ func (s *stepper) command(c Command) string {
 		}
 		st.Abort = nil
 		st.Attempt++
+		s.cancelRevert()
 		s.restart()
 		s.event(EventNormal, v1alpha1.ReasonRetried, "retrying revision %s from step 1 (attempt %d)", st.CanaryRevision, st.Attempt+1)
 		return "restarting from step 1"

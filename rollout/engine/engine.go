@@ -192,13 +192,18 @@ type GitRevert struct {
 	FailedRevision string
 	Reason         string
 	Message        string
+	// Attempt numbers the attempt (status.gitRevert.attempts), for the
+	// answer.
+	Attempt int32
 }
 
 // RevertResult is how one Git write-back attempt ended.
 type RevertResult struct {
-	// FailedRevision names the request answered; a result for another
-	// request (one since superseded) is ignored.
+	// FailedRevision and Attempt (GitRevert.Attempt) name the attempt
+	// answered; an answer to another (an earlier attempt, a superseded
+	// request) is ignored.
 	FailedRevision string
+	Attempt        int32
 	// Err says why the attempt failed; empty on success.
 	Err string
 	// Outcome and Commit describe a success (gitsync.RevertResult).

@@ -428,3 +428,49 @@ func (w *propWorld) propFraction() time.Duration {
 	}
 	return time.Duration(w.r.Int64N(int64(time.Second)))
 }
+
+// propRevertAskedOnce: the Git revert is asked for only with an automatic
+// abort recorded in status.gitRevert, at most one attempt at a time, each
+// counted; a failed attempt is asked again no sooner than its backoff, and
+// a pending revert is never forgotten without an answer or a newer push.
+func propRevertAskedOnce() propCheck {
+	return func(c *propCtx) string {
+		var asks []Action
+		for _, a := range c.out.Actions {
+			if a.Kind == ActionGitRevert {
+				asks = append(asks, a)
+			}
+		}
+		before, after := c.pre.Rollout.Status.GitRevert, c.out.Status.GitRevert
+		if len(asks) > 1 {
+			return fmt.Sprintf("%d revert attempts asked in one Step", len(asks))
+		}
+		if len(asks) == 1 {
+			a := asks[0].Revert
+			switch {
+			case after == nil || after.Phase != v1alpha1.GitRevertPending:
+				return fmt.Sprintf("revert asked without a pending status.gitRevert: %+v", after)
+			case a.FailedRevision != after.FailedRevision || a.StableRevision != after.StableRevision:
+				return fmt.Sprintf("revert asked for %s->%s, status records %s->%s", a.FailedRevision, a.StableRevision, after.FailedRevision, after.StableRevision)
+			case after.Attempts != after.Failures+1:
+				return fmt.Sprintf("asked, but attempts %d, failures %d", after.Attempts, after.Failures)
+			case after.NextAttemptAt != nil && after.NextAttemptAt.After(c.pre.Now):
+				return fmt.Sprintf("asked before the backoff ended (%s)", after.NextAttemptAt)
+			}
+			if before != nil && before.Phase == v1alpha1.GitRevertPending && before.FailedRevision == after.FailedRevision &&
+				before.Attempts > before.Failures && c.pre.Observations.GitRevert == nil {
+				return "asked again while an attempt was under way and nothing was answered"
+			}
+		}
+		if before != nil && before.Phase == v1alpha1.GitRevertPending {
+			if after == nil {
+				return "a pending revert vanished from status"
+			}
+			if after.FailedRevision == before.FailedRevision && after.Phase == v1alpha1.GitRevertDone &&
+				after.Outcome != "superseded" && after.Outcome != "cancelled" && c.pre.Observations.GitRevert == nil {
+				return fmt.Sprintf("revert done (%s) without an answer", after.Outcome)
+			}
+		}
+		return ""
+	}
+}

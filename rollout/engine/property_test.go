@@ -563,6 +563,21 @@ func (w *propWorld) next(i int) Input {
 		}
 		w.logf(" window-closed")
 	}
+	if res, ok := RevertOutstanding(st); ok && w.chance(0.4) {
+		switch x := w.intn(100); {
+		case x < 30:
+			res.Err = "push rejected"
+		case x < 45:
+			// as RevertOutstanding answers
+		case x < 50:
+			res.Attempt-- // an answer to an earlier attempt
+			res.Err = "late"
+		default:
+			res.Err, res.Outcome, res.Commit = "", "pushed", fmt.Sprintf("%040x", w.r.Uint64())
+		}
+		obs.GitRevert = &res
+		w.logf(" revert(%s%s)", res.Outcome, res.Err)
+	}
 	if w.chance(0.05) {
 		obs.Git = &v1alpha1.GitProvenance{Repository: "https://git.example.com/shop.git", Commit: fmt.Sprintf("%040x", w.r.Uint64()), Path: "rollouts/app.yaml"}
 	}
@@ -773,6 +788,7 @@ var propProperties = []propProperty{
 	{"no_unmatched_before_switch", propNoUnmatchedBeforeSwitch},
 	{"nack_attributed", propNackAttributed},
 	{"rejected_not_healthy", propRejectedNotHealthy},
+	{"revert_asked_once", propRevertAskedOnce},
 }
 
 // propRunSeed walks one trajectory and checks every property at every

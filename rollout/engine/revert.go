@@ -53,15 +53,15 @@ func (s *stepper) pendingRevert() *v1alpha1.GitRevertStatus {
 }
 
 // RevertOutstanding reports whether st records a write-back attempt that
-// was asked for and has not reported back. An adapter that finds one it
-// is not running (it restarted, or lost the attempt) reports it as failed
-// with RevertInterrupted, so it is tried again after the backoff.
-func RevertOutstanding(st *v1alpha1.RolloutStatus) (failedRevision string, ok bool) {
+// was asked for and has not reported back, and returns the answer for an
+// adapter that finds one it is not running (it restarted, or lost the
+// attempt): failed with RevertInterrupted, which asks again at once.
+func RevertOutstanding(st *v1alpha1.RolloutStatus) (RevertResult, bool) {
 	g := st.GitRevert
 	if g == nil || g.Phase != v1alpha1.GitRevertPending || g.Attempts <= g.Failures {
-		return "", false
+		return RevertResult{}, false
 	}
-	return g.FailedRevision, true
+	return RevertResult{FailedRevision: g.FailedRevision, Attempt: g.Attempts, Err: RevertInterrupted}, true
 }
 
 // RevertInterrupted is the error an adapter reports for an attempt it
@@ -71,7 +71,7 @@ const RevertInterrupted = "the attempt was interrupted (restart or lost worker);
 // observeRevert folds in how the attempt under way ended.
 func (s *stepper) observeRevert() {
 	res, g := s.in.Observations.GitRevert, s.pendingRevert()
-	if res == nil || g == nil || res.FailedRevision != g.FailedRevision || g.Attempts <= g.Failures {
+	if res == nil || g == nil || res.FailedRevision != g.FailedRevision || res.Attempt != g.Attempts || g.Attempts <= g.Failures {
 		return
 	}
 	if res.Err != "" {
@@ -110,6 +110,20 @@ func (s *stepper) supersedeRevert() {
 	}
 }
 
+// cancelRevert drops a pending write-back when the user retries the
+// aborted revision: reverting Git now would end the retry. An attempt
+// already under way may still land; the spec then names stable and the
+// retry ends, as any push back to stable would end it.
+func (s *stepper) cancelRevert() {
+	if g := s.pendingRevert(); g != nil {
+		g.Phase = v1alpha1.GitRevertDone
+		g.NextAttemptAt = nil
+		g.Outcome = "cancelled"
+		s.event(EventNormal, v1alpha1.ReasonGitRevertSuperseded,
+			"retrying %s: the revert of Git to %s is cancelled", g.FailedRevision, g.StableRevision)
+	}
+}
+
 // revertRetryAt is when the next attempt is due, if one waits for time.
 func (s *stepper) revertRetryAt() (time.Time, bool) {
 	g := s.pendingRevert()
@@ -137,6 +151,7 @@ func (s *stepper) dueRevert() {
 		Namespace:      s.ro.Namespace,
 		StableRevision: g.StableRevision,
 		FailedRevision: g.FailedRevision,
+		Attempt:        g.Attempts,
 	}
 	if st.StableRevision == g.StableRevision {
 		rv.StableBackend = st.StableBackend.DeepCopy()

@@ -21,8 +21,12 @@ func abortedWithRevert(t *testing.T) *harness {
 	return h
 }
 
+// revertResult answers the attempt under way, unless res names another.
 func revertResult(h *harness, res RevertResult) Output {
 	h.t.Helper()
+	if res.Attempt == 0 && h.ro.Status.GitRevert != nil {
+		res.Attempt = h.ro.Status.GitRevert.Attempts
+	}
 	return h.step(Observations{GitRevert: &res})
 }
 
@@ -47,10 +51,11 @@ func TestGitRevertIsRecordedAndRetried(t *testing.T) {
 		t.Fatalf("attempt under way, nothing observed: actions %+v, requeue %s", h.out.Actions, h.out.RequeueAfter)
 	}
 
-	// A result for another request is ignored.
+	// A result for another request, or for another attempt, is ignored.
 	revertResult(h, RevertResult{FailedRevision: "v9", Err: "boom"})
+	revertResult(h, RevertResult{FailedRevision: "v2", Attempt: 7, Err: "late"})
 	if g := h.ro.Status.GitRevert; g.Failures != 0 || g.Phase != v1alpha1.GitRevertPending {
-		t.Fatalf("a result for v9 changed the v2 revert: %+v", g)
+		t.Fatalf("a result for v9 or attempt 7 changed the v2 revert: %+v", g)
 	}
 
 	// Failures back off: 10 s, 20 s, 40 s ...
@@ -136,11 +141,11 @@ func TestGitRevertSurvivesRestart(t *testing.T) {
 	// outstanding, reports it interrupted, and is asked again — also when the revert landed before the crash (it then
 	// answers "unchanged").
 	st := h.ro.Status.DeepCopy()
-	rev, ok := RevertOutstanding(st)
-	if !ok || rev != "v2" {
-		t.Fatalf("outstanding = %q, %v", rev, ok)
+	lost, ok := RevertOutstanding(st)
+	if !ok || lost.FailedRevision != "v2" || lost.Attempt != 1 || lost.Err != RevertInterrupted {
+		t.Fatalf("outstanding = %+v, %v", lost, ok)
 	}
-	revertResult(h, RevertResult{FailedRevision: rev, Err: RevertInterrupted})
+	revertResult(h, lost)
 	if len(h.actions(ActionGitRevert)) != 1 {
 		t.Fatalf("not asked again at once: %+v", h.ro.Status.GitRevert)
 	}
@@ -169,4 +174,19 @@ func findEvent(evs []Event, reason string) *Event {
 		}
 	}
 	return nil
+}
+
+func TestGitRevertCancelledByRetry(t *testing.T) {
+	t.Parallel()
+	h := abortedWithRevert(t)
+	h.command("retry-1", v1alpha1.CommandRetry)
+	g := h.ro.Status.GitRevert
+	if g.Phase != v1alpha1.GitRevertDone || g.Outcome != "cancelled" {
+		t.Fatalf("retrying v2 left its revert %+v", g)
+	}
+	// The attempt that was under way answers late: ignored.
+	revertResult(h, RevertResult{FailedRevision: "v2", Attempt: 1, Outcome: "pushed"})
+	if h.ro.Status.GitRevert.Outcome != "cancelled" {
+		t.Fatalf("late answer changed the cancelled revert: %+v", h.ro.Status.GitRevert)
+	}
 }

@@ -238,7 +238,8 @@ type GitRevertStatus struct {
 	LastError string `json:"lastError,omitempty"`
 	// Outcome of the successful attempt: pushed, unchanged (Git already
 	// named the stable revision), superseded (someone pushed another
-	// revision meanwhile) or removed (the Rollout left Git).
+	// revision meanwhile) or removed (the Rollout left Git); or cancelled
+	// (the aborted revision was retried before the revert landed).
 	// +optional
 	Outcome string `json:"outcome,omitempty"`
 	// Commit is the revert commit pushed, or the head examined.

@@ -54,8 +54,8 @@ func (r *Runner) revertObservation(key string, st *v1alpha1.RolloutStatus) *engi
 	if res, ok := r.work.reverted[key]; ok {
 		return &res
 	}
-	if failed, ok := engine.RevertOutstanding(st); ok && r.work.reverting[key] == "" {
-		return &engine.RevertResult{FailedRevision: failed, Err: engine.RevertInterrupted}
+	if lost, ok := engine.RevertOutstanding(st); ok && r.work.reverting[key] == "" {
+		return &lost
 	}
 	return nil
 }
@@ -90,7 +90,7 @@ func (r *Runner) revert(ctx context.Context, st stepped, g engine.GitRevert) {
 		}
 	}
 	go func() {
-		res := engine.RevertResult{FailedRevision: g.FailedRevision}
+		res := engine.RevertResult{FailedRevision: g.FailedRevision, Attempt: g.Attempt}
 		if r.o.Reverter == nil {
 			res.Err = "rollback.gitRevert is set but this runner has no Git write-back configured (git.writeBack)"
 		} else {

@@ -33,8 +33,13 @@ type Status struct {
 	// every resource of the service they subscribe to, and everything
 	// those resources lead to, is ACKed with this version's content.
 	Acked int
-	// Pending lists the subscribed nodes that have not yet answered.
+	// Pending lists the subscribed nodes that have not yet applied the
+	// version.
 	Pending []NodeRef
+	// Silent lists the pending nodes that have left a response unanswered
+	// (neither ACK nor NACK), oldest first, with when it was sent; whether
+	// they are stale is the caller's deadline to decide (stale.go).
+	Silent []SilentNode
 	// Rejected lists the nodes that NACKed this version's content, with
 	// their error text.
 	Rejected []Rejection
@@ -83,7 +88,7 @@ func (s Status) Converged() bool {
 // is pending, and the caller, seeing NoClients, decides whether another
 // acknowledgement (an accepted VirtualService write) stands in for it.
 func (s Status) DataPlane() engine.DataPlane {
-	dp := engine.DataPlane{Version: s.PlanVersion}
+	dp := engine.DataPlane{Version: s.PlanVersion, Subscribed: s.Subscribed, Acked: s.Acked, Silent: s.silentNodes()}
 	switch {
 	case len(s.Rejected) > 0:
 		dp.State = engine.AckRejected
@@ -321,6 +326,7 @@ func (t *tracker) status(q *query) Status {
 		v, rej := t.judge(s, q)
 		st.count(s, v, rej)
 	}
+	t.addSilent(&st)
 	return st
 }
 
@@ -422,6 +428,7 @@ func (t *tracker) watchStatus(w *watch) Status {
 	}
 	slices.SortFunc(st.Pending, func(a, b NodeRef) int { return cmp.Compare(a.Stream, b.Stream) })
 	slices.SortFunc(st.Rejected, func(a, b Rejection) int { return cmp.Compare(a.Node.Stream, b.Node.Stream) })
+	t.addSilent(&st)
 	return st
 }
 

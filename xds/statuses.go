@@ -97,5 +97,9 @@ func (t *tracker) statuses(asks map[ownerKey]string) map[ownerKey]Status {
 			out[qs[i].owner] = st
 		}
 	}
+	for o, st := range out {
+		t.addSilent(&st)
+		out[o] = st
+	}
 	return out
 }

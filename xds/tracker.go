@@ -105,6 +105,9 @@ type kindState struct {
 	nack *nackState
 	// nacksInRow counts NACKs since the last ACK, for the backoff.
 	nacksInRow int
+	// silentSince is when the oldest response the node has not answered
+	// was sent; zero when it answered everything (stale.go).
+	silentSince time.Time
 }
 
 // A client that rejects what it is sent is answered ever more slowly: a
@@ -466,6 +469,12 @@ func (ks *kindState) take(nonce string) (sentResponse, bool) {
 	r := ks.sent[i]
 	// Responses before this one are superseded: the client skips them.
 	ks.sent = slices.Delete(ks.sent, 0, i+1)
+	// An answer, ACK or NACK, is not silence; responses sent after this
+	// one are younger and wait their turn.
+	ks.silentSince = time.Time{}
+	if len(ks.sent) > 0 {
+		ks.silentSince = ks.sent[0].at
+	}
 	return r, true
 }
 
@@ -516,6 +525,9 @@ func (t *tracker) sent(id int64, typeURL string, r sentResponse) {
 	}
 	r.at = t.now()
 	ks := s.kind(k)
+	if ks.silentSince.IsZero() {
+		ks.silentSince = r.at
+	}
 	ks.sent = append(ks.sent, r)
 	if len(ks.sent) > maxUnanswered {
 		ks.sent = slices.Delete(ks.sent, 0, len(ks.sent)-maxUnanswered)

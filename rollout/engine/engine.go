@@ -86,6 +86,20 @@ type DataPlane struct {
 	State   AckState
 	// Message is the proxy's error text for a rejection.
 	Message string
+	// Subscribed and Acked count the xDS nodes that receive the plan and
+	// those that applied this version; zero without xDS clients.
+	Subscribed, Acked int
+	// Silent are the pending nodes that have left the version unanswered
+	// (neither ACK nor NACK), oldest first, with when it was sent to them.
+	// The engine judges them against spec.dataPlane.ackDeadline (stale.go).
+	Silent []SilentNode
+}
+
+// SilentNode is a proxy that has not answered a plan version sent to it.
+type SilentNode struct {
+	// Name is the node id, the proxy's own words: bounded before shown.
+	Name  string
+	Since time.Time
 }
 
 // Workload is the readiness of the revisions' replicas.

@@ -57,6 +57,9 @@ func recordTraffic(tr *v1alpha1.TrafficStatus, p plan.Plan, k int) {
 		// new publish only a new answer counts, even if the content flips
 		// back to a version acknowledged before.
 		tr.AcknowledgedVersion = ""
+		// Stale nodes were silent on the old version; the new one is
+		// judged afresh.
+		tr.StaleNodes = nil
 	}
 	tr.PlanVersion = p.Version
 	tr.RoutedSteps = nil
@@ -356,6 +359,9 @@ func (s *stepper) phase() (v1alpha1.Phase, string, string) {
 		case gateWarm:
 			return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForAck, label + ": " + warmupMessage + "; waiting for the data plane to acknowledge plan " + st.Traffic.PlanVersion
 		}
+		if sn := st.Traffic.StaleNodes; sn != nil && !sn.Excluded {
+			return v1alpha1.PhaseProgressing, v1alpha1.ReasonStaleProxies, label + ": " + staleMessage(sn, s.silentPolicy(), s.ackDeadline(), st.Traffic.PlanVersion)
+		}
 		return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForAck, label + ": waiting for the data plane to acknowledge plan " + st.Traffic.PlanVersion
 	}
 	if i < len(s.steps) {
@@ -410,6 +416,9 @@ func (s *stepper) requeue() time.Duration {
 		at = append(at, sd.At.Time)
 	}
 	if t, ok := s.revertRetryAt(); ok {
+		at = append(at, t)
+	}
+	if t, ok := s.staleWakeAt(); ok {
 		at = append(at, t)
 	}
 	if w := s.in.Observations.Window; s.heldByWindow && !w.NextChange.IsZero() {

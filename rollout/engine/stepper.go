@@ -295,6 +295,7 @@ func (s *stepper) observeDataPlane() {
 	if dp.Version == "" || dp.Version != tr.PlanVersion {
 		return
 	}
+	dp = s.judgeStale(dp)
 	switch dp.State {
 	case AckAcknowledged:
 		tr.AcknowledgedVersion = dp.Version

@@ -99,7 +99,61 @@ type RolloutSpec struct {
 	// Paused holds the rollout at its current step.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+
+	// DataPlane says what a step does about proxies that stay silent.
+	// +kubebuilder:default={}
+	// +optional
+	DataPlane DataPlanePolicy `json:"dataPlane,omitempty"`
 }
+
+// SilentProxyPolicy is what a step does about stale proxies.
+// +kubebuilder:validation:Enum=Hold;Exclude
+type SilentProxyPolicy string
+
+const (
+	// SilentHold: a stale proxy keeps the step waiting (and reported) until
+	// it answers, goes away, or the progress deadline aborts the rollout.
+	SilentHold SilentProxyPolicy = "Hold"
+	// SilentExclude: a step counts as acknowledged when every proxy that
+	// is not stale has applied it and at least one has.
+	SilentExclude SilentProxyPolicy = "Exclude"
+)
+
+// DataPlanePolicy bounds how long a step waits for each proxy.
+type DataPlanePolicy struct {
+	// AckDeadlineSeconds: an xDS node that has neither ACKed nor NACKed a
+	// plan version this long after it was sent is stale; it is reported in
+	// status.traffic.staleNodes, an Event and a metric.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=30
+	// +optional
+	AckDeadlineSeconds *int32 `json:"ackDeadlineSeconds,omitempty"`
+	// SilentProxies: Hold (the default: a step never counts without every
+	// proxy) or Exclude (stale proxies are left out of the count).
+	// +kubebuilder:default=Hold
+	// +optional
+	SilentProxies SilentProxyPolicy `json:"silentProxies,omitempty"`
+}
+
+// StaleNodesStatus reports the xDS nodes that have not answered the plan
+// in force within spec.dataPlane.ackDeadlineSeconds.
+type StaleNodesStatus struct {
+	// Count of stale nodes.
+	Count int32 `json:"count"`
+	// Nodes are the first few node ids, oldest silence first; node ids are
+	// the proxies' own words, bounded and escaped.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=5
+	Nodes []string `json:"nodes,omitempty"`
+	// Excluded is true when the step went on without them (Exclude).
+	// +optional
+	Excluded bool `json:"excluded,omitempty"`
+}
+
+// ReasonStaleProxies is the Progressing reason while stale proxies hold
+// a step, and the Event when nodes become stale.
+const ReasonStaleProxies = "StaleProxies"
 
 // ServiceSpec is the service whose traffic is shifted.
 type ServiceSpec struct {

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/untrusted"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/standalone/api"
 )
@@ -134,6 +135,22 @@ func trafficLine(t v1alpha1.TrafficStatus) string {
 			state = "REJECTED: " + t.Rejection
 		}
 		fmt.Fprintf(&b, "  (plan %s %s)", short(t.PlanVersion, 8), state)
+	}
+	if sn := t.StaleNodes; sn != nil {
+		// Node ids are the proxies' words: escaped here too, whatever
+		// wrote the status.
+		names := make([]string, len(sn.Nodes))
+		for i, n := range sn.Nodes {
+			names[i] = untrusted.Text(n, 80)
+		}
+		what := "holding the step"
+		if sn.Excluded {
+			what = "left out of the count"
+		}
+		fmt.Fprintf(&b, "; %d stale xDS node(s), %s: %s", sn.Count, what, strings.Join(names, ", "))
+		if more := int(sn.Count) - len(sn.Nodes); more > 0 {
+			fmt.Fprintf(&b, " and %d more", more)
+		}
 	}
 	return b.String()
 }

@@ -26,6 +26,10 @@ var (
 		Name: "sluice_rollout_canary_weight",
 		Help: "Percentage of the default route sent to the canary by the current traffic plan.",
 	}, []string{"namespace", "rollout"})
+	staleGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_rollout_stale_nodes",
+		Help: "xDS nodes silent past spec.dataPlane.ackDeadlineSeconds on the plan in force (status.traffic.staleNodes.count).",
+	}, []string{"namespace", "rollout"})
 	analysisCounter = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_rollout_analysis_runs_total",
 		Help: "Analysis runs that completed, by kind and outcome (Successful, Failed, Inconclusive, Error).",
@@ -40,7 +44,7 @@ var (
 var phases = []v1alpha1.Phase{v1alpha1.PhaseHealthy, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseDegraded}
 
 func init() {
-	metrics.Registry.MustRegister(phaseGauge, stepGauge, weightGauge, analysisCounter, reconcileHistogram)
+	metrics.Registry.MustRegister(phaseGauge, stepGauge, weightGauge, staleGauge, analysisCounter, reconcileHistogram)
 }
 
 // recordStatus updates the gauges from a persisted status and counts the
@@ -59,6 +63,11 @@ func recordStatus(ns, name string, prev, cur *v1alpha1.RolloutStatus) {
 	}
 	stepGauge.WithLabelValues(ns, name).Set(step)
 	weightGauge.WithLabelValues(ns, name).Set(float64(cur.Traffic.CanaryWeight))
+	stale := 0.0
+	if sn := cur.Traffic.StaleNodes; sn != nil {
+		stale = float64(sn.Count)
+	}
+	staleGauge.WithLabelValues(ns, name).Set(stale)
 	was := map[string]bool{}
 	for _, r := range prev.Analysis {
 		was[r.Name] = r.Phase.Completed()
@@ -77,6 +86,7 @@ func forgetMetrics(ns, name string) {
 	phaseGauge.DeletePartialMatch(l)
 	stepGauge.DeletePartialMatch(l)
 	weightGauge.DeletePartialMatch(l)
+	staleGauge.DeletePartialMatch(l)
 	analysisCounter.DeletePartialMatch(l)
 }
 

@@ -2,6 +2,7 @@ package xdsplane
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/xds"
@@ -16,12 +17,16 @@ type replicaAnswer struct {
 	clients int
 	state   engine.AckState
 	message string
+	// acked counts the clients that applied version; silent are those
+	// that left it unanswered (the engine judges staleness).
+	acked  int
+	silent []engine.SilentNode
 }
 
 // localAnswer is this replica's tracker's answer about version.
 func localAnswer(replica string, st xds.Status) replicaAnswer {
 	dp := st.DataPlane()
-	return replicaAnswer{replica: replica, version: st.PlanVersion, clients: st.Subscribed, state: dp.State, message: dp.Message}
+	return replicaAnswer{replica: replica, version: st.PlanVersion, clients: st.Subscribed, state: dp.State, message: dp.Message, acked: dp.Acked, silent: dp.Silent}
 }
 
 // aggregate combines the replicas' answers about version, this replica's
@@ -44,6 +49,13 @@ func aggregate(version string, answers []replicaAnswer) (dp engine.DataPlane, cl
 			continue
 		}
 		clients += a.clients
+		// Counts add up across replicas for the engine's silent-proxy
+		// policy; a replica on another version has acknowledged nothing.
+		dp.Subscribed += a.clients
+		if a.version == version {
+			dp.Acked += a.acked
+			dp.Silent = append(dp.Silent, a.silent...)
+		}
 		switch {
 		case a.version != version:
 			all = false
@@ -58,7 +70,14 @@ func aggregate(version string, answers []replicaAnswer) (dp engine.DataPlane, cl
 	if dp.State == engine.AckPending && clients > 0 && all {
 		dp.State = engine.AckAcknowledged
 	}
+	slices.SortStableFunc(dp.Silent, func(a, b engine.SilentNode) int { return a.Since.Compare(b.Since) })
 	return dp, clients
+}
+
+func (a replicaAnswer) equal(b replicaAnswer) bool {
+	return a.replica == b.replica && a.version == b.version && a.clients == b.clients && a.state == b.state &&
+		a.message == b.message && a.acked == b.acked &&
+		slices.EqualFunc(a.silent, b.silent, func(x, y engine.SilentNode) bool { return x.Name == y.Name && x.Since.Equal(y.Since) })
 }
 
 // rejection is the NACK message, naming the replica the proxy is on.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/xds"
@@ -58,6 +59,7 @@ func TestAggregate(t *testing.T) {
 func TestReportEntryRoundTrip(t *testing.T) {
 	t.Parallel()
 	node := xds.NodeRef{ID: "checkout-7f9c", Group: xds.GroupGRPC, Stream: 4}
+	silentSince := time.Date(2026, 12, 6, 18, 0, 0, 0, time.UTC)
 	nack := func(msg string) []xds.Rejection {
 		return []xds.Rejection{{Node: node, TypeURL: "type.googleapis.com/envoy.config.listener.v3.Listener", Version: "abc", Message: msg}}
 	}
@@ -68,14 +70,16 @@ func TestReportEntryRoundTrip(t *testing.T) {
 		want   replicaAnswer
 	}{
 		{"acknowledged", xds.Status{PlanVersion: "p", Subscribed: 2, Acked: 2},
-			replicaAnswer{replica: "b", version: "p", clients: 2, state: engine.AckAcknowledged}},
+			replicaAnswer{replica: "b", version: "p", clients: 2, state: engine.AckAcknowledged, acked: 2}},
 		{"pending", xds.Status{PlanVersion: "p", Subscribed: 2, Acked: 1, Pending: []xds.NodeRef{node}},
-			replicaAnswer{replica: "b", version: "p", clients: 2}},
+			replicaAnswer{replica: "b", version: "p", clients: 2, acked: 1}},
+		{"silent", xds.Status{PlanVersion: "p", Subscribed: 2, Acked: 1, Pending: []xds.NodeRef{node}, Silent: []xds.SilentNode{{Node: node, Since: silentSince}}},
+			replicaAnswer{replica: "b", version: "p", clients: 2, acked: 1, silent: []engine.SilentNode{{Name: node.ID, Since: silentSince}}}},
 		{"rejected", xds.Status{PlanVersion: "p", Subscribed: 1, Rejected: nack("bad regex")},
 			replicaAnswer{replica: "b", version: "p", clients: 1, state: engine.AckRejected, message: nack("bad regex")[0].String()}},
 	}
 	for _, tc := range tests {
-		if got := roundTrip(t, entryOf(tc.status)).answer("b"); got != tc.want {
+		if got := roundTrip(t, entryOf(tc.status)).answer("b"); !got.equal(tc.want) {
 			t.Errorf("%s: answer %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
@@ -99,4 +103,23 @@ func roundTrip(t *testing.T, e ReportEntry) ReportEntry {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// The engine's silent-proxy policy sees every replica's counts: clients
+// add up, only answers about the version count as applied, and silent
+// nodes come oldest first whichever replica holds them.
+func TestAggregateCountsSilentNodes(t *testing.T) {
+	t.Parallel()
+	t1, t2 := time.Date(2026, 12, 6, 18, 0, 0, 0, time.UTC), time.Date(2026, 12, 6, 18, 0, 5, 0, time.UTC)
+	dp, clients := aggregate("v2", []replicaAnswer{
+		{replica: "a", version: "v2", clients: 2, acked: 1, silent: []engine.SilentNode{{Name: "late", Since: t2}}},
+		{replica: "b", version: "v2", clients: 3, acked: 2, silent: []engine.SilentNode{{Name: "early", Since: t1}}},
+		{replica: "c", version: "v1", clients: 1, acked: 1, silent: []engine.SilentNode{{Name: "older-plan", Since: t1}}},
+	})
+	if clients != 6 || dp.Subscribed != 6 || dp.Acked != 3 || dp.State != engine.AckPending {
+		t.Errorf("aggregate = %+v with %d clients, want 6 subscribed, 3 acked, pending", dp, clients)
+	}
+	if len(dp.Silent) != 2 || dp.Silent[0].Name != "early" || dp.Silent[1].Name != "late" {
+		t.Errorf("silent %+v, want early then late (not the replica on the older plan)", dp.Silent)
+	}
 }

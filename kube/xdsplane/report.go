@@ -3,6 +3,7 @@ package xdsplane
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sluicehq/sluice/internal/untrusted"
 	"github.com/sluicehq/sluice/kube/workload"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/xds"
@@ -36,6 +38,8 @@ const (
 	// part names the node and the resource, and a report of thousands of
 	// Rollouts must stay well inside a ConfigMap's 1 MiB.
 	maxReportMessage = 256
+	// maxReportNode bounds a silent node's id in a report.
+	maxReportNode = 128
 )
 
 // ReportOptions configure both sides of the reports: the Reporter that
@@ -123,7 +127,26 @@ type ReportEntry struct {
 	// applied it), Rejected (one NACKed it, Message says why) or Pending.
 	State   string `json:"state"`
 	Message string `json:"message,omitempty"`
+	// Acked counts the clients that applied Plan; Silent lists the first
+	// few that left it unanswered, with since when (maxReportSilent).
+	Acked  int           `json:"acked,omitempty"`
+	Silent []SilentEntry `json:"silent,omitempty"`
 }
+
+// SilentEntry is a client silent on a replica since At.
+type SilentEntry struct {
+	Node string    `json:"node"`
+	At   time.Time `json:"at"`
+}
+
+func (e ReportEntry) equal(o ReportEntry) bool {
+	return e.Plan == o.Plan && e.Clients == o.Clients && e.State == o.State && e.Message == o.Message && e.Acked == o.Acked &&
+		slices.EqualFunc(e.Silent, o.Silent, func(a, b SilentEntry) bool { return a.Node == b.Node && a.At.Equal(b.At) })
+}
+
+// maxReportSilent bounds the silent clients one report lists; a list
+// cut short makes the leader's Exclude policy hold, never skip a node.
+const maxReportSilent = 16
 
 const statePending = "Pending"
 
@@ -131,7 +154,10 @@ const statePending = "Pending"
 // serves.
 func entryOf(st xds.Status) ReportEntry {
 	dp := st.DataPlane()
-	e := ReportEntry{Plan: st.PlanVersion, Clients: st.Subscribed, State: string(dp.State), Message: dp.Message}
+	e := ReportEntry{Plan: st.PlanVersion, Clients: st.Subscribed, State: string(dp.State), Message: dp.Message, Acked: dp.Acked}
+	for _, n := range dp.Silent[:min(len(dp.Silent), maxReportSilent)] {
+		e.Silent = append(e.Silent, SilentEntry{Node: untrusted.Text(n.Name, maxReportNode), At: n.Since})
+	}
 	if e.State == "" {
 		e.State = statePending
 	}
@@ -143,7 +169,10 @@ func entryOf(st xds.Status) ReportEntry {
 
 // answer is the entry as one replica's answer.
 func (e ReportEntry) answer(replica string) replicaAnswer {
-	a := replicaAnswer{replica: replica, version: e.Plan, clients: e.Clients, message: e.Message}
+	a := replicaAnswer{replica: replica, version: e.Plan, clients: e.Clients, message: e.Message, acked: e.Acked}
+	for _, n := range e.Silent {
+		a.silent = append(a.silent, engine.SilentNode{Name: n.Node, Since: n.At})
+	}
 	switch engine.AckState(e.State) {
 	case engine.AckAcknowledged:
 		a.state = engine.AckAcknowledged

@@ -61,7 +61,7 @@ func (r *Reporter) Start(ctx context.Context) error {
 		// it, and the next round sees that change.
 		changed := r.plane.srv.StatusChanged()
 		entries := r.collect()
-		if wroteAt.IsZero() || !maps.Equal(entries, written) || r.now().Sub(wroteAt) >= r.opts.Heartbeat {
+		if wroteAt.IsZero() || !maps.EqualFunc(entries, written, ReportEntry.equal) || r.now().Sub(wroteAt) >= r.opts.Heartbeat {
 			if err := r.write(ctx, entries); err != nil {
 				if ctx.Err() != nil {
 					return nil

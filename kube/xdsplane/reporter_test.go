@@ -111,7 +111,7 @@ func TestReporter(t *testing.T) {
 	first := readReport(t, c, ns, "r1")
 	poll.Until(t, "a renewal", func() bool {
 		rep := readReport(t, c, ns, "r1")
-		return rep != nil && rep.RenewTime.After(first.RenewTime) && maps.Equal(rep.Rollouts, first.Rollouts)
+		return rep != nil && rep.RenewTime.After(first.RenewTime) && maps.EqualFunc(rep.Rollouts, first.Rollouts, ReportEntry.equal)
 	})
 
 	r.stop()

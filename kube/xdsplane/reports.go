@@ -164,7 +164,7 @@ func changedKeys(old, cur *replicaReport, wasFresh, isFresh bool) map[types.Name
 	out := map[types.NamespacedName]struct{}{}
 	if wasFresh {
 		for k, a := range old.answers {
-			if b, ok := cur.answer(k); !isFresh || !ok || a != b {
+			if b, ok := cur.answer(k); !isFresh || !ok || !a.equal(b) {
 				out[k] = struct{}{}
 			}
 		}

@@ -184,10 +184,11 @@ func (c *Controller) setup(opts Options) error {
 	}
 	srv, err := xds.New(xds.Options{
 		Address:    cfg.XDS.Address,
-		TLS:        xdsTLS(cfg),
-		Endpoints:  eps,
-		Registerer: opts.Registerer,
-		Logger:     slog.New(logr.ToSlogHandler(c.log.WithName("xds"))),
+		TLS:           xdsTLS(cfg),
+		Authorization: cfg.XDS.Authorization,
+		Endpoints:     eps,
+		Registerer:    opts.Registerer,
+		Logger:        slog.New(logr.ToSlogHandler(c.log.WithName("xds"))),
 	})
 	if err != nil {
 		return fmt.Errorf("xds server: %w", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/notify"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/xds"
 )
 
 // Config is the whole file. Field names are the YAML keys.
@@ -89,6 +90,10 @@ type XDS struct {
 	// AckWithoutClients counts a plan as acknowledged when no proxy
 	// subscribes to its service. Off: a step never completes unseen.
 	AckWithoutClients bool `json:"ackWithoutClients,omitempty"`
+	// Authorization says which services each verified node may see: its
+	// own namespace by default, plus grants (docs/xds.md,
+	// "Authorization"). xds.New checks it, naming the bad key.
+	Authorization xds.Authorization `json:"authorization,omitempty"`
 }
 
 // HTTP is the API's listener and the listeners beside it. The API, the

@@ -194,7 +194,7 @@ func runStandalone(ctx context.Context, cfg *config.Config, o runOptions, log lo
 	if cfg.XDS.CertFile != "" {
 		xdsTLS = &xds.TLSFiles{CertFile: cfg.XDS.CertFile, KeyFile: cfg.XDS.KeyFile, ClientCAFile: cfg.XDS.ClientCAFile}
 	}
-	xsrv, err := xds.New(xds.Options{Address: cfg.XDS.Address, TLS: xdsTLS, Endpoints: eps, Registerer: reg, Logger: slog.New(logr.ToSlogHandler(log.WithName("xds")))})
+	xsrv, err := xds.New(xds.Options{Address: cfg.XDS.Address, TLS: xdsTLS, Endpoints: eps, Registerer: reg, Authorization: cfg.XDS.Authorization, Logger: slog.New(logr.ToSlogHandler(log.WithName("xds")))})
 	if err != nil {
 		return exitError{code: exitFailure, msg: err.Error()}
 	}

@@ -100,8 +100,8 @@ const largePush = 200 << 20
 
 // BenchmarkFetchLargePush fetches a commit with a 200 MB file, outside the
 // watched path or inside it (named like a manifest), into an empty
-// mirror, without limits, with the default ones, and with a pack limit
-// below the push. It reports the growth of the Go heap and of the
+// mirror, without limits, with the default ones (the file is over
+// maxBlobBytes), and with only a pack limit below the push. It reports the growth of the Go heap and of the
 // process's resident memory at their peak during the sync, over what
 // they were before it.
 //
@@ -119,7 +119,7 @@ func BenchmarkFetchLargePush(b *testing.B) {
 		for _, lim := range []struct {
 			name   string
 			limits FetchLimits
-		}{{"no-limits", unlimited}, {"default-limits", FetchLimits{}}, {"pack-64MiB", FetchLimits{MaxPackBytes: 64 << 20}}} {
+		}{{"no-limits", unlimited}, {"default-limits", FetchLimits{}}, {"pack-64MiB", FetchLimits{MaxPackBytes: 64 << 20, MaxBlobBytes: 1 << 40}}} {
 			b.Run(where+"/"+lim.name, func(b *testing.B) {
 				src := Source{URL: remotes[where].URL(), Branch: "main", Path: "apps", FetchLimits: lim.limits}
 				var heap, rss float64

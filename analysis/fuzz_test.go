@@ -1,9 +1,12 @@
 package analysis
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/prometheus/prometheus/promql/parser"
 )
 
 // FuzzRenderQuoted renders an arbitrary value into each kind of PromQL
@@ -58,26 +61,78 @@ func FuzzRenderQuoted(f *testing.F) {
 	})
 }
 
-// FuzzRenderBare puts an arbitrary value where a duration goes: Render
-// must refuse anything that is not a single number or duration token.
+// FuzzRenderBare puts an arbitrary value where PromQL code goes (a range,
+// a grouping label, a threshold, a metric name, a subquery) and reads the
+// result with Prometheus's own lexer: whatever Render accepts must be one
+// token of a kind that cannot join expressions (a number, duration or
+// name, or an aggregation), with every other token of the query as it was.
 func FuzzRenderBare(f *testing.F) {
-	for _, s := range []string{"5m", "1h30m", "0.5", "5m] or vector(1", "-1", "", "1e3", "5m ", "Inf"} {
+	for _, s := range []string{"5m", "1h30m", "0.5", "5m] or vector(1", "-1", "", "1e3", "1e-3", ".5", "5m ", "Inf",
+		"job", "or", "OR", "offset", "bool", "sum", "a:b", "x # c", "x{a=\"b\"}", "5m:1m", "on", "1_000", "0x1f"} {
 		f.Add(s)
 	}
+	positions := []struct {
+		query, ref string // ref: a value that is surely one token there
+	}{
+		{`rate(x{a="b"}[{{args.v}}]) > 0`, "5m"},
+		{`max_over_time(rate(x[1m])[{{args.v}}:1m]) > 0`, "5m"},
+		{`sum by ({{args.v}}) (rate(x[5m])) > 0`, "job"},
+		{`rate(x[5m]) > {{args.v}}`, "1"},
+		{`{{args.v}}{job="api"} == 1`, "up"},
+		{`x * on({{args.v}}) group_left y`, "job"},
+	}
 	f.Fuzz(func(t *testing.T, v string) {
-		got, err := Render("rate(x[{{args.v}}]) > 0", map[string]string{"v": v})
-		if err != nil {
-			return
-		}
-		if got != "rate(x["+v+"]) > 0" {
-			t.Fatalf("Render changed the value: %q", got)
-		}
-		for _, r := range v {
-			if !(r >= '0' && r <= '9' || r == '.' || strings.ContainsRune("msmhdwy", r)) {
-				t.Fatalf("value %q with %q was accepted outside quotes", v, r)
+		for _, pos := range positions {
+			got, err := Render(pos.query, map[string]string{"v": v})
+			if err != nil {
+				continue
+			}
+			want := lexItems(strings.ReplaceAll(pos.query, "{{args.v}}", pos.ref))
+			have := lexItems(got)
+			at := slices.IndexFunc(want, func(it parser.Item) bool { return it.Val == pos.ref })
+			if at < 0 {
+				t.Fatalf("reference value %q not found in %v", pos.ref, want)
+			}
+			if len(have) != len(want) {
+				t.Fatalf("value %q in %s changed the number of tokens:\n%s\n%v", v, pos.query, got, have)
+			}
+			for i := range want {
+				if i == at {
+					continue
+				}
+				if have[i].Typ != want[i].Typ || have[i].Val != want[i].Val {
+					t.Fatalf("value %q in %s changed token %d from %v to %v:\n%s", v, pos.query, i, want[i], have[i], got)
+				}
+			}
+			tok := have[at]
+			switch {
+			case tok.Val != v:
+				t.Fatalf("value %q in %s lexes as %q", v, pos.query, tok.Val)
+			case tok.Typ == parser.NUMBER, tok.Typ == parser.DURATION, tok.Typ == parser.IDENTIFIER,
+				tok.Typ == parser.METRIC_IDENTIFIER, tok.Typ.IsAggregator():
+			default:
+				t.Fatalf("value %q in %s was accepted but lexes as %v", v, pos.query, tok.Typ)
 			}
 		}
 	})
+}
+
+// lexItems lexes a query with the PromQL lexer, up to the end or the
+// first error (included).
+func lexItems(q string) []parser.Item {
+	l := parser.Lex(q)
+	var out []parser.Item
+	for {
+		var it parser.Item
+		l.NextItem(&it)
+		if it.Typ == parser.EOF {
+			return out
+		}
+		out = append(out, it)
+		if it.Typ == parser.ERROR {
+			return out
+		}
+	}
 }
 
 // FuzzRender feeds arbitrary templates and values: Render must never

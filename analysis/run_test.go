@@ -84,7 +84,7 @@ func TestNewRun(t *testing.T) {
 			name:      "unsafe value outside quotes",
 			templates: []*v1alpha1.AnalysisTemplate{withArgs("t", []v1alpha1.ArgumentSpec{{Name: "window", Value: str("5m]) or vector(1")}, {Name: "code", Value: str("500")}}, windowed)},
 			args:      builtins,
-			wantErr:   `metric "rate": argument "window": value "5m]) or vector(1" is used outside a quoted string`,
+			wantErr:   `metric "rate": argument "window": value "5m]) or vector(1" stands inside [ ] outside a quoted string`,
 		},
 		{
 			name:      "built-in not passed",

@@ -18,9 +18,13 @@ import (
 //   - inside a `raw string`, which has no escapes, a value containing a
 //     backquote is refused;
 //   - inside a # comment, a value with a line break is refused;
-//   - anywhere else (a range like [{{args.window}}], a threshold) the value
-//     must be an unsigned number or a duration such as 5m or 1h30m, which
-//     can only ever be one token.
+//   - anywhere else the value is PromQL code and must be exactly one token
+//     that fits there: inside [ ] (a range like [{{args.window}}]) an
+//     unsigned number or a duration such as 5m or 1h30m; elsewhere (a
+//     threshold, a metric or label name) also a name, but not a keyword
+//     that joins expressions (or, and, unless, offset, by, on, bool...).
+//     A value with spaces, operators, braces or a comment is refused (see
+//     bareValue), so no value can add to the query's structure.
 //
 // Values must be valid UTF-8. Inside a regex matcher (=~, !~) the value is
 // still a regular expression: escaping keeps the query's structure, not the
@@ -32,6 +36,9 @@ func Render(query string, args map[string]string) (string, error) {
 	var b strings.Builder
 	b.Grow(len(query))
 	st := lexCode
+	// brackets is how deep in [ ] the scanner stands in code: the tokens
+	// allowed there are fewer.
+	brackets := 0
 	for i := 0; i < len(query); {
 		if strings.HasPrefix(query[i:], "{{") {
 			end := strings.Index(query[i+2:], "}}")
@@ -46,9 +53,9 @@ func Render(query string, args map[string]string) (string, error) {
 			if !ok {
 				return "", fmt.Errorf("argument %q has no value", name)
 			}
-			esc, err := escapeFor(st, v)
+			esc, err := escapeFor(st, v, brackets > 0)
 			if err != nil {
-				return "", fmt.Errorf("argument %q: %w", name, err)
+				return "", &ArgError{Name: name, Value: v, Bare: st == lexCode, Err: err}
 			}
 			b.WriteString(esc)
 			i += 2 + end + 2
@@ -68,6 +75,10 @@ func Render(query string, args map[string]string) (string, error) {
 				st = lexRaw
 			case '#':
 				st = lexComment
+			case '[':
+				brackets++
+			case ']':
+				brackets = max(brackets-1, 0)
 			}
 		case lexDouble, lexSingle:
 			if c == '\\' && i < len(query) {
@@ -116,9 +127,6 @@ func (s lexState) quote() byte {
 
 var (
 	placeholderNameRE = regexp.MustCompile(`^\s*args\.([a-zA-Z_][a-zA-Z0-9_]*)\s*$`)
-	// bareValueRE: an unsigned number, or a PromQL duration (5m, 1h30m,
-	// 500ms). Either is one token wherever it is put.
-	bareValueRE = regexp.MustCompile(`^(?:[0-9]+(?:\.[0-9]+)?|(?:[0-9]+(?:ms|[smhdwy]))+)$`)
 )
 
 func placeholderName(inner string) (string, error) {
@@ -129,7 +137,7 @@ func placeholderName(inner string) (string, error) {
 	return m[1], nil
 }
 
-func escapeFor(st lexState, v string) (string, error) {
+func escapeFor(st lexState, v string, inBrackets bool) (string, error) {
 	if !utf8.ValidString(v) {
 		return "", fmt.Errorf("value %q is not valid UTF-8", v)
 	}
@@ -147,8 +155,8 @@ func escapeFor(st lexState, v string) (string, error) {
 		}
 		return v, nil
 	}
-	if !bareValueRE.MatchString(v) {
-		return "", fmt.Errorf("value %q is used outside a quoted string, so it must be a number or a duration such as 5m; to use it as a label value, put the placeholder in quotes", v)
+	if err := bareValue(v, inBrackets); err != nil {
+		return "", err
 	}
 	return v, nil
 }

@@ -65,6 +65,8 @@ type Condition struct {
 	// with that shape of result.
 	scalar cel.Program
 	vector cel.Program
+	// cost is the worst case of the two (see WorstCaseCost).
+	cost uint64
 }
 
 // String returns the expression.
@@ -178,11 +180,15 @@ func floatTest(test func(float64) bool) func(ref.Val) ref.Val {
 	}
 }
 
-// Check reports whether expr is a valid condition. It is the
-// validation.Validator ConditionChecker.
+// Check reports whether expr is a valid condition whose worst-case cost
+// stays within CostLimit. It is the validation.Validator
+// ConditionChecker.
 func Check(expr string) error {
-	_, err := Compile(expr)
-	return err
+	c, err := Compile(expr)
+	if err != nil {
+		return err
+	}
+	return checkCost(c)
 }
 
 // Compile compiles expr against both shapes of result.
@@ -195,9 +201,13 @@ func Compile(expr string) (*Condition, error) {
 		return nil, err
 	}
 	c := &Condition{expr: expr}
-	var errS, errV error
-	c.scalar, errS = compileIn(se, expr)
-	c.vector, errV = compileIn(ve, expr)
+	var (
+		errS, errV   error
+		costS, costV uint64
+	)
+	c.scalar, costS, errS = compileIn(se, expr)
+	c.vector, costV, errV = compileIn(ve, expr)
+	c.cost = max(costS, costV)
 	switch {
 	case errS == nil || errV == nil:
 		return c, nil
@@ -210,19 +220,24 @@ func Compile(expr string) (*Condition, error) {
 	}
 }
 
-func compileIn(env *cel.Env, expr string) (cel.Program, error) {
+// compileIn returns the program of expr in env and its worst-case cost.
+func compileIn(env *cel.Env, expr string) (cel.Program, uint64, error) {
 	checked, iss := env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
-		return nil, issuesError(iss)
+		return nil, 0, issuesError(iss)
 	}
 	if !checked.OutputType().IsExactType(cel.BoolType) {
-		return nil, fmt.Errorf("must evaluate to true or false, not %s", checked.OutputType())
+		return nil, 0, fmt.Errorf("must evaluate to true or false, not %s", checked.OutputType())
+	}
+	cost, err := worstCase(env, checked)
+	if err != nil {
+		return nil, 0, err
 	}
 	prg, err := env.Program(checked, cel.CostLimit(costLimit))
 	if err != nil {
-		return nil, fmt.Errorf("building the program: %w", err)
+		return nil, 0, fmt.Errorf("building the program: %w", err)
 	}
-	return prg, nil
+	return prg, cost, nil
 }
 
 // issuesError turns cel-go's multi-line report (with a caret under the

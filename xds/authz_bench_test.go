@@ -6,12 +6,10 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/sluicehq/sluice/rollout/plan"
@@ -67,39 +65,10 @@ func benchNamespaces(b *testing.B, n, namespaces int) {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	conns := make([]*grpc.ClientConn, max(1, n/500))
-	for i := range conns {
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<24))
-		must(b, err)
-		conns[i] = cc
-	}
-	streamCtx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	errs := make(chan error, n)
-	for i := range n {
+	startBenchStreams(b, addr, n, func(ctx context.Context, i int, cc *grpc.ClientConn) error {
 		ns := "ns" + strconv.Itoa(i%namespaces)
 		c := &adsClient{node: envoyNode(KubernetesIdentity("bench", ns, "app", "").SPIFFE + "/" + strconv.Itoa(i))}
-		sctx := metadata.AppendToOutgoingContext(streamCtx, "x-bench-namespace", ns)
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := c.start(sctx, conns[i%len(conns)], everything); err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cancel()
-		for _, cc := range conns {
-			_ = cc.Close()
-		}
+		return c.start(metadata.AppendToOutgoingContext(ctx, "x-bench-namespace", ns), cc, everything)
 	})
 	at := slices.IndexFunc(plans, func(p plan.Plan) bool { return p.Namespace == "ns0" && p.Service == "reviews" })
 	// Every node of ns0 may see ns0/reviews; without views, every node.

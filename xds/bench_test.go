@@ -62,40 +62,9 @@ func benchWeightChange(b *testing.B, n int) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 
-	// Envoy-sized HTTP/2 windows on the client side, and several
-	// connections, as many sidecars would have.
-	conns := make([]*grpc.ClientConn, max(1, n/500))
-	for i := range conns {
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<24))
-		must(b, err)
-		conns[i] = cc
-	}
-	streamCtx, cancel := context.WithCancel(ctx)
-	clients := make([]*adsClient, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	errs := make(chan error, n)
-	for i := range clients {
-		clients[i] = &adsClient{node: envoyNode(fmt.Sprintf("bench-%d", i))}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := clients[i].start(streamCtx, conns[i%len(conns)], initial); err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cancel()
-		for _, cc := range conns {
-			_ = cc.Close()
-		}
+	startBenchStreams(b, addr, n, func(ctx context.Context, i int, cc *grpc.ClientConn) error {
+		c := &adsClient{node: envoyNode(fmt.Sprintf("bench-%d", i))}
+		return c.start(ctx, cc, initial)
 	})
 	reviews := plans[slices.Index(services, "reviews")]
 	waitAll := func(p plan.Plan) {
@@ -142,4 +111,42 @@ func benchWeightChange(b *testing.B, n int) {
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(heap/float64(n), "heap-B/stream")
 	b.ReportMetric(heap/(1<<20), "heap-MiB")
+}
+
+// startBenchStreams opens n ADS streams to addr, 64 at a time, with start,
+// spread over one connection per 500 streams with Envoy-sized HTTP/2
+// windows on the client side, as many sidecars would have. The streams
+// end with the benchmark.
+func startBenchStreams(b *testing.B, addr string, n int, start func(ctx context.Context, i int, cc *grpc.ClientConn) error) {
+	conns := make([]*grpc.ClientConn, max(1, n/500))
+	for i := range conns {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<24))
+		must(b, err)
+		conns[i] = cc
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(func() {
+		cancel()
+		for _, cc := range conns {
+			_ = cc.Close()
+		}
+	})
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	errs := make(chan error, n)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := start(ctx, i, conns[i%len(conns)]); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
 }

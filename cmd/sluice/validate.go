@@ -30,6 +30,12 @@ otherwise pass here and abort the rollout at its analysis step. With
 --templates-elsewhere (templates applied to a cluster apart from these files)
 that check is off.
 
+Every query a Rollout's analyses would send is rendered as the run renders
+it (the Rollout's arguments, the templates' defaults, sample revisions) and
+parsed with Prometheus's parser; an argument value outside quotes must be a
+single number, duration or name, and a success or failure condition must
+stay within the CEL cost limit on the largest result a condition takes.
+
 Each problem is printed as file:line: field: reason.
 
 Exit status: 0 if all is well, 1 if there are problems, 2 if the command
@@ -41,7 +47,7 @@ could not run (bad arguments, unreadable DIR, a limit exceeded).`,
 			if output != "text" && output != "json" {
 				return usageError{fmt.Errorf("--output must be text or json, not %q", output)}
 			}
-			opts := []manifest.Option{manifest.CheckGitSources()}
+			opts := []manifest.Option{manifest.CheckGitSources(), manifest.CheckQueries()}
 			if !elsewhereOK {
 				opts = append(opts, manifest.RequireTemplates())
 			}

@@ -32,6 +32,8 @@ type loader struct {
 	seen     map[objectKey]Object
 	// refs are the AnalysisTemplates Rollouts name (RequireTemplates).
 	refs []templateRef
+	// queryInputs are kept for CheckQueries.
+	queryInputs []queryInput
 	// valuesLeft is the budget of JSON values for the rest of the load.
 	valuesLeft int
 }
@@ -237,6 +239,7 @@ func lineCount(data []byte) int {
 // last line the document was seen to use, to place later syntax errors.
 func (l *loader) loadDocument(file string, doc *yaml.Node) int {
 	last := maxLine(doc)
+	before := len(l.problems)
 	root := doc
 	if root.Kind == yaml.DocumentNode {
 		if len(root.Content) == 0 {
@@ -339,6 +342,7 @@ func (l *loader) loadDocument(file string, doc *yaml.Node) int {
 		l.problem(file, v.lineOf(fieldPath), fieldPath, e.ErrorBody())
 	}
 	l.record(o, v)
+	l.collectForQueries(o, v, len(l.problems) == before)
 	return last
 }
 

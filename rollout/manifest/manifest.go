@@ -219,6 +219,7 @@ type options struct {
 	namespace        string
 	requireTemplates bool
 	checkGitSources  bool
+	checkQueries     bool
 }
 
 // WithMaxFileSize sets the largest file read, in bytes; larger files are
@@ -340,6 +341,9 @@ func (l *loader) loadDir(path string) error {
 func (l *loader) result() *Result {
 	if l.o.requireTemplates {
 		l.checkTemplateRefs()
+	}
+	if l.o.checkQueries {
+		l.checkQueries()
 	}
 	// Files keep walk order; within a file, problems go by line.
 	order := map[string]int{}

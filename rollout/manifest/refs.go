@@ -15,16 +15,19 @@ type templateRef struct {
 	name      string
 }
 
-// templateRefs lists the template names of every analysis a spec runs,
-// with the field path of each.
-func templateRefs(spec *v1alpha1.RolloutSpec) (paths, names []string) {
-	add := func(prefix string, a *v1alpha1.AnalysisStep) {
-		if a == nil {
-			return
-		}
-		for j, t := range a.Templates {
-			paths = append(paths, fmt.Sprintf("%s.templates[%d].name", prefix, j))
-			names = append(names, t.Name)
+// analysisStep is an analysis a Rollout runs and the path of its field.
+type analysisStep struct {
+	path string
+	step *v1alpha1.AnalysisStep
+}
+
+// analysisSteps lists every analysis a spec runs: background, canary and
+// dark-release steps, blue/green pre- and post-promotion.
+func analysisSteps(spec *v1alpha1.RolloutSpec) []analysisStep {
+	var out []analysisStep
+	add := func(path string, a *v1alpha1.AnalysisStep) {
+		if a != nil {
+			out = append(out, analysisStep{path, a})
 		}
 	}
 	steps := func(prefix string, ss []v1alpha1.CanaryStep) {
@@ -46,6 +49,18 @@ func templateRefs(spec *v1alpha1.RolloutSpec) (paths, names []string) {
 	if dr := st.DarkRelease; dr != nil {
 		add("spec.strategy.darkRelease.analysis", dr.Analysis)
 		steps("spec.strategy.darkRelease.steps", dr.Steps)
+	}
+	return out
+}
+
+// templateRefs lists the template names of every analysis a spec runs,
+// with the field path of each.
+func templateRefs(spec *v1alpha1.RolloutSpec) (paths, names []string) {
+	for _, a := range analysisSteps(spec) {
+		for j, t := range a.step.Templates {
+			paths = append(paths, fmt.Sprintf("%s.templates[%d].name", a.path, j))
+			names = append(names, t.Name)
+		}
 	}
 	return paths, names
 }

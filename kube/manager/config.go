@@ -79,6 +79,92 @@ type XDS struct {
 	// ReportHeartbeat is how often an unchanged report is renewed; the
 	// leader ignores one not renewed for three heartbeats. Default 10s.
 	ReportHeartbeat config.Duration `json:"reportHeartbeat,omitempty"`
+	// TLS says where the serving certificate comes from (docs/security.md).
+	TLS XDSTLS `json:"tls,omitempty"`
+	// Auth says how a stream proves its identity.
+	Auth XDSAuth `json:"auth,omitempty"`
+	// InsecurePlaintext serves xDS without TLS and without
+	// authentication: any client may read every route and ACK or NACK
+	// for any node. For a cluster where something else (a mesh) secures
+	// the connection; logged at every start.
+	InsecurePlaintext bool `json:"insecurePlaintext,omitempty"`
+}
+
+// The sources of the xDS serving certificate (xds.tls.mode).
+const (
+	// XDSTLSSelfSigned: a CA Sluice keeps in a Secret (the default).
+	XDSTLSSelfSigned = "selfSigned"
+	// XDSTLSCertManager: a kubernetes.io/tls Secret cert-manager keeps.
+	XDSTLSCertManager = "certManager"
+	// XDSTLSFiles: xds.certFile and xds.keyFile, reloaded when they change.
+	XDSTLSFiles = "files"
+)
+
+// XDSTLS is the xds.tls section.
+type XDSTLS struct {
+	// Mode is selfSigned (default, or files when xds.certFile is set),
+	// certManager or files.
+	Mode string `json:"mode,omitempty"`
+	// SelfSigned tunes the self-managed CA.
+	SelfSigned XDSSelfSigned `json:"selfSigned,omitempty"`
+	// CertManager names cert-manager's Secret.
+	CertManager XDSCertManager `json:"certManager,omitempty"`
+}
+
+// XDSSelfSigned is the self-managed CA (kube/xdsauth.SelfSigned).
+type XDSSelfSigned struct {
+	// SecretName holds the CA, in the controller's namespace. Default
+	// sluice-xds-ca.
+	SecretName string `json:"secretName,omitempty"`
+	// ConfigMapName is where the CA bundle clients trust is published
+	// (key ca.crt), in the controller's namespace. Default sluice-xds-ca.
+	ConfigMapName string `json:"configMapName,omitempty"`
+	// ServiceName is the xDS Service; the certificate names
+	// <service>, <service>.<ns>, <service>.<ns>.svc and
+	// <service>.<ns>.svc.cluster.local. Default sluice-controller.
+	ServiceName string `json:"serviceName,omitempty"`
+	// DNSNames are added to the Service's names.
+	DNSNames []string `json:"dnsNames,omitempty"`
+	// CALifetime default 8760h, CertLifetime default 24h, both renewed at
+	// two thirds; Propagation (default 1h) is how long a new CA is
+	// published before it signs.
+	CALifetime   config.Duration `json:"caLifetime,omitempty"`
+	CertLifetime config.Duration `json:"certLifetime,omitempty"`
+	Propagation  config.Duration `json:"propagation,omitempty"`
+}
+
+// XDSCertManager names the Secret of a cert-manager Certificate.
+type XDSCertManager struct {
+	// SecretName in the controller's namespace, keys tls.crt and tls.key.
+	SecretName string `json:"secretName,omitempty"`
+}
+
+// XDSAuth is the xds.auth section. With both methods a stream may use
+// either; a stream with neither is refused.
+type XDSAuth struct {
+	// ServiceAccountToken: projected service-account tokens verified with
+	// TokenReview. On by default.
+	ServiceAccountToken XDSTokenAuth `json:"serviceAccountToken,omitempty"`
+	// Mutual TLS is on when xds.clientCAFile is set: a client certificate
+	// with a SPIFFE ID, verified against that CA.
+}
+
+// XDSTokenAuth configures service-account token authentication.
+type XDSTokenAuth struct {
+	// Enabled defaults to true.
+	Enabled *bool `json:"enabled,omitempty"`
+	// Audience the token must be issued for. Default sluice.dev/xds.
+	Audience string `json:"audience,omitempty"`
+	// TrustDomain of the SPIFFE IDs tokens map to. Default cluster.local.
+	TrustDomain string `json:"trustDomain,omitempty"`
+	// CacheTTL: how long an accepted token is not asked about again
+	// (never past its expiry). Default 1m.
+	CacheTTL config.Duration `json:"cacheTTL,omitempty"`
+}
+
+// TokenAuthEnabled reports the effective setting.
+func (a XDSAuth) TokenAuthEnabled() bool {
+	return a.ServiceAccountToken.Enabled == nil || *a.ServiceAccountToken.Enabled
 }
 
 // LeaderElection: only the leader advances rollouts, measures analysis and
@@ -227,6 +313,7 @@ func (c *Config) Default() {
 	}
 	defDur(&c.XDS.ReportInterval, 250*time.Millisecond)
 	defDur(&c.XDS.ReportHeartbeat, 10*time.Second)
+	c.XDS.defaults(def, defDur)
 	if c.Reconcile.MaxConcurrent == 0 {
 		c.Reconcile.MaxConcurrent = 10
 	}
@@ -309,9 +396,7 @@ func (c *Config) Check() error {
 	if (c.XDS.CertFile == "") != (c.XDS.KeyFile == "") {
 		bad("xds", "certFile and keyFile go together")
 	}
-	if c.XDS.ClientCAFile != "" && c.XDS.CertFile == "" {
-		bad("xds.clientCAFile", "mutual TLS needs certFile and keyFile")
-	}
+	errs = append(errs, c.XDS.checkSecurity()...)
 	if c.KubeAPI.QPS > 0 && c.KubeAPI.Burst < 1 {
 		bad("kubeAPI.burst", "%d: want at least 1 while qps is positive", c.KubeAPI.Burst)
 	}

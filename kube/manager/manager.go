@@ -182,9 +182,24 @@ func (c *Controller) setup(opts Options) error {
 	if err != nil {
 		return err
 	}
+	sec, err := c.xdsSecurity()
+	if err != nil {
+		return err
+	}
+	for _, r := range sec.runnables {
+		if err := mgr.Add(r); err != nil {
+			return fmt.Errorf("add xds certificate: %w", err)
+		}
+	}
+	if sec.ready != nil {
+		if err := mgr.AddReadyzCheck("xds-certificate", sec.ready); err != nil {
+			return fmt.Errorf("xds ready check: %w", err)
+		}
+	}
 	srv, err := xds.New(xds.Options{
-		Address:    cfg.XDS.Address,
-		TLS:           xdsTLS(cfg),
+		Address:       cfg.XDS.Address,
+		TLS:           sec.tls,
+		Authenticator: sec.authn,
 		Authorization: cfg.XDS.Authorization,
 		Endpoints:     eps,
 		Registerer:    opts.Registerer,
@@ -301,13 +316,6 @@ func (c *Controller) reportOptions(m *xdsplane.Metrics) xdsplane.ReportOptions {
 		Metrics:     m,
 		Logger:      c.log.WithName("xds-report"),
 	}
-}
-
-func xdsTLS(cfg *Config) *xds.TLSFiles {
-	if cfg.XDS.CertFile == "" {
-		return nil
-	}
-	return &xds.TLSFiles{CertFile: cfg.XDS.CertFile, KeyFile: cfg.XDS.KeyFile, ClientCAFile: cfg.XDS.ClientCAFile}
 }
 
 // istioClient reads from the API server, not the cache: the Writer's

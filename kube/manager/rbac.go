@@ -58,3 +58,11 @@ package manager
 // with server-side apply, read by the leader, deleted on shutdown or by
 // the leader once stale; in the controller's own namespace only.
 // +kubebuilder:rbac:groups="",namespace=sluice-system,resources=configmaps,verbs=get;list;watch;create;patch;delete
+//
+// xDS authentication: each stream's service-account token is verified
+// with a TokenReview; the self-managed xDS CA lives in a Secret of the
+// controller's namespace (created and rotated by the leader, read by
+// every replica) and its bundle in the ConfigMap sluice-xds-ca.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups="",namespace=sluice-system,resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups="",namespace=sluice-system,resources=configmaps,verbs=update

@@ -166,6 +166,9 @@ http:
   webhookAddress: "0"
 xds:
   address: 127.0.0.1:0
+  # The load's proxyless clients dial plaintext; authentication has its
+  # own tests (xdsauth_test.go, kube/xdsauth).
+  insecurePlaintext: true
 prometheus:
   address: %[4]s
 reconcile:

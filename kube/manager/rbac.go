@@ -62,7 +62,7 @@ package manager
 // xDS authentication: each stream's service-account token is verified
 // with a TokenReview; the self-managed xDS CA lives in a Secret of the
 // controller's namespace (created and rotated by the leader, read by
-// every replica) and its bundle in the ConfigMap sluice-xds-ca.
+// every replica) and its bundle in the ConfigMap sluice-xds-ca (patched,
+// as the reports are).
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups="",namespace=sluice-system,resources=secrets,verbs=get;create;update
-// +kubebuilder:rbac:groups="",namespace=sluice-system,resources=configmaps,verbs=update

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -259,12 +261,14 @@ func (w *CAWriter) publish(ctx context.Context, bundle []byte) error {
 	if cm.Data[configMapKey] == string(bundle) {
 		return nil
 	}
-	if cm.Data == nil {
-		cm.Data = map[string]string{}
+	// A merge patch of the one key: the role grants patch, not update,
+	// on ConfigMaps.
+	patch, err := json.Marshal(map[string]any{"data": map[string]string{configMapKey: string(bundle)}})
+	if err != nil {
+		return fmt.Errorf("configmap %s: %w", s.ConfigMapName, err)
 	}
-	cm.Data[configMapKey] = string(bundle)
-	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update configmap %s: %w", s.ConfigMapName, err)
+	if _, err := cms.Patch(ctx, s.ConfigMapName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("patch configmap %s: %w", s.ConfigMapName, err)
 	}
 	return nil
 }

@@ -1,9 +1,14 @@
 package analysisrun
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sluicehq/sluice/analysis"
 	"github.com/sluicehq/sluice/analysis/prometheus"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
@@ -97,6 +102,44 @@ func TestProviders(t *testing.T) {
 			}
 			if tc.wantRun == v1alpha1.AnalysisError {
 				waitEvents(t, c, key, []string{"Warning RunError"})
+			}
+		})
+	}
+}
+
+// TestSchemaRejectsMixedProviders: the API server itself (the CRD's CEL
+// rules) refuses a provider that names a configured provider and also
+// brings an address or credentials of its own.
+func TestSchemaRejectsMixedProviders(t *testing.T) {
+	t.Parallel()
+	c := cluster(t)
+	ns := newNamespace(t, c)
+	token := &v1alpha1.PrometheusAuth{BearerToken: &v1alpha1.SecretKeyRef{Name: "prom", Key: "token"}}
+	cases := []struct {
+		name string
+		prov v1alpha1.PrometheusProvider
+		want string
+	}{
+		{"name and address", v1alpha1.PrometheusProvider{Name: "metrics", Address: "http://elsewhere:9090"}, "name and address exclude each other"},
+		{"name and auth", v1alpha1.PrometheusProvider{Name: "metrics", Auth: token}, "auth, tls, headers and insecureSkipVerify describe the template's own server and need address"},
+		{"default and a header", v1alpha1.PrometheusProvider{Headers: []v1alpha1.HTTPHeader{{Name: "X-Scope-OrgID", Value: "team-b"}}}, "need address"},
+		{"own address and auth", v1alpha1.PrometheusProvider{Address: "http://own:9090", Auth: token}, ""},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := successMetric(1)
+			tc.prov.Query = m.Provider.Prometheus.Query
+			m.Provider.Prometheus = &tc.prov
+			run, err := analysis.NewRun(fmt.Sprintf("schema-%d", i), ns, []*v1alpha1.AnalysisTemplate{{ObjectMeta: metav1.ObjectMeta{Name: "gate"}, Spec: v1alpha1.AnalysisTemplateSpec{Metrics: []v1alpha1.Metric{m}}}}, []v1alpha1.Argument{{Name: "service", Value: "s"}, {Name: "canaryRevision", Value: "v2"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Create(context.Background(), run)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("create: %v, want it refused with %q", err, tc.want)
 			}
 		})
 	}

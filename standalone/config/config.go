@@ -6,7 +6,6 @@ package config
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluicehq/sluice/notify"
-	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/standalone/api"
 	"github.com/sluicehq/sluice/xds"
 )
@@ -134,15 +132,8 @@ type TLS struct {
 	KeyFile  string `json:"keyFile"`
 }
 
-// Prometheus holds defaults for analysis.
-type Prometheus struct {
-	// Address serves templates whose provider names none.
-	Address string `json:"address,omitempty"`
-}
-
-// Secret stands in for a Kubernetes Secret in standalone mode: the keys
-// AnalysisTemplates reference (auth.bearerToken and the like), each read
-// from the environment or a file.
+// Secret was the stand-in for a Kubernetes Secret that templates read;
+// kept only to refuse the secrets section with a reason (Check).
 type Secret map[string]ValueFrom
 
 // Shutdown bounds a graceful stop.
@@ -269,13 +260,10 @@ func (c *Config) Check() error {
 		}
 		seen[t.Name] = true
 	}
-	for name, s := range c.Secrets {
-		for key, v := range s {
-			if (v.Env == "") == (v.File == "") {
-				bad("secrets."+name+"."+key, "set exactly one of env and file")
-			}
-		}
+	if len(c.Secrets) > 0 {
+		bad("secrets", "no longer read: any AnalysisTemplate in Git could send them to an address of its own; give the Prometheus and its credentials a name under prometheus.providers and name it in the templates (docs/analysis.md, \"Providers\")")
 	}
+	errs = append(errs, c.Prometheus.Check())
 	return errors.Join(errs...)
 }
 
@@ -329,21 +317,4 @@ func (v *ValueFrom) Read(key string) (string, error) {
 		return strings.TrimRight(string(b), " \t\r\n"), nil
 	}
 	return "", fmt.Errorf("%s: set env or file", key)
-}
-
-// Secrets resolves AnalysisTemplate secret references from the secrets
-// section; the namespace is ignored, as standalone mode has one.
-type Secrets map[string]Secret
-
-// SecretValue returns the value under ref.Key of secret ref.Name.
-func (s Secrets) SecretValue(_ context.Context, _ string, ref v1alpha1.SecretKeyRef) (string, error) {
-	sec, ok := s[ref.Name]
-	if !ok {
-		return "", fmt.Errorf("secret %q is not in the secrets section of the configuration", ref.Name)
-	}
-	v, ok := sec[ref.Key]
-	if !ok {
-		return "", fmt.Errorf("secret %q has no key %q", ref.Name, ref.Key)
-	}
-	return v.Read("secrets." + ref.Name + "." + ref.Key)
 }

@@ -2,6 +2,8 @@ package xds
 
 import (
 	"context"
+	"errors"
+	"io"
 	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -70,6 +72,11 @@ func (c *adsClient) start(ctx context.Context, cc grpc.ClientConnInterface, init
 			req.Node, first = c.node, false
 		}
 		if err := s.Send(req); err != nil {
+			if errors.Is(err, io.EOF) {
+				// The server ended the stream (a refusal): its status
+				// comes from Recv, as grpc-go documents for SendMsg.
+				_, err = s.Recv()
+			}
 			return err
 		}
 	}

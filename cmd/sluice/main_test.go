@@ -33,7 +33,7 @@ func TestValidateCommand(t *testing.T) {
 		stderrPart string
 	}{
 		{"examples are valid", []string{"validate", examples}, 0,
-			"ok: 5 Rollouts, 9 AnalysisTemplates in 17 files (4 documents of other kinds skipped)\n", ""},
+			"ok: 5 Rollouts, 9 AnalysisTemplates in 18 files (5 documents of other kinds skipped)\n", ""},
 		{"several dirs", []string{"validate", filepath.Join(examples, "canary"), filepath.Join(examples, "standalone")}, 0,
 			"ok: 2 Rollouts, 2 AnalysisTemplates in 5 files\n", ""},
 		{"singular, templates elsewhere", []string{"validate", "--templates-elsewhere", filepath.Join(examples, "dark-release", "rollout.yaml")}, 0,

@@ -58,14 +58,8 @@ func gitCmd(t *testing.T, dir string, args ...string) {
 // step taken twice.
 func TestRunSurvivesKill9(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
+	bin := sluiceBinary(t)
 	root := t.TempDir()
-	bin := filepath.Join(root, "sluice")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	remote, work := filepath.Join(root, "remote.git"), filepath.Join(root, "work")
 	gitCmd(t, root, "init", "-q", "--bare", "-b", "main", remote)
 	gitCmd(t, root, "clone", "-q", remote, work)

@@ -2,8 +2,6 @@ package xds
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -51,21 +48,7 @@ func TestAuthenticators(t *testing.T) {
 	must(t, err)
 	addr := serve(t, srv)
 
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
-	cc, ck := ca.issue(t, 20, "sidecar", x509.ExtKeyUsageClientAuth, "spiffe://cluster.local/ns/shop/sa/ratings")
-	clientCert, err := tls.X509KeyPair(cc, ck)
-	must(t, err)
-	dial := func(withCert bool) *grpc.ClientConn {
-		conf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-		if withCert {
-			conf.Certificates = []tls.Certificate{clientCert}
-		}
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(conf)))
-		must(t, err)
-		t.Cleanup(func() { _ = conn.Close() })
-		return conn
-	}
+	dial, _ := tlsDialer(t, ca, addr, "spiffe://cluster.local/ns/shop/sa/ratings")
 
 	tests := []struct {
 		name   string

@@ -114,21 +114,7 @@ func TestMutualTLS(t *testing.T) {
 	p := canaryPlan("reviews", 5, []string{"reviews"})
 	must(t, srv.Publish(context.Background(), []plan.Plan{p}))
 
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
-	cc, ck := ca.issue(t, 20, "sidecar", x509.ExtKeyUsageClientAuth, "spiffe://sluice.test/ns/shop/sa/reviews")
-	clientCert, err := tls.X509KeyPair(cc, ck)
-	must(t, err)
-	dial := func(withCert bool) *grpc.ClientConn {
-		conf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-		if withCert {
-			conf.Certificates = []tls.Certificate{clientCert}
-		}
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(conf)))
-		must(t, err)
-		t.Cleanup(func() { _ = conn.Close() })
-		return conn
-	}
+	dial, withCert := tlsDialer(t, ca, addr, "spiffe://sluice.test/ns/shop/sa/reviews")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -151,7 +137,9 @@ func TestMutualTLS(t *testing.T) {
 	writeFile(t, files.CertFile, sc2)
 	writeFile(t, files.KeyFile, sk2)
 	poll.Within(t, 10*time.Second, "the rotated certificate served", func() bool {
-		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientCert}, NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12})
+		conf := withCert.Clone()
+		conf.NextProtos = []string{"h2"}
+		conn, err := tls.Dial("tcp", addr, conf)
 		if err != nil {
 			t.Logf("dial: %v", err)
 			return false
@@ -234,4 +222,28 @@ func TestNodeIdentity(t *testing.T) {
 	if got[ReasonMismatch] != 2 || got[ReasonNoIdentity] != 1 {
 		t.Errorf("refused streams by reason %v, want 2 node_id_mismatch and 1 no_identity", got)
 	}
+}
+
+// tlsDialer dials addr trusting ca, with (true) or without a client
+// certificate for spiffe issued by ca; withCert is the TLS configuration
+// with the certificate.
+func tlsDialer(t *testing.T, ca *testCA, addr, spiffe string) (dial func(withCert bool) *grpc.ClientConn, withCert *tls.Config) {
+	t.Helper()
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	cc, ck := ca.issue(t, 20, "sidecar", x509.ExtKeyUsageClientAuth, spiffe)
+	clientCert, err := tls.X509KeyPair(cc, ck)
+	must(t, err)
+	withCert = &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientCert}, MinVersion: tls.VersionTLS12}
+	dial = func(cert bool) *grpc.ClientConn {
+		conf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		if cert {
+			conf = withCert.Clone()
+		}
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(conf)))
+		must(t, err)
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
+	}
+	return dial, withCert
 }

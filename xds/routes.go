@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -37,7 +36,7 @@ func buildRoutes(g Group, h plan.Host, clusterOf map[string]string) ([]*routev3.
 	var out []*routev3.Route
 	var used, all []string
 	for _, r := range h.Routes {
-		action, clusters, err := routeAction(g, r, clusterOf)
+		action, clusters, referenced, err := routeAction(g, r, clusterOf)
 		if err != nil {
 			return nil, nil, fmt.Errorf("route %q: %w", r.Name, err)
 		}
@@ -46,9 +45,9 @@ func buildRoutes(g Group, h plan.Host, clusterOf map[string]string) ([]*routev3.
 				used = append(used, c)
 			}
 		}
-		for _, c := range action.GetWeightedClusters().GetClusters() {
-			if !slices.Contains(all, c.GetName()) {
-				all = append(all, c.GetName())
+		for _, c := range referenced {
+			if !slices.Contains(all, c) {
+				all = append(all, c)
 			}
 		}
 		perFilter, err := faultOverride(r.Policy)
@@ -193,17 +192,19 @@ func headerMatcher(h plan.HeaderMatch) (*routev3.HeaderMatcher, error) {
 	return hm, nil
 }
 
-// routeAction renders destinations, mirror and policy. Proxyless gRPC gets
-// what it implements: no mirror, no response headers (it has no response
-// header rewriting), and the timeout as max_stream_duration, the field
-// gRPC reads (gRFC A31), instead of Envoy's route timeout.
-func routeAction(g Group, r plan.Route, clusterOf map[string]string) (*routev3.RouteAction, []string, error) {
-	var used []string
+// routeAction renders destinations, affinity, mirror and policy. Proxyless
+// gRPC gets what it implements: no mirror, and the timeout as
+// max_stream_duration, the field gRPC reads (gRFC A31), instead of Envoy's
+// route timeout.
+//
+// referenced lists every cluster the route may send to as weights change:
+// its destinations' clusters at any weight and, with affinity, the ring.
+func routeAction(g Group, r plan.Route, clusterOf map[string]string) (a *routev3.RouteAction, used, referenced []string, err error) {
 	wc := &routev3.WeightedCluster{}
 	for _, d := range r.Destinations {
 		name, ok := clusterOf[d.Subset]
 		if !ok {
-			return nil, nil, fmt.Errorf("destination subset %q not declared", d.Subset)
+			return nil, nil, nil, fmt.Errorf("destination subset %q not declared", d.Subset)
 		}
 		// Two subsets on one revision land in one cluster entry: Envoy
 		// and gRPC would otherwise see the same cluster twice.
@@ -214,12 +215,31 @@ func routeAction(g Group, r plan.Route, clusterOf map[string]string) (*routev3.R
 		}
 		cw := wc.Clusters[i]
 		cw.Weight = wrapperspb.UInt32(cw.GetWeight().GetValue() + uint32(d.Weight))
-		if g == GroupEnvoy {
-			hdrs, err := affinityHeaders(d)
+	}
+	positive := 0
+	for _, c := range wc.Clusters {
+		referenced = append(referenced, c.GetName())
+		if c.GetWeight().GetValue() > 0 {
+			positive++
+		}
+	}
+	a = &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}}
+	if r.Affinity != nil {
+		ring, ok := clusterOf[affinityKey]
+		if !ok {
+			return nil, nil, nil, fmt.Errorf("affinity route without an affinity cluster")
+		}
+		referenced = append(referenced, ring)
+		// With one destination taking everything there is nothing to pin;
+		// the ring stays referenced (kept warm for gRPC) for the next split.
+		if positive > 1 {
+			hp, err := hashPolicy(r.Affinity)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
-			cw.ResponseHeadersToAdd = append(cw.ResponseHeadersToAdd, hdrs...)
+			wc = &routev3.WeightedCluster{Clusters: []*routev3.WeightedCluster_ClusterWeight{{Name: ring, Weight: wrapperspb.UInt32(100)}}}
+			a.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
+			a.HashPolicy = hp
 		}
 	}
 	for _, c := range wc.Clusters {
@@ -230,7 +250,6 @@ func routeAction(g Group, r plan.Route, clusterOf map[string]string) (*routev3.R
 			used = append(used, c.GetName())
 		}
 	}
-	a := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}}
 	if g == GroupEnvoy {
 		// Envoy's default route timeout (15s) would cut long gRPC streams
 		// and long polls; like Istio, no timeout unless the user set one.
@@ -239,7 +258,7 @@ func routeAction(g Group, r plan.Route, clusterOf map[string]string) (*routev3.R
 	if m := r.Mirror; m != nil && g == GroupEnvoy {
 		name, ok := clusterOf[m.Subset]
 		if !ok {
-			return nil, nil, fmt.Errorf("mirror subset %q not declared", m.Subset)
+			return nil, nil, nil, fmt.Errorf("mirror subset %q not declared", m.Subset)
 		}
 		if !slices.Contains(used, name) {
 			used = append(used, name)
@@ -253,7 +272,7 @@ func routeAction(g Group, r plan.Route, clusterOf map[string]string) (*routev3.R
 	}
 	if p := r.Policy; p != nil {
 		if p.Timeout < 0 {
-			return nil, nil, fmt.Errorf("negative timeout %s", p.Timeout)
+			return nil, nil, nil, fmt.Errorf("negative timeout %s", p.Timeout)
 		}
 		if p.Timeout > 0 {
 			if g == GroupEnvoy {
@@ -264,37 +283,11 @@ func routeAction(g Group, r plan.Route, clusterOf map[string]string) (*routev3.R
 		}
 		rp, err := retryPolicy(g, p.Retries)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		a.RetryPolicy = rp
 	}
-	return a, used, nil
-}
-
-func affinityHeaders(d plan.Destination) ([]*corev3.HeaderValueOption, error) {
-	var out []*corev3.HeaderValueOption
-	if c := d.SetCookie; c != nil {
-		if c.Name == "" || strings.ContainsAny(c.Name+c.Value, ";, \t\"") {
-			return nil, fmt.Errorf("affinity cookie %q=%q: name and value must be cookie tokens", c.Name, c.Value)
-		}
-		v := c.Name + "=" + c.Value + "; Path=/"
-		if c.MaxAge > 0 {
-			v += "; Max-Age=" + strconv.FormatInt(int64(c.MaxAge/time.Second), 10)
-		}
-		// Appended, never overwriting: the application may set cookies of
-		// its own on the same response.
-		out = append(out, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: "set-cookie", Value: v},
-			AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
-		})
-	}
-	if h := d.SetHeader; h != nil {
-		out = append(out, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: strings.ToLower(h.Name), Value: h.Value},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		})
-	}
-	return out, nil
+	return a, used, referenced, nil
 }
 
 func retryPolicy(g Group, r *plan.Retries) (*routev3.RetryPolicy, error) {

@@ -256,6 +256,7 @@ func (t *translator) plan(p *plan.Plan, eps EndpointSource) error {
 	svc := serviceOwner(PlanKey(p))
 	clusterOf := map[string]string{}
 	made := map[string]bool{}
+	endpoints := map[string][]Endpoint{}
 	for _, s := range p.Subsets {
 		if _, dup := clusterOf[s.Name]; dup {
 			return fmt.Errorf("subset %q declared twice", s.Name)
@@ -271,20 +272,29 @@ func (t *translator) plan(p *plan.Plan, eps EndpointSource) error {
 		if err != nil {
 			return fmt.Errorf("endpoints of revision %s: %w", s.Revision, err)
 		}
+		endpoints[name] = found
 		cla, err := loadAssignment(name, found)
 		if err != nil {
 			return err
 		}
-		for _, g := range groups {
-			c, err := t.cluster(name)
-			if err != nil {
-				return err
-			}
-			r := t.out.Group(g)
-			r.Clusters = append(r.Clusters, c)
-			r.Endpoints = append(r.Endpoints, proto.Clone(cla).(*endpointv3.ClusterLoadAssignment))
-			r.owner(svc, p.Version).add(resID{kindCluster, name}, resID{kindEndpoint, name})
+		if err := t.addCluster(svc, p.Version, name, cla, nil); err != nil {
+			return err
 		}
+	}
+	split, err := affinitySplit(p, clusterOf)
+	if err != nil {
+		return err
+	}
+	if split != nil {
+		name := affinityClusterName(p)
+		cla, err := affinityAssignment(name, split, endpoints)
+		if err != nil {
+			return err
+		}
+		if err := t.addCluster(svc, p.Version, name, cla, ringHash); err != nil {
+			return err
+		}
+		clusterOf[affinityKey] = name
 	}
 	for _, h := range p.Hosts {
 		if err := t.envoyHost(p, h, clusterOf); err != nil {
@@ -473,6 +483,25 @@ func listenerWithHCM(name, addr string, port uint32, hcm *hcmv3.HttpConnectionMa
 	}, nil
 }
 
+// addCluster gives both groups the cluster and its endpoints, owned by the
+// service; shape, if not nil, changes the cluster before it is shared.
+func (t *translator) addCluster(svc ownerKey, version, name string, cla *endpointv3.ClusterLoadAssignment, shape func(*clusterv3.Cluster)) error {
+	for _, g := range groups {
+		c, err := t.cluster(name)
+		if err != nil {
+			return err
+		}
+		if shape != nil {
+			shape(c)
+		}
+		r := t.out.Group(g)
+		r.Clusters = append(r.Clusters, c)
+		r.Endpoints = append(r.Endpoints, proto.Clone(cla).(*endpointv3.ClusterLoadAssignment))
+		r.owner(svc, version).add(resID{kindCluster, name}, resID{kindEndpoint, name})
+	}
+	return nil
+}
+
 func (t *translator) cluster(name string) (*clusterv3.Cluster, error) {
 	// The upstream speaks whatever the downstream spoke, so one cluster
 	// serves HTTP/1.1 and gRPC (HTTP/2) callers alike. Proxyless gRPC
@@ -507,11 +536,7 @@ func (t *translator) cluster(name string) (*clusterv3.Cluster, error) {
 // ignores localities without a weight, and rejects duplicate addresses,
 // so they are removed here.
 func loadAssignment(cluster string, eps []Endpoint) (*endpointv3.ClusterLoadAssignment, error) {
-	eps = slices.Clone(eps)
-	slices.SortFunc(eps, func(a, b Endpoint) int {
-		return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port))
-	})
-	eps = slices.Compact(eps)
+	eps = sortedEndpoints(eps)
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster}
 	if len(eps) == 0 {
 		return cla, nil
@@ -522,17 +547,28 @@ func loadAssignment(cluster string, eps []Endpoint) (*endpointv3.ClusterLoadAssi
 			return nil, fmt.Errorf("cluster %s: %w", cluster, err)
 		}
 		loc.LbEndpoints = append(loc.LbEndpoints, &endpointv3.LbEndpoint{
-			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-					Protocol:      corev3.SocketAddress_TCP,
-					Address:       e.Address,
-					PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: e.Port},
-				}}},
-			}},
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(e)}},
 		})
 	}
 	cla.Endpoints = []*endpointv3.LocalityLbEndpoints{loc}
 	return cla, nil
+}
+
+// sortedEndpoints is eps in address order without duplicates.
+func sortedEndpoints(eps []Endpoint) []Endpoint {
+	eps = slices.Clone(eps)
+	slices.SortFunc(eps, func(a, b Endpoint) int {
+		return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port))
+	})
+	return slices.Compact(eps)
+}
+
+func socketAddress(e Endpoint) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Protocol:      corev3.SocketAddress_TCP,
+		Address:       e.Address,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: e.Port},
+	}}}
 }
 
 func adsSource() *corev3.ConfigSource {

@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -8,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
@@ -66,6 +69,28 @@ func routeNamed(t *testing.T, vh *routev3.VirtualHost, name string) *routev3.Rou
 		}
 	}
 	t.Fatalf("virtual host %q: no route %q", vh.GetName(), name)
+	return nil
+}
+
+func clusterNamed(t *testing.T, r *GroupResources, name string) *clusterv3.Cluster {
+	t.Helper()
+	for _, c := range r.Clusters {
+		if c.GetName() == name {
+			return c
+		}
+	}
+	t.Fatalf("no cluster %q", name)
+	return nil
+}
+
+func endpointsNamed(t *testing.T, r *GroupResources, name string) *endpointv3.ClusterLoadAssignment {
+	t.Helper()
+	for _, c := range r.Endpoints {
+		if c.GetClusterName() == name {
+			return c
+		}
+	}
+	t.Fatalf("no load assignment %q", name)
 	return nil
 }
 
@@ -334,29 +359,79 @@ func TestTranslateFeatures(t *testing.T) {
 			}
 		},
 	}, {
-		name: "session affinity cookie and header on the canary's weighted cluster (Envoy only)",
+		name: "session affinity: one ring-hash cluster over both revisions, weighted in the split's ratio",
 		plans: []plan.Plan{edit(canaryPlan("reviews", 10, bookinfo[:1]), func(p *plan.Plan) {
-			d := split(10)
-			d[1].SetCookie = &plan.Cookie{Name: "sluice-canary", Value: revCanary, MaxAge: time.Hour}
-			d[1].SetHeader = &plan.Header{Name: "X-Canary", Value: revCanary}
-			p.Hosts[0].Routes[0].Destinations = d
+			p.Hosts[0].Routes[0].Affinity = &plan.Affinity{Header: "X-MyVal"}
 		})},
 		check: func(t *testing.T, r *Resources) {
-			cs := routeNamed(t, envoyVHost(t, r, "reviews"), "primary").GetRoute().GetWeightedClusters().GetClusters()
-			if len(cs[0].GetResponseHeadersToAdd()) != 0 {
-				t.Errorf("stable cluster adds headers %v", cs[0].GetResponseHeadersToAdd())
-			}
-			h := cs[1].GetResponseHeadersToAdd()
-			if len(h) != 2 ||
-				h[0].GetHeader().GetKey() != "set-cookie" || h[0].GetHeader().GetValue() != "sluice-canary=v2; Path=/; Max-Age=3600" ||
-				h[0].GetAppendAction() != corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD ||
-				h[1].GetHeader().GetKey() != "x-canary" || h[1].GetHeader().GetValue() != revCanary {
-				t.Errorf("canary response headers %v", h)
-			}
-			for _, c := range routeNamed(t, grpcVHost(t, r, "reviews"), "primary").GetRoute().GetWeightedClusters().GetClusters() {
-				if len(c.GetResponseHeadersToAdd()) != 0 {
-					t.Errorf("grpc cluster %s adds response headers", c.GetName())
+			for _, g := range groups {
+				res := r.Group(g)
+				c := clusterNamed(t, res, "reviews|@affinity")
+				rh := c.GetRingHashLbConfig()
+				if c.GetLbPolicy() != clusterv3.Cluster_RING_HASH || rh.GetMinimumRingSize().GetValue() != ringSize || rh.GetMaximumRingSize().GetValue() != ringSize {
+					t.Errorf("%s: affinity cluster %v, want RING_HASH with a %d ring", g, c, ringSize)
 				}
+				// 10% of 4096 is 409.6: the canary gets 410 points, stable
+				// 3686 dealt over its two endpoints in address order.
+				want := map[string]uint32{"10.0.0.1:8080": 1843, "10.0.0.2:8080": 1843, "10.0.0.3:8080": 410}
+				got := map[string]uint32{}
+				var sum uint32
+				for _, e := range endpointsNamed(t, res, "reviews|@affinity").GetEndpoints()[0].GetLbEndpoints() {
+					a := e.GetEndpoint().GetAddress().GetSocketAddress()
+					got[fmt.Sprintf("%s:%d", a.GetAddress(), a.GetPortValue())] = e.GetLoadBalancingWeight().GetValue()
+					sum += e.GetLoadBalancingWeight().GetValue()
+				}
+				if !maps.Equal(got, want) || sum != ringSize {
+					t.Errorf("%s: affinity endpoint weights %v (sum %d), want %v", g, got, sum, want)
+				}
+			}
+			for _, vh := range []*routev3.VirtualHost{envoyVHost(t, r, "reviews"), grpcVHost(t, r, "reviews")} {
+				ra := routeNamed(t, vh, "primary").GetRoute()
+				cs := ra.GetWeightedClusters().GetClusters()
+				if len(cs) != 1 || cs[0].GetName() != "reviews|@affinity" || cs[0].GetWeight().GetValue() != 100 {
+					t.Errorf("primary clusters %v, want only the affinity ring", cs)
+				}
+				if hp := ra.GetHashPolicy(); len(hp) != 1 || hp[0].GetHeader().GetHeaderName() != "x-myval" {
+					t.Errorf("hash policy %v, want header x-myval", hp)
+				}
+			}
+			warm := routeNamed(t, grpcVHost(t, r, "reviews"), KeepWarmRoute).GetRoute().GetWeightedClusters().GetClusters()
+			var names []string
+			for _, c := range warm {
+				names = append(names, c.GetName())
+			}
+			if !slices.Equal(names, []string{"reviews|v1", "reviews|v2", "reviews|@affinity"}) {
+				t.Errorf("gRPC keep-warm clusters %v, want both revisions and the ring", names)
+			}
+		},
+	}, {
+		name: "session affinity at 0%: weighted clusters as usual, the ring built and kept warm",
+		plans: []plan.Plan{edit(canaryPlan("reviews", 0, bookinfo[:1]), func(p *plan.Plan) {
+			p.Hosts[0].Routes[0].Affinity = &plan.Affinity{Cookie: "session", CookieTTL: time.Hour}
+		})},
+		check: func(t *testing.T, r *Resources) {
+			ra := routeNamed(t, envoyVHost(t, r, "reviews"), "primary").GetRoute()
+			if len(ra.GetHashPolicy()) != 0 || len(ra.GetWeightedClusters().GetClusters()) != 2 {
+				t.Errorf("primary at 0%%: %v, want the two revisions and no hash policy", ra)
+			}
+			lb := endpointsNamed(t, r.GRPC, "reviews|@affinity").GetEndpoints()[0].GetLbEndpoints()
+			if len(lb) != 2 {
+				t.Errorf("ring endpoints at 0%%: %v, want stable's two", lb)
+			}
+			if !slices.ContainsFunc(routeNamed(t, grpcVHost(t, r, "reviews"), KeepWarmRoute).GetRoute().GetWeightedClusters().GetClusters(),
+				func(c *routev3.WeightedCluster_ClusterWeight) bool { return c.GetName() == "reviews|@affinity" }) {
+				t.Error("ring not kept warm for gRPC at 0%")
+			}
+		},
+	}, {
+		name: "session affinity by cookie: Envoy creates the cookie",
+		plans: []plan.Plan{edit(canaryPlan("reviews", 50, bookinfo[:1]), func(p *plan.Plan) {
+			p.Hosts[0].Routes[0].Affinity = &plan.Affinity{Cookie: "session", CookieTTL: time.Hour}
+		})},
+		check: func(t *testing.T, r *Resources) {
+			hp := routeNamed(t, envoyVHost(t, r, "reviews"), "primary").GetRoute().GetHashPolicy()
+			if len(hp) != 1 || hp[0].GetCookie().GetName() != "session" || hp[0].GetCookie().GetTtl().AsDuration() != time.Hour || hp[0].GetCookie().GetPath() != "/" {
+				t.Errorf("hash policy %v, want cookie session, ttl 1h, path /", hp)
 			}
 		},
 	}, {
@@ -483,11 +558,11 @@ func TestTranslateRejects(t *testing.T) {
 			Name: "f", Match: []plan.Match{header("x", plan.HeaderPresent, "")}, Destinations: split(5),
 			Policy: &plan.Policy{Fault: &plan.Fault{Abort: &plan.FaultAbort{HTTPStatus: 99, Percent: 1}}},
 		})}, "HttpStatus"},
-		{"affinity cookie value with a separator", []plan.Plan{edit(base, func(p *plan.Plan) {
-			d := split(5)
-			d[1].SetCookie = &plan.Cookie{Name: "c", Value: "a;b"}
-			p.Hosts[0].Routes[0].Destinations = d
-		})}, "cookie tokens"},
+		{"two affinity splits", []plan.Plan{edit(base, func(p *plan.Plan) {
+			p.Hosts[0].Routes[0].Affinity = &plan.Affinity{Header: "x"}
+			p.Hosts[0].Routes = append([]plan.Route{{Name: "other", Match: []plan.Match{header("y", plan.HeaderPresent, "")},
+				Destinations: split(20), Affinity: &plan.Affinity{Header: "x"}}}, p.Hosts[0].Routes...)
+		})}, "different weights"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

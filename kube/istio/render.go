@@ -127,12 +127,18 @@ func Render(in Input, live Live) (*Desired, error) {
 	if err != nil {
 		return nil, err
 	}
+	canary := p.Revision(plan.Canary)
+	main.routes = withAffinityMarker(main.routes, canary)
+	if preview != nil {
+		preview.routes = withAffinityMarker(preview.routes, canary)
+	}
 	r := renderer{in: in, live: live, label: in.RevisionLabel}
 	if r.label == "" {
 		r.label = DefaultRevisionLabel
 	}
 
 	t := r.target()
+	t.canaryRevision = canary
 	d := &Desired{}
 	if d.DestinationRule, err = r.destinationRule(t.host); err != nil {
 		return nil, fmt.Errorf("DestinationRule: %w", err)

@@ -23,6 +23,7 @@ func featureCases() []featureCase {
 	withPolicy := func(r plan.Route, p *plan.Policy) plan.Route { r.Policy = p; return r }
 	withMirror := func(r plan.Route, m *plan.Mirror) plan.Route { r.Mirror = m; return r }
 	withMatch := func(r plan.Route, m ...plan.Match) plan.Route { r.Match = m; return r }
+	withAffinity := func(r plan.Route, a *plan.Affinity) plan.Route { r.Affinity = a; return r }
 	canary := route("x", dest(plan.Canary, 100))
 
 	return []featureCase{{
@@ -153,9 +154,7 @@ func featureCases() []featureCase {
 	}, {
 		name: "cookie affinity: the canary sets it, a route before the weights matches it",
 		routes: []plan.Route{
-			withMatch(route("affinity", dest(plan.Canary, 100)), plan.Match{Cookies: []plan.CookieMatch{{Name: "sluice-canary", Value: revB}}}),
-			route("primary", dest(plan.Stable, 75), plan.Destination{Subset: plan.Canary, Weight: 25,
-				SetCookie: &plan.Cookie{Name: "sluice-canary", Value: revB, MaxAge: 90 * time.Minute}}),
+			withAffinity(route("primary", dest(plan.Stable, 75), dest(plan.Canary, 25)), &plan.Affinity{Cookie: "sluice-canary", CookieTTL: 90 * time.Minute}),
 		},
 		want: `
 - name: affinity
@@ -169,22 +168,26 @@ func featureCases() []featureCase {
     headers: {response: {add: {set-cookie: "sluice-canary=rev-b; Path=/; Max-Age=5400"}}}
 `,
 	}, {
-		name: "header affinity",
+		name: "header affinity has no marker: the weights alone",
 		routes: []plan.Route{
-			headerRoute("affinity", plan.HeaderMatch{Name: "x-sluice-canary", Kind: plan.HeaderExact, Value: revB}),
-			route("primary", dest(plan.Stable, 50), plan.Destination{Subset: plan.Canary, Weight: 50,
-				SetHeader: &plan.Header{Name: "X-Sluice-Canary", Value: revB}}),
+			withAffinity(route("primary", dest(plan.Stable, 50), dest(plan.Canary, 50)), &plan.Affinity{Header: "x-session"}),
 		},
 		want: `
-- name: affinity
-  match: [{headers: {x-sluice-canary: {exact: rev-b}}}]
-  route: [{destination: {host: reviews.bookinfo.svc.cluster.local, subset: canary}, weight: 100}]
 - name: primary
   route:
   - {destination: {host: reviews.bookinfo.svc.cluster.local, subset: stable}, weight: 50}
-  - destination: {host: reviews.bookinfo.svc.cluster.local, subset: canary}
-    weight: 50
-    headers: {response: {add: {x-sluice-canary: rev-b}}}
+  - {destination: {host: reviews.bookinfo.svc.cluster.local, subset: canary}, weight: 50}
+`,
+	}, {
+		name: "cookie affinity at 0%: nothing to mark",
+		routes: []plan.Route{
+			withAffinity(route("primary", dest(plan.Stable, 100), dest(plan.Canary, 0)), &plan.Affinity{Cookie: "sluice-canary"}),
+		},
+		want: `
+- name: primary
+  route:
+  - {destination: {host: reviews.bookinfo.svc.cluster.local, subset: stable}, weight: 100}
+  - {destination: {host: reviews.bookinfo.svc.cluster.local, subset: canary}, weight: 0}
 `,
 	}}
 }

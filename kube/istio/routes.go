@@ -21,6 +21,8 @@ import (
 type target struct {
 	host string
 	port *networking.PortSelector
+	// canaryRevision is the value of the affinity cookie the canary sets.
+	canaryRevision string
 }
 
 func (t target) destination(subset string) *networking.Destination {
@@ -63,7 +65,7 @@ func expand(stub *networking.HTTPRoute, routes []plan.Route, t target, name func
 			}
 			hr.Match = m
 		}
-		dests, err := destinations(r.Destinations, t)
+		dests, err := destinations(r, t)
 		if err != nil {
 			return nil, fmt.Errorf("plan route %q: %w", r.Name, err)
 		}
@@ -79,38 +81,71 @@ func expand(stub *networking.HTTPRoute, routes []plan.Route, t target, name func
 	return out, nil
 }
 
-func destinations(ds []plan.Destination, t target) ([]*networking.HTTPRouteDestination, error) {
-	out := make([]*networking.HTTPRouteDestination, 0, len(ds))
-	for _, d := range ds {
+func destinations(r plan.Route, t target) ([]*networking.HTTPRouteDestination, error) {
+	out := make([]*networking.HTTPRouteDestination, 0, len(r.Destinations))
+	for _, d := range r.Destinations {
 		rd := &networking.HTTPRouteDestination{Destination: t.destination(d.Subset), Weight: d.Weight}
-		add := map[string]string{}
-		if c := d.SetCookie; c != nil {
-			add["set-cookie"] = setCookie(c)
-		}
-		if h := d.SetHeader; h != nil {
-			name := strings.ToLower(h.Name)
-			if _, dup := add[name]; dup {
-				return nil, fmt.Errorf("subset %q sets header %q twice", d.Subset, name)
-			}
-			add[name] = h.Value
-		}
-		if len(add) > 0 {
+		if c, ok := affinityCookie(r, d, t.canaryRevision); ok {
 			// add, not set: the service's own Set-Cookie headers must survive.
-			rd.Headers = &networking.Headers{Response: &networking.Headers_HeaderOperations{Add: add}}
+			rd.Headers = &networking.Headers{Response: &networking.Headers_HeaderOperations{Add: map[string]string{"set-cookie": c}}}
 		}
 		out = append(out, rd)
 	}
 	return out, nil
 }
 
-// setCookie formats a Set-Cookie value. Path=/ makes the marker reach every
-// route of the host, which is what affinity needs.
-func setCookie(c *plan.Cookie) string {
-	v := c.Name + "=" + c.Value + "; Path=/"
-	if c.MaxAge > 0 {
-		v += "; Max-Age=" + strconv.FormatInt(int64((c.MaxAge+time.Second-1)/time.Second), 10)
+// Istio applies a route's weights before any consistent hash of the
+// destination (istio#9764), so the ring Sluice's xDS uses cannot be
+// written as a VirtualService. What a VirtualService can do is mark: the
+// canary's share of a weighted route with cookie affinity answers with
+// the affinity cookie set to the canary revision, and a route ahead of
+// the weights sends requests carrying it to the canary. A user drawn for
+// the canary stays there until promotion or abort; a user drawn for
+// stable is drawn again at the next request, so the canary gains users as
+// the rollout goes on (never loses them). Header affinity has no such
+// marker: a response header is not sent back by a client on its own.
+
+// withAffinityMarker puts the marker route before the first route with
+// cookie affinity that splits between stable and canary.
+func withAffinityMarker(routes []plan.Route, canaryRevision string) []plan.Route {
+	for i, r := range routes {
+		if r.Affinity == nil || r.Affinity.Cookie == "" || !splits(r) {
+			continue
+		}
+		marker := plan.Route{
+			Name:         "affinity",
+			Match:        []plan.Match{{Cookies: []plan.CookieMatch{{Name: r.Affinity.Cookie, Value: canaryRevision}}}},
+			Destinations: []plan.Destination{{Subset: plan.Canary, Weight: 100}},
+			Policy:       r.Policy,
+		}
+		return slices.Insert(slices.Clone(routes), i, marker)
 	}
-	return v
+	return routes
+}
+
+// splits reports whether a route sends some but not all of its requests
+// to the canary.
+func splits(r plan.Route) bool {
+	for _, d := range r.Destinations {
+		if d.Subset == plan.Canary {
+			return d.Weight > 0 && d.Weight < 100
+		}
+	}
+	return false
+}
+
+// affinityCookie is the Set-Cookie value the canary destination d of r
+// adds, if any. Path=/ makes the marker reach every route of the host.
+func affinityCookie(r plan.Route, d plan.Destination, canaryRevision string) (string, bool) {
+	a := r.Affinity
+	if a == nil || a.Cookie == "" || d.Subset != plan.Canary || !splits(r) {
+		return "", false
+	}
+	v := a.Cookie + "=" + canaryRevision + "; Path=/"
+	if a.CookieTTL > 0 {
+		v += "; Max-Age=" + strconv.FormatInt(int64((a.CookieTTL+time.Second-1)/time.Second), 10)
+	}
+	return v, true
 }
 
 // setMirror uses mirror + mirrorPercentage, or appends to mirrors when Git

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -481,32 +482,26 @@ func TestSessionAffinity(t *testing.T) {
 	ro := standalone("v2", canary(weight(20), weight(50)))
 	ro.Spec.Service.SessionAffinity = &v1alpha1.SessionAffinity{Cookie: &v1alpha1.CookieAffinity{Name: "canary", MaxAge: dur(time.Hour)}}
 	h := newHarness(t, ro)
-	if got := h.routeNames(); !slices.Equal(got, []string{"affinity", "primary"}) {
-		t.Fatalf("routes = %v", got)
-	}
-	aff := h.out.Plan.Hosts[0].Routes[0]
-	if aff.Match[0].Cookies[0] != (plan.CookieMatch{Name: "canary", Value: "v2"}) || aff.Destinations[0].Subset != plan.Canary {
-		t.Fatalf("affinity route = %+v", aff)
-	}
-	primary := h.out.Plan.Hosts[0].Routes[1]
-	if c := primary.Destinations[1].SetCookie; c == nil || c.Value != "v2" || c.MaxAge != time.Hour {
-		t.Fatalf("canary destination does not set the cookie: %+v", primary.Destinations[1])
-	}
-	if primary.Destinations[0].SetCookie != nil {
-		t.Fatal("stable destination sets the affinity cookie")
+	want := &plan.Affinity{Cookie: "canary", CookieTTL: time.Hour}
+	primary := h.out.Plan.Hosts[0].Routes[0]
+	if got := h.routeNames(); !slices.Equal(got, []string{"primary"}) || !reflect.DeepEqual(primary.Affinity, want) {
+		t.Fatalf("routes = %v, affinity %+v, want only primary with %+v", got, primary.Affinity, want)
 	}
 	h.command("a", v1alpha1.CommandAbort)
-	if got := h.routeNames(); !slices.Equal(got, []string{"primary"}) {
-		t.Fatalf("affinity survives abort: %v", got)
+	if a := h.out.Plan.Hosts[0].Routes[0].Affinity; a != nil {
+		t.Fatalf("affinity survives abort: %+v", a)
 	}
 	h.command("r", v1alpha1.CommandRetry)
+	if a := h.out.Plan.Hosts[0].Routes[0].Affinity; !reflect.DeepEqual(a, want) {
+		t.Fatalf("affinity after retry = %+v", a)
+	}
 	h.warmup()
 	h.ack()
 	h.ack()
 	h.ack()
 	h.wantPhase(v1alpha1.PhaseHealthy)
-	if got := h.routeNames(); !slices.Equal(got, []string{"primary"}) {
-		t.Fatalf("affinity survives promotion: %v", got)
+	if a := h.out.Plan.Hosts[0].Routes[0].Affinity; a != nil {
+		t.Fatalf("affinity survives promotion: %+v", a)
 	}
 }
 

@@ -128,9 +128,7 @@ func buildPlan(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, t traffic) plan
 		for _, r := range t.routes {
 			routes = append(routes, toCanary(r.name, r.match, policy))
 		}
-		if aff := spec.Service.SessionAffinity; aff != nil && weight > 0 && weight < 100 {
-			routes, primary = withAffinity(routes, primary, aff, st.CanaryRevision, policy)
-		}
+		primary.Affinity = affinity(spec.Service.SessionAffinity)
 	}
 	routes = withFault(spec.Service.Policy, append(routes, primary))
 	for _, h := range spec.Service.Hosts {
@@ -174,42 +172,27 @@ func toCanary(name string, match []v1alpha1.RouteMatch, policy *plan.Policy) pla
 	}
 }
 
-// withAffinity marks users routed to the canary by the weighted route and
-// adds the route that sends them back there. The marker's value is the
-// canary revision, so a cookie left from an earlier rollout never matches.
-func withAffinity(routes []plan.Route, primary plan.Route, aff *v1alpha1.SessionAffinity, canaryRev string, policy *plan.Policy) ([]plan.Route, plan.Route) {
-	dests := make([]plan.Destination, len(primary.Destinations))
-	copy(dests, primary.Destinations)
-	var m plan.Match
-	for i := range dests {
-		if dests[i].Subset != plan.Canary {
-			continue
+// affinity is the session key of the rollout's weighted route. It is
+// kept at every weight of the rollout, 0 and 100 included, so the data
+// plane holds the pinned sessions' structure ready before the first split
+// and keeps it through the last one; promotion and abort drop it.
+func affinity(aff *v1alpha1.SessionAffinity) *plan.Affinity {
+	switch {
+	case aff == nil:
+		return nil
+	case aff.Header != nil:
+		return &plan.Affinity{Header: aff.Header.Name}
+	case aff.Cookie != nil:
+		a := &plan.Affinity{Cookie: aff.Cookie.Name}
+		if a.Cookie == "" {
+			a.Cookie = v1alpha1.DefaultAffinityCookie
 		}
-		switch {
-		case aff.Cookie != nil:
-			name := aff.Cookie.Name
-			if name == "" {
-				name = "sluice-canary"
-			}
-			c := &plan.Cookie{Name: name, Value: canaryRev}
-			if aff.Cookie.MaxAge != nil {
-				c.MaxAge = aff.Cookie.MaxAge.Duration
-			}
-			dests[i].SetCookie = c
-			m = plan.Match{Cookies: []plan.CookieMatch{{Name: name, Value: canaryRev}}}
-		case aff.Header != nil:
-			dests[i].SetHeader = &plan.Header{Name: aff.Header.Name, Value: canaryRev}
-			m = plan.Match{Headers: []plan.HeaderMatch{{Name: aff.Header.Name, Kind: plan.HeaderExact, Value: canaryRev}}}
+		if aff.Cookie.MaxAge != nil {
+			a.CookieTTL = aff.Cookie.MaxAge.Duration
 		}
+		return a
 	}
-	primary.Destinations = dests
-	routes = append(routes, plan.Route{
-		Name:         "affinity",
-		Match:        []plan.Match{m},
-		Destinations: []plan.Destination{{Subset: plan.Canary, Weight: 100}},
-		Policy:       policy,
-	})
-	return routes, primary
+	return nil
 }
 
 // withFault applies a fault limited by a match: ahead of every route it
@@ -235,6 +218,7 @@ func withFault(rp *v1alpha1.RoutePolicy, routes []plan.Route) []plan.Route {
 			Destinations: r.Destinations,
 			Mirror:       r.Mirror,
 			Policy:       pol,
+			Affinity:     r.Affinity,
 		}
 		if len(r.Match) == 0 {
 			fr.Name, fr.Match = "fault", faults

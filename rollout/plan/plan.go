@@ -65,6 +65,21 @@ type Route struct {
 	Mirror *Mirror `json:"mirror,omitempty"`
 	// Policy is the user's timeout, retries and fault for this route.
 	Policy *Policy `json:"policy,omitempty"`
+	// Affinity pins each session to one destination for as long as the
+	// weights stay, and lets a weight change move sessions only towards
+	// the destinations whose weight rose. Nil means each request is drawn
+	// by weight on its own.
+	Affinity *Affinity `json:"affinity,omitempty"`
+}
+
+// Affinity names the session key of a request: the value of one header,
+// or of one cookie. Exactly one of Header and Cookie is set.
+type Affinity struct {
+	Header string `json:"header,omitempty"`
+	Cookie string `json:"cookie,omitempty"`
+	// CookieTTL is the lifetime of the cookie a proxy creates for a
+	// request without one; zero means a session cookie.
+	CookieTTL time.Duration `json:"cookieTTL,omitempty"`
 }
 
 // Match is a conjunction of conditions on a request.
@@ -110,26 +125,6 @@ type CookieMatch struct {
 type Destination struct {
 	Subset string `json:"subset"`
 	Weight int32  `json:"weight"`
-	// SetCookie is added to responses served from this destination; it is
-	// how session affinity marks users sent to the canary.
-	SetCookie *Cookie `json:"setCookie,omitempty"`
-	// SetHeader is added to responses served from this destination (header
-	// affinity).
-	SetHeader *Header `json:"setHeader,omitempty"`
-}
-
-// Cookie is a response cookie.
-type Cookie struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-	// MaxAge zero means a session cookie.
-	MaxAge time.Duration `json:"maxAge,omitempty"`
-}
-
-// Header is a response header.
-type Header struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
 }
 
 // Mirror copies requests to a subset; responses of the mirror are dropped.
@@ -251,6 +246,9 @@ func (p *Plan) Check() error {
 			}
 			if sum != 100 {
 				errs = append(errs, fmt.Errorf("host %q route %q: weights sum to %d, want 100", h.Name, r.Name, sum))
+			}
+			if a := r.Affinity; a != nil && (a.Header == "") == (a.Cookie == "") {
+				errs = append(errs, fmt.Errorf("host %q route %q: affinity needs exactly one of header and cookie", h.Name, r.Name))
 			}
 			if m := r.Mirror; m != nil {
 				if !subsets[m.Subset] {

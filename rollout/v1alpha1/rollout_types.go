@@ -191,8 +191,9 @@ type ServiceSpec struct {
 	// +optional
 	Policy *RoutePolicy `json:"policy,omitempty"`
 
-	// SessionAffinity keeps a user who was sent to the canary on it for the
-	// rest of the rollout.
+	// SessionAffinity pins each session (a header or cookie value) to one
+	// revision during the rollout; a session moves only from stable to
+	// canary.
 	// +optional
 	SessionAffinity *SessionAffinity `json:"sessionAffinity,omitempty"`
 }
@@ -299,10 +300,15 @@ type FaultDelay struct {
 	Percent int32 `json:"percent"`
 }
 
-// SessionAffinity keeps users on the canary once they were sent there: the
-// canary answers with a cookie (or a header the client propagates) that a
-// route placed before the weighted one matches. The route is dropped on abort
-// and after promotion.
+// SessionAffinity pins each session to one revision while the canary
+// weight holds, and moves sessions only from stable to canary when it rises:
+// a user who saw the canary keeps seeing it until promotion or abort (abort
+// moves everyone back to stable). The session key is a request header the
+// client sends (a user id, a session id) or a cookie.
+//
+// Through Sluice's xDS (Envoy and proxyless gRPC) the weighted route goes to
+// one consistent-hash cluster holding both revisions' endpoints, weighted
+// in the split's ratio; see docs/api.md for what each data plane gives.
 // +kubebuilder:validation:XValidation:rule="has(self.cookie) != has(self.header)",message="exactly one of cookie or header must be set"
 type SessionAffinity struct {
 	// +optional
@@ -311,21 +317,28 @@ type SessionAffinity struct {
 	Header *HeaderAffinity `json:"header,omitempty"`
 }
 
-// CookieAffinity pins users with a cookie set on canary responses.
+// DefaultAffinityCookie is the cookie name of cookie affinity when the
+// spec gives none.
+const DefaultAffinityCookie = "sluice-canary"
+
+// CookieAffinity keys sessions by a cookie. Envoy creates the cookie on the
+// first response when the request has none; through an Istio
+// VirtualService the canary sets it to its revision.
 type CookieAffinity struct {
 	// +kubebuilder:validation:Pattern=`^[!#$%&'*+\-.^_|~0-9A-Za-z]+$`
 	// +kubebuilder:default=sluice-canary
 	// +optional
 	Name string `json:"name,omitempty"`
-	// MaxAge of the cookie; absent means a session cookie.
+	// MaxAge of a cookie Sluice's proxies create; absent means a session
+	// cookie.
 	// +optional
 	// +kubebuilder:validation:Format=duration
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 }
 
-// HeaderAffinity pins users by a header that the canary sets on responses
-// and the client sends back.
+// HeaderAffinity keys sessions by the value of a request header.
 type HeaderAffinity struct {
+	// Name of the header, lower case (gRPC metadata keys are).
 	// +kubebuilder:validation:Pattern=`^[a-z0-9][-a-z0-9_.]*$`
 	Name string `json:"name"`
 }

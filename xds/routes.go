@@ -50,7 +50,7 @@ func buildRoutes(g Group, h plan.Host, clusterOf map[string]string) ([]*routev3.
 				all = append(all, c)
 			}
 		}
-		perFilter, err := faultOverride(r.Policy)
+		perFilter, err := faultOverride(g, r.Policy)
 		if err != nil {
 			return nil, nil, fmt.Errorf("route %q: %w", r.Name, err)
 		}
@@ -314,8 +314,10 @@ func retryPolicy(g Group, r *plan.Retries) (*routev3.RetryPolicy, error) {
 }
 
 // faultOverride is the per-route configuration of the fault filter. Both
-// Envoy and gRPC (gRFC A33) read it under the filter's name.
-func faultOverride(p *plan.Policy) (map[string]*anypb.Any, error) {
+// Envoy and gRPC (gRFC A33) read it under the filter's name. An abort with
+// both statuses gives Envoy the HTTP one (Envoy maps it for gRPC callers)
+// and gRPC the gRPC one; with one status, both get it.
+func faultOverride(g Group, p *plan.Policy) (map[string]*anypb.Any, error) {
 	if p == nil || p.Fault == nil {
 		return nil, nil
 	}
@@ -323,8 +325,8 @@ func faultOverride(p *plan.Policy) (map[string]*anypb.Any, error) {
 	if a := p.Fault.Abort; a != nil {
 		fa := &faultv3.FaultAbort{Percentage: percent(a.Percent)}
 		switch {
-		case a.HTTPStatus != 0 && a.GRPCStatus != 0:
-			return nil, fmt.Errorf("fault abort sets both an HTTP and a gRPC status")
+		case a.HTTPStatus != 0 && a.GRPCStatus > 0 && g == GroupGRPC:
+			fa.ErrorType = &faultv3.FaultAbort_GrpcStatus{GrpcStatus: uint32(a.GRPCStatus)}
 		case a.HTTPStatus != 0:
 			fa.ErrorType = &faultv3.FaultAbort_HttpStatus{HttpStatus: uint32(a.HTTPStatus)}
 		case a.GRPCStatus > 0:

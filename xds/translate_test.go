@@ -359,6 +359,20 @@ func TestTranslateFeatures(t *testing.T) {
 			}
 		},
 	}, {
+		name: "abort with both statuses: Envoy gets the HTTP one, gRPC the gRPC one",
+		plans: []plan.Plan{canaryPlan("reviews", 5, []string{"reviews"}, plan.Route{
+			Name: "f", Match: []plan.Match{header("x", plan.HeaderPresent, "")}, Destinations: split(5),
+			Policy: &plan.Policy{Fault: &plan.Fault{Abort: &plan.FaultAbort{HTTPStatus: 500, GRPCStatus: 14, Percent: 100}}},
+		})},
+		check: func(t *testing.T, r *Resources) {
+			if got := faultOf(t, routeNamed(t, envoyVHost(t, r, "reviews"), "f")).GetAbort().GetHttpStatus(); got != 500 {
+				t.Errorf("envoy abort http status %d, want 500", got)
+			}
+			if got := faultOf(t, routeNamed(t, grpcVHost(t, r, "reviews"), "f")).GetAbort(); got.GetGrpcStatus() != 14 || got.GetHttpStatus() != 0 {
+				t.Errorf("grpc abort %v, want grpc status 14 only", got)
+			}
+		},
+	}, {
 		name: "session affinity: one ring-hash cluster over both revisions, weighted in the split's ratio",
 		plans: []plan.Plan{edit(canaryPlan("reviews", 10, bookinfo[:1]), func(p *plan.Plan) {
 			p.Hosts[0].Routes[0].Affinity = &plan.Affinity{Header: "X-MyVal"}
@@ -550,10 +564,6 @@ func TestTranslateRejects(t *testing.T) {
 		{"host with a port", []plan.Plan{canaryPlan("reviews", 5, []string{"reviews:9080"})}, "without port"},
 		{"invalid header regex", []plan.Plan{canaryPlan("reviews", 5, []string{"reviews"}, toCanary("re", header("x", plan.HeaderRegex, "(")))}, "regex"},
 		{"uri without slash", []plan.Plan{canaryPlan("reviews", 5, []string{"reviews"}, toCanary("u", plan.Match{URI: &plan.URIMatch{Value: "api"}}))}, "must start with /"},
-		{"abort with both statuses", []plan.Plan{canaryPlan("reviews", 5, []string{"reviews"}, plan.Route{
-			Name: "f", Match: []plan.Match{header("x", plan.HeaderPresent, "")}, Destinations: split(5),
-			Policy: &plan.Policy{Fault: &plan.Fault{Abort: &plan.FaultAbort{HTTPStatus: 500, GRPCStatus: 14, Percent: 1}}},
-		})}, "both"},
 		{"abort HTTP status out of range", []plan.Plan{canaryPlan("reviews", 5, []string{"reviews"}, plan.Route{
 			Name: "f", Match: []plan.Match{header("x", plan.HeaderPresent, "")}, Destinations: split(5),
 			Policy: &plan.Policy{Fault: &plan.Fault{Abort: &plan.FaultAbort{HTTPStatus: 99, Percent: 1}}},

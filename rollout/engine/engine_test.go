@@ -531,6 +531,49 @@ func TestFaultPolicyWithMatch(t *testing.T) {
 	}
 }
 
+func TestPolicyRules(t *testing.T) {
+	t.Parallel()
+	ro := standalone("v2", canary(weight(30)))
+	ro.Spec.Service.Policy = &v1alpha1.RoutePolicy{
+		Timeout: dur(2 * time.Second),
+		Fault:   &v1alpha1.FaultPolicy{Delay: &v1alpha1.FaultDelay{FixedDelay: *dur(time.Millisecond), Percent: 1}},
+		Rules: []v1alpha1.PolicyRule{
+			{Name: "alice", Match: []v1alpha1.RouteMatch{jason("end-user", "alice")},
+				Fault: &v1alpha1.FaultPolicy{Abort: &v1alpha1.FaultAbort{HTTPStatus: i32(500), GRPCStatus: i32(13), Percent: 100}}},
+			{Name: "bob", Match: []v1alpha1.RouteMatch{jason("end-user", "bob")}, Timeout: dur(5 * time.Second),
+				Retries: &v1alpha1.RetryPolicy{Attempts: 2}},
+		},
+	}
+	ro.Spec.Strategy.Canary.Steps = append([]v1alpha1.CanaryStep{headerRoute("jason", "end-user", "jason")}, ro.Spec.Strategy.Canary.Steps...)
+	h := newHarness(t, ro)
+	h.ack()
+	want := []string{"header-jason-rule-alice", "header-jason-rule-bob", "header-jason", "rule-alice", "rule-bob", "primary"}
+	if got := h.routeNames(); !slices.Equal(got, want) {
+		t.Fatalf("routes = %v, want %v", got, want)
+	}
+	routes := h.out.Plan.Hosts[0].Routes
+	byName := map[string]plan.Route{}
+	for _, r := range routes {
+		byName[r.Name] = r
+	}
+	alice, bob, primary := byName["rule-alice"], byName["rule-bob"], byName["primary"]
+	if a := alice.Policy.Fault.Abort; a == nil || a.HTTPStatus != 500 || a.GRPCStatus != 13 || alice.Policy.Timeout != 2*time.Second || alice.Policy.Fault.Delay != nil {
+		t.Errorf("alice's policy = %+v, want the abort in place of the service's delay and the service's timeout", alice.Policy)
+	}
+	if bob.Policy.Timeout != 5*time.Second || bob.Policy.Retries.Attempts != 2 || bob.Policy.Fault.Delay == nil {
+		t.Errorf("bob's policy = %+v, want his timeout and retries and the service's delay", bob.Policy)
+	}
+	if primary.Policy.Timeout != 2*time.Second || primary.Policy.Fault.Delay == nil || primary.Policy.Fault.Abort != nil {
+		t.Errorf("primary policy = %+v", primary.Policy)
+	}
+	if !slices.Equal(alice.Destinations, primary.Destinations) {
+		t.Errorf("alice's route does not follow the weights: %+v", alice.Destinations)
+	}
+	if j := byName["header-jason-rule-alice"]; len(j.Match) != 1 || len(j.Match[0].Headers) != 2 || j.Destinations[0].Subset != plan.Canary {
+		t.Errorf("jason ∧ alice route = %+v, want both headers and the canary", j)
+	}
+}
+
 func TestControllerModeWaitsForCanaryReplicas(t *testing.T) {
 	t.Parallel()
 	ro := controllerMode(standalone("v2", canary(weight(25), weight(100))), "reviews:v2", 8)

@@ -250,6 +250,16 @@ func (w *propWorld) genPolicy() *v1alpha1.RoutePolicy {
 		}
 		p.Fault = f
 	}
+	for i := range w.intn(3) {
+		r := v1alpha1.PolicyRule{Name: fmt.Sprintf("rule%d", i), Match: w.genMatches(2)}
+		if w.chance(0.5) {
+			r.Timeout = w.mdur(5 * time.Second)
+		}
+		if r.Timeout == nil || w.chance(0.5) {
+			r.Fault = &v1alpha1.FaultPolicy{Abort: &v1alpha1.FaultAbort{HTTPStatus: simI32(500), GRPCStatus: simI32(13), Percent: int32(w.intn(101))}}
+		}
+		p.Rules = append(p.Rules, r)
+	}
 	return p
 }
 

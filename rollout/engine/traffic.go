@@ -130,7 +130,7 @@ func buildPlan(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, t traffic) plan
 		}
 		primary.Affinity = affinity(spec.Service.SessionAffinity)
 	}
-	routes = withFault(spec.Service.Policy, append(routes, primary))
+	routes = withRules(spec.Service.Policy, append(routes, primary))
 	for _, h := range spec.Service.Hosts {
 		p.Hosts = append(p.Hosts, plan.Host{Name: h, Port: uint32(spec.Service.Port), Routes: routes})
 	}
@@ -150,7 +150,7 @@ func buildPlan(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, t traffic) plan
 func stableOnly(spec *v1alpha1.RolloutSpec) []plan.Route {
 	policy := convertPolicy(spec.Service.Policy)
 	primary := plan.Route{Name: "primary", Destinations: []plan.Destination{{Subset: plan.Stable, Weight: 100}}, Policy: policy}
-	return withFault(spec.Service.Policy, []plan.Route{primary})
+	return withRules(spec.Service.Policy, []plan.Route{primary})
 }
 
 // split keeps both subsets on the route even at 0 or 100 so the route's
@@ -195,44 +195,85 @@ func affinity(aff *v1alpha1.SessionAffinity) *plan.Affinity {
 	return nil
 }
 
-// withFault applies a fault limited by a match: ahead of every route it
-// puts a copy that matches the route's own conditions and the fault's, with
-// the same destinations and the fault in its policy. Matching requests thus
-// get the fault wherever they would have gone, and a fault route never
-// shadows a route to the canary. Without a match the fault is already part
-// of every route's policy.
-func withFault(rp *v1alpha1.RoutePolicy, routes []plan.Route) []plan.Route {
-	if rp == nil || rp.Fault == nil || len(rp.Fault.Match) == 0 {
+// rule is a policy for the requests that match it, as the plan needs it.
+type rule struct {
+	name   string
+	match  []plan.Match
+	policy *plan.Policy
+}
+
+// policyRules are the service's per-match policies in order: a fault with
+// a match of its own first (named "fault"), then spec rules. Each rule's
+// policy is the service's with the rule's fields in place of the ones it
+// sets.
+func policyRules(rp *v1alpha1.RoutePolicy) []rule {
+	if rp == nil {
+		return nil
+	}
+	var out []rule
+	if rp.Fault != nil && len(rp.Fault.Match) > 0 {
+		pol := convertPolicy(rp)
+		if pol == nil {
+			pol = &plan.Policy{}
+		}
+		pol.Fault = convertFault(rp.Fault)
+		out = append(out, rule{name: "fault", match: convertMatches(rp.Fault.Match), policy: pol})
+	}
+	for _, r := range rp.Rules {
+		pol := &plan.Policy{}
+		if base := convertPolicy(rp); base != nil {
+			*pol = *base
+		}
+		if r.Timeout != nil {
+			pol.Timeout = r.Timeout.Duration
+		}
+		if r.Retries != nil {
+			pol.Retries = convertRetries(r.Retries)
+		}
+		if r.Fault != nil {
+			pol.Fault = convertFault(r.Fault)
+		}
+		out = append(out, rule{name: "rule-" + r.Name, match: convertMatches(r.Match), policy: pol})
+	}
+	return out
+}
+
+// withRules applies per-match policies: ahead of every route it puts, for
+// each rule, a copy that matches the route's own conditions and the
+// rule's, with the same destinations, mirror and affinity and the rule's
+// policy. Matching requests thus get the rule's policy wherever they would
+// have gone, a rule never shadows a route to the canary, and the first
+// rule that matches wins. A rule's copy of the catch-all route is named
+// after the rule, its copy of another route "<route>-<rule>".
+func withRules(rp *v1alpha1.RoutePolicy, routes []plan.Route) []plan.Route {
+	rules := policyRules(rp)
+	if len(rules) == 0 {
 		return routes
 	}
-	pol := convertPolicy(rp)
-	if pol == nil {
-		pol = &plan.Policy{}
-	}
-	pol.Fault = convertFault(rp.Fault)
-	faults := convertMatches(rp.Fault.Match)
-	out := make([]plan.Route, 0, 2*len(routes))
+	out := make([]plan.Route, 0, (len(rules)+1)*len(routes))
 	for _, r := range routes {
-		fr := plan.Route{
-			Name:         r.Name + "-fault",
-			Destinations: r.Destinations,
-			Mirror:       r.Mirror,
-			Policy:       pol,
-			Affinity:     r.Affinity,
-		}
-		if len(r.Match) == 0 {
-			fr.Name, fr.Match = "fault", faults
-		} else {
-			for _, m := range r.Match {
-				for _, f := range faults {
-					if both, ok := conjoin(m, f); ok {
-						fr.Match = append(fr.Match, both)
+		for _, ru := range rules {
+			cp := plan.Route{
+				Name:         r.Name + "-" + ru.name,
+				Destinations: r.Destinations,
+				Mirror:       r.Mirror,
+				Policy:       ru.policy,
+				Affinity:     r.Affinity,
+			}
+			if len(r.Match) == 0 {
+				cp.Name, cp.Match = ru.name, ru.match
+			} else {
+				for _, m := range r.Match {
+					for _, f := range ru.match {
+						if both, ok := conjoin(m, f); ok {
+							cp.Match = append(cp.Match, both)
+						}
 					}
 				}
 			}
-		}
-		if len(fr.Match) > 0 {
-			out = append(out, fr)
+			if len(cp.Match) > 0 {
+				out = append(out, cp)
+			}
 		}
 		out = append(out, r)
 	}
@@ -273,10 +314,7 @@ func convertPolicy(rp *v1alpha1.RoutePolicy) *plan.Policy {
 		p.Timeout = rp.Timeout.Duration
 	}
 	if r := rp.Retries; r != nil {
-		p.Retries = &plan.Retries{Attempts: r.Attempts, RetryOn: r.RetryOn}
-		if r.PerTryTimeout != nil {
-			p.Retries.PerTryTimeout = r.PerTryTimeout.Duration
-		}
+		p.Retries = convertRetries(r)
 	}
 	if rp.Fault != nil && len(rp.Fault.Match) == 0 {
 		p.Fault = convertFault(rp.Fault)
@@ -285,6 +323,14 @@ func convertPolicy(rp *v1alpha1.RoutePolicy) *plan.Policy {
 		return nil
 	}
 	return p
+}
+
+func convertRetries(r *v1alpha1.RetryPolicy) *plan.Retries {
+	out := &plan.Retries{Attempts: r.Attempts, RetryOn: r.RetryOn}
+	if r.PerTryTimeout != nil {
+		out.PerTryTimeout = r.PerTryTimeout.Duration
+	}
+	return out
 }
 
 func convertFault(f *v1alpha1.FaultPolicy) *plan.Fault {

@@ -153,8 +153,9 @@ type Fault struct {
 	Delay *FaultDelay `json:"delay,omitempty"`
 }
 
-// FaultAbort answers with an error status; exactly one of HTTPStatus and
-// GRPCStatus is non-zero.
+// FaultAbort answers with an error status; at least one of HTTPStatus and
+// GRPCStatus is non-zero. With both, a data plane uses the one its callers
+// speak: HTTPStatus for Envoy, GRPCStatus for proxyless gRPC.
 type FaultAbort struct {
 	HTTPStatus int32 `json:"httpStatus,omitempty"`
 	GRPCStatus int32 `json:"grpcStatus,omitempty"`

@@ -234,7 +234,7 @@ type Backend struct {
 }
 
 // RoutePolicy is the per-route behaviour the user sets: timeout, retries and
-// fault injection.
+// fault injection, for the whole service and per matching request.
 type RoutePolicy struct {
 	// Timeout of a request, e.g. "2s".
 	// +optional
@@ -242,6 +242,38 @@ type RoutePolicy struct {
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 	// +optional
 	Retries *RetryPolicy `json:"retries,omitempty"`
+	// +optional
+	Fault *FaultPolicy `json:"fault,omitempty"`
+	// Rules give the requests they match a timeout, retries and fault of
+	// their own; the first rule that matches applies, and what it leaves
+	// unset comes from the fields above. Matching requests still go
+	// wherever the rollout sends them.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	Rules []PolicyRule `json:"rules,omitempty"`
+}
+
+// PolicyRule is a policy for the requests that match it.
+type PolicyRule struct {
+	// Name of the rule; the routes written for it are named after it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// Match selects the requests; any one of the matches suffices.
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	Match []RouteMatch `json:"match"`
+	// +optional
+	// +kubebuilder:validation:Format=duration
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// +optional
+	Retries *RetryPolicy `json:"retries,omitempty"`
+	// Fault of the rule; its own match, if any, is not allowed (the
+	// rule's applies).
 	// +optional
 	Fault *FaultPolicy `json:"fault,omitempty"`
 }
@@ -274,8 +306,11 @@ type FaultPolicy struct {
 	Match []RouteMatch `json:"match,omitempty"`
 }
 
-// FaultAbort answers a share of requests with an error status.
-// +kubebuilder:validation:XValidation:rule="has(self.httpStatus) != has(self.grpcStatus)",message="exactly one of httpStatus or grpcStatus must be set"
+// FaultAbort answers a share of requests with an error status. With both
+// statuses set, HTTP callers get httpStatus and proxyless gRPC clients
+// grpcStatus; with one, every caller gets it (gRPC maps an HTTP status to a
+// code, see docs/api.md).
+// +kubebuilder:validation:XValidation:rule="has(self.httpStatus) || has(self.grpcStatus)",message="set httpStatus, grpcStatus or both"
 type FaultAbort struct {
 	// +kubebuilder:validation:Minimum=200
 	// +kubebuilder:validation:Maximum=599

@@ -148,3 +148,7 @@ func checkErrors(t *testing.T, errs field.ErrorList, want []string) {
 		t.Errorf("errors:\n  got  %q\n  want %q", got, want)
 	}
 }
+
+func endUser(name string) v1alpha1.RouteMatch {
+	return v1alpha1.RouteMatch{Headers: []v1alpha1.HeaderMatch{{Name: "end-user", Exact: new(name)}}}
+}

@@ -35,7 +35,7 @@ const (
 	msgOneStepAction      = "a step must set exactly one of setWeight, pause, analysis, setHeaderRoute or setMirror"
 	msgOneHeaderMatch     = "exactly one of exact, prefix, regex or present must be set"
 	msgOneURIMatch        = "exactly one of exact or prefix must be set"
-	msgOneAbortStatus     = "exactly one of httpStatus or grpcStatus must be set"
+	msgAbortStatus        = "set httpStatus, grpcStatus or both"
 	msgOneAffinity        = "exactly one of cookie or header must be set"
 )
 
@@ -264,49 +264,83 @@ var retryOnTokens = func() map[string]bool {
 var statusCodeRE = regexp.MustCompile(`^[1-5][0-9][0-9]$`)
 
 func validatePolicy(pol *v1alpha1.RoutePolicy, p *field.Path) field.ErrorList {
-	errs := positiveDuration(nil, p.Child("timeout"), pol.Timeout)
-	if r := pol.Retries; r != nil {
-		rp := p.Child("retries")
-		errs = inRange(errs, rp.Child("attempts"), r.Attempts, 0, 10)
-		errs = positiveDuration(errs, rp.Child("perTryTimeout"), r.PerTryTimeout)
-		if r.RetryOn != "" {
-			for tok := range strings.SplitSeq(r.RetryOn, ",") {
-				tok = strings.TrimSpace(tok)
-				if !retryOnTokens[tok] && !statusCodeRE.MatchString(tok) {
-					errs = append(errs, field.Invalid(rp.Child("retryOn"), r.RetryOn,
-						fmt.Sprintf("unknown retry condition %q; use Envoy's conditions (e.g. 5xx, reset, connect-failure, unavailable) or status codes, separated by commas", tok)))
-					break
-				}
+	errs := validateTimeoutRetries(nil, p, pol.Timeout, pol.Retries)
+	if f := pol.Fault; f != nil {
+		errs = validateFault(errs, p.Child("fault"), f)
+		errs = validateMatches(errs, p.Child("fault", "match"), f.Match, -1)
+	}
+	errs = maxItems(errs, p.Child("rules"), len(pol.Rules), 8)
+	seen := map[string]bool{}
+	for i, r := range pol.Rules {
+		rp := p.Child("rules").Index(i)
+		errs = pattern(errs, rp.Child("name"), r.Name, routeNameRE)
+		if len(r.Name) > 40 {
+			errs = append(errs, field.TooLong(rp.Child("name"), r.Name, 40))
+		}
+		if seen[r.Name] {
+			errs = append(errs, field.Duplicate(rp.Child("name"), r.Name))
+		}
+		seen[r.Name] = true
+		if len(r.Match) == 0 {
+			errs = append(errs, field.Required(rp.Child("match"), "a rule applies to the requests it matches; for every request, set the policy's own fields"))
+		}
+		errs = validateMatches(errs, rp.Child("match"), r.Match, 8)
+		errs = validateTimeoutRetries(errs, rp, r.Timeout, r.Retries)
+		if f := r.Fault; f != nil {
+			errs = validateFault(errs, rp.Child("fault"), f)
+			if len(f.Match) > 0 {
+				errs = append(errs, field.Forbidden(rp.Child("fault", "match"), "a rule's fault applies to the rule's match; move the conditions to rules[].match"))
+			}
+		}
+		if r.Timeout == nil && r.Retries == nil && r.Fault == nil {
+			errs = append(errs, field.Required(rp, "a rule must set timeout, retries or fault"))
+		}
+	}
+	return errs
+}
+
+func validateTimeoutRetries(errs field.ErrorList, p *field.Path, timeout *metav1.Duration, r *v1alpha1.RetryPolicy) field.ErrorList {
+	errs = positiveDuration(errs, p.Child("timeout"), timeout)
+	if r == nil {
+		return errs
+	}
+	rp := p.Child("retries")
+	errs = inRange(errs, rp.Child("attempts"), r.Attempts, 0, 10)
+	errs = positiveDuration(errs, rp.Child("perTryTimeout"), r.PerTryTimeout)
+	if r.RetryOn != "" {
+		for tok := range strings.SplitSeq(r.RetryOn, ",") {
+			tok = strings.TrimSpace(tok)
+			if !retryOnTokens[tok] && !statusCodeRE.MatchString(tok) {
+				errs = append(errs, field.Invalid(rp.Child("retryOn"), r.RetryOn,
+					fmt.Sprintf("unknown retry condition %q; use Envoy's conditions (e.g. 5xx, reset, connect-failure, unavailable) or status codes, separated by commas", tok)))
+				break
 			}
 		}
 	}
-	if f := pol.Fault; f != nil {
-		fp := p.Child("fault")
-		if f.Abort == nil && f.Delay == nil {
-			errs = append(errs, field.Required(fp, "must set abort, delay or both"))
+	return errs
+}
+
+func validateFault(errs field.ErrorList, fp *field.Path, f *v1alpha1.FaultPolicy) field.ErrorList {
+	if f.Abort == nil && f.Delay == nil {
+		errs = append(errs, field.Required(fp, "must set abort, delay or both"))
+	}
+	if a := f.Abort; a != nil {
+		ap := fp.Child("abort")
+		if a.HTTPStatus == nil && a.GRPCStatus == nil {
+			errs = append(errs, field.Required(ap.Child("httpStatus"), msgAbortStatus))
 		}
-		if a := f.Abort; a != nil {
-			ap := fp.Child("abort")
-			switch {
-			case a.HTTPStatus != nil && a.GRPCStatus != nil:
-				errs = append(errs, field.Forbidden(ap.Child("grpcStatus"), msgOneAbortStatus))
-			case a.HTTPStatus == nil && a.GRPCStatus == nil:
-				errs = append(errs, field.Required(ap.Child("httpStatus"), msgOneAbortStatus))
-			}
-			if a.HTTPStatus != nil {
-				errs = inRange(errs, ap.Child("httpStatus"), *a.HTTPStatus, 200, 599)
-			}
-			if a.GRPCStatus != nil {
-				errs = inRange(errs, ap.Child("grpcStatus"), *a.GRPCStatus, 1, 16)
-			}
-			errs = inRange(errs, ap.Child("percent"), a.Percent, 0, 100)
+		if a.HTTPStatus != nil {
+			errs = inRange(errs, ap.Child("httpStatus"), *a.HTTPStatus, 200, 599)
 		}
-		if d := f.Delay; d != nil {
-			dp := fp.Child("delay")
-			errs = requiredDuration(errs, dp.Child("fixedDelay"), d.FixedDelay)
-			errs = inRange(errs, dp.Child("percent"), d.Percent, 0, 100)
+		if a.GRPCStatus != nil {
+			errs = inRange(errs, ap.Child("grpcStatus"), *a.GRPCStatus, 1, 16)
 		}
-		errs = validateMatches(errs, fp.Child("match"), f.Match, -1)
+		errs = inRange(errs, ap.Child("percent"), a.Percent, 0, 100)
+	}
+	if d := f.Delay; d != nil {
+		dp := fp.Child("delay")
+		errs = requiredDuration(errs, dp.Child("fixedDelay"), d.FixedDelay)
+		errs = inRange(errs, dp.Child("percent"), d.Percent, 0, 100)
 	}
 	return errs
 }

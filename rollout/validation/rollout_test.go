@@ -114,12 +114,33 @@ func TestRolloutRules(t *testing.T) {
 		{"fault needs abort or delay", nil, func(r *v1alpha1.Rollout) {
 			r.Spec.Service.Policy = &v1alpha1.RoutePolicy{Fault: &v1alpha1.FaultPolicy{}}
 		}, []string{"spec.service.policy.fault: Required value"}},
-		{"fault abort exactly one status: both", nil, func(r *v1alpha1.Rollout) {
+		{"fault abort with both statuses", nil, func(r *v1alpha1.Rollout) {
 			r.Spec.Service.Policy = &v1alpha1.RoutePolicy{Fault: &v1alpha1.FaultPolicy{Abort: &v1alpha1.FaultAbort{HTTPStatus: new(int32(503)), GRPCStatus: new(int32(14)), Percent: 1}}}
-		}, []string{"spec.service.policy.fault.abort.grpcStatus: Forbidden: exactly one of httpStatus or grpcStatus must be set"}},
-		{"fault abort exactly one status: neither", nil, func(r *v1alpha1.Rollout) {
+		}, nil},
+		{"fault abort needs a status", nil, func(r *v1alpha1.Rollout) {
 			r.Spec.Service.Policy = &v1alpha1.RoutePolicy{Fault: &v1alpha1.FaultPolicy{Abort: &v1alpha1.FaultAbort{Percent: 1}}}
-		}, []string{"spec.service.policy.fault.abort.httpStatus: Required value: exactly one of httpStatus or grpcStatus must be set"}},
+		}, []string{"spec.service.policy.fault.abort.httpStatus: Required value: set httpStatus, grpcStatus or both"}},
+		{"rules: alice aborted, bob delayed", nil, func(r *v1alpha1.Rollout) {
+			r.Spec.Service.Policy = &v1alpha1.RoutePolicy{Rules: []v1alpha1.PolicyRule{
+				{Name: "alice", Match: []v1alpha1.RouteMatch{endUser("alice")}, Fault: &v1alpha1.FaultPolicy{Abort: &v1alpha1.FaultAbort{HTTPStatus: new(int32(500)), Percent: 100}}},
+				{Name: "bob", Match: []v1alpha1.RouteMatch{endUser("bob")}, Timeout: dur("5s"), Fault: &v1alpha1.FaultPolicy{Delay: &v1alpha1.FaultDelay{FixedDelay: *dur("2s"), Percent: 100}}},
+			}}
+		}, nil},
+		{"rules: name, match, duplicate, empty, fault match", nil, func(r *v1alpha1.Rollout) {
+			r.Spec.Service.Policy = &v1alpha1.RoutePolicy{Rules: []v1alpha1.PolicyRule{
+				{Name: "Alice", Match: []v1alpha1.RouteMatch{endUser("alice")}, Timeout: dur("1s")},
+				{Name: "bob", Timeout: dur("1s")},
+				{Name: "bob", Match: []v1alpha1.RouteMatch{endUser("bob")}},
+				{Name: "carol", Match: []v1alpha1.RouteMatch{endUser("carol")}, Fault: &v1alpha1.FaultPolicy{
+					Abort: &v1alpha1.FaultAbort{GRPCStatus: new(int32(14)), Percent: 1}, Match: []v1alpha1.RouteMatch{endUser("dave")}}},
+			}}
+		}, []string{
+			`spec.service.policy.rules[0].name: Invalid value: "Alice"`,
+			"spec.service.policy.rules[1].match: Required value",
+			`spec.service.policy.rules[2].name: Duplicate value: "bob"`,
+			"spec.service.policy.rules[2]: Required value: a rule must set timeout, retries or fault",
+			"spec.service.policy.rules[3].fault.match: Forbidden",
+		}},
 		{"fault httpStatus range", nil, func(r *v1alpha1.Rollout) {
 			r.Spec.Service.Policy = &v1alpha1.RoutePolicy{Fault: &v1alpha1.FaultPolicy{Abort: &v1alpha1.FaultAbort{HTTPStatus: new(int32(600)), Percent: 1}}}
 		}, []string{"spec.service.policy.fault.abort.httpStatus: Invalid value: 600: must be between 200 and 599"}},

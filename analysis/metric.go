@@ -160,6 +160,10 @@ func compileCompare(c *v1alpha1.MetricCompare, query string, args map[string]str
 			sideArgs[k] = v
 		}
 		sideArgs[ArgSubset] = side.subset
+		if sub, ok := args[side.revision[:len(side.revision)-len("Revision")]+"Subset"]; ok {
+			// The step's baseline or candidate, when it names one.
+			sideArgs[ArgSubset] = sub
+		}
 		if rev, ok := args[side.revision]; ok {
 			sideArgs[ArgRevision] = rev
 		}

@@ -102,7 +102,7 @@ func resolveArgs(templates []*v1alpha1.AnalysisTemplate, args []v1alpha1.Argumen
 	// An argument nobody declared is most likely a typo in the Rollout;
 	// dropping it silently would let the template's default win unnoticed.
 	for _, a := range args {
-		if !declared[a.Name] && !slices.Contains(validation.BuiltinArgs, a.Name) {
+		if !declared[a.Name] && !validation.IsBuiltinArg(a.Name) {
 			return nil, fmt.Errorf("argument %q is passed but no template declares it (templates: %s)", a.Name, templateNames(templates))
 		}
 	}

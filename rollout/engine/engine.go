@@ -106,6 +106,9 @@ type SilentNode struct {
 type Workload struct {
 	StableAvailable int32
 	CanaryAvailable int32
+	// ExtraAvailable is the available replicas of each extra revision,
+	// by revision.
+	ExtraAvailable map[string]int32
 }
 
 // AnalysisObservation is the current state of one analysis run.

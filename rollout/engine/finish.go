@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/rollout/validation"
 )
 
 // finish renders the plan, reconciles analysis runs and replicas, and
@@ -26,6 +28,7 @@ func (s *stepper) finish() Output {
 	s.reconcileRuns()
 	r := s.routing()
 	s.routed = &r
+	s.syncExtras(r.t)
 	p := buildPlan(s.ro, st, r.t)
 	if s.rolling() && st.CurrentStepIndex != nil && st.StepAcknowledgedAt == nil && p.Version != st.Traffic.PlanVersion {
 		// Every plan a step publishes gets the whole progress deadline:
@@ -73,7 +76,11 @@ func recordTraffic(tr *v1alpha1.TrafficStatus, p plan.Plan, k int) {
 		known := slices.ContainsFunc(tr.Subsets, func(o v1alpha1.SubsetStatus) bool {
 			return o.Name == sub.Name && o.Revision == sub.Revision && o.Acknowledged
 		})
-		subsets = append(subsets, v1alpha1.SubsetStatus{Name: sub.Name, Revision: sub.Revision, Acknowledged: known})
+		var weight int32
+		if len(p.Hosts) > 0 {
+			weight = p.Hosts[0].Weight(sub.Name)
+		}
+		subsets = append(subsets, v1alpha1.SubsetStatus{Name: sub.Name, Revision: sub.Revision, Acknowledged: known, Weight: weight})
 	}
 	tr.Subsets = subsets
 	tr.Routes = nil
@@ -84,7 +91,7 @@ func recordTraffic(tr *v1alpha1.TrafficStatus, p plan.Plan, k int) {
 	h := p.Hosts[0]
 	tr.StableWeight, tr.CanaryWeight = h.Weight(plan.Stable), h.Weight(plan.Canary)
 	for _, r := range h.Routes {
-		if len(r.Match) > 0 && len(r.Destinations) == 1 && r.Destinations[0].Subset == plan.Canary {
+		if len(r.Match) > 0 && len(r.Destinations) == 1 && r.Destinations[0].Subset != plan.Stable {
 			tr.Routes = append(tr.Routes, r.Name)
 		}
 		if r.Mirror != nil && len(r.Match) == 0 {
@@ -187,7 +194,7 @@ func (s *stepper) startRun(name string, kind v1alpha1.AnalysisKind, idx *int32, 
 		Kind:      kind,
 		StepIndex: idx,
 		Templates: append([]v1alpha1.TemplateRef(nil), a.Templates...),
-		Args:      s.runArgs(a.Args),
+		Args:      s.runArgs(a),
 		Phase:     v1alpha1.AnalysisRunning,
 		StartedAt: mt(s.now),
 	}
@@ -198,29 +205,42 @@ func (s *stepper) startRun(name string, kind v1alpha1.AnalysisKind, idx *int32, 
 }
 
 // runArgs appends the built-in arguments every template may use; a user
-// argument of the same name wins.
-func (s *stepper) runArgs(user []v1alpha1.Argument) []v1alpha1.Argument {
+// argument of the same name wins. The step's baseline and candidate stand
+// in for stable and canary (stableRevision, canaryRevision and the subsets
+// a comparison renders), and every extra revision running has its own.
+func (s *stepper) runArgs(a *v1alpha1.AnalysisStep) []v1alpha1.Argument {
 	host := ""
 	if hs := s.ro.Spec.Service.Hosts; len(hs) > 0 {
 		host = hs[0]
 	}
+	revisions := extraSubsets(&s.st)
+	revisions[plan.Stable], revisions[plan.Canary] = s.st.StableRevision, s.st.CanaryRevision
+	baseline, candidate := cmp.Or(a.Baseline, plan.Stable), cmp.Or(a.Candidate, plan.Canary)
 	builtins := []v1alpha1.Argument{
 		{Name: "rollout", Value: s.ro.Name},
 		{Name: "namespace", Value: s.ro.Namespace},
 		{Name: "service", Value: s.ro.Spec.Service.Name},
 		{Name: "host", Value: host},
-		{Name: "stableRevision", Value: s.st.StableRevision},
-		{Name: "canaryRevision", Value: s.st.CanaryRevision},
+		{Name: "stableRevision", Value: revisions[baseline]},
+		{Name: "canaryRevision", Value: revisions[candidate]},
+		{Name: "stableSubset", Value: baseline},
+		{Name: "canarySubset", Value: candidate},
+	}
+	for _, x := range s.st.ExtraRevisions {
+		arg := strings.ReplaceAll(x.Name, "-", "_")
+		builtins = append(builtins,
+			v1alpha1.Argument{Name: validation.ExtraRevisionArg + arg, Value: x.Revision},
+			v1alpha1.Argument{Name: validation.ExtraSubsetArg + arg, Value: x.Name})
 	}
 	seen := map[string]bool{}
-	out := make([]v1alpha1.Argument, 0, len(user)+len(builtins))
-	for _, a := range user {
-		seen[a.Name] = true
-		out = append(out, a)
+	out := make([]v1alpha1.Argument, 0, len(a.Args)+len(builtins))
+	for _, u := range a.Args {
+		seen[u.Name] = true
+		out = append(out, u)
 	}
-	for _, a := range builtins {
-		if !seen[a.Name] {
-			out = append(out, a)
+	for _, b := range builtins {
+		if !seen[b.Name] {
+			out = append(out, b)
 		}
 	}
 	return out
@@ -267,6 +287,11 @@ func (s *stepper) scale(t traffic) []Scale {
 			target = s.foldAt(min(int(*i), len(s.steps)) + 1)
 		}
 		want[st.CanaryRevision] = max(want[st.CanaryRevision], s.canaryReplicas(target), s.need(t))
+		for _, x := range st.ExtraRevisions {
+			if !x.Ended {
+				want[x.Revision] = max(want[x.Revision], x.Replicas)
+			}
+		}
 	}
 	if sd := st.ScaleDown; sd != nil {
 		if s.now.Before(sd.At.Time) {
@@ -414,6 +439,11 @@ func (s *stepper) requeue() time.Duration {
 	}
 	if sd := st.ScaleDown; sd != nil {
 		at = append(at, sd.At.Time)
+	}
+	for _, x := range st.ExtraRevisions {
+		if x.EndsAt != nil && !x.Ended {
+			at = append(at, x.EndsAt.Time)
+		}
 	}
 	if t, ok := s.revertRetryAt(); ok {
 		at = append(at, t)

@@ -24,6 +24,7 @@ const (
 	stepRoute // add, replace or remove a named match route to the canary
 	stepMirror
 	stepPreview
+	stepRevision // start, change or stop an extra revision
 )
 
 type step struct {
@@ -38,6 +39,7 @@ type step struct {
 	match    []v1alpha1.RouteMatch
 	mirror   int32
 	preview  *v1alpha1.PreviewSpec
+	revision *v1alpha1.RevisionStep
 	// canaryIndex maps back to spec.strategy.canary.steps (or the dark
 	// release's steps) for background analysis startingStep; -1 otherwise.
 	canaryIndex int
@@ -47,7 +49,7 @@ type step struct {
 // on acknowledgement.
 func (s step) changesTraffic() bool {
 	switch s.kind {
-	case stepWeight, stepRoute, stepMirror, stepPreview:
+	case stepWeight, stepRoute, stepMirror, stepPreview, stepRevision:
 		return true
 	}
 	return false
@@ -80,6 +82,19 @@ func (s step) String() string {
 		return "mirror " + strconv.Itoa(int(s.mirror)) + "%"
 	case stepPreview:
 		return "preview"
+	case stepRevision:
+		r := s.revision
+		if !startsRevision(r) {
+			return "stop revision " + r.Name
+		}
+		out := "revision " + r.Name
+		if r.Weight > 0 {
+			out += " " + strconv.Itoa(int(r.Weight)) + "%"
+		}
+		if len(r.Match) > 0 {
+			out += " +match"
+		}
+		return out
 	}
 	return "unknown"
 }
@@ -134,6 +149,8 @@ func canarySteps(in []v1alpha1.CanaryStep, offset int) ([]step, error) {
 			s.kind, s.route, s.match = stepRoute, "header-"+cs.SetHeaderRoute.Name, cs.SetHeaderRoute.Match
 		case cs.SetMirror != nil:
 			s.kind, s.mirror = stepMirror, cs.SetMirror.Percent
+		case cs.SetRevision != nil:
+			s.kind, s.revision = stepRevision, cs.SetRevision
 		default:
 			return nil, fmt.Errorf("spec.strategy.canary.steps[%d]: a step must set exactly one action", i)
 		}
@@ -202,4 +219,10 @@ func StepLabels(st v1alpha1.Strategy) ([]string, error) {
 		out = append(out, s.String())
 	}
 	return append(out, "promote to 100%"), nil
+}
+
+// startsRevision reports whether a setRevision step runs its revision (it
+// names a backend or template) rather than stopping it.
+func startsRevision(r *v1alpha1.RevisionStep) bool {
+	return r.Backend != nil || r.Template != nil
 }

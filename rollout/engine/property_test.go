@@ -333,11 +333,12 @@ func (w *propWorld) genWeight() int32 {
 
 func (w *propWorld) genCanarySteps(max int) []v1alpha1.CanaryStep {
 	n := w.intn(max + 1)
-	var set []string // header routes currently set
+	var set []string     // header routes currently set
+	var running []string // extra revisions currently running
 	var out []v1alpha1.CanaryStep
 	for len(out) < n {
 		var s v1alpha1.CanaryStep
-		switch w.intn(11) {
+		switch w.intn(12) {
 		case 0, 1, 2, 3:
 			wt := w.genWeight()
 			s.SetWeight = &wt
@@ -361,6 +362,33 @@ func (w *propWorld) genCanarySteps(max int) []v1alpha1.CanaryStep {
 			i := w.intn(len(set))
 			s.SetHeaderRoute = &v1alpha1.HeaderRouteStep{Name: set[i]}
 			set = slices.Delete(set, i, i+1)
+		case 10:
+			if len(running) > 0 && w.chance(0.3) {
+				i := w.intn(len(running))
+				s.SetRevision = &v1alpha1.RevisionStep{Name: running[i]}
+				running = slices.Delete(running, i, i+1)
+				break
+			}
+			r := &v1alpha1.RevisionStep{Name: w.pick([]string{"exp", "baseline"}), Weight: int32(5 * w.intn(2))}
+			if w.controller {
+				r.Template = &v1alpha1.RevisionTemplate{From: v1alpha1.RevisionFromStable}
+				if w.chance(0.5) {
+					r.Template.From = v1alpha1.RevisionFromCanary
+					r.Template.Images = map[string]string{"app": fmt.Sprintf("registry.example.com/app:x%d", w.intn(3))}
+				}
+			} else {
+				r.Backend = &v1alpha1.Backend{Version: fmt.Sprintf("x-%s-%d", r.Name, w.intn(3)), Endpoints: []string{"10.0.9.1:8080"}}
+			}
+			if r.Weight == 0 || w.chance(0.3) {
+				r.Match = w.genMatches(1)
+			}
+			if w.chance(0.3) {
+				r.Duration = w.mdur(10 * time.Minute)
+			}
+			s.SetRevision = r
+			if !slices.Contains(running, r.Name) {
+				running = append(running, r.Name)
+			}
 		default:
 			p := int32(w.intn(101))
 			if w.chance(0.2) {

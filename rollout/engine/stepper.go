@@ -557,10 +557,10 @@ func (s *stepper) routing() routing {
 			return hold(gateHeld)
 		}
 	}
-	if need := s.need(target); need > s.need(s.foldAt(f)) && !s.carries(need) {
+	if need := s.need(target); need > s.need(s.foldAt(f)) && !s.carries(need) || !s.extrasReady(target) {
 		return hold(gateReady)
 	}
-	if target.sendsToCanary() && !s.canaryKnown() {
+	if target.sendsToCanary() && !s.canaryKnown() || !s.extrasWarm(target) {
 		return hold(gateWarm)
 	}
 	return routing{t: target, k: k}

@@ -19,6 +19,16 @@ type traffic struct {
 	preview *v1alpha1.PreviewSpec
 	// full: promotion; 100% to the canary and no match routes.
 	full bool
+	// extras are the extra revisions the steps run, in the order they
+	// were first started.
+	extras []extraTraffic
+}
+
+// extraTraffic is an extra revision as the steps left it.
+type extraTraffic struct {
+	spec *v1alpha1.RevisionStep
+	// since is the index of the step that started or last changed it.
+	since int
 }
 
 type matchRoute struct {
@@ -39,7 +49,7 @@ func (t traffic) sendsToCanary() bool {
 // fold applies steps[0..upto) to an empty routing state.
 func fold(steps []step, upto int) traffic {
 	t := traffic{active: true}
-	for _, s := range steps[:upto] {
+	for i, s := range steps[:upto] {
 		switch s.kind {
 		case stepWeight:
 			t.weight = s.weight
@@ -49,9 +59,42 @@ func fold(steps []step, upto int) traffic {
 			t.preview = s.preview
 		case stepRoute:
 			t.routes = setRoute(t.routes, s.route, s.match)
+		case stepRevision:
+			t.extras = setExtra(t.extras, s.revision, i)
 		}
 	}
 	return t
+}
+
+// setExtra replaces the named extra revision in place, appends it, or
+// removes it when the step stops it.
+func setExtra(es []extraTraffic, r *v1alpha1.RevisionStep, since int) []extraTraffic {
+	out := make([]extraTraffic, 0, len(es)+1)
+	found := false
+	for _, e := range es {
+		if e.spec.Name != r.Name {
+			out = append(out, e)
+			continue
+		}
+		found = true
+		if startsRevision(r) {
+			out = append(out, extraTraffic{spec: r, since: since})
+		}
+	}
+	if !found && startsRevision(r) {
+		out = append(out, extraTraffic{spec: r, since: since})
+	}
+	return out
+}
+
+// extra returns the named extra revision's traffic, if t runs it.
+func (t traffic) extra(name string) (extraTraffic, bool) {
+	for _, e := range t.extras {
+		if e.spec.Name == name {
+			return e, true
+		}
+	}
+	return extraTraffic{}, false
 }
 
 // foldRouted is the traffic of the first k steps, with len(steps)+1 for
@@ -111,9 +154,13 @@ func buildPlan(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, t traffic) plan
 	if t.full {
 		weight = 100
 	}
+	extras := routedExtras(st, t)
+	for _, e := range extras {
+		p.Subsets = append(p.Subsets, plan.Subset{Name: e.name, Revision: e.revision})
+	}
 	primary := plan.Route{
 		Name:         "primary",
-		Destinations: split(weight),
+		Destinations: splitWith(weight, extras),
 		Policy:       policy,
 	}
 	if t.mirror > 0 && !t.full {
@@ -127,6 +174,16 @@ func buildPlan(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, t traffic) plan
 		}
 		for _, r := range t.routes {
 			routes = append(routes, toCanary(r.name, r.match, policy))
+		}
+		for _, e := range extras {
+			if len(e.match) > 0 {
+				routes = append(routes, plan.Route{
+					Name:         extraRoutePrefix + e.name,
+					Match:        convertMatches(e.match),
+					Destinations: []plan.Destination{{Subset: e.name, Weight: 100}},
+					Policy:       policy,
+				})
+			}
 		}
 		primary.Affinity = affinity(spec.Service.SessionAffinity)
 	}
@@ -151,6 +208,19 @@ func stableOnly(spec *v1alpha1.RolloutSpec) []plan.Route {
 	policy := convertPolicy(spec.Service.Policy)
 	primary := plan.Route{Name: "primary", Destinations: []plan.Destination{{Subset: plan.Stable, Weight: 100}}, Policy: policy}
 	return withRules(spec.Service.Policy, []plan.Route{primary})
+}
+
+// splitWith is split with the extra revisions' weights taken from
+// stable's share; the engine's validation keeps the canary's and the
+// extras' weights within 100, and stable never goes below 0 here.
+func splitWith(canary int32, extras []routedExtra) []plan.Destination {
+	d := split(canary)
+	for _, e := range extras {
+		w := min(e.weight, d[0].Weight)
+		d[0].Weight -= w
+		d = append(d, plan.Destination{Subset: e.name, Weight: w})
+	}
+	return d
 }
 
 // split keeps both subsets on the route even at 0 or 100 so the route's

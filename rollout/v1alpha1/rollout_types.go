@@ -447,7 +447,7 @@ type CanaryStrategy struct {
 }
 
 // CanaryStep is exactly one action.
-// +kubebuilder:validation:XValidation:rule="[has(self.setWeight), has(self.pause), has(self.analysis), has(self.setHeaderRoute), has(self.setMirror)].filter(x, x).size() == 1",message="a step must set exactly one of setWeight, pause, analysis, setHeaderRoute or setMirror"
+// +kubebuilder:validation:XValidation:rule="[has(self.setWeight), has(self.pause), has(self.analysis), has(self.setHeaderRoute), has(self.setMirror), has(self.setRevision)].filter(x, x).size() == 1",message="a step must set exactly one of setWeight, pause, analysis, setHeaderRoute, setMirror or setRevision"
 type CanaryStep struct {
 	// SetWeight sends this percentage of the default route to the canary.
 	// The step completes when every proxy has acknowledged the change.
@@ -470,6 +470,72 @@ type CanaryStep struct {
 	// canary; 0 removes the mirror.
 	// +optional
 	SetMirror *MirrorStep `json:"setMirror,omitempty"`
+	// SetRevision starts or changes an extra revision running next to
+	// stable and canary (an experiment, a baseline, a pinned version);
+	// with only a name it stops it.
+	// +optional
+	SetRevision *RevisionStep `json:"setRevision,omitempty"`
+}
+
+// RevisionStep runs a named extra revision: it receives a share of the
+// default route and/or the requests that match, until a later step stops
+// it, its duration ends, or the rollout ends (promotion or abort stop it).
+type RevisionStep struct {
+	// Name of the extra revision: its subset, its route ("revision-<name>")
+	// and the analysis arguments "revision_<name>" and "subset_<name>".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=30
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// Backend serves the revision in standalone mode. Its version is the
+	// revision and must differ from stable's, the canary's and the other
+	// extra revisions'.
+	// +optional
+	Backend *Backend `json:"backend,omitempty"`
+	// Template builds the revision in controller mode from the stable or
+	// canary pod template.
+	// +optional
+	Template *RevisionTemplate `json:"template,omitempty"`
+	// Replicas of the revision in controller mode; default 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Replicas *int32 `json:"replicas,omitempty"`
+	// Weight is the revision's share of the default route; stable gets
+	// what the canary and the extra revisions leave.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Weight int32 `json:"weight,omitempty"`
+	// Match sends matching requests to the revision, ahead of the
+	// weighted route.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	Match []RouteMatch `json:"match,omitempty"`
+	// Duration after which the revision stops, counted from the
+	// acknowledgement of the step that started (or last changed) it.
+	// +optional
+	// +kubebuilder:validation:Format=duration
+	Duration *metav1.Duration `json:"duration,omitempty"`
+}
+
+// RevisionSource is the pod template an extra revision starts from.
+// +kubebuilder:validation:Enum=Stable;Canary
+type RevisionSource string
+
+const (
+	RevisionFromStable RevisionSource = "Stable"
+	RevisionFromCanary RevisionSource = "Canary"
+)
+
+// RevisionTemplate is a pod template derived from the stable or canary one:
+// with no images it is a fresh copy (a baseline).
+type RevisionTemplate struct {
+	// From is the template the revision starts from.
+	From RevisionSource `json:"from"`
+	// Images replaces the image of the named containers.
+	// +optional
+	Images map[string]string `json:"images,omitempty"`
 }
 
 // PauseStep waits for a duration or for promote.
@@ -484,6 +550,13 @@ type AnalysisStep struct {
 	// +kubebuilder:validation:MinItems=1
 	// +listType=atomic
 	Templates []TemplateRef `json:"templates"`
+	// Baseline and Candidate are the subsets a comparison (and the
+	// stableRevision/canaryRevision arguments) stand for: "stable",
+	// "canary" or an extra revision's name. Defaults: stable and canary.
+	// +optional
+	Baseline string `json:"baseline,omitempty"`
+	// +optional
+	Candidate string `json:"candidate,omitempty"`
 	// +optional
 	// +listType=map
 	// +listMapKey=name

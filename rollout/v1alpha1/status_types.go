@@ -51,6 +51,8 @@ const (
 	ReasonDeadline           = "ProgressDeadlineExceeded"
 	ReasonAbortedByUser      = "AbortedByUser"
 	ReasonPromoted           = "RolloutPromoted"
+	// ReasonRevisionEnded: an extra revision's duration ran out.
+	ReasonRevisionEnded = "RevisionEnded"
 	ReasonRolledBackToStable = "SpecSetBackToStable"
 	ReasonRetried            = "RetriedByUser"
 	ReasonStable             = "StableServing"
@@ -87,6 +89,12 @@ type RolloutStatus struct {
 	// a restarted runner serves its endpoints before Git is read again.
 	// +optional
 	CanaryBackend *Backend `json:"canaryBackend,omitempty"`
+	// ExtraRevisions are the extra revisions the current step runs (or
+	// ran until their duration ended).
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	ExtraRevisions []ExtraRevisionStatus `json:"extraRevisions,omitempty"`
 
 	// Attempt counts retries of the current canary revision.
 	// +optional
@@ -299,10 +307,13 @@ const MaxRecentCommands = 32
 
 // SubsetStatus is one subset of the published plan.
 type SubsetStatus struct {
-	// Name is the subset: stable or canary.
+	// Name is the subset: stable, canary or an extra revision's name.
 	Name string `json:"name"`
 	// Revision is the revision the subset selects.
 	Revision string `json:"revision"`
+	// Weight is the subset's share of the default route.
+	// +optional
+	Weight int32 `json:"weight,omitempty"`
 	// Acknowledged is true once the data plane acknowledged a plan with
 	// this subset selecting this revision, and every plan published since
 	// kept it.
@@ -464,4 +475,29 @@ type CommandRecord struct {
 	// Result says what the command did, or why it did nothing.
 	// +optional
 	Result string `json:"result,omitempty"`
+}
+
+// ExtraRevisionStatus is one extra revision of a rollout.
+type ExtraRevisionStatus struct {
+	// Name as the step gives it.
+	Name string `json:"name"`
+	// Revision it runs.
+	Revision string `json:"revision"`
+	// Backend in standalone mode.
+	// +optional
+	Backend *Backend `json:"backend,omitempty"`
+	// Template in controller mode.
+	// +optional
+	Template *RevisionTemplate `json:"template,omitempty"`
+	// Since is the index of the step that started or last changed it.
+	Since int32 `json:"since"`
+	// Replicas in controller mode.
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+	// Weight and match routes are in the plan; EndsAt is when a duration
+	// runs out, Ended once it has (the revision then gets no traffic).
+	// +optional
+	EndsAt *metav1.Time `json:"endsAt,omitempty"`
+	// +optional
+	Ended bool `json:"ended,omitempty"`
 }

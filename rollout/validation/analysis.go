@@ -289,7 +289,7 @@ func validatePlaceholders(errs field.ErrorList, p *field.Path, query string, dec
 		switch {
 		case ref == nil:
 			errs = append(errs, field.Invalid(p, m[0], "placeholders must have the form {{args.NAME}}"))
-		case declared[ref[1]] || isBuiltinArg(ref[1]) || reported[ref[1]]:
+		case declared[ref[1]] || IsBuiltinArg(ref[1]) || reported[ref[1]]:
 		default:
 			reported[ref[1]] = true
 			errs = append(errs, field.Invalid(p, m[0], fmt.Sprintf("argument %q is not declared in spec.args (built in: %s)", ref[1], strings.Join(BuiltinArgs, ", "))))

@@ -32,7 +32,7 @@ var (
 const (
 	msgTemplateXorBackend = "exactly one of template (controller mode) or backend (standalone mode) must be set"
 	msgOneStrategy        = "exactly one of canary, blueGreen or darkRelease must be set"
-	msgOneStepAction      = "a step must set exactly one of setWeight, pause, analysis, setHeaderRoute or setMirror"
+	msgOneStepAction      = "a step must set exactly one of setWeight, pause, analysis, setHeaderRoute, setMirror or setRevision"
 	msgOneHeaderMatch     = "exactly one of exact, prefix, regex or present must be set"
 	msgOneURIMatch        = "exactly one of exact or prefix must be set"
 	msgAbortStatus        = "set httpStatus, grpcStatus or both"
@@ -74,6 +74,7 @@ func (v Validator) RolloutSpec(s *v1alpha1.RolloutSpec, p *field.Path) field.Err
 	}
 
 	errs = append(errs, v.strategy(&s.Strategy, s.Service.Hosts, p.Child("strategy"))...)
+	errs = append(errs, extraRevisions(s, p.Child("strategy"))...)
 	if s.Analysis != nil {
 		errs = append(errs, v.backgroundAnalysis(s.Analysis, &s.Strategy, p.Child("analysis"))...)
 	}
@@ -473,9 +474,11 @@ func (v Validator) strategy(s *v1alpha1.Strategy, serviceHosts []string, p *fiel
 		}
 		if bg.PrePromotionAnalysis != nil {
 			errs = append(errs, v.analysisStep(bg.PrePromotionAnalysis, bp.Child("prePromotionAnalysis"))...)
+			errs = ownSides(errs, bg.PrePromotionAnalysis, bp.Child("prePromotionAnalysis"))
 		}
 		if bg.PostPromotionAnalysis != nil {
 			errs = append(errs, v.analysisStep(bg.PostPromotionAnalysis, bp.Child("postPromotionAnalysis"))...)
+			errs = ownSides(errs, bg.PostPromotionAnalysis, bp.Child("postPromotionAnalysis"))
 		}
 		errs = atLeast(errs, bp.Child("autoPromotionSeconds"), bg.AutoPromotionSeconds, 0)
 	}
@@ -487,6 +490,7 @@ func (v Validator) strategy(s *v1alpha1.Strategy, serviceHosts []string, p *fiel
 		errs = validateMatches(errs, dp.Child("match"), d.Match, 8)
 		if d.Analysis != nil {
 			errs = append(errs, v.analysisStep(d.Analysis, dp.Child("analysis"))...)
+			errs = ownSides(errs, d.Analysis, dp.Child("analysis"))
 		}
 		errs = positiveDuration(errs, dp.Child("duration"), d.Duration)
 		errs = append(errs, v.steps(d.Steps, dp.Child("steps"))...)
@@ -518,6 +522,9 @@ func (v Validator) steps(steps []v1alpha1.CanaryStep, p *field.Path) field.Error
 		}
 		if s.SetMirror != nil {
 			set = append(set, "setMirror")
+		}
+		if s.SetRevision != nil {
+			set = append(set, "setRevision")
 		}
 		switch {
 		case len(set) == 0:
@@ -558,8 +565,19 @@ func (v Validator) steps(steps []v1alpha1.CanaryStep, p *field.Path) field.Error
 	return errs
 }
 
+// ownSides checks the sides of an analysis that runs where no extra
+// revision can: only stable and canary exist there.
+func ownSides(errs field.ErrorList, a *v1alpha1.AnalysisStep, p *field.Path) field.ErrorList {
+	for _, side := range []struct{ name, value string }{{"baseline", a.Baseline}, {"candidate", a.Candidate}} {
+		if side.value != "" && side.value != "stable" && side.value != "canary" {
+			errs = append(errs, field.NotSupported(p.Child(side.name), side.value, []string{"stable", "canary"}))
+		}
+	}
+	return errs
+}
+
 func (v Validator) backgroundAnalysis(a *v1alpha1.BackgroundAnalysis, s *v1alpha1.Strategy, p *field.Path) field.ErrorList {
-	errs := v.analysisStep(&a.AnalysisStep, p)
+	errs := ownSides(v.analysisStep(&a.AnalysisStep, p), &a.AnalysisStep, p)
 	if a.StartingStep == nil {
 		return errs
 	}
@@ -619,7 +637,7 @@ func argNames(errs field.ErrorList, p *field.Path, names []string, verb string) 
 		switch {
 		case seen[name]:
 			errs = append(errs, field.Duplicate(np, name))
-		case isBuiltinArg(name):
+		case IsBuiltinArg(name):
 			errs = append(errs, field.Invalid(np, name, "is supplied by Sluice on every run and cannot be "+verb))
 		default:
 			errs = pattern(errs, np, name, argNameRE)

@@ -48,9 +48,23 @@ func ValidateAnalysisTemplate(t *v1alpha1.AnalysisTemplate) field.ErrorList {
 // BuiltinArgs are the analysis arguments Sluice supplies on every run. They
 // cannot be declared by a template nor passed by a Rollout, so a query never
 // silently gets a value other than the one its author expects.
-var BuiltinArgs = []string{"rollout", "namespace", "service", "host", "stableRevision", "canaryRevision"}
+// stableRevision/stableSubset and canaryRevision/canarySubset are the
+// analysis step's baseline and candidate (stable and canary unless it says
+// otherwise); revision_<name> and subset_<name> (dashes as underscores) are
+// each extra revision running when the run starts.
+var BuiltinArgs = []string{"rollout", "namespace", "service", "host", "stableRevision", "canaryRevision", "stableSubset", "canarySubset", "revision_<name>", "subset_<name>"}
 
-func isBuiltinArg(name string) bool { return slices.Contains(BuiltinArgs, name) }
+// IsBuiltinArg reports whether Sluice supplies the argument name.
+func IsBuiltinArg(name string) bool {
+	return slices.Contains(BuiltinArgs, name) ||
+		strings.HasPrefix(name, ExtraRevisionArg) || strings.HasPrefix(name, ExtraSubsetArg)
+}
+
+// Prefixes of the arguments of extra revisions.
+const (
+	ExtraRevisionArg = "revision_"
+	ExtraSubsetArg   = "subset_"
+)
 
 // Helpers shared by the Rollout and AnalysisTemplate checks. Each appends to
 // the list it is given so call sites stay one line per rule.

@@ -13,7 +13,16 @@
 // positions); one problem anywhere rejects the commit, and State.Applied
 // stays the last good commit while State.Err names the rejected one and
 // its problems. A Syncer records the last good commit in its mirror
-// (refs/sluice/applied), so a restart onto a rejected head still serves it.
+// (refs/sluice/applied), so a restart onto a rejected head, or while the
+// remote cannot be fetched, still serves it.
+//
+// # Fetch limits
+//
+// FetchLimits bound what a fetch downloads (limits.go, packscan.go). A
+// fetch stopped by one keeps nothing; the mirror remembers the remote tip
+// it was for and the limits in force (refused.go, also on disk), and
+// until either changes a poll only reads the remote's refs and reports
+// the same refusal.
 //
 // # The consumer contract
 //

@@ -49,6 +49,13 @@ type gitServer struct {
 	// user and password, when set, are required (basic auth).
 	user, password string
 
+	// adverts counts ref advertisements for fetches (ls-remote, or the
+	// start of a fetch), packRequests the requests for a pack, and
+	// packBytes the bytes answered to those; packsServing is how many
+	// are still being answered (a stopped fetch's goes on until the
+	// server notices).
+	adverts, packRequests, packBytes, packsServing atomic.Int64
+
 	mu sync.Mutex
 	// hooks run once, before the next request of a push's stage is
 	// served: "advertise" (the ref list a pusher starts from) or
@@ -103,6 +110,15 @@ func serveHTTP(t testing.TB, root string) *gitServer {
 		if hook != nil {
 			hook()
 		}
+		switch {
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-upload-pack"):
+			s.packRequests.Add(1)
+			s.packsServing.Add(1)
+			defer s.packsServing.Add(-1)
+			w = &countingWriter{ResponseWriter: w, n: &s.packBytes}
+		case r.URL.Query().Get("service") == "git-upload-pack":
+			s.adverts.Add(1)
+		}
 		backend.ServeHTTP(w, r)
 	}))
 	t.Cleanup(func() {
@@ -113,6 +129,18 @@ func serveHTTP(t testing.TB, root string) *gitServer {
 }
 
 func (s *gitServer) repoURL() string { return s.URL + "/repo.git" }
+
+// countingWriter adds the bytes of a response to n.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n.Add(int64(n))
+	return n, err
+}
 
 func (s *gitServer) onNextPush(stage string, f func()) {
 	s.mu.Lock()

@@ -136,6 +136,8 @@ type packBudget struct {
 	mu       sync.Mutex
 	received int64
 	err      *FetchLimitError
+	// refs is what the remote advertised to the fetch (refused.go).
+	refs map[plumbing.ReferenceName]plumbing.Hash
 }
 
 func withPackBudget(ctx context.Context, l FetchLimits) (context.Context, *packBudget) {
@@ -159,6 +161,23 @@ func (b *packBudget) fail(err *FetchLimitError) {
 	}
 }
 
+func (b *packBudget) advertised(ar *packp.AdvRefs) {
+	refs := make(map[plumbing.ReferenceName]plumbing.Hash, len(ar.References))
+	for name, h := range ar.References {
+		refs[plumbing.ReferenceName(name)] = h
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refs = refs
+}
+
+// advertisedRefs is what the remote advertised to the fetch.
+func (b *packBudget) advertisedRefs() map[plumbing.ReferenceName]plumbing.Hash {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.refs
+}
+
 func (b *packBudget) add(n int) *FetchLimitError {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -180,6 +199,16 @@ func (t limitedTransport) NewUploadPackSession(ep *transport.Endpoint, auth tran
 }
 
 type limitedSession struct{ transport.UploadPackSession }
+
+// AdvertisedReferencesContext keeps the remote's refs for the fetch's
+// budget: a refused fetch is remembered by the tip it was for.
+func (s limitedSession) AdvertisedReferencesContext(ctx context.Context) (*packp.AdvRefs, error) {
+	ar, err := s.UploadPackSession.AdvertisedReferencesContext(ctx)
+	if budget, ok := ctx.Value(packBudgetKey{}).(*packBudget); ok && err == nil {
+		budget.advertised(ar)
+	}
+	return ar, err
+}
 
 func (s limitedSession) UploadPack(ctx context.Context, req *packp.UploadPackRequest) (*packp.UploadPackResponse, error) {
 	budget, ok := ctx.Value(packBudgetKey{}).(*packBudget)

@@ -43,6 +43,9 @@ type mirror struct {
 	auth     transport.AuthMethod
 	log      logr.Logger
 	maxPacks int
+	// refused is the last fetch stopped by a limit, while the remote
+	// still advertises what it was for (refused.go).
+	refused *refusal
 }
 
 var unsafeNameRE = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
@@ -132,8 +135,12 @@ type fetchResult struct {
 	// before this fetch (zero if unknown).
 	Head, Previous plumbing.Hash
 	// Fetched is false when the fetch was skipped (a fixed commit already
-	// present).
+	// present, or a refusal remembered).
 	Fetched bool
+	// Refused is true when the fetch was not made because the remote
+	// still advertises the tip a limit refused before, under the same
+	// limits; the error is that refusal's.
+	Refused bool
 }
 
 // fetch brings the mirror up to date and resolves the source's commit.
@@ -154,8 +161,16 @@ func (m *mirror) fetch(ctx context.Context) (fetchResult, error) {
 	if m.src.Auth.InsecureSkipTLSVerify {
 		m.log.Error(nil, "INSECURE: fetching without TLS certificate verification (insecureSkipTLSVerify is set)")
 	}
+	again, err := m.refusedAgain(ctx)
+	if err != nil {
+		return res, m.remoteError(ctx, err)
+	}
+	if again {
+		res.Refused = true
+		return res, m.refusalError(m.refused)
+	}
 	ctx, budget := withPackBudget(ctx, m.src.FetchLimits)
-	err := m.repo.FetchContext(ctx, &git.FetchOptions{
+	err = m.repo.FetchContext(ctx, &git.FetchOptions{
 		RemoteName:      remoteName,
 		RefSpecs:        m.refSpecs(),
 		Auth:            m.auth,
@@ -169,14 +184,12 @@ func (m *mirror) fetch(ctx context.Context) (fetchResult, error) {
 			m.log.Error(derr, "cannot delete the temporary files of a failed fetch")
 		}
 		if lerr := budget.exceeded(); lerr != nil {
-			return res, &Error{Kind: KindLimit, Op: "fetch " + redactURL(m.src.URL), Err: lerr}
+			return res, m.remember(budget.advertisedRefs(), lerr)
 		}
-		if ctx.Err() != nil {
-			err = fmt.Errorf("timed out after %v: %w", m.src.Timeout, err)
-		}
-		return res, &Error{Kind: classifyRemote(err), Op: "fetch " + redactURL(m.src.URL), Err: err}
+		return res, m.remoteError(ctx, err)
 	}
 	res.Fetched = true
+	m.forget()
 
 	h, err := m.resolve()
 	if err != nil {
@@ -184,6 +197,15 @@ func (m *mirror) fetch(ctx context.Context) (fetchResult, error) {
 	}
 	res.Head = h
 	return res, nil
+}
+
+// remoteError is a failure to talk to the remote under ctx, the
+// fetch's.
+func (m *mirror) remoteError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		err = fmt.Errorf("timed out after %v: %w", m.src.Timeout, err)
+	}
+	return &Error{Kind: classifyRemote(err), Op: "fetch " + redactURL(m.src.URL), Err: err}
 }
 
 // resolve returns the commit the source names in the mirror.

@@ -123,13 +123,17 @@ func New(src Source, opts Options) (*Syncer, error) {
 	if err != nil {
 		return nil, err
 	}
+	mir := &mirror{src: src, dir: dir, repo: repo, fs: mfs, auth: auth, log: log, maxPacks: defaultMaxPacks}
+	if mir.refused, err = readRefusal(dir); err != nil {
+		log.Error(err, "cannot read the record of a refused fetch; the next poll fetches in full")
+	}
 	return &Syncer{
 		src:     src,
 		opts:    opts,
 		log:     log,
 		metrics: m,
 		trigger: make(chan struct{}, 1),
-		mirror:  &mirror{src: src, dir: dir, repo: repo, fs: mfs, auth: auth, log: log, maxPacks: defaultMaxPacks},
+		mirror:  mir,
 		limits:  &treeChecker{limits: src.FetchLimits},
 		loader:  newLoader(opts.Limits, opts.Validator, opts.Namespace),
 		changed: make(chan struct{}),
@@ -188,15 +192,24 @@ func (s *Syncer) Sync(ctx context.Context) State {
 	start := s.opts.Now()
 	s.repoMu.Lock()
 	fr, err := s.mirror.fetch(ctx)
-	if fr.Fetched || err != nil {
+	if fr.Fetched || (err != nil && !fr.Refused) {
 		s.metrics.fetched(s.src.Name, start, s.opts.Now(), err == nil)
 	}
 	if err != nil {
-		s.repoMu.Unlock()
-		if ctx.Err() != nil {
-			return s.State() // shutting down: not the remote's fault
+		// After a restart, the last good commit is served while the
+		// remote cannot be fetched, as while its head is rejected.
+		var fallback *Snapshot
+		if ctx.Err() == nil && s.State().Applied == nil {
+			fallback = s.lastApplied(plumbing.ZeroHash)
 		}
-		return s.failed(err, start)
+		s.repoMu.Unlock()
+		switch {
+		case ctx.Err() != nil:
+			return s.State() // shutting down: not the remote's fault
+		case fr.Refused:
+			return s.stillRefused(err, start, fallback)
+		}
+		return s.failed(err, start, fallback)
 	}
 	if fr.Fetched {
 		if err := s.mirror.maintain(); err != nil {
@@ -291,8 +304,8 @@ func (s *Syncer) loadCommit(h plumbing.Hash) (*Snapshot, error) {
 }
 
 // lastApplied loads the commit recorded as applied before a restart, so a
-// Syncer that starts on a rejected head still serves the last good state.
-// Callers hold repoMu.
+// Syncer that starts on a rejected head, or with a remote it cannot fetch
+// (head zero), still serves the last good state. Callers hold repoMu.
 func (s *Syncer) lastApplied(head plumbing.Hash) *Snapshot {
 	h, ok := s.mirror.applied()
 	if !ok || h == head {
@@ -328,10 +341,7 @@ func (s *Syncer) applied(snap *Snapshot, start time.Time) State {
 func (s *Syncer) rejected(err error, head plumbing.Hash, start time.Time, fallback *Snapshot) State {
 	now := s.opts.Now()
 	return s.publish(func(st *State) {
-		if fallback != nil {
-			st.Applied = fallback
-			s.metrics.appliedCommit(s.src.Name, fallback, nil, now)
-		}
+		s.serveFallback(st, fallback, now)
 		inForce := "none"
 		if st.Applied != nil {
 			inForce = st.Applied.Commit.Short()
@@ -354,8 +364,27 @@ func (s *Syncer) unchanged(head plumbing.Hash, start time.Time) State {
 	})
 }
 
-func (s *Syncer) failed(err error, start time.Time) State {
+// stillRefused handles a poll that found the remote still advertising
+// what a limit refused: like an unchanged rejected commit, it is neither
+// downloaded nor counted again.
+func (s *Syncer) stillRefused(err error, start time.Time, fallback *Snapshot) State {
 	return s.publish(func(st *State) {
+		s.serveFallback(st, fallback, s.opts.Now())
+		if errText(st.Err) == errText(err) {
+			s.metrics.setCurrent(s.src.Name, KindLimit)
+		} else {
+			// Remembered from before a restart, or back after another
+			// error: reported as a new failure.
+			s.metrics.syncFailed(s.src.Name, KindLimit)
+			s.log.Error(err, "the remote still advertises what a limit refused; not downloading it again")
+		}
+		st.Err, st.LastAttempt = err, start
+	})
+}
+
+func (s *Syncer) failed(err error, start time.Time, fallback *Snapshot) State {
+	return s.publish(func(st *State) {
+		s.serveFallback(st, fallback, s.opts.Now())
 		st.Err, st.LastAttempt = err, start
 		s.metrics.syncFailed(s.src.Name, KindOf(err))
 		inForce := "none"
@@ -364,6 +393,15 @@ func (s *Syncer) failed(err error, start time.Time) State {
 		}
 		s.log.Error(err, "sync failed; the last good commit stays in force", "inForce", inForce)
 	})
+}
+
+// serveFallback makes fallback, the commit applied before a restart, the
+// applied state; nil changes nothing.
+func (s *Syncer) serveFallback(st *State, fallback *Snapshot, now time.Time) {
+	if fallback != nil {
+		st.Applied = fallback
+		s.metrics.appliedCommit(s.src.Name, fallback, nil, now)
+	}
 }
 
 // publish changes the state and wakes watchers if anything they act on

@@ -36,7 +36,10 @@ parsed with Prometheus's parser; an argument value outside quotes must be a
 single number, duration or name, and a success or failure condition must
 stay within the CEL cost limit on the largest result a condition takes.
 
-Each problem is printed as file:line: field: reason.
+Each problem is printed as file:line: field: reason. Warnings (a setting that
+is valid but not honoured by every data plane, such as mirroring, which
+proxyless gRPC clients do not do) go to standard error as
+file:line: field: warning: reason, and never change the exit status.
 
 Exit status: 0 if all is well, 1 if there are problems, 2 if the command
 could not run (bad arguments, unreadable DIR, a limit exceeded).`,
@@ -59,7 +62,7 @@ could not run (bad arguments, unreadable DIR, a limit exceeded).`,
 			if output == "json" {
 				err = writeJSON(out, res)
 			} else {
-				err = writeText(out, res)
+				err = writeText(out, cmd.ErrOrStderr(), res)
 			}
 			if err != nil {
 				return fmt.Errorf("write output: %w", err)
@@ -75,7 +78,13 @@ could not run (bad arguments, unreadable DIR, a limit exceeded).`,
 	return cmd
 }
 
-func writeText(w io.Writer, res *manifest.Result) error {
+func writeText(w, warn io.Writer, res *manifest.Result) error {
+	for _, p := range res.Warnings {
+		p.Reason = "warning: " + p.Reason
+		if _, err := fmt.Fprintln(warn, p.String()); err != nil {
+			return err
+		}
+	}
 	for _, p := range res.Problems {
 		if _, err := fmt.Fprintln(w, p.String()); err != nil {
 			return err
@@ -102,6 +111,7 @@ func skippedNote(n int) string {
 // validateReport is the -o json output.
 type validateReport struct {
 	Problems          []manifest.Problem `json:"problems"`
+	Warnings          []manifest.Problem `json:"warnings"`
 	Files             int                `json:"files"`
 	Rollouts          int                `json:"rollouts"`
 	AnalysisTemplates int                `json:"analysisTemplates"`
@@ -111,6 +121,7 @@ type validateReport struct {
 func writeJSON(w io.Writer, res *manifest.Result) error {
 	rep := validateReport{
 		Problems:          res.Problems,
+		Warnings:          res.Warnings,
 		Files:             res.Files,
 		Rollouts:          res.Count(manifest.KindRollout),
 		AnalysisTemplates: res.Count(manifest.KindAnalysisTemplate),
@@ -118,6 +129,9 @@ func writeJSON(w io.Writer, res *manifest.Result) error {
 	}
 	if rep.Problems == nil {
 		rep.Problems = []manifest.Problem{}
+	}
+	if rep.Warnings == nil {
+		rep.Warnings = []manifest.Problem{}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

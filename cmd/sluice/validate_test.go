@@ -1,9 +1,13 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/rollout/validation"
 )
 
 // sluice validate fails on what would otherwise fail mid-rollout: a query
@@ -34,5 +38,45 @@ func TestValidateQueriesAndCost(t *testing.T) {
 				t.Fatalf("output %q, want one line containing %q", stdout, tc.want)
 			}
 		})
+	}
+}
+
+// A valid Rollout that mirrors passes with a warning on standard error,
+// in the text and the JSON report: proxyless gRPC clients are not
+// mirrored.
+func TestValidateWarnsOfMirroring(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "rollout.yaml")
+	if err := os.WriteFile(file, []byte(`apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: reviews
+spec:
+  service: {name: reviews, hosts: [reviews], port: 9080}
+  backend: {version: v2, endpoints: ["10.0.0.2:9080"]}
+  strategy:
+    canary:
+      steps:
+      - setWeight: 10
+      - setMirror:
+          percent: 30
+      - setMirror:
+          percent: 0
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := file + ":12: spec.strategy.canary.steps[1].setMirror: warning: " + validation.MirrorWarning + "\n"
+	code, stdout, stderr := runCLI("validate", dir)
+	if code != 0 || stdout != "ok: 1 Rollout, 0 AnalysisTemplates in 1 file\n" || stderr != want {
+		t.Fatalf("exit %d\nstdout: %q\nstderr: %q\nwant stderr: %q", code, stdout, stderr, want)
+	}
+	code, stdout, _ = runCLI("validate", "-o", "json", dir)
+	var rep validateReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v\n%s", code, err, stdout)
+	}
+	if len(rep.Problems) != 0 || len(rep.Warnings) != 1 || rep.Warnings[0].Line != 12 || rep.Warnings[0].Reason != validation.MirrorWarning {
+		t.Errorf("report %+v, want one warning at line 12", rep)
 	}
 }

@@ -70,9 +70,10 @@ type Reconciler struct {
 	// AllowFileURLs permits file:// URLs (tests, local mirrors). Off,
 	// they are refused: they would read the controller's own disk.
 	AllowFileURLs bool
-	// FetchLimits bound every GitSource's fetches; zero fields take
-	// gitsync's defaults. They are the operator's: a GitSource cannot
-	// set its own, or a tenant could raise them.
+	// FetchLimits bound every GitSource's fetches (gitSources.limits of
+	// the controller's configuration); zero fields take gitsync's
+	// defaults. They are the operator's: a GitSource cannot set its own,
+	// or a tenant could raise them.
 	FetchLimits gitsync.FetchLimits
 	// Resync is the Appliers' (gitapply.Options.Resync).
 	Resync time.Duration

@@ -37,6 +37,13 @@ func TestMain(m *testing.M) {
 // to its own test's GitSources.
 func controllerFor(t *testing.T, namespaces ...string) *gitapply.Sources {
 	t.Helper()
+	return controllerWith(t, nil, namespaces...)
+}
+
+// controllerWith is controllerFor with the Reconciler changed by mod (nil:
+// as it is).
+func controllerWith(t *testing.T, mod func(*Reconciler), namespaces ...string) *gitapply.Sources {
+	t.Helper()
 	cfg, scheme := env.Start(t)
 	co := cache.Options{DefaultNamespaces: map[string]cache.Config{}}
 	for _, ns := range namespaces {
@@ -48,6 +55,9 @@ func controllerFor(t *testing.T, namespaces ...string) *gitapply.Sources {
 		r := &Reconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sources: sources,
 			StateDir: t.TempDir(), AllowFileURLs: true, Log: testr.New(t),
+		}
+		if mod != nil {
+			mod(r)
 		}
 		return r.SetupWithManager(mgr)
 	})

@@ -15,6 +15,7 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/kube/xdsplane"
 	"github.com/sluicehq/sluice/standalone/config"
 )
@@ -60,6 +61,15 @@ type GitSources struct {
 	// own disk, other sources' mirrors included. Off by default; for
 	// tests and single-tenant clusters with local mirrors.
 	AllowFileURLs bool `json:"allowFileURLs,omitempty"`
+	// Limits bound what every GitSource's fetch may bring: the fields of
+	// the git section's limits, with the same defaults. They are the
+	// operator's alone: a GitSource cannot set its own.
+	Limits config.GitLimits `json:"limits,omitempty"`
+}
+
+// FetchLimits returns gitSources.limits for gitsync; errors name the key.
+func (g GitSources) FetchLimits() (gitsync.FetchLimits, error) {
+	return g.Limits.FetchLimits("gitSources.limits")
 }
 
 // GitConfig is the git section, as `sluice run` reads it.
@@ -404,7 +414,13 @@ func (c *Config) Check() error {
 	if c.Reconcile.MaxConcurrent < 1 || c.Reconcile.MaxConcurrentAnalysis < 1 {
 		bad("reconcile", "maxConcurrent and maxConcurrentAnalysis must be at least 1")
 	}
+	if _, err := c.GitSources.FetchLimits(); err != nil {
+		errs = append(errs, err)
+	}
 	if g := c.Git; g != nil {
+		if _, err := g.Limits.FetchLimits("git.limits"); err != nil {
+			errs = append(errs, err)
+		}
 		if g.URL == "" {
 			bad("git.url", "required when a git section is given")
 		}

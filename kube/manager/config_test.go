@@ -8,6 +8,8 @@ import (
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/flowcontrol"
+
+	"github.com/sluicehq/sluice/gitsync"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -79,6 +81,10 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"qps not a number", "kubeAPI:\n  qps: fast\n", "kubeAPI.qps"},
 		{"prometheus provider unknown key", "prometheus:\n  providers:\n  - {name: a, adress: http://a:9090}\n", `unknown field "prometheus.providers[0].adress"`},
 		{"prometheus providers named twice", "prometheus:\n  providers:\n  - {name: a, address: http://a:9090}\n  - {name: a, address: http://b:9090}\n", `prometheus.providers[1].name: "a" is used twice`},
+		{"gitSources limit negative", "gitSources:\n  limits:\n    maxPackBytes: -1\n", "gitSources.limits.maxPackBytes: -1: must not be negative"},
+		{"gitSources limit not a number", "gitSources:\n  limits:\n    maxFiles: many\n", "gitSources.limits.maxFiles"},
+		{"gitSources limit unknown", "gitSources:\n  limits:\n    maxPackSize: 1\n", `unknown field "gitSources.limits.maxPackSize"`},
+		{"git limit negative", "git:\n  url: file:///r\n  limits:\n    maxBlobBytes: -2\n", "git.limits.maxBlobBytes: -2: must not be negative"},
 		{"prometheus default twice", "prometheus:\n  address: http://a:9090\n  providers:\n  - {name: default, address: http://b:9090}\n", "prometheus.providers[0].name: \"default\": prometheus.address"},
 	}
 	for _, tc := range tests {
@@ -122,6 +128,30 @@ prometheus:
 	}
 	if tok, err := opts.Providers[1].BearerToken(); tok != "t0ken" || err != nil {
 		t.Fatalf("team-a token %q, %v", tok, err)
+	}
+}
+
+// gitSources.limits are the operator's fetch limits for every GitSource;
+// unset ones take gitsync's defaults.
+func TestConfigGitSourcesLimits(t *testing.T) {
+	t.Parallel()
+	c, err := ParseConfig([]byte("gitSources:\n  limits:\n    maxPackBytes: 1048576\n    maxFiles: 500\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.GitSources.FetchLimits()
+	if want := (gitsync.FetchLimits{MaxPackBytes: 1 << 20, MaxFiles: 500}); err != nil || got != want {
+		t.Errorf("gitSources.limits = %+v, %v; want %+v", got, err, want)
+	}
+	c, err = ParseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.GitSources.FetchLimits(); err != nil || got != (gitsync.FetchLimits{}) {
+		t.Errorf("no gitSources.limits: %+v, %v; want zero (gitsync's defaults)", got, err)
 	}
 }
 

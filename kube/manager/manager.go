@@ -382,14 +382,9 @@ func (c *Controller) setupGit(opts Options) error {
 		return err
 	}
 	if c.cfg.GitSourcesEnabled() {
-		r := &gitsource.Reconciler{
-			Client:        c.mgr.GetClient(),
-			APIReader:     c.mgr.GetAPIReader(),
-			Sources:       c.sources,
-			StateDir:      c.cfg.StateDir,
-			Registerer:    opts.Registerer,
-			AllowFileURLs: c.cfg.GitSources.AllowFileURLs,
-			Log:           c.log.WithName("gitsource"),
+		r, err := c.gitSourceReconciler(opts)
+		if err != nil {
+			return err
 		}
 		if err := r.SetupWithManager(c.mgr); err != nil {
 			return err
@@ -407,6 +402,25 @@ func (c *Controller) setupGit(opts Options) error {
 		Name:   "git-webhook",
 		Server: &http.Server{Addr: c.cfg.HTTP.WebhookAddress, Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 	})
+}
+
+// gitSourceReconciler is the GitSource controller as the gitSources
+// section configures it.
+func (c *Controller) gitSourceReconciler(opts Options) (*gitsource.Reconciler, error) {
+	limits, err := c.cfg.GitSources.FetchLimits()
+	if err != nil {
+		return nil, err
+	}
+	return &gitsource.Reconciler{
+		Client:        c.mgr.GetClient(),
+		APIReader:     c.mgr.GetAPIReader(),
+		Sources:       c.sources,
+		StateDir:      c.cfg.StateDir,
+		Registerer:    opts.Registerer,
+		AllowFileURLs: c.cfg.GitSources.AllowFileURLs,
+		FetchLimits:   limits,
+		Log:           c.log.WithName("gitsource"),
+	}, nil
 }
 
 // setupConfigSource registers the git section's applier, if any, and its

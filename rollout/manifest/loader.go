@@ -17,6 +17,7 @@ import (
 	kjson "sigs.k8s.io/json"
 
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/rollout/validation"
 )
 
 type objectKey struct{ kind, namespace, name string }
@@ -26,6 +27,7 @@ type loader struct {
 	schemas  kindSchemas
 	objects  []Object
 	problems []Problem
+	warnings []Problem
 	files    int
 	docs     int
 	skipped  int
@@ -330,6 +332,9 @@ func (l *loader) loadDocument(file string, doc *yaml.Node) int {
 		o.Rollout = obj
 		errs = l.o.validator.Rollout(obj)
 		l.collectTemplateRefs(file, v, obj)
+		for _, w := range validation.RolloutWarnings(obj) {
+			l.warnings = append(l.warnings, Problem{File: file, Line: max(v.lineOf(w.Field), 1), Field: w.Field, Reason: w.Message})
+		}
 	case *v1alpha1.AnalysisTemplate:
 		o.AnalysisTemplate = obj
 		errs = l.o.validator.AnalysisTemplate(obj)

@@ -112,6 +112,10 @@ type Result struct {
 	Objects []Object
 	// Problems are sorted by file (in walk order) and line.
 	Problems []Problem
+	// Warnings are valid settings that some data planes do not honour
+	// (validation.RolloutWarnings), sorted like Problems. They never make
+	// the set invalid.
+	Warnings []Problem
 	// Files is the number of manifest files read.
 	Files int
 	// Skipped is the number of documents that are neither Sluice objects
@@ -352,8 +356,15 @@ func (l *loader) result() *Result {
 			order[p.File] = len(order)
 		}
 	}
-	slices.SortStableFunc(l.problems, func(a, b Problem) int {
+	for _, w := range l.warnings {
+		if _, ok := order[w.File]; !ok {
+			order[w.File] = len(order)
+		}
+	}
+	byPlace := func(a, b Problem) int {
 		return cmp.Or(cmp.Compare(order[a.File], order[b.File]), cmp.Compare(a.Line, b.Line))
-	})
-	return &Result{Objects: l.objects, Problems: l.problems, Files: l.files, Skipped: l.skipped}
+	}
+	slices.SortStableFunc(l.problems, byPlace)
+	slices.SortStableFunc(l.warnings, byPlace)
+	return &Result{Objects: l.objects, Problems: l.problems, Warnings: l.warnings, Files: l.files, Skipped: l.skipped}
 }

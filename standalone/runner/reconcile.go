@@ -144,6 +144,7 @@ func (r *Runner) stepOne(ctx context.Context, key string, ro *v1alpha1.Rollout, 
 		return stepped{}, false
 	}
 	r.revertObserved(key, obs.GitRevert)
+	r.record(key, prev.Status, &out.Status)
 	ro.Status = out.Status
 	p := out.Plan
 	r.setEndpoints(&p, &out.Status)
@@ -235,6 +236,7 @@ func (r *Runner) retire(key string, s store.Rollout, commit string, now time.Tim
 		r.o.Log.Error(err, "persist retirement", "rollout", key)
 		return
 	}
+	r.record(key, s.Status, &out.Status)
 	r.setView(key, view{ro: retiredRollout(key, &out.Status), plan: &out.Plan})
 }
 

@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/gitsync"
+	"github.com/sluicehq/sluice/internal/rolloutmetrics"
 	"github.com/sluicehq/sluice/notify"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
@@ -82,6 +84,9 @@ type Options struct {
 	Now func() time.Time
 	// DefaultNamespace names Rollouts whose manifests have none.
 	DefaultNamespace string
+	// Registerer receives the per-Rollout metrics (rolloutmetrics: the
+	// controller's names and labels); nil registers nowhere.
+	Registerer prometheus.Registerer
 }
 
 // Runner drives every Rollout of a Git source.
@@ -101,6 +106,8 @@ type Runner struct {
 
 	workMu sync.Mutex
 	work   actions
+
+	metrics *rolloutmetrics.Metrics
 }
 
 type view struct {
@@ -137,6 +144,12 @@ func New(o Options) (*Runner, error) {
 	if o.DefaultNamespace == "" {
 		o.DefaultNamespace = "default"
 	}
+	m := rolloutmetrics.New()
+	if o.Registerer != nil {
+		if err := m.Register(o.Registerer); err != nil {
+			return nil, fmt.Errorf("runner: register metrics: %w", err)
+		}
+	}
 	return &Runner{
 		o:        o,
 		commands: make(chan commandRequest),
@@ -148,6 +161,7 @@ func New(o Options) (*Runner, error) {
 			reverted:  map[string]engine.RevertResult{},
 			sending:   map[string]bool{},
 		},
+		metrics: m,
 	}, nil
 }
 
@@ -213,6 +227,7 @@ func (r *Runner) restore(ctx context.Context) error {
 			plans = append(plans, *s.Plan)
 			r.setEndpoints(s.Plan, s.Status)
 		}
+		r.record(s.Key, s.Status, s.Status)
 	}
 	if err := r.o.Plane.SetPlans(ctx, plans); err != nil {
 		return fmt.Errorf("runner: serve stored plans: %w", err)
@@ -248,4 +263,14 @@ func (r *Runner) setEndpoints(p *plan.Plan, st *v1alpha1.RolloutStatus) {
 			r.o.Log.Error(err, "set endpoints", "service", p.Service, "revision", b.Version)
 		}
 	}
+}
+
+// record updates the metrics from a persisted status; prev is the status
+// it replaced, so that analysis runs are counted once.
+func (r *Runner) record(key string, prev, cur *v1alpha1.RolloutStatus) {
+	ns, name, err := store.SplitKey(key)
+	if err != nil || cur == nil {
+		return
+	}
+	r.metrics.Record(ns, name, prev, cur)
 }

@@ -109,7 +109,11 @@ func (v *verdictAnalyzer) Observe(name string) (engine.AnalysisObservation, json
 
 func (v *verdictAnalyzer) Changed() <-chan struct{} { return v.changed }
 
-const rolloutYAML = `apiVersion: sluice.dev/v1alpha1
+// reviewsRollout is the Rollout reviews of version, served at endpoint;
+// rest is the remainder of its spec (indented under spec:), and may add
+// more documents.
+func reviewsRollout(version, endpoint, rest string) string {
+	return fmt.Sprintf(`apiVersion: sluice.dev/v1alpha1
 kind: Rollout
 metadata:
   name: reviews
@@ -120,8 +124,13 @@ spec:
     port: 9080
   backend:
     version: %s
-    endpoints: ["127.0.0.1:%d"]
-  rollback:
+    endpoints: [%q]
+`, version, endpoint) + rest
+}
+
+// canaryWithAnalysis is the spec push gives reviews: a weight, an
+// analysis, a weight, and a revert in Git after an abort.
+const canaryWithAnalysis = `  rollback:
     gitRevert: true
   strategy:
     canary:
@@ -181,7 +190,13 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) push(version string, port int, msg string) {
 	f.t.Helper()
-	if err := os.WriteFile(filepath.Join(f.work, "reviews.yaml"), fmt.Appendf(nil, rolloutYAML, version, port), 0o644); err != nil {
+	f.pushManifest(reviewsRollout(version, fmt.Sprintf("127.0.0.1:%d", port), canaryWithAnalysis), msg)
+}
+
+// pushManifest commits manifest as reviews.yaml and pushes it.
+func (f *fixture) pushManifest(manifest, msg string) {
+	f.t.Helper()
+	if err := os.WriteFile(filepath.Join(f.work, "reviews.yaml"), []byte(manifest), 0o644); err != nil {
 		f.t.Fatal(err)
 	}
 	git(f.t, f.work, "add", "-A")

@@ -29,8 +29,14 @@ type XDSPlane struct {
 	base    context.Context
 }
 
-// noClientsRetry is how often a wait with no subscribed client looks again.
-const noClientsRetry = 200 * time.Millisecond
+const (
+	// noClientsRetry is how often a wait with no subscribed client looks
+	// again.
+	noClientsRetry = 200 * time.Millisecond
+	// progressInterval is how often at most a pending version's partial
+	// answers wake the loop (watch).
+	progressInterval = 200 * time.Millisecond
+)
 
 // NewXDSPlane serves plans through srv, whose endpoint source must be eps.
 func NewXDSPlane(ctx context.Context, srv *xds.Server, eps *xds.Static) *XDSPlane {
@@ -89,7 +95,13 @@ func (x *XDSPlane) Observe(p plan.Plan) engine.DataPlane {
 // Changed is signalled when a proxy answers a published version.
 func (x *XDSPlane) Changed() <-chan struct{} { return x.changed }
 
+// wait wakes the loop once the version has its final answer: every
+// subscribed node applied it, one rejected it, or (AckWithoutClients) no
+// client subscribes. Until then watch reports the partial answers.
 func (x *XDSPlane) wait(ctx context.Context, key, version string) {
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go x.watch(wctx, key, version)
 	for ctx.Err() == nil {
 		_, err := x.srv.Wait(ctx, key, version)
 		var rejected *xds.RejectedError
@@ -112,6 +124,52 @@ func (x *XDSPlane) wait(ctx context.Context, key, version string) {
 			return // superseded or cancelled: a newer wait took over
 		}
 	}
+}
+
+// watch wakes the loop, at most once per progressInterval, while the
+// version is pending and who has answered it changes. The engine then sees
+// which nodes stay silent, and since when, so it can mark them stale at
+// spec.dataPlane.ackDeadlineSeconds and, with silentProxies: Exclude,
+// count the step once only stale nodes are missing: a silent node never
+// lets wait's final answer come.
+func (x *XDSPlane) watch(ctx context.Context, key, version string) {
+	var last progress
+	for {
+		// Taken before looking, so a change while looking is not lost.
+		changed := x.srv.StatusChanged()
+		st := x.srv.Status(key, version)
+		if st.DataPlane().State != engine.AckPending {
+			return // final: wait says so
+		}
+		if p := progressOf(st); p != last {
+			last = p
+			x.signal()
+		}
+		next := time.NewTimer(progressInterval)
+		select {
+		case <-ctx.Done():
+		case <-changed:
+			select {
+			case <-ctx.Done():
+			case <-next.C:
+			}
+		}
+		next.Stop()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// progress is what of a pending answer may change the engine's decision:
+// who is subscribed, who applied the version, who was sent it and has
+// not answered.
+type progress struct {
+	subscribed, acked, pending, silent int
+}
+
+func progressOf(st xds.Status) progress {
+	return progress{subscribed: st.Subscribed, acked: st.Acked, pending: len(st.Pending), silent: len(st.Silent)}
 }
 
 func (x *XDSPlane) signal() {

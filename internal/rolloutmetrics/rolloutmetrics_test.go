@@ -1,0 +1,54 @@
+package rolloutmetrics
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// Record follows the status it is given: the stale count, the phase, a
+// completed run counted once; Forget drops the Rollout's series.
+func TestRecordAndForget(t *testing.T) {
+	t.Parallel()
+	m := New()
+	reg := prometheus.NewRegistry()
+	if err := m.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	step := int32(1)
+	cur := &v1alpha1.RolloutStatus{
+		Phase: v1alpha1.PhaseProgressing, CanaryRevision: "v2", CurrentStepIndex: &step,
+		Traffic:  v1alpha1.TrafficStatus{CanaryWeight: 20, StaleNodes: &v1alpha1.StaleNodesStatus{Count: 3, Nodes: []string{"a", "b", "c"}}},
+		Analysis: []v1alpha1.AnalysisRunStatus{{Name: "r1", Kind: v1alpha1.AnalysisStepKind, Phase: v1alpha1.AnalysisSuccessful}},
+	}
+	m.Record("ns", "reviews", nil, cur)
+	m.Record("ns", "reviews", cur, cur) // the same run again: not counted twice
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"stale nodes", testutil.ToFloat64(m.StaleNodes.WithLabelValues("ns", "reviews")), 3},
+		{"step", testutil.ToFloat64(m.Step.WithLabelValues("ns", "reviews")), 2},
+		{"weight", testutil.ToFloat64(m.CanaryWeight.WithLabelValues("ns", "reviews")), 20},
+		{"phase Progressing", testutil.ToFloat64(m.Phase.WithLabelValues("ns", "reviews", "Progressing")), 1},
+		{"phase Healthy", testutil.ToFloat64(m.Phase.WithLabelValues("ns", "reviews", "Healthy")), 0},
+		{"runs", testutil.ToFloat64(m.AnalysisRuns.WithLabelValues("ns", "reviews", string(v1alpha1.AnalysisStepKind), "Successful")), 1},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+
+	cur.Traffic.StaleNodes = nil
+	m.Record("ns", "reviews", cur, cur)
+	if v := testutil.ToFloat64(m.StaleNodes.WithLabelValues("ns", "reviews")); v != 0 {
+		t.Errorf("stale nodes = %v once none is, want 0", v)
+	}
+	m.Forget("ns", "reviews")
+	if n := testutil.CollectAndCount(reg); n != 0 {
+		t.Errorf("%d series left after Forget", n)
+	}
+}

@@ -1,0 +1,49 @@
+package validation
+
+import (
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// Warning is a setting that is valid but does not do everything its author
+// may expect on every data plane. `sluice validate` prints warnings without
+// failing; they never reject a commit.
+type Warning struct {
+	// Field is the path of the setting, e.g.
+	// spec.strategy.canary.steps[4].setMirror.
+	Field string
+	// Message says what does not happen, and where.
+	Message string
+}
+
+// MirrorWarning is the warning of a setMirror step: proxyless gRPC clients
+// have no request mirroring, so the xDS translator sends them none
+// (docs/xds.md, "What proxyless gRPC does not get").
+const MirrorWarning = "mirroring is done by Envoy sidecars (and Istio) only: proxyless gRPC clients are sent no mirror policy, " +
+	"so their requests are never copied to the canary and an analysis of mirrored traffic sees none of them"
+
+// RolloutWarnings lists the warnings of a Rollout, in field order.
+func RolloutWarnings(r *v1alpha1.Rollout) []Warning {
+	var ws []Warning
+	p := field.NewPath("spec", "strategy")
+	if c := r.Spec.Strategy.Canary; c != nil {
+		ws = append(ws, mirrorWarnings(p.Child("canary", "steps"), c.Steps)...)
+	}
+	if d := r.Spec.Strategy.DarkRelease; d != nil {
+		ws = append(ws, mirrorWarnings(p.Child("darkRelease", "steps"), d.Steps)...)
+	}
+	return ws
+}
+
+// mirrorWarnings warns at each step that mirrors a share of requests; a
+// step setting the mirror to 0 removes it and needs no warning.
+func mirrorWarnings(p *field.Path, steps []v1alpha1.CanaryStep) []Warning {
+	var ws []Warning
+	for i, s := range steps {
+		if m := s.SetMirror; m != nil && m.Percent > 0 {
+			ws = append(ws, Warning{Field: p.Index(i).Child("setMirror").String(), Message: MirrorWarning})
+		}
+	}
+	return ws
+}

@@ -23,9 +23,33 @@ type Warning struct {
 const MirrorWarning = "mirroring is done by Envoy sidecars (and Istio) only: proxyless gRPC clients are sent no mirror policy, " +
 	"so their requests are never copied to the canary and an analysis of mirrored traffic sees none of them"
 
+// Affinity warnings: where a session key cannot pin a session
+// (docs/api.md, SessionAffinity, "What each data plane gives").
+const (
+	CookieAffinityGRPCWarning = "proxyless gRPC clients send no cookies and ignore cookie hash policies: their RPCs follow the weights but no session is pinned; " +
+		"use sessionAffinity.header for gRPC clients"
+	HeaderAffinityIstioWarning = "through Istio sidecars (the VirtualService Sluice writes in controller mode) weights are applied before any hash (istio#9764): " +
+		"sessions are not pinned; they are for Envoy and proxyless gRPC clients of Sluice's xDS"
+	CookieAffinityIstioWarning = "through Istio sidecars (the VirtualService Sluice writes in controller mode) only users drawn for the canary are pinned " +
+		"(the canary sets the cookie to its revision); users drawn for stable are drawn again at every request"
+)
+
 // RolloutWarnings lists the warnings of a Rollout, in field order.
 func RolloutWarnings(r *v1alpha1.Rollout) []Warning {
 	var ws []Warning
+	if a := r.Spec.Service.SessionAffinity; a != nil {
+		ap := field.NewPath("spec", "service", "sessionAffinity")
+		controller := r.Spec.Template != nil
+		switch {
+		case a.Cookie != nil:
+			ws = append(ws, Warning{Field: ap.Child("cookie").String(), Message: CookieAffinityGRPCWarning})
+			if controller {
+				ws = append(ws, Warning{Field: ap.Child("cookie").String(), Message: CookieAffinityIstioWarning})
+			}
+		case a.Header != nil && controller:
+			ws = append(ws, Warning{Field: ap.Child("header").String(), Message: HeaderAffinityIstioWarning})
+		}
+	}
 	p := field.NewPath("spec", "strategy")
 	if c := r.Spec.Strategy.Canary; c != nil {
 		ws = append(ws, mirrorWarnings(p.Child("canary", "steps"), c.Steps)...)

@@ -2,6 +2,7 @@ package validation
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
@@ -47,4 +48,51 @@ func TestMirrorWarnings(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAffinityWarnings(t *testing.T) {
+	t.Parallel()
+	withAffinity := func(r *v1alpha1.Rollout, a *v1alpha1.SessionAffinity) *v1alpha1.Rollout {
+		r.Spec.Strategy.Canary.Steps[4] = v1alpha1.CanaryStep{SetWeight: new(int32(50))} // no mirror warning
+		r.Spec.Service.SessionAffinity = a
+		return r
+	}
+	header := &v1alpha1.SessionAffinity{Header: &v1alpha1.HeaderAffinity{Name: "x-session"}}
+	cookie := &v1alpha1.SessionAffinity{Cookie: &v1alpha1.CookieAffinity{Name: "session"}}
+	cases := []struct {
+		name string
+		r    *v1alpha1.Rollout
+		want []string
+	}{
+		{"header, standalone: pinned everywhere", withAffinity(standaloneCanary(), header), nil},
+		{"cookie, standalone: gRPC is not pinned", withAffinity(standaloneCanary(), cookie), []string{CookieAffinityGRPCWarning}},
+		{"header, controller: Istio is not pinned", withAffinity(canary(), header), []string{HeaderAffinityIstioWarning}},
+		{"cookie, controller: gRPC and Istio", withAffinity(canary(), cookie), []string{CookieAffinityGRPCWarning, CookieAffinityIstioWarning}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			if errs := ValidateRollout(c.r); len(errs) > 0 {
+				t.Fatalf("fixture invalid: %v", errs)
+			}
+			var got []string
+			for _, w := range RolloutWarnings(c.r) {
+				got = append(got, w.Message)
+				if !strings.HasPrefix(w.Field, "spec.service.sessionAffinity.") {
+					t.Errorf("warning at %s", w.Field)
+				}
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("warnings %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+// standaloneCanary is canary() with a backend instead of a pod template.
+func standaloneCanary() *v1alpha1.Rollout {
+	r := canary()
+	r.Spec.Template, r.Spec.Replicas = nil, nil
+	r.Spec.Backend = &v1alpha1.Backend{Version: "v2", Endpoints: []string{"10.0.0.2:9080"}}
+	return r
 }

@@ -255,7 +255,11 @@ func (r *Runner) setEndpoints(p *plan.Plan, st *v1alpha1.RolloutStatus) {
 	if !ok || st == nil {
 		return
 	}
-	for _, b := range []*v1alpha1.Backend{st.StableBackend, st.CanaryBackend} {
+	backends := []*v1alpha1.Backend{st.StableBackend, st.CanaryBackend}
+	for _, x := range st.ExtraRevisions {
+		backends = append(backends, x.Backend)
+	}
+	for _, b := range backends {
 		if b == nil {
 			continue
 		}

@@ -237,7 +237,7 @@ func runStandalone(ctx context.Context, cfg *config.Config, o runOptions, log lo
 
 	run, err := runner.New(runner.Options{
 		Store: st, Source: syncer, Reverter: syncer, Plane: plane, Analysis: driver,
-		Notifier: notifier, Log: log.WithName("runner"), DefaultNamespace: cfg.Namespace,
+		Notifier: notifier, Log: log.WithName("runner"), DefaultNamespace: cfg.Namespace, Registerer: reg,
 	})
 	if err != nil {
 		return exitError{code: exitFailure, msg: err.Error()}

@@ -378,14 +378,19 @@ func (s *stepper) phase() (v1alpha1.Phase, string, string) {
 	i := int(*st.CurrentStepIndex)
 	label := fmt.Sprintf("step %d/%d (%s)", i+1, len(s.steps)+1, s.stepLabel(i))
 	if st.StepAcknowledgedAt == nil {
-		switch s.routed.g {
-		case gateReady:
+		if s.routed.g == gateReady {
 			return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForReady, label + ": waiting for canary replicas to be ready"
-		case gateWarm:
-			return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForAck, label + ": " + warmupMessage + "; waiting for the data plane to acknowledge plan " + st.Traffic.PlanVersion
 		}
+		// A silent proxy holds the warm-up plan as it holds any other.
 		if sn := st.Traffic.StaleNodes; sn != nil && !sn.Excluded {
 			return v1alpha1.PhaseProgressing, v1alpha1.ReasonStaleProxies, label + ": " + staleMessage(sn, s.silentPolicy(), s.ackDeadline(), st.Traffic.PlanVersion)
+		}
+		if s.routed.g == gateWarm {
+			what := warmupMessage
+			if s.canaryKnown() {
+				what = "adding the step's extra revisions at 0% first"
+			}
+			return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForAck, label + ": " + what + "; waiting for the data plane to acknowledge plan " + st.Traffic.PlanVersion
 		}
 		return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForAck, label + ": waiting for the data plane to acknowledge plan " + st.Traffic.PlanVersion
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/untrusted"
+	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/standalone/api"
 )
@@ -120,11 +121,16 @@ func renderRollout(w io.Writer, r api.Rollout, events []api.Event) {
 func trafficLine(t v1alpha1.TrafficStatus) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "stable %d%% / canary %d%%", t.StableWeight, t.CanaryWeight)
+	for _, sub := range t.Subsets {
+		if sub.Name != plan.Stable && sub.Name != plan.Canary {
+			fmt.Fprintf(&b, " / %s (%s) %d%%", sub.Name, short(sub.Revision, 12), sub.Weight)
+		}
+	}
 	if t.MirrorPercent > 0 {
 		fmt.Fprintf(&b, ", mirror %d%%", t.MirrorPercent)
 	}
 	if len(t.Routes) > 0 {
-		fmt.Fprintf(&b, ", routes to canary: %s", strings.Join(t.Routes, ", "))
+		fmt.Fprintf(&b, ", match routes: %s", strings.Join(t.Routes, ", "))
 	}
 	if t.PlanVersion != "" {
 		state := "waiting for acknowledgement"

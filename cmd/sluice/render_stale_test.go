@@ -36,3 +36,14 @@ func TestTrafficLineShowsStaleNodes(t *testing.T) {
 		})
 	}
 }
+
+func TestTrafficLineShowsExtraRevisions(t *testing.T) {
+	t.Parallel()
+	line := trafficLine(v1alpha1.TrafficStatus{
+		StableWeight: 50, CanaryWeight: 40, Routes: []string{"revision-jason"},
+		Subsets: []v1alpha1.SubsetStatus{{Name: "stable", Revision: "v1", Weight: 50}, {Name: "canary", Revision: "v3", Weight: 40}, {Name: "jason", Revision: "v2", Weight: 10}},
+	})
+	if want := "stable 50% / canary 40% / jason (v2) 10%, match routes: revision-jason"; line != want {
+		t.Errorf("traffic line %q, want %q", line, want)
+	}
+}

@@ -426,6 +426,11 @@ func (s *sim) stateText() string {
 	}
 	tr := st.Traffic
 	traffic := fmt.Sprintf("stable %d / canary %d", tr.StableWeight, tr.CanaryWeight)
+	for _, sub := range tr.Subsets {
+		if sub.Name != "stable" && sub.Name != "canary" {
+			traffic += fmt.Sprintf(" / %s %d", sub.Name, sub.Weight)
+		}
+	}
 	if len(tr.Routes) > 0 {
 		traffic += " +" + strings.Join(tr.Routes, ",")
 	}

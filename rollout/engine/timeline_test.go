@@ -29,6 +29,7 @@ func TestTimeline(t *testing.T) {
 		{"canary_analysis_fails_then_retry", timelineCanaryFailRetry},
 		{"bluegreen_preview_manual_promote", timelineBlueGreen},
 		{"dark_release_then_canary", timelineDarkRelease},
+		{"extra_revisions_bookinfo", timelineExtraRevisions},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -260,6 +261,38 @@ func timelineDarkRelease(t *testing.T) *sim {
 	s.at(0, simPush("reviews backend v3", func(sp *v1alpha1.RolloutSpec) { sp.Backend = simBackend("v3", "10.0.2.3") }))
 	s.at(6*time.Minute, simCommand(v1alpha1.CommandPause, "carol"))
 	s.at(9*time.Minute, simCommand(v1alpha1.CommandResume, "carol"))
+	s.run(2 * time.Hour)
+	return s
+}
+
+// (v) bookinfo's reviews with extra revisions: jason pinned to v2 for the
+// whole rollout, a baseline of v1 at 10% for five minutes next to the
+// canary's 10% with an analysis comparing the two, then 50/50 v1/v3 and
+// promotion; a first attempt is aborted by a person and retried.
+func timelineExtraRevisions(t *testing.T) *sim {
+	ro := &v1alpha1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "reviews"},
+		Spec: v1alpha1.RolloutSpec{
+			Service: v1alpha1.ServiceSpec{Name: "reviews", Hosts: []string{"reviews"}, Port: 9080},
+			Backend: simBackend("v1", "10.0.3.1"),
+			Strategy: v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{Steps: []v1alpha1.CanaryStep{
+				{SetRevision: &v1alpha1.RevisionStep{Name: "jason", Backend: simBackend("v2", "10.0.3.2"),
+					Match: []v1alpha1.RouteMatch{{Headers: []v1alpha1.HeaderMatch{{Name: "end-user", Exact: simStr("jason")}}}}}},
+				{SetRevision: &v1alpha1.RevisionStep{Name: "baseline", Backend: simBackend("v1-baseline", "10.0.3.4"), Weight: 10, Duration: simDur(5 * time.Minute)}},
+				simWeight(10),
+				{Analysis: &v1alpha1.AnalysisStep{Templates: []v1alpha1.TemplateRef{{Name: "compare"}}, Baseline: "baseline"}},
+				simWeight(50),
+				simPause(5 * time.Minute),
+			}}},
+		},
+	}
+	s := newSim(t, ro)
+	s.ackDelay = time.Second
+	s.results["1-3"] = simResult{Phase: v1alpha1.AnalysisSuccessful, After: 3 * time.Minute, Message: "canary vs baseline: no significant difference"}
+	s.results["2-3"] = simResult{Phase: v1alpha1.AnalysisSuccessful, After: 3 * time.Minute, Message: "canary vs baseline: no significant difference"}
+	s.at(0, simPush("reviews backend v3", func(sp *v1alpha1.RolloutSpec) { sp.Backend = simBackend("v3", "10.0.3.3") }))
+	s.at(30*time.Second, simCommand(v1alpha1.CommandAbort, "dave"))
+	s.at(2*time.Minute, simCommand(v1alpha1.CommandRetry, "dave"))
 	s.run(2 * time.Hour)
 	return s
 }

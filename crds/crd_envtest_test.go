@@ -134,7 +134,7 @@ func TestRolloutSchemaRefusesInvalid(t *testing.T) {
 		mutate: func(r *v1alpha1.Rollout) {
 			r.Spec.Strategy.Canary.Steps[0].Pause = &v1alpha1.PauseStep{}
 		},
-		want: "a step must set exactly one of setWeight, pause, analysis, setHeaderRoute or setMirror",
+		want: "a step must set exactly one of setWeight, pause, analysis, setHeaderRoute, setMirror or setRevision",
 	}, {
 		name: "empty step",
 		mutate: func(r *v1alpha1.Rollout) {

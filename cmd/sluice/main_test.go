@@ -128,7 +128,7 @@ func TestBinary(t *testing.T) {
 		code int
 		out  string
 	}{
-		{[]string{"validate", examples}, 0, "ok: 5 Rollouts, 9 AnalysisTemplates in "},
+		{[]string{"validate", examples}, 0, "ok: 6 Rollouts, 10 AnalysisTemplates in "},
 		{[]string{"validate", filepath.Join("testdata", "invalid")}, 1, ":17: spec.strategy.canary.steps[1].setWeight: Invalid value: 101"},
 		{[]string{"validate", filepath.Join("testdata", "missing")}, 2, ""},
 	} {

@@ -19,7 +19,7 @@ func TestExamples(t *testing.T) {
 		{"standalone", 1, 1},
 		{"quickstart", 1, 1},
 		{"analysis", 0, 3},
-		{".", 5, 9},
+		{".", 6, 10},
 	}
 	for _, tc := range cases {
 		t.Run(tc.dir, func(t *testing.T) {

@@ -27,14 +27,15 @@ func (r *Reconciler) publish(ctx context.Context, _ *statusPatcher, rc *reconcil
 }
 
 // scale makes the ReplicaSets match the engine's scale: creates the spec
-// revision's ReplicaSet, resizes the others (unlisted revisions to zero)
-// and deletes idle ones beyond the history bound.
+// revision's ReplicaSet and those of extra revisions, resizes the others
+// (unlisted revisions to zero) and deletes idle ones beyond the history
+// bound and extra revisions no longer wanted.
 func (r *Reconciler) scale(ctx context.Context, _ *statusPatcher, rc *reconcileContext) error {
 	ro := rc.ro
 	ch := workload.Plan(ro, rc.replicaSets, rc.out.Scale, rc.specRevision, r.history())
 	var errs []error
-	if ch.Create != nil {
-		errs = append(errs, r.createReplicaSet(ctx, rc, ch.Create))
+	for _, rs := range ch.Create {
+		errs = append(errs, r.createReplicaSet(ctx, rc, rs))
 	}
 	errs = append(errs, r.ensureServices(ctx, rc, ch.Create))
 	for _, rs := range ch.Scale {
@@ -44,6 +45,9 @@ func (r *Reconciler) scale(ctx context.Context, _ *statusPatcher, rc *reconcileC
 		r.warn(ctx, ro, "ReplicaSetMissing",
 			"ReplicaSet %s of revision %s is gone and cannot be recreated: its template is no longer in the spec",
 			workload.Name(ro.Name, rev), rev)
+	}
+	for _, err := range ch.Unbuildable {
+		r.warn(ctx, ro, "ExtraRevisionUnbuildable", "%v", err)
 	}
 	for _, rs := range ch.Delete {
 		err := r.Delete(ctx, rs, client.PropagationPolicy(metav1.DeletePropagationBackground),

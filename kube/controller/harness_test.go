@@ -35,13 +35,20 @@ type harness struct {
 
 func newHarness(t *testing.T, steps ...v1alpha1.CanaryStep) *harness {
 	t.Helper()
+	return harnessOf(t, func(ns string) *v1alpha1.Rollout { return newRollout(ns, "checkout", "checkout:v1", steps...) })
+}
+
+// harnessOf is a harness of the Rollout that build makes for a namespace
+// of the test's own.
+func harnessOf(t *testing.T, build func(ns string) *v1alpha1.Rollout) *harness {
+	t.Helper()
 	c := cluster(t)
 	ns := newNamespace(t, c)
 	ctx := context.Background()
 	if err := c.Create(ctx, newTemplate(ns, "success-rate")); err != nil {
 		t.Fatal(err)
 	}
-	ro := newRollout(ns, "checkout", "checkout:v1", steps...)
+	ro := build(ns)
 	if err := c.Create(ctx, ro); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -20,12 +21,15 @@ import (
 // Service (workload.Service), whose EndpointSlices are where the xDS
 // server finds that revision's pods. Part of the scale stage: a revision
 // gets its Service once its ReplicaSet exists, which owns the Service, so
-// deleting a revision's ReplicaSet deletes its Service too. created is the
-// ReplicaSet this reconcile created, if any (it is not in rc.replicaSets).
-func (r *Reconciler) ensureServices(ctx context.Context, rc *reconcileContext, created *appsv1.ReplicaSet) error {
+// deleting a revision's ReplicaSet deletes its Service too. created are the
+// ReplicaSets this reconcile created (they are not in rc.replicaSets); one
+// whose create failed has no UID and gets its Service on a later pass.
+func (r *Reconciler) ensureServices(ctx context.Context, rc *reconcileContext, created []*appsv1.ReplicaSet) error {
 	owners := maps.Clone(rc.replicaSets)
-	if created != nil && created.UID != "" {
-		owners[created.Labels[workload.LabelRevision]] = created
+	for _, rs := range created {
+		if rs.UID != "" {
+			owners[rs.Labels[workload.LabelRevision]] = rs
+		}
 	}
 	var errs []error
 	for _, s := range rc.out.Scale {
@@ -51,10 +55,14 @@ func (r *Reconciler) ensureService(ctx context.Context, ro *v1alpha1.Rollout, rs
 	case err != nil:
 		return fmt.Errorf("get Service %s: %w", want.Name, err)
 	}
+	adopt := false
 	if err := controlledBy(got, rs); err != nil {
-		return err
+		if !leftByEarlierIncarnation(got, rs) {
+			return err
+		}
+		adopt = true
 	}
-	if serviceUpToDate(got, want) {
+	if !adopt && serviceUpToDate(got, want) {
 		return nil
 	}
 	// Only the fields Sluice decides are written; the API server's
@@ -66,10 +74,31 @@ func (r *Reconciler) ensureService(ctx context.Context, ro *v1alpha1.Rollout, rs
 	maps.Copy(got.Labels, want.Labels)
 	got.Spec.Selector = want.Spec.Selector
 	got.Spec.Ports = want.Spec.Ports
-	if err := r.Patch(ctx, got, client.MergeFrom(base)); err != nil {
+	patch := client.MergeFrom(base)
+	if adopt {
+		// Conditional: if the garbage collector got to it first, the
+		// write fails and the next reconcile creates the Service anew.
+		got.OwnerReferences = append(slices.DeleteFunc(got.OwnerReferences, func(o metav1.OwnerReference) bool {
+			return o.Controller != nil && *o.Controller
+		}), want.OwnerReferences...)
+		patch = client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
+	}
+	if err := r.Patch(ctx, got, patch); err != nil {
 		return fmt.Errorf("update Service %s: %w", want.Name, err)
 	}
 	return nil
+}
+
+// leftByEarlierIncarnation reports whether svc is a Service Sluice made
+// for an earlier ReplicaSet of rs's name (and so of its revision), which
+// was deleted: an extra revision stopped by an abort and run again by the
+// retry, or a revision beyond the history bound that a revert brings
+// back. The garbage collector deletes such a Service in time; until then
+// the new ReplicaSet adopts it rather than waiting.
+func leftByEarlierIncarnation(svc *corev1.Service, rs *appsv1.ReplicaSet) bool {
+	ref := metav1.GetControllerOf(svc)
+	return ref != nil && ref.Kind == "ReplicaSet" && ref.Name == rs.Name && ref.UID != rs.UID &&
+		svc.Labels[workload.LabelManagedBy] == workload.ManagedBy && svc.DeletionTimestamp.IsZero()
 }
 
 func (r *Reconciler) createService(ctx context.Context, svc *corev1.Service, rs *appsv1.ReplicaSet) error {

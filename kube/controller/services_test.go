@@ -89,3 +89,36 @@ func TestForeignServiceIsNotTakenOver(t *testing.T) {
 		t.Errorf("the foreign Service was changed: owner %+v selector %v", metav1.GetControllerOf(got), got.Spec.Selector)
 	}
 }
+
+// A revision's ReplicaSet deleted and made again (an extra revision run
+// again by a retry, a revision beyond the history that a revert brings
+// back) finds the Service of its predecessor before the garbage collector
+// (which envtest does not run) removes it, and adopts it; a Service of
+// another ReplicaSet's is still refused.
+func TestServiceOfAnEarlierReplicaSetIsAdopted(t *testing.T) {
+	h := newHarness(t, setWeight(10), pauseUntilPromoted())
+	h.drive("healthy on v1", healthy)
+	v2 := h.setImage("checkout:v2")
+	h.mustReconcile()
+	old := h.replicaSet(v2)
+	if err := h.c.Delete(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	h.mustReconcile()
+	rs := h.replicaSet(v2)
+	if rs.UID == old.UID {
+		t.Fatal("the ReplicaSet was not made again")
+	}
+	if ref := metav1.GetControllerOf(h.service(v2)); ref == nil || ref.UID != rs.UID {
+		t.Fatalf("Service of %s: controller %+v, want the new ReplicaSet %s", v2, ref, rs.UID)
+	}
+
+	svc := h.service(v2)
+	svc.OwnerReferences[0].Name, svc.OwnerReferences[0].UID = "someone-else", "0000"
+	if err := h.c.Update(context.Background(), svc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.reconcile(); err == nil || !strings.Contains(err.Error(), "not controlled by ReplicaSet") {
+		t.Fatalf("reconcile: %v, want the Service of another ReplicaSet refused", err)
+	}
+}

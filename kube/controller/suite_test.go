@@ -19,16 +19,18 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
+	"github.com/sluicehq/sluice/kube/istio"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
-// One envtest control plane (real kube-apiserver + etcd) serves every test
-// of the package. There is no kubelet or kube-controller-manager: tests mark
-// ReplicaSets' replicas available themselves, and write AnalysisRun status
-// as an analysis controller would.
-var env = kubetest.NewEnv()
+// One envtest control plane (real kube-apiserver + etcd), with Istio's
+// CRDs for the tests that publish through the Istio writer, serves every
+// test of the package. There is no kubelet or kube-controller-manager:
+// tests mark ReplicaSets' replicas available themselves, and write
+// AnalysisRun status as an analysis controller would.
+var env = kubetest.NewEnv(istio.AddToScheme).WithIstioCRDs()
 
 func TestMain(m *testing.M) {
 	// The manager tests log through controller-runtime; keep test output

@@ -1,7 +1,9 @@
 package istio
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
@@ -10,15 +12,22 @@ import (
 	"github.com/sluicehq/sluice/rollout/plan"
 )
 
-// destinationRule renders the stable and canary subsets into Git's
-// DestinationRule (other subsets, traffic policies and fields as declared),
-// or a DestinationRule of Sluice's own for host.
+// destinationRule renders the plan's subsets (stable, canary and any
+// extra revision's) into Git's DestinationRule (other subsets, traffic
+// policies and fields as declared), or a DestinationRule of Sluice's own
+// for host.
 func (r *renderer) destinationRule(host string) (*networkingv1.DestinationRule, error) {
 	var (
-		dr   = &networkingv1.DestinationRule{TypeMeta: destinationRuleType}
-		err  error
-		decl = r.in.DestinationRule
+		dr     = &networkingv1.DestinationRule{TypeMeta: destinationRuleType}
+		err    error
+		decl   = r.in.DestinationRule
+		extras = extraSubsets(&r.in.Plan)
+		stale  []string
 	)
+	record, err := recordSubsets(extras)
+	if err != nil {
+		return nil, err
+	}
 	if decl == nil {
 		name := r.in.DestinationRuleName
 		if name == "" {
@@ -29,7 +38,7 @@ func (r *renderer) destinationRule(host string) (*networkingv1.DestinationRule, 
 				return nil, err
 			}
 		}
-		if dr.ObjectMeta, err = r.objectMeta(name, nil, nil); err != nil {
+		if dr.ObjectMeta, err = r.objectMeta(name, nil, record); err != nil {
 			return nil, err
 		}
 		dr.Spec.Host = host
@@ -43,12 +52,15 @@ func (r *renderer) destinationRule(host string) (*networkingv1.DestinationRule, 
 		base, rv := &decl.Spec, ""
 		if l := r.live.DestinationRule; l != nil && l.Annotations[AnnotationDeclaredHash] == hash {
 			base, rv = &l.Spec, l.ResourceVersion
+			stale = recordedSubsets(l.Annotations[AnnotationExtraSubsets])
 		}
-		if dr.ObjectMeta, err = r.objectMeta(decl.Name, &decl.ObjectMeta, map[string]string{AnnotationDeclaredHash: hash}); err != nil {
+		record[AnnotationDeclaredHash] = hash
+		if dr.ObjectMeta, err = r.objectMeta(decl.Name, &decl.ObjectMeta, record); err != nil {
 			return nil, err
 		}
 		dr.ResourceVersion = rv
 		proto.Merge(&dr.Spec, base)
+		dropStale(&dr.Spec, stale, extras, &decl.Spec)
 	}
 	stable := r.in.Plan.Revision(plan.Stable)
 	canary := r.in.Plan.Revision(plan.Canary)
@@ -63,7 +75,69 @@ func (r *renderer) destinationRule(host string) (*networkingv1.DestinationRule, 
 	}
 	setSubset(&dr.Spec, plan.Stable, r.label, stable)
 	setSubset(&dr.Spec, plan.Canary, r.label, canary)
+	for _, x := range extras {
+		setSubset(&dr.Spec, x.Name, r.label, x.Revision)
+	}
 	return dr, nil
+}
+
+// extraSubsets are the plan's subsets other than stable and canary: the
+// extra revisions', in plan order.
+func extraSubsets(p *plan.Plan) []plan.Subset {
+	var out []plan.Subset
+	for _, s := range p.Subsets {
+		if s.Name != plan.Stable && s.Name != plan.Canary {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// recordSubsets is the AnnotationExtraSubsets record of the extra subsets
+// written: their names as a JSON list; no annotation without any.
+func recordSubsets(extras []plan.Subset) (map[string]string, error) {
+	if len(extras) == 0 {
+		return map[string]string{}, nil
+	}
+	names := make([]string, len(extras))
+	for i, x := range extras {
+		names[i] = x.Name
+	}
+	b, err := json.Marshal(names)
+	if err != nil {
+		return nil, fmt.Errorf("recording extra subsets: %w", err)
+	}
+	return map[string]string{AnnotationExtraSubsets: string(b)}, nil
+}
+
+// recordedSubsets reads an AnnotationExtraSubsets record; an unreadable
+// one names nothing.
+func recordedSubsets(record string) []string {
+	var names []string
+	if record == "" || json.Unmarshal([]byte(record), &names) != nil {
+		return nil
+	}
+	return names
+}
+
+// dropStale removes from a spec based on the live object the extra
+// subsets Sluice wrote last time (stale) that the plan no longer has. A
+// subset of that name that Git declares gets Git's version back.
+func dropStale(spec *networking.DestinationRule, stale []string, extras []plan.Subset, declared *networking.DestinationRule) {
+	for _, name := range stale {
+		if slices.ContainsFunc(extras, func(x plan.Subset) bool { return x.Name == name }) {
+			continue
+		}
+		i := slices.IndexFunc(spec.Subsets, func(s *networking.Subset) bool { return s.Name == name })
+		if i < 0 {
+			continue
+		}
+		if j := slices.IndexFunc(declared.Subsets, func(s *networking.Subset) bool { return s.Name == name }); j >= 0 {
+			spec.Subsets[i] = proto.Clone(declared.Subsets[j]).(*networking.Subset)
+			continue
+		}
+		spec.Subsets = slices.Delete(spec.Subsets, i, i+1)
+	}
 }
 
 // setSubset makes the named subset select exactly one revision. Other

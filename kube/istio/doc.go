@@ -7,9 +7,11 @@
 //     routing input), the objects as Git declares them (either may be nil),
 //     the managed route names and the live objects give the objects to
 //     write. Sluice replaces exactly the managed HTTP routes with the
-//     plan's routes and sets the stable/canary subsets; every other route
-//     and field stays as declared. With nothing declared it renders objects
-//     of its own, owned by the Rollout.
+//     plan's routes and sets the plan's subsets (stable, canary and any
+//     extra revision's, whose names it records so as to remove them once
+//     the plan drops them); every other route and field stays as
+//     declared. With nothing declared it renders objects of its own,
+//     owned by the Rollout.
 //   - Writer reads the live objects, renders, and applies them with
 //     server-side apply under one field manager ("sluice"): the
 //     DestinationRule first, then the VirtualService, then it deletes a

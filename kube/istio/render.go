@@ -34,6 +34,10 @@ const (
 	// AnnotationManagedRoutes records, as JSON, the HTTP routes Sluice wrote
 	// for each managed route, so the next write finds them in the live list.
 	AnnotationManagedRoutes = "sluice.dev/managed-routes"
+	// AnnotationExtraSubsets records, as JSON, the DestinationRule subsets
+	// Sluice wrote for extra revisions, so the next write based on the
+	// live object removes those the plan no longer has.
+	AnnotationExtraSubsets = "sluice.dev/extra-subsets"
 
 	// LabelManagedBy marks objects Sluice renders from nothing (no Git
 	// declaration); only those it deletes or takes over.

@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluicehq/sluice/rollout/engine"
@@ -39,11 +40,18 @@ var RolloutKind = v1alpha1.GroupVersion.WithKind("Rollout")
 // revision label, so two revisions never select each other's pods; the
 // owner reference makes deleting the Rollout delete it and its pods.
 func ReplicaSet(ro *v1alpha1.Rollout, revision string, replicas int32) *appsv1.ReplicaSet {
-	tmpl := ro.Spec.Template.DeepCopy()
+	return replicaSet(ro, ro.Spec.Template.DeepCopy(), revision, nil, replicas)
+}
+
+// replicaSet builds the ReplicaSet of revision from tmpl, which it takes
+// over: tmpl's labels plus the revision label and extra are the pods',
+// the selector's and the ReplicaSet's own.
+func replicaSet(ro *v1alpha1.Rollout, tmpl *corev1.PodTemplateSpec, revision string, extra map[string]string, replicas int32) *appsv1.ReplicaSet {
 	labels := maps.Clone(tmpl.Labels)
 	if labels == nil {
 		labels = map[string]string{}
 	}
+	maps.Copy(labels, extra)
 	labels[LabelRevision] = revision
 	tmpl.Labels = labels
 	return &appsv1.ReplicaSet{
@@ -78,8 +86,9 @@ func Owned(ro *v1alpha1.Rollout, rss []appsv1.ReplicaSet) map[string]*appsv1.Rep
 }
 
 // Readiness is what the engine needs to know of the replicas: how many of
-// the stable and canary revisions' pods are available. Missing ReplicaSets
-// count zero.
+// the stable and canary revisions' pods are available, and of each extra
+// revision's (by revision; a ReplicaSet being deleted counts none).
+// Missing ReplicaSets count zero.
 func Readiness(owned map[string]*appsv1.ReplicaSet, stable, canary string) *engine.Workload {
 	avail := func(rev string) int32 {
 		if rs := owned[rev]; rev != "" && rs != nil {
@@ -87,21 +96,35 @@ func Readiness(owned map[string]*appsv1.ReplicaSet, stable, canary string) *engi
 		}
 		return 0
 	}
-	return &engine.Workload{StableAvailable: avail(stable), CanaryAvailable: avail(canary)}
+	w := &engine.Workload{StableAvailable: avail(stable), CanaryAvailable: avail(canary)}
+	for rev, rs := range owned {
+		if !isExtra(rs) || rs.DeletionTimestamp != nil {
+			continue
+		}
+		if w.ExtraAvailable == nil {
+			w.ExtraAvailable = map[string]int32{}
+		}
+		w.ExtraAvailable[rev] = rs.Status.AvailableReplicas
+	}
+	return w
 }
 
 // Changes are what makes the ReplicaSets match the engine's scale.
 type Changes struct {
-	// Create is the ReplicaSet of the spec's revision when it is wanted and
-	// does not exist.
-	Create *appsv1.ReplicaSet
+	// Create are the ReplicaSets of wanted revisions that do not exist
+	// and can be built: the spec's revision, and extra revisions.
+	Create []*appsv1.ReplicaSet
 	// Scale are existing ReplicaSets whose replicas must change.
 	Scale []Resize
-	// Delete are ReplicaSets at zero beyond the history bound.
+	// Delete are ReplicaSets at zero beyond the history bound, and extra
+	// revisions' ReplicaSets that are no longer wanted.
 	Delete []*appsv1.ReplicaSet
 	// Missing are wanted revisions that have no ReplicaSet and cannot get
 	// one: their template is no longer in the spec (someone deleted it).
 	Missing []string
+	// Unbuildable says why wanted extra revisions without a ReplicaSet
+	// cannot get one (the revision they derive from has no template).
+	Unbuildable []error
 }
 
 // Resize sets one ReplicaSet's replicas.
@@ -110,39 +133,57 @@ type Resize struct {
 	Replicas   int32
 }
 
-// Plan compares the owned ReplicaSets with the engine's scale. Revisions the
-// scale does not list run no replicas; of those, the history newest are kept
-// and older ones deleted, but never the spec's own revision, whose
-// ReplicaSet an aborted rollout's retry reuses.
+// Plan compares the owned ReplicaSets with the engine's scale. ro's status
+// must be the one the scale came with (the engine's Output.Status, as
+// persisted): its extra revisions say how to build theirs. Revisions the
+// scale does not list run no replicas; of those, the history newest are
+// kept and older ones deleted, but never the spec's own revision, whose
+// ReplicaSet an aborted rollout's retry reuses. Extra revisions the scale
+// does not list are deleted at once (extra.go).
 func Plan(ro *v1alpha1.Rollout, owned map[string]*appsv1.ReplicaSet, scale []engine.Scale, specRevision string, history int) Changes {
 	var ch Changes
 	want := map[string]bool{}
 	for _, s := range scale {
 		want[s.Revision] = true
-		rs := owned[s.Revision]
-		switch {
-		case rs == nil && s.Revision == specRevision && ro.Spec.Template != nil:
-			ch.Create = ReplicaSet(ro, s.Revision, s.Replicas)
-		case rs == nil:
-			ch.Missing = append(ch.Missing, s.Revision)
-		case replicas(rs) != s.Replicas:
-			ch.Scale = append(ch.Scale, Resize{ReplicaSet: rs, Replicas: s.Replicas})
-		}
-	}
-	var idle []*appsv1.ReplicaSet
-	for rev, rs := range owned {
-		if want[rev] {
+		if rs := owned[s.Revision]; rs != nil {
+			if replicas(rs) != s.Replicas {
+				ch.Scale = append(ch.Scale, Resize{ReplicaSet: rs, Replicas: s.Replicas})
+			}
 			continue
 		}
-		if replicas(rs) != 0 {
-			ch.Scale = append(ch.Scale, Resize{ReplicaSet: rs, Replicas: 0})
+		if s.Revision == specRevision && ro.Spec.Template != nil {
+			ch.Create = append(ch.Create, ReplicaSet(ro, s.Revision, s.Replicas))
+			continue
 		}
-		if rev != specRevision {
-			idle = append(idle, rs)
+		switch rs, ok, err := buildExtra(ro, owned, s.Revision, specRevision, s.Replicas); {
+		case !ok:
+			ch.Missing = append(ch.Missing, s.Revision)
+		case err != nil:
+			ch.Unbuildable = append(ch.Unbuildable, err)
+		default:
+			ch.Create = append(ch.Create, rs)
+		}
+	}
+	var idle, extras []*appsv1.ReplicaSet
+	for rev, rs := range owned {
+		switch {
+		case want[rev]:
+		case isExtra(rs) && rev != specRevision:
+			if rs.DeletionTimestamp == nil {
+				extras = append(extras, rs)
+			}
+		default:
+			if replicas(rs) != 0 {
+				ch.Scale = append(ch.Scale, Resize{ReplicaSet: rs, Replicas: 0})
+			}
+			if rev != specRevision {
+				idle = append(idle, rs)
+			}
 		}
 	}
 	sort.Slice(ch.Scale, func(i, j int) bool { return ch.Scale[i].ReplicaSet.Name < ch.Scale[j].ReplicaSet.Name })
-	ch.Delete = beyondHistory(idle, history)
+	sort.Slice(extras, func(i, j int) bool { return extras[i].Name < extras[j].Name })
+	ch.Delete = append(beyondHistory(idle, history), extras...)
 	return ch
 }
 

@@ -69,7 +69,7 @@ func TestPlan(t *testing.T) {
 		"vx": existing(ro, "vx", 0, 100*time.Hour), // beyond history
 	}
 	ch := Plan(ro, owned, []engine.Scale{{Revision: "v2", Replicas: 3}, {Revision: "v3", Replicas: 1}, {Revision: "gone", Replicas: 3}}, "v3", 3)
-	if ch.Create == nil || ch.Create.Name != "web-v3" || *ch.Create.Spec.Replicas != 1 {
+	if len(ch.Create) != 1 || ch.Create[0].Name != "web-v3" || *ch.Create[0].Spec.Replicas != 1 {
 		t.Fatalf("create %+v, want web-v3 at 1", ch.Create)
 	}
 	if len(ch.Scale) != 1 || ch.Scale[0].ReplicaSet.Name != "web-v1" || ch.Scale[0].Replicas != 0 {

@@ -1,7 +1,6 @@
 package xdsplane
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -144,18 +143,8 @@ func TestNotifyOnlyForSluiceSlices(t *testing.T) {
 func TestEndpointSlicesFromTheCache(t *testing.T) {
 	t.Parallel()
 	c, ns := cluster(t)
-	cfg, scheme := env.Start(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ca, err := cache.New(cfg, cache.Options{Scheme: scheme, ByObject: CacheByObject(), DefaultNamespaces: map[string]cache.Config{ns: {}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := NewEndpointSlices(ctx, ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubetest.Start(t, "cache", ca)
+	ctx := t.Context()
+	src, ca := sliceSource(t, ns)
 
 	yes, no := ptr.To(true), ptr.To(false)
 	tcp := []discoveryv1.EndpointPort{port("", 8080, corev1.ProtocolTCP)}
@@ -217,6 +206,23 @@ func TestEndpointSlicesFromTheCache(t *testing.T) {
 			t.Error("the cache holds a slice without the service label")
 		}
 	}
+}
+
+// sliceSource is an EndpointSlices source of namespace ns over a cache of
+// its own, narrowed as the manager's is, running until the test ends.
+func sliceSource(t *testing.T, ns string) (*EndpointSlices, cache.Cache) {
+	t.Helper()
+	cfg, scheme := env.Start(t)
+	ca, err := cache.New(cfg, cache.Options{Scheme: scheme, ByObject: CacheByObject(), DefaultNamespaces: map[string]cache.Config{ns: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewEndpointSlices(t.Context(), ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubetest.Start(t, "cache", ca)
+	return src, ca
 }
 
 func drain(ch <-chan struct{}) {

@@ -143,3 +143,28 @@ func TestExtraRevisionWeightAndDuration(t *testing.T) {
 		t.Errorf("no %s event: %+v", v1alpha1.ReasonRevisionEnded, h.out.Events)
 	}
 }
+
+// TestRetireStopsExtraRevisions: a Rollout removed from Git mid-rollout
+// keeps no extra revision in status, and none is scaled.
+func TestRetireStopsExtraRevisions(t *testing.T) {
+	t.Parallel()
+	ro := controllerMode(standalone("v3", canary(
+		setRevision(v1alpha1.RevisionStep{Name: "baseline", Template: &v1alpha1.RevisionTemplate{From: v1alpha1.RevisionFromStable}, Weight: 10}),
+		pauseForever(),
+	)), "reviews:v3", 4)
+	h := newHarness(t, ro)
+	if len(h.ro.Status.ExtraRevisions) != 1 {
+		t.Fatalf("extra revisions before retiring: %+v", h.ro.Status.ExtraRevisions)
+	}
+	base := h.ro.Status.ExtraRevisions[0].Revision
+	if !slices.ContainsFunc(h.out.Scale, func(s Scale) bool { return s.Revision == base && s.Replicas == 1 }) {
+		t.Fatalf("scale %+v, want the baseline at 1", h.out.Scale)
+	}
+	out := Retire(RetireInput{Input: Input{Rollout: h.ro.DeepCopy(), Now: h.now}, Commit: "c0ffee"})
+	if len(out.Status.ExtraRevisions) != 0 {
+		t.Errorf("retired status keeps extra revisions: %+v", out.Status.ExtraRevisions)
+	}
+	if slices.ContainsFunc(out.Scale, func(s Scale) bool { return s.Revision == base }) {
+		t.Errorf("retired scale %+v still runs the baseline", out.Scale)
+	}
+}

@@ -168,6 +168,7 @@ func (s *stepper) endRollout(why string) {
 	st.StepStartedAt, st.StepAcknowledgedAt = nil, nil
 	st.Pause, st.Abort = nil, nil
 	st.PromoteFull = false
+	st.ExtraRevisions = nil
 }
 
 // stopRuns terminates unfinished runs selected by which.

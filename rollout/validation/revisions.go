@@ -78,6 +78,10 @@ func extraRevisions(s *v1alpha1.RolloutSpec, p *field.Path) field.ErrorList {
 		errs = validateMatches(errs, rp.Child("match"), r.Match, 8)
 		errs = positiveDuration(errs, rp.Child("duration"), r.Duration)
 		errs = atLeast(errs, rp.Child("replicas"), r.Replicas, 0)
+		if r.Replicas != nil && *r.Replicas == 0 && (r.Weight > 0 || len(r.Match) > 0) {
+			// Traffic waits for an available replica that would never come.
+			errs = append(errs, field.Invalid(rp.Child("replicas"), 0, "a revision that gets traffic (weight or match) needs at least 1 replica"))
+		}
 		running[r.Name] = r
 		if t := sum(); t > 100 {
 			errs = append(errs, field.Invalid(rp.Child("weight"), r.Weight, overWeight(weight, running)))

@@ -51,6 +51,9 @@ func TestExtraRevisions(t *testing.T) {
 			[]string{`spec.strategy.canary.steps[0].setRevision.backend.version: Invalid value: "v2": is the canary's version`}},
 		{"reserved name and unknown container", steps(canary(), rev(v1alpha1.RevisionStep{Name: "canary", Template: &v1alpha1.RevisionTemplate{From: v1alpha1.RevisionFromCanary, Images: map[string]string{"ratings": "r:1"}}})),
 			[]string{`spec.strategy.canary.steps[0].setRevision.name: Invalid value: "canary"`, `spec.strategy.canary.steps[0].setRevision.template.images[ratings]: Not found`}},
+		{"a routed revision without replicas", steps(canary(),
+			rev(v1alpha1.RevisionStep{Name: "exp", Template: &v1alpha1.RevisionTemplate{From: v1alpha1.RevisionFromCanary}, Replicas: new(int32(0)), Weight: 5})),
+			[]string{"spec.strategy.canary.steps[0].setRevision.replicas: Invalid value: 0: a revision that gets traffic (weight or match) needs at least 1 replica"}},
 		{"baseline not running", steps(standaloneCanary(), compare("baseline")),
 			[]string{`spec.strategy.canary.steps[0].analysis.baseline: Invalid value: "baseline": must be stable, canary or an extra revision running at this step (none runs)`}},
 	}

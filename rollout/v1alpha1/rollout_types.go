@@ -196,6 +196,107 @@ type ServiceSpec struct {
 	// canary.
 	// +optional
 	SessionAffinity *SessionAffinity `json:"sessionAffinity,omitempty"`
+
+	// Routers write the traffic plan into routing objects in controller
+	// mode; all of them get the same plan. Absent: Istio alone (the
+	// VirtualService and DestinationRule above). Sluice's own xDS serves
+	// the plan in both modes whatever the routers.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	Routers []Router `json:"routers,omitempty"`
+}
+
+// Router is exactly one way of writing the plan.
+// +kubebuilder:validation:XValidation:rule="[has(self.istio), has(self.httpRoute), has(self.grpcRoute), has(self.replicas)].filter(x, x).size() == 1",message="a router must set exactly one of istio, httpRoute, grpcRoute or replicas"
+type Router struct {
+	// Istio writes a VirtualService and a DestinationRule, as
+	// spec.service.virtualService and destinationRule say.
+	// +optional
+	Istio *IstioRouter `json:"istio,omitempty"`
+	// HTTPRoute changes the named rules of a Gateway API HTTPRoute.
+	// +optional
+	HTTPRoute *GatewayRouteRef `json:"httpRoute,omitempty"`
+	// GRPCRoute changes the named rules of a Gateway API GRPCRoute.
+	// +optional
+	GRPCRoute *GatewayRouteRef `json:"grpcRoute,omitempty"`
+	// Replicas is no router at all: one Service selects both revisions and
+	// the canary weight is approximated by replica counts.
+	// +optional
+	Replicas *ReplicasRouter `json:"replicas,omitempty"`
+}
+
+// IstioRouter has no settings of its own yet: the Istio objects are named
+// by spec.service.virtualService and destinationRule.
+type IstioRouter struct{}
+
+// ReplicasRouter has no settings: the achievable weight follows from
+// spec.replicas.
+type ReplicasRouter struct{}
+
+// GatewayRouteRef names a Gateway API route in the Rollout's namespace and
+// the rules of it that Sluice manages. Every other rule, filter, timeout,
+// hostname and parentRef stays as written.
+type GatewayRouteRef struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Rules Sluice manages. Empty: the route's only rule (an error when
+	// it has several).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Rules []GatewayRuleRef `json:"rules,omitempty"`
+	// Create lets Sluice create (and own) the route when it does not
+	// exist, attached to these parents; without it a missing route is an
+	// error and nothing is created behind the user's back.
+	// +optional
+	Create *GatewayRouteCreate `json:"create,omitempty"`
+}
+
+// GatewayRuleRef picks a rule by its name or, for an unnamed rule, its
+// index.
+// +kubebuilder:validation:XValidation:rule="has(self.name) != has(self.index)",message="exactly one of name or index must be set"
+type GatewayRuleRef struct {
+	// Name is the rule's name field.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name,omitempty"`
+	// Index of the rule in spec.rules, from 0.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Index *int32 `json:"index,omitempty"`
+}
+
+// GatewayRouteCreate is what a route Sluice creates is attached to.
+type GatewayRouteCreate struct {
+	// ParentRefs of the created route, as in the Gateway API
+	// (group/kind default to a Gateway; for GAMMA, the Service).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	ParentRefs []GatewayParentRef `json:"parentRefs"`
+	// Hostnames of the created route.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Hostnames []string `json:"hostnames,omitempty"`
+}
+
+// GatewayParentRef is the part of a Gateway API parentRef Sluice needs.
+type GatewayParentRef struct {
+	// +optional
+	Group string `json:"group,omitempty"`
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// +optional
+	SectionName string `json:"sectionName,omitempty"`
+	// +optional
+	Port *int32 `json:"port,omitempty"`
 }
 
 // ObjectRef names an object in the Rollout's namespace.

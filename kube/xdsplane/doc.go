@@ -9,7 +9,8 @@
 //   - Plane holds every Rollout's current plan, ordered by the
 //     resourceVersion it came from, and publishes the complete set to the
 //     xds.Server. It is the leader reconciler's Publisher and Acknowledger,
-//     and wakes the reconciler when proxies answer.
+//     and wakes the reconciler when proxies answer, and while some stay
+//     silent, when who has answered changes (internal/ackwatch).
 //   - Feeder runs on every replica and feeds the Plane from Rollout status
 //     (engine.PersistedPlan), so followers serve what the leader decided.
 //   - Runnable serves the xds.Server on every replica.

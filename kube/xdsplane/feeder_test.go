@@ -145,17 +145,8 @@ func TestEveryReplicaServesTheLeadersPlan(t *testing.T) {
 	if err := leader.plane.Publish(ctx, ro, p80); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case ev := <-leader.plane.Wake():
-		if ev.Object.GetName() != "reviews" || ev.Object.GetNamespace() != ns {
-			t.Errorf("woke %s/%s, want %s/reviews", ev.Object.GetNamespace(), ev.Object.GetName(), ns)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the leader's plane never woke the reconciler")
-	}
-	dp, err := leader.plane.Acknowledgement(ctx, ro, p80.Version)
-	if err != nil || dp.State != engine.AckAcknowledged {
-		t.Errorf("leader's acknowledgement of 80%%: %+v, %v; want acknowledged by the client", dp, err)
+	if dp := answerOnWake(t, leader.plane, ro, p80.Version); dp.State != engine.AckAcknowledged {
+		t.Errorf("leader's acknowledgement of 80%%: %+v; want acknowledged by the client", dp)
 	}
 	for name, r := range clients {
 		waitInForce(t, r, p80)

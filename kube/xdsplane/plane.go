@@ -56,7 +56,10 @@ type Options struct {
 //
 // For the leader it also waits in the background for the proxies'
 // answer to each published version and sends the Rollout on Wake, so
-// acknowledgement reaches the engine in milliseconds, not at the next poll.
+// acknowledgement reaches the engine in milliseconds, not at the next poll;
+// while the answer is pending, it sends the Rollout too when who has
+// answered changes, so the engine sees a silent proxy (and its deadline)
+// as soon as it is silent.
 // With Options.Replicas those proxies are every replica's: its own
 // tracker's and those the other replicas report.
 type Plane struct {
@@ -112,8 +115,9 @@ func NewPlane(ctx context.Context, srv *xds.Server, opts Options) *Plane {
 	}
 }
 
-// Wake sends a Rollout when the data plane answered its published plan;
-// give it to controller.Reconciler.Wake.
+// Wake sends a Rollout when the data plane answered its published plan,
+// and while the answer is pending, when who has answered it changes (at
+// most every ackwatch.MinInterval); give it to controller.Reconciler.Wake.
 func (p *Plane) Wake() <-chan event.GenericEvent { return p.wake }
 
 // Publish implements controller.Publisher: the Rollout's plan, as of its
@@ -176,10 +180,7 @@ func (p *Plane) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, versi
 // engine's observation, standing in for absent clients as Options say,
 // and names what answered (the via label of the answers metric).
 func (p *Plane) answer(ctx context.Context, ro *v1alpha1.Rollout, st xds.Status, current bool) (engine.DataPlane, string, error) {
-	answers := []replicaAnswer{localAnswer(p.replica(), st)}
-	if p.opts.Replicas != nil {
-		answers = append(answers, p.opts.Replicas.answers(keyOf(ro))...)
-	}
+	answers := p.answers(keyOf(ro), st)
 	dp, clients := aggregate(st.PlanVersion, answers)
 	via := viaLocal
 	if remote(answers) {
@@ -203,6 +204,16 @@ func (p *Plane) answer(ctx context.Context, ro *v1alpha1.Rollout, st xds.Status,
 		return engine.DataPlane{Version: st.PlanVersion, State: engine.AckAcknowledged}, viaWithoutClients, nil
 	}
 	return engine.DataPlane{Version: st.PlanVersion, State: engine.AckPending}, "", nil
+}
+
+// answers are the replicas' answers about the Rollout's version: this
+// replica's tracker's (st), then the other replicas' reports.
+func (p *Plane) answers(key types.NamespacedName, st xds.Status) []replicaAnswer {
+	answers := []replicaAnswer{localAnswer(p.replica(), st)}
+	if p.opts.Replicas != nil {
+		answers = append(answers, p.opts.Replicas.answers(key)...)
+	}
+	return answers
 }
 
 // replica is this replica's name in rejection messages; none without

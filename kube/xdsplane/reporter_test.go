@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/internal/xdstest"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/xds"
 )
 
@@ -177,13 +178,12 @@ func TestAcknowledgementAcrossReplicas(t *testing.T) {
 	if err := leader.plane.Publish(ctx, ro, p80); err != nil {
 		t.Fatal(err)
 	}
-	waitWake(t, leader, ro.Name)
+	dp := answerOnWake(t, leader.plane, ro, p80.Version)
 	if st := leader.srv.Status(xds.PlanKey(&p80), p80.Version); !st.NoClients() {
 		t.Fatalf("the leader has clients of its own: %+v", st)
 	}
-	dp, err := leader.plane.Acknowledgement(ctx, ro, p80.Version)
-	if err != nil || dp.State != engine.AckAcknowledged {
-		t.Fatalf("leader's acknowledgement of 80%%: %+v, %v; want acknowledged through the follower's report", dp, err)
+	if dp.State != engine.AckAcknowledged {
+		t.Fatalf("leader's acknowledgement of 80%%: %+v; want acknowledged through the follower's report", dp)
 	}
 	if n := testutil.ToFloat64(leader.metrics.answers.WithLabelValues(string(engine.AckAcknowledged), viaReplicas)); n != 1 {
 		t.Errorf("plan_answers_total{Acknowledged,replicas} = %v, want 1", n)
@@ -198,10 +198,9 @@ func TestAcknowledgementAcrossReplicas(t *testing.T) {
 	if err := leader.plane.Publish(ctx, ro, next); err != nil {
 		t.Fatal(err)
 	}
-	waitWake(t, leader, ro.Name)
-	dp, err = leader.plane.Acknowledgement(ctx, ro, next.Version)
-	if err != nil || dp.State != engine.AckRejected {
-		t.Fatalf("leader's acknowledgement of the plan the follower's node NACKed: %+v, %v; want rejected", dp, err)
+	dp = answerOnWake(t, leader.plane, ro, next.Version)
+	if dp.State != engine.AckRejected {
+		t.Fatalf("leader's acknowledgement of the plan the follower's node NACKed: %+v; want rejected", dp)
 	}
 	for _, want := range []string{"replica follower", "nacker", reason} {
 		if !strings.Contains(dp.Message, want) {
@@ -210,15 +209,38 @@ func TestAcknowledgementAcrossReplicas(t *testing.T) {
 	}
 }
 
-// waitWake waits for the leader's plane to send the Rollout on Wake.
-func waitWake(t *testing.T, r *replica, name string) {
+// answerOnWake plays the leader's reconciler: at each wake of the plane
+// it asks for the acknowledgement of version, until that is final (a
+// partial answer wakes it too: a node subscribed, applied, fell silent),
+// and returns it.
+func answerOnWake(t *testing.T, pl *Plane, ro *v1alpha1.Rollout, version string) engine.DataPlane {
 	t.Helper()
-	select {
-	case ev := <-r.plane.Wake():
-		if ev.Object.GetName() != name {
-			t.Errorf("woke %s, want %s", ev.Object.GetName(), name)
+	return wakeUntil(t, pl, ro, version, "a final answer", func(dp engine.DataPlane) bool { return dp.State != engine.AckPending })
+}
+
+// wakeUntil plays the leader's reconciler: at each wake of the plane it
+// asks for the acknowledgement of version, until cond holds of it, and
+// returns it. Only wakes bring a look: a plane that fails to wake fails
+// the test.
+func wakeUntil(t *testing.T, pl *Plane, ro *v1alpha1.Rollout, version, what string, cond func(engine.DataPlane) bool) engine.DataPlane {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	var dp engine.DataPlane
+	for {
+		select {
+		case ev := <-pl.Wake():
+			if ev.Object.GetName() != ro.Name || ev.Object.GetNamespace() != ro.Namespace {
+				t.Errorf("woke %s/%s, want %s/%s", ev.Object.GetNamespace(), ev.Object.GetName(), ro.Namespace, ro.Name)
+			}
+		case <-deadline:
+			t.Fatalf("the plane never woke the reconciler with %s of %s; last answer %+v", what, version, dp)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s's plane never woke the reconciler", r.name)
+		var err error
+		if dp, err = pl.Acknowledgement(context.Background(), ro, version); err != nil {
+			t.Fatal(err)
+		}
+		if cond(dp) {
+			return dp
+		}
 	}
 }

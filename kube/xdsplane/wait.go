@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	"github.com/sluicehq/sluice/internal/ackwatch"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/xds"
@@ -38,8 +39,9 @@ func (p *Plane) ensureWait(ro *v1alpha1.Rollout, version string) {
 	p.waits[key] = w
 	// The wait keeps its own copy: the reconciler goes on with its object.
 	ro = ro.DeepCopy()
+	go p.watch(ctx, ro, version)
 	go func() {
-		defer cancel()
+		defer cancel() // ends the watch too
 		p.wait(ctx, ro, version)
 		p.mu.Lock()
 		if p.waits[key] == w {
@@ -80,6 +82,52 @@ func (p *Plane) wait(ctx context.Context, ro *v1alpha1.Rollout, version string) 
 			return
 		}
 	}
+}
+
+// watch sends the Rollout on Wake while version is pending and who has
+// answered it changes, on this replica or another (ackwatch): a node that
+// subscribes, applies the version, or leaves it unanswered. The engine
+// then sees the silent nodes and since when, marks them stale at
+// spec.dataPlane.ackDeadlineSeconds and asks to be called again then;
+// with silentProxies: Exclude it counts the step once only stale nodes
+// are missing. Without it a silent node would hold back wait's final
+// answer, and the engine would see nothing until the next poll. It counts
+// xDS clients only: with none anywhere there is no partial answer, and
+// wait alone asks the Fallback. It ends with the wait.
+func (p *Plane) watch(ctx context.Context, ro *v1alpha1.Rollout, version string) {
+	key := keyOf(ro)
+	changed := func() <-chan struct{} {
+		local := p.srv.StatusChanged()
+		if p.opts.Replicas == nil {
+			return local
+		}
+		return either(ctx, local, p.opts.Replicas.changed(key))
+	}
+	look := func() engine.DataPlane {
+		svc, current := p.current(key, version)
+		if !current {
+			// Superseded or forgotten: nothing to report; the wait
+			// ends, and this with it.
+			return engine.DataPlane{Version: version, State: engine.AckPending}
+		}
+		dp, _ := aggregate(version, p.answers(key, p.srv.Status(svc, version)))
+		return dp
+	}
+	ackwatch.Watch(ctx, changed, look, func() { p.signal(ctx, ro) })
+}
+
+// either returns a channel closed once a or b is, or ctx ends.
+func either(ctx context.Context, a, b <-chan struct{}) <-chan struct{} {
+	out := make(chan struct{})
+	go func() {
+		defer close(out)
+		select {
+		case <-a:
+		case <-b:
+		case <-ctx.Done():
+		}
+	}()
+	return out
 }
 
 // await blocks until something may have moved the answer, and reports

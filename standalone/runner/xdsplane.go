@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/ackwatch"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/xds"
@@ -29,14 +30,9 @@ type XDSPlane struct {
 	base    context.Context
 }
 
-const (
-	// noClientsRetry is how often a wait with no subscribed client looks
-	// again.
-	noClientsRetry = 200 * time.Millisecond
-	// progressInterval is how often at most a pending version's partial
-	// answers wake the loop (watch).
-	progressInterval = 200 * time.Millisecond
-)
+// noClientsRetry is how often a wait with no subscribed client looks
+// again.
+const noClientsRetry = 200 * time.Millisecond
 
 // NewXDSPlane serves plans through srv, whose endpoint source must be eps.
 func NewXDSPlane(ctx context.Context, srv *xds.Server, eps *xds.Static) *XDSPlane {
@@ -126,50 +122,14 @@ func (x *XDSPlane) wait(ctx context.Context, key, version string) {
 	}
 }
 
-// watch wakes the loop, at most once per progressInterval, while the
-// version is pending and who has answered it changes. The engine then sees
-// which nodes stay silent, and since when, so it can mark them stale at
+// watch wakes the loop while the version is pending and who has answered
+// it changes (ackwatch). The engine then sees which nodes stay silent, and
+// since when, so it can mark them stale at
 // spec.dataPlane.ackDeadlineSeconds and, with silentProxies: Exclude,
 // count the step once only stale nodes are missing: a silent node never
 // lets wait's final answer come.
 func (x *XDSPlane) watch(ctx context.Context, key, version string) {
-	var last progress
-	for {
-		// Taken before looking, so a change while looking is not lost.
-		changed := x.srv.StatusChanged()
-		st := x.srv.Status(key, version)
-		if st.DataPlane().State != engine.AckPending {
-			return // final: wait says so
-		}
-		if p := progressOf(st); p != last {
-			last = p
-			x.signal()
-		}
-		next := time.NewTimer(progressInterval)
-		select {
-		case <-ctx.Done():
-		case <-changed:
-			select {
-			case <-ctx.Done():
-			case <-next.C:
-			}
-		}
-		next.Stop()
-		if ctx.Err() != nil {
-			return
-		}
-	}
-}
-
-// progress is what of a pending answer may change the engine's decision:
-// who is subscribed, who applied the version, who was sent it and has
-// not answered.
-type progress struct {
-	subscribed, acked, pending, silent int
-}
-
-func progressOf(st xds.Status) progress {
-	return progress{subscribed: st.Subscribed, acked: st.Acked, pending: len(st.Pending), silent: len(st.Silent)}
+	ackwatch.Watch(ctx, x.srv.StatusChanged, func() engine.DataPlane { return x.srv.Status(key, version).DataPlane() }, x.signal)
 }
 
 func (x *XDSPlane) signal() {

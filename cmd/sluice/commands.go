@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 func init() {
@@ -66,7 +66,7 @@ refused, or (against a cluster) the controller did not apply it in time.`,
 			if err != nil {
 				return err
 			}
-			resp, err := b.Command(ctx, t.namespace, args[0], api.CommandRequest{Kind: k, By: whoami()})
+			resp, err := b.Command(ctx, t.namespace, args[0], rolloutapi.CommandRequest{Kind: k, By: whoami()})
 			if err != nil {
 				return backendError(err)
 			}

@@ -30,7 +30,7 @@ import (
 	"github.com/sluicehq/sluice/internal/testbin"
 	"github.com/sluicehq/sluice/notify"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // The rollout of the crash test: two traffic steps, a pause, and an
@@ -257,7 +257,7 @@ type crashRun struct {
 	work   string
 	args   []string
 	env    []string
-	client *api.Client
+	client *rolloutapi.Client
 	proc   *exec.Cmd
 	xds    string
 }
@@ -277,7 +277,7 @@ func newCrashRun(t *testing.T, bin, promURL, hookURL string) *crashRun {
 	}
 	r.args = []string{"run", "--config", cfg, "--log-level", "warn"}
 	r.env = append(os.Environ(), "SLUICE_CRASH_TOKEN=crash-token")
-	r.client = &api.Client{BaseURL: "http://" + httpAddr, Token: "crash-token"}
+	r.client = &rolloutapi.Client{BaseURL: "http://" + httpAddr, Token: "crash-token"}
 	r.push("v1", 9001)
 	return r
 }
@@ -320,22 +320,22 @@ func (r *crashRun) kill() {
 	_, _ = r.proc.Process.Wait()
 }
 
-func (r *crashRun) get() (api.Rollout, error) {
+func (r *crashRun) get() (rolloutapi.Rollout, error) {
 	return r.client.Get(context.Background(), "default", "reviews")
 }
 
 // finished: the abort happened, the revert is done and came back through
 // Git.
-func finished(ro api.Rollout) bool {
+func finished(ro rolloutapi.Rollout) bool {
 	st := ro.Status
 	return st.Phase == v1alpha1.PhaseHealthy && st.CanaryRevision == "" && st.StableRevision == "v1" &&
 		st.LastRollout != nil && st.LastRollout.Revision == "v2" &&
 		st.GitRevert != nil && st.GitRevert.Phase == v1alpha1.GitRevertDone
 }
 
-func (r *crashRun) waitFinished() api.Rollout {
+func (r *crashRun) waitFinished() rolloutapi.Rollout {
 	r.t.Helper()
-	var last api.Rollout
+	var last rolloutapi.Rollout
 	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		ro, err := r.get()
 		if err == nil {
@@ -360,7 +360,7 @@ type outcome struct {
 	SluiceCommits int
 }
 
-func (r *crashRun) outcome(ro api.Rollout) (outcome, []api.Event) {
+func (r *crashRun) outcome(ro rolloutapi.Rollout) (outcome, []rolloutapi.Event) {
 	r.t.Helper()
 	hist, err := r.client.History(context.Background(), "default", "reviews", 200)
 	if err != nil {
@@ -543,7 +543,7 @@ func killGaps(kp *killPlan) []time.Duration {
 }
 
 // crashPhase names where the rollout was when it was killed.
-func crashPhase(ro api.Rollout) string {
+func crashPhase(ro rolloutapi.Rollout) string {
 	st := ro.Status
 	switch {
 	case st.GitRevert != nil && st.GitRevert.Phase == v1alpha1.GitRevertPending:

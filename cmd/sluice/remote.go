@@ -9,7 +9,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sluicehq/sluice/kube/clusterapi"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // Exit codes of the verbs that talk to a server, beyond exitOK, exitFailure
@@ -62,7 +62,7 @@ func (t *target) addFlags(cmd *cobra.Command) {
 // backend returns the Backend the flags and the environment select (see
 // targetHelp). Against a cluster it also settles the namespace, so call it
 // before reading t.namespace.
-func (t *target) backend() (api.Backend, error) {
+func (t *target) backend() (rolloutapi.Backend, error) {
 	cluster, err := t.useCluster(os.Getenv, fileExists)
 	if err != nil {
 		return nil, err
@@ -72,7 +72,7 @@ func (t *target) backend() (api.Backend, error) {
 		if s := os.Getenv("SLUICE_SERVER"); s != "" && !t.cmd.Flags().Changed("server") {
 			server = s
 		}
-		return &api.Client{BaseURL: server, Token: t.token}, nil
+		return &rolloutapi.Client{BaseURL: server, Token: t.token}, nil
 	}
 	kc, err := clusterapi.LoadKubeconfig(t.kubeconfig, t.context)
 	if err != nil {
@@ -137,11 +137,11 @@ func fileExists(path string) bool {
 // backendError turns a Backend error into the exit code scripts rely on.
 func backendError(err error) error {
 	switch {
-	case errors.Is(err, api.ErrNotFound):
+	case errors.Is(err, rolloutapi.ErrNotFound):
 		return exitError{code: exitNotFound, msg: err.Error()}
-	case errors.Is(err, api.ErrUnavailable), errors.Is(err, api.ErrUnauthorized), errors.Is(err, api.ErrForbidden):
+	case errors.Is(err, rolloutapi.ErrUnavailable), errors.Is(err, rolloutapi.ErrUnauthorized), errors.Is(err, rolloutapi.ErrForbidden):
 		return exitError{code: exitUnavailable, msg: err.Error()}
-	case errors.Is(err, api.ErrBadRequest):
+	case errors.Is(err, rolloutapi.ErrBadRequest):
 		return exitError{code: exitUsage, msg: err.Error()}
 	}
 	return exitError{code: exitFailure, msg: err.Error()}

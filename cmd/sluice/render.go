@@ -10,11 +10,11 @@ import (
 	"github.com/sluicehq/sluice/internal/untrusted"
 	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // renderTable prints one line per rollout.
-func renderTable(w io.Writer, rs []api.Rollout) {
+func renderTable(w io.Writer, rs []rolloutapi.Rollout) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tNAME\tSTRATEGY\tPHASE\tSTEP\tWEIGHT\tSTABLE\tCANARY\tMESSAGE")
 	for _, r := range rs {
@@ -36,7 +36,7 @@ func renderTable(w io.Writer, rs []api.Rollout) {
 // renderRollout prints the detail view of one rollout: where it is, its
 // steps with the current one marked, the traffic, analysis per metric and
 // the last events.
-func renderRollout(w io.Writer, r api.Rollout, events []api.Event) {
+func renderRollout(w io.Writer, r rolloutapi.Rollout, events []rolloutapi.Event) {
 	st := r.Status
 	fmt.Fprintf(w, "Rollout %s  (%s)\n", r.Key(), r.Strategy)
 	fmt.Fprintf(w, "  Phase:    %s\n", st.Phase)

@@ -24,7 +24,7 @@ import (
 	promanalysis "github.com/sluicehq/sluice/analysis/prometheus"
 	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/notify"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 	"github.com/sluicehq/sluice/standalone/config"
 	"github.com/sluicehq/sluice/standalone/runner"
 	"github.com/sluicehq/sluice/standalone/store"
@@ -254,9 +254,9 @@ func runStandalone(ctx context.Context, cfg *config.Config, o runOptions, log lo
 		}
 	}
 	servers, err := listenHTTP(cfg.HTTP, []httpListener{
-		{key: "http.address", addr: cfg.HTTP.Address, handler: api.NewHandler(run, api.HandlerOptions{
+		{key: "http.address", addr: cfg.HTTP.Address, handler: rolloutapi.NewHandler(run, rolloutapi.HandlerOptions{
 			Tokens: tokens, InsecureNoAuth: o.insecureNoAuth, Ready: run.Ready})},
-		{key: "http.metricsAddress", addr: cfg.HTTP.MetricsAddress, handler: api.NewOpsHandler(api.OpsOptions{
+		{key: "http.metricsAddress", addr: cfg.HTTP.MetricsAddress, handler: rolloutapi.NewOpsHandler(rolloutapi.OpsOptions{
 			Tokens: tokens, InsecureNoAuth: o.insecureNoAuth, Ready: run.Ready, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})},
 		{key: "http.webhookAddress", addr: cfg.HTTP.WebhookAddress, handler: webhookMux(webhook)},
 	})

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 const crashRollout = `apiVersion: sluice.dev/v1alpha1
@@ -89,10 +89,10 @@ func TestRunSurvivesKill9(t *testing.T) {
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
 		return cmd
 	}
-	c := &api.Client{BaseURL: "http://" + httpAddr, Token: "crash-test-token"}
-	get := func(what string, cond func(api.Rollout) bool) api.Rollout {
+	c := &rolloutapi.Client{BaseURL: "http://" + httpAddr, Token: "crash-test-token"}
+	get := func(what string, cond func(rolloutapi.Rollout) bool) rolloutapi.Rollout {
 		t.Helper()
-		var last api.Rollout
+		var last rolloutapi.Rollout
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			ro, err := c.Get(context.Background(), "default", "reviews")
 			if err == nil {
@@ -106,9 +106,9 @@ func TestRunSurvivesKill9(t *testing.T) {
 	}
 
 	proc := start()
-	get("v1 stable", func(ro api.Rollout) bool { return ro.Status.StableRevision == "v1" })
+	get("v1 stable", func(ro rolloutapi.Rollout) bool { return ro.Status.StableRevision == "v1" })
 	push("v2", 9002)
-	before := get("the 1h pause", func(ro api.Rollout) bool {
+	before := get("the 1h pause", func(ro rolloutapi.Rollout) bool {
 		return ro.Status.CurrentStepIndex != nil && *ro.Status.CurrentStepIndex == 1 && ro.Status.StepAcknowledgedAt != nil
 	})
 	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
@@ -130,10 +130,10 @@ func TestRunSurvivesKill9(t *testing.T) {
 			t.Fatal("restarted runner never became ready")
 		}
 	}
-	after := get("the restarted view", func(ro api.Rollout) bool { return ro.Status.CanaryRevision == "v2" })
+	after := get("the restarted view", func(ro rolloutapi.Rollout) bool { return ro.Status.CanaryRevision == "v2" })
 	// Give the restarted loop a few passes to do anything it wrongly would.
 	time.Sleep(2 * time.Second)
-	after = get("the restarted view", func(api.Rollout) bool { return true })
+	after = get("the restarted view", func(rolloutapi.Rollout) bool { return true })
 	st0, st1 := before.Status, after.Status
 	switch {
 	case *st1.CurrentStepIndex != *st0.CurrentStepIndex:

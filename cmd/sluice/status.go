@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 func init() {
@@ -72,7 +72,7 @@ Other exit statuses: 2 usage error, 3 no such rollout, 4 server unreachable.`,
 }
 
 type statusView struct {
-	b         api.Backend
+	b         rolloutapi.Backend
 	namespace string
 	name      string
 	output    string
@@ -104,7 +104,7 @@ func (v statusView) draw(ctx context.Context, w io.Writer) (state rollState, err
 	if v.output == "json" {
 		return state, writeJSONTo(w, r)
 	}
-	var evs []api.Event
+	var evs []rolloutapi.Event
 	if v.events > 0 {
 		if evs, err = v.b.History(ctx, v.namespace, v.name, v.events); err != nil {
 			return rollState{}, backendError(err)

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 func init() { addCommand(newTokenCommand) }
@@ -26,11 +26,11 @@ pause, resume).`,
   sluice token prometheus --role read`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			secret, sum, err := api.NewToken()
+			secret, sum, err := rolloutapi.NewToken()
 			if err != nil {
 				return err
 			}
-			if _, err := api.ParseToken("token", args[0], api.Role(role), sum); err != nil {
+			if _, err := rolloutapi.ParseToken("token", args[0], rolloutapi.Role(role), sum); err != nil {
 				return usageError{err}
 			}
 			w := cmd.OutOrStdout()
@@ -39,6 +39,6 @@ pause, resume).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&role, "role", string(api.RoleRead), "read or operate")
+	cmd.Flags().StringVar(&role, "role", string(rolloutapi.RoleRead), "read or operate")
 	return cmd
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // engineBackend runs the real engine on one Rollout, acknowledging every
@@ -23,7 +23,7 @@ type engineBackend struct {
 	mu     sync.Mutex
 	ro     *v1alpha1.Rollout
 	now    time.Time
-	events []api.Event
+	events []rolloutapi.Event
 	ids    int
 }
 
@@ -68,33 +68,33 @@ func (b *engineBackend) step(obs engine.Observations) error {
 	}
 	b.ro.Status = out.Status
 	for _, e := range out.Events {
-		b.events = append(b.events, api.Event{Time: b.now, Type: string(e.Type), Reason: e.Reason, Message: e.Message})
+		b.events = append(b.events, rolloutapi.Event{Time: b.now, Type: string(e.Type), Reason: e.Reason, Message: e.Message})
 	}
 	b.now = b.now.Add(time.Second)
 	return nil
 }
 
-func (b *engineBackend) view() api.Rollout {
+func (b *engineBackend) view() rolloutapi.Rollout {
 	steps, _ := engine.StepLabels(b.ro.Spec.Strategy)
-	return api.Rollout{Namespace: b.ro.Namespace, Name: b.ro.Name, Strategy: "canary", Steps: steps, Status: b.ro.Status}
+	return rolloutapi.Rollout{Namespace: b.ro.Namespace, Name: b.ro.Name, Strategy: "canary", Steps: steps, Status: b.ro.Status}
 }
 
-func (b *engineBackend) List(context.Context) ([]api.Rollout, error) {
+func (b *engineBackend) List(context.Context) ([]rolloutapi.Rollout, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return []api.Rollout{b.view()}, nil
+	return []rolloutapi.Rollout{b.view()}, nil
 }
 
-func (b *engineBackend) Get(_ context.Context, ns, name string) (api.Rollout, error) {
+func (b *engineBackend) Get(_ context.Context, ns, name string) (rolloutapi.Rollout, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if ns != b.ro.Namespace || name != b.ro.Name {
-		return api.Rollout{}, fmt.Errorf("%w: rollout %s/%s", api.ErrNotFound, ns, name)
+		return rolloutapi.Rollout{}, fmt.Errorf("%w: rollout %s/%s", rolloutapi.ErrNotFound, ns, name)
 	}
 	return b.view(), nil
 }
 
-func (b *engineBackend) History(ctx context.Context, ns, name string, limit int) ([]api.Event, error) {
+func (b *engineBackend) History(ctx context.Context, ns, name string, limit int) ([]rolloutapi.Event, error) {
 	if _, err := b.Get(ctx, ns, name); err != nil {
 		return nil, err
 	}
@@ -103,37 +103,37 @@ func (b *engineBackend) History(ctx context.Context, ns, name string, limit int)
 	return b.events[max(0, len(b.events)-limit):], nil
 }
 
-func (b *engineBackend) Command(ctx context.Context, ns, name string, req api.CommandRequest) (api.CommandResponse, error) {
+func (b *engineBackend) Command(ctx context.Context, ns, name string, req rolloutapi.CommandRequest) (rolloutapi.CommandResponse, error) {
 	if _, err := b.Get(ctx, ns, name); err != nil {
-		return api.CommandResponse{}, err
+		return rolloutapi.CommandResponse{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.ids++
 	id := strconv.Itoa(b.ids)
 	if err := b.step(engine.Observations{Commands: []engine.Command{{ID: id, Kind: req.Kind, By: req.By}}}); err != nil {
-		return api.CommandResponse{}, err
+		return rolloutapi.CommandResponse{}, err
 	}
 	lc := b.ro.Status.LastCommand
-	return api.CommandResponse{ID: id, Kind: req.Kind, Result: lc.Result, Refused: strings.HasPrefix(lc.Result, "refused")}, nil
+	return rolloutapi.CommandResponse{ID: id, Kind: req.Kind, Result: lc.Result, Refused: strings.HasPrefix(lc.Result, "refused")}, nil
 }
 
 func TestVerbsAgainstServer(t *testing.T) {
 	t.Parallel()
 	b := newEngineBackend(t)
-	var tokens []api.Token
+	var tokens []rolloutapi.Token
 	for _, tk := range []struct {
 		name   string
-		role   api.Role
+		role   rolloutapi.Role
 		secret string
-	}{{"alice", api.RoleOperate, "tok"}, {"viewer", api.RoleRead, "look"}} {
-		tok, err := api.ParseToken("test", tk.name, tk.role, api.HashToken(tk.secret))
+	}{{"alice", rolloutapi.RoleOperate, "tok"}, {"viewer", rolloutapi.RoleRead, "look"}} {
+		tok, err := rolloutapi.ParseToken("test", tk.name, tk.role, rolloutapi.HashToken(tk.secret))
 		if err != nil {
 			t.Fatal(err)
 		}
 		tokens = append(tokens, tok)
 	}
-	srv := httptest.NewServer(api.NewHandler(b, api.HandlerOptions{Tokens: tokens}))
+	srv := httptest.NewServer(rolloutapi.NewHandler(b, rolloutapi.HandlerOptions{Tokens: tokens}))
 	defer srv.Close()
 	s := "--server=" + srv.URL
 	r := "--token=look"

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/grpcecho"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // options of one run of the demo (or of a test of it).
@@ -57,7 +57,7 @@ func play(ctx context.Context, o options) (rep *report, err error) {
 	if err := d.setup(ctx, o, pr); err != nil {
 		return nil, err
 	}
-	s := &stage{Backends: d.backends, Repo: d.repo, API: &api.Client{BaseURL: d.sluice.APIURL(), Token: d.token}, Load: d.load, Print: pr, Settle: o.Settle}
+	s := &stage{Backends: d.backends, Repo: d.repo, API: &rolloutapi.Client{BaseURL: d.sluice.APIURL(), Token: d.token}, Load: d.load, Print: pr, Settle: o.Settle}
 	return s.run(ctx)
 }
 
@@ -92,7 +92,7 @@ func (d *demo) setup(ctx context.Context, o options, pr *printer) error {
 	}
 	pr.Plain("  Git             %s (from %s, v1 released)\n", d.repo.URL(), o.Quickstart)
 
-	token, _, err := api.NewToken()
+	token, _, err := rolloutapi.NewToken()
 	if err != nil {
 		return err
 	}

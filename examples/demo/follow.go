@@ -7,7 +7,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/grpcecho"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // segment is a stretch of a Rollout's life with one meaning: a step of a
@@ -49,7 +49,7 @@ const (
 // `sluice status -w` reads) and cuts its life into segments, each with the
 // traffic the load generator saw while it was in force.
 type follower struct {
-	client   *api.Client
+	client   *rolloutapi.Client
 	ns, name string
 	load     *grpcecho.Load
 	// guard is left out of a window after its acknowledgement.
@@ -62,12 +62,12 @@ type follower struct {
 	key  string
 	cur  *segment
 	prev *segment // the segment before cur
-	Last api.Rollout
+	Last rolloutapi.Rollout
 }
 
 // Until polls until done says so (after the segment bookkeeping of that
 // poll) or ctx ends.
-func (f *follower) Until(ctx context.Context, what string, done func(ro api.Rollout, cur *segment) (bool, error)) error {
+func (f *follower) Until(ctx context.Context, what string, done func(ro rolloutapi.Rollout, cur *segment) (bool, error)) error {
 	err := poll(ctx, f.every, func() (bool, error) {
 		ro, err := f.client.Get(ctx, f.ns, f.name)
 		if err != nil {
@@ -95,7 +95,7 @@ func (f *follower) Close() *segment {
 	return s
 }
 
-func (f *follower) observe(ro api.Rollout, now time.Time) {
+func (f *follower) observe(ro rolloutapi.Rollout, now time.Time) {
 	f.Last = ro
 	st := ro.Status
 	key, kind := segmentKey(st)
@@ -136,7 +136,7 @@ func (f *follower) observe(ro api.Rollout, now time.Time) {
 // started, and steps that began and ended between two polls (a setWeight
 // ends as soon as the proxy acknowledges it, an analysis may fail at its
 // first measurement).
-func (f *follower) between(prev, next *segment, ro api.Rollout) {
+func (f *follower) between(prev, next *segment, ro rolloutapi.Rollout) {
 	prevStep := prev != nil && prev.Kind == kindStep
 	from, to := 0, 0
 	switch {
@@ -181,7 +181,7 @@ func stoppedAt(st v1alpha1.RolloutStatus, revision string) int {
 	return last
 }
 
-func label(ro api.Rollout, i int) string {
+func label(ro rolloutapi.Rollout, i int) string {
 	if i < len(ro.Steps) {
 		return ro.Steps[i]
 	}
@@ -190,7 +190,7 @@ func label(ro api.Rollout, i int) string {
 
 // finish measures a segment and reports it. next is the status that ended
 // it, which holds the final verdict of the step's analysis.
-func (f *follower) finish(s *segment, next api.Rollout) {
+func (f *follower) finish(s *segment, next rolloutapi.Rollout) {
 	if runs := stepRuns(next.Status, s); len(runs) > 0 {
 		s.Runs = runs
 	}

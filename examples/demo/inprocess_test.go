@@ -15,7 +15,7 @@ import (
 
 	promanalysis "github.com/sluicehq/sluice/analysis/prometheus"
 	"github.com/sluicehq/sluice/gitsync"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 	"github.com/sluicehq/sluice/standalone/config"
 	"github.com/sluicehq/sluice/standalone/runner"
 	"github.com/sluicehq/sluice/standalone/store"
@@ -83,11 +83,11 @@ func startInProcess(ctx context.Context, s sluiceSetup) (_ *inProcess, err error
 	if err != nil {
 		return nil, err
 	}
-	tok, err := api.ParseToken("demo", "demo", api.RoleOperate, api.HashToken(s.Token))
+	tok, err := rolloutapi.ParseToken("demo", "demo", rolloutapi.RoleOperate, rolloutapi.HashToken(s.Token))
 	if err != nil {
 		return nil, err
 	}
-	hsrv := &http.Server{Handler: api.NewHandler(run, api.HandlerOptions{Tokens: []api.Token{tok}, Ready: run.Ready}), ReadHeaderTimeout: 5 * time.Second}
+	hsrv := &http.Server{Handler: rolloutapi.NewHandler(run, rolloutapi.HandlerOptions{Tokens: []rolloutapi.Token{tok}, Ready: run.Ready}), ReadHeaderTimeout: 5 * time.Second}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // printer writes the demo's timeline: one line per event, stamped with
@@ -78,7 +78,7 @@ func (p *printer) Step(s *segment) {
 	}
 }
 
-func (p *printer) Aborted(e api.Event) {
+func (p *printer) Aborted(e rolloutapi.Event) {
 	p.lineAt(e.Time, "Sluice aborts (%s): %s", e.Reason, e.Message)
 }
 

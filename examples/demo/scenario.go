@@ -8,7 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/grpcecho"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // stage is what the scenario needs running: backends, the Git repository,
@@ -16,7 +16,7 @@ import (
 type stage struct {
 	Backends map[string]*grpcecho.Backend // by version
 	Repo     *gitRepo
-	API      *api.Client
+	API      *rolloutapi.Client
 	Load     *grpcecho.Load
 	Print    *printer
 	// Settle is how long the end state of each act is watched, to show
@@ -41,7 +41,7 @@ type report struct {
 	Good     act      // v2: promoted
 	Bad      act      // v3: aborted
 	// Abort is the event of the abort.
-	Abort api.Event
+	Abort rolloutapi.Event
 	// Revert is the commit Sluice pushed after the abort, and the
 	// Rollout file it left in Git.
 	RevertHash, RevertAuthor, RevertMessage, RevertedFile string
@@ -92,7 +92,7 @@ func (s *stage) run(ctx context.Context) (*report, error) {
 	if err := s.release(ctx, cur, "v2"); err != nil {
 		return rep, err
 	}
-	err := f.Until(ctx, "v2 to be promoted", func(ro api.Rollout, seg *segment) (bool, error) {
+	err := f.Until(ctx, "v2 to be promoted", func(ro rolloutapi.Rollout, seg *segment) (bool, error) {
 		if ro.Status.Abort != nil {
 			return false, fmt.Errorf("the rollout of v2 was aborted: %s", ro.Status.Abort.Message)
 		}
@@ -112,7 +112,7 @@ func (s *stage) run(ctx context.Context) (*report, error) {
 	if err := s.release(ctx, cur, "v3"); err != nil {
 		return rep, err
 	}
-	err = f.Until(ctx, "v3 to be rolled back", func(ro api.Rollout, seg *segment) (bool, error) {
+	err = f.Until(ctx, "v3 to be rolled back", func(ro rolloutapi.Rollout, seg *segment) (bool, error) {
 		if ro.Status.StableRevision == "v3" {
 			return false, fmt.Errorf("v3 was promoted; its analysis should have failed")
 		}
@@ -139,7 +139,7 @@ func (s *stage) run(ctx context.Context) (*report, error) {
 		return rep, err
 	}
 	// Sluice applies its own commit: the spec names the stable revision.
-	err = f.Until(ctx, "the revert commit to be applied", func(ro api.Rollout, seg *segment) (bool, error) {
+	err = f.Until(ctx, "the revert commit to be applied", func(ro rolloutapi.Rollout, seg *segment) (bool, error) {
 		g := ro.Status.Git
 		if g == nil || !strings.HasPrefix(g.Commit, rep.RevertHash) || ro.Status.Phase != v1alpha1.PhaseHealthy {
 			return false, nil
@@ -216,7 +216,7 @@ func (s *stage) waitRevert(ctx context.Context, rep *report) error {
 
 // unexpectedPause fails the demo when the rollout waits for a person (an
 // Inconclusive analysis, say): nobody is there to promote.
-func unexpectedPause(ro api.Rollout) error {
+func unexpectedPause(ro rolloutapi.Rollout) error {
 	if p := ro.Status.Pause; p != nil {
 		return fmt.Errorf("the rollout of %s paused (%s): %s", ro.Status.CanaryRevision, p.Reason, p.Message)
 	}
@@ -225,8 +225,8 @@ func unexpectedPause(ro api.Rollout) error {
 
 // settled is true once the Rollout is in a segment of that kind and
 // revision whose plan has been acknowledged for at least d.
-func settled(kind segmentKind, revision string, d time.Duration) func(api.Rollout, *segment) (bool, error) {
-	return func(_ api.Rollout, seg *segment) (bool, error) {
+func settled(kind segmentKind, revision string, d time.Duration) func(rolloutapi.Rollout, *segment) (bool, error) {
+	return func(_ rolloutapi.Rollout, seg *segment) (bool, error) {
 		return seg != nil && seg.Kind == kind && seg.Revision == revision && !seg.Acked.IsZero() && seg.Last.Sub(seg.Acked) >= d+guard, nil
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // sluiceInstance is a running Sluice as the demo sees it: an xDS server for
@@ -63,7 +63,7 @@ prometheus:
 shutdown:
   # The load generator has disconnected by the time Sluice stops.
   drainTimeout: 2s
-`, filepath.Join(s.Dir, "sluice-state"), s.RepoURL, sluiceAuthor, api.HashToken(s.Token), s.PrometheusURL)
+`, filepath.Join(s.Dir, "sluice-state"), s.RepoURL, sluiceAuthor, rolloutapi.HashToken(s.Token), s.PrometheusURL)
 }
 
 // sluiceProcess is `sluice run` as a subprocess.

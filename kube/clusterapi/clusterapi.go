@@ -1,11 +1,11 @@
 // Package clusterapi lets the sluice CLI's verbs (status, history, promote,
 // abort, retry, pause, resume) work against a Kubernetes cluster: Backend
-// implements standalone/api.Backend on the API server, with the user's own
+// implements rolloutapi.Backend on the API server, with the user's own
 // kubeconfig credentials.
 //
-// Reads are plain: Rollouts convert to api.Rollout exactly as the standalone
-// runner converts its own (api.FromRollout), and a Rollout's history is its
-// Kubernetes Events. A command is what docs/controller.md "Manual commands"
+// Reads are plain: Rollouts convert to rolloutapi.Rollout exactly as the
+// standalone runner converts its own (rolloutapi.FromRollout), and a
+// Rollout's history is its Kubernetes Events. A command is what docs/controller.md "Manual commands"
 // defines: the sluice.dev/command annotation, set with a JSON merge patch
 // under the user's identity, which the controller hands to the engine; the
 // Backend then watches the Rollout until status.lastCommand carries the
@@ -29,7 +29,7 @@ import (
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // Options tune a Backend.
@@ -49,7 +49,7 @@ type Options struct {
 	Warnings io.Writer
 }
 
-// Backend is api.Backend on a Kubernetes API server.
+// Backend is rolloutapi.Backend on a Kubernetes API server.
 type Backend struct {
 	c client.WithWatch
 	o Options
@@ -60,7 +60,7 @@ type Backend struct {
 	pageSize int64
 }
 
-var _ api.Backend = (*Backend)(nil)
+var _ rolloutapi.Backend = (*Backend)(nil)
 
 // New returns a Backend that talks to the API server cfg describes, with
 // cfg's credentials, impersonation and limits as they are. It does not
@@ -106,12 +106,12 @@ const listPage = 500
 
 // List returns the Rollouts of Options.ListNamespace (every namespace if
 // empty), sorted by namespace/name.
-func (b *Backend) List(ctx context.Context) ([]api.Rollout, error) {
+func (b *Backend) List(ctx context.Context) ([]rolloutapi.Rollout, error) {
 	where := "all namespaces"
 	if b.o.ListNamespace != "" {
 		where = "namespace " + b.o.ListNamespace
 	}
-	var out []api.Rollout
+	var out []rolloutapi.Rollout
 	opts := &client.ListOptions{Namespace: b.o.ListNamespace, Limit: b.pageSize}
 	for {
 		var page v1alpha1.RolloutList
@@ -119,7 +119,7 @@ func (b *Backend) List(ctx context.Context) ([]api.Rollout, error) {
 			return nil, classify(err, "list rollouts in "+where)
 		}
 		for i := range page.Items {
-			out = append(out, api.FromRollout(&page.Items[i], nil))
+			out = append(out, rolloutapi.FromRollout(&page.Items[i], nil))
 		}
 		if opts.Continue = page.Continue; opts.Continue == "" {
 			break
@@ -133,16 +133,16 @@ func (b *Backend) List(ctx context.Context) ([]api.Rollout, error) {
 // (status.traffic); the whole plan is rebuilt from spec and status, as
 // every controller replica does for xDS, and is nil while the spec has
 // changed since the status was written.
-func (b *Backend) Get(ctx context.Context, namespace, name string) (api.Rollout, error) {
+func (b *Backend) Get(ctx context.Context, namespace, name string) (rolloutapi.Rollout, error) {
 	ro, err := b.get(ctx, namespace, name)
 	if err != nil {
-		return api.Rollout{}, err
+		return rolloutapi.Rollout{}, err
 	}
 	var p *plan.Plan
 	if pl, err := engine.PersistedPlan(ro); err == nil {
 		p = &pl
 	}
-	return api.FromRollout(ro, p), nil
+	return rolloutapi.FromRollout(ro, p), nil
 }
 
 func (b *Backend) get(ctx context.Context, namespace, name string) (*v1alpha1.Rollout, error) {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/kube/controller"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // rewatchDelay spaces out watches the API server ends early, so a proxy
@@ -31,25 +31,25 @@ const rewatchDelay = time.Second
 // Rollout until status.lastCommand.id is the command's ID.
 //
 // A refused command is not an error: check Refused. When ctx ends first the
-// error wraps api.ErrUnavailable; the command stays in the annotation and
+// error wraps rolloutapi.ErrUnavailable; the command stays in the annotation and
 // takes effect when the controller next reconciles the Rollout, unless a
 // later command replaces it.
-func (b *Backend) Command(ctx context.Context, namespace, name string, req api.CommandRequest) (api.CommandResponse, error) {
-	if err := api.ValidCommand(req.Kind); err != nil {
-		return api.CommandResponse{}, err
+func (b *Backend) Command(ctx context.Context, namespace, name string, req rolloutapi.CommandRequest) (rolloutapi.CommandResponse, error) {
+	if err := rolloutapi.ValidCommand(req.Kind); err != nil {
+		return rolloutapi.CommandResponse{}, err
 	}
 	key := types.NamespacedName{Namespace: namespace, Name: name}
 	by, err := b.identity(ctx, req.By)
 	if err != nil {
-		return api.CommandResponse{}, err
+		return rolloutapi.CommandResponse{}, err
 	}
 	cmd, err := controller.NewCommand(req.Kind, by, b.o.Now())
 	if err != nil {
-		return api.CommandResponse{}, fmt.Errorf("%s command for rollout %s: %w", req.Kind, key, err)
+		return rolloutapi.CommandResponse{}, fmt.Errorf("%s command for rollout %s: %w", req.Kind, key, err)
 	}
 	patch, err := controller.CommandPatch(cmd)
 	if err != nil {
-		return api.CommandResponse{}, fmt.Errorf("%s command for rollout %s: %w", req.Kind, key, err)
+		return rolloutapi.CommandResponse{}, fmt.Errorf("%s command for rollout %s: %w", req.Kind, key, err)
 	}
 	// A merge patch of the annotation alone: no resourceVersion, since
 	// the annotation is last-writer-wins by design, and nothing else of
@@ -57,13 +57,13 @@ func (b *Backend) Command(ctx context.Context, namespace, name string, req api.C
 	ro := &v1alpha1.Rollout{}
 	ro.Namespace, ro.Name = namespace, name
 	if err := b.c.Patch(ctx, ro, client.RawPatch(types.MergePatchType, patch)); err != nil {
-		return api.CommandResponse{}, classify(err, fmt.Sprintf("patch annotation %s of rollout %s", controller.CommandAnnotation, key))
+		return rolloutapi.CommandResponse{}, classify(err, fmt.Sprintf("patch annotation %s of rollout %s", controller.CommandAnnotation, key))
 	}
 	rec, err := b.await(ctx, ro, cmd, key)
 	if err != nil {
-		return api.CommandResponse{}, err
+		return rolloutapi.CommandResponse{}, err
 	}
-	return api.ResponseOf(rec), nil
+	return rolloutapi.ResponseOf(rec), nil
 }
 
 // identity is who the API server says the credentials belong to. Where it
@@ -174,7 +174,7 @@ func (b *Backend) fail(ctx context.Context, err error, what string, cmd controll
 		return classify(err, what)
 	}
 	return &apiError{
-		kind: api.ErrUnavailable,
+		kind: rolloutapi.ErrUnavailable,
 		msg: fmt.Sprintf("%s command %s for rollout %s was not applied in time: is `sluice controller` running? "+
 			"It stays in annotation %s and takes effect when the controller next reconciles the rollout",
 			cmd.Kind, cmd.ID, key, controller.CommandAnnotation),

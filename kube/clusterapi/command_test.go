@@ -18,7 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/kube/controller"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // playController applies every command annotation in ns as the controller
@@ -90,7 +90,7 @@ func TestCommandWaitsForTheEngine(t *testing.T) {
 			b := backendAs(t, "alice", Options{User: "kubeconfig-entry"})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			resp, err := b.Command(ctx, ns, "checkout", api.CommandRequest{Kind: tc.kind, By: "claimed"})
+			resp, err := b.Command(ctx, ns, "checkout", rolloutapi.CommandRequest{Kind: tc.kind, By: "claimed"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -121,12 +121,12 @@ func TestCommandFailures(t *testing.T) {
 		wantMsg string
 		then    func(t *testing.T)
 	}{
-		{name: "no such rollout", rollout: "nothing", want: api.ErrNotFound, wantMsg: `"nothing" not found`},
-		{name: "unknown command", kind: "Rollback", want: api.ErrBadRequest, wantMsg: "unknown command"},
-		{name: "no rights", cfg: user(t, "mallory"), want: api.ErrUnauthorized, wantMsg: `User "mallory" cannot patch`},
-		{name: "server unreachable", cfg: unreachable, want: api.ErrUnavailable, wantMsg: "127.0.0.1:1"},
+		{name: "no such rollout", rollout: "nothing", want: rolloutapi.ErrNotFound, wantMsg: `"nothing" not found`},
+		{name: "unknown command", kind: "Rollback", want: rolloutapi.ErrBadRequest, wantMsg: "unknown command"},
+		{name: "no rights", cfg: user(t, "mallory"), want: rolloutapi.ErrUnauthorized, wantMsg: `User "mallory" cannot patch`},
+		{name: "server unreachable", cfg: unreachable, want: rolloutapi.ErrUnavailable, wantMsg: "127.0.0.1:1"},
 		// Nothing plays the controller here.
-		{name: "no controller", timeout: 500 * time.Millisecond, want: api.ErrUnavailable, wantMsg: "is `sluice controller` running?",
+		{name: "no controller", timeout: 500 * time.Millisecond, want: rolloutapi.ErrUnavailable, wantMsg: "is `sluice controller` running?",
 			then: func(t *testing.T) {
 				// The command the controller never applied stays queued.
 				ro := &v1alpha1.Rollout{}
@@ -159,7 +159,7 @@ func TestCommandFailures(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
 			defer cancel()
-			resp, err := b.Command(ctx, ns, tc.rollout, api.CommandRequest{Kind: tc.kind})
+			resp, err := b.Command(ctx, ns, tc.rollout, rolloutapi.CommandRequest{Kind: tc.kind})
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Fatalf("Command = %+v, %v; want %v containing %q", resp, err, tc.want, tc.wantMsg)
 			}
@@ -204,7 +204,7 @@ func TestCommandIdentityFallback(t *testing.T) {
 			b.impersonated = tc.impersonated
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			resp, err := b.Command(ctx, ns, "checkout", api.CommandRequest{Kind: v1alpha1.CommandPause, By: tc.stated})
+			resp, err := b.Command(ctx, ns, "checkout", rolloutapi.CommandRequest{Kind: v1alpha1.CommandPause, By: tc.stated})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -9,16 +9,16 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // apiError is an error of the API server (or of reaching it) classified as
-// one of the api package's errors, so the CLI's exit codes mean the same
+// one of rolloutapi's errors, so the CLI's exit codes mean the same
 // against a cluster as against a `sluice run` server. Its text is the API
 // server's own: "rollouts.sluice.dev "x" is forbidden: User "bob" cannot
-// patch ..." says more than api.ErrUnauthorized's generic words.
+// patch ..." says more than rolloutapi.ErrUnauthorized's generic words.
 type apiError struct {
-	kind  error // one of api.ErrNotFound, ErrUnauthorized, ErrBadRequest, ErrUnavailable
+	kind  error // one of rolloutapi.ErrNotFound, ErrUnauthorized, ErrBadRequest, ErrUnavailable
 	msg   string
 	cause error
 }
@@ -50,15 +50,15 @@ func classify(err error, what string) error {
 func kindOf(err error) error {
 	switch {
 	case apierrors.IsNotFound(err):
-		return api.ErrNotFound
+		return rolloutapi.ErrNotFound
 	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
-		return api.ErrUnauthorized
+		return rolloutapi.ErrUnauthorized
 	case apierrors.IsBadRequest(err), apierrors.IsInvalid(err):
-		return api.ErrBadRequest
+		return rolloutapi.ErrBadRequest
 	case unreachable(err), meta.IsNoMatchError(err),
 		apierrors.IsServiceUnavailable(err), apierrors.IsTimeout(err),
 		apierrors.IsServerTimeout(err), apierrors.IsTooManyRequests(err):
-		return api.ErrUnavailable
+		return rolloutapi.ErrUnavailable
 	}
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 func TestClassify(t *testing.T) {
@@ -24,13 +24,13 @@ func TestClassify(t *testing.T) {
 		want    error
 		wantMsg string
 	}{
-		{"not found", apierrors.NewNotFound(rollouts, "web"), api.ErrNotFound, `get rollout ns/web: rollouts.sluice.dev "web" not found`},
-		{"forbidden", apierrors.NewForbidden(rollouts, "web", errors.New(`User "bob" cannot get`)), api.ErrUnauthorized, `User "bob" cannot get`},
-		{"unauthorized", apierrors.NewUnauthorized("token expired"), api.ErrUnauthorized, "token expired"},
-		{"invalid", apierrors.NewBadRequest("bad"), api.ErrBadRequest, "bad"},
-		{"refused", &url.Error{Op: "Get", URL: "https://k:6443/api", Err: syscall.ECONNREFUSED}, api.ErrUnavailable, "cannot reach the API server"},
-		{"overloaded", apierrors.NewTooManyRequests("slow down", 1), api.ErrUnavailable, "slow down"},
-		{"no CRD", &meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: "sluice.dev", Kind: "Rollout"}}, api.ErrUnavailable, "install the CRDs"},
+		{"not found", apierrors.NewNotFound(rollouts, "web"), rolloutapi.ErrNotFound, `get rollout ns/web: rollouts.sluice.dev "web" not found`},
+		{"forbidden", apierrors.NewForbidden(rollouts, "web", errors.New(`User "bob" cannot get`)), rolloutapi.ErrUnauthorized, `User "bob" cannot get`},
+		{"unauthorized", apierrors.NewUnauthorized("token expired"), rolloutapi.ErrUnauthorized, "token expired"},
+		{"invalid", apierrors.NewBadRequest("bad"), rolloutapi.ErrBadRequest, "bad"},
+		{"refused", &url.Error{Op: "Get", URL: "https://k:6443/api", Err: syscall.ECONNREFUSED}, rolloutapi.ErrUnavailable, "cannot reach the API server"},
+		{"overloaded", apierrors.NewTooManyRequests("slow down", 1), rolloutapi.ErrUnavailable, "slow down"},
+		{"no CRD", &meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: "sluice.dev", Kind: "Rollout"}}, rolloutapi.ErrUnavailable, "install the CRDs"},
 		{"other", odd, odd, "get rollout ns/web: something else"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

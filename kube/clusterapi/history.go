@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // History returns the last limit Kubernetes Events about the Rollout,
@@ -21,7 +21,7 @@ import (
 // name are not shown. The API server keeps Events for a limited time (its
 // --event-ttl, one hour by default); status.lastCommand and
 // status.lastRollout outlive them.
-func (b *Backend) History(ctx context.Context, namespace, name string, limit int) ([]api.Event, error) {
+func (b *Backend) History(ctx context.Context, namespace, name string, limit int) ([]rolloutapi.Event, error) {
 	ro, err := b.get(ctx, namespace, name)
 	if err != nil {
 		return nil, err
@@ -49,7 +49,7 @@ func (b *Backend) History(ctx context.Context, namespace, name string, limit int
 	if limit > 0 && len(evs) > limit {
 		evs = evs[len(evs)-limit:]
 	}
-	out := make([]api.Event, 0, len(evs))
+	out := make([]rolloutapi.Event, 0, len(evs))
 	for i := range evs {
 		out = append(out, toEvent(&evs[i]))
 	}
@@ -92,7 +92,7 @@ func eventTime(e *corev1.Event) time.Time {
 	return e.CreationTimestamp.Time
 }
 
-func toEvent(e *corev1.Event) api.Event {
+func toEvent(e *corev1.Event) rolloutapi.Event {
 	msg := strings.TrimSpace(e.Message)
 	// A recorder folds repeats of one Event into one object with a count;
 	// saying so keeps "it happened 5 times" from reading as once.
@@ -103,7 +103,7 @@ func toEvent(e *corev1.Event) api.Event {
 	if n > 1 {
 		msg += fmt.Sprintf(" (%d times since %s)", n, firstTime(e).UTC().Format(time.RFC3339))
 	}
-	return api.Event{Time: eventTime(e), Type: e.Type, Reason: e.Reason, Message: msg}
+	return rolloutapi.Event{Time: eventTime(e), Type: e.Type, Reason: e.Reason, Message: msg}
 }
 
 func firstTime(e *corev1.Event) time.Time {

@@ -13,10 +13,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluicehq/sluice/rollout/engine"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
-func keys(rs []api.Rollout) []string {
+func keys(rs []rolloutapi.Rollout) []string {
 	out := make([]string, 0, len(rs))
 	for _, r := range rs {
 		out = append(out, r.Key())
@@ -80,8 +80,8 @@ func TestListAndGet(t *testing.T) {
 		got.Status.Traffic.CanaryWeight != 20 || got.Status.StepDisplay != "2/3" {
 		t.Fatalf("Get = %+v; want canary %s/checkout with steps %v, 20%% at step 2/3 and no plan", got, ns2, labels)
 	}
-	if _, err := b.Get(ctx, ns2, "nothing"); !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), `"nothing" not found`) {
-		t.Fatalf("Get of a missing rollout: %v, want api.ErrNotFound with the API server's words", err)
+	if _, err := b.Get(ctx, ns2, "nothing"); !errors.Is(err, rolloutapi.ErrNotFound) || !strings.Contains(err.Error(), `"nothing" not found`) {
+		t.Fatalf("Get of a missing rollout: %v, want rolloutapi.ErrNotFound with the API server's words", err)
 	}
 }
 
@@ -101,8 +101,8 @@ func TestReadsRefusedByRBAC(t *testing.T) {
 		"history": func() error { _, err := b.History(ctx, ns, "web", 10); return err },
 	} {
 		err := call()
-		if !errors.Is(err, api.ErrUnauthorized) || !strings.Contains(err.Error(), `User "mallory" cannot`) {
-			t.Errorf("%s as a user without rights: %v, want api.ErrUnauthorized naming the user", name, err)
+		if !errors.Is(err, rolloutapi.ErrUnauthorized) || !strings.Contains(err.Error(), `User "mallory" cannot`) {
+			t.Errorf("%s as a user without rights: %v, want rolloutapi.ErrUnauthorized naming the user", name, err)
 		}
 	}
 }
@@ -178,7 +178,7 @@ func TestHistory(t *testing.T) {
 			t.Fatalf("events.k8s.io event = %+v, want a Warning at %v", first, t0.Add(3*time.Second))
 		}
 	}
-	if _, err := b.History(ctx, ns, "nothing", 10); !errors.Is(err, api.ErrNotFound) {
-		t.Fatalf("History of a missing rollout: %v, want api.ErrNotFound", err)
+	if _, err := b.History(ctx, ns, "nothing", 10); !errors.Is(err, rolloutapi.ErrNotFound) {
+		t.Fatalf("History of a missing rollout: %v, want rolloutapi.ErrNotFound", err)
 	}
 }

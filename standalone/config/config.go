@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluicehq/sluice/notify"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 	"github.com/sluicehq/sluice/xds"
 )
 
@@ -252,7 +252,7 @@ func (c *Config) Check() error {
 	seen := map[string]bool{}
 	for i, t := range c.HTTP.Tokens {
 		key := fmt.Sprintf("http.tokens[%d]", i)
-		if _, err := api.ParseToken(key, t.Name, api.Role(t.Role), t.SHA256); err != nil {
+		if _, err := rolloutapi.ParseToken(key, t.Name, rolloutapi.Role(t.Role), t.SHA256); err != nil {
 			errs = append(errs, err)
 		}
 		if seen[t.Name] {
@@ -270,10 +270,10 @@ func (c *Config) Check() error {
 // APITokens returns the configured tokens, http.token (an operator named
 // "api") included. A token that is configured but empty is an error: it
 // must never turn authentication off.
-func (h *HTTP) APITokens() ([]api.Token, error) {
-	var out []api.Token
+func (h *HTTP) APITokens() ([]rolloutapi.Token, error) {
+	var out []rolloutapi.Token
 	for i, t := range h.Tokens {
-		tok, err := api.ParseToken(fmt.Sprintf("http.tokens[%d]", i), t.Name, api.Role(t.Role), t.SHA256)
+		tok, err := rolloutapi.ParseToken(fmt.Sprintf("http.tokens[%d]", i), t.Name, rolloutapi.Role(t.Role), t.SHA256)
 		if err != nil {
 			return nil, err
 		}
@@ -287,7 +287,7 @@ func (h *HTTP) APITokens() ([]api.Token, error) {
 		if secret == "" {
 			return nil, errors.New("http.token: the value is empty; an empty token would let anyone in")
 		}
-		tok, err := api.ParseToken("http.token", "api", api.RoleOperate, api.HashToken(secret))
+		tok, err := rolloutapi.ParseToken("http.token", "api", rolloutapi.RoleOperate, rolloutapi.HashToken(secret))
 		if err != nil {
 			return nil, err
 		}

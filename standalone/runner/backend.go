@@ -8,18 +8,18 @@ import (
 	"sort"
 
 	"github.com/sluicehq/sluice/rollout/engine"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 	"github.com/sluicehq/sluice/standalone/store"
 )
 
 // The Runner serves the HTTP API.
-var _ api.Backend = (*Runner)(nil)
+var _ rolloutapi.Backend = (*Runner)(nil)
 
 // List returns every Rollout the runner knows, retired ones included.
-func (r *Runner) List(context.Context) ([]api.Rollout, error) {
+func (r *Runner) List(context.Context) ([]rolloutapi.Rollout, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := make([]api.Rollout, 0, len(r.views))
+	out := make([]rolloutapi.Rollout, 0, len(r.views))
 	for _, v := range r.views {
 		out = append(out, toAPI(v))
 	}
@@ -28,19 +28,19 @@ func (r *Runner) List(context.Context) ([]api.Rollout, error) {
 }
 
 // Get returns one Rollout.
-func (r *Runner) Get(_ context.Context, namespace, name string) (api.Rollout, error) {
+func (r *Runner) Get(_ context.Context, namespace, name string) (rolloutapi.Rollout, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	v, ok := r.views[store.Key(namespace, name)]
 	if !ok {
-		return api.Rollout{}, fmt.Errorf("%w: rollout %s/%s", api.ErrNotFound, namespace, name)
+		return rolloutapi.Rollout{}, fmt.Errorf("%w: rollout %s/%s", rolloutapi.ErrNotFound, namespace, name)
 	}
 	return toAPI(v), nil
 }
 
 // History returns the last events of a Rollout from the store, which keeps
 // them across restarts and after the Rollout left Git.
-func (r *Runner) History(_ context.Context, namespace, name string, limit int) ([]api.Event, error) {
+func (r *Runner) History(_ context.Context, namespace, name string, limit int) ([]rolloutapi.Event, error) {
 	evs, err := r.o.Store.History(store.Key(namespace, name), limit)
 	if err != nil {
 		return nil, fmt.Errorf("history of %s/%s: %w", namespace, name, err)
@@ -50,21 +50,21 @@ func (r *Runner) History(_ context.Context, namespace, name string, limit int) (
 			return nil, err
 		}
 	}
-	out := make([]api.Event, 0, len(evs))
+	out := make([]rolloutapi.Event, 0, len(evs))
 	for _, e := range evs {
-		out = append(out, api.Event{Time: e.Time, Type: string(e.Type), Reason: e.Reason, Message: e.Message})
+		out = append(out, rolloutapi.Event{Time: e.Time, Type: string(e.Type), Reason: e.Reason, Message: e.Message})
 	}
 	return out, nil
 }
 
 // Command queues a command for the Rollout's next step and waits for the
 // engine's verdict.
-func (r *Runner) Command(ctx context.Context, namespace, name string, req api.CommandRequest) (api.CommandResponse, error) {
-	if err := api.ValidCommand(req.Kind); err != nil {
-		return api.CommandResponse{}, err
+func (r *Runner) Command(ctx context.Context, namespace, name string, req rolloutapi.CommandRequest) (rolloutapi.CommandResponse, error) {
+	if err := rolloutapi.ValidCommand(req.Kind); err != nil {
+		return rolloutapi.CommandResponse{}, err
 	}
 	if _, err := r.Get(ctx, namespace, name); err != nil {
-		return api.CommandResponse{}, err
+		return rolloutapi.CommandResponse{}, err
 	}
 	id := newID()
 	c := commandRequest{
@@ -75,23 +75,23 @@ func (r *Runner) Command(ctx context.Context, namespace, name string, req api.Co
 	select {
 	case r.commands <- c:
 	case <-ctx.Done():
-		return api.CommandResponse{}, fmt.Errorf("%w: the runner did not take the command: %v", api.ErrUnavailable, ctx.Err())
+		return rolloutapi.CommandResponse{}, fmt.Errorf("%w: the runner did not take the command: %v", rolloutapi.ErrUnavailable, ctx.Err())
 	}
 	select {
 	case rep := <-c.reply:
 		if rep.err != nil {
-			return api.CommandResponse{}, fmt.Errorf("%w: %v", api.ErrUnavailable, rep.err)
+			return rolloutapi.CommandResponse{}, fmt.Errorf("%w: %v", rolloutapi.ErrUnavailable, rep.err)
 		}
 		if rep.record == nil || rep.record.ID != id {
-			return api.CommandResponse{}, fmt.Errorf("%w: the command was not recorded", api.ErrUnavailable)
+			return rolloutapi.CommandResponse{}, fmt.Errorf("%w: the command was not recorded", rolloutapi.ErrUnavailable)
 		}
-		return api.ResponseOf(*rep.record), nil
+		return rolloutapi.ResponseOf(*rep.record), nil
 	case <-ctx.Done():
-		return api.CommandResponse{}, fmt.Errorf("%w: no answer from the engine yet (the command stays queued): %v", api.ErrUnavailable, ctx.Err())
+		return rolloutapi.CommandResponse{}, fmt.Errorf("%w: no answer from the engine yet (the command stays queued): %v", rolloutapi.ErrUnavailable, ctx.Err())
 	}
 }
 
-func toAPI(v view) api.Rollout { return api.FromRollout(v.ro, v.plan) }
+func toAPI(v view) rolloutapi.Rollout { return rolloutapi.FromRollout(v.ro, v.plan) }
 
 func newID() string {
 	b := make([]byte, 8)

@@ -16,7 +16,7 @@ import (
 	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/notify"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // stuckReverter never finishes an attempt before its context ends, as a
@@ -40,9 +40,9 @@ func TestRevertSurvivesRestart(t *testing.T) {
 	f := newFixture(t)
 	stuck := stuckReverter{started: make(chan struct{}, 1)}
 	s := f.startWith(v1alpha1.AnalysisFailed, func(o *Options) { o.Reverter = stuck })
-	waitFor(t, s.r, "v1 stable", func(ro api.Rollout) bool { return ro.Status.StableRevision == "v1" })
+	waitFor(t, s.r, "v1 stable", func(ro rolloutapi.Rollout) bool { return ro.Status.StableRevision == "v1" })
 	f.push("v3", 9003, "ship v3")
-	ro := waitFor(t, s.r, "revert asked for", func(ro api.Rollout) bool {
+	ro := waitFor(t, s.r, "revert asked for", func(ro rolloutapi.Rollout) bool {
 		return ro.Status.GitRevert != nil && ro.Status.GitRevert.Attempts == 1
 	})
 	if ro.Status.GitRevert.Phase != v1alpha1.GitRevertPending {
@@ -56,7 +56,7 @@ func TestRevertSurvivesRestart(t *testing.T) {
 	s.stop()
 
 	s2 := f.start(v1alpha1.AnalysisFailed)
-	ro = waitFor(t, s2.r, "revert done after the restart", func(ro api.Rollout) bool {
+	ro = waitFor(t, s2.r, "revert done after the restart", func(ro rolloutapi.Rollout) bool {
 		return ro.Status.GitRevert != nil && ro.Status.GitRevert.Phase == v1alpha1.GitRevertDone && ro.Status.Phase == v1alpha1.PhaseHealthy
 	})
 	g := ro.Status.GitRevert
@@ -69,7 +69,7 @@ func TestRevertSurvivesRestart(t *testing.T) {
 }
 
 // reasons lists the rollout's history reasons.
-func reasons(t *testing.T, b api.Backend) string {
+func reasons(t *testing.T, b rolloutapi.Backend) string {
 	t.Helper()
 	hist, err := b.History(context.Background(), "default", "reviews", 200)
 	if err != nil {
@@ -133,9 +133,9 @@ func TestNotificationsSurviveRestart(t *testing.T) {
 	stalled := newHook(t, true)
 	nf1 := newNotifier(t, stalled.srv.URL)
 	s := f.startWith(v1alpha1.AnalysisSuccessful, func(o *Options) { o.Notifier = nf1 })
-	waitFor(t, s.r, "v1 stable", func(ro api.Rollout) bool { return ro.Status.StableRevision == "v1" })
+	waitFor(t, s.r, "v1 stable", func(ro rolloutapi.Rollout) bool { return ro.Status.StableRevision == "v1" })
 	f.push("v2", 9002, "ship v2")
-	waitFor(t, s.r, "v2 promoted", func(ro api.Rollout) bool { return ro.Status.StableRevision == "v2" })
+	waitFor(t, s.r, "v2 promoted", func(ro rolloutapi.Rollout) bool { return ro.Status.StableRevision == "v2" })
 	msgs, err := s.st.Outbox()
 	if err != nil {
 		t.Fatal(err)

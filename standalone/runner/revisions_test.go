@@ -6,7 +6,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/xdstest"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // TestBookinfoExtraRevision is bookinfo's reviews case end to end, with
@@ -32,8 +32,8 @@ func TestBookinfoExtraRevision(t *testing.T) {
 	w.repo.Push("ship v3", map[string]string{"reviews.yaml": stratRollout("v3", v3.Addr, spec)})
 	w.sync.Trigger()
 
-	atPause := func(what string) api.Rollout {
-		return waitFor(t, w.r, what, func(ro api.Rollout) bool { return stratAt(ro, "pause until promote") })
+	atPause := func(what string) rolloutapi.Rollout {
+		return waitFor(t, w.r, what, func(ro rolloutapi.Rollout) bool { return stratAt(ro, "pause until promote") })
 	}
 	ro := atPause("v3 at 50%, v2 for jason")
 	if x := ro.Status.ExtraRevisions; len(x) != 1 || x[0].Name != "jason" || x[0].Revision != "v2" {
@@ -48,8 +48,8 @@ func TestBookinfoExtraRevision(t *testing.T) {
 	check("first attempt")
 
 	w.command(v1alpha1.CommandAbort)
-	waitFor(t, w.r, "aborted", func(ro api.Rollout) bool { return ro.Status.Abort != nil && len(ro.Status.ExtraRevisions) == 0 })
-	waitFor(t, w.r, "jason back on v1", func(api.Rollout) bool {
+	waitFor(t, w.r, "aborted", func(ro rolloutapi.Rollout) bool { return ro.Status.Abort != nil && len(ro.Status.ExtraRevisions) == 0 })
+	waitFor(t, w.r, "jason back on v1", func(rolloutapi.Rollout) bool {
 		return xdstest.Calls(t, client, 20, "end-user", "jason")["v1"] == 20
 	})
 	stratOnly(t, "after abort: jason", xdstest.Calls(t, client, 200, "end-user", "jason"), 200, "v1")
@@ -60,10 +60,10 @@ func TestBookinfoExtraRevision(t *testing.T) {
 	check("after retry")
 
 	w.command(v1alpha1.CommandPromote)
-	waitFor(t, w.r, "v3 promoted", func(ro api.Rollout) bool {
+	waitFor(t, w.r, "v3 promoted", func(ro rolloutapi.Rollout) bool {
 		return ro.Status.StableRevision == "v3" && ro.Status.CanaryRevision == "" && len(ro.Status.ExtraRevisions) == 0
 	})
-	waitFor(t, w.r, "jason on v3", func(api.Rollout) bool {
+	waitFor(t, w.r, "jason on v3", func(rolloutapi.Rollout) bool {
 		return xdstest.Calls(t, client, 20, "end-user", "jason")["v3"] == 20
 	})
 	stratOnly(t, "after promotion: jason", xdstest.Calls(t, client, 200, "end-user", "jason"), 200, "v3")

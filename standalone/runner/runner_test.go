@@ -18,7 +18,7 @@ import (
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 	"github.com/sluicehq/sluice/standalone/store"
 )
 
@@ -271,10 +271,10 @@ func (s *started) stop() {
 }
 
 // waitFor polls the API until cond holds for the rollout.
-func waitFor(t *testing.T, b api.Backend, what string, cond func(api.Rollout) bool) api.Rollout {
+func waitFor(t *testing.T, b rolloutapi.Backend, what string, cond func(rolloutapi.Rollout) bool) rolloutapi.Rollout {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	var last api.Rollout
+	var last rolloutapi.Rollout
 	for time.Now().Before(deadline) {
 		ro, err := b.Get(context.Background(), "default", "reviews")
 		if err == nil {
@@ -293,10 +293,10 @@ func TestRunnerPromotesAndResumes(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	s := f.start(v1alpha1.AnalysisSuccessful)
-	waitFor(t, s.r, "v1 stable", func(ro api.Rollout) bool { return ro.Status.StableRevision == "v1" })
+	waitFor(t, s.r, "v1 stable", func(ro rolloutapi.Rollout) bool { return ro.Status.StableRevision == "v1" })
 
 	f.push("v2", 9002, "ship v2")
-	ro := waitFor(t, s.r, "v2 promoted", func(ro api.Rollout) bool { return ro.Status.StableRevision == "v2" })
+	ro := waitFor(t, s.r, "v2 promoted", func(ro rolloutapi.Rollout) bool { return ro.Status.StableRevision == "v2" })
 	if ro.Status.Phase != v1alpha1.PhaseHealthy || ro.Plan == nil || ro.Plan.Revision(plan.Stable) != "v2" {
 		t.Fatalf("after promotion: phase %s, plan %+v", ro.Status.Phase, ro.Plan)
 	}
@@ -321,7 +321,7 @@ func TestRunnerPromotesAndResumes(t *testing.T) {
 
 	// A restart serves the stored plan before it does anything else.
 	s2 := f.start(v1alpha1.AnalysisSuccessful)
-	waitFor(t, s2.r, "restart", func(api.Rollout) bool { return true })
+	waitFor(t, s2.r, "restart", func(rolloutapi.Rollout) bool { return true })
 	if first := s2.plane.first(); len(first) != 1 || first[0].Version != servedBefore {
 		t.Fatalf("first plans served after restart = %+v, want the stored plan %s", first, servedBefore)
 	}
@@ -331,15 +331,15 @@ func TestRunnerAbortsAndRevertsInGit(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	s := f.start(v1alpha1.AnalysisFailed)
-	waitFor(t, s.r, "v1 stable", func(ro api.Rollout) bool { return ro.Status.StableRevision == "v1" })
+	waitFor(t, s.r, "v1 stable", func(ro rolloutapi.Rollout) bool { return ro.Status.StableRevision == "v1" })
 	f.push("v3", 9003, "ship v3")
-	ro := waitFor(t, s.r, "abort", func(ro api.Rollout) bool { return ro.Status.Phase == v1alpha1.PhaseDegraded })
+	ro := waitFor(t, s.r, "abort", func(ro rolloutapi.Rollout) bool { return ro.Status.Phase == v1alpha1.PhaseDegraded })
 	if ro.Plan.Hosts[0].Weight(plan.Canary) != 0 || !strings.Contains(ro.Status.Message, "error-rate 0.31") {
 		t.Fatalf("after abort: weight %d, message %q", ro.Plan.Hosts[0].Weight(plan.Canary), ro.Status.Message)
 	}
 	// The revert commit lands on the remote, Git then names v1 again, and
 	// the engine ends the rollout: Git never claims what is not serving.
-	ro = waitFor(t, s.r, "revert applied", func(ro api.Rollout) bool {
+	ro = waitFor(t, s.r, "revert applied", func(ro rolloutapi.Rollout) bool {
 		return ro.Status.Phase == v1alpha1.PhaseHealthy && ro.Status.CanaryRevision == ""
 	})
 	git(t, f.work, "pull", "-q", "origin", "main")
@@ -359,7 +359,7 @@ func TestRunnerAbortsAndRevertsInGit(t *testing.T) {
 	if lr := ro.Status.LastRollout; lr == nil || lr.Outcome != v1alpha1.OutcomeAborted || lr.Revision != "v3" {
 		t.Fatalf("last rollout after the revert = %+v; the abort must stay visible", lr)
 	}
-	ro = waitFor(t, s.r, "revert recorded", func(ro api.Rollout) bool {
+	ro = waitFor(t, s.r, "revert recorded", func(ro rolloutapi.Rollout) bool {
 		return ro.Status.GitRevert != nil && ro.Status.GitRevert.Phase == v1alpha1.GitRevertDone
 	})
 	if g := ro.Status.GitRevert; g.Outcome != "pushed" || g.FailedRevision != "v3" || g.Attempts != 1 || g.Failures != 0 {
@@ -371,24 +371,24 @@ func TestRunnerCommandsAndRemoval(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	s := f.start(v1alpha1.AnalysisRunning) // analysis never finishes: the rollout waits at step 2
-	waitFor(t, s.r, "v1 stable", func(ro api.Rollout) bool { return ro.Status.StableRevision == "v1" })
+	waitFor(t, s.r, "v1 stable", func(ro rolloutapi.Rollout) bool { return ro.Status.StableRevision == "v1" })
 	f.push("v2", 9002, "ship v2")
-	waitFor(t, s.r, "analysis step", func(ro api.Rollout) bool {
+	waitFor(t, s.r, "analysis step", func(ro rolloutapi.Rollout) bool {
 		return ro.Status.CurrentStepIndex != nil && *ro.Status.CurrentStepIndex == 1 && ro.Status.StepAcknowledgedAt != nil
 	})
 	ctx := context.Background()
-	resp, err := s.r.Command(ctx, "default", "reviews", api.CommandRequest{Kind: v1alpha1.CommandPause, By: "alice"})
+	resp, err := s.r.Command(ctx, "default", "reviews", rolloutapi.CommandRequest{Kind: v1alpha1.CommandPause, By: "alice"})
 	if err != nil || resp.Refused || resp.Result != "paused" {
 		t.Fatalf("pause = %+v, %v", resp, err)
 	}
 	if ro, _ := s.r.Get(ctx, "default", "reviews"); ro.Status.Phase != v1alpha1.PhasePaused || ro.Status.LastCommand.By != "alice" {
 		t.Fatalf("after pause: phase %s, last command %+v", ro.Status.Phase, ro.Status.LastCommand)
 	}
-	resp, err = s.r.Command(ctx, "default", "reviews", api.CommandRequest{Kind: v1alpha1.CommandRetry, By: "alice"})
+	resp, err = s.r.Command(ctx, "default", "reviews", rolloutapi.CommandRequest{Kind: v1alpha1.CommandRetry, By: "alice"})
 	if err != nil || !resp.Refused {
 		t.Fatalf("retry while not aborted = %+v, %v; want refused", resp, err)
 	}
-	if _, err := s.r.Command(ctx, "default", "nope", api.CommandRequest{Kind: v1alpha1.CommandAbort}); err == nil {
+	if _, err := s.r.Command(ctx, "default", "nope", rolloutapi.CommandRequest{Kind: v1alpha1.CommandAbort}); err == nil {
 		t.Fatal("command for an unknown rollout succeeded")
 	}
 
@@ -402,11 +402,11 @@ func TestRunnerCommandsAndRemoval(t *testing.T) {
 	git(t, f.work, "commit", "-q", "-m", "remove reviews")
 	git(t, f.work, "push", "-q", "origin", "HEAD:main")
 	f.trigger()
-	ro := waitFor(t, s.r, "retired", func(ro api.Rollout) bool { return strings.Contains(ro.Status.Message, "removed from Git") })
+	ro := waitFor(t, s.r, "retired", func(ro rolloutapi.Rollout) bool { return strings.Contains(ro.Status.Message, "removed from Git") })
 	if ro.Plan == nil || len(ro.Plan.Subsets) != 1 || ro.Plan.Hosts[0].Weight(plan.Stable) != 100 || ro.Plan.Revision(plan.Stable) != "v1" {
 		t.Fatalf("retired plan = %+v", ro.Plan)
 	}
-	if _, err := s.r.Command(ctx, "default", "reviews", api.CommandRequest{Kind: v1alpha1.CommandPromote}); err == nil {
+	if _, err := s.r.Command(ctx, "default", "reviews", rolloutapi.CommandRequest{Kind: v1alpha1.CommandPromote}); err == nil {
 		t.Fatal("a command for a Rollout no longer in Git succeeded")
 	}
 }

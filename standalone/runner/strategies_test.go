@@ -19,7 +19,7 @@ import (
 	"github.com/sluicehq/sluice/internal/xdstest"
 	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 )
 
 // Each strategy seen by real clients (issue 14): `sluice run`'s parts
@@ -28,7 +28,7 @@ import (
 
 // stratAt reports whether the rollout runs the step labelled label (as
 // the API names steps) and the data plane has acknowledged its traffic.
-func stratAt(ro api.Rollout, label string) bool {
+func stratAt(ro rolloutapi.Rollout, label string) bool {
 	i := ro.Status.CurrentStepIndex
 	return ro.Status.CanaryRevision != "" && i != nil && int(*i) < len(ro.Steps) &&
 		ro.Steps[*i] == label && ro.Status.StepAcknowledgedAt != nil
@@ -116,7 +116,7 @@ func TestStrategyBlueGreenSwitch(t *testing.T) {
 	mark("prometheus has the backends")
 
 	w.ship(v2)
-	ro := waitFor(t, w.r, "preview live", func(ro api.Rollout) bool { return stratAt(ro, "pre-promotion analysis error-ratio") })
+	ro := waitFor(t, w.r, "preview live", func(ro rolloutapi.Rollout) bool { return stratAt(ro, "pre-promotion analysis error-ratio") })
 	if !slices.Contains(ro.Status.Traffic.Routes, "preview") || ro.Status.Traffic.CanaryWeight != 0 {
 		t.Fatalf("preview traffic: routes %v, canary weight %d", ro.Status.Traffic.Routes, ro.Status.Traffic.CanaryWeight)
 	}
@@ -129,7 +129,7 @@ func TestStrategyBlueGreenSwitch(t *testing.T) {
 	// What the analysis judges: the preview's own traffic.
 	previewLoad := w.load("preview-load", "preview.reviews", 50)
 
-	ro = waitFor(t, w.r, "pre-promotion analysis passed", func(ro api.Rollout) bool { return stratAt(ro, "pause until promote") })
+	ro = waitFor(t, w.r, "pre-promotion analysis passed", func(ro rolloutapi.Rollout) bool { return stratAt(ro, "pause until promote") })
 	mark("pre-promotion analysis passed")
 	if ro.Status.Phase != v1alpha1.PhasePaused || ro.Status.Traffic.CanaryWeight != 0 {
 		t.Fatalf("before promote: phase %s, canary weight %d", ro.Status.Phase, ro.Status.Traffic.CanaryWeight)
@@ -147,7 +147,7 @@ func TestStrategyBlueGreenSwitch(t *testing.T) {
 	previewLoad.Stop()
 
 	w.command(v1alpha1.CommandPromote)
-	ro = waitFor(t, w.r, "switched", func(ro api.Rollout) bool { return stratAt(ro, "post-promotion analysis error-ratio") })
+	ro = waitFor(t, w.r, "switched", func(ro rolloutapi.Rollout) bool { return stratAt(ro, "post-promotion analysis error-ratio") })
 	if ro.Status.Traffic.CanaryWeight != 100 || ro.Plan.Hosts[0].Weight(plan.Canary) != 100 {
 		t.Fatalf("after the switch: canary weight %d", ro.Status.Traffic.CanaryWeight)
 	}
@@ -192,10 +192,10 @@ func TestStrategyBlueGreenPostPromotionFailure(t *testing.T) {
 	scraped()
 
 	w.ship(v2)
-	waitFor(t, w.r, "switched", func(ro api.Rollout) bool {
+	waitFor(t, w.r, "switched", func(ro rolloutapi.Rollout) bool {
 		return ro.Status.Abort != nil || (stratAt(ro, "post-promotion analysis error-ratio") && ro.Status.Traffic.CanaryWeight == 100)
 	})
-	ro := waitFor(t, w.r, "abort", func(ro api.Rollout) bool { return ro.Status.Abort != nil })
+	ro := waitFor(t, w.r, "abort", func(ro rolloutapi.Rollout) bool { return ro.Status.Abort != nil })
 	if a := ro.Status.Abort; a.Reason != v1alpha1.ReasonAnalysisFailed || !a.Automatic || !strings.Contains(a.Message, "-post") ||
 		!strings.Contains(a.Message, "failureLimit") {
 		t.Fatalf("abort = %+v, want the post-promotion analysis' failure", a)
@@ -242,7 +242,7 @@ func TestStrategyDarkRelease(t *testing.T) {
 		v1:       [][]string{{"x-canary", "false"}, {"x-canary", "TRUE"}},
 		promote: func(t *testing.T, w *stratWorld, client grpc_testing.TestServiceClient) {
 			w.command(v1alpha1.CommandPromote)
-			waitFor(t, w.r, "50%", func(ro api.Rollout) bool {
+			waitFor(t, w.r, "50%", func(ro rolloutapi.Rollout) bool {
 				return stratAt(ro, "pause until promote") && *ro.Status.CurrentStepIndex == 3
 			})
 			const n = 1000
@@ -280,7 +280,7 @@ func TestStrategyDarkRelease(t *testing.T) {
 			start := time.Now()
 
 			w.ship(v2)
-			ro := waitFor(t, w.r, "dark", func(ro api.Rollout) bool {
+			ro := waitFor(t, w.r, "dark", func(ro rolloutapi.Rollout) bool {
 				return stratAt(ro, c.darkStep) && *ro.Status.CurrentStepIndex == 1
 			})
 			dark := time.Now()
@@ -323,7 +323,7 @@ func TestStrategyMirrorEnvoyOnly(t *testing.T) {
 	client := w.client()
 
 	w.ship(v2)
-	ro := waitFor(t, w.r, "mirroring", func(ro api.Rollout) bool { return stratAt(ro, "pause until promote") })
+	ro := waitFor(t, w.r, "mirroring", func(ro rolloutapi.Rollout) bool { return stratAt(ro, "pause until promote") })
 	if tr := ro.Status.Traffic; tr.MirrorPercent != 30 || tr.CanaryWeight != 20 {
 		t.Fatalf("traffic status: mirror %d%%, canary weight %d", tr.MirrorPercent, tr.CanaryWeight)
 	}
@@ -402,22 +402,22 @@ func TestStrategyNackStopsRollout(t *testing.T) {
 			nacker.routeConfig("reviews", func(rc *routev3.RouteConfiguration) bool { return stratRoute(rc, "reviews", "primary") != nil })
 
 			w.ship(v2)
-			var ro api.Rollout
+			var ro rolloutapi.Rollout
 			if onNack == v1alpha1.ActionAbort {
-				ro = waitFor(t, w.r, "abort", func(ro api.Rollout) bool { return ro.Status.Abort != nil })
+				ro = waitFor(t, w.r, "abort", func(ro rolloutapi.Rollout) bool { return ro.Status.Abort != nil })
 				a := ro.Status.Abort
 				if a.Reason != v1alpha1.ReasonNack || !a.Automatic || ro.Status.Phase != v1alpha1.PhaseDegraded {
 					t.Fatalf("phase %s, abort %+v; want an automatic abort for the NACK", ro.Status.Phase, a)
 				}
 				stratCheckNack(t, "status.abort.message", a.Message)
-				ro = waitFor(t, w.r, "stable plan acknowledged", func(ro api.Rollout) bool {
+				ro = waitFor(t, w.r, "stable plan acknowledged", func(ro rolloutapi.Rollout) bool {
 					return ro.Status.Traffic.AcknowledgedVersion == ro.Status.Traffic.PlanVersion
 				})
 				if len(ro.Plan.Subsets) != 1 || ro.Plan.Revision(plan.Stable) != "v1" || ro.Status.Traffic.CanaryWeight != 0 {
 					t.Errorf("after the abort: plan %+v", ro.Plan)
 				}
 			} else {
-				ro = waitFor(t, w.r, "pause", func(ro api.Rollout) bool { return ro.Status.Pause != nil })
+				ro = waitFor(t, w.r, "pause", func(ro rolloutapi.Rollout) bool { return ro.Status.Pause != nil })
 				if p := ro.Status.Pause; p.Reason != v1alpha1.ReasonNack || ro.Status.Phase != v1alpha1.PhasePaused || ro.Status.Abort != nil {
 					t.Fatalf("phase %s, pause %+v, abort %+v; want a pause for the NACK", ro.Status.Phase, p, ro.Status.Abort)
 				}

@@ -23,7 +23,7 @@ import (
 	"github.com/sluicehq/sluice/internal/testbin"
 	"github.com/sluicehq/sluice/internal/xdstest"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 	"github.com/sluicehq/sluice/standalone/store"
 	"github.com/sluicehq/sluice/xds"
 )
@@ -128,7 +128,7 @@ func stratStart(t *testing.T, promURL, spec string, v1 *grpcecho.Backend) *strat
 		wg.Wait()
 		driver.Wait()
 	})
-	waitFor(t, w.r, "v1 stable", func(ro api.Rollout) bool { return ro.Status.StableRevision == "v1" })
+	waitFor(t, w.r, "v1 stable", func(ro rolloutapi.Rollout) bool { return ro.Status.StableRevision == "v1" })
 	return w
 }
 
@@ -148,15 +148,15 @@ func (w *stratWorld) client() grpc_testing.TestServiceClient {
 }
 
 // waitPromoted waits until v2 is stable and the rollout over.
-func (w *stratWorld) waitPromoted() api.Rollout {
+func (w *stratWorld) waitPromoted() rolloutapi.Rollout {
 	w.t.Helper()
-	return waitFor(w.t, w.r, "v2 promoted", func(ro api.Rollout) bool {
+	return waitFor(w.t, w.r, "v2 promoted", func(ro rolloutapi.Rollout) bool {
 		return ro.Status.StableRevision == "v2" && ro.Status.CanaryRevision == ""
 	})
 }
 
 // get is the rollout "reviews" as the API shows it.
-func (w *stratWorld) get() api.Rollout {
+func (w *stratWorld) get() rolloutapi.Rollout {
 	w.t.Helper()
 	ro, err := w.r.Get(context.Background(), "default", "reviews")
 	if err != nil {
@@ -170,7 +170,7 @@ func (w *stratWorld) command(kind v1alpha1.CommandKind) {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := w.r.Command(ctx, "default", "reviews", api.CommandRequest{Kind: kind, By: "tester"})
+	resp, err := w.r.Command(ctx, "default", "reviews", rolloutapi.CommandRequest{Kind: kind, By: "tester"})
 	if err != nil || resp.Refused {
 		w.t.Fatalf("%s: %+v, %v", kind, resp, err)
 	}

@@ -1,8 +1,10 @@
-// Package api is the HTTP API of `sluice run`: the wire types, a handler that
-// serves them from a Backend, and a Client that speaks them. The Client is a
-// Backend too, so the CLI works the same against a local runner, a remote
-// one, or (through another Backend) a cluster.
-package api
+// Package rolloutapi is Sluice's one read and command API for Rollouts,
+// shared by the CLI, the web dashboard and both modes: the wire types, a
+// handler that serves them from a Backend (`sluice run`'s HTTP API), and a
+// Client that speaks them. The Client is a Backend too, so the CLI works
+// the same against a local runner, a remote one, or (through another
+// Backend, kube/clusterapi) a cluster.
+package rolloutapi
 
 import (
 	"context"

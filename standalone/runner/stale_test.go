@@ -21,7 +21,7 @@ import (
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/xdstest"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
-	"github.com/sluicehq/sluice/standalone/api"
+	"github.com/sluicehq/sluice/rolloutapi"
 	"github.com/sluicehq/sluice/xds"
 )
 
@@ -68,7 +68,7 @@ type silentEnv struct {
 	addr   string // the xDS server's
 	srv    *xds.Server
 	// api reads status as `sluice status` does.
-	api     *api.Client
+	api     *rolloutapi.Client
 	metrics string // the /metrics URL
 	token   string
 	canary  string // the v2 backend's address
@@ -97,21 +97,21 @@ func newSilentEnv(t *testing.T, policy v1alpha1.SilentProxyPolicy, steps string)
 		o.Plane, o.Registerer = plane, reg
 	})
 
-	secret, sum, err := api.NewToken()
+	secret, sum, err := rolloutapi.NewToken()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := api.ParseToken("http.tokens[0]", "alice", api.RoleOperate, sum)
+	tok, err := rolloutapi.ParseToken("http.tokens[0]", "alice", rolloutapi.RoleOperate, sum)
 	if err != nil {
 		t.Fatal(err)
 	}
-	apiSrv := httptest.NewServer(api.NewHandler(s.r, api.HandlerOptions{Tokens: []api.Token{tok}}))
+	apiSrv := httptest.NewServer(rolloutapi.NewHandler(s.r, rolloutapi.HandlerOptions{Tokens: []rolloutapi.Token{tok}}))
 	t.Cleanup(apiSrv.Close)
-	ops := httptest.NewServer(api.NewOpsHandler(api.OpsOptions{Tokens: []api.Token{tok}, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}))
+	ops := httptest.NewServer(rolloutapi.NewOpsHandler(rolloutapi.OpsOptions{Tokens: []rolloutapi.Token{tok}, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}))
 	t.Cleanup(ops.Close)
-	e.api, e.metrics, e.token = &api.Client{BaseURL: apiSrv.URL, Token: secret}, ops.URL+"/metrics", secret
+	e.api, e.metrics, e.token = &rolloutapi.Client{BaseURL: apiSrv.URL, Token: secret}, ops.URL+"/metrics", secret
 
-	waitFor(t, e.api, "v1 stable and served", func(ro api.Rollout) bool { return ro.Status.StableRevision == "v1" && ro.Plan != nil })
+	waitFor(t, e.api, "v1 stable and served", func(ro rolloutapi.Rollout) bool { return ro.Status.StableRevision == "v1" && ro.Plan != nil })
 	c, _ := xdstest.Client(t, e.addr, "answering", "reviews")
 	e.client = func(n int) map[string]int { return xdstest.Calls(t, c, n) }
 	return e
@@ -162,7 +162,7 @@ func (e *silentEnv) staleMetric(t *testing.T) float64 {
 
 // checkStale fails unless status reports exactly the silent node, with
 // excluded as given, and the history has a StaleProxies event.
-func (e *silentEnv) checkStale(t *testing.T, ro api.Rollout, excluded bool) {
+func (e *silentEnv) checkStale(t *testing.T, ro rolloutapi.Rollout, excluded bool) {
 	t.Helper()
 	sn := ro.Status.Traffic.StaleNodes
 	if sn == nil || sn.Count != 1 || !slices.Equal(sn.Nodes, []string{"silent"}) || sn.Excluded != excluded {
@@ -184,16 +184,16 @@ func TestSilentProxyHoldsTheStep(t *testing.T) {
 	t.Parallel()
 	e := newSilentEnv(t, v1alpha1.SilentHold, holdSteps)
 	e.push("v2", e.canary)
-	waitFor(t, e.api, "the pause at 20%", func(ro api.Rollout) bool {
+	waitFor(t, e.api, "the pause at 20%", func(ro rolloutapi.Rollout) bool {
 		return ro.Status.Phase == v1alpha1.PhasePaused && ro.Status.Traffic.CanaryWeight == 20
 	})
 	quiet := e.silence(t)
 	ctx := context.Background()
-	if resp, err := e.api.Command(ctx, "default", "reviews", api.CommandRequest{Kind: v1alpha1.CommandPromote}); err != nil || resp.Refused {
+	if resp, err := e.api.Command(ctx, "default", "reviews", rolloutapi.CommandRequest{Kind: v1alpha1.CommandPromote}); err != nil || resp.Refused {
 		t.Fatalf("promote = %+v, %v", resp, err)
 	}
 
-	ro := waitFor(t, e.api, "the silent node reported stale at step 3", func(ro api.Rollout) bool {
+	ro := waitFor(t, e.api, "the silent node reported stale at step 3", func(ro rolloutapi.Rollout) bool {
 		i := ro.Status.CurrentStepIndex
 		return i != nil && *i == 2 && ro.Status.Traffic.StaleNodes != nil
 	})
@@ -218,7 +218,7 @@ func TestSilentProxyHoldsTheStep(t *testing.T) {
 	e.checkStale(t, ro, false)
 
 	quiet()
-	ro = waitFor(t, e.api, "the rollout going on without the silent node", func(ro api.Rollout) bool {
+	ro = waitFor(t, e.api, "the rollout going on without the silent node", func(ro rolloutapi.Rollout) bool {
 		i := ro.Status.CurrentStepIndex
 		return i != nil && *i == 3 && ro.Status.Phase == v1alpha1.PhasePaused
 	})
@@ -240,7 +240,7 @@ func TestSilentProxyExcluded(t *testing.T) {
 	pushed := time.Now()
 	e.push("v2", e.canary)
 
-	ro := waitFor(t, e.api, "both steps counted without the silent node", func(ro api.Rollout) bool {
+	ro := waitFor(t, e.api, "both steps counted without the silent node", func(ro rolloutapi.Rollout) bool {
 		return ro.Status.Phase == v1alpha1.PhasePaused && ro.Status.Traffic.CanaryWeight == 60
 	})
 	t.Logf("two setWeight steps took %s", time.Since(pushed).Round(time.Millisecond))

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/rollout/plan"
@@ -28,6 +29,12 @@ type Rollout struct {
 	Status v1alpha1.RolloutStatus `json:"status"`
 	// Plan is the traffic plan in force, if one was published.
 	Plan *plan.Plan `json:"plan,omitempty"`
+	// Commands says what each manual command would do now, in the
+	// engine's words (Preview): the dashboard offers those allowed.
+	Commands []CommandOption `json:"commands,omitempty"`
+	// Detail is what a backend knows beyond the status; only Get fills
+	// it in, and only as far as the backend knows (Detail).
+	Detail *Detail `json:"detail,omitempty"`
 }
 
 // Key is namespace/name.
@@ -80,9 +87,7 @@ var (
 
 // ValidCommand reports whether kind is a command the engine knows.
 func ValidCommand(kind v1alpha1.CommandKind) error {
-	switch kind {
-	case v1alpha1.CommandPromote, v1alpha1.CommandPromoteFull, v1alpha1.CommandAbort,
-		v1alpha1.CommandRetry, v1alpha1.CommandPause, v1alpha1.CommandResume:
+	if slices.Contains(CommandKinds, kind) {
 		return nil
 	}
 	return fmt.Errorf("%w: unknown command %q (want Promote, PromoteFull, Abort, Retry, Pause or Resume)", ErrBadRequest, kind)

@@ -2,6 +2,7 @@ package rolloutapi
 
 import (
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
@@ -11,9 +12,15 @@ import (
 // FromRollout is what the API shows of ro. p is the traffic plan in force,
 // nil where the backend does not hold one (a cluster keeps only its summary,
 // status.traffic). Every Backend converts through it, so `sluice status`
-// reads the same whether it talks to a runner or to a cluster.
+// reads the same whether it talks to a runner or to a cluster. The
+// commands' preview is for the present moment (FromRolloutAt).
 func FromRollout(ro *v1alpha1.Rollout, p *plan.Plan) Rollout {
-	out := Rollout{Namespace: ro.Namespace, Name: ro.Name, Status: ro.Status, Plan: p}
+	return FromRolloutAt(ro, p, time.Now())
+}
+
+// FromRolloutAt is FromRollout with the commands previewed at now.
+func FromRolloutAt(ro *v1alpha1.Rollout, p *plan.Plan, now time.Time) Rollout {
+	out := Rollout{Namespace: ro.Namespace, Name: ro.Name, Status: ro.Status, Plan: p, Commands: Preview(ro, now)}
 	st := ro.Spec.Strategy
 	switch {
 	case st.Canary != nil:

@@ -27,15 +27,27 @@ func (r *Runner) List(context.Context) ([]rolloutapi.Rollout, error) {
 	return out, nil
 }
 
-// Get returns one Rollout.
+// Get returns one Rollout with what the runner knows beyond its status
+// (rolloutapi.Detail).
 func (r *Runner) Get(_ context.Context, namespace, name string) (rolloutapi.Rollout, error) {
+	key := store.Key(namespace, name)
+	v, err := r.view(key)
+	if err != nil {
+		return rolloutapi.Rollout{}, err
+	}
+	ro := toAPI(v)
+	ro.Detail = r.detail(key, v)
+	return ro, nil
+}
+
+func (r *Runner) view(key string) (view, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	v, ok := r.views[store.Key(namespace, name)]
+	v, ok := r.views[key]
 	if !ok {
-		return rolloutapi.Rollout{}, fmt.Errorf("%w: rollout %s/%s", rolloutapi.ErrNotFound, namespace, name)
+		return view{}, fmt.Errorf("%w: rollout %s", rolloutapi.ErrNotFound, key)
 	}
-	return toAPI(v), nil
+	return v, nil
 }
 
 // History returns the last events of a Rollout from the store, which keeps
@@ -46,7 +58,7 @@ func (r *Runner) History(_ context.Context, namespace, name string, limit int) (
 		return nil, fmt.Errorf("history of %s/%s: %w", namespace, name, err)
 	}
 	if len(evs) == 0 {
-		if _, err := r.Get(context.Background(), namespace, name); err != nil {
+		if _, err := r.view(store.Key(namespace, name)); err != nil {
 			return nil, err
 		}
 	}
@@ -63,7 +75,7 @@ func (r *Runner) Command(ctx context.Context, namespace, name string, req rollou
 	if err := rolloutapi.ValidCommand(req.Kind); err != nil {
 		return rolloutapi.CommandResponse{}, err
 	}
-	if _, err := r.Get(ctx, namespace, name); err != nil {
+	if _, err := r.view(store.Key(namespace, name)); err != nil {
 		return rolloutapi.CommandResponse{}, err
 	}
 	id := newID()

@@ -271,6 +271,8 @@ func (r *Runner) publish(ctx context.Context) error {
 func (r *Runner) setView(key string, v view) {
 	r.mu.Lock()
 	r.views[key] = v
+	close(r.changed)
+	r.changed = make(chan struct{})
 	r.mu.Unlock()
 }
 

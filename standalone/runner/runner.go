@@ -100,6 +100,8 @@ type Runner struct {
 	mu    sync.RWMutex
 	views map[string]view // what the API reads, updated after each step
 	ready bool
+	// changed is closed and replaced whenever a view is (Changed).
+	changed chan struct{}
 	// wake asks the loop for a pass (requeue timers, API, shutdown,
 	// finished background work).
 	wake chan struct{}
@@ -155,6 +157,7 @@ func New(o Options) (*Runner, error) {
 		commands: make(chan commandRequest),
 		pending:  map[string][]commandRequest{},
 		views:    map[string]view{},
+		changed:  make(chan struct{}),
 		wake:     make(chan struct{}, 1),
 		work: actions{
 			reverting: map[string]string{},

@@ -1,0 +1,135 @@
+package gatewayapi
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/sluicehq/sluice/internal/untrusted"
+	"github.com/sluicehq/sluice/rollout/engine"
+)
+
+// maxConditionText bounds the text of one parent's condition in a
+// rejection; the engine bounds the whole.
+const maxConditionText = 300
+
+// judge is the data plane's answer for a route Sluice wrote at generation
+// gen, read from the route's status as the gateway controllers write it:
+// acknowledged when, for every parentRef, every controller's status for
+// that parent has Accepted=True and ResolvedRefs=True observed at gen or
+// later; rejected (with the controllers' messages) as soon as one of
+// those conditions is False at gen or later; pending otherwise, a
+// condition observed at an older generation included.
+func judge(kind Kind, route *unstructured.Unstructured, gen int64) (engine.AckState, string, error) {
+	var parents []gatewayv1.ParentReference
+	if raw, ok, _ := unstructured.NestedSlice(route.Object, "spec", "parentRefs"); ok {
+		if err := fromUnstructured(raw, &parents); err != nil {
+			return engine.AckPending, "", fmt.Errorf("spec.parentRefs of %s %s: %w", kind, route.GetName(), err)
+		}
+	}
+	var status gatewayv1.RouteStatus
+	if raw, ok, _ := unstructured.NestedMap(route.Object, "status"); ok {
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &status); err != nil {
+			return engine.AckPending, "", fmt.Errorf("status of %s %s: %w", kind, route.GetName(), err)
+		}
+	}
+	ns := route.GetNamespace()
+	where := fmt.Sprintf("%s %s/%s", kind, ns, route.GetName())
+	if len(parents) == 0 {
+		return engine.AckRejected, where + " has no parentRefs: no gateway serves it", nil
+	}
+	state := engine.AckAcknowledged
+	var nacks []string
+	for _, p := range parents {
+		found := false
+		for _, ps := range status.Parents {
+			if !sameParent(p, ps.ParentRef, ns) {
+				continue
+			}
+			found = true
+			s, msg := judgeParent(ps, gen)
+			switch s {
+			case engine.AckRejected:
+				nacks = append(nacks, fmt.Sprintf("%s, parent %s (%s): %s", where, parentName(p, ns),
+					untrusted.Text(string(ps.ControllerName), 128), msg))
+			case engine.AckPending:
+				state = engine.AckPending
+			}
+		}
+		if !found {
+			state = engine.AckPending
+		}
+	}
+	if len(nacks) > 0 {
+		return engine.AckRejected, strings.Join(nacks, "; "), nil
+	}
+	return state, "", nil
+}
+
+// judgeParent judges one controller's status for one parent.
+func judgeParent(ps gatewayv1.RouteParentStatus, gen int64) (engine.AckState, string) {
+	state := engine.AckAcknowledged
+	var bad []string
+	for _, t := range []gatewayv1.RouteConditionType{gatewayv1.RouteConditionAccepted, gatewayv1.RouteConditionResolvedRefs} {
+		c := meta.FindStatusCondition(ps.Conditions, string(t))
+		switch {
+		case c == nil || c.ObservedGeneration < gen || c.Status == metav1.ConditionUnknown:
+			state = engine.AckPending
+		case c.Status == metav1.ConditionFalse:
+			bad = append(bad, fmt.Sprintf("%s=False (%s): %s", t,
+				untrusted.Text(c.Reason, 64), untrusted.Text(c.Message, maxConditionText)))
+		}
+	}
+	if len(bad) > 0 {
+		return engine.AckRejected, strings.Join(bad, ", ")
+	}
+	return state, ""
+}
+
+// sameParent reports whether a status entry is about parentRef p of a
+// route in namespace ns, with the API's defaults (group
+// gateway.networking.k8s.io, kind Gateway, the route's namespace).
+func sameParent(p, q gatewayv1.ParentReference, ns string) bool {
+	return parentName(p, ns) == parentName(q, ns)
+}
+
+func parentName(p gatewayv1.ParentReference, ns string) string {
+	group, kind, pns := gatewayv1.GroupName, "Gateway", ns
+	if p.Group != nil {
+		group = string(*p.Group)
+	}
+	if p.Kind != nil {
+		kind = string(*p.Kind)
+	}
+	if p.Namespace != nil {
+		pns = string(*p.Namespace)
+	}
+	s := kind + "." + group + " " + pns + "/" + string(p.Name)
+	if p.SectionName != nil {
+		s += "#" + string(*p.SectionName)
+	}
+	if p.Port != nil {
+		s += fmt.Sprintf(":%d", *p.Port)
+	}
+	return s
+}
+
+// fromUnstructured converts an unstructured list into typed values.
+func fromUnstructured[T any](raw []any, out *[]T) error {
+	*out = make([]T, len(raw))
+	for i, v := range raw {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("item %d is not an object", i)
+		}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &(*out)[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

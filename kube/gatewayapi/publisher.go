@@ -1,0 +1,197 @@
+package gatewayapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sluicehq/sluice/gitsync"
+	"github.com/sluicehq/sluice/kube/workload"
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// Route is one Gateway API route a Rollout's routers name.
+type Route struct {
+	Kind Kind
+	Ref  v1alpha1.GatewayRouteRef
+}
+
+// Routes lists the HTTPRoute and GRPCRoute routers of ro, in order.
+func Routes(ro *v1alpha1.Rollout) []Route {
+	var out []Route
+	for _, r := range ro.Spec.Service.Routers {
+		switch {
+		case r.HTTPRoute != nil:
+			out = append(out, Route{Kind: HTTPRoute, Ref: *r.HTTPRoute})
+		case r.GRPCRoute != nil:
+			out = append(out, Route{Kind: GRPCRoute, Ref: *r.GRPCRoute})
+		}
+	}
+	return out
+}
+
+// Publisher writes a Rollout's traffic plan into the Gateway API routes
+// its routers name, and answers for them. It has the controller's
+// Publisher and Acknowledger method sets (kube/controller): the reconciler
+// publishes through it and asks it, among its Acknowledgers, whether the
+// gateways took the plan. A Rollout without such routers is none of its
+// business: Publish does nothing and Acknowledgement acknowledges.
+type Publisher struct {
+	Writer *Writer
+
+	mu sync.Mutex
+	// last is, per Rollout, what the last Publish of a plan version left.
+	last map[types.NamespacedName]publication
+}
+
+// publication is the outcome of publishing one plan version.
+type publication struct {
+	version string
+	// rejected is why the plan could not be written (RejectedError).
+	rejected string
+	routes   []Written
+}
+
+// NewPublisher publishes through w.
+func NewPublisher(w *Writer) *Publisher {
+	return &Publisher{Writer: w, last: map[types.NamespacedName]publication{}}
+}
+
+// Publish writes p into every route of ro's routers, in order. A plan the
+// routes cannot take (RejectedError) is recorded and answered as a
+// rejection, like a proxy's NACK, and Publish returns nil: writing it
+// again would not help, and the engine acts on spec.rollback.onNack. Any
+// other error (the route or the CRDs missing, the API server unreachable)
+// is returned, and the version stays pending until a write succeeds.
+//
+// It writes on every call, not only for a new plan version, so a route
+// someone else changed gets the plan again; a cached Writer makes an
+// unchanged route cost no request.
+func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.Plan) error {
+	key := types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}
+	routes := Routes(ro)
+	if len(routes) == 0 {
+		p.forget(key)
+		return nil
+	}
+	pub := publication{version: pl.Version}
+	for _, rt := range routes {
+		w, err := p.Writer.Write(ctx, Input{
+			Plan:       pl,
+			Kind:       rt.Kind,
+			Route:      rt.Ref,
+			Rollout:    ro.Name,
+			Owner:      metav1.NewControllerRef(ro, workload.RolloutKind),
+			Provenance: provenance(ro),
+		})
+		var rej *RejectedError
+		switch {
+		case errors.As(err, &rej):
+			pub.rejected = rej.Err.Error()
+			p.set(key, pub)
+			return nil
+		case err != nil:
+			return err
+		}
+		pub.routes = append(pub.routes, w)
+	}
+	p.set(key, pub)
+	return nil
+}
+
+// Acknowledgement answers for the version last published: rejected when
+// it could not be written; else each route's answer (judge), read from
+// the route's status: acknowledged when every route's gateways accepted
+// it, rejected when one refused it, pending otherwise. A route whose
+// spec changed since Sluice last wrote or checked it is pending until
+// the next Publish has checked it again. Any other version is pending.
+func (p *Publisher) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, version string) (engine.DataPlane, error) {
+	dp := engine.DataPlane{Version: version, State: engine.AckPending}
+	if len(Routes(ro)) == 0 {
+		dp.State = engine.AckAcknowledged
+		return dp, nil
+	}
+	p.mu.Lock()
+	pub, ok := p.last[types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}]
+	p.mu.Unlock()
+	switch {
+	case !ok || pub.version != version:
+		return dp, nil
+	case pub.rejected != "":
+		dp.State, dp.Message = engine.AckRejected, pub.rejected
+		return dp, nil
+	}
+	state := engine.AckAcknowledged
+	var nacks []string
+	for _, w := range pub.routes {
+		u, err := p.Writer.Route(ctx, w.Kind, w.Namespace, w.Name)
+		if err != nil {
+			return dp, err
+		}
+		if u == nil || u.GetGeneration() != w.Generation {
+			state = engine.AckPending
+			continue
+		}
+		s, msg, err := judge(w.Kind, u, w.Generation)
+		if err != nil {
+			return dp, err
+		}
+		switch s {
+		case engine.AckRejected:
+			nacks = append(nacks, msg)
+		case engine.AckPending:
+			state = engine.AckPending
+		}
+	}
+	if len(nacks) > 0 {
+		dp.State, dp.Message = engine.AckRejected, strings.Join(nacks, "; ")
+		return dp, nil
+	}
+	dp.State = state
+	return dp, nil
+}
+
+// Forget drops what is remembered of a deleted Rollout.
+func (p *Publisher) Forget(key types.NamespacedName) {
+	p.forget(key)
+	p.Writer.Forget(key)
+}
+
+func (p *Publisher) set(key types.NamespacedName, pub publication) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.last[key] = pub
+}
+
+func (p *Publisher) forget(key types.NamespacedName) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.last, key)
+}
+
+// provenance is the Rollout's Git provenance, which the Git applier set.
+func provenance(ro *v1alpha1.Rollout) map[string]string {
+	keys := [...]string{gitsync.AnnotationRepository, gitsync.AnnotationCommit, gitsync.AnnotationPath, gitsync.AnnotationCommitTime}
+	var out map[string]string
+	for _, k := range keys {
+		v, ok := ro.Annotations[k]
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// String names a route as status messages do.
+func (r Route) String() string { return fmt.Sprintf("%s %s", r.Kind, r.Ref.Name) }

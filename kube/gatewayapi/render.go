@@ -1,0 +1,688 @@
+package gatewayapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"strconv"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/apimachinery/pkg/util/validation"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/sluicehq/sluice/kube/workload"
+	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// Kind is a Gateway API route kind Sluice writes.
+type Kind string
+
+// The route kinds of the standard channel Sluice writes.
+const (
+	HTTPRoute Kind = "HTTPRoute"
+	GRPCRoute Kind = "GRPCRoute"
+)
+
+// GroupVersionKind is the kind in gateway.networking.k8s.io/v1.
+func (k Kind) GroupVersionKind() schema.GroupVersionKind {
+	return gatewayv1.SchemeGroupVersion.WithKind(string(k))
+}
+
+// Names Sluice writes on a route.
+const (
+	// FieldManager is the one server-side-apply field manager of every
+	// route write.
+	FieldManager = "sluice"
+	// LabelRouting marks every route Sluice writes, so that the Writer's
+	// cache holds those and no others.
+	LabelRouting = "sluice.dev/routing"
+	routingValue = "true"
+)
+
+// Input is everything Render needs.
+type Input struct {
+	// Plan is the sealed traffic plan; Plan.Namespace is the route's.
+	Plan plan.Plan
+	Kind Kind
+	// Route names the route and the rules Sluice manages in it.
+	Route v1alpha1.GatewayRouteRef
+	// Rollout is the name of the Rollout writing: its record on the route
+	// is kept under it, so several Rollouts can manage rules of one route.
+	Rollout string
+	// Owner is the controller reference of a route Sluice creates
+	// (Route.Create); such a route is the Rollout's own.
+	Owner *metav1.OwnerReference
+	// Provenance is the Rollout's Git provenance, recorded with its rules.
+	Provenance map[string]string
+}
+
+// Desired is what Sluice applies for one plan.
+type Desired struct {
+	// Apply is the server-side apply request: only the fields Sluice
+	// owns. For a route of the user's own: the rules, the routing label
+	// and the record annotation, never parentRefs or hostnames.
+	Apply *unstructured.Unstructured
+	// Changed is false when the live route holds all of Apply already.
+	Changed bool
+}
+
+// Render merges the plan into the live route, or renders the route
+// Sluice creates when there is none (Route.Create). It is pure.
+//
+// HTTPRoute and GRPCRoute declare spec.rules an atomic list: a server-
+// side apply owns all the rules or none. So Sluice applies the whole list,
+// rebuilt from the live one: first the live route is taken back to the
+// route as declared (AnnotationManagedRules says which rules Sluice put in
+// and which backendRefs and filter it changed, and a change is undone only
+// where the live value is still Sluice's), then the managed rules are
+// rendered again. Whatever another field manager wrote since Sluice's last
+// write, a GitOps tool's apply included, is therefore the declaration the
+// plan is merged into; nothing it wrote is reverted. The request carries
+// the live resourceVersion, and the API server refuses it if the route
+// changed after it was read.
+func Render(in Input, live *unstructured.Unstructured) (*Desired, error) {
+	p := &in.Plan
+	if err := p.Check(); err != nil {
+		return nil, fmt.Errorf("invalid plan: %w", err)
+	}
+	if p.Namespace == "" || in.Rollout == "" {
+		return nil, errors.New("Gateway API routes are written in controller mode only: the plan needs a namespace and a Rollout")
+	}
+	if in.Kind != HTTPRoute && in.Kind != GRPCRoute {
+		return nil, fmt.Errorf("unknown route kind %q", in.Kind)
+	}
+	routes, port, err := mainRoutes(p)
+	if err != nil {
+		return nil, err
+	}
+	r := &renderer{in: in, routes: routes, port: int32(port)}
+	owned, err := r.owned(live)
+	if err != nil {
+		return nil, err
+	}
+	decl, recs := []rule(nil), records{}
+	if owned {
+		decl, err = r.createdRules()
+	} else {
+		decl, err = rulesOf(live)
+		if err == nil {
+			recs, err = readRecords(live)
+		}
+	}
+	if err != nil {
+		return nil, r.errorf("%w", err)
+	}
+	rules, mine, err := r.rules(decl, recs, owned)
+	if err != nil {
+		return nil, r.errorf("%w", err)
+	}
+	if recs[in.Rollout], err = json.Marshal(mine); err != nil {
+		return nil, err
+	}
+	apply, err := r.applyObject(owned, rules, recs, live)
+	if err != nil {
+		return nil, r.errorf("%w", err)
+	}
+	return &Desired{Apply: apply, Changed: live == nil || !holds(live, apply)}, nil
+}
+
+// mainRoutes are the routes of the service hosts and their port. A route
+// has one set of rules for all its hostnames, so the blue/green preview
+// hosts, which route apart, cannot be written to it.
+func mainRoutes(p *plan.Plan) ([]plan.Route, uint32, error) {
+	main := p.Hosts[0]
+	for _, h := range p.Hosts[1:] {
+		if !reflect.DeepEqual(h.Routes, main.Routes) {
+			return nil, 0, fmt.Errorf("host %q routes apart from %q (a blue/green preview host): a Gateway API route has one set of rules for all its hostnames; preview by match instead", h.Name, main.Name)
+		}
+	}
+	return main.Routes, main.Port, nil
+}
+
+type renderer struct {
+	in     Input
+	routes []plan.Route
+	port   int32
+}
+
+func (r *renderer) errorf(format string, args ...any) error {
+	return fmt.Errorf("%s %s/%s: "+format, append([]any{r.in.Kind, r.in.Plan.Namespace, r.in.Route.Name}, args...)...)
+}
+
+// owned reports whether Sluice renders the whole route: it creates it
+// (none exists and Route.Create is set) or created it before. A route
+// Sluice created for another Rollout is refused.
+func (r *renderer) owned(live *unstructured.Unstructured) (bool, error) {
+	create := r.in.Route.Create != nil
+	switch {
+	case live == nil && !create:
+		return false, r.errorf("not found; create it, or set create in the router to let Sluice create it")
+	case live == nil:
+		return true, nil
+	case live.GetLabels()[workload.LabelManagedBy] != workload.ManagedBy:
+		return false, nil
+	}
+	if o := r.in.Owner; o != nil {
+		if c := metav1.GetControllerOf(live); c != nil && c.UID != o.UID {
+			return false, r.errorf("created by Sluice for %s %s, not for this Rollout", c.Kind, c.Name)
+		}
+	}
+	if !create {
+		return false, r.errorf("created by Sluice; keep create in the router, or delete the route to hand it over")
+	}
+	return true, nil
+}
+
+// createdRules are the rules of a route Sluice creates: one per managed
+// rule, in the order the router lists them, matching every request.
+func (r *renderer) createdRules() ([]rule, error) {
+	refs := r.in.Route.Rules
+	if len(refs) == 0 {
+		refs = []v1alpha1.GatewayRuleRef{{}}
+	}
+	out := make([]rule, 0, len(refs))
+	for i, ref := range refs {
+		if ref.Index != nil && int(*ref.Index) != i {
+			return nil, fmt.Errorf("rule index %d: the rules of a route Sluice creates are the router's rules, in order", *ref.Index)
+		}
+		ru := rule{}
+		if ref.Name != "" {
+			if err := ru.set("name", ref.Name); err != nil {
+				return nil, err
+			}
+		}
+		if r.in.Kind == HTTPRoute {
+			// The API server's default, written out so the route reads
+			// back as it was sent.
+			prefix, root := gatewayv1.PathMatchPathPrefix, "/"
+			if err := ru.set("matches", []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: &prefix, Value: &root}}}); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, ru)
+	}
+	return out, nil
+}
+
+// slot is one rule of the route as declared, or another Rollout's rule
+// put before the rule it manages (foreign), which does not count as a
+// declared rule.
+type slot struct {
+	rule    rule
+	foreign bool
+}
+
+// rules takes the live rules back to the declaration and renders the
+// managed ones again. It returns the rules to write and this Rollout's
+// new record.
+func (r *renderer) rules(decl []rule, recs records, owned bool) ([]rule, *entry, error) {
+	extras, err := recs.extraNames()
+	if err != nil {
+		return nil, nil, err
+	}
+	slots := make([]slot, 0, len(decl))
+	for _, ru := range decl {
+		owner, ok := extras[ru.name()]
+		switch {
+		case !ok || ru.name() == "":
+			slots = append(slots, slot{rule: ru})
+		case owner != r.in.Rollout:
+			slots = append(slots, slot{rule: ru, foreign: true})
+		}
+	}
+	if !owned {
+		if err := r.restore(slots, recs); err != nil {
+			return nil, nil, err
+		}
+	}
+	managed, err := r.resolve(slots, recs)
+	if err != nil {
+		return nil, nil, err
+	}
+	mine := &entry{PlanVersion: r.in.Plan.Version, Provenance: r.in.Provenance}
+	var out []rule
+	for i, s := range slots {
+		key, ok := managed[i]
+		if !ok {
+			out = append(out, s.rule)
+			continue
+		}
+		rs, rec, err := r.expand(s.rule, key)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, rs...)
+		mine.Rules = append(mine.Rules, rec)
+	}
+	if err := uniqueNames(out); err != nil {
+		return nil, nil, err
+	}
+	return out, mine, nil
+}
+
+// restore undoes this Rollout's last write in the managed rules it
+// recorded: their declared backendRefs come back, and the mirror filter it
+// appended goes, each only where the live value is still the one Sluice
+// wrote. A rule someone rewrote since is that someone's declaration.
+func (r *renderer) restore(slots []slot, recs records) error {
+	last, err := recs.entry(r.in.Rollout)
+	if err != nil || last == nil {
+		return err
+	}
+	for _, rec := range last.Rules {
+		i, err := findKey(slots, rec.Key)
+		if err != nil {
+			continue // the rule is gone or moved; nothing to undo
+		}
+		ru := slots[i].rule.clone()
+		if sameJSON(ru["backendRefs"], rec.Written) {
+			if err := ru.set("backendRefs", rec.Declared); err != nil {
+				return err
+			}
+		}
+		if len(rec.Mirror) > 0 {
+			filters, err := rawList(ru["filters"])
+			if err != nil {
+				return fmt.Errorf("filters of rule %q: %w", ru.name(), err)
+			}
+			if n := len(filters); n > 0 && sameJSON(filters[n-1], rec.Mirror) {
+				var rest any
+				if n > 1 {
+					rest = filters[:n-1]
+				}
+				if err := ru.set("filters", rest); err != nil {
+					return err
+				}
+			}
+		}
+		slots[i].rule = ru
+	}
+	return nil
+}
+
+// ruleKey is how a record names a managed rule.
+func ruleKey(ref v1alpha1.GatewayRuleRef) string {
+	switch {
+	case ref.Name != "":
+		return "name/" + ref.Name
+	case ref.Index != nil:
+		return "index/" + strconv.Itoa(int(*ref.Index))
+	}
+	return "only"
+}
+
+// findKey finds a managed rule among the declared ones (foreign rules do
+// not count, and do not shift indexes).
+func findKey(slots []slot, key string) (int, error) {
+	var declared []int
+	for i, s := range slots {
+		if !s.foreign {
+			declared = append(declared, i)
+		}
+	}
+	kind, arg, _ := strings.Cut(key, "/")
+	switch kind {
+	case "only":
+		if len(declared) != 1 {
+			return 0, fmt.Errorf("the route has %d rules; name the ones Sluice manages in the router's rules", len(declared))
+		}
+		return declared[0], nil
+	case "index":
+		n, err := strconv.Atoi(arg)
+		if err != nil || n < 0 || n >= len(declared) {
+			return 0, fmt.Errorf("the route has %d rules; there is no rule at index %s", len(declared), arg)
+		}
+		return declared[n], nil
+	}
+	var named []int
+	for _, i := range declared {
+		if slots[i].rule.name() == arg {
+			named = append(named, i)
+		}
+	}
+	switch len(named) {
+	case 0:
+		return 0, fmt.Errorf("the route has no rule named %q", arg)
+	case 1:
+		return named[0], nil
+	}
+	return 0, fmt.Errorf("the route has %d rules named %q; pick one by index in the router's rules", len(named), arg)
+}
+
+// resolve finds the rules the router names, and refuses one that another
+// Rollout manages.
+func (r *renderer) resolve(slots []slot, recs records) (map[int]string, error) {
+	refs := r.in.Route.Rules
+	if len(refs) == 0 {
+		refs = []v1alpha1.GatewayRuleRef{{}}
+	}
+	managed := map[int]string{}
+	for _, ref := range refs {
+		key := ruleKey(ref)
+		i, err := findKey(slots, key)
+		if err != nil {
+			return nil, err
+		}
+		if other, dup := managed[i]; dup {
+			return nil, fmt.Errorf("the router's rules %s and %s are one rule", other, key)
+		}
+		managed[i] = key
+	}
+	for ro := range recs {
+		if ro == r.in.Rollout {
+			continue
+		}
+		e, err := recs.entry(ro)
+		if err != nil {
+			return nil, err
+		}
+		for _, rec := range e.Rules {
+			if i, err := findKey(slots, rec.Key); err == nil && managed[i] != "" {
+				return nil, fmt.Errorf("rule %s is managed by Rollout %s", managed[i], ro)
+			}
+		}
+	}
+	return managed, nil
+}
+
+func uniqueNames(rules []rule) error {
+	seen := map[string]bool{}
+	for _, ru := range rules {
+		n := ru.name()
+		if n == "" {
+			continue
+		}
+		if seen[n] {
+			return fmt.Errorf("rule name %q is used twice: by Sluice and by the route, or twice by the route; rename the route's rule", n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+// applyObject is the server-side apply request.
+func (r *renderer) applyObject(owned bool, rules []rule, recs records, live *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	spec := map[string]any{}
+	if err := jsonInto(rules, &spec, "rules"); err != nil {
+		return nil, err
+	}
+	text, err := recs.encode()
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{}}
+	u.SetGroupVersionKind(r.in.Kind.GroupVersionKind())
+	u.SetNamespace(r.in.Plan.Namespace)
+	u.SetName(r.in.Route.Name)
+	labels := map[string]string{LabelRouting: routingValue}
+	if owned {
+		labels[workload.LabelManagedBy] = workload.ManagedBy
+		if o := r.in.Owner; o != nil {
+			u.SetOwnerReferences([]metav1.OwnerReference{*o})
+		}
+		c := r.in.Route.Create
+		if err := jsonInto(parentRefs(c.ParentRefs), &spec, "parentRefs"); err != nil {
+			return nil, err
+		}
+		if len(c.Hostnames) > 0 {
+			if err := jsonInto(c.Hostnames, &spec, "hostnames"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	u.SetLabels(labels)
+	u.SetAnnotations(map[string]string{AnnotationManagedRules: text})
+	u.Object["spec"] = spec
+	if live != nil {
+		// The write is refused if the route changed since it was read.
+		u.SetResourceVersion(live.GetResourceVersion())
+	}
+	return u, nil
+}
+
+// jsonInto puts v into m[key] as unstructured JSON (integers as int64).
+func jsonInto(v any, m *map[string]any, key string) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", key, err)
+	}
+	var out any
+	if err := utiljson.Unmarshal(b, &out); err != nil {
+		return fmt.Errorf("decoding %s: %w", key, err)
+	}
+	(*m)[key] = out
+	return nil
+}
+
+// parentRefs of a created route, with the API server's defaults written
+// out so the route reads back as it was sent.
+func parentRefs(in []v1alpha1.GatewayParentRef) []gatewayv1.ParentReference {
+	out := make([]gatewayv1.ParentReference, 0, len(in))
+	for _, p := range in {
+		group, kind := gatewayv1.Group(gatewayv1.GroupName), gatewayv1.Kind("Gateway")
+		if p.Group != "" || p.Kind != "" {
+			group, kind = gatewayv1.Group(p.Group), gatewayv1.Kind(p.Kind)
+		}
+		ref := gatewayv1.ParentReference{Group: &group, Kind: &kind, Name: gatewayv1.ObjectName(p.Name)}
+		if p.Namespace != "" {
+			ns := gatewayv1.Namespace(p.Namespace)
+			ref.Namespace = &ns
+		}
+		if p.SectionName != "" {
+			s := gatewayv1.SectionName(p.SectionName)
+			ref.SectionName = &s
+		}
+		if p.Port != nil {
+			port := gatewayv1.PortNumber(*p.Port)
+			ref.Port = &port
+		}
+		out = append(out, ref)
+	}
+	return out
+}
+
+// holds reports whether live already has every field of the apply
+// request, so that applying it would change nothing.
+func holds(live, apply *unstructured.Unstructured) bool {
+	for k, v := range apply.GetLabels() {
+		if live.GetLabels()[k] != v {
+			return false
+		}
+	}
+	for k, v := range apply.GetAnnotations() {
+		if live.GetAnnotations()[k] != v {
+			return false
+		}
+	}
+	if refs := apply.GetOwnerReferences(); len(refs) > 0 && !sameJSON(live.GetOwnerReferences(), refs) {
+		return false
+	}
+	spec, _, _ := unstructured.NestedMap(apply.Object, "spec")
+	have, _, _ := unstructured.NestedMap(live.Object, "spec")
+	for k, v := range spec {
+		if !sameJSON(have[k], v) {
+			return false
+		}
+	}
+	return true
+}
+
+// expand renders a managed rule: before it, a copy narrowed to each plan
+// route with a match, sending that route's traffic; the rule itself
+// carries the plan's last route (the weights, and the mirror). Each copy
+// keeps the rule's filters, timeouts and every other field.
+func (r *renderer) expand(stub rule, key string) ([]rule, ruleRecord, error) {
+	rec := ruleRecord{Key: key, Declared: stub["backendRefs"]}
+	if err := forwards(stub); err != nil {
+		return nil, rec, err
+	}
+	template := map[string]json.RawMessage{}
+	if backs, err := rawList(stub["backendRefs"]); err != nil {
+		return nil, rec, fmt.Errorf("backendRefs of rule %q: %w", stub.name(), err)
+	} else if len(backs) > 0 {
+		if err := json.Unmarshal(backs[0], &template); err != nil {
+			return nil, rec, fmt.Errorf("backendRefs of rule %q: %w", stub.name(), err)
+		}
+	}
+	last := len(r.routes) - 1
+	out := make([]rule, 0, len(r.routes))
+	for i, pr := range r.routes {
+		ru := stub.clone()
+		if i < last {
+			name, err := r.extraName(stub.name(), key, pr.Name)
+			if err != nil {
+				return nil, rec, err
+			}
+			if len(pr.Match) > 0 {
+				m, err := r.in.Kind.narrow(stub, pr.Match)
+				if err != nil {
+					return nil, rec, fmt.Errorf("plan route %q in rule %s: %w", pr.Name, key, err)
+				}
+				if m == nil {
+					// No request of the rule can match the plan route.
+					continue
+				}
+				ru["matches"] = m
+			}
+			if err := ru.set("name", name); err != nil {
+				return nil, rec, err
+			}
+			rec.Extra = append(rec.Extra, name)
+		}
+		refs, err := r.backendRefs(pr.Destinations, template)
+		if err != nil {
+			return nil, rec, err
+		}
+		ru["backendRefs"] = refs
+		if pr.Mirror != nil {
+			f, err := r.mirror(ru, pr.Mirror)
+			if err != nil {
+				return nil, rec, err
+			}
+			if i == last {
+				rec.Mirror = f
+			}
+		}
+		if i == last {
+			rec.Written = refs
+		}
+		out = append(out, ru)
+	}
+	return out, rec, nil
+}
+
+// forwards refuses a rule that sends nothing to a backend.
+func forwards(stub rule) error {
+	var filters []struct {
+		Type string `json:"type"`
+	}
+	if err := stub.get("filters", &filters); err != nil {
+		return err
+	}
+	for _, f := range filters {
+		if f.Type == string(gatewayv1.HTTPRouteFilterRequestRedirect) {
+			return fmt.Errorf("rule %q redirects: it sends no traffic to a backend, so there is none to split", stub.name())
+		}
+	}
+	return nil
+}
+
+// extraName names the copy of a managed rule for a plan route:
+// "<rule>-<plan route>", or for an unnamed rule "sluice-<plan route>"
+// ("sluice-<index>-<plan route>" when picked by index).
+func (r *renderer) extraName(rule, key, planRoute string) (string, error) {
+	base := rule
+	if base == "" {
+		base = "sluice"
+		if kind, arg, _ := strings.Cut(key, "/"); kind == "index" {
+			base += "-" + arg
+		}
+	}
+	name := base + "-" + planRoute
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return "", fmt.Errorf("rule name %q for plan route %q: %s", name, planRoute, strings.Join(errs, "; "))
+	}
+	return name, nil
+}
+
+// service is the per-revision Service of a plan subset, which the
+// controller creates for every revision it runs (workload.Service).
+func (r *renderer) service(subset string) (string, error) {
+	rev := r.in.Plan.Revision(subset)
+	if rev == "" {
+		return "", fmt.Errorf("plan subset %q has no revision", subset)
+	}
+	return workload.ServiceName(r.in.Plan.Service, rev), nil
+}
+
+// backendObject refers to a Service of the route's namespace, with the
+// API server's defaults written out.
+func (r *renderer) backendObject(svc string) gatewayv1.BackendObjectReference {
+	group, kind := gatewayv1.Group(""), gatewayv1.Kind("Service")
+	port := r.port
+	return gatewayv1.BackendObjectReference{Group: &group, Kind: &kind, Name: gatewayv1.ObjectName(svc), Port: &port}
+}
+
+// backendRefs are the plan's destinations with a weight, each the
+// template (the rule's first declared backendRef, so its filters stay)
+// pointed at the destination's Service. A destination at 0% is left out:
+// its Service may not exist yet.
+func (r *renderer) backendRefs(dests []plan.Destination, template map[string]json.RawMessage) (json.RawMessage, error) {
+	out := make([]map[string]json.RawMessage, 0, len(dests))
+	for _, d := range dests {
+		if d.Weight <= 0 {
+			continue
+		}
+		svc, err := r.service(d.Subset)
+		if err != nil {
+			return nil, err
+		}
+		ref := maps.Clone(template)
+		for _, k := range []string{"group", "kind", "name", "namespace", "port", "weight"} {
+			delete(ref, k)
+		}
+		fields, err := json.Marshal(struct {
+			gatewayv1.BackendObjectReference `json:",inline"`
+			Weight                           int32 `json:"weight"`
+		}{r.backendObject(svc), d.Weight})
+		if err != nil {
+			return nil, err
+		}
+		var set map[string]json.RawMessage
+		if err := json.Unmarshal(fields, &set); err != nil {
+			return nil, err
+		}
+		maps.Copy(ref, set)
+		out = append(out, ref)
+	}
+	return json.Marshal(out)
+}
+
+// mirror appends a RequestMirror filter for m to the rule's filters and
+// returns it.
+func (r *renderer) mirror(ru rule, m *plan.Mirror) (json.RawMessage, error) {
+	svc, err := r.service(m.Subset)
+	if err != nil {
+		return nil, err
+	}
+	pct := m.Percent
+	f, err := json.Marshal(gatewayv1.HTTPRouteFilter{
+		Type:          gatewayv1.HTTPRouteFilterRequestMirror,
+		RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{BackendRef: r.backendObject(svc), Percent: &pct},
+	})
+	if err != nil {
+		return nil, err
+	}
+	filters, err := rawList(ru["filters"])
+	if err != nil {
+		return nil, fmt.Errorf("filters of rule %q: %w", ru.name(), err)
+	}
+	return f, ru.set("filters", append(filters, f))
+}

@@ -1,0 +1,361 @@
+package gatewayapi
+
+import (
+	"encoding/json"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// The steps of a canary as plans, and what the managed rule "reviews"
+// becomes at each: the extra rules before it, and its backendRefs.
+var canarySteps = []struct {
+	name     string
+	plan     plan.Plan
+	extra    map[string][]string // extra rule name → backends
+	backends []string
+	mirror   string // the mirror filter's Service, if any
+}{
+	{name: "stable", plan: testPlan(plan.Route{Name: "primary", Destinations: []plan.Destination{{Subset: plan.Stable, Weight: 100}}}),
+		backends: []string{stableSvc + ":9080=100"}},
+	{name: "canary at 0%", plan: testPlan(weights(100, 0)), backends: []string{stableSvc + ":9080=100"}},
+	{name: "canary at 20%", plan: testPlan(weights(80, 20)), backends: []string{stableSvc + ":9080=80", canarySvc + ":9080=20"}},
+	{name: "header route", plan: testPlan(headerRoute("header-jason", "end-user", "jason"), weights(80, 20)),
+		extra:    map[string][]string{"reviews-header-jason": {canarySvc + ":9080=100"}},
+		backends: []string{stableSvc + ":9080=80", canarySvc + ":9080=20"}},
+	{name: "mirror", plan: testPlan(func() plan.Route {
+		r := weights(70, 30)
+		r.Mirror = &plan.Mirror{Subset: plan.Canary, Percent: 10}
+		return r
+	}()), backends: []string{stableSvc + ":9080=70", canarySvc + ":9080=30"}, mirror: canarySvc},
+	{name: "promoted", plan: testPlan(weights(0, 100)), backends: []string{canarySvc + ":9080=100"}},
+}
+
+// TestRenderTouchesOnlyTheManagedRule renders each step into the user's
+// route, both fresh and over the previous step's write, and compares the
+// result with what the user wrote: the other rules byte for byte, the
+// managed rule but for its backendRefs and the mirror filter, and nothing
+// of hostnames or parentRefs in the request at all.
+func TestRenderTouchesOnlyTheManagedRule(t *testing.T) {
+	user := toUnstructured(t, userHTTPRoute())
+	userRules := specRules(t, user)
+	chained := user
+	for _, step := range canarySteps {
+		t.Run(step.name, func(t *testing.T) {
+			fresh := render(t, testInput(step.plan), user)
+			next := render(t, testInput(step.plan), chained)
+			if got, want := mustJSON(t, next.Apply.Object["spec"]), mustJSON(t, fresh.Apply.Object["spec"]); got != want {
+				t.Fatalf("rules written over the last step differ from rules written over the user's route:\n%s\n%s", got, want)
+			}
+			spec, _, _ := unstructured.NestedMap(fresh.Apply.Object, "spec")
+			if keys := slices.Sorted(mapKeys(spec)); !slices.Equal(keys, []string{"rules"}) {
+				t.Fatalf("the apply request sets spec fields %v; Sluice owns only rules", keys)
+			}
+			chained = applied(t, chained, next.Apply)
+			got := specRules(t, chained)
+			var extras []gatewayv1.HTTPRouteRule
+			for _, r := range got {
+				if _, ok := step.extra[string(*r.Name)]; ok {
+					extras = append(extras, r)
+				}
+			}
+			rest := slices.DeleteFunc(slices.Clone(got), func(r gatewayv1.HTTPRouteRule) bool { _, ok := step.extra[string(*r.Name)]; return ok })
+			if len(extras) != len(step.extra) || len(rest) != len(userRules) {
+				t.Fatalf("rules %v, want the user's %d and extra %v", ruleNames(got), len(userRules), step.extra)
+			}
+			for i, r := range rest {
+				u := userRules[i]
+				if *r.Name != "reviews" {
+					if mustJSON(t, r) != mustJSON(t, u) {
+						t.Errorf("rule %s changed:\n%s\nwant\n%s", *u.Name, mustJSON(t, r), mustJSON(t, u))
+					}
+					continue
+				}
+				checkManaged(t, r, u, step.backends, step.mirror)
+			}
+			if names := ruleNames(got); len(extras) > 0 && names[slices.Index(names, "reviews")-1] != "reviews-header-jason" {
+				t.Errorf("the header route's rule is not right before the rule it narrows: %v", names)
+			}
+			for _, e := range extras {
+				if b := backends(e); !slices.Equal(b, step.extra[string(*e.Name)]) {
+					t.Errorf("extra rule %s sends to %v, want %v", *e.Name, b, step.extra[string(*e.Name)])
+				}
+				want := `[{"headers":[{"name":"end-user","type":"Exact","value":"jason"}],"path":{"type":"PathPrefix","value":"/reviews"}}]`
+				if m := mustJSON(t, e.Matches); m != want {
+					t.Errorf("extra rule matches %s, want %s", m, want)
+				}
+				if mustJSON(t, e.Filters) != mustJSON(t, userRules[1].Filters) || mustJSON(t, e.Timeouts) != mustJSON(t, userRules[1].Timeouts) {
+					t.Errorf("extra rule lost the managed rule's filters or timeouts: %s", mustJSON(t, e))
+				}
+			}
+		})
+	}
+	// Back to stable: the route is the user's but for the backendRefs.
+	d := render(t, testInput(canarySteps[0].plan), chained)
+	back := specRules(t, applied(t, chained, d.Apply))
+	checkManaged(t, back[1], userRules[1], canarySteps[0].backends, "")
+}
+
+// checkManaged compares the managed rule with the user's: equal but for
+// the backendRefs (want) and a mirror filter appended to the user's.
+func checkManaged(t *testing.T, got, user gatewayv1.HTTPRouteRule, want []string, mirror string) {
+	t.Helper()
+	if b := backends(got); !slices.Equal(b, want) {
+		t.Errorf("managed rule sends to %v, want %v", b, want)
+	}
+	filters := got.Filters
+	if mirror != "" {
+		n := len(filters) - 1
+		if n < 0 || filters[n].Type != gatewayv1.HTTPRouteFilterRequestMirror || string(filters[n].RequestMirror.BackendRef.Name) != mirror {
+			t.Fatalf("managed rule's filters %s end in no mirror to %s", mustJSON(t, filters), mirror)
+		}
+		filters = filters[:n]
+	}
+	if mustJSON(t, filters) != mustJSON(t, user.Filters) {
+		t.Errorf("managed rule's own filters %s, want %s", mustJSON(t, filters), mustJSON(t, user.Filters))
+	}
+	got.BackendRefs, user.BackendRefs, got.Filters, user.Filters = nil, nil, nil, nil
+	if mustJSON(t, got) != mustJSON(t, user) {
+		t.Errorf("managed rule changed beyond backendRefs and filters:\n%s\nwant\n%s", mustJSON(t, got), mustJSON(t, user))
+	}
+}
+
+func ruleNames(rs []gatewayv1.HTTPRouteRule) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, string(ptr.Deref(r.Name, "")))
+	}
+	return out
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// TestRenderTakesAnotherManagersRulesAsDeclared: a GitOps tool applies the
+// user's route again mid-rollout, with a new filter on an unmanaged rule
+// and a changed managed rule. The next render keeps both changes and puts
+// the plan back; Sluice's record lets it tell its own values from theirs.
+func TestRenderTakesAnotherManagersRulesAsDeclared(t *testing.T) {
+	user := toUnstructured(t, userHTTPRoute())
+	p := testPlan(headerRoute("header-jason", "end-user", "jason"), weights(80, 20))
+	live := applied(t, user, render(t, testInput(p), user).Apply)
+
+	edited := userHTTPRoute()
+	edited.Spec.Rules[2].Filters = append(edited.Spec.Rules[2].Filters, gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterRequestHeaderModifier,
+		RequestHeaderModifier: &gatewayv1.HTTPHeaderFilter{Set: []gatewayv1.HTTPHeader{{Name: "x-legacy", Value: "1"}}}})
+	edited.Spec.Rules[1].Timeouts.Request = ptr.To(gatewayv1.Duration("9s"))
+	gitops := toUnstructured(t, edited)
+	gitops.SetAnnotations(live.GetAnnotations()) // another manager leaves Sluice's annotation alone
+	d := render(t, testInput(p), gitops)
+	if !d.Changed {
+		t.Fatal("the plan is gone from the route, yet Render sees nothing to write")
+	}
+	got := specRules(t, applied(t, gitops, d.Apply))
+	if names := ruleNames(got); !slices.Equal(names, []string{"health", "reviews-header-jason", "reviews", "legacy"}) {
+		t.Fatalf("rules %v", names)
+	}
+	if mustJSON(t, got[3]) != mustJSON(t, edited.Spec.Rules[2]) {
+		t.Errorf("the GitOps change to rule legacy was reverted: %s", mustJSON(t, got[3]))
+	}
+	if *got[2].Timeouts.Request != "9s" || *got[1].Timeouts.Request != "9s" {
+		t.Errorf("the GitOps change to the managed rule was lost: %s / %s", *got[2].Timeouts.Request, *got[1].Timeouts.Request)
+	}
+	checkManaged(t, got[2], edited.Spec.Rules[1], []string{stableSvc + ":9080=80", canarySvc + ":9080=20"}, "")
+
+	// Written again over its own write: nothing to do.
+	again := applied(t, gitops, d.Apply)
+	if d := render(t, testInput(p), again); d.Changed {
+		t.Error("a route that holds the plan is written again")
+	}
+}
+
+func TestRenderErrors(t *testing.T) {
+	p := testPlan(weights(80, 20))
+	twoUnnamed := userHTTPRoute()
+	twoUnnamed.Spec.Rules[0].Name, twoUnnamed.Spec.Rules[1].Name = nil, nil
+	dupNames := userHTTPRoute()
+	dupNames.Spec.Rules[2].Name = ptr.To(gatewayv1.SectionName("reviews"))
+	redirect := userHTTPRoute()
+	redirect.Spec.Rules[1].BackendRefs = nil
+	redirect.Spec.Rules[1].Filters = []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestRedirect,
+		RequestRedirect: &gatewayv1.HTTPRequestRedirectFilter{Hostname: ptr.To(gatewayv1.PreciseHostname("elsewhere.example.com"))}}}
+	absent := testPlan(plan.Route{Name: "no-debug", Match: []plan.Match{{Headers: []plan.HeaderMatch{{Name: "x-debug", Kind: plan.HeaderAbsent}}}},
+		Destinations: []plan.Destination{{Subset: plan.Canary, Weight: 100}}}, weights(80, 20))
+	preview := testPlan(weights(100, 0))
+	preview.Hosts = append(preview.Hosts, plan.Host{Name: "preview.example.com", Port: reviewsPort,
+		Routes: []plan.Route{{Name: "primary", Destinations: []plan.Destination{{Subset: plan.Canary, Weight: 100}}}}})
+	preview.Seal()
+	named := func(n string) v1alpha1.GatewayRouteRef {
+		return v1alpha1.GatewayRouteRef{Name: "reviews", Rules: []v1alpha1.GatewayRuleRef{{Name: n}}}
+	}
+	for _, tc := range []struct {
+		name  string
+		route *gatewayv1.HTTPRoute
+		ref   v1alpha1.GatewayRouteRef
+		plan  plan.Plan
+		want  string
+	}{
+		{"no such rule", userHTTPRoute(), named("ratings"), p, `no rule named "ratings"`},
+		{"several rules, none named", userHTTPRoute(), v1alpha1.GatewayRouteRef{Name: "reviews"}, p, "the route has 3 rules; name the ones"},
+		{"index out of range", userHTTPRoute(), v1alpha1.GatewayRouteRef{Name: "reviews", Rules: []v1alpha1.GatewayRuleRef{{Index: ptr.To[int32](3)}}}, p, "no rule at index 3"},
+		{"ambiguous name", dupNames, named("reviews"), p, `2 rules named "reviews"; pick one by index`},
+		{"one rule twice", userHTTPRoute(), v1alpha1.GatewayRouteRef{Name: "reviews", Rules: []v1alpha1.GatewayRuleRef{{Name: "reviews"}, {Index: ptr.To[int32](1)}}}, p, "are one rule"},
+		{"redirect", redirect, named("reviews"), p, "redirects"},
+		{"absent header", userHTTPRoute(), named("reviews"), absent, "cannot require a header to be absent"},
+		{"preview host", userHTTPRoute(), named("reviews"), preview, "preview by match instead"},
+		{"unnamed by index is fine, by only is not", twoUnnamed, v1alpha1.GatewayRouteRef{Name: "reviews"}, p, "the route has 3 rules"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := testInput(tc.plan)
+			in.Route = tc.ref
+			_, err := Render(in, toUnstructured(t, tc.route))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRenderUnnamedRuleByIndex: an unnamed rule is picked by index, and
+// the rules Sluice puts before it do not shift the indexes of the next
+// write.
+func TestRenderUnnamedRuleByIndex(t *testing.T) {
+	route := userHTTPRoute()
+	route.Spec.Rules[1].Name = nil
+	user := toUnstructured(t, route)
+	in := testInput(testPlan(headerRoute("header-jason", "end-user", "jason"), weights(80, 20)))
+	in.Route.Rules = []v1alpha1.GatewayRuleRef{{Index: ptr.To[int32](1)}}
+	live := applied(t, user, render(t, in, user).Apply)
+	if names := ruleNames(specRules(t, live)); !slices.Equal(names, []string{"health", "sluice-1-header-jason", "", "legacy"}) {
+		t.Fatalf("rules %v", names)
+	}
+	if d := render(t, in, live); d.Changed {
+		t.Fatalf("written again: %s", mustJSON(t, d.Apply.Object["spec"]))
+	}
+}
+
+// TestRenderTwoRollouts: two Rollouts manage two rules of one route; each
+// write keeps the other's rules and record.
+func TestRenderTwoRollouts(t *testing.T) {
+	user := toUnstructured(t, userHTTPRoute())
+	reviews := testInput(testPlan(headerRoute("header-jason", "end-user", "jason"), weights(80, 20)))
+	legacy := testInput(testPlan(weights(50, 50)))
+	legacy.Rollout, legacy.Plan.Service = "legacy", "legacy"
+	legacy.Plan.Seal()
+	legacy.Route.Rules = []v1alpha1.GatewayRuleRef{{Index: ptr.To[int32](2)}}
+
+	live := applied(t, user, render(t, reviews, user).Apply)
+	live = applied(t, live, render(t, legacy, live).Apply)
+	if d := render(t, reviews, live); d.Changed {
+		t.Fatalf("reviews writes again after legacy's write: %s", mustJSON(t, d.Apply.Object["spec"]))
+	}
+	got := specRules(t, live)
+	if names := ruleNames(got); !slices.Equal(names, []string{"health", "reviews-header-jason", "reviews", "legacy"}) {
+		t.Fatalf("rules %v", names)
+	}
+	if b := backends(got[3]); !slices.Equal(b, []string{"legacy-" + stableRev + ":9080=50", "legacy-" + canaryRev + ":9080=50"}) {
+		t.Errorf("legacy rule sends to %v", b)
+	}
+	var recs map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(live.GetAnnotations()[AnnotationManagedRules]), &recs); err != nil || len(recs) != 2 {
+		t.Fatalf("record %v (%v), want one entry per Rollout", live.GetAnnotations()[AnnotationManagedRules], err)
+	}
+	// A Rollout cannot take another's rule.
+	steal := legacy
+	steal.Route.Rules = []v1alpha1.GatewayRuleRef{{Name: "reviews"}}
+	if _, err := Render(steal, live); err == nil || !strings.Contains(err.Error(), "managed by Rollout reviews") {
+		t.Fatalf("error %v, want the rule's Rollout named", err)
+	}
+}
+
+// TestRenderCreatesRoute: with create, a missing route is rendered whole
+// and owned; without it, a missing route is an error.
+func TestRenderCreatesRoute(t *testing.T) {
+	in := testInput(testPlan(weights(80, 20)))
+	if _, err := Render(in, nil); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("error %v, want not found", err)
+	}
+	in.Route.Create = &v1alpha1.GatewayRouteCreate{ParentRefs: []v1alpha1.GatewayParentRef{{Name: "mesh", Kind: "Service", Group: "core"}}, Hostnames: []string{reviewsHost1}}
+	d := render(t, in, nil)
+	spec, _, _ := unstructured.NestedMap(d.Apply.Object, "spec")
+	want := `{"hostnames":["reviews.example.com"],"parentRefs":[{"group":"core","kind":"Service","name":"mesh"}],` +
+		`"rules":[{"backendRefs":[{"group":"","kind":"Service","name":"reviews-aaaa1111","port":9080,"weight":80},{"group":"","kind":"Service","name":"reviews-bbbb2222","port":9080,"weight":20}],` +
+		`"matches":[{"path":{"type":"PathPrefix","value":"/"}}],"name":"reviews"}]}`
+	if got := mustJSON(t, spec); got != want {
+		t.Errorf("created route\n%s\nwant\n%s", got, want)
+	}
+	if d.Apply.GetLabels()["app.kubernetes.io/managed-by"] != "sluice" {
+		t.Errorf("created route labels %v", d.Apply.GetLabels())
+	}
+}
+
+func TestConjoinPath(t *testing.T) {
+	p := func(t gatewayv1.PathMatchType, v string) *gatewayv1.HTTPPathMatch {
+		return &gatewayv1.HTTPPathMatch{Type: &t, Value: &v}
+	}
+	prefix, exact, re := gatewayv1.PathMatchPathPrefix, gatewayv1.PathMatchExact, gatewayv1.PathMatchRegularExpression
+	for _, tc := range []struct {
+		a, b *gatewayv1.HTTPPathMatch
+		want string // "" for none, "error"
+	}{
+		{p(prefix, "/"), p(prefix, "/api"), "PathPrefix /api"},
+		{p(prefix, "/api"), p(prefix, "/"), "PathPrefix /api"},
+		{p(prefix, "/api"), p(prefix, "/apiv2"), ""},
+		{p(prefix, "/api"), p(exact, "/api/v2"), "Exact /api/v2"},
+		{p(exact, "/api/v2"), p(prefix, "/api/"), "Exact /api/v2"},
+		{p(exact, "/a"), p(exact, "/b"), ""},
+		{p(re, "/a.*"), p(prefix, "/a"), "error"},
+		{p(re, "/a.*"), p(re, "/a.*"), "RegularExpression /a.*"},
+	} {
+		got, ok, err := conjoinPath(tc.a, tc.b)
+		s := ""
+		switch {
+		case err != nil:
+			s = "error"
+		case ok:
+			s = string(*got.Type) + " " + *got.Value
+		}
+		if s != tc.want {
+			t.Errorf("%s %s ∧ %s %s = %q, want %q", *tc.a.Type, *tc.a.Value, *tc.b.Type, *tc.b.Value, s, tc.want)
+		}
+	}
+}
+
+func TestCookiePattern(t *testing.T) {
+	p, err := cookiePattern([]plan.CookieMatch{{Name: "canary", Value: "yes"}, {Name: "user", Value: "j.son"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(p)
+	for header, want := range map[string]bool{
+		"canary=yes; user=j.son":           true,
+		"user=j.son;canary=yes":            true,
+		"a=1; canary=yes; b=2; user=j.son": true,
+		"canary=yes":                       false,
+		"xcanary=yes; user=j.son":          false,
+		"canary=yess; user=j.son":          false,
+		"canary=yes; user=jxson":           false,
+	} {
+		if re.MatchString(header) != want {
+			t.Errorf("%q matches %s: %v, want %v", header, p, !want, want)
+		}
+	}
+	if _, err := cookiePattern(make([]plan.CookieMatch, 4)); err == nil {
+		t.Error("four cookies are accepted")
+	}
+}

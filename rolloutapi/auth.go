@@ -39,8 +39,8 @@ type Identity struct {
 	Role Role
 }
 
-// may reports whether the identity's role allows what needs asks for.
-func (id Identity) may(need Role) bool {
+// May reports whether the identity's role allows what need asks for.
+func (id Identity) May(need Role) bool {
 	return need == RoleRead || id.Role == RoleOperate
 }
 
@@ -80,11 +80,20 @@ func HashToken(secret string) string {
 }
 
 // authenticate finds the token a request presents as "Authorization:
-// Bearer <secret>". Every configured token is compared, in constant time,
-// so the time taken says nothing about which one nearly matched.
+// Bearer <secret>".
 func authenticate(tokens []Token, r *http.Request) (Identity, bool) {
 	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || secret == "" {
+	if !ok {
+		return Identity{}, false
+	}
+	return Authenticate(tokens, secret)
+}
+
+// Authenticate finds the token whose secret is secret (the dashboard's
+// login form takes one). Every configured token is compared, in constant
+// time, so the time taken says nothing about which one nearly matched.
+func Authenticate(tokens []Token, secret string) (Identity, bool) {
+	if secret == "" {
 		return Identity{}, false
 	}
 	sum := sha256.Sum256([]byte(secret))

@@ -1,6 +1,7 @@
 package rolloutapi
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -45,4 +46,11 @@ func FromRolloutAt(ro *v1alpha1.Rollout, p *plan.Plan, now time.Time) Rollout {
 // from a command that did something.
 func ResponseOf(rec v1alpha1.CommandRecord) CommandResponse {
 	return CommandResponse{ID: rec.ID, Kind: rec.Kind, Result: rec.Result, Refused: strings.HasPrefix(rec.Result, "refused")}
+}
+
+// CommandLine is how the answer to a command reads, "ns/name: Kind:
+// result": what `sluice promote` and the other verbs print, and what the
+// dashboard shows after a command.
+func CommandLine(namespace, name string, resp CommandResponse) string {
+	return fmt.Sprintf("%s/%s: %s: %s", namespace, name, resp.Kind, resp.Result)
 }

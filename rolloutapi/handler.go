@@ -101,12 +101,12 @@ func (g guard) require(need Role, next http.HandlerFunc) http.Handler {
 		id, ok := authenticate(g.tokens, r)
 		switch {
 		case !ok && g.insecure:
-			id = Identity{Name: "anonymous@" + clientHost(r), Role: RoleOperate}
+			id = Anonymous(r)
 		case !ok:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
 			writeError(w, ErrUnauthorized)
 			return
-		case !id.may(need):
+		case !id.May(need):
 			writeError(w, fmt.Errorf("%w: token %q has role %s; this needs %s", ErrForbidden, id.Name, id.Role, need))
 			return
 		}
@@ -193,6 +193,12 @@ func (h *handler) command(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusConflict
 	}
 	writeJSON(w, status, resp)
+}
+
+// Anonymous is who an unauthenticated request is with InsecureNoAuth: an
+// operator named after the client's address.
+func Anonymous(r *http.Request) Identity {
+	return Identity{Name: "anonymous@" + clientHost(r), Role: RoleOperate}
 }
 
 func clientHost(r *http.Request) string {

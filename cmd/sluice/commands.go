@@ -78,7 +78,7 @@ refused, or (against a cluster) the controller did not apply it in time.`,
 					return err
 				}
 			} else {
-				fmt.Fprintf(out, "%s/%s: %s: %s\n", t.namespace, args[0], k, resp.Result)
+				fmt.Fprintln(out, rolloutapi.CommandLine(t.namespace, args[0], resp))
 			}
 			if resp.Refused {
 				return exitError{code: exitFailure}

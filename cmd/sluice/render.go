@@ -132,9 +132,20 @@ func trafficLine(t v1alpha1.TrafficStatus) string {
 	if len(t.Routes) > 0 {
 		fmt.Fprintf(&b, ", match routes: %s", strings.Join(t.Routes, ", "))
 	}
+	if r := t.Replicas; r != nil {
+		// No router: the weights above are the canary's share of the pods.
+		if r.Canary == 0 && r.Weight == 0 {
+			fmt.Fprintf(&b, ", by pods: %d stable", r.Stable)
+		} else {
+			fmt.Fprintf(&b, ", by pods: setWeight %d → %d of %d pods", r.Weight, r.Canary, r.Canary+r.Stable)
+		}
+	}
 	if t.PlanVersion != "" {
 		state := "waiting for acknowledgement"
-		if t.AcknowledgedVersion == t.PlanVersion {
+		switch {
+		case t.Replicas != nil:
+			state = "in force, no router"
+		case t.AcknowledgedVersion == t.PlanVersion:
 			state = "acknowledged"
 		}
 		if t.RejectedVersion == t.PlanVersion {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/kube/workload"
 	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/validation"
 )
 
 // publish puts the persisted plan in force. It runs on every reconcile,
@@ -20,6 +21,12 @@ import (
 // for the xDS plane (its version is its hash), but the Istio writer reads
 // and applies its objects again (docs/performance.md, "Found and left").
 func (r *Reconciler) publish(ctx context.Context, _ *statusPatcher, rc *reconcileContext) error {
+	if validation.ReplicasRouter(&rc.ro.Spec) {
+		// No router: the ReplicaSets are the data plane (scale), and no
+		// routing object is written; xDS clients get the plan from
+		// status (the Feeder).
+		return nil
+	}
 	if err := r.Publisher.Publish(ctx, rc.ro, rc.out.Plan); err != nil {
 		return stageErr(ReasonPublishFailed, fmt.Errorf("publish plan %s: %w", rc.out.Plan.Version, err))
 	}

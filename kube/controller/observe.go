@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/kube/workload"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/rollout/validation"
 	"github.com/sluicehq/sluice/rollout/window"
 )
 
@@ -80,7 +81,9 @@ func (r *Reconciler) observe(ctx context.Context, _ *statusPatcher, rc *reconcil
 		stable, canary := readinessRevisions(&ro.Status, rc.specRevision)
 		rc.obs.Workload = workload.Readiness(rc.replicaSets, stable, canary)
 	}
-	if v := ro.Status.Traffic.PlanVersion; v != "" {
+	// The replicas router's acknowledgement is the workload's readiness:
+	// no data plane is asked (or waited on in the background).
+	if v := ro.Status.Traffic.PlanVersion; v != "" && !validation.ReplicasRouter(&ro.Spec) {
 		dp, err := r.Acknowledger.Acknowledgement(ctx, ro, v)
 		if err != nil {
 			return fmt.Errorf("data-plane acknowledgement of plan %s: %w", v, err)

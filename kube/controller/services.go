@@ -24,6 +24,12 @@ import (
 // deleting a revision's ReplicaSet deletes its Service too. created are the
 // ReplicaSets this reconcile created (they are not in rc.replicaSets); one
 // whose create failed has no UID and gets its Service on a later pass.
+//
+// These Services never take spec.service.name, which is the user's: with
+// the replicas router (no router) clients reach both revisions through
+// that Service, whose selector is on the template's labels; every
+// revision's pods keep those and only add the revision label, so it
+// selects both, and Sluice neither writes nor needs it.
 func (r *Reconciler) ensureServices(ctx context.Context, rc *reconcileContext, created []*appsv1.ReplicaSet) error {
 	owners := maps.Clone(rc.replicaSets)
 	for _, rs := range created {

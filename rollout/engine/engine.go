@@ -46,7 +46,9 @@ type Input struct {
 // Observations are what adapters saw of the world. Zero values mean "nothing
 // new": no acknowledgement, no command, an open window.
 type Observations struct {
-	// DataPlane is the state of the last published plan version.
+	// DataPlane is the state of the last published plan version. Ignored
+	// with the replicas router, whose pods are its data plane
+	// (replicas.go): adapters need not ask.
 	DataPlane DataPlane
 	// Workload readiness (controller mode). Nil means unknown, which holds
 	// traffic steps until the canary is known to be ready. Ignored when the

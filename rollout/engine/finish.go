@@ -37,7 +37,8 @@ func (s *stepper) finish() Output {
 		st.StepStartedAt = mt(s.now)
 	}
 	recordTraffic(&st.Traffic, p, r.k)
-	scale := s.scale(r.t)
+	s.recordSplit(r.t)
+	scale := s.scale(r)
 	s.summarize()
 
 	s.dueRevert()
@@ -268,9 +269,9 @@ func (s *stepper) backgroundActive() bool {
 }
 
 // scale lists the replicas each revision should run; unlisted revisions
-// run none.
-func (s *stepper) scale(t traffic) []Scale {
-	spec, st := &s.ro.Spec, &s.st
+// run none. rt is the routing the plan publishes.
+func (s *stepper) scale(rt routing) []Scale {
+	spec, st, t := &s.ro.Spec, &s.st, rt.t
 	if spec.Replicas == nil {
 		return nil
 	}
@@ -287,6 +288,11 @@ func (s *stepper) scale(t traffic) []Scale {
 			target = s.foldAt(min(int(*i), len(s.steps)) + 1)
 		}
 		want[st.CanaryRevision] = max(want[st.CanaryRevision], s.canaryReplicas(target), s.need(t))
+		if s.replicasRouter() {
+			// Pods are the routing: both sides follow the split
+			// (replicas.go).
+			want[st.CanaryRevision], want[st.StableRevision] = s.replicaScale(target, rt)
+		}
 		for _, x := range st.ExtraRevisions {
 			if !x.Ended {
 				want[x.Revision] = max(want[x.Revision], x.Replicas)
@@ -295,7 +301,11 @@ func (s *stepper) scale(t traffic) []Scale {
 	}
 	if sd := st.ScaleDown; sd != nil {
 		if s.now.Before(sd.At.Time) {
-			want[sd.Revision] = max(want[sd.Revision], r)
+			keep := r
+			if sd.Replicas != nil {
+				keep = *sd.Replicas
+			}
+			want[sd.Revision] = max(want[sd.Revision], keep)
 		} else {
 			s.event(EventNormal, "ScaledDown", "previous revision %s scaled down", sd.Revision)
 			st.ScaleDown = nil
@@ -314,6 +324,9 @@ func (s *stepper) scale(t traffic) []Scale {
 func (s *stepper) summarize() {
 	st := &s.st
 	phase, reason, msg := s.phase()
+	if s.replicasRouter() && s.rolling() && st.CurrentStepIndex != nil {
+		msg += "; in force: " + splitOf(&s.ro.Spec, s.routed.t).String()
+	}
 	st.Phase, st.Message = phase, msg
 	st.StepDisplay = ""
 	if st.CanaryRevision != "" {
@@ -378,7 +391,10 @@ func (s *stepper) phase() (v1alpha1.Phase, string, string) {
 	i := int(*st.CurrentStepIndex)
 	label := fmt.Sprintf("step %d/%d (%s)", i+1, len(s.steps)+1, s.stepLabel(i))
 	if st.StepAcknowledgedAt == nil {
-		if s.routed.g == gateReady {
+		switch {
+		case s.routed.g == gateReady && s.replicasRouter():
+			return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForReady, label + ": " + s.waitingForPods(s.foldAt(min(i, len(s.steps))+1))
+		case s.routed.g == gateReady:
 			return v1alpha1.PhaseProgressing, v1alpha1.ReasonWaitingForReady, label + ": waiting for canary replicas to be ready"
 		}
 		// A silent proxy holds the warm-up plan as it holds any other.

@@ -93,6 +93,9 @@ type propWorld struct {
 	status     v1alpha1.RolloutStatus
 	now        time.Time
 	controller bool
+	// replicas: the replicas router, with the strategies and steps it
+	// runs (replicas_property_test.go).
+	replicas bool
 
 	latest    int            // highest version number pushed
 	versionOf map[string]int // revision → version number
@@ -111,6 +114,12 @@ type propWorld struct {
 var propStart = time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
 
 func newPropWorld(seed uint64) *propWorld {
+	return newPropWorldOf(seed, false)
+}
+
+// newPropWorldOf is a world of seed; replicas makes it a world of the
+// replicas router, always in controller mode.
+func newPropWorldOf(seed uint64, replicas bool) *propWorld {
 	w := &propWorld{
 		seed:      seed,
 		r:         rand.New(rand.NewPCG(seed, 0x5eed_511ce)),
@@ -119,8 +128,9 @@ func newPropWorld(seed uint64) *propWorld {
 		versionOf: map[string]int{},
 		plans:     map[string]plan.Plan{},
 		phases:    map[string]v1alpha1.AnalysisPhase{},
+		replicas:  replicas,
 	}
-	w.controller = w.chance(0.5)
+	w.controller = replicas || w.chance(0.5)
 	w.meta = metav1.ObjectMeta{Name: "app", Generation: 1}
 	if w.controller {
 		w.meta.Namespace = "shop"
@@ -163,6 +173,9 @@ func (w *propWorld) setVersion(spec *v1alpha1.RolloutSpec, k int) {
 }
 
 func (w *propWorld) genSpec() v1alpha1.RolloutSpec {
+	if w.replicas {
+		return w.genReplicasSpec()
+	}
 	hosts := []string{"app.example.com", "app", "app.shop.svc.cluster.local"}
 	w.r.Shuffle(len(hosts), func(i, j int) { hosts[i], hosts[j] = hosts[j], hosts[i] })
 	spec := v1alpha1.RolloutSpec{
@@ -194,6 +207,13 @@ func (w *propWorld) genSpec() v1alpha1.RolloutSpec {
 		spec.Replicas = &n
 	}
 	spec.Strategy = w.genStrategy()
+	w.genPolicies(&spec)
+	return spec
+}
+
+// genPolicies fills in what follows the strategy: background analysis,
+// rollback, deadlines, spec.paused.
+func (w *propWorld) genPolicies(spec *v1alpha1.RolloutSpec) {
 	if w.chance(0.3) {
 		bg := &v1alpha1.BackgroundAnalysis{AnalysisStep: *w.genAnalysis()}
 		if n := len(propCanarySteps(spec.Strategy)); n > 0 && w.chance(0.5) {
@@ -217,7 +237,6 @@ func (w *propWorld) genSpec() v1alpha1.RolloutSpec {
 		spec.ScaleDownDelaySeconds = &d
 	}
 	spec.Paused = w.chance(0.03)
-	return spec
 }
 
 func (w *propWorld) genPolicy() *v1alpha1.RoutePolicy {
@@ -336,9 +355,13 @@ func (w *propWorld) genCanarySteps(max int) []v1alpha1.CanaryStep {
 	var set []string     // header routes currently set
 	var running []string // extra revisions currently running
 	var out []v1alpha1.CanaryStep
+	kinds := 12
+	if w.replicas {
+		kinds = 7 // setWeight, pause, analysis
+	}
 	for len(out) < n {
 		var s v1alpha1.CanaryStep
-		switch w.intn(12) {
+		switch w.intn(kinds) {
 		case 0, 1, 2, 3:
 			wt := w.genWeight()
 			s.SetWeight = &wt
@@ -402,6 +425,9 @@ func (w *propWorld) genCanarySteps(max int) []v1alpha1.CanaryStep {
 }
 
 func (w *propWorld) genStrategy() v1alpha1.Strategy {
+	if w.replicas {
+		return v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{Steps: w.genCanarySteps(8)}}
+	}
 	switch x := w.intn(4); {
 	case x < 2:
 		return v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{Steps: w.genCanarySteps(8)}}
@@ -832,9 +858,15 @@ var propProperties = []propProperty{
 // propRunSeed walks one trajectory and checks every property at every
 // Step; it returns the first violation of each property, by index.
 func propRunSeed(seed uint64, steps int) map[int]string {
-	w := newPropWorld(seed)
-	checks := make([]propCheck, len(propProperties))
-	for j, p := range propProperties {
+	return propWalk(newPropWorld(seed), "TestEngineProperties", propProperties, steps)
+}
+
+// propWalk walks w's trajectory, checking props at every Step; test names
+// the test that replays a failing seed.
+func propWalk(w *propWorld, test string, props []propProperty, steps int) map[int]string {
+	seed := w.seed
+	checks := make([]propCheck, len(props))
+	for j, p := range props {
 		checks[j] = p.check()
 	}
 	failed := map[int]string{}
@@ -848,7 +880,7 @@ func propRunSeed(seed uint64, steps int) map[int]string {
 		pre := propCopyInput(in)
 		out, err := propStep(in)
 		c := &propCtx{w: w, i: i, steps: steps, pre: pre, in: in, out: out}
-		for j, p := range propProperties {
+		for j, p := range props {
 			if _, done := failed[j]; done {
 				continue
 			}
@@ -860,12 +892,12 @@ func propRunSeed(seed uint64, steps int) map[int]string {
 			}
 			if msg != "" {
 				failed[j] = fmt.Sprintf("seed %d, step %d: %s\n"+
-					"replay: go test ./rollout/engine -run 'TestEngineProperties/%s$' -prop.seed=%d -v\n"+
+					"replay: go test ./rollout/engine -run '%s/%s$' -prop.seed=%d -v\n"+
 					"strategy: %s\nlast inputs:\n%s",
-					seed, i, msg, p.name, seed, propStrategyKind(w.spec.Strategy), w.history())
+					seed, i, msg, test, p.name, seed, propStrategyKind(w.spec.Strategy), w.history())
 			}
 		}
-		if err != nil || len(failed) == len(propProperties) {
+		if err != nil || len(failed) == len(props) {
 			break
 		}
 		w.apply(out)
@@ -878,6 +910,12 @@ func propRunSeed(seed uint64, steps int) map[int]string {
 // subtest of its own.
 func TestEngineProperties(t *testing.T) {
 	t.Parallel()
+	propRunAll(t, propProperties, propRunSeed)
+}
+
+// propRunAll walks every seed with run on all CPUs and reports each of
+// props in a subtest of its own.
+func propRunAll(t *testing.T, props []propProperty, run func(seed uint64, steps int) map[int]string) {
 	seeds, steps := propSeeds()
 	results := make([]map[int]string, len(seeds))
 	var wg sync.WaitGroup
@@ -885,7 +923,7 @@ func TestEngineProperties(t *testing.T) {
 	for range runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
 			for k := range next {
-				results[k] = propRunSeed(seeds[k], steps)
+				results[k] = run(seeds[k], steps)
 			}
 		})
 	}
@@ -894,7 +932,7 @@ func TestEngineProperties(t *testing.T) {
 	}
 	close(next)
 	wg.Wait()
-	for j, p := range propProperties {
+	for j, p := range props {
 		t.Run(p.name, func(t *testing.T) {
 			failed := 0
 			for _, r := range results {

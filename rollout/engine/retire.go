@@ -73,7 +73,8 @@ func Retire(in RetireInput) Output {
 		p = buildPlan(s.ro, &s.st, traffic{})
 	}
 	recordTraffic(&s.st.Traffic, p, routedNone)
-	scale := s.scale(traffic{})
+	s.recordSplit(traffic{})
+	scale := s.scale(routing{k: routedNone})
 	return Output{
 		Status:       s.st,
 		Plan:         p,

@@ -337,6 +337,10 @@ func (s *sim) step() {
 		s.published, s.publishedAt = out.Plan.Version, s.now
 		s.publishedN++
 	}
+	if out.Status.Traffic.Replicas != nil {
+		// The replicas router has no data plane to answer: its pods are.
+		s.ackTold = s.published
+	}
 	s.applyScale(out.Scale)
 	if st := s.stateText(); st != s.lastState {
 		s.lastState = st
@@ -436,6 +440,9 @@ func (s *sim) stateText() string {
 	}
 	if tr.MirrorPercent > 0 {
 		traffic += fmt.Sprintf(" mirror %d%%", tr.MirrorPercent)
+	}
+	if sp := tr.Replicas; sp != nil {
+		traffic += fmt.Sprintf(" (pods %d/%d)", sp.Stable, sp.Canary)
 	}
 	ack := "pending"
 	switch {

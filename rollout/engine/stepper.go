@@ -293,7 +293,8 @@ func phaseWord(p v1alpha1.AnalysisPhase) string {
 // published plan. Answers about older versions are stale and ignored.
 func (s *stepper) observeDataPlane() {
 	dp, tr := s.in.Observations.DataPlane, &s.st.Traffic
-	if dp.Version == "" || dp.Version != tr.PlanVersion {
+	if dp.Version == "" || dp.Version != tr.PlanVersion || s.replicasRouter() {
+		// The replicas router's data plane is its pods (replicas.go).
 		return
 	}
 	dp = s.judgeStale(dp)
@@ -373,10 +374,12 @@ func (s *stepper) checkDeadline() {
 	if waited := s.now.Sub(st.StepStartedAt.Time); waited > s.deadline() {
 		i := int(*st.CurrentStepIndex)
 		what := "acknowledged by the data plane"
-		switch r.g {
-		case gateReady:
+		switch {
+		case r.g == gateReady && s.replicasRouter():
+			what = "ready (" + s.waitingForPods(s.foldAt(min(i, len(s.steps))+1)) + ")"
+		case r.g == gateReady:
 			what = "ready (canary replicas not available)"
-		case gateWarm:
+		case r.g == gateWarm:
 			what = "started (the data plane did not acknowledge the canary subset)"
 		}
 		s.abort(v1alpha1.ReasonDeadline,
@@ -423,10 +426,19 @@ func (s *stepper) advance() {
 // (not one held back waiting for the canary to be ready). An older
 // acknowledged version says nothing: a newer plan was published since, and
 // the proxies may already have it.
+//
+// With the replicas router the pods are the acknowledgement: the step is
+// acknowledged once routing lets its traffic through, which it does only
+// when both revisions' pods for it are available.
 func (s *stepper) refreshAck() {
 	st := &s.st
 	tr := &st.Traffic
-	if st.CurrentStepIndex == nil || st.StepAcknowledgedAt != nil || tr.AcknowledgedVersion == "" || tr.AcknowledgedVersion != tr.PlanVersion {
+	if s.replicasRouter() && s.rolling() && st.CurrentStepIndex != nil && st.StepAcknowledgedAt == nil && s.routing().g == gateNone {
+		ack := v1alpha1.NewTimestamp(s.now)
+		st.StepAcknowledgedAt = &ack
+		return
+	}
+	if st.CurrentStepIndex == nil || st.StepAcknowledgedAt != nil || tr.AcknowledgedVersion == "" || tr.AcknowledgedVersion != tr.PlanVersion || s.replicasRouter() {
 		return
 	}
 	r := s.routing()
@@ -475,6 +487,15 @@ func (s *stepper) promote() {
 			delay = time.Duration(*d) * time.Second
 		}
 		st.ScaleDown = &v1alpha1.ScaleDownStatus{Revision: old, At: *mt(s.now.Add(delay))}
+		if s.replicasRouter() {
+			// Every pod kept takes requests: keep what the plan in force
+			// runs, not more.
+			n := splitOf(spec, s.foldAt(s.inForce())).stable
+			st.ScaleDown.Replicas = &n
+			if n == 0 {
+				st.ScaleDown = nil
+			}
+		}
 	}
 	st.CanaryRevision = ""
 	st.StepsHash = ""
@@ -561,6 +582,14 @@ func (s *stepper) routing() routing {
 	if need := s.need(target); need > s.need(s.foldAt(f)) && !s.carries(need) || !s.extrasReady(target) {
 		return hold(gateReady)
 	}
+	if s.replicasRouter() {
+		// No data plane to warm up; stable's pods come first when the
+		// weight goes down (replicas.go).
+		if !s.stableCarries(target, s.foldAt(f)) {
+			return hold(gateReady)
+		}
+		return routing{t: target, k: k}
+	}
 	if target.sendsToCanary() && !s.canaryKnown() || !s.extrasWarm(target) {
 		return hold(gateWarm)
 	}
@@ -601,8 +630,12 @@ func (s *stepper) carries(need int32) bool {
 
 // canaryReplicas scales the canary with its weight (blue/green and
 // promotion: full scale), and keeps at least one replica for match routes,
-// mirroring and analysis.
+// mirroring and analysis. With the replicas router the canary's pods are
+// its weight (replicas.go).
 func (s *stepper) canaryReplicas(t traffic) int32 {
+	if s.replicasRouter() {
+		return splitOf(&s.ro.Spec, t).canary
+	}
 	r := *s.ro.Spec.Replicas
 	if s.ro.Spec.Strategy.BlueGreen != nil || t.full {
 		return r

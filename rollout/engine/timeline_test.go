@@ -30,6 +30,7 @@ func TestTimeline(t *testing.T) {
 		{"bluegreen_preview_manual_promote", timelineBlueGreen},
 		{"dark_release_then_canary", timelineDarkRelease},
 		{"extra_revisions_bookinfo", timelineExtraRevisions},
+		{"replicas_router_canary", timelineReplicasRouter},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -293,6 +294,50 @@ func timelineExtraRevisions(t *testing.T) *sim {
 	s.at(0, simPush("reviews backend v3", func(sp *v1alpha1.RolloutSpec) { sp.Backend = simBackend("v3", "10.0.3.3") }))
 	s.at(30*time.Second, simCommand(v1alpha1.CommandAbort, "dave"))
 	s.at(2*time.Minute, simCommand(v1alpha1.CommandRetry, "dave"))
+	s.run(2 * time.Hour)
+	return s
+}
+
+// (vi) No router: checkout's canary as pod counts behind one Service, ten
+// replicas. v2 goes 10% → analysis → 50% → promotion; each step waits for
+// its pods, the canary grows before stable shrinks, and no data-plane
+// answer is needed. v3 is then aborted by a person at 30%, which three
+// replicas of ten run exactly.
+func timelineReplicasRouter(t *testing.T) *sim {
+	tmpl := func(v string) *corev1.PodTemplateSpec {
+		return &corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "checkout", Image: "registry.example.com/checkout:" + v}}},
+		}
+	}
+	ro := &v1alpha1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: "shop"},
+		Spec: v1alpha1.RolloutSpec{
+			Service: v1alpha1.ServiceSpec{Name: "checkout", Hosts: []string{"checkout"}, Port: 8080,
+				Routers: []v1alpha1.Router{{Replicas: &v1alpha1.ReplicasRouter{}}}},
+			Replicas: simI32(10),
+			Template: tmpl("v1"),
+			Strategy: v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{Steps: []v1alpha1.CanaryStep{
+				simWeight(10),
+				{Analysis: simAnalysis("error-rate")},
+				simWeight(50),
+				simPause(5 * time.Minute),
+			}}},
+			ScaleDownDelaySeconds: simI32(60),
+		},
+	}
+	s := newSim(t, ro)
+	for _, v := range []string{"v1", "v2", "v3"} {
+		spec := ro.Spec.DeepCopy()
+		spec.Template = tmpl(v)
+		s.alias(spec, v)
+	}
+	s.at(0, simPush("checkout image v2", func(sp *v1alpha1.RolloutSpec) { sp.Template = tmpl("v2") }))
+	s.at(30*time.Minute, simPush("checkout image v3, steps 30% and a manual gate", func(sp *v1alpha1.RolloutSpec) {
+		sp.Template = tmpl("v3")
+		sp.Strategy.Canary.Steps = []v1alpha1.CanaryStep{simWeight(30), simPause(0)}
+	}))
+	s.at(33*time.Minute, simCommand(v1alpha1.CommandAbort, "erin"))
 	s.run(2 * time.Hour)
 	return s
 }

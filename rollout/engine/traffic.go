@@ -150,10 +150,7 @@ func buildPlan(ro *v1alpha1.Rollout, st *v1alpha1.RolloutStatus, t traffic) plan
 	}
 	p.Subsets = append(p.Subsets, plan.Subset{Name: plan.Canary, Revision: st.CanaryRevision})
 	policy := convertPolicy(spec.Service.Policy)
-	weight := t.weight
-	if t.full {
-		weight = 100
-	}
+	weight := planWeight(spec, t)
 	extras := routedExtras(st, t)
 	for _, e := range extras {
 		p.Subsets = append(p.Subsets, plan.Subset{Name: e.name, Revision: e.revision})

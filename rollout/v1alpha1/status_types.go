@@ -300,6 +300,25 @@ type TrafficStatus struct {
 	// on PlanVersion; absent when none is.
 	// +optional
 	StaleNodes *StaleNodesStatus `json:"staleNodes,omitempty"`
+	// Replicas is the replicas router's split of the traffic in force:
+	// with no router, the canary weight is the canary's share of the pods
+	// behind one Service. Absent with other routers.
+	// +optional
+	Replicas *ReplicaSplitStatus `json:"replicas,omitempty"`
+}
+
+// ReplicaSplitStatus is how the replicas router runs a weight with pods
+// (validation.ReplicaSplit): the weight the steps ask for, the pods each
+// revision runs for it, and the weight that gives.
+type ReplicaSplitStatus struct {
+	// Weight is the canary weight the steps ask for (100 when promoting).
+	Weight int32 `json:"weight"`
+	// AchievedWeight is the canary's share of the pods, in percent
+	// (rounded): the weight the canary really gets.
+	AchievedWeight int32 `json:"achievedWeight"`
+	// Canary and Stable are the pods each revision runs at this weight.
+	Canary int32 `json:"canary"`
+	Stable int32 `json:"stable"`
 }
 
 // MaxRecentCommands bounds status.recentCommandIDs.
@@ -438,6 +457,11 @@ type RolloutOutcome struct {
 type ScaleDownStatus struct {
 	Revision string      `json:"revision"`
 	At       metav1.Time `json:"at"`
+	// Replicas the revision keeps until At; absent: spec.replicas. With
+	// the replicas router it is the pods the revision had when the new
+	// one reached full scale, since every pod it keeps takes requests.
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
 }
 
 // GitProvenance records where a spec came from.

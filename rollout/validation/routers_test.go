@@ -27,7 +27,7 @@ func TestRouters(t *testing.T) {
 			v1alpha1.Router{HTTPRoute: route("reviews-ingress", named("main"), idx(2))},
 			v1alpha1.Router{GRPCRoute: route("reviews-mesh")},
 			v1alpha1.Router{Istio: &v1alpha1.IstioRouter{}}), nil},
-		{"no router: replicas", with(canary(), v1alpha1.Router{Replicas: &v1alpha1.ReplicasRouter{}}), nil},
+		{"no router: replicas", replicasCanary(), nil},
 		{"created route", with(canary(), v1alpha1.Router{HTTPRoute: &v1alpha1.GatewayRouteRef{Name: "r",
 			Create: &v1alpha1.GatewayRouteCreate{ParentRefs: []v1alpha1.GatewayParentRef{{Name: "gw"}}, Hostnames: []string{"reviews.example.com"}}}}), nil},
 		{"empty and double routers", with(canary(), v1alpha1.Router{}, v1alpha1.Router{Istio: &v1alpha1.IstioRouter{}, Replicas: &v1alpha1.ReplicasRouter{}}), []string{

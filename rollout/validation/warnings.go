@@ -34,7 +34,9 @@ const (
 		"(the canary sets the cookie to its revision); users drawn for stable are drawn again at every request"
 )
 
-// RolloutWarnings lists the warnings of a Rollout, in field order.
+// RolloutWarnings lists the warnings of a Rollout, in field order: the
+// affinity and mirror warnings above, and the setWeight steps the replicas
+// router cannot run exactly with spec.replicas (replicas.go).
 func RolloutWarnings(r *v1alpha1.Rollout) []Warning {
 	var ws []Warning
 	if a := r.Spec.Service.SessionAffinity; a != nil {
@@ -53,6 +55,7 @@ func RolloutWarnings(r *v1alpha1.Rollout) []Warning {
 	p := field.NewPath("spec", "strategy")
 	if c := r.Spec.Strategy.Canary; c != nil {
 		ws = append(ws, mirrorWarnings(p.Child("canary", "steps"), c.Steps)...)
+		ws = append(ws, replicasWarnings(&r.Spec, p.Child("canary", "steps"))...)
 	}
 	if d := r.Spec.Strategy.DarkRelease; d != nil {
 		ws = append(ws, mirrorWarnings(p.Child("darkRelease", "steps"), d.Steps)...)

@@ -33,11 +33,8 @@ func TestMirrorWarnings(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			if errs := ValidateRollout(c.r); len(errs) > 0 {
-				t.Fatalf("fixture invalid: %v", errs)
-			}
 			var got []string
-			for _, w := range RolloutWarnings(c.r) {
+			for _, w := range warningsOf(t, c.r) {
 				got = append(got, w.Field)
 				if w.Message != MirrorWarning {
 					t.Errorf("%s: message %q", w.Field, w.Message)
@@ -72,11 +69,8 @@ func TestAffinityWarnings(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			if errs := ValidateRollout(c.r); len(errs) > 0 {
-				t.Fatalf("fixture invalid: %v", errs)
-			}
 			var got []string
-			for _, w := range RolloutWarnings(c.r) {
+			for _, w := range warningsOf(t, c.r) {
 				got = append(got, w.Message)
 				if !strings.HasPrefix(w.Field, "spec.service.sessionAffinity.") {
 					t.Errorf("warning at %s", w.Field)
@@ -95,4 +89,13 @@ func standaloneCanary() *v1alpha1.Rollout {
 	r.Spec.Template, r.Spec.Replicas = nil, nil
 	r.Spec.Backend = &v1alpha1.Backend{Version: "v2", Endpoints: []string{"10.0.0.2:9080"}}
 	return r
+}
+
+// warningsOf is the warnings of a fixture, which must be valid.
+func warningsOf(t *testing.T, r *v1alpha1.Rollout) []Warning {
+	t.Helper()
+	if errs := ValidateRollout(r); len(errs) > 0 {
+		t.Fatalf("fixture invalid: %v", errs)
+	}
+	return RolloutWarnings(r)
 }

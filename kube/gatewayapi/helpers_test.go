@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -183,4 +184,83 @@ func backends(r gatewayv1.HTTPRouteRule) []string {
 		out = append(out, fmt.Sprintf("%s:%d=%d", b.Name, *b.Port, *b.Weight))
 	}
 	return out
+}
+
+// step is what the managed rule of a route looks like after a step.
+type step struct {
+	// backends of the managed rule, as name:port=weight.
+	backends []string
+	// extra are the rules Sluice puts right before the managed rule, by
+	// name, with their backends.
+	extra map[string][]string
+	// extraMatches is the JSON of every extra rule's matches.
+	extraMatches string
+	// mirror is the Service of the mirror filter, if any.
+	mirror string
+}
+
+// checkRoute compares the live route with the user's (original): the
+// parentRefs and hostnames byte for byte, every rule but the managed one
+// byte for byte and in order, the managed one but for its backendRefs and
+// mirror filter, and the rules Sluice put right before it, which are the
+// managed rule with their own matches and backends.
+func checkRoute(t *testing.T, live, original *unstructured.Unstructured, managed string, want step) {
+	t.Helper()
+	for k, v := range original.GetLabels() {
+		if live.GetLabels()[k] != v {
+			t.Errorf("label %s is %q, want %q", k, live.GetLabels()[k], v)
+		}
+	}
+	for k, v := range original.GetAnnotations() {
+		if live.GetAnnotations()[k] != v {
+			t.Errorf("annotation %s is %q, want %q", k, live.GetAnnotations()[k], v)
+		}
+	}
+	for _, f := range []string{"parentRefs", "hostnames"} {
+		got, _, _ := unstructured.NestedFieldNoCopy(live.Object, "spec", f)
+		was, _, _ := unstructured.NestedFieldNoCopy(original.Object, "spec", f)
+		if mustJSON(t, got) != mustJSON(t, was) {
+			t.Errorf("spec.%s changed: %s, want %s", f, mustJSON(t, got), mustJSON(t, was))
+		}
+	}
+	user := specRules(t, original)
+	got := specRules(t, live)
+	var rest, extras []gatewayv1.HTTPRouteRule
+	for _, r := range got {
+		if _, ok := want.extra[string(ptr.Deref(r.Name, ""))]; ok {
+			extras = append(extras, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	if len(extras) != len(want.extra) || len(rest) != len(user) {
+		t.Fatalf("rules %v, want the user's %v and extra %v", ruleNames(got), ruleNames(user), want.extra)
+	}
+	if names := ruleNames(got); len(extras) > 0 && names[slices.Index(names, managed)-1] != string(*extras[len(extras)-1].Name) {
+		t.Errorf("the extra rules are not right before the rule they narrow: %v", names)
+	}
+	var stub gatewayv1.HTTPRouteRule
+	for i, r := range rest {
+		u := user[i]
+		if string(ptr.Deref(u.Name, "")) != managed {
+			if mustJSON(t, r) != mustJSON(t, u) {
+				t.Errorf("rule %s changed:\n%s\nwant\n%s", ptr.Deref(u.Name, ""), mustJSON(t, r), mustJSON(t, u))
+			}
+			continue
+		}
+		stub = u
+		checkManaged(t, r, u, want.backends, want.mirror)
+	}
+	for _, e := range extras {
+		if b := backends(e); !slices.Equal(b, want.extra[string(*e.Name)]) {
+			t.Errorf("extra rule %s sends to %v, want %v", *e.Name, b, want.extra[string(*e.Name)])
+		}
+		if m := mustJSON(t, e.Matches); m != want.extraMatches {
+			t.Errorf("extra rule %s matches %s, want %s", *e.Name, m, want.extraMatches)
+		}
+		e.Name, e.Matches, e.BackendRefs = stub.Name, stub.Matches, stub.BackendRefs
+		if mustJSON(t, e) != mustJSON(t, stub) {
+			t.Errorf("extra rule is not the managed rule but for name, matches and backends:\n%s\nwant\n%s", mustJSON(t, e), mustJSON(t, stub))
+		}
+	}
 }

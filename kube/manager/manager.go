@@ -1,7 +1,7 @@
 // Package manager assembles `sluice controller`: one controller-runtime
 // manager holding the Rollout controller, the analysis controller, the Git
-// applier, the Istio writer and the xDS server, with leader election,
-// probes and metrics. cmd/sluice parses flags into a Config; the
+// applier, the Istio and Gateway API writers and the xDS server, with
+// leader election, probes and metrics. cmd/sluice parses flags into a Config; the
 // end-to-end tests start two of these in one process. Nothing here
 // decides anything: it only connects the parts.
 package manager
@@ -20,7 +20,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -210,10 +209,12 @@ func (c *Controller) setup(opts Options) error {
 	}
 	c.xds = srv
 
-	// Istio: the plan merged into the objects Git declares. Without xDS
-	// clients, the accepted write is the data plane's acknowledgement.
-	// The writer skips a write that would change nothing, and wakes the
-	// Rollout whose objects someone else changed (leader only).
+	// Istio: the plan merged into the objects Git declares, for the
+	// Rollouts whose routers include Istio (all that name none). Without
+	// xDS clients, the accepted write is the data plane's
+	// acknowledgement. The writer skips a write that would change
+	// nothing, and wakes the Rollout whose objects someone else changed
+	// (leader only).
 	var publishers controller.Publishers
 	var fallback controller.Acknowledger
 	wakes := c.wakes()
@@ -222,11 +223,24 @@ func (c *Controller) setup(opts Options) error {
 		if err := mgr.Add(writer); err != nil {
 			return fmt.Errorf("add istio writer: %w", err)
 		}
-		accepted := controller.NewAcceptedOnWrite(&istio.Publisher{Writer: writer, Declared: c.declared()})
+		accepted := controller.NewAcceptedOnWrite(controller.ForRouter{Uses: controller.UsesIstio,
+			Publisher: &istio.Publisher{Writer: writer, Declared: c.declared()}})
 		publishers = append(publishers, accepted)
-		fallback = istioFallback{accepted, writer}
+		fallback = routerFallback{accepted, writer}
 		wakes = append(wakes, writer.Wake())
+	} else if !cfg.XDS.AckWithoutClients {
+		// Istio's Rollouts wait for xDS clients, as with no fallback; the
+		// others' steps are their routers' to hold.
+		fallback = routerFallback{}
 	}
+	// Gateway API: the named rules of the HTTPRoutes and GRPCRoutes
+	// Rollouts' routers name; their gateways' status acknowledges.
+	gateway, err := c.gatewayRouter()
+	if err != nil {
+		return err
+	}
+	publishers = append(publishers, gateway)
+	wakes = append(wakes, gateway.Writer.Wake())
 	// Every replica reports its xDS clients; the leader's plane counts
 	// the others' reports with its own tracker.
 	xm, err := xdsplane.NewMetrics(opts.Registerer)
@@ -249,8 +263,8 @@ func (c *Controller) setup(opts Options) error {
 	if err != nil {
 		return err
 	}
-	// Istio first: by the time the xDS wait starts, the write it may fall
-	// back on is already accepted.
+	// Istio and the Gateway API first: by the time the xDS wait starts,
+	// the write it may fall back on is already accepted.
 	publishers = append(publishers, plane)
 	for _, r := range []manager.Runnable{
 		xdsplane.Runnable(srv, opts.XDSListener),
@@ -267,7 +281,7 @@ func (c *Controller) setup(opts Options) error {
 		Client:                  mgr.GetClient(),
 		Recorder:                mgr.GetEventRecorderFor(controller.Name),
 		Publisher:               publishers,
-		Acknowledger:            plane,
+		Acknowledger:            controller.Acknowledgers{plane, gateway},
 		Reverter:                c.reverter(),
 		Now:                     opts.Now,
 		RevisionHistory:         cfg.Reconcile.RevisionHistory,
@@ -318,9 +332,9 @@ func (c *Controller) reportOptions(m *xdsplane.Metrics) xdsplane.ReportOptions {
 	}
 }
 
-// istioClient reads from the API server, not the cache: the Writer's
-// writes carry the resourceVersion it read, and a stale cached read
-// would only cost conflicts and retries.
+// istioClient reads from the API server, not the cache: the Istio and
+// Gateway API Writers' writes carry the resourceVersion they read, and a
+// stale cached read would only cost conflicts and retries.
 type istioClient struct {
 	client.Reader
 	client.Writer
@@ -328,19 +342,6 @@ type istioClient struct {
 
 func (i istioClient) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
 	return i.Writer.Apply(ctx, obj, opts...)
-}
-
-// istioFallback is the plane's fallback acknowledger; the plane passes a
-// deleted Rollout's Forget on to it, and the writer remembers its last
-// write too.
-type istioFallback struct {
-	*controller.AcceptedOnWrite
-	writer *istio.Writer
-}
-
-func (f istioFallback) Forget(key types.NamespacedName) {
-	f.AcceptedOnWrite.Forget(key)
-	f.writer.Forget(key)
 }
 
 // Start runs the controller until ctx ends.

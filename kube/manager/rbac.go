@@ -40,6 +40,15 @@ package manager
 // costs no request and an edit by hand is corrected at once.
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
 //
+// Gateway API routing: the HTTPRoutes and GRPCRoutes a Rollout's routers
+// name, whose named rules Sluice changes with server-side apply (patch),
+// created only when the router says create; listed and watched (those
+// labelled sluice.dev/routing only) for drift and for the gateways'
+// status, which acknowledges a step. Never updated, never deleted: a
+// route Sluice created goes with its Rollout (owner reference).
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes,verbs=get;list;watch;patch;create
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes/status;grpcroutes/status,verbs=get
+//
 // Credentials an AnalysisTemplate references (bearer token, basic auth)
 // and a GitSource's secretRef (Git credentials, webhook secret), read one
 // at a time, never listed or watched. Bind the ClusterRole with

@@ -1,0 +1,286 @@
+package gatewayapi
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/sluicehq/sluice/internal/kubetest"
+	"github.com/sluicehq/sluice/kube/controller"
+	"github.com/sluicehq/sluice/kube/workload"
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// quietWindow is how long the route is watched for writes once Sluice has
+// put the plan back after a GitOps apply. Sluice's writes come within
+// milliseconds of the change they answer (the cached Writer's watch wakes
+// the Rollout; the reconciler polls every ackPoll besides), so a few
+// seconds, dozens of poll periods, show a loop if there is one.
+const (
+	quietWindow = 5 * time.Second
+	ackPoll     = 100 * time.Millisecond
+)
+
+// TestGitOpsApplyDoesNotFight runs the Rollout controller and the cached
+// Writer in a manager against the API server, with the test playing the
+// gateway (it accepts every generation) and the kubelet. In the middle of
+// a rollout a GitOps tool applies the user's route again, as its own
+// field manager and forcing, with a change to an unmanaged rule and to the
+// managed rule's timeout. Sluice puts the plan back with one write that
+// keeps both changes, and then the route stays as it is: no write at all
+// during quietWindow.
+func TestGitOpsApplyDoesNotFight(t *testing.T) {
+	c := env.Client(t)
+	routeKey := userRoute(t, c, "sluice-gw-gitops-")
+	ns := routeKey.Namespace
+	router := v1alpha1.Router{HTTPRoute: &v1alpha1.GatewayRouteRef{Name: "reviews", Rules: []v1alpha1.GatewayRuleRef{{Name: "reviews"}}}}
+	ro := newRollout(ns, "reviews", "reviews:v1", reviewsPort, router, setWeight(30), v1alpha1.CanaryStep{Pause: &v1alpha1.PauseStep{}})
+	if err := c.Create(context.Background(), ro); err != nil {
+		t.Fatal(err)
+	}
+	v1, _ := engine.DesiredRevision(&ro.Spec)
+
+	api := runController(t, ns)
+	chatty := playGateway(t, c, HTTPRoute, routeKey)
+	waitFor(t, "healthy", 20*time.Second, func() bool { return healthy(rolloutOf(t, c, ro)) })
+
+	cur := rolloutOf(t, c, ro)
+	cur.Spec.Template.Spec.Containers[0].Image = "reviews:v2"
+	if err := c.Update(context.Background(), cur); err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := engine.DesiredRevision(&cur.Spec)
+	weighted := []string{
+		fmt.Sprintf("%s:9080=70", workload.ServiceName("reviews", v1)),
+		fmt.Sprintf("%s:9080=30", workload.ServiceName("reviews", v2)),
+	}
+	managedSends := func(want []string) func() bool {
+		return func() bool {
+			rules := specRules(t, routeOf(t, c, HTTPRoute, routeKey))
+			i := slices.IndexFunc(rules, func(r gatewayv1.HTTPRouteRule) bool { return ptr.Deref(r.Name, "") == "reviews" })
+			return i >= 0 && slices.Equal(backends(rules[i]), want)
+		}
+	}
+	waitFor(t, "paused at 30%", 20*time.Second, func() bool {
+		st := rolloutOf(t, c, ro).Status
+		return st.CurrentStepIndex != nil && *st.CurrentStepIndex == 1 && st.StepAcknowledgedAt != nil && managedSends(weighted)()
+	})
+
+	// The GitOps tool applies the user's route again, changed.
+	edited := userHTTPRoute()
+	edited.Namespace = ns
+	edited.Spec.Rules[2].Filters = append(edited.Spec.Rules[2].Filters, gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterRequestHeaderModifier,
+		RequestHeaderModifier: &gatewayv1.HTTPHeaderFilter{Set: []gatewayv1.HTTPHeader{{Name: "x-legacy", Value: "1"}}}})
+	edited.Spec.Rules[1].Timeouts.Request = ptr.To(gatewayv1.Duration("7s"))
+	before := routeOf(t, c, HTTPRoute, routeKey).GetGeneration()
+	gitopsApply(t, c, edited)
+	waitFor(t, "the plan back in the route", 10*time.Second, managedSends(weighted))
+	settled := routeOf(t, c, HTTPRoute, routeKey)
+	if g := settled.GetGeneration(); g != before+2 {
+		t.Errorf("generation %d after the GitOps apply of generation %d: want exactly one write by Sluice after it", g, before+1)
+	}
+
+	// The route is the GitOps tool's new declaration with the plan in it:
+	// compared with the same declaration stored under another name, so
+	// that the API server's defaults are in both.
+	twin := edited.DeepCopy()
+	twin.Name = "reviews-as-declared"
+	gitopsApply(t, c, twin)
+	want := specRules(t, routeOf(t, c, HTTPRoute, types.NamespacedName{Namespace: ns, Name: twin.Name}))
+	rules := specRules(t, settled)
+	if got, want := mustJSON(t, rules[2]), mustJSON(t, want[2]); got != want {
+		t.Errorf("the GitOps change to rule legacy is gone:\n%s\nwant\n%s", got, want)
+	}
+	checkManaged(t, rules[1], want[1], weighted, "")
+	owners := fieldOwners(settled)
+	if !strings.Contains(owners[FieldManager], "f:rules") || strings.Contains(owners[FieldManager], "f:hostnames") || strings.Contains(owners[FieldManager], "f:parentRefs") {
+		t.Errorf("Sluice owns %s; want spec.rules and not hostnames or parentRefs", owners[FieldManager])
+	}
+	if !strings.Contains(owners[fieldManagerGitOps], "f:hostnames") || !strings.Contains(owners[fieldManagerGitOps], "f:parentRefs") {
+		t.Errorf("the GitOps tool owns %s; want hostnames and parentRefs still its", owners[fieldManagerGitOps])
+	}
+
+	// No flapping: nothing writes the route's spec during the window,
+	// while the gateway writes status again and again (each write wakes
+	// the Rollout, whose reconcile reads the route and finds nothing to
+	// write).
+	w, err := c.Watch(context.Background(), &gatewayv1.HTTPRouteList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	chatty.Store(true)
+	reads, applies := api.gets.Load(), api.applies.Load()
+	gen, writes, events := settled.GetGeneration(), 0, 0
+	deadline := time.After(quietWindow)
+	for done := false; !done; {
+		select {
+		case ev := <-w.ResultChan():
+			if r, ok := ev.Object.(*gatewayv1.HTTPRoute); ok && ev.Type == watch.Modified && r.Name == "reviews" {
+				events++
+				if r.Generation != gen {
+					writes++
+					gen = r.Generation
+				}
+			}
+		case <-deadline:
+			done = true
+		}
+	}
+	chatty.Store(false)
+	reads, applies = api.gets.Load()-reads, api.applies.Load()-applies
+	t.Logf("in %s: %d changes of the route, %d of its spec; Sluice read it %d times and applied %d times", quietWindow, events, writes, reads, applies)
+	if writes != 0 || applies != 0 {
+		t.Errorf("%d writes of the route's spec and %d applies by Sluice in %s after it settled: a fight", writes, applies, quietWindow)
+	}
+	if events < 5 || reads == 0 {
+		t.Errorf("%d status changes woke %d reads by Sluice: the window proved nothing", events, reads)
+	}
+}
+
+// fieldOwners is each field manager's managed fields, as JSON text.
+func fieldOwners(u *unstructured.Unstructured) map[string]string {
+	out := map[string]string{}
+	for _, m := range u.GetManagedFields() {
+		if m.FieldsV1 != nil {
+			out[m.Manager] += string(m.FieldsV1.Raw)
+		}
+	}
+	return out
+}
+
+// runController runs the Rollout controller with the Gateway API router
+// alone in a manager until the test ends, and plays the kubelet. It
+// returns the Writer's client, which counts its requests.
+func runController(t *testing.T, ns string) *apiClient {
+	t.Helper()
+	cfg, scheme := env.Start(t)
+	opts := manager.Options{Scheme: scheme, Cache: cache.Options{ByObject: controller.CacheByObject()}}
+	api := &apiClient{}
+	stop := kubetest.RunManager(t, cfg, opts, func(ctx context.Context, mgr manager.Manager) error {
+		ca, err := NewCache(mgr.GetConfig(), cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient()})
+		if err != nil {
+			return err
+		}
+		api.Reader, api.Writer = mgr.GetAPIReader(), mgr.GetClient()
+		w := NewCachedWriter(api, ca, mgr.GetLogger())
+		if err := mgr.Add(w); err != nil {
+			return err
+		}
+		pub := NewPublisher(w)
+		r := &controller.Reconciler{
+			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("sluice-test"),
+			Publisher: pub, Acknowledger: controller.Acknowledgers{pub},
+			AckPollInterval: ackPoll, Wake: []<-chan event.GenericEvent{w.Wake()},
+		}
+		return r.SetupWithManager(mgr)
+	})
+	t.Cleanup(stop)
+	c := env.Client(t)
+	every(t, 100*time.Millisecond, func(ctx context.Context) { _ = kubetest.MarkAvailable(ctx, c, ns) })
+	return api
+}
+
+// every runs f at each period until the test ends.
+func every(t *testing.T, period time.Duration, f func(context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			f(ctx)
+			select {
+			case <-ctx.Done():
+			case <-time.After(period):
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// playGateway accepts every generation of the route, as a gateway
+// controller that takes whatever it is given, until the test ends. While
+// chatty holds, it writes the status again every time, as a gateway that
+// re-reports.
+func playGateway(t *testing.T, c client.Client, kind Kind, key types.NamespacedName) (chatty *atomic.Bool) {
+	t.Helper()
+	chatty = &atomic.Bool{}
+	n := 0
+	every(t, 50*time.Millisecond, func(ctx context.Context) {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(kind.GroupVersionKind())
+		if err := c.Get(ctx, key, u); err != nil {
+			return
+		}
+		switch {
+		case chatty.Load():
+			n++
+			setParentStatus(t, c, kind, key, metav1.ConditionTrue, string(gatewayv1.RouteReasonAccepted), fmt.Sprintf("Accepted (report %d)", n), 0)
+		case !acceptedAt(u, u.GetGeneration()):
+			accept(t, c, kind, key)
+		}
+	})
+	return chatty
+}
+
+func acceptedAt(u *unstructured.Unstructured, gen int64) bool {
+	s, _, err := judge(HTTPRoute, u, gen)
+	return err == nil && s == engine.AckAcknowledged
+}
+
+func rolloutOf(t testing.TB, c client.Client, ro *v1alpha1.Rollout) *v1alpha1.Rollout {
+	t.Helper()
+	out := &v1alpha1.Rollout{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(ro), out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s after %s", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// apiClient reads from the API server and writes through the manager's
+// client, as the controller's Writer does, counting both.
+type apiClient struct {
+	client.Reader
+	client.Writer
+	gets, applies atomic.Int64
+}
+
+func (a *apiClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	a.gets.Add(1)
+	return a.Reader.Get(ctx, key, obj, opts...)
+}
+
+func (a *apiClient) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+	a.applies.Add(1)
+	return a.Writer.Apply(ctx, obj, opts...)
+}

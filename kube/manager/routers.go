@@ -1,0 +1,70 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	"github.com/sluicehq/sluice/kube/controller"
+	"github.com/sluicehq/sluice/kube/gatewayapi"
+	"github.com/sluicehq/sluice/kube/istio"
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// gatewayRouter is the Gateway API router: a cached Writer (leader only)
+// that watches, in a cache of its own, only the routes it wrote, and only
+// once a Rollout names a route of a kind, so the controller starts and
+// runs without the Gateway API CRDs; a Rollout that names a route then
+// says in its status that they are missing.
+func (c *Controller) gatewayRouter() (*gatewayapi.Publisher, error) {
+	mgr := c.mgr
+	co := cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient()}
+	if len(c.cfg.WatchNamespaces) > 0 {
+		co.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range c.cfg.WatchNamespaces {
+			co.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	ca, err := gatewayapi.NewCache(mgr.GetConfig(), co)
+	if err != nil {
+		return nil, err
+	}
+	w := gatewayapi.NewCachedWriter(istioClient{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient()}, ca, c.log.WithName("gateway-api"))
+	if err := mgr.Add(w); err != nil {
+		return nil, fmt.Errorf("add gateway API writer: %w", err)
+	}
+	return gatewayapi.NewPublisher(w), nil
+}
+
+// routerFallback is the xDS plane's Fallback: what answers for a plan
+// version while no xDS client subscribes to its service. For a Rollout
+// whose plan goes to Istio it is the accepted VirtualService write, or
+// without the Istio writer nothing (pending: a step never completes
+// unseen). Any other Rollout gives the plane nothing to wait for: its
+// routers (the Gateway API routes' gateways) answer for themselves among
+// the reconciler's Acknowledgers. The plane passes a deleted Rollout's
+// Forget on to it.
+type routerFallback struct {
+	istio  *controller.AcceptedOnWrite // nil without the Istio writer
+	writer *istio.Writer
+}
+
+func (f routerFallback) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, version string) (engine.DataPlane, error) {
+	switch {
+	case !controller.UsesIstio(ro):
+		return engine.DataPlane{Version: version, State: engine.AckAcknowledged}, nil
+	case f.istio == nil:
+		return engine.DataPlane{Version: version, State: engine.AckPending}, nil
+	}
+	return f.istio.Acknowledgement(ctx, ro, version)
+}
+
+func (f routerFallback) Forget(key types.NamespacedName) {
+	if f.istio != nil {
+		f.istio.Forget(key)
+		f.writer.Forget(key)
+	}
+}

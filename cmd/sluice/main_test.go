@@ -33,7 +33,7 @@ func TestValidateCommand(t *testing.T) {
 		stderrPart string
 	}{
 		{"examples are valid", []string{"validate", examples}, 0,
-			"ok: 6 Rollouts, 10 AnalysisTemplates in 20 files (5 documents of other kinds skipped)\n", ""},
+			"ok: 8 Rollouts, 12 AnalysisTemplates in 23 files (7 documents of other kinds skipped)\n", ""},
 		{"several dirs", []string{"validate", filepath.Join(examples, "canary"), filepath.Join(examples, "standalone")}, 0,
 			"ok: 2 Rollouts, 2 AnalysisTemplates in 5 files\n", ""},
 		{"singular, templates elsewhere", []string{"validate", "--templates-elsewhere", filepath.Join(examples, "dark-release", "rollout.yaml")}, 0,
@@ -95,7 +95,7 @@ func TestValidateJSON(t *testing.T) {
 	if code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
-	if !strings.Contains(stdout, `"problems": []`) || !strings.Contains(stdout, `"rollouts": 6`) {
+	if !strings.Contains(stdout, `"problems": []`) || !strings.Contains(stdout, `"rollouts": 8`) {
 		t.Errorf("clean JSON report:\n%s", stdout)
 	}
 }
@@ -128,7 +128,7 @@ func TestBinary(t *testing.T) {
 		code int
 		out  string
 	}{
-		{[]string{"validate", examples}, 0, "ok: 6 Rollouts, 10 AnalysisTemplates in "},
+		{[]string{"validate", examples}, 0, "ok: 8 Rollouts, 12 AnalysisTemplates in "},
 		{[]string{"validate", filepath.Join("testdata", "invalid")}, 1, ":17: spec.strategy.canary.steps[1].setWeight: Invalid value: 101"},
 		{[]string{"validate", filepath.Join("testdata", "missing")}, 2, ""},
 	} {

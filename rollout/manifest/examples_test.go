@@ -19,7 +19,8 @@ func TestExamples(t *testing.T) {
 		{"standalone", 1, 1},
 		{"quickstart", 1, 1},
 		{"analysis", 0, 3},
-		{".", 6, 10},
+		{"gateway-api", 2, 2},
+		{".", 8, 12},
 	}
 	for _, tc := range cases {
 		t.Run(tc.dir, func(t *testing.T) {

@@ -50,6 +50,7 @@ type runFlags struct {
 	ackNoProxy bool
 	insecure   bool
 	insecXDS   bool
+	dashboard  dashboardFlags
 }
 
 // runOptions are what only flags set, never the file.
@@ -58,6 +59,7 @@ type runOptions struct {
 	insecureNoAuth bool
 	// insecureXDS serves xDS beyond loopback without mutual TLS.
 	insecureXDS bool
+	dashboard   dashboardFlags
 }
 
 func newRunCommand() *cobra.Command {
@@ -75,7 +77,9 @@ Configuration comes from --config (YAML; see docs/standalone.md) and the flags
 below, which override it. Listeners:
   xDS      --xds-address       ADS over gRPC, state of the world and delta
   API      --http-address      the CLI verbs' API (a token for every request;
-                               operate tokens for commands), /healthz, /readyz
+                               operate tokens for commands), /healthz, /readyz,
+                               and the web dashboard at --dashboard-path (log
+                               in with the same tokens; docs/dashboard.md)
   metrics  http.metricsAddress /metrics (a token), /healthz, /readyz
   webhook  http.webhookAddress POST /webhook for Git pushes (HMAC-signed), when
                                git.webhookSecret is set
@@ -95,7 +99,10 @@ xDS until the proxies disconnect or shutdown.drainTimeout passes.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runStandalone(ctx, cfg, runOptions{insecureNoAuth: f.insecure, insecureXDS: f.insecXDS}, newLogger(cmd.ErrOrStderr(), f.logLevel))
+			if err := f.dashboard.check(); err != nil {
+				return usageError{err}
+			}
+			return runStandalone(ctx, cfg, runOptions{insecureNoAuth: f.insecure, insecureXDS: f.insecXDS, dashboard: f.dashboard}, newLogger(cmd.ErrOrStderr(), f.logLevel))
 		},
 	}
 	fl := cmd.Flags()
@@ -114,6 +121,7 @@ xDS until the proxies disconnect or shutdown.drainTimeout passes.`,
 	fl.BoolVar(&f.insecXDS, "insecure-xds", false, "serve xDS beyond loopback without mutual TLS: node ids unverified, anyone who reaches it reads every route (never on a shared network)")
 	fl.BoolVar(&f.insecure, "insecure-no-auth", false, "serve the API and metrics to anyone who reaches them, without tokens (never on a shared network)")
 	fl.BoolVar(&f.ackNoProxy, "ack-without-proxies", false, "count a plan as acknowledged when no proxy subscribes (xds.ackWithoutClients)")
+	f.dashboard.addFlags(fl)
 	return cmd
 }
 
@@ -174,7 +182,7 @@ func runStandalone(ctx context.Context, cfg *config.Config, o runOptions, log lo
 		return usageError{err}
 	}
 	if o.insecureNoAuth {
-		log.Info("INSECURE: --insecure-no-auth: the API and metrics answer anyone who reaches them, and anyone may promote, abort, retry, pause or resume",
+		log.Info("INSECURE: --insecure-no-auth: the API, dashboard and metrics answer anyone who reaches them, and anyone may promote, abort, retry, pause or resume",
 			"http", cfg.HTTP.Address, "metrics", cfg.HTTP.MetricsAddress)
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
@@ -253,9 +261,13 @@ func runStandalone(ctx context.Context, cfg *config.Config, o runOptions, log lo
 			return usageError{err}
 		}
 	}
+	apiHandler, err := o.dashboard.serve(rolloutapi.NewHandler(run, rolloutapi.HandlerOptions{
+		Tokens: tokens, InsecureNoAuth: o.insecureNoAuth, Ready: run.Ready}), run, tokens, o.insecureNoAuth)
+	if err != nil {
+		return exitError{code: exitFailure, msg: err.Error()}
+	}
 	servers, err := listenHTTP(cfg.HTTP, []httpListener{
-		{key: "http.address", addr: cfg.HTTP.Address, handler: rolloutapi.NewHandler(run, rolloutapi.HandlerOptions{
-			Tokens: tokens, InsecureNoAuth: o.insecureNoAuth, Ready: run.Ready})},
+		{key: "http.address", addr: cfg.HTTP.Address, handler: apiHandler},
 		{key: "http.metricsAddress", addr: cfg.HTTP.MetricsAddress, handler: rolloutapi.NewOpsHandler(rolloutapi.OpsOptions{
 			Tokens: tokens, InsecureNoAuth: o.insecureNoAuth, Ready: run.Ready, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})},
 		{key: "http.webhookAddress", addr: cfg.HTTP.WebhookAddress, handler: webhookMux(webhook)},
@@ -268,7 +280,8 @@ func runStandalone(ctx context.Context, cfg *config.Config, o runOptions, log lo
 		servers.close()
 		return exitError{code: exitFailure, msg: fmt.Sprintf("xds: %v", err)}
 	}
-	log.Info("sluice run started", "xds", xl.Addr().String(), "http", servers[0].addr, "metrics", servers[1].addr, "webhook", servers.webhookAddr())
+	log.Info("sluice run started", "xds", xl.Addr().String(), "http", servers[0].addr, "metrics", servers[1].addr, "webhook", servers.webhookAddr(),
+		"dashboard", o.dashboard.url(servers[0]))
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)

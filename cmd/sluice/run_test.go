@@ -92,17 +92,7 @@ func TestRunSurvivesKill9(t *testing.T) {
 	c := &rolloutapi.Client{BaseURL: "http://" + httpAddr, Token: "crash-test-token"}
 	get := func(what string, cond func(rolloutapi.Rollout) bool) rolloutapi.Rollout {
 		t.Helper()
-		var last rolloutapi.Rollout
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			ro, err := c.Get(context.Background(), "default", "reviews")
-			if err == nil {
-				if last = ro; cond(ro) {
-					return ro
-				}
-			}
-		}
-		t.Fatalf("timed out waiting for %s; last: %s %s", what, last.Status.Phase, last.Status.Message)
-		return last
+		return waitRollout(t, c, what, cond)
 	}
 
 	proc := start()

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+
+	"github.com/sluicehq/sluice/internal/gittest"
+	"github.com/sluicehq/sluice/internal/promtest"
+	"github.com/sluicehq/sluice/internal/testbin"
+	"github.com/sluicehq/sluice/internal/xdstest"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/rolloutapi"
+)
+
+// chromiumPath is the headless browser of the browser tests: Debian's
+// chromium (.ci/run installs it), or $SLUICE_CHROMIUM. Missing, the test
+// skips, or fails under CI=true, like every test that needs a binary.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("SLUICE_CHROMIUM")
+	if p == "" {
+		p = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(p); err != nil {
+		testbin.SkipOrFail(t, p+" is missing: apt-get install chromium (or set SLUICE_CHROMIUM)")
+	}
+	return p
+}
+
+// browser starts headless Chromium for the test, with the flags this
+// closed network needs (no background networking), and returns a tab.
+// Each tab of the returned function has a browser context of its own
+// (its own cookies).
+func browser(t *testing.T) func() context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	first, cancelFirst := chromedp.NewContext(alloc)
+	if err := chromedp.Do(first); err != nil {
+		cancelFirst()
+		cancelAlloc()
+		t.Fatalf("start chromium: %v", err)
+	}
+	t.Cleanup(func() {
+		cancelFirst()
+		cancelAlloc()
+	})
+	return func() context.Context {
+		ctx, cancel := chromedp.NewContext(first, chromedp.WithNewBrowserContext())
+		t.Cleanup(cancel)
+		return ctx
+	}
+}
+
+const browserRollout = `apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: reviews
+spec:
+  service: {name: reviews, hosts: [reviews], port: 9080}
+  backend: {version: %s, endpoints: [%q]}
+  strategy:
+    canary:
+      steps:
+      - setWeight: 20
+      - pause: {duration: 2s}
+      - analysis:
+          templates: [{name: success-rate}]
+      - setWeight: 50
+      - pause: {}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: success-rate
+spec:
+  metrics:
+  - name: success-rate
+    interval: 1s
+    count: 4
+    successCondition: result[0] >= 0.95
+    failureCondition: result[0] < 0.9
+    provider:
+      prometheus:
+        name: default
+        query: vector(0.97)
+`
+
+const browserConfig = `git:
+  url: %s
+  branch: main
+  interval: 1s
+stateDir: %s
+prometheus:
+  address: %s
+xds:
+  address: %s
+http:
+  address: %s
+  metricsAddress: %s
+  tokens:
+  - {name: alice, role: operate, sha256: %s}
+  - {name: bob, role: read, sha256: %s}
+`
+
+// TestDashboardInBrowser runs the real `sluice run` with a real proxyless
+// gRPC client on its xDS and a real Prometheus behind its analysis, and
+// drives the dashboard in headless Chromium: the table shows the rollout
+// and follows it live; the rollout page follows the canary through its
+// steps without a reload, its analysis chart gaining points; promote from
+// the page takes it on and is recorded as alice's; a read token's viewer
+// gets no action, and a forged POST from the page is refused.
+func TestDashboardInBrowser(t *testing.T) {
+	t.Parallel()
+	newTab := browser(t)
+	bin := sluiceBinary(t)
+	prom, err := promtest.Start(testbin.Path(t, "prometheus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = prom.Stop() })
+	v1, v2 := xdstest.Backend(t, "127.0.0.1", "v1"), xdstest.Backend(t, "127.0.0.1", "v2")
+	repo := gittest.New(t)
+	repo.Push("reviews v1", map[string]string{"reviews.yaml": fmt.Sprintf(browserRollout, "v1", v1)})
+
+	const aliceToken, bobToken = "alice-browser-token", "bob-browser-token"
+	dir := t.TempDir()
+	httpAddr, xdsAddr := freePort(t), freePort(t)
+	cfg := filepath.Join(dir, "run.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, browserConfig, repo.URL(), filepath.Join(dir, "state"), prom.URL, xdsAddr, httpAddr, freePort(t),
+		rolloutapi.HashToken(aliceToken), rolloutapi.HashToken(bobToken)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--config", cfg, "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+
+	api := &rolloutapi.Client{BaseURL: "http://" + httpAddr, Token: aliceToken}
+	waitRollout(t, api, "v1 stable", func(ro rolloutapi.Rollout) bool { return ro.Status.StableRevision == "v1" })
+	client, _ := xdstest.Client(t, xdsAddr, "browser-test-client", "reviews")
+	if got := xdstest.Calls(t, client, 20); got["v1"] != 20 {
+		t.Fatalf("before the rollout: %v, want all on v1", got)
+	}
+	base := "http://" + httpAddr + "/dashboard/"
+
+	// Alice logs in; the table shows the rollout.
+	alice := newTab()
+	ctx, cancel := context.WithTimeout(alice, 3*time.Minute)
+	defer cancel()
+	do(t, ctx, "log in",
+		chromedp.Navigate(base),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), aliceToken),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-rollout="default/reviews"]`)),
+	)
+	if loc := get(t, ctx, chromedp.Location()); loc != base {
+		t.Fatalf("after login at %s, want %s", loc, base)
+	}
+	waitText(t, ctx, `tr[data-rollout="default/reviews"] td[data-label="Phase"]`, "Healthy")
+	// The table follows the push without a reload.
+	markPage(t, ctx)
+	repo.Push("reviews v2: the new ranking", map[string]string{"reviews.yaml": fmt.Sprintf(browserRollout, "v2", v2)})
+	waitText(t, ctx, `tr[data-rollout="default/reviews"] td[data-label="Canary"]`, "v2")
+	checkNoReload(t, ctx)
+	screenshot(t, ctx, "dashboard-table")
+
+	// The rollout page follows the canary through its steps live.
+	do(t, ctx, "open the rollout", chromedp.Click(chromedp.CSS(`tr[data-rollout="default/reviews"] td[data-label="Name"] a`)),
+		chromedp.WaitVisible(chromedp.ID("step")))
+	markPage(t, ctx)
+	var steps []string
+	var points []int
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		step := textOf(t, ctx, "#step")
+		message := textOf(t, ctx, "#message")
+		n := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('svg.metric-chart .point').length`))
+		if len(steps) == 0 || steps[len(steps)-1] != step {
+			steps = append(steps, step)
+		}
+		if len(points) == 0 || points[len(points)-1] != n {
+			points = append(points, n)
+		}
+		if strings.Contains(message, "waiting for promote") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the page never reached the pause for promote; steps seen %v, last message %q", steps, message)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	checkNoReload(t, ctx)
+	screenshot(t, ctx, "dashboard-rollout")
+	t.Logf("steps seen on the page: %v; chart points: %v", steps, points)
+	if len(steps) < 3 {
+		t.Errorf("the page showed steps %v: want it to follow the canary step by step", steps)
+	}
+	if len(points) < 3 || points[len(points)-1] < 4 {
+		t.Errorf("the chart's points went %v: want it to gain them one by one, to the 4 measurements", points)
+	}
+	proxies := textOf(t, ctx, "#proxies")
+	weight := textOf(t, ctx, "#weight")
+	if !strings.Contains(proxies, "1 of 1 proxies hold this plan") || weight != "50%" {
+		t.Errorf("data plane %q, weight %q: want the client's ACK and 50%%", proxies, weight)
+	}
+
+	// Promote from the page.
+	do(t, ctx, "promote", chromedp.Click(chromedp.ID("action-Promote")), chromedp.WaitVisible(chromedp.ID("confirm")))
+	if result := get(t, ctx, chromedp.Text(chromedp.CSS("h1"))); result != "Promote default/reviews?" {
+		t.Errorf("confirmation says %q", result)
+	}
+	do(t, ctx, "confirm", chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.ID("flash")))
+	if flash := get(t, ctx, chromedp.Text(chromedp.ID("flash"))); !strings.HasPrefix(flash, "default/reviews: Promote: skipped step 5") {
+		t.Errorf("after promote: %q", flash)
+	}
+	ro := waitRollout(t, api, "v2 promoted", func(ro rolloutapi.Rollout) bool {
+		return ro.Status.StableRevision == "v2" && ro.Status.CanaryRevision == ""
+	})
+	waitText(t, ctx, `#last-command`, "Promote by alice")
+	if lc := ro.Status.LastCommand; lc == nil || lc.Kind != v1alpha1.CommandPromote || lc.By != "alice" {
+		t.Errorf("last command %+v: want Promote by alice", lc)
+	}
+	hist, err := api.History(context.Background(), "default", "reviews", 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !containsEvent(hist, "alice ran Promote") {
+		t.Errorf("no 'alice ran Promote' in the history: %+v", hist)
+	}
+	waitFor(t, 30*time.Second, "all RPCs on v2", func() bool { return xdstest.Calls(t, client, 20)["v2"] == 20 })
+
+	// Bob, with a read token, sees the rollout and no action; a POST
+	// from his page without the form's token is refused.
+	bob := newTab()
+	bctx, bcancel := context.WithTimeout(bob, time.Minute)
+	defer bcancel()
+	do(t, bctx, "bob logs in",
+		chromedp.Navigate(base+"rollouts/default/reviews"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), bobToken),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("step")),
+	)
+	if nActions := get(t, bctx, chromedp.Evaluate[int](`document.querySelectorAll('#actions, [id^="action-"]').length`)); nActions != 0 {
+		t.Errorf("bob's page has %d actions", nActions)
+	}
+	status := get(t, bctx, chromedp.Evaluate[int](`fetch('reviews/commands/Abort', {method: 'POST', body: new URLSearchParams({csrf: 'forged'})}).then(r => r.status)`,
+		chromedp.EvalAwaitPromise))
+	if status != http.StatusForbidden {
+		t.Errorf("forged POST answered %d, want 403", status)
+	}
+}
+
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// get runs one action for its value.
+func get[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	return v
+}
+
+// screenshot writes the whole page as name.png, and as it looks at phone
+// width in dark mode as name-phone-dark.png, into $SLUICE_SCREENSHOTS when
+// it is set.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("SLUICE_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png := get(t, ctx, chromedp.FullScreenshot(100))
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// And at phone width, in dark mode.
+	dark := emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}}
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, dark); err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	png = get(t, ctx, chromedp.FullScreenshot(100))
+	if err := os.WriteFile(filepath.Join(dir, name+"-phone-dark.png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}); err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "desktop width", chromedp.EmulateReset())
+}
+
+// markPage marks the page's window; checkNoReload fails the test if the
+// mark is gone, that is if the page was loaded again.
+func markPage(t *testing.T, ctx context.Context) {
+	t.Helper()
+	do(t, ctx, "mark the page", chromedp.Evaluate[chromedp.Void](`window.sluiceTestMark = true`))
+}
+
+func checkNoReload(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if !get(t, ctx, chromedp.Evaluate[bool](`window.sluiceTestMark === true`)) {
+		t.Fatal("the page was reloaded: live updates should change it in place")
+	}
+}
+
+// textOf is the text of the first element sel selects, "" when none
+// does. It reads in one evaluation: the live updates replace elements
+// between two protocol calls.
+func textOf(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	return get(t, ctx, chromedp.Evaluate[string](`(document.querySelector(`+strconv.Quote(sel)+`) || {}).textContent || ""`))
+}
+
+// waitText waits until the element's text contains want.
+func waitText(t *testing.T, ctx context.Context, sel, want string) {
+	t.Helper()
+	var got string
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		got = textOf(t, ctx, sel)
+		if strings.Contains(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s says %q, never %q", sel, got, want)
+		}
+	}
+}
+
+// waitRollout waits up to a minute for default/reviews to meet cond.
+func waitRollout(t *testing.T, c *rolloutapi.Client, what string, cond func(rolloutapi.Rollout) bool) rolloutapi.Rollout {
+	t.Helper()
+	var last rolloutapi.Rollout
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		ro, err := c.Get(context.Background(), "default", "reviews")
+		if err == nil {
+			if last = ro; cond(ro) {
+				return ro
+			}
+		}
+	}
+	t.Fatalf("timed out waiting for %s; last: %s %s", what, last.Status.Phase, last.Status.Message)
+	return last
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func containsEvent(evs []rolloutapi.Event, msg string) bool {
+	for _, e := range evs {
+		if strings.Contains(e.Message, msg) {
+			return true
+		}
+	}
+	return false
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -428,5 +429,44 @@ func TestUnknownRolloutAndPages(t *testing.T) {
 	resp, page := v.get("assets/app.js")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Content-Type"), "javascript") || !strings.Contains(page, "EventSource") {
 		t.Fatalf("app.js: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}
+
+// TestStreamOutlivesListenerTimeouts: an event stream keeps going past the
+// read and write timeouts of the listener it is served on (sluice run's
+// are 30 s and 45 s).
+func TestStreamOutlivesListenerTimeouts(t *testing.T) {
+	t.Parallel()
+	b := newMemBackend(canaryRollout())
+	d, err := New(b, Options{Tokens: testTokens(t), Now: func() time.Time { return tNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(d)
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = 300*time.Millisecond, 400*time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	v := newViewer(t, srv)
+	v.base = srv.URL + "/"
+	v.login(bobSecret)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, v.base+"events", nil)
+	resp, err := v.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := readEvents(resp)
+	<-events
+	time.Sleep(time.Second)
+	b.update("shop/web", func(r *rolloutapi.Rollout) { r.Status.StepDisplay = "3/4" })
+	select {
+	case e, ok := <-events:
+		if !ok || !strings.Contains(e.data, `class="step">3/4`) {
+			t.Fatalf("after the timeouts: %v %q", ok, e.data)
+		}
+	case <-ctx.Done():
+		t.Fatal("the stream ended with the listener's timeouts")
 	}
 }

@@ -39,10 +39,6 @@ func (d *Dashboard) stream(render func(*http.Request, *session) ([]byte, error))
 		// nginx buffers responses unless told not to.
 		h.Set("X-Accel-Buffering", "no")
 		rc := http.NewResponseController(w)
-		// The listener's read timeout would end the stream (a read
-		// deadline that passes cancels the request): a stream reads
-		// nothing more, and ends when the client goes.
-		_ = rc.SetReadDeadline(time.Time{})
 		write := func(b []byte) error {
 			// The listener's write timeout is for whole responses; a
 			// stream sets one per write instead.

@@ -226,6 +226,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	if !strings.Contains(proxies, "1 of 1 proxies hold this plan") || weight != "50%" {
 		t.Errorf("data plane %q, weight %q: want the client's ACK and 50%%", proxies, weight)
 	}
+	if acks := textOf(t, ctx, "#acks"); !strings.Contains(acks, "browser-test-client") {
+		t.Errorf("ACKs listed: %q, want the client", acks)
+	}
+	if subject := textOf(t, ctx, "#commit-subject"); subject != "reviews v2: the new ranking" {
+		t.Errorf("commit subject %q", subject)
+	}
 
 	// Promote from the page.
 	do(t, ctx, "promote", chromedp.Click(chromedp.ID("action-Promote")), chromedp.WaitVisible(chromedp.ID("confirm")))

@@ -1,6 +1,7 @@
 package gatewayapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -110,6 +112,19 @@ func TestGRPCRouteRollout(t *testing.T) {
 	if st := h.ro.Status; st.Phase != v1alpha1.PhasePaused || !strings.Contains(st.Message, "Accepted=False (UnsupportedValue): method matches are not supported") {
 		t.Fatalf("phase %s, message %q: want paused with the gateway's message", st.Phase, st.Message)
 	}
+
+	// The Rollout is deleted: its per-revision Services go with it, and
+	// the route gets the backends it was declared with back.
+	if err := c.Delete(context.Background(), h.ro); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.r.Reconcile(context.Background(), ctrl.Request{NamespacedName: h.key}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the route released", 10*time.Second, func() bool {
+		return mustJSON(t, h.live().Object["spec"]) == mustJSON(t, original.Object["spec"])
+	})
+	checkReleased(t, h.live(), original)
 }
 
 // checkRawRoute compares a route with the user's rule by rule as raw

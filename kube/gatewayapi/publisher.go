@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -49,6 +51,9 @@ type Publisher struct {
 	mu sync.Mutex
 	// last is, per Rollout, what the last Publish of a plan version left.
 	last map[types.NamespacedName]publication
+	// wrote is, per Rollout, the routes this process wrote for it and
+	// has not released since.
+	wrote map[types.NamespacedName]map[routeRef]bool
 }
 
 // publication is the outcome of publishing one plan version.
@@ -61,7 +66,7 @@ type publication struct {
 
 // NewPublisher publishes through w.
 func NewPublisher(w *Writer) *Publisher {
-	return &Publisher{Writer: w, last: map[types.NamespacedName]publication{}}
+	return &Publisher{Writer: w, last: map[types.NamespacedName]publication{}, wrote: map[types.NamespacedName]map[routeRef]bool{}}
 }
 
 // Publish writes p into every route of ro's routers, in order. A plan the
@@ -77,6 +82,9 @@ func NewPublisher(w *Writer) *Publisher {
 func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.Plan) error {
 	key := types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}
 	routes := Routes(ro)
+	if err := p.release(ctx, key, routes); err != nil {
+		return err
+	}
 	if len(routes) == 0 {
 		p.forget(key)
 		return nil
@@ -101,6 +109,7 @@ func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.P
 			return err
 		}
 		pub.routes = append(pub.routes, w)
+		p.remember(key, routeRef{kind: w.Kind, namespace: w.Namespace, name: w.Name})
 	}
 	p.set(key, pub)
 	return nil
@@ -158,10 +167,60 @@ func (p *Publisher) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, v
 	return dp, nil
 }
 
-// Forget drops what is remembered of a deleted Rollout.
+// Forget drops what is remembered of a deleted Rollout, and releases the
+// routes this process wrote for it in the background: the Rollout's
+// per-revision Services go with it, and the managed rules get the
+// backends they were declared with back.
 func (p *Publisher) Forget(key types.NamespacedName) {
+	p.mu.Lock()
+	refs := p.wrote[key]
+	delete(p.wrote, key)
+	p.mu.Unlock()
 	p.forget(key)
 	p.Writer.Forget(key)
+	if len(refs) == 0 {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for ref := range refs {
+			if err := p.Writer.Release(ctx, ref.kind, ref.namespace, ref.name, key.Name); err != nil {
+				p.Writer.log.Error(err, "the route keeps the deleted Rollout's rules")
+			}
+		}
+	}()
+}
+
+// release releases the routes written for key that routes no longer
+// names.
+func (p *Publisher) release(ctx context.Context, key types.NamespacedName, routes []Route) error {
+	p.mu.Lock()
+	var gone []routeRef
+	for ref := range p.wrote[key] {
+		if !slices.ContainsFunc(routes, func(r Route) bool { return r.Kind == ref.kind && r.Ref.Name == ref.name }) {
+			gone = append(gone, ref)
+		}
+	}
+	p.mu.Unlock()
+	for _, ref := range gone {
+		if err := p.Writer.Release(ctx, ref.kind, ref.namespace, ref.name, key.Name); err != nil {
+			return err
+		}
+		p.mu.Lock()
+		delete(p.wrote[key], ref)
+		p.mu.Unlock()
+	}
+	return nil
+}
+
+func (p *Publisher) remember(key types.NamespacedName, ref routeRef) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.wrote[key] == nil {
+		p.wrote[key] = map[routeRef]bool{}
+	}
+	p.wrote[key][ref] = true
 }
 
 func (p *Publisher) set(key types.NamespacedName, pub publication) {

@@ -119,7 +119,7 @@ func Render(in Input, live *unstructured.Unstructured) (*Desired, error) {
 	if err != nil {
 		return nil, r.errorf("%w", err)
 	}
-	rules, mine, err := r.rules(decl, recs, owned)
+	rules, mine, err := r.rules(decl, recs)
 	if err != nil {
 		return nil, r.errorf("%w", err)
 	}
@@ -222,25 +222,10 @@ type slot struct {
 // rules takes the live rules back to the declaration and renders the
 // managed ones again. It returns the rules to write and this Rollout's
 // new record.
-func (r *renderer) rules(decl []rule, recs records, owned bool) ([]rule, *entry, error) {
-	extras, err := recs.extraNames()
+func (r *renderer) rules(decl []rule, recs records) ([]rule, *entry, error) {
+	slots, err := declaredSlots(decl, recs, r.in.Rollout)
 	if err != nil {
 		return nil, nil, err
-	}
-	slots := make([]slot, 0, len(decl))
-	for _, ru := range decl {
-		owner, ok := extras[ru.name()]
-		switch {
-		case !ok || ru.name() == "":
-			slots = append(slots, slot{rule: ru})
-		case owner != r.in.Rollout:
-			slots = append(slots, slot{rule: ru, foreign: true})
-		}
-	}
-	if !owned {
-		if err := r.restore(slots, recs); err != nil {
-			return nil, nil, err
-		}
 	}
 	managed, err := r.resolve(slots, recs)
 	if err != nil {
@@ -267,44 +252,69 @@ func (r *renderer) rules(decl []rule, recs records, owned bool) ([]rule, *entry,
 	return out, mine, nil
 }
 
-// restore undoes this Rollout's last write in the managed rules it
-// recorded: their declared backendRefs come back, and the mirror filter it
+// declaredSlots takes the live rules back to the route as declared, as
+// far as rollout's last write goes: the rules it put in are dropped
+// (another Rollout's are kept, as foreign slots), and in the managed rules
+// it recorded the declared backendRefs come back and the mirror filter it
 // appended goes, each only where the live value is still the one Sluice
 // wrote. A rule someone rewrote since is that someone's declaration.
-func (r *renderer) restore(slots []slot, recs records) error {
-	last, err := recs.entry(r.in.Rollout)
+func declaredSlots(live []rule, recs records, rollout string) ([]slot, error) {
+	extras, err := recs.extraNames()
+	if err != nil {
+		return nil, err
+	}
+	slots := make([]slot, 0, len(live))
+	for _, ru := range live {
+		owner, ok := extras[ru.name()]
+		switch {
+		case !ok || ru.name() == "":
+			slots = append(slots, slot{rule: ru})
+		case owner != rollout:
+			slots = append(slots, slot{rule: ru, foreign: true})
+		}
+	}
+	last, err := recs.entry(rollout)
 	if err != nil || last == nil {
-		return err
+		return slots, err
 	}
 	for _, rec := range last.Rules {
 		i, err := findKey(slots, rec.Key)
 		if err != nil {
 			continue // the rule is gone or moved; nothing to undo
 		}
-		ru := slots[i].rule.clone()
-		if sameJSON(ru["backendRefs"], rec.Written) {
-			if err := ru.set("backendRefs", rec.Declared); err != nil {
-				return err
-			}
+		if slots[i].rule, err = undo(slots[i].rule, rec); err != nil {
+			return nil, err
 		}
-		if len(rec.Mirror) > 0 {
-			filters, err := rawList(ru["filters"])
-			if err != nil {
-				return fmt.Errorf("filters of rule %q: %w", ru.name(), err)
-			}
-			if n := len(filters); n > 0 && sameJSON(filters[n-1], rec.Mirror) {
-				var rest any
-				if n > 1 {
-					rest = filters[:n-1]
-				}
-				if err := ru.set("filters", rest); err != nil {
-					return err
-				}
-			}
-		}
-		slots[i].rule = ru
 	}
-	return nil
+	return slots, nil
+}
+
+// undo takes back what rec says Sluice changed in ru, where it is still
+// Sluice's.
+func undo(ru rule, rec ruleRecord) (rule, error) {
+	ru = ru.clone()
+	if sameJSON(ru["backendRefs"], rec.Written) {
+		if err := ru.set("backendRefs", rec.Declared); err != nil {
+			return nil, err
+		}
+	}
+	if len(rec.Mirror) == 0 {
+		return ru, nil
+	}
+	filters, err := rawList(ru["filters"])
+	if err != nil {
+		return nil, fmt.Errorf("filters of rule %q: %w", ru.name(), err)
+	}
+	if n := len(filters); n > 0 && sameJSON(filters[n-1], rec.Mirror) {
+		var rest any
+		if n > 1 {
+			rest = filters[:n-1]
+		}
+		if err := ru.set("filters", rest); err != nil {
+			return nil, err
+		}
+	}
+	return ru, nil
 }
 
 // ruleKey is how a record names a managed rule.
@@ -409,42 +419,81 @@ func uniqueNames(rules []rule) error {
 
 // applyObject is the server-side apply request.
 func (r *renderer) applyObject(owned bool, rules []rule, recs records, live *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	u, err := applyRules(r.in.Kind, r.in.Plan.Namespace, r.in.Route.Name, rules, recs, live)
+	if err != nil || !owned {
+		return u, err
+	}
+	u.SetLabels(map[string]string{LabelRouting: routingValue, workload.LabelManagedBy: workload.ManagedBy})
+	if o := r.in.Owner; o != nil {
+		u.SetOwnerReferences([]metav1.OwnerReference{*o})
+	}
+	spec := u.Object["spec"].(map[string]any)
+	c := r.in.Route.Create
+	if err := jsonInto(parentRefs(c.ParentRefs), &spec, "parentRefs"); err != nil {
+		return nil, err
+	}
+	if len(c.Hostnames) > 0 {
+		if err := jsonInto(c.Hostnames, &spec, "hostnames"); err != nil {
+			return nil, err
+		}
+	}
+	return u, nil
+}
+
+// applyRules is an apply request of a route's rules and Sluice's records
+// of them (with its label; neither when there are no records left).
+func applyRules(kind Kind, ns, name string, rules []rule, recs records, live *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 	spec := map[string]any{}
 	if err := jsonInto(rules, &spec, "rules"); err != nil {
 		return nil, err
 	}
-	text, err := recs.encode()
-	if err != nil {
-		return nil, err
-	}
-	u := &unstructured.Unstructured{Object: map[string]any{}}
-	u.SetGroupVersionKind(r.in.Kind.GroupVersionKind())
-	u.SetNamespace(r.in.Plan.Namespace)
-	u.SetName(r.in.Route.Name)
-	labels := map[string]string{LabelRouting: routingValue}
-	if owned {
-		labels[workload.LabelManagedBy] = workload.ManagedBy
-		if o := r.in.Owner; o != nil {
-			u.SetOwnerReferences([]metav1.OwnerReference{*o})
-		}
-		c := r.in.Route.Create
-		if err := jsonInto(parentRefs(c.ParentRefs), &spec, "parentRefs"); err != nil {
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
+	u.SetGroupVersionKind(kind.GroupVersionKind())
+	u.SetNamespace(ns)
+	u.SetName(name)
+	if len(recs) > 0 {
+		text, err := recs.encode()
+		if err != nil {
 			return nil, err
 		}
-		if len(c.Hostnames) > 0 {
-			if err := jsonInto(c.Hostnames, &spec, "hostnames"); err != nil {
-				return nil, err
-			}
-		}
+		u.SetLabels(map[string]string{LabelRouting: routingValue})
+		u.SetAnnotations(map[string]string{AnnotationManagedRules: text})
 	}
-	u.SetLabels(labels)
-	u.SetAnnotations(map[string]string{AnnotationManagedRules: text})
-	u.Object["spec"] = spec
 	if live != nil {
 		// The write is refused if the route changed since it was read.
 		u.SetResourceVersion(live.GetResourceVersion())
 	}
 	return u, nil
+}
+
+// Release takes a route back to its declaration as far as rollout's
+// changes go (declaredSlots) and drops rollout's record: what a Rollout
+// that no longer names the route, or no longer exists, leaves behind. It
+// is pure; nil when the route holds nothing of rollout's, or Sluice
+// created it (it goes with its Rollout).
+func Release(kind Kind, rollout string, live *unstructured.Unstructured) (*Desired, error) {
+	recs, err := readRecords(live)
+	if err != nil || recs[rollout] == nil || live.GetLabels()[workload.LabelManagedBy] == workload.ManagedBy {
+		return nil, err
+	}
+	decl, err := rulesOf(live)
+	if err != nil {
+		return nil, err
+	}
+	slots, err := declaredSlots(decl, recs, rollout)
+	if err != nil {
+		return nil, err
+	}
+	delete(recs, rollout)
+	rules := make([]rule, 0, len(slots))
+	for _, s := range slots {
+		rules = append(rules, s.rule)
+	}
+	u, err := applyRules(kind, live.GetNamespace(), live.GetName(), rules, recs, live)
+	if err != nil {
+		return nil, err
+	}
+	return &Desired{Apply: u, Changed: true}, nil
 }
 
 // jsonInto puts v into m[key] as unstructured JSON (integers as int64).

@@ -315,3 +315,46 @@ func TestCookiePattern(t *testing.T) {
 		t.Error("four cookies are accepted")
 	}
 }
+
+// TestRelease: a Rollout that lets go of a route leaves it as declared,
+// and another Rollout's rules in it as they are.
+func TestRelease(t *testing.T) {
+	user := toUnstructured(t, userHTTPRoute())
+	reviews := testInput(testPlan(headerRoute("header-jason", "end-user", "jason"), func() plan.Route {
+		r := weights(80, 20)
+		r.Mirror = &plan.Mirror{Subset: plan.Canary, Percent: 10}
+		return r
+	}()))
+	legacy := testInput(testPlan(weights(50, 50)))
+	legacy.Rollout = "legacy"
+	legacy.Route.Rules = []v1alpha1.GatewayRuleRef{{Name: "legacy"}}
+	alone := applied(t, user, render(t, reviews, user).Apply)
+
+	d, err := Release(HTTPRoute, "reviews", alone)
+	if err != nil || d == nil {
+		t.Fatalf("Release: %v, %v", d, err)
+	}
+	if got, want := mustJSON(t, d.Apply.Object["spec"]), mustJSON(t, user.Object["spec"].(map[string]any)["rules"]); got != `{"rules":`+want+`}` {
+		t.Errorf("released rules\n%s\nwant the user's\n%s", got, want)
+	}
+	if len(d.Apply.GetAnnotations()) != 0 || len(d.Apply.GetLabels()) != 0 {
+		t.Errorf("the release keeps Sluice's annotations %v or labels %v; applied, it would not drop them", d.Apply.GetAnnotations(), d.Apply.GetLabels())
+	}
+	if d, err := Release(HTTPRoute, "other", alone); d != nil || err != nil {
+		t.Errorf("a Rollout with nothing in the route releases %v (%v)", d, err)
+	}
+
+	both := applied(t, alone, render(t, legacy, alone).Apply)
+	d, err = Release(HTTPRoute, "reviews", both)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := applied(t, both, d.Apply)
+	left.SetAnnotations(d.Apply.GetAnnotations())
+	if d := render(t, legacy, left); d.Changed {
+		t.Errorf("legacy's rules are not as it left them after reviews let go: %s", mustJSON(t, d.Apply.Object["spec"]))
+	}
+	if names := ruleNames(specRules(t, left)); !slices.Equal(names, []string{"health", "reviews", "legacy"}) {
+		t.Errorf("rules %v after reviews let go", names)
+	}
+}

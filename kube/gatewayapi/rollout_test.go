@@ -1,12 +1,14 @@
 package gatewayapi
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -141,6 +143,30 @@ func TestHTTPRouteRollout(t *testing.T) {
 		return ro.Status.Phase == v1alpha1.PhaseDegraded && tr.CanaryWeight == 0 && tr.AcknowledgedVersion == tr.PlanVersion
 	})
 	check("abort", step{backends: []string{svc(v2, 100)}})
+
+	// The Rollout moves to Istio: the route is the user's again, byte for
+	// byte, without Sluice's label and annotation.
+	h.ro.Spec.Service.Routers = []v1alpha1.Router{{Istio: &v1alpha1.IstioRouter{}}}
+	if err := c.Update(context.Background(), h.ro); err != nil {
+		t.Fatal(err)
+	}
+	h.mustReconcile()
+	checkReleased(t, h.live(), original)
+}
+
+// checkReleased compares a route with the user's: spec, labels and
+// annotations.
+func checkReleased(t *testing.T, live, original *unstructured.Unstructured) {
+	t.Helper()
+	if a, b := mustJSON(t, live.Object["spec"]), mustJSON(t, original.Object["spec"]); a != b {
+		t.Errorf("released route\n%s\nwant the user's\n%s", a, b)
+	}
+	if a, b := mustJSON(t, live.GetAnnotations()), mustJSON(t, original.GetAnnotations()); a != b {
+		t.Errorf("released route's annotations %s, want %s", a, b)
+	}
+	if a, b := mustJSON(t, live.GetLabels()), mustJSON(t, original.GetLabels()); a != b {
+		t.Errorf("released route's labels %s, want %s", a, b)
+	}
 }
 
 func backendNames(rules []gatewayv1.HTTPRouteRule) []string {

@@ -126,6 +126,27 @@ func (w *Writer) write(ctx context.Context, in Input) (Written, error) {
 	return out, nil
 }
 
+// Release takes what rollout changed out of a route (Release, the pure
+// part): for a Rollout that no longer names the route, or is gone. A
+// missing route, or one without rollout's record, is left alone.
+func (w *Writer) Release(ctx context.Context, kind Kind, ns, name, rollout string) error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		live, err := w.get(ctx, kind, ns, name)
+		if err != nil || live == nil {
+			return err
+		}
+		d, err := Release(kind, rollout, live)
+		if err != nil || d == nil {
+			return err
+		}
+		return w.c.Apply(ctx, client.ApplyConfigurationFromUnstructured(d.Apply), client.FieldOwner(FieldManager), client.ForceOwnership)
+	})
+	if err != nil {
+		return fmt.Errorf("releasing %s %s/%s from rollout %s: %w", kind, ns, name, rollout, err)
+	}
+	return nil
+}
+
 // get reads a route from the API server; nil when it does not exist.
 func (w *Writer) get(ctx context.Context, kind Kind, ns, name string) (*unstructured.Unstructured, error) {
 	return readRoute(ctx, w.c, kind, ns, name, "")

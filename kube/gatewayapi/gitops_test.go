@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
@@ -116,6 +117,22 @@ func TestGitOpsApplyDoesNotFight(t *testing.T) {
 	}
 	if !strings.Contains(owners[fieldManagerGitOps], "f:hostnames") || !strings.Contains(owners[fieldManagerGitOps], "f:parentRefs") {
 		t.Errorf("the GitOps tool owns %s; want hostnames and parentRefs still its", owners[fieldManagerGitOps])
+	}
+
+	// A reconcile whose route did not change sends the route no request:
+	// the cached Writer finds it as it left it in its cache.
+	reconciles, reads := reconcileCount(t), api.gets.Load()
+	for i := range 5 {
+		poke := rolloutOf(t, c, ro)
+		poke.Annotations = map[string]string{"example.com/poke": fmt.Sprint(i)}
+		if err := c.Update(context.Background(), poke); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the poke reconciled", 5*time.Second, func() bool { return reconcileCount(t) > reconciles })
+		reconciles = reconcileCount(t)
+	}
+	if n := api.gets.Load() - reads; n != 0 {
+		t.Errorf("5 reconciles of an unchanged route read it %d times from the API server, want 0", n)
 	}
 
 	// No flapping: nothing writes the route's spec during the window,
@@ -283,4 +300,28 @@ func (a *apiClient) Get(ctx context.Context, key client.ObjectKey, obj client.Ob
 func (a *apiClient) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
 	a.applies.Add(1)
 	return a.Writer.Apply(ctx, obj, opts...)
+}
+
+// reconcileCount is how many reconciles the Rollout controllers of this
+// process have finished (controller-runtime's metric).
+func reconcileCount(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == "rollout" {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }

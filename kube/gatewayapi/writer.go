@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -87,11 +88,14 @@ func (w *Writer) Write(ctx context.Context, in Input) (Written, error) {
 		out, err = w.write(ctx, in)
 		return err
 	})
+	var rej *RejectedError
+	if err == nil || errors.As(err, &rej) {
+		// The kind exists: watch it from now on (a cached Writer).
+		w.ensureWatch(in.Kind)
+	}
 	if err != nil {
 		return Written{}, fmt.Errorf("writing plan %s of %s/%s to %s %s: %w", in.Plan.Version, in.Plan.Namespace, in.Plan.Service, in.Kind, in.Route.Name, err)
 	}
-	// The kind exists: watch it from now on (a cached Writer).
-	w.ensureWatch(in.Kind)
 	if remember {
 		w.mem.remember(key, ref, inputs, out)
 	}

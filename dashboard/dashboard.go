@@ -48,6 +48,10 @@ type Options struct {
 	SessionTTL time.Duration
 	// CommandTimeout bounds the wait for the engine's answer; default 30s.
 	CommandTimeout time.Duration
+	// Refresh is how often a live page is rendered again without a
+	// change signal: for backends that give none (rolloutapi.Watcher),
+	// and for what changes without a step (who is connected). Default 1s.
+	Refresh time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -72,6 +76,9 @@ func New(b rolloutapi.Backend, o Options) (*Dashboard, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Refresh == 0 {
+		o.Refresh = time.Second
 	}
 	p, err := loadPages()
 	if err != nil {

@@ -15,10 +15,6 @@ import (
 const (
 	// streamMinGap spaces out renders when changes come fast.
 	streamMinGap = 100 * time.Millisecond
-	// streamRefresh renders again without a change signal: for backends
-	// that give none, and for what changes without a step (who is
-	// connected).
-	streamRefresh = time.Second
 	// streamKeepAlive writes a comment to keep proxies from closing an
 	// idle stream.
 	streamKeepAlive = 15 * time.Second
@@ -29,7 +25,7 @@ const (
 // stream serves a page's live part as server-sent events: the fragment
 // once at once, then again whenever it renders differently, as soon as
 // the backend signals a change (rolloutapi.Watcher) or at least every
-// streamRefresh. A viewer whose session has ended gets a "login" event
+// Options.Refresh. A viewer whose session has ended gets a "login" event
 // and the stream ends; the page then reloads into the login form.
 func (d *Dashboard) stream(render func(*http.Request, *session) ([]byte, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -65,10 +61,10 @@ func (d *Dashboard) stream(render func(*http.Request, *session) ([]byte, error))
 			// Take the signal before rendering, so a change during the
 			// render is not lost.
 			waitCtx, cancel := context.WithCancel(ctx)
-			changed := rolloutapi.ChangedOrTick(waitCtx, d.b, streamRefresh)
+			changed := rolloutapi.ChangedOrTick(waitCtx, d.b, d.o.Refresh)
 			err := d.streamOnce(r, &s, render, &last, write)
 			if err == nil {
-				err = waitChange(ctx, changed, keepAlive.C, write)
+				err = waitChange(ctx, changed, d.o.Refresh, keepAlive.C, write)
 			}
 			cancel()
 			if err != nil {
@@ -105,8 +101,8 @@ func (d *Dashboard) streamOnce(r *http.Request, s *session, render func(*http.Re
 
 // waitChange waits for a change, the refresh or the end of the request,
 // keeping the stream alive meanwhile.
-func waitChange(ctx context.Context, changed <-chan struct{}, keepAlive <-chan time.Time, write func([]byte) error) error {
-	refresh := time.NewTimer(streamRefresh)
+func waitChange(ctx context.Context, changed <-chan struct{}, every time.Duration, keepAlive <-chan time.Time, write func([]byte) error) error {
+	refresh := time.NewTimer(every)
 	defer refresh.Stop()
 	for {
 		select {

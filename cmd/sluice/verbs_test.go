@@ -118,9 +118,10 @@ func (b *engineBackend) Command(ctx context.Context, ns, name string, req rollou
 	return rolloutapi.CommandResponse{ID: id, Kind: req.Kind, Result: lc.Result, Refused: strings.HasPrefix(lc.Result, "refused")}, nil
 }
 
-func TestVerbsAgainstServer(t *testing.T) {
-	t.Parallel()
-	b := newEngineBackend(t)
+// testTokens are alice's operate token "tok" and viewer's read token
+// "look".
+func testTokens(t *testing.T) []rolloutapi.Token {
+	t.Helper()
 	var tokens []rolloutapi.Token
 	for _, tk := range []struct {
 		name   string
@@ -133,7 +134,13 @@ func TestVerbsAgainstServer(t *testing.T) {
 		}
 		tokens = append(tokens, tok)
 	}
-	srv := httptest.NewServer(rolloutapi.NewHandler(b, rolloutapi.HandlerOptions{Tokens: tokens}))
+	return tokens
+}
+
+func TestVerbsAgainstServer(t *testing.T) {
+	t.Parallel()
+	b := newEngineBackend(t)
+	srv := httptest.NewServer(rolloutapi.NewHandler(b, rolloutapi.HandlerOptions{Tokens: testTokens(t)}))
 	defer srv.Close()
 	s := "--server=" + srv.URL
 	r := "--token=look"

@@ -14,6 +14,12 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sluicehq/sluice/internal/gittest"
 	"github.com/sluicehq/sluice/internal/promtest"
@@ -105,6 +111,20 @@ spec:
         query: vector(0.97)
 `
 
+// browserRatings is a second Rollout, whose plan a proxy rejects.
+const browserRatings = `apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: ratings
+spec:
+  service: {name: ratings, hosts: [ratings], port: 9080}
+  backend: {version: v1, endpoints: [%q]}
+  strategy:
+    canary:
+      steps:
+      - setWeight: 50
+`
+
 const browserConfig = `git:
   url: %s
   branch: main
@@ -127,8 +147,9 @@ http:
 // drives the dashboard in headless Chromium: the table shows the rollout
 // and follows it live; the rollout page follows the canary through its
 // steps without a reload, its analysis chart gaining points; promote from
-// the page takes it on and is recorded as alice's; a read token's viewer
-// gets no action, and a forged POST from the page is refused.
+// the page takes it on and is recorded as alice's; a proxy's NACK with
+// markup in it shows as text; a read token's viewer gets no action, and a
+// forged POST from the page is refused.
 func TestDashboardInBrowser(t *testing.T) {
 	t.Parallel()
 	newTab := browser(t)
@@ -257,6 +278,21 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("no 'alice ran Promote' in the history: %+v", hist)
 	}
 	waitFor(t, 30*time.Second, "all RPCs on v2", func() bool { return xdstest.Calls(t, client, 20)["v2"] == 20 })
+
+	// A proxy NACKs another Rollout's plan with markup in its error and
+	// its node id: the page shows the text, and no element of it.
+	repo.Push("ratings", map[string]string{"ratings.yaml": fmt.Sprintf(browserRatings, xdstest.Backend(t, "127.0.0.1", "ratings-v1"))})
+	waitFor(t, 30*time.Second, "ratings in the API", func() bool {
+		_, err := api.Get(context.Background(), "default", "ratings")
+		return err == nil
+	})
+	nackingNode(t, xdsAddr, `nacker<b>bold</b>`, "ratings", `<script>alert("nack")</script> route rejected`)
+	do(t, ctx, "open ratings", chromedp.Navigate(base+"rollouts/default/ratings"))
+	waitText(t, ctx, "#nacks", `<script>alert("nack")</script> route rejected`)
+	waitText(t, ctx, "#nacks", `nacker<b>bold</b>`)
+	if n := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#live script, #live b').length`)); n != 0 {
+		t.Errorf("the NACK's markup became %d elements of the page", n)
+	}
 
 	// Bob, with a read token, sees the rollout and no action; a POST
 	// from his page without the form's token is refused.
@@ -395,4 +431,48 @@ func containsEvent(evs []rolloutapi.Event, msg string) bool {
 		}
 	}
 	return false
+}
+
+// nackingNode opens an ADS stream as node id, subscribes to host's
+// listener as a proxyless gRPC client would, and rejects every response
+// with msg, until the test ends. It returns once it has rejected one.
+func nackingNode(t *testing.T, addr, id, host, msg string) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); _ = conn.Close() })
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: id, Cluster: "test", UserAgentName: "gRPC Go"},
+		TypeUrl: resourcev3.ListenerType, ResourceNames: []string{host}}
+	if err := stream.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	nacked := make(chan struct{})
+	go func() {
+		for first := true; ; first = false {
+			resp, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			// The version stays the one before: none was ever applied.
+			if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResourceNames: []string{host},
+				ResponseNonce: resp.GetNonce(), ErrorDetail: &statuspb.Status{Code: 3, Message: msg}}); err != nil {
+				return
+			}
+			if first {
+				close(nacked)
+			}
+		}
+	}()
+	select {
+	case <-nacked:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("node %s was sent nothing to reject", id)
+	}
 }

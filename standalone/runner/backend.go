@@ -16,11 +16,18 @@ import (
 var _ rolloutapi.Backend = (*Runner)(nil)
 
 // List returns every Rollout the runner knows, retired ones included.
+// Views are converted outside the lock: the conversion asks the engine
+// what each command would do (rolloutapi.Preview), which the loop need not
+// wait for.
 func (r *Runner) List(context.Context) ([]rolloutapi.Rollout, error) {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	out := make([]rolloutapi.Rollout, 0, len(r.views))
+	views := make([]view, 0, len(r.views))
 	for _, v := range r.views {
+		views = append(views, v)
+	}
+	r.mu.RUnlock()
+	out := make([]rolloutapi.Rollout, 0, len(views))
+	for _, v := range views {
 		out = append(out, toAPI(v))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })

@@ -4,16 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"reflect"
-	"strconv"
-	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
-	"k8s.io/apimachinery/pkg/util/validation"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/sluicehq/sluice/kube/workload"
@@ -211,14 +207,6 @@ func (r *renderer) createdRules() ([]rule, error) {
 	return out, nil
 }
 
-// slot is one rule of the route as declared, or another Rollout's rule
-// put before the rule it manages (foreign), which does not count as a
-// declared rule.
-type slot struct {
-	rule    rule
-	foreign bool
-}
-
 // rules takes the live rules back to the declaration and renders the
 // managed ones again. It returns the rules to write and this Rollout's
 // new record.
@@ -250,120 +238,6 @@ func (r *renderer) rules(decl []rule, recs records) ([]rule, *entry, error) {
 		return nil, nil, err
 	}
 	return out, mine, nil
-}
-
-// declaredSlots takes the live rules back to the route as declared, as
-// far as rollout's last write goes: the rules it put in are dropped
-// (another Rollout's are kept, as foreign slots), and in the managed rules
-// it recorded the declared backendRefs come back and the mirror filter it
-// appended goes, each only where the live value is still the one Sluice
-// wrote. A rule someone rewrote since is that someone's declaration.
-func declaredSlots(live []rule, recs records, rollout string) ([]slot, error) {
-	extras, err := recs.extraNames()
-	if err != nil {
-		return nil, err
-	}
-	slots := make([]slot, 0, len(live))
-	for _, ru := range live {
-		owner, ok := extras[ru.name()]
-		switch {
-		case !ok || ru.name() == "":
-			slots = append(slots, slot{rule: ru})
-		case owner != rollout:
-			slots = append(slots, slot{rule: ru, foreign: true})
-		}
-	}
-	last, err := recs.entry(rollout)
-	if err != nil || last == nil {
-		return slots, err
-	}
-	for _, rec := range last.Rules {
-		i, err := findKey(slots, rec.Key)
-		if err != nil {
-			continue // the rule is gone or moved; nothing to undo
-		}
-		if slots[i].rule, err = undo(slots[i].rule, rec); err != nil {
-			return nil, err
-		}
-	}
-	return slots, nil
-}
-
-// undo takes back what rec says Sluice changed in ru, where it is still
-// Sluice's.
-func undo(ru rule, rec ruleRecord) (rule, error) {
-	ru = ru.clone()
-	if sameJSON(ru["backendRefs"], rec.Written) {
-		if err := ru.set("backendRefs", rec.Declared); err != nil {
-			return nil, err
-		}
-	}
-	if len(rec.Mirror) == 0 {
-		return ru, nil
-	}
-	filters, err := rawList(ru["filters"])
-	if err != nil {
-		return nil, fmt.Errorf("filters of rule %q: %w", ru.name(), err)
-	}
-	if n := len(filters); n > 0 && sameJSON(filters[n-1], rec.Mirror) {
-		var rest any
-		if n > 1 {
-			rest = filters[:n-1]
-		}
-		if err := ru.set("filters", rest); err != nil {
-			return nil, err
-		}
-	}
-	return ru, nil
-}
-
-// ruleKey is how a record names a managed rule.
-func ruleKey(ref v1alpha1.GatewayRuleRef) string {
-	switch {
-	case ref.Name != "":
-		return "name/" + ref.Name
-	case ref.Index != nil:
-		return "index/" + strconv.Itoa(int(*ref.Index))
-	}
-	return "only"
-}
-
-// findKey finds a managed rule among the declared ones (foreign rules do
-// not count, and do not shift indexes).
-func findKey(slots []slot, key string) (int, error) {
-	var declared []int
-	for i, s := range slots {
-		if !s.foreign {
-			declared = append(declared, i)
-		}
-	}
-	kind, arg, _ := strings.Cut(key, "/")
-	switch kind {
-	case "only":
-		if len(declared) != 1 {
-			return 0, fmt.Errorf("the route has %d rules; name the ones Sluice manages in the router's rules", len(declared))
-		}
-		return declared[0], nil
-	case "index":
-		n, err := strconv.Atoi(arg)
-		if err != nil || n < 0 || n >= len(declared) {
-			return 0, fmt.Errorf("the route has %d rules; there is no rule at index %s", len(declared), arg)
-		}
-		return declared[n], nil
-	}
-	var named []int
-	for _, i := range declared {
-		if slots[i].rule.name() == arg {
-			named = append(named, i)
-		}
-	}
-	switch len(named) {
-	case 0:
-		return 0, fmt.Errorf("the route has no rule named %q", arg)
-	case 1:
-		return named[0], nil
-	}
-	return 0, fmt.Errorf("the route has %d rules named %q; pick one by index in the router's rules", len(named), arg)
 }
 
 // resolve finds the rules the router names, and refuses one that another
@@ -466,36 +340,6 @@ func applyRules(kind Kind, ns, name string, rules []rule, recs records, live *un
 	return u, nil
 }
 
-// Release takes a route back to its declaration as far as rollout's
-// changes go (declaredSlots) and drops rollout's record: what a Rollout
-// that no longer names the route, or no longer exists, leaves behind. It
-// is pure; nil when the route holds nothing of rollout's, or Sluice
-// created it (it goes with its Rollout).
-func Release(kind Kind, rollout string, live *unstructured.Unstructured) (*Desired, error) {
-	recs, err := readRecords(live)
-	if err != nil || recs[rollout] == nil || live.GetLabels()[workload.LabelManagedBy] == workload.ManagedBy {
-		return nil, err
-	}
-	decl, err := rulesOf(live)
-	if err != nil {
-		return nil, err
-	}
-	slots, err := declaredSlots(decl, recs, rollout)
-	if err != nil {
-		return nil, err
-	}
-	delete(recs, rollout)
-	rules := make([]rule, 0, len(slots))
-	for _, s := range slots {
-		rules = append(rules, s.rule)
-	}
-	u, err := applyRules(kind, live.GetNamespace(), live.GetName(), rules, recs, live)
-	if err != nil {
-		return nil, err
-	}
-	return &Desired{Apply: u, Changed: true}, nil
-}
-
 // jsonInto puts v into m[key] as unstructured JSON (integers as int64).
 func jsonInto(v any, m *map[string]any, key string) error {
 	b, err := json.Marshal(v)
@@ -561,177 +405,4 @@ func holds(live, apply *unstructured.Unstructured) bool {
 		}
 	}
 	return true
-}
-
-// expand renders a managed rule: before it, a copy narrowed to each plan
-// route with a match, sending that route's traffic; the rule itself
-// carries the plan's last route (the weights, and the mirror). Each copy
-// keeps the rule's filters, timeouts and every other field.
-func (r *renderer) expand(stub rule, key string) ([]rule, ruleRecord, error) {
-	rec := ruleRecord{Key: key, Declared: stub["backendRefs"]}
-	if err := forwards(stub); err != nil {
-		return nil, rec, err
-	}
-	template := map[string]json.RawMessage{}
-	if backs, err := rawList(stub["backendRefs"]); err != nil {
-		return nil, rec, fmt.Errorf("backendRefs of rule %q: %w", stub.name(), err)
-	} else if len(backs) > 0 {
-		if err := json.Unmarshal(backs[0], &template); err != nil {
-			return nil, rec, fmt.Errorf("backendRefs of rule %q: %w", stub.name(), err)
-		}
-	}
-	last := len(r.routes) - 1
-	out := make([]rule, 0, len(r.routes))
-	for i, pr := range r.routes {
-		ru := stub.clone()
-		if i < last {
-			name, err := r.extraName(stub.name(), key, pr.Name)
-			if err != nil {
-				return nil, rec, err
-			}
-			if len(pr.Match) > 0 {
-				m, err := r.in.Kind.narrow(stub, pr.Match)
-				if err != nil {
-					return nil, rec, fmt.Errorf("plan route %q in rule %s: %w", pr.Name, key, err)
-				}
-				if m == nil {
-					// No request of the rule can match the plan route.
-					continue
-				}
-				ru["matches"] = m
-			}
-			if err := ru.set("name", name); err != nil {
-				return nil, rec, err
-			}
-			rec.Extra = append(rec.Extra, name)
-		}
-		refs, err := r.backendRefs(pr.Destinations, template)
-		if err != nil {
-			return nil, rec, err
-		}
-		ru["backendRefs"] = refs
-		if pr.Mirror != nil {
-			f, err := r.mirror(ru, pr.Mirror)
-			if err != nil {
-				return nil, rec, err
-			}
-			if i == last {
-				rec.Mirror = f
-			}
-		}
-		if i == last {
-			rec.Written = refs
-		}
-		out = append(out, ru)
-	}
-	return out, rec, nil
-}
-
-// forwards refuses a rule that sends nothing to a backend.
-func forwards(stub rule) error {
-	var filters []struct {
-		Type string `json:"type"`
-	}
-	if err := stub.get("filters", &filters); err != nil {
-		return err
-	}
-	for _, f := range filters {
-		if f.Type == string(gatewayv1.HTTPRouteFilterRequestRedirect) {
-			return fmt.Errorf("rule %q redirects: it sends no traffic to a backend, so there is none to split", stub.name())
-		}
-	}
-	return nil
-}
-
-// extraName names the copy of a managed rule for a plan route:
-// "<rule>-<plan route>", or for an unnamed rule "sluice-<plan route>"
-// ("sluice-<index>-<plan route>" when picked by index).
-func (r *renderer) extraName(rule, key, planRoute string) (string, error) {
-	base := rule
-	if base == "" {
-		base = "sluice"
-		if kind, arg, _ := strings.Cut(key, "/"); kind == "index" {
-			base += "-" + arg
-		}
-	}
-	name := base + "-" + planRoute
-	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-		return "", fmt.Errorf("rule name %q for plan route %q: %s", name, planRoute, strings.Join(errs, "; "))
-	}
-	return name, nil
-}
-
-// service is the per-revision Service of a plan subset, which the
-// controller creates for every revision it runs (workload.Service).
-func (r *renderer) service(subset string) (string, error) {
-	rev := r.in.Plan.Revision(subset)
-	if rev == "" {
-		return "", fmt.Errorf("plan subset %q has no revision", subset)
-	}
-	return workload.ServiceName(r.in.Plan.Service, rev), nil
-}
-
-// backendObject refers to a Service of the route's namespace, with the
-// API server's defaults written out.
-func (r *renderer) backendObject(svc string) gatewayv1.BackendObjectReference {
-	group, kind := gatewayv1.Group(""), gatewayv1.Kind("Service")
-	port := r.port
-	return gatewayv1.BackendObjectReference{Group: &group, Kind: &kind, Name: gatewayv1.ObjectName(svc), Port: &port}
-}
-
-// backendRefs are the plan's destinations with a weight, each the
-// template (the rule's first declared backendRef, so its filters stay)
-// pointed at the destination's Service. A destination at 0% is left out:
-// its Service may not exist yet.
-func (r *renderer) backendRefs(dests []plan.Destination, template map[string]json.RawMessage) (json.RawMessage, error) {
-	out := make([]map[string]json.RawMessage, 0, len(dests))
-	for _, d := range dests {
-		if d.Weight <= 0 {
-			continue
-		}
-		svc, err := r.service(d.Subset)
-		if err != nil {
-			return nil, err
-		}
-		ref := maps.Clone(template)
-		for _, k := range []string{"group", "kind", "name", "namespace", "port", "weight"} {
-			delete(ref, k)
-		}
-		fields, err := json.Marshal(struct {
-			gatewayv1.BackendObjectReference `json:",inline"`
-			Weight                           int32 `json:"weight"`
-		}{r.backendObject(svc), d.Weight})
-		if err != nil {
-			return nil, err
-		}
-		var set map[string]json.RawMessage
-		if err := json.Unmarshal(fields, &set); err != nil {
-			return nil, err
-		}
-		maps.Copy(ref, set)
-		out = append(out, ref)
-	}
-	return json.Marshal(out)
-}
-
-// mirror appends a RequestMirror filter for m to the rule's filters and
-// returns it.
-func (r *renderer) mirror(ru rule, m *plan.Mirror) (json.RawMessage, error) {
-	svc, err := r.service(m.Subset)
-	if err != nil {
-		return nil, err
-	}
-	pct := m.Percent
-	f, err := json.Marshal(gatewayv1.HTTPRouteFilter{
-		Type:          gatewayv1.HTTPRouteFilterRequestMirror,
-		RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{BackendRef: r.backendObject(svc), Percent: &pct},
-	})
-	if err != nil {
-		return nil, err
-	}
-	filters, err := rawList(ru["filters"])
-	if err != nil {
-		return nil, fmt.Errorf("filters of rule %q: %w", ru.name(), err)
-	}
-	return f, ru.set("filters", append(filters, f))
 }

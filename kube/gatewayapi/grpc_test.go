@@ -201,3 +201,55 @@ func compareBut(t *testing.T, got, want rule, but ...string) {
 		t.Errorf("rule %s:\n%s\nwant\n%s", want.name(), mustJSON(t, g), mustJSON(t, w))
 	}
 }
+
+// TestCreatedRoute: with create, Sluice creates the route the Rollout
+// names when there is none, owned by the Rollout, and once it holds the
+// plan, reconciles send it nothing: the route reads back as it was sent,
+// the API server's defaults included.
+func TestCreatedRoute(t *testing.T) {
+	c := env.Client(t)
+	ns := kubetest.Namespace(t, c, "sluice-create-")
+	router := v1alpha1.Router{GRPCRoute: &v1alpha1.GatewayRouteRef{
+		Name:   "ratings",
+		Rules:  []v1alpha1.GatewayRuleRef{{Name: "all"}},
+		Create: &v1alpha1.GatewayRouteCreate{ParentRefs: []v1alpha1.GatewayParentRef{{Kind: "Service", Name: "ratings", Port: ptr.To[int32](50051)}}},
+	}}
+	ro := newRollout(ns, "ratings", "ratings:v1", 50051, router, setWeight(50))
+	h := newHarness(t, c, ro, GRPCRoute, "ratings")
+	api := &apiClient{Reader: c, Writer: c}
+	h.pub = NewPublisher(NewWriter(api))
+	h.r.Publisher, h.r.Acknowledger = h.pub, h.pub
+	h.drive("healthy", h.accepting, healthy)
+
+	live := h.live()
+	if o := live.GetOwnerReferences(); len(o) != 1 || o[0].Kind != "Rollout" || o[0].Name != "ratings" {
+		t.Errorf("created route's owners %v, want the Rollout", o)
+	}
+	rules, err := rulesOf(live)
+	if err != nil || len(rules) != 1 || rules[0].name() != "all" {
+		t.Fatalf("created route's rules %v (%v)", rules, err)
+	}
+	applies, gen := api.applies.Load(), live.GetGeneration()
+	for range 3 {
+		h.mustReconcile()
+	}
+	if n := api.applies.Load() - applies; n != 0 || h.live().GetGeneration() != gen {
+		t.Errorf("%d applies, generation %d → %d, for a created route that holds the plan", n, gen, h.live().GetGeneration())
+	}
+
+	// Someone points Sluice's rule elsewhere by hand: the next write puts
+	// it back.
+	edited := h.live()
+	rulesRaw, _, _ := unstructured.NestedSlice(edited.Object, "spec", "rules")
+	rulesRaw[0].(map[string]any)["backendRefs"] = []any{map[string]any{"name": "elsewhere", "port": int64(50051)}}
+	if err := unstructured.SetNestedSlice(edited.Object, rulesRaw, "spec", "rules"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Update(context.Background(), edited); err != nil {
+		t.Fatal(err)
+	}
+	h.mustReconcile()
+	if refs := mustJSON(t, h.live().Object["spec"].(map[string]any)["rules"]); strings.Contains(refs, "elsewhere") || !strings.Contains(refs, "ratings-"+h.ro.Status.StableRevision) {
+		t.Errorf("rules %s after the edit: want the stable revision's Service back", refs)
+	}
+}

@@ -246,10 +246,10 @@ func TestRenderCreatesRoute(t *testing.T) {
 	if _, err := Render(in, nil); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("error %v, want not found", err)
 	}
-	in.Route.Create = &v1alpha1.GatewayRouteCreate{ParentRefs: []v1alpha1.GatewayParentRef{{Name: "mesh", Kind: "Service", Group: "core"}}, Hostnames: []string{reviewsHost1}}
+	in.Route.Create = &v1alpha1.GatewayRouteCreate{ParentRefs: []v1alpha1.GatewayParentRef{{Name: "mesh", Kind: "Service"}}, Hostnames: []string{reviewsHost1}}
 	d := render(t, in, nil)
 	spec, _, _ := unstructured.NestedMap(d.Apply.Object, "spec")
-	want := `{"hostnames":["reviews.example.com"],"parentRefs":[{"group":"core","kind":"Service","name":"mesh"}],` +
+	want := `{"hostnames":["reviews.example.com"],"parentRefs":[{"group":"","kind":"Service","name":"mesh"}],` +
 		`"rules":[{"backendRefs":[{"group":"","kind":"Service","name":"reviews-aaaa1111","port":9080,"weight":80},{"group":"","kind":"Service","name":"reviews-bbbb2222","port":9080,"weight":20}],` +
 		`"matches":[{"path":{"type":"PathPrefix","value":"/"}}],"name":"reviews"}]}`
 	if got := mustJSON(t, spec); got != want {
@@ -357,4 +357,23 @@ func TestRelease(t *testing.T) {
 	if names := ruleNames(specRules(t, left)); !slices.Equal(names, []string{"health", "reviews", "legacy"}) {
 		t.Errorf("rules %v after reviews let go", names)
 	}
+}
+
+// TestRenderExtraRevision: an extra revision's match route and weight
+// reach the rule as its own Service, like stable's and the canary's.
+func TestRenderExtraRevision(t *testing.T) {
+	p := testPlan(
+		plan.Route{Name: "revision-jason", Match: []plan.Match{{Headers: []plan.HeaderMatch{{Name: "end-user", Kind: plan.HeaderExact, Value: "jason"}}}},
+			Destinations: []plan.Destination{{Subset: "jason", Weight: 100}}},
+		plan.Route{Name: "primary", Destinations: []plan.Destination{{Subset: plan.Stable, Weight: 40}, {Subset: plan.Canary, Weight: 50}, {Subset: "jason", Weight: 10}}},
+	)
+	p.Subsets = append(p.Subsets, plan.Subset{Name: "jason", Revision: "cccc3333"})
+	p.Seal()
+	user := toUnstructured(t, userHTTPRoute())
+	live := applied(t, user, render(t, testInput(p), user).Apply)
+	checkRoute(t, live, user, "reviews", step{
+		backends:     []string{stableSvc + ":9080=40", canarySvc + ":9080=50", "reviews-cccc3333:9080=10"},
+		extra:        map[string][]string{"reviews-revision-jason": {"reviews-cccc3333:9080=100"}},
+		extraMatches: jasonMatches,
+	})
 }

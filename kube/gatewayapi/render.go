@@ -359,9 +359,14 @@ func jsonInto(v any, m *map[string]any, key string) error {
 func parentRefs(in []v1alpha1.GatewayParentRef) []gatewayv1.ParentReference {
 	out := make([]gatewayv1.ParentReference, 0, len(in))
 	for _, p := range in {
-		group, kind := gatewayv1.Group(gatewayv1.GroupName), gatewayv1.Kind("Gateway")
-		if p.Group != "" || p.Kind != "" {
-			group, kind = gatewayv1.Group(p.Group), gatewayv1.Kind(p.Kind)
+		// Group and kind default to a Gateway; a Service (GAMMA) is in the
+		// core group, "".
+		group, kind := gatewayv1.Group(p.Group), gatewayv1.Kind(p.Kind)
+		if kind == "" {
+			kind = "Gateway"
+		}
+		if group == "" && kind != "Service" {
+			group = gatewayv1.GroupName
 		}
 		ref := gatewayv1.ParentReference{Group: &group, Kind: &kind, Name: gatewayv1.ObjectName(p.Name)}
 		if p.Namespace != "" {

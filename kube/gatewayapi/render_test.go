@@ -377,3 +377,19 @@ func TestRenderExtraRevision(t *testing.T) {
 		extraMatches: jasonMatches,
 	})
 }
+
+func TestParentRefsDefaults(t *testing.T) {
+	got := mustJSON(t, parentRefs([]v1alpha1.GatewayParentRef{
+		{Name: "public", Namespace: "infra", SectionName: "https"},
+		{Kind: "Gateway", Name: "internal"},
+		{Kind: "Service", Name: "ratings", Port: ptr.To[int32](50051)},
+		{Group: "example.com", Kind: "Mesh", Name: "m"},
+	}))
+	want := `[{"group":"gateway.networking.k8s.io","kind":"Gateway","name":"public","namespace":"infra","sectionName":"https"},` +
+		`{"group":"gateway.networking.k8s.io","kind":"Gateway","name":"internal"},` +
+		`{"group":"","kind":"Service","name":"ratings","port":50051},` +
+		`{"group":"example.com","kind":"Mesh","name":"m"}]`
+	if got != want {
+		t.Errorf("parentRefs\n%s\nwant\n%s", got, want)
+	}
+}

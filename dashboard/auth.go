@@ -1,9 +1,11 @@
 package dashboard
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -21,8 +23,8 @@ const maxSessions = 10000
 
 // session is one login.
 type session struct {
-	id  string
-	who rolloutapi.Identity
+	id     string
+	viewer Viewer
 	// csrf must come with every form the session posts.
 	csrf    string
 	expires time.Time
@@ -54,7 +56,7 @@ func randomString() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (s *sessions) create(who rolloutapi.Identity) *session {
+func (s *sessions) create(v Viewer) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -71,7 +73,7 @@ func (s *sessions) create(who rolloutapi.Identity) *session {
 			delete(s.m, oldest.id)
 		}
 	}
-	x := &session{id: randomString(), who: who, csrf: randomString(), expires: now.Add(s.ttl)}
+	x := &session{id: randomString(), viewer: v, csrf: randomString(), expires: now.Add(s.ttl)}
 	s.m[x.id] = x
 	return x
 }
@@ -89,6 +91,16 @@ func (s *sessions) get(id string) (session, bool) {
 		return session{}, false
 	}
 	return *x, true
+}
+
+// setViewer renews who a live session's viewer is (an authenticating
+// proxy said so again, perhaps with other groups).
+func (s *sessions) setViewer(id string, v Viewer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if x, ok := s.m[id]; ok {
+		x.viewer = v
+	}
 }
 
 func (s *sessions) drop(id string) {
@@ -117,34 +129,73 @@ func (s *sessions) takeFlash(id string) *flash {
 	return f
 }
 
-// session returns the request's session, if it has a live one.
-func (d *Dashboard) session(r *http.Request) (session, bool) {
+// errNoSession: the request has no live session; the viewer logs in.
+var errNoSession = errors.New("no session")
+
+// session returns the request's live session. Where an authenticating
+// proxy vouches for the request (Access.Request), its word is who the
+// viewer is: their session is renewed with it, and a session of someone
+// else ends (the login form then makes theirs, at the dashboard's root,
+// where its cookie covers every page). A session whose viewer's
+// credentials no longer hold (Viewer.Check) ends. An error other than
+// errNoSession refuses the request.
+func (d *Dashboard) session(r *http.Request) (session, error) {
+	pv, err := d.access.Request(r)
+	if err != nil {
+		return session{}, err
+	}
 	c, err := r.Cookie(cookieName)
 	if err != nil || c.Value == "" {
-		return session{}, false
+		return session{}, errNoSession
 	}
-	return d.sessions.get(c.Value)
+	s, ok := d.sessions.get(c.Value)
+	switch {
+	case !ok:
+		return session{}, errNoSession
+	case pv != nil && s.viewer.Identity().Name != pv.Identity().Name:
+		d.sessions.drop(s.id)
+		return session{}, errNoSession
+	case pv != nil:
+		d.sessions.setViewer(s.id, pv)
+		s.viewer = pv
+		return s, nil
+	}
+	if err := s.viewer.Check(r.Context()); err != nil {
+		d.sessions.drop(s.id)
+		return session{}, errNoSession
+	}
+	return s, nil
 }
 
-// canOperate reports whether the session may run commands here.
-func (d *Dashboard) canOperate(s *session) bool {
-	return !d.o.ReadOnly && s.who.May(rolloutapi.RoleOperate)
-}
-
-// whyNot says why a session may not run commands.
-func (d *Dashboard) whyNot(s *session) string {
+// canOperate reports whether the session may run commands on the Rollout
+// namespace/name, and when not, why.
+func (d *Dashboard) canOperate(ctx context.Context, s *session, namespace, name string) (bool, string) {
 	if d.o.ReadOnly {
-		return "This dashboard is read-only: it runs no commands."
+		return false, "This dashboard is read-only: it runs no commands."
 	}
-	return "You may look but not act: " + s.who.Name + " has the " + string(s.who.Role) + " role; commands need " + string(rolloutapi.RoleOperate) + "."
+	return s.viewer.MayCommand(ctx, namespace, name)
+}
+
+// refuse answers a request the Access refused, or one without a session
+// where a page cannot send the viewer to log in.
+func (d *Dashboard) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	msg := "Your session has ended: log in again."
+	if !errors.Is(err, errNoSession) {
+		msg = "Refused: " + err.Error()
+	}
+	d.errorPage(w, r, nil, http.StatusForbidden, msg)
 }
 
 // page serves a page to a logged-in viewer; others are sent to log in,
 // and come back after.
 func (d *Dashboard) page(h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s, ok := d.session(r)
-		if !ok {
+		s, err := d.session(r)
+		if err != nil && !errors.Is(err, errNoSession) {
+			d.refuse(w, r, err)
+			return
+		}
+		if err != nil {
 			to := root(r) + "login"
 			if next := r.URL.Path[1:]; nextPath.MatchString(next) && next != "" {
 				to += "?next=" + url.QueryEscape(next)
@@ -158,22 +209,25 @@ func (d *Dashboard) page(h func(http.ResponseWriter, *http.Request, *session)) h
 }
 
 // action serves a form's POST: a live session, its CSRF token, and the
-// role need (RoleAny: none).
+// role need (RoleAny: none; RoleOperate: the viewer may run commands on
+// the Rollout the path names).
 func (d *Dashboard) action(need rolloutapi.Role, h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-		s, ok := d.session(r)
-		if !ok {
-			d.errorPage(w, r, nil, http.StatusForbidden, "Your session has ended: log in again.")
+		s, err := d.session(r)
+		if err != nil {
+			d.refuse(w, r, err)
 			return
 		}
 		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
 			d.errorPage(w, r, &s, http.StatusForbidden, "This form is stale or was not sent by the dashboard (CSRF token missing or wrong): reload the page and try again.")
 			return
 		}
-		if need == rolloutapi.RoleOperate && !d.canOperate(&s) {
-			d.errorPage(w, r, &s, http.StatusForbidden, d.whyNot(&s))
-			return
+		if need == rolloutapi.RoleOperate {
+			if ok, why := d.canOperate(r.Context(), &s, r.PathValue("namespace"), r.PathValue("name")); !ok {
+				d.errorPage(w, r, &s, http.StatusForbidden, why)
+				return
+			}
 		}
 		h(w, r, &s)
 	}
@@ -187,6 +241,19 @@ type loginPage struct {
 	base
 	Next  string
 	Error string
+	Help  string
+}
+
+// defaultLoginHelp is the login form's text for `sluice run`'s tokens.
+const defaultLoginHelp = "Paste an API token of this server: a read token shows the rollouts, an operate token also lets you " +
+	"promote, abort, retry, pause and resume them (sluice token NAME makes one)."
+
+func (d *Dashboard) loginPage(r *http.Request, next, msg string) loginPage {
+	help := d.o.LoginHelp
+	if help == "" {
+		help = defaultLoginHelp
+	}
+	return loginPage{base: d.base(r, nil, "Log in"), Next: next, Error: msg, Help: help}
 }
 
 func (d *Dashboard) loginForm(w http.ResponseWriter, r *http.Request) {
@@ -195,11 +262,25 @@ func (d *Dashboard) loginForm(w http.ResponseWriter, r *http.Request) {
 		next = ""
 	}
 	if d.o.InsecureNoAuth {
-		d.startSession(w, r, rolloutapi.Anonymous(r), next)
+		d.startSession(w, r, TokenViewer(d.access.(tokenAccess).b, rolloutapi.Anonymous(r)), next)
+		return
+	}
+	// Behind an authenticating proxy the proxy's word is the login.
+	pv, err := d.access.Request(r)
+	if err != nil {
+		d.refuse(w, r, err)
+		return
+	}
+	if pv != nil {
+		d.startSession(w, r, pv, next)
+		return
+	}
+	if key := r.URL.Query().Get("key"); d.o.LinkLogin && key != "" {
+		d.loginWith(w, r, key, next)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	d.render(w, http.StatusOK, "login", loginPage{base: d.base(r, nil, "Log in"), Next: next})
+	d.render(w, http.StatusOK, "login", d.loginPage(r, next, ""))
 }
 
 func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
@@ -208,32 +289,44 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	if !nextPath.MatchString(next) {
 		next = ""
 	}
-	who, ok := rolloutapi.Authenticate(d.o.Tokens, r.PostFormValue("token"))
 	if d.o.InsecureNoAuth {
-		who, ok = rolloutapi.Anonymous(r), true
-	}
-	if !ok {
-		msg := "That token is not one this server knows."
-		if len(d.o.Tokens) == 0 {
-			msg = "This server has no tokens configured, so no one can log in."
-		}
-		d.render(w, http.StatusUnauthorized, "login", loginPage{base: d.base(r, nil, "Log in"), Next: next, Error: msg})
+		d.startSession(w, r, TokenViewer(d.access.(tokenAccess).b, rolloutapi.Anonymous(r)), next)
 		return
 	}
-	d.startSession(w, r, who, next)
+	d.loginWith(w, r, r.PostFormValue("token"), next)
 }
 
-// startSession logs who in and sends them to next. The cookie has no Path:
-// the browser scopes it to the folder of the login URL as it sees it,
-// which is the dashboard's root whatever prefix a proxy adds.
-func (d *Dashboard) startSession(w http.ResponseWriter, r *http.Request, who rolloutapi.Identity, next string) {
-	s := d.sessions.create(who)
+// loginWith logs in with secret, or shows the form again saying why not.
+func (d *Dashboard) loginWith(w http.ResponseWriter, r *http.Request, secret, next string) {
+	w.Header().Set("Cache-Control", "no-store")
+	v, err := d.access.Login(r.Context(), secret)
+	var refused Refused
+	switch {
+	case errors.As(err, &refused):
+		d.render(w, http.StatusUnauthorized, "login", d.loginPage(r, next, string(refused)))
+		return
+	case err != nil:
+		d.render(w, http.StatusServiceUnavailable, "login", d.loginPage(r, next, "Your login could not be checked: "+err.Error()))
+		return
+	}
+	d.startSession(w, r, v, next)
+}
+
+// startSession logs v in and sends them to next.
+func (d *Dashboard) startSession(w http.ResponseWriter, r *http.Request, v Viewer, next string) {
+	s := d.sessions.create(v)
+	d.setCookie(w, r, s.id)
+	redirect(w, root(r)+next, http.StatusSeeOther)
+}
+
+// setCookie gives the browser its session. The cookie has no Path: the
+// browser scopes it to the folder of the login URL as it sees it, which
+// is the dashboard's root whatever prefix a proxy adds.
+func (d *Dashboard) setCookie(w http.ResponseWriter, r *http.Request, id string) {
 	http.SetCookie(w, &http.Cookie{
-		Name: cookieName, Value: s.id, MaxAge: int(d.o.SessionTTL / time.Second),
+		Name: cookieName, Value: id, MaxAge: int(d.o.SessionTTL / time.Second),
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil || d.o.SecureCookie,
 	})
-	to := root(r) + next
-	redirect(w, to, http.StatusSeeOther)
 }
 
 func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request, s *session) {

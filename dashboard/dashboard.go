@@ -12,10 +12,13 @@
 // allow it (rolloutapi.Preview), with the engine's words.
 //
 // Every URL it writes is relative, so it works mounted under any path and
-// behind a reverse proxy that adds or strips a prefix. People log in with
-// the API's named tokens (read or operate) and get a session cookie
-// (HttpOnly, SameSite=Strict, Secure over TLS); every action carries the
-// session's CSRF token and must come from the dashboard's own origin.
+// behind a reverse proxy that adds or strips a prefix. Who a viewer is
+// and what they may do is an Access's to say: `sluice run`'s named tokens
+// (read or operate), or in a cluster the viewer's Kubernetes identity and
+// RBAC (kube/clusterapi). People log in, or an authenticating proxy in
+// front vouches for them, and get a session cookie (HttpOnly,
+// SameSite=Strict, Secure over TLS); every action carries the session's
+// CSRF token and must come from the dashboard's own origin.
 package dashboard
 
 import (
@@ -32,13 +35,25 @@ import (
 
 // Options configure a Dashboard.
 type Options struct {
-	// Tokens may log in: read tokens see everything, operate tokens may
-	// also run commands. With none, no one can log in unless
-	// InsecureNoAuth is set.
+	// Access says who viewers are and what they may do. Nil: Tokens.
+	Access Access
+	// Tokens may log in when Access is nil: read tokens see everything,
+	// operate tokens may also run commands. With none, no one can log in
+	// unless InsecureNoAuth is set.
 	Tokens []rolloutapi.Token
 	// InsecureNoAuth lets everyone in, without a login, as an operator
-	// named after their address (rolloutapi.Anonymous).
+	// named after their address (rolloutapi.Anonymous), when Access is
+	// nil.
 	InsecureNoAuth bool
+	// LoginHelp is the login form's text; default, the words for
+	// `sluice run`'s tokens.
+	LoginHelp string
+	// LinkLogin lets GET login?key=SECRET log in as the form does, so
+	// that a link printed in a terminal opens a session. Only for a
+	// secret made for that link alone (`sluice dashboard`'s local key),
+	// never for credentials that count elsewhere: a URL ends up in
+	// histories and logs.
+	LinkLogin bool
 	// ReadOnly offers no command to anyone and refuses every one.
 	ReadOnly bool
 	// SecureCookie marks the session cookie Secure even on requests that
@@ -59,14 +74,16 @@ type Options struct {
 // Dashboard serves the dashboard. Mount it with Mount, or under a path of
 // its own with http.StripPrefix.
 type Dashboard struct {
-	b        rolloutapi.Backend
 	o        Options
+	access   Access
 	sessions *sessions
 	pages    *pages
 	handler  http.Handler
 }
 
-// New serves the dashboard from b.
+// New serves the dashboard from b, to the viewers Options.Access admits;
+// without one, to the holders of Options.Tokens, each reading and
+// commanding b. b may be nil with an Access: each viewer has a Backend.
 func New(b rolloutapi.Backend, o Options) (*Dashboard, error) {
 	if o.SessionTTL == 0 {
 		o.SessionTTL = 12 * time.Hour
@@ -84,7 +101,16 @@ func New(b rolloutapi.Backend, o Options) (*Dashboard, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Dashboard{b: b, o: o, sessions: newSessions(o.SessionTTL, o.Now), pages: p}
+	access := o.Access
+	if access == nil {
+		if b == nil {
+			return nil, errors.New("dashboard: no Backend and no Access")
+		}
+		access = tokenAccess{b: b, tokens: o.Tokens}
+	} else {
+		o.InsecureNoAuth = false
+	}
+	d := &Dashboard{o: o, access: access, sessions: newSessions(o.SessionTTL, o.Now), pages: p}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", d.page(d.table))
 	mux.HandleFunc("GET /events", d.stream(d.tableFragment))
@@ -183,7 +209,7 @@ func (d *Dashboard) command(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), d.o.CommandTimeout)
 	defer cancel()
-	resp, err := d.b.Command(ctx, ns, name, rolloutapi.CommandRequest{Kind: kind, By: s.who.Name})
+	resp, err := s.viewer.Backend().Command(ctx, ns, name, rolloutapi.CommandRequest{Kind: kind, By: s.viewer.Identity().Name})
 	f := flash{Text: rolloutapi.CommandLine(ns, name, resp), Refused: resp.Refused}
 	if err != nil {
 		f = flash{Text: fmt.Sprintf("%s/%s: %s: %v", ns, name, kind, err), Refused: true}

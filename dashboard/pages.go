@@ -129,16 +129,14 @@ type base struct {
 	Who      *rolloutapi.Identity
 	CSRF     string
 	ReadOnly bool
-	// Operate is true when Who may run commands here.
-	Operate bool
-	Now     time.Time
+	Now      time.Time
 }
 
 func (d *Dashboard) base(r *http.Request, s *session, title string) base {
 	b := base{Title: title, Root: root(r), ReadOnly: d.o.ReadOnly, Now: d.o.Now()}
 	if s != nil {
-		who := s.who
-		b.Who, b.CSRF, b.Operate = &who, s.csrf, d.canOperate(s)
+		who := s.viewer.Identity()
+		b.Who, b.CSRF = &who, s.csrf
 	}
 	return b
 }

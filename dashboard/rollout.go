@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -17,7 +18,9 @@ const historyLimit = 200
 // rolloutPage is one Rollout.
 type rolloutPage struct {
 	base
-	R       rolloutapi.Rollout
+	R rolloutapi.Rollout
+	// Operate is true when the viewer may run commands on R.
+	Operate bool
 	Href    string
 	Events  string
 	Flash   *flash
@@ -30,7 +33,10 @@ type rolloutPage struct {
 	Analysis    []runView
 	Git         gitView
 	History     []eventView
-	LastCommand *v1alpha1.CommandRecord
+	// HistoryHidden says why the events are not shown (the viewer may
+	// not read them).
+	HistoryHidden string
+	LastCommand   *v1alpha1.CommandRecord
 }
 
 // actionView is one command on the page: a link to its confirmation, or
@@ -68,15 +74,21 @@ type eventView struct {
 
 func (d *Dashboard) rolloutData(r *http.Request, s *session, root string) (rolloutPage, error) {
 	ns, name := r.PathValue("namespace"), r.PathValue("name")
-	ro, err := d.b.Get(r.Context(), ns, name)
-	if err != nil {
-		return rolloutPage{}, err
-	}
-	hist, err := d.b.History(r.Context(), ns, name, historyLimit)
+	b := s.viewer.Backend()
+	ro, err := b.Get(r.Context(), ns, name)
 	if err != nil {
 		return rolloutPage{}, err
 	}
 	p := rolloutPage{base: d.base(r, s, ro.Key()), R: ro, LastCommand: ro.Status.LastCommand}
+	hist, err := b.History(r.Context(), ns, name, historyLimit)
+	switch {
+	case errors.Is(err, rolloutapi.ErrForbidden):
+		// One who may read the Rollout but not its events sees the rest.
+		p.HistoryHidden = err.Error()
+	case err != nil:
+		return rolloutPage{}, err
+	}
+	p.Operate, _ = d.canOperate(r.Context(), s, ns, name)
 	p.Root = root
 	p.Href = root + rolloutPath(ns, name)
 	p.Events = p.Href + "/events"
@@ -143,11 +155,12 @@ func (d *Dashboard) confirm(w http.ResponseWriter, r *http.Request, s *session) 
 		d.backendError(w, r, s, err)
 		return
 	}
-	if !d.canOperate(s) {
-		d.errorPage(w, r, s, http.StatusForbidden, d.whyNot(s))
+	ns, name := r.PathValue("namespace"), r.PathValue("name")
+	if ok, why := d.canOperate(r.Context(), s, ns, name); !ok {
+		d.errorPage(w, r, s, http.StatusForbidden, why)
 		return
 	}
-	ro, err := d.b.Get(r.Context(), r.PathValue("namespace"), r.PathValue("name"))
+	ro, err := s.viewer.Backend().Get(r.Context(), ns, name)
 	if err != nil {
 		d.backendError(w, r, s, err)
 		return

@@ -44,8 +44,8 @@ func (d *Dashboard) stream(render func(*http.Request, *session) ([]byte, error))
 			}
 			return rc.Flush()
 		}
-		s, ok := d.session(r)
-		if !ok {
+		s, err := d.session(r)
+		if err != nil {
 			w.WriteHeader(http.StatusOK)
 			_ = write([]byte("event: login\ndata: session ended\n\n"))
 			return
@@ -61,7 +61,7 @@ func (d *Dashboard) stream(render func(*http.Request, *session) ([]byte, error))
 			// Take the signal before rendering, so a change during the
 			// render is not lost.
 			waitCtx, cancel := context.WithCancel(ctx)
-			changed := rolloutapi.ChangedOrTick(waitCtx, d.b, d.o.Refresh)
+			changed := rolloutapi.ChangedOrTick(waitCtx, s.viewer.Backend(), d.o.Refresh)
 			err := d.streamOnce(r, &s, render, &last, write)
 			if err == nil {
 				err = waitChange(ctx, changed, d.o.Refresh, keepAlive.C, write)
@@ -84,7 +84,7 @@ var errSessionEnded = errors.New("session ended")
 
 // streamOnce renders the fragment and sends it if it changed.
 func (d *Dashboard) streamOnce(r *http.Request, s *session, render func(*http.Request, *session) ([]byte, error), last *[]byte, write func([]byte) error) error {
-	if _, ok := d.sessions.get(s.id); !ok {
+	if _, err := d.session(r); err != nil {
 		_ = write([]byte("event: login\ndata: session ended\n\n"))
 		return errSessionEnded
 	}

@@ -173,7 +173,7 @@ func ackState(tr v1alpha1.TrafficStatus) string {
 }
 
 func (d *Dashboard) tableData(r *http.Request, s *session) (tablePage, error) {
-	rs, err := d.b.List(r.Context())
+	rs, err := s.viewer.Backend().List(r.Context())
 	if err != nil {
 		return tablePage{}, err
 	}

@@ -21,18 +21,7 @@ import (
 
 // UsesIstio reports whether ro's plan is written to Istio: it lists no
 // routers (Istio alone, as before routers existed), or an istio one.
-func UsesIstio(ro *v1alpha1.Rollout) bool {
-	rs := ro.Spec.Service.Routers
-	if len(rs) == 0 {
-		return true
-	}
-	for _, r := range rs {
-		if r.Istio != nil {
-			return true
-		}
-	}
-	return false
-}
+func UsesIstio(ro *v1alpha1.Rollout) bool { return ro.Spec.Service.UsesIstio() }
 
 // ForRouter publishes through Publisher only for the Rollouts Uses
 // selects; for the others Publish does nothing and succeeds. Wrapped in

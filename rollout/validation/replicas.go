@@ -16,13 +16,7 @@ import (
 
 // ReplicasRouter reports whether the spec routes with the replicas router,
 // which stands alone (validateRouters refuses it beside others).
-func ReplicasRouter(s *v1alpha1.RolloutSpec) bool {
-	if len(s.Service.Routers) != 1 {
-		return false
-	}
-	r := s.Service.Routers[0]
-	return r.Replicas != nil && r.Istio == nil && r.HTTPRoute == nil && r.GRPCRoute == nil
-}
+func ReplicasRouter(s *v1alpha1.RolloutSpec) bool { return s.Service.UsesReplicas() }
 
 // ReplicaSplit is how the replicas router runs a canary weight with
 // spec.replicas pods: the canary gets replicas × weight / 100 pods, rounded

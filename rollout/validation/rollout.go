@@ -76,6 +76,7 @@ func (v Validator) RolloutSpec(s *v1alpha1.RolloutSpec, p *field.Path) field.Err
 	errs = append(errs, v.strategy(&s.Strategy, s.Service.Hosts, p.Child("strategy"))...)
 	errs = append(errs, extraRevisions(s, p.Child("strategy"))...)
 	errs = append(errs, validateRouters(s, p.Child("service", "routers"))...)
+	errs = append(errs, validateGatewayLimits(s, p)...)
 	errs = append(errs, validateReplicasRouter(s, p)...)
 	if s.Analysis != nil {
 		errs = append(errs, v.backgroundAnalysis(s.Analysis, &s.Strategy, p.Child("analysis"))...)

@@ -71,3 +71,79 @@ func TestRouters(t *testing.T) {
 		})
 	}
 }
+
+func TestGatewayLimits(t *testing.T) {
+	t.Parallel()
+	gw := func(r *v1alpha1.Rollout) *v1alpha1.Rollout {
+		r.Spec.Service.Routers = []v1alpha1.Router{{HTTPRoute: &v1alpha1.GatewayRouteRef{Name: "reviews"}}}
+		return r
+	}
+	absent := false
+	cookie := func(n string) v1alpha1.CookieMatch { return v1alpha1.CookieMatch{Name: n, Value: "1"} }
+	steps := func(r *v1alpha1.Rollout) []v1alpha1.CanaryStep { return r.Spec.Strategy.Canary.Steps }
+	cases := []struct {
+		name string
+		r    *v1alpha1.Rollout
+		want []string
+	}{
+		{"what a route carries", gw(canary()), nil},
+		{"absent header, pseudo-header, four cookies", func() *v1alpha1.Rollout {
+			r := gw(canary())
+			m := &steps(r)[3].SetHeaderRoute.Match[0]
+			m.Headers = append(m.Headers, v1alpha1.HeaderMatch{Name: "x-old", Present: &absent}, v1alpha1.HeaderMatch{Name: ":authority", Exact: new("a")})
+			m.Cookies = []v1alpha1.CookieMatch{cookie("a"), cookie("b"), cookie("c"), cookie("d")}
+			return r
+		}(), []string{
+			"spec.strategy.canary.steps[3].setHeaderRoute.match[0].headers[1].present: Invalid value: false: a Gateway API route cannot require a header to be absent",
+			`spec.strategy.canary.steps[3].setHeaderRoute.match[0].headers[2].name: Invalid value: ":authority": a Gateway API route cannot match a pseudo-header`,
+			"spec.strategy.canary.steps[3].setHeaderRoute.match[0].cookies: Too many: 4: must have at most 3 items",
+		}},
+		{"preview hosts", func() *v1alpha1.Rollout {
+			r := gw(blueGreen())
+			r.Spec.Strategy.BlueGreen.Preview.Hosts = []string{"preview.reviews"}
+			return r
+		}(), []string{"spec.strategy.blueGreen.preview.hosts: Forbidden: a Gateway API route has one set of rules"}},
+		{"the same through Istio", func() *v1alpha1.Rollout {
+			r := canary()
+			steps(r)[3].SetHeaderRoute.Match[0].Headers = append(steps(r)[3].SetHeaderRoute.Match[0].Headers, v1alpha1.HeaderMatch{Name: "x-old", Present: &absent})
+			return r
+		}(), nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var got []string
+			for _, e := range ValidateRollout(c.r) {
+				got = append(got, e.Error())
+			}
+			if len(got) != len(c.want) {
+				t.Fatalf("errors:\n got  %q\n want %q", got, c.want)
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], c.want[i]) {
+					t.Errorf("error %d: %q, want it to start with %q", i, got[i], c.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestGatewayWarnings(t *testing.T) {
+	t.Parallel()
+	r := canary()
+	r.Spec.Strategy.Canary.Steps[4] = v1alpha1.CanaryStep{SetWeight: new(int32(50))}
+	r.Spec.Service.Routers = []v1alpha1.Router{{GRPCRoute: &v1alpha1.GatewayRouteRef{Name: "ratings"}}}
+	r.Spec.Service.Policy = &v1alpha1.RoutePolicy{Timeout: dur("2s")}
+	r.Spec.Service.SessionAffinity = &v1alpha1.SessionAffinity{Header: &v1alpha1.HeaderAffinity{Name: "x-user"}}
+	var got []string
+	for _, w := range RolloutWarnings(r) {
+		got = append(got, w.Field+": "+w.Message)
+	}
+	want := []string{
+		"spec.service.policy: " + GatewayPolicyWarning,
+		"spec.service.sessionAffinity: " + GatewayAffinityWarning,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant (no Istio warning: no Istio router):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

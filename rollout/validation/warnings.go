@@ -20,7 +20,7 @@ type Warning struct {
 // MirrorWarning is the warning of a setMirror step: proxyless gRPC clients
 // have no request mirroring, so the xDS translator sends them none
 // (docs/xds.md, "What proxyless gRPC does not get").
-const MirrorWarning = "mirroring is done by Envoy sidecars (and Istio) only: proxyless gRPC clients are sent no mirror policy, " +
+const MirrorWarning = "mirroring is done by Envoy (Sluice's xDS, Istio sidecars, Gateway API gateways) only: proxyless gRPC clients are sent no mirror policy, " +
 	"so their requests are never copied to the canary and an analysis of mirrored traffic sees none of them"
 
 // Affinity warnings: where a session key cannot pin a session
@@ -41,17 +41,18 @@ func RolloutWarnings(r *v1alpha1.Rollout) []Warning {
 	var ws []Warning
 	if a := r.Spec.Service.SessionAffinity; a != nil {
 		ap := field.NewPath("spec", "service", "sessionAffinity")
-		controller := r.Spec.Template != nil
+		istio := r.Spec.Template != nil && r.Spec.Service.UsesIstio()
 		switch {
 		case a.Cookie != nil:
 			ws = append(ws, Warning{Field: ap.Child("cookie").String(), Message: CookieAffinityGRPCWarning})
-			if controller {
+			if istio {
 				ws = append(ws, Warning{Field: ap.Child("cookie").String(), Message: CookieAffinityIstioWarning})
 			}
-		case a.Header != nil && controller:
+		case a.Header != nil && istio:
 			ws = append(ws, Warning{Field: ap.Child("header").String(), Message: HeaderAffinityIstioWarning})
 		}
 	}
+	ws = append(ws, gatewayWarnings(&r.Spec)...)
 	p := field.NewPath("spec", "strategy")
 	if c := r.Spec.Strategy.Canary; c != nil {
 		ws = append(ws, mirrorWarnings(p.Child("canary", "steps"), c.Steps)...)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -146,29 +145,18 @@ func TestGRPCWeightChangesWithoutRestart(t *testing.T) {
 	e.waitAck(t, p)
 
 	// Load runs through every change; not one RPC may fail.
-	stop := make(chan struct{})
 	var failures, served atomic.Int64
 	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, err := c.UnaryCall(ctx, &grpc_testing.SimpleRequest{})
-				cancel()
-				if err != nil {
-					failures.Add(1)
-					firstErr.CompareAndSwap(nil, err)
-				}
-				served.Add(1)
-			}
-		})
-	}
+	stop := repeat(4, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := c.UnaryCall(ctx, &grpc_testing.SimpleRequest{})
+		cancel()
+		if err != nil {
+			failures.Add(1)
+			firstErr.CompareAndSwap(nil, err)
+		}
+		served.Add(1)
+	})
 	for _, w := range []int32{5, 50, 100, 0} {
 		p = canaryPlan("reviews", w, []string{"reviews"})
 		t.Logf("step %d%%", w)
@@ -189,8 +177,7 @@ func TestGRPCWeightChangesWithoutRestart(t *testing.T) {
 			xdstest.CheckShare(t, xdstest.Calls(t, c, n), n, w, 2) // at 5% and 50%
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if f := failures.Load(); f > 0 {
 		t.Errorf("%d of %d background RPCs failed during the changes; first: %v", f, served.Load(), firstErr.Load())
 	}

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -97,4 +98,27 @@ func allResources(r *GroupResources) []types.Resource {
 		out = append(out, x)
 	}
 	return out
+}
+
+// repeat calls f over and over on n goroutines until stop, which returns
+// once they have all returned.
+func repeat(n int, f func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					f()
+				}
+			}
+		})
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }

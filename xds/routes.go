@@ -31,8 +31,10 @@ const DefaultRetryOn = "connect-failure,refused-stream,unavailable,cancelled,ret
 // with several alternative matches becomes one Envoy route per
 // alternative, in order, all with the same action. It also returns the
 // clusters a client of these routes needs: for gRPC those with a positive
-// weight, for Envoy all, including mirrors.
-func buildRoutes(g Group, h plan.Host, clusterOf map[string]string) ([]*routev3.Route, []string, error) {
+// weight, for Envoy all, including mirrors. kept are the clusters the
+// service keeps from its previous plan version (retain.go); gRPC's
+// keep-warm route names them too.
+func buildRoutes(g Group, h plan.Host, clusterOf map[string]string, kept []string) ([]*routev3.Route, []string, error) {
 	var out []*routev3.Route
 	var used, all []string
 	for _, r := range h.Routes {
@@ -75,6 +77,11 @@ func buildRoutes(g Group, h plan.Host, clusterOf map[string]string) ([]*routev3.
 			})
 		}
 	}
+	for _, c := range kept {
+		if !slices.Contains(all, c) {
+			all = append(all, c)
+		}
+	}
 	if g == GroupGRPC && len(all) > 1 {
 		// Inserted before the catch-all, so the catch-all stays last.
 		out = slices.Insert(out, len(out)-1, keepWarmRoute(all))
@@ -88,13 +95,14 @@ func buildRoutes(g Group, h plan.Host, clusterOf map[string]string) ([]*routev3.
 const KeepWarmRoute = "sluice-keep-warm"
 
 // keepWarmRoute never matches (a header that must be both present and
-// absent) but names every cluster with a positive weight. gRPC drops a
-// cluster from its configuration when no route gives it weight, and when a
-// later weight brings it back, grpc-go installs the new route table before
-// its load balancer has the cluster: RPCs picked for it in that moment fail
-// with "unknown cluster selected for RPC". Referenced here, the clusters
-// stay in the balancer (connected, like Envoy's clusters from CDS) through
-// every weight change, 0% and 100% included.
+// absent) but names every cluster of the host: those its routes name and
+// those the service keeps from its previous plan version (retain.go).
+// gRPC drops a cluster from its configuration when no route gives it
+// weight, and when a later weight brings it back, grpc-go installs the new
+// route table before its load balancer has the cluster: RPCs picked for it
+// in that moment fail with "unknown cluster selected for RPC". Referenced
+// here, the clusters stay in the balancer (connected, like Envoy's
+// clusters from CDS) through every weight change, 0% and 100% included.
 func keepWarmRoute(clusters []string) *routev3.Route {
 	const h = "x-sluice-keep-warm"
 	wc := &routev3.WeightedCluster{}

@@ -73,6 +73,9 @@ type Server struct {
 	// group, from which a new view is cut.
 	views map[string]scope
 	bases map[Group]*base
+	// served is what the last publish gave each service, which the next
+	// one keeps clusters from (retain.go).
+	served map[string]*served
 	// hook, for tests only, edits the translated resources before they
 	// are versioned and validated, to build what the translator never
 	// would (an invalid resource a client must NACK).
@@ -235,7 +238,7 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 		s.metrics.publishes.WithLabelValues("error").Inc()
 		return fmt.Errorf("xds publish: %w", err)
 	}
-	res, err := Translate(plans, s.opts.Endpoints, s.opts.Translate)
+	res, err := translate(plans, s.opts.Endpoints, s.opts.Translate, s.keepable(plans))
 	if err != nil {
 		return fail(err)
 	}
@@ -273,7 +276,7 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 			out = append(out, built{snapKey{g, v}, snap, gen})
 		}
 	}
-	s.plans, s.published, s.bases = slices.Clone(plans), true, bases
+	s.plans, s.published, s.bases, s.served = slices.Clone(plans), true, bases, res.served
 	changed := false
 	// The snapshot is set even if ctx is cancelled half-way through
 	// answering watches; a watch left unanswered would leave its node on
@@ -294,6 +297,22 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 		s.metrics.publishes.WithLabelValues("unchanged").Inc()
 	}
 	return nil
+}
+
+// keepable is what the last publish served the services of plans, less
+// those whose plan a node rejected: clusters are kept for the clients
+// that applied the plan before (retain.go), and a client that could not
+// apply it must not be sent its clusters again, or it would reject the
+// next plan too.
+func (s *Server) keepable(plans []plan.Plan) map[string]*served {
+	out := map[string]*served{}
+	for i := range plans {
+		key := PlanKey(&plans[i])
+		if sv := s.served[key]; sv != nil && len(s.Status(key, sv.version).Rejected) == 0 {
+			out[key] = sv
+		}
+	}
+	return out
 }
 
 // Status answers for one plan version of a service (ServiceKey).

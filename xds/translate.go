@@ -52,6 +52,10 @@ func (o TranslateOptions) withDefaults() TranslateOptions {
 type Resources struct {
 	Envoy *GroupResources
 	GRPC  *GroupResources
+
+	// served is what each service got, by service key: the input of the
+	// next publish's translation (retain.go).
+	served map[string]*served
 }
 
 // Group returns the resources of one group.
@@ -133,6 +137,13 @@ type resID struct {
 // function of its inputs (plus what eps answers) and returns an error for
 // anything a client would reject, so that a bad plan never reaches a proxy.
 func Translate(plans []plan.Plan, eps EndpointSource, opts TranslateOptions) (*Resources, error) {
+	return translate(plans, eps, opts, nil)
+}
+
+// translate is Translate after a publish that served prev (by service
+// key): each service also gets the clusters it keeps from its previous
+// plan version (retain.go).
+func translate(plans []plan.Plan, eps EndpointSource, opts TranslateOptions, prev map[string]*served) (*Resources, error) {
 	opts = opts.withDefaults()
 	if eps == nil {
 		return nil, errors.New("translate: no endpoint source")
@@ -144,8 +155,9 @@ func Translate(plans []plan.Plan, eps EndpointSource, opts TranslateOptions) (*R
 	}
 	t := &translator{
 		opts:  opts,
-		out:   &Resources{Envoy: newGroupResources(), GRPC: newGroupResources()},
+		out:   &Resources{Envoy: newGroupResources(), GRPC: newGroupResources(), served: map[string]*served{}},
 		ports: map[uint32]*envoyPort{},
+		prev:  prev,
 	}
 	for i := range sorted {
 		p := &sorted[i]
@@ -230,6 +242,7 @@ type translator struct {
 	opts  TranslateOptions
 	out   *Resources
 	ports map[uint32]*envoyPort
+	prev  map[string]*served
 }
 
 // envoyPort collects the virtual hosts Envoy serves on one port; they share
@@ -256,6 +269,7 @@ func (t *translator) plan(p *plan.Plan, eps EndpointSource) error {
 	svc := serviceOwner(PlanKey(p))
 	clusterOf := map[string]string{}
 	made := map[string]bool{}
+	var own []keptCluster
 	endpoints := map[string][]Endpoint{}
 	for _, s := range p.Subsets {
 		if _, dup := clusterOf[s.Name]; dup {
@@ -277,9 +291,11 @@ func (t *translator) plan(p *plan.Plan, eps EndpointSource) error {
 		if err != nil {
 			return err
 		}
-		if err := t.addCluster(svc, p.Version, name, cla, nil); err != nil {
+		c, err := t.addCluster(svc, p.Version, name, cla, nil)
+		if err != nil {
 			return err
 		}
+		own = append(own, c)
 	}
 	split, err := affinitySplit(p, clusterOf)
 	if err != nil {
@@ -291,16 +307,19 @@ func (t *translator) plan(p *plan.Plan, eps EndpointSource) error {
 		if err != nil {
 			return err
 		}
-		if err := t.addCluster(svc, p.Version, name, cla, ringHash); err != nil {
+		c, err := t.addCluster(svc, p.Version, name, cla, ringHash)
+		if err != nil {
 			return err
 		}
+		own = append(own, c)
 		clusterOf[affinityKey] = name
 	}
+	warm := t.keep(p, own)
 	for _, h := range p.Hosts {
 		if err := t.envoyHost(p, h, clusterOf); err != nil {
 			return fmt.Errorf("host %s (envoy): %w", h.Name, err)
 		}
-		if err := t.grpcHost(p, h, clusterOf); err != nil {
+		if err := t.grpcHost(p, h, clusterOf, warm); err != nil {
 			return fmt.Errorf("host %s (grpc): %w", h.Name, err)
 		}
 	}
@@ -314,7 +333,7 @@ func domains(h plan.Host) []string {
 }
 
 func (t *translator) envoyHost(p *plan.Plan, h plan.Host, clusterOf map[string]string) error {
-	routes, used, err := buildRoutes(GroupEnvoy, h, clusterOf)
+	routes, used, err := buildRoutes(GroupEnvoy, h, clusterOf, nil)
 	if err != nil {
 		return err
 	}
@@ -386,8 +405,10 @@ func (t *translator) envoyListeners() error {
 	return nil
 }
 
-func (t *translator) grpcHost(p *plan.Plan, h plan.Host, clusterOf map[string]string) error {
-	routes, used, err := buildRoutes(GroupGRPC, h, clusterOf)
+// grpcHost builds the host's API listeners; warm are the clusters the
+// service keeps from its previous plan version.
+func (t *translator) grpcHost(p *plan.Plan, h plan.Host, clusterOf map[string]string, warm []string) error {
+	routes, used, err := buildRoutes(GroupGRPC, h, clusterOf, warm)
 	if err != nil {
 		return err
 	}
@@ -484,22 +505,19 @@ func listenerWithHCM(name, addr string, port uint32, hcm *hcmv3.HttpConnectionMa
 }
 
 // addCluster gives both groups the cluster and its endpoints, owned by the
-// service; shape, if not nil, changes the cluster before it is shared.
-func (t *translator) addCluster(svc ownerKey, version, name string, cla *endpointv3.ClusterLoadAssignment, shape func(*clusterv3.Cluster)) error {
-	for _, g := range groups {
-		c, err := t.cluster(name)
-		if err != nil {
-			return err
-		}
-		if shape != nil {
-			shape(c)
-		}
-		r := t.out.Group(g)
-		r.Clusters = append(r.Clusters, c)
-		r.Endpoints = append(r.Endpoints, proto.Clone(cla).(*endpointv3.ClusterLoadAssignment))
-		r.owner(svc, version).add(resID{kindCluster, name}, resID{kindEndpoint, name})
+// service; shape, if not nil, changes the cluster before it is shared. It
+// returns them, for the next translation to keep (retain.go).
+func (t *translator) addCluster(svc ownerKey, version, name string, cla *endpointv3.ClusterLoadAssignment, shape func(*clusterv3.Cluster)) (keptCluster, error) {
+	c, err := t.cluster(name)
+	if err != nil {
+		return keptCluster{}, err
 	}
-	return nil
+	if shape != nil {
+		shape(c)
+	}
+	k := keptCluster{cluster: c, cla: cla}
+	t.share(svc, version, k)
+	return k, nil
 }
 
 func (t *translator) cluster(name string) (*clusterv3.Cluster, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
@@ -187,6 +188,16 @@ func TestLoadFollowsTheServedWeights(t *testing.T) {
 	// v2 fails every other call: its failures are attributed to it.
 	if f := s.Failed["v2"]; f < s.Calls["v2"]/2-1 || f > s.Calls["v2"]/2+1 || s.Failed["v1"] != 0 {
 		t.Errorf("failed %v of %v, want half of v2's and none of v1's", s.Failed, s.Calls)
+	}
+	// Each failure is kept with its status.
+	if errs := s.ErrorsOf("v2"); len(errs) != s.Failed["v2"] || len(s.Errors) != len(errs) {
+		t.Errorf("errors %v, want one per failed call of v2 (%d)", s.Errors, s.Failed["v2"])
+	}
+	for _, e := range s.Errors {
+		if e.Code != codes.Unavailable || !strings.Contains(e.Message, "v2 is failing on purpose") || e.At.Before(from) {
+			t.Errorf("error %s, want v2's own UNAVAILABLE", e)
+			break
+		}
 	}
 	if got := s.String(); !strings.Contains(got, "v1 ") || !strings.Contains(got, "v2 ") {
 		t.Errorf("String() = %q", got)

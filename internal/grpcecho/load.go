@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds" // the xds:/// resolver and its balancers
 )
 
@@ -42,11 +44,32 @@ type Load struct {
 }
 
 // call is one RPC: its start, the version that answered ("" when none
-// did, e.g. no route), and whether it failed.
+// did, e.g. no route), and its error, nil when it succeeded.
 type call struct {
 	at      time.Time
+	took    time.Duration
 	version string
-	failed  bool
+	err     *status.Status
+}
+
+// CallError is one failed call: when it started, how long it took, the
+// version that answered ("" when no backend did) and its gRPC status.
+type CallError struct {
+	At      time.Time
+	Took    time.Duration
+	Version string
+	Code    codes.Code
+	Message string
+}
+
+// String reads "15:04:05.123 after 2s: no answer: DeadlineExceeded:
+// context deadline exceeded".
+func (e CallError) String() string {
+	v := e.Version
+	if v == "" {
+		v = "no answer"
+	}
+	return fmt.Sprintf("%s after %s: %s: %s: %s", e.At.Format("15:04:05.000"), e.Took.Round(time.Millisecond), v, e.Code, e.Message)
 }
 
 // callTimeout bounds one call: a call to an endpoint that went away must
@@ -162,7 +185,10 @@ func (l *Load) once(run context.Context) {
 	if err != nil && run.Err() != nil {
 		return // cut short because the load is stopping: not a result
 	}
-	c := call{at: start, failed: err != nil}
+	c := call{at: start, took: time.Since(start)}
+	if err != nil {
+		c.err = status.Convert(err)
+	}
 	if v := trailer.Get(VersionKey); len(v) > 0 {
 		c.version = v[0]
 	}
@@ -185,7 +211,21 @@ type Split struct {
 	// By version: calls answered and, of those, failed. Version "" counts
 	// calls no backend answered.
 	Calls, Failed map[string]int
-	From, To      time.Time
+	// Errors are the failed calls, in the order they ended.
+	Errors   []CallError
+	From, To time.Time
+}
+
+// ErrorsOf are the errors of the calls version answered ("": of the
+// calls no backend answered).
+func (s Split) ErrorsOf(version string) []CallError {
+	var out []CallError
+	for _, e := range s.Errors {
+		if e.Version == version {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Window counts the calls started in [from, to].
@@ -202,8 +242,9 @@ func (l *Load) Window(from, to time.Time) Split {
 		}
 		s.Total++
 		s.Calls[c.version]++
-		if c.failed {
+		if c.err != nil {
 			s.Failed[c.version]++
+			s.Errors = append(s.Errors, CallError{At: c.at, Took: c.took, Version: c.version, Code: c.err.Code(), Message: c.err.Message()})
 		}
 	}
 	return s

@@ -57,8 +57,17 @@ func stratNoFailures(t *testing.T, what string, s grpcecho.Split) {
 		failed += n
 	}
 	if failed > 0 || s.Calls[""] > 0 {
-		t.Errorf("%s: %d of %d calls failed (%v), %d unanswered; want none", what, failed, s.Total, s.Failed, s.Calls[""])
+		t.Errorf("%s: %d of %d calls failed (%v), %d unanswered; want none:%s", what, failed, s.Total, s.Failed, s.Calls[""], stratErrors(s.Errors))
 	}
+}
+
+// stratErrors lists call errors, one a line.
+func stratErrors(errs []grpcecho.CallError) string {
+	var b strings.Builder
+	for _, e := range errs {
+		b.WriteString("\n\t" + e.String())
+	}
+	return b.String()
 }
 
 // stratWaitAll waits until every call of the load generator goes to version.
@@ -81,7 +90,7 @@ func stratSettle(t *testing.T, l *grpcecho.Load, version string, start time.Time
 	from := stratWaitAll(t, l, version)
 	time.Sleep(500 * time.Millisecond)
 	if s := l.Window(from, time.Now()); s.Total == 0 || s.Calls[version] != s.Total || len(s.Failed) > 0 {
-		t.Errorf("after all calls went to %s: %s, failed %v", version, s, s.Failed)
+		t.Errorf("after all calls went to %s: %s, failed %v:%s", version, s, s.Failed, stratErrors(s.Errors))
 	}
 	return l.Window(start, time.Now())
 }
@@ -211,7 +220,8 @@ func TestStrategyBlueGreenPostPromotionFailure(t *testing.T) {
 	}
 	// The only failures are v2's own; v1 took its traffic back at once.
 	if all.Failed["v1"] != 0 || all.Calls[""] != 0 {
-		t.Errorf("v1 failed %d calls and %d went unanswered across the switch back", all.Failed["v1"], all.Calls[""])
+		t.Errorf("v1 failed %d calls and %d went unanswered across the switch back:%s", all.Failed["v1"], all.Calls[""],
+			stratErrors(append(all.ErrorsOf("v1"), all.ErrorsOf("")...)))
 	}
 }
 

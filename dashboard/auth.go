@@ -300,10 +300,9 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 func (d *Dashboard) loginWith(w http.ResponseWriter, r *http.Request, secret, next string) {
 	w.Header().Set("Cache-Control", "no-store")
 	v, err := d.access.Login(r.Context(), secret)
-	var refused Refused
 	switch {
-	case errors.As(err, &refused):
-		d.render(w, http.StatusUnauthorized, "login", d.loginPage(r, next, string(refused)))
+	case errors.Is(err, rolloutapi.ErrUnauthorized):
+		d.render(w, http.StatusUnauthorized, "login", d.loginPage(r, next, err.Error()))
 		return
 	case err != nil:
 		d.render(w, http.StatusServiceUnavailable, "login", d.loginPage(r, next, "Your login could not be checked: "+err.Error()))

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -103,9 +104,6 @@ func New(b rolloutapi.Backend, o Options) (*Dashboard, error) {
 	}
 	access := o.Access
 	if access == nil {
-		if b == nil {
-			return nil, errors.New("dashboard: no Backend and no Access")
-		}
 		access = tokenAccess{b: b, tokens: o.Tokens}
 	} else {
 		o.InsecureNoAuth = false
@@ -216,4 +214,23 @@ func (d *Dashboard) command(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	d.sessions.setFlash(s.id, f)
 	redirect(w, root(r)+rolloutPath(ns, name), http.StatusSeeOther)
+}
+
+// pathRE is a mount path of plain segments.
+var pathRE = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+/?$`)
+
+// CheckPath refuses a path the dashboard cannot be mounted at: not plain
+// segments, the root, or one of reserved (the paths of what shares its
+// listener) or below one. key names the setting in the error.
+func CheckPath(key, path string, reserved ...string) error {
+	p := strings.TrimSuffix(path, "/")
+	if !pathRE.MatchString(path) || strings.Contains(p+"/", "/./") || strings.Contains(p+"/", "/../") {
+		return fmt.Errorf("%s %q: want a path such as /dashboard (segments of letters, digits, '-', '_', '.', '~'), or off", key, path)
+	}
+	for _, taken := range reserved {
+		if p == taken || strings.HasPrefix(p, taken+"/") {
+			return fmt.Errorf("%s %q: %s is taken on that listener", key, path, taken)
+		}
+	}
+	return nil
 }

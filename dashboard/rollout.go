@@ -82,7 +82,7 @@ func (d *Dashboard) rolloutData(r *http.Request, s *session, root string) (rollo
 	p := rolloutPage{base: d.base(r, s, ro.Key()), R: ro, LastCommand: ro.Status.LastCommand}
 	hist, err := b.History(r.Context(), ns, name, historyLimit)
 	switch {
-	case errors.Is(err, rolloutapi.ErrForbidden):
+	case errors.Is(err, rolloutapi.ErrForbidden), errors.Is(err, rolloutapi.ErrUnauthorized):
 		// One who may read the Rollout but not its events sees the rest.
 		p.HistoryHidden = err.Error()
 	case err != nil:

@@ -184,6 +184,9 @@ type planeView struct {
 	StaleExcluded bool
 	Rejection     string
 	Subsets       []v1alpha1.SubsetStatus
+	// Replica names the controller replica whose proxies the detail
+	// lists, when it lists one replica's only.
+	Replica string
 }
 
 type proxyView struct {
@@ -208,7 +211,7 @@ func planeOf(ro rolloutapi.Rollout) planeView {
 		return v
 	}
 	dp := ro.Detail.DataPlane
-	v.Detailed, v.Subscribed, v.Acked = true, dp.Subscribed, dp.Acked
+	v.Detailed, v.Subscribed, v.Acked, v.Replica = true, dp.Subscribed, dp.Acked, text(dp.Replica)
 	v.AckedNamed = dp.AckedProxies != nil || dp.Acked == 0
 	conv := func(ps []rolloutapi.Proxy) []proxyView {
 		var out []proxyView

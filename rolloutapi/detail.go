@@ -12,8 +12,9 @@ import (
 // Detail is what a backend knows of a Rollout beyond its status, for the
 // dashboard's rollout page: how each proxy answered the plan in force, the
 // analysis measurements, the commit in force and the commits rejected.
-// `sluice run` knows all of it; a cluster (kube/clusterapi) none of it yet,
-// and a field a backend does not know is left empty.
+// `sluice run` knows all of it; a cluster (kube/clusterapi) what its
+// objects and, in the controller, its Git mirror and xDS server hold; a
+// field a backend does not know is left empty.
 type Detail struct {
 	// DataPlane is how each xDS client answered the plan in force.
 	DataPlane *DataPlaneDetail `json:"dataPlane,omitempty"`
@@ -48,6 +49,10 @@ type DataPlaneDetail struct {
 	Pending []Proxy `json:"pending,omitempty"`
 	// Rejected are the proxies that NACKed it, with their error.
 	Rejected []Proxy `json:"rejected,omitempty"`
+	// Replica, when set, says that the detail covers only the proxies
+	// connected to this controller replica (each replica of `sluice
+	// controller` serves xDS to its own); the status counts them all.
+	Replica string `json:"replica,omitempty"`
 }
 
 // Proxy is one xDS client's stream. Every text in it is the proxy's own,

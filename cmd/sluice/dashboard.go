@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -34,25 +33,13 @@ func (f *dashboardFlags) addFlags(fl *pflag.FlagSet) {
 	fl.BoolVar(&f.secureCookie, "dashboard-secure-cookie", false, "mark the dashboard's session cookie Secure over plain HTTP too: for a TLS-terminating proxy in front (over http.tls it always is)")
 }
 
-// dashboardPath is a path of plain segments.
-var dashboardPath = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+/?$`)
-
 // check refuses a path the dashboard cannot have: the root, or one of the
 // API's.
 func (f *dashboardFlags) check() error {
 	if f.path == "off" {
 		return nil
 	}
-	p := strings.TrimSuffix(f.path, "/")
-	if !dashboardPath.MatchString(f.path) || strings.Contains(p+"/", "/./") || strings.Contains(p+"/", "/../") {
-		return fmt.Errorf("--dashboard-path %q: want a path such as /dashboard (segments of letters, digits, '-', '_', '.', '~'), or off", f.path)
-	}
-	for _, taken := range []string{"/api", "/healthz", "/readyz"} {
-		if p == taken || strings.HasPrefix(p, taken+"/") {
-			return fmt.Errorf("--dashboard-path %q: %s is the API's", f.path, taken)
-		}
-	}
-	return nil
+	return dashboard.CheckPath("--dashboard-path", f.path, "/api", "/healthz", "/readyz")
 }
 
 func (f *dashboardFlags) on() bool { return f.path != "off" && f.path != "" }

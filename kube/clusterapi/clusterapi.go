@@ -1,7 +1,10 @@
 // Package clusterapi lets the sluice CLI's verbs (status, history, promote,
-// abort, retry, pause, resume) work against a Kubernetes cluster: Backend
-// implements rolloutapi.Backend on the API server, with the user's own
-// kubeconfig credentials.
+// abort, retry, pause, resume) and the web dashboard work against a
+// Kubernetes cluster: Backend implements rolloutapi.Backend on the API
+// server, with the user's own kubeconfig credentials or, in `sluice
+// controller`, with the controller's, reading from its cache; there
+// Access admits each dashboard viewer by their own Kubernetes identity and
+// asks the API server (SubjectAccessReview) what they may read and do.
 //
 // Reads are plain: Rollouts convert to rolloutapi.Rollout exactly as the
 // standalone runner converts its own (rolloutapi.FromRollout), and a
@@ -20,6 +23,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -47,11 +51,25 @@ type Options struct {
 	// notices) as kubectl prints them; nil drops them. A cfg with a
 	// warning handler of its own keeps it.
 	Warnings io.Writer
+	// Reader, when set, is where Rollouts, AnalysisRuns and GitSources
+	// are read (a controller's cache) instead of the API server. Events,
+	// commands and their watches always go to the API server.
+	Reader client.Reader
+	// StatedActor makes Command record CommandRequest.By as who sent the
+	// command, without asking the API server: for a caller that has
+	// authenticated the person itself (Access, in the controller), whose
+	// patch goes out with the controller's own credentials.
+	StatedActor bool
+	// Git and DataPlane, when set, add what they know to Get's Detail.
+	Git       GitDetailer
+	DataPlane DataPlaneDetailer
 }
 
 // Backend is rolloutapi.Backend on a Kubernetes API server.
 type Backend struct {
 	c client.WithWatch
+	// r reads Rollouts, AnalysisRuns and GitSources: c, or Options.Reader.
+	r client.Reader
 	o Options
 	// impersonated is who cfg acts as, if it impersonates: that is who the
 	// API server's audit log names, so the fallback identity is that too.
@@ -68,7 +86,7 @@ var _ rolloutapi.Backend = (*Backend)(nil)
 func New(cfg *rest.Config, o Options) (*Backend, error) {
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
-		v1alpha1.AddToScheme, corev1.AddToScheme, authenticationv1.AddToScheme,
+		v1alpha1.AddToScheme, corev1.AddToScheme, authenticationv1.AddToScheme, authorizationv1.AddToScheme,
 	} {
 		if err := add(scheme); err != nil {
 			return nil, fmt.Errorf("cluster backend scheme: %w", err)
@@ -97,7 +115,11 @@ func newBackend(c client.WithWatch, o Options) *Backend {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Backend{c: c, o: o, pageSize: listPage}
+	b := &Backend{c: c, r: o.Reader, o: o, pageSize: listPage}
+	if b.r == nil {
+		b.r = c
+	}
+	return b
 }
 
 // listPage bounds one List response; a large cluster is read in pages
@@ -115,7 +137,7 @@ func (b *Backend) List(ctx context.Context) ([]rolloutapi.Rollout, error) {
 	opts := &client.ListOptions{Namespace: b.o.ListNamespace, Limit: b.pageSize}
 	for {
 		var page v1alpha1.RolloutList
-		if err := b.c.List(ctx, &page, opts); err != nil {
+		if err := b.r.List(ctx, &page, opts); err != nil {
 			return nil, classify(err, "list rollouts in "+where)
 		}
 		for i := range page.Items {
@@ -129,11 +151,17 @@ func (b *Backend) List(ctx context.Context) ([]rolloutapi.Rollout, error) {
 	return out, nil
 }
 
-// Get returns one Rollout. The cluster keeps only the plan's summary
-// (status.traffic); the whole plan is rebuilt from spec and status, as
-// every controller replica does for xDS, and is nil while the spec has
-// changed since the status was written.
+// Get returns one Rollout with what the cluster knows beyond its status
+// (detail). The cluster keeps only the plan's summary (status.traffic);
+// the whole plan is rebuilt from spec and status, as every controller
+// replica does for xDS, and is nil while the spec has changed since the
+// status was written.
 func (b *Backend) Get(ctx context.Context, namespace, name string) (rolloutapi.Rollout, error) {
+	return b.getFor(ctx, namespace, name, nil)
+}
+
+// getFor is Get with the detail that may allows (every part when nil).
+func (b *Backend) getFor(ctx context.Context, namespace, name string, may func(resource) bool) (rolloutapi.Rollout, error) {
 	ro, err := b.get(ctx, namespace, name)
 	if err != nil {
 		return rolloutapi.Rollout{}, err
@@ -142,12 +170,14 @@ func (b *Backend) Get(ctx context.Context, namespace, name string) (rolloutapi.R
 	if pl, err := engine.PersistedPlan(ro); err == nil {
 		p = &pl
 	}
-	return rolloutapi.FromRollout(ro, p), nil
+	out := rolloutapi.FromRollout(ro, p)
+	out.Detail = b.detail(ctx, ro, p, may)
+	return out, nil
 }
 
 func (b *Backend) get(ctx context.Context, namespace, name string) (*v1alpha1.Rollout, error) {
 	ro := &v1alpha1.Rollout{}
-	if err := b.c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, ro); err != nil {
+	if err := b.r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, ro); err != nil {
 		return nil, classify(err, fmt.Sprintf("get rollout %s/%s", namespace, name))
 	}
 	return ro, nil

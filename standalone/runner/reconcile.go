@@ -30,6 +30,7 @@ type stepped struct {
 // pass reconciles every Rollout once — persist each step, publish all plans
 // together, then act — and returns when to look again.
 func (r *Runner) pass(ctx context.Context) time.Duration {
+	r.passes.Add(1)
 	now := r.o.Now()
 	next := idle
 	stored, err := r.o.Store.List()

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -110,6 +111,8 @@ type Runner struct {
 	work   actions
 
 	metrics *rolloutmetrics.Metrics
+	// passes counts the passes begun (benchmarks read it).
+	passes atomic.Uint64
 }
 
 type view struct {

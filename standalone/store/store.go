@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -84,6 +85,8 @@ type Store struct {
 	db           *bolt.DB
 	path         string
 	historyLimit int
+	// writes counts the write transactions, committed or not.
+	writes atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -123,6 +126,10 @@ func Open(path string, opts Options) (*Store, error) {
 	_ = writeOwner(path)
 	return s, nil
 }
+
+// Transactions is the number of write transactions this Store began since
+// Open: each one that commits costs the file a disk flush.
+func (s *Store) Transactions() uint64 { return s.writes.Load() }
 
 // Path is the state file's path.
 func (s *Store) Path() string { return s.path }
@@ -260,6 +267,7 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 }
 
 func (s *Store) update(fn func(*bolt.Tx) error) error {
+	s.writes.Add(1)
 	err := s.db.Update(fn)
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed

@@ -1,0 +1,384 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/gitsync"
+	"github.com/sluicehq/sluice/internal/gittest"
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/standalone/store"
+	"github.com/sluicehq/sluice/xds"
+)
+
+// benchPause is each of the two pauses of the benchmark's canary.
+const benchPause = time.Second
+
+// BenchmarkThousandRollouts is `sluice run` with 1,000 Rollouts: the real
+// runner, bbolt store, xDS server and Git mirror of a local repository,
+// and one Envoy-like ADS client that ACKs everything. Every Rollout is
+// deployed (v1), then one push gives all of them a new version and
+// endpoints (v2), and each walks 20% → 1 s pause → 60% → 1 s pause →
+// promoted. It is the standalone twin of kube/controller's benchmark of
+// the same name. Run it alone:
+//
+//	go test -run '^$' -bench ThousandRollouts -benchtime 1x -timeout 30m ./standalone/runner/
+//
+// SLUICE_BENCH_ROLLOUTS changes the number of Rollouts. Metrics, over the
+// rollout from the push (after the first deployment):
+//
+//   - promote-s: from the push until every Rollout is promoted;
+//   - after-steps-p50-s, after-steps-max-s: per Rollout, from the end of
+//     its last step (the second pause's end) until it is promoted; the
+//     time the runner adds beyond what the steps ask for;
+//   - passes, tx/pass (bbolt write transactions, each one fsync'ed) and
+//     publishes/pass (xDS publishes, the runner's and those the endpoint
+//     source's signal causes);
+//   - cpu-s: CPU time of the whole process (runner, xDS server, Git
+//     mirror and the ADS client);
+//   - heap-peak-MiB: the Go heap's peak during the rollout;
+//   - idle-pass-ms, idle-pass-tx, idle-pass-publishes: one pass once
+//     everything is promoted and nothing changes (the 30 s idle pass);
+//   - rss-MiB: peak resident memory of the process from the runner's
+//     start (VmHWM reset before it).
+func BenchmarkThousandRollouts(b *testing.B) {
+	n := 1000
+	if s := os.Getenv("SLUICE_BENCH_ROLLOUTS"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			b.Fatalf("SLUICE_BENCH_ROLLOUTS: %v", err)
+		}
+	}
+	for range b.N {
+		runStandaloneThousand(b, n).report(b, n)
+	}
+}
+
+// benchRun is what one run measured.
+type benchRun struct {
+	promote              time.Duration
+	afterSteps           []time.Duration // per Rollout
+	passes, tx, pubs     float64
+	cpu                  time.Duration
+	heapPeak, rss        float64 // bytes
+	idle                 time.Duration
+	idleTx, idlePubs     float64
+	canaryAll, pausedAll time.Duration // from the push until every Rollout had started, reached the last pause
+}
+
+func (r *benchRun) report(b *testing.B, n int) {
+	slices.Sort(r.afterSteps)
+	b.ReportMetric(r.promote.Seconds(), "promote-s")
+	b.ReportMetric(r.afterSteps[len(r.afterSteps)/2].Seconds(), "after-steps-p50-s")
+	b.ReportMetric(r.afterSteps[len(r.afterSteps)-1].Seconds(), "after-steps-max-s")
+	b.ReportMetric(r.passes, "passes")
+	b.ReportMetric(r.tx/max(r.passes, 1), "tx/pass")
+	b.ReportMetric(r.pubs/max(r.passes, 1), "publishes/pass")
+	b.ReportMetric(r.cpu.Seconds(), "cpu-s")
+	b.ReportMetric(r.heapPeak/(1<<20), "heap-peak-MiB")
+	b.ReportMetric(r.rss/(1<<20), "rss-MiB")
+	b.ReportMetric(float64(r.idle.Microseconds())/1000, "idle-pass-ms")
+	b.ReportMetric(r.idleTx, "idle-pass-tx")
+	b.ReportMetric(r.idlePubs, "idle-pass-publishes")
+	b.Logf("%d Rollouts: every canary started %.2f s after the push, every last pause reached at %.2f s, all promoted at %.2f s; "+
+		"%.0f passes, %.0f transactions, %.0f publishes",
+		n, r.canaryAll.Seconds(), r.pausedAll.Seconds(), r.promote.Seconds(), r.passes, r.tx, r.pubs)
+}
+
+// benchManifest is Rollout i at version with its own endpoint.
+func benchManifest(i int, version string, net byte) string {
+	return fmt.Sprintf(`apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: svc-%04d
+spec:
+  service:
+    name: svc-%04d
+    hosts: [svc-%04d]
+    port: 9080
+  backend:
+    version: %s
+    endpoints: ["10.%d.%d.%d:9080"]
+  strategy:
+    canary:
+      steps:
+      - setWeight: 20
+      - pause: {duration: %s}
+      - setWeight: 60
+      - pause: {duration: %s}
+`, i, i, i, version, net, i/250, i%250+1, benchPause, benchPause)
+}
+
+func benchFiles(n int, version string, net byte) map[string]string {
+	files := make(map[string]string, n)
+	for i := range n {
+		files[fmt.Sprintf("rollouts/svc-%04d.yaml", i)] = benchManifest(i, version, net)
+	}
+	return files
+}
+
+func runStandaloneThousand(b *testing.B, n int) *benchRun {
+	repo := gittest.New(b)
+	repo.Push("v1", benchFiles(n, "v1", 1))
+	stateDir := b.TempDir()
+
+	resetPeakRSS(b)
+	st, err := store.Open(filepath.Join(stateDir, store.DefaultFile), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	reg := prometheus.NewRegistry()
+	eps := xds.NewStatic()
+	srv, err := xds.New(xds.Options{Endpoints: eps, Registerer: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = srv.Serve(ctx, lis) }()
+	syncer, err := gitsync.New(gitsync.Source{URL: repo.URL(), Branch: "main", Interval: time.Hour},
+		gitsync.Options{MirrorDir: filepath.Join(stateDir, "git")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = syncer.Run(ctx) }()
+	r, err := New(Options{Store: st, Source: syncer, Plane: NewXDSPlane(ctx, srv, eps), Analysis: nopAnalyzer{}, Log: logr.Discard()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	connectBenchEnvoy(b, lis.Addr().String(), "bench-envoy")
+	runCtx, stopRun := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- r.Run(runCtx) }()
+
+	benchWait(b, r, n, 10*time.Minute, "every Rollout serving v1", func(_ string, st *v1alpha1.RolloutStatus) bool {
+		return st.StableRevision == "v1" && st.Phase == v1alpha1.PhaseHealthy
+	})
+
+	// The rollout: one push that changes every version.
+	res := &benchRun{}
+	runtime.GC()
+	tx0, passes0, pubs0 := float64(st.Transactions()), float64(r.passes.Load()), publishes(b, reg)
+	cpu0 := cpuTime(b)
+	heap := sampleHeap()
+	repo.Push("v2", benchFiles(n, "v2", 2))
+	start := time.Now()
+	syncer.Trigger()
+
+	lastStepEnd := map[string]time.Time{}
+	canary, promoted := map[string]time.Time{}, map[string]time.Time{}
+	deadline := start.Add(10 * time.Minute)
+	for len(promoted) < n {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d Rollouts promoted after 10 minutes", len(promoted), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+		now := time.Now()
+		r.mu.RLock()
+		for key, v := range r.views {
+			s := &v.ro.Status
+			if _, ok := canary[key]; !ok && s.CanaryRevision == "v2" {
+				canary[key] = now
+			}
+			if s.CanaryRevision == "v2" && s.CurrentStepIndex != nil && *s.CurrentStepIndex == 3 && s.StepAcknowledgedAt != nil {
+				lastStepEnd[key] = s.StepAcknowledgedAt.Add(benchPause)
+			}
+			if _, ok := promoted[key]; !ok && s.StableRevision == "v2" && s.CanaryRevision == "" && s.Phase == v1alpha1.PhaseHealthy {
+				promoted[key] = now
+			}
+		}
+		r.mu.RUnlock()
+	}
+	res.promote = time.Since(start)
+	res.cpu = cpuTime(b) - cpu0
+	res.heapPeak = heap.stop()
+	res.tx, res.passes, res.pubs = float64(st.Transactions())-tx0, float64(r.passes.Load())-passes0, publishes(b, reg)-pubs0
+	res.canaryAll, res.pausedAll = latest(canary).Sub(start), latest(lastStepEnd).Add(-benchPause).Sub(start)
+	for key, at := range promoted {
+		end, ok := lastStepEnd[key]
+		if !ok {
+			b.Fatalf("%s: promoted but its last pause was never seen", key)
+		}
+		res.afterSteps = append(res.afterSteps, at.Sub(end))
+	}
+
+	// One pass over unchanged Rollouts, the loop stopped so that the pass
+	// is the only work.
+	time.Sleep(500 * time.Millisecond)
+	stopRun()
+	if err := <-ran; err != nil {
+		b.Fatal(err)
+	}
+	tx0, pubs0 = float64(st.Transactions()), publishes(b, reg)
+	t0 := time.Now()
+	r.pass(ctx)
+	res.idle = time.Since(t0)
+	// Republishes the endpoint source's signal causes happen after the
+	// pass, in the xDS server's goroutine.
+	time.Sleep(200 * time.Millisecond)
+	res.idleTx, res.idlePubs = float64(st.Transactions())-tx0, publishes(b, reg)-pubs0
+	res.rss = procStatus(b, "VmHWM")
+	return res
+}
+
+// benchWait polls the runner's views until cond holds for n Rollouts.
+func benchWait(b *testing.B, r *Runner, n int, within time.Duration, what string, cond func(string, *v1alpha1.RolloutStatus) bool) {
+	b.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok := 0
+		r.mu.RLock()
+		for key, v := range r.views {
+			if cond(key, &v.ro.Status) {
+				ok++
+			}
+		}
+		r.mu.RUnlock()
+		if ok >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("waiting for %s: %d of %d", what, ok, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func latest(ts map[string]time.Time) time.Time {
+	var out time.Time
+	for _, t := range ts {
+		if t.After(out) {
+			out = t
+		}
+	}
+	return out
+}
+
+// publishes is the xDS server's publish count, whatever the outcome.
+func publishes(b *testing.B, reg *prometheus.Registry) float64 {
+	b.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != "sluice_xds_publishes_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total
+}
+
+func cpuTime(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// heapSampler records the peak of the Go heap's objects.
+type heapSampler struct {
+	stopping, done chan struct{}
+	peak           float64
+}
+
+func sampleHeap() *heapSampler {
+	h := &heapSampler{stopping: make(chan struct{}), done: make(chan struct{}), peak: readHeap()}
+	go func() {
+		defer close(h.done)
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.stopping:
+				return
+			case <-t.C:
+				h.peak = max(h.peak, readHeap())
+			}
+		}
+	}()
+	return h
+}
+
+func (h *heapSampler) stop() float64 {
+	close(h.stopping)
+	<-h.done
+	return max(h.peak, readHeap())
+}
+
+func readHeap() float64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return float64(s[0].Value.Uint64())
+}
+
+// resetPeakRSS makes VmHWM the current RSS, after the garbage the
+// benchmark's own set-up left is returned.
+func resetPeakRSS(b *testing.B) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// procStatus returns a field of /proc/self/status in bytes.
+func procStatus(b *testing.B, field string) float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb * 1024
+		}
+	}
+	b.Fatalf("no %s in /proc/self/status", field)
+	return 0
+}
+
+// nopAnalyzer: the benchmark's Rollouts have no analysis.
+type nopAnalyzer struct{}
+
+func (nopAnalyzer) Start(string, engine.AnalysisRun, []*v1alpha1.AnalysisTemplate, json.RawMessage) error {
+	return nil
+}
+func (nopAnalyzer) Stop(string) {}
+func (nopAnalyzer) Observe(string) (engine.AnalysisObservation, json.RawMessage, bool) {
+	return engine.AnalysisObservation{}, nil, false
+}
+func (nopAnalyzer) Changed() <-chan struct{} { return nil }

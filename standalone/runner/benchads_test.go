@@ -1,0 +1,136 @@
+package runner
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// benchEnvoy is the benchmark's one proxy: a state-of-the-world ADS
+// stream that subscribes as Envoy does (listeners and clusters by
+// wildcard, then the route configurations and endpoints they name) and
+// ACKs every response, so every service's plan is acknowledged as soon as
+// it arrives.
+type benchEnvoy struct {
+	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	// names subscribed by type; only the loop goroutine touches them.
+	names map[string][]string
+	// responses counts the responses received.
+	responses atomic.Int64
+}
+
+// connectBenchEnvoy opens the stream; it ends with the benchmark.
+func connectBenchEnvoy(tb testing.TB, addr, id string) *benchEnvoy {
+	tb.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &benchEnvoy{names: map[string][]string{}}
+	if c.stream, err = discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx); err != nil {
+		cancel()
+		_ = cc.Close()
+		tb.Fatal(err)
+	}
+	node := &corev3.Node{Id: id, Cluster: "bench", UserAgentName: "envoy"}
+	for i, typ := range []string{resource.ClusterType, resource.ListenerType} {
+		req := &discoveryv3.DiscoveryRequest{TypeUrl: typ}
+		if i == 0 {
+			req.Node = node
+		}
+		if err := c.stream.Send(req); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.loop()
+	}()
+	tb.Cleanup(func() {
+		cancel()
+		<-done
+		_ = cc.Close()
+	})
+	return c
+}
+
+// loop ACKs every response and follows the names it refers to.
+func (c *benchEnvoy) loop() {
+	acked := map[string]string{}
+	nonce := map[string]string{}
+	for {
+		resp, err := c.stream.Recv()
+		if err != nil {
+			return
+		}
+		c.responses.Add(1)
+		typ := resp.GetTypeUrl()
+		acked[typ], nonce[typ] = resp.GetVersionInfo(), resp.GetNonce()
+		reqs := []*discoveryv3.DiscoveryRequest{{TypeUrl: typ, VersionInfo: acked[typ], ResponseNonce: nonce[typ], ResourceNames: c.names[typ]}}
+		for rt, names := range benchRefs(typ, resp.GetResources()) {
+			if slices.Equal(names, c.names[rt]) {
+				continue
+			}
+			c.names[rt] = names
+			reqs = append(reqs, &discoveryv3.DiscoveryRequest{TypeUrl: rt, ResourceNames: names, VersionInfo: acked[rt], ResponseNonce: nonce[rt]})
+		}
+		for _, r := range reqs {
+			if err := c.stream.Send(r); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// benchRefs are the route configurations a listener response names and
+// the endpoints a cluster response names, sorted. (The cluster
+// subscription is a wildcard, so clusters named by routes need no
+// request.)
+func benchRefs(typ string, res []*anypb.Any) map[string][]string {
+	refs := map[string][]string{}
+	for _, a := range res {
+		switch typ {
+		case resource.ListenerType:
+			l := &listenerv3.Listener{}
+			if a.UnmarshalTo(l) != nil {
+				continue
+			}
+			for _, fc := range l.GetFilterChains() {
+				for _, f := range fc.GetFilters() {
+					hcm := &hcmv3.HttpConnectionManager{}
+					if f.GetTypedConfig().UnmarshalTo(hcm) == nil && hcm.GetRds() != nil {
+						refs[resource.RouteType] = append(refs[resource.RouteType], hcm.GetRds().GetRouteConfigName())
+					}
+				}
+			}
+		case resource.ClusterType:
+			cl := &clusterv3.Cluster{}
+			if a.UnmarshalTo(cl) == nil {
+				name := cl.GetEdsClusterConfig().GetServiceName()
+				if name == "" {
+					name = cl.GetName()
+				}
+				refs[resource.EndpointType] = append(refs[resource.EndpointType], name)
+			}
+		}
+	}
+	for k, v := range refs {
+		slices.Sort(v)
+		refs[k] = slices.Compact(v)
+	}
+	return refs
+}

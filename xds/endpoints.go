@@ -55,7 +55,10 @@ func NewStatic() *Static {
 }
 
 // Set replaces the endpoints of one revision with addrs, each "ip:port".
-// No addresses removes the revision.
+// No addresses removes the revision. Setting what is already set (the
+// same addresses in the same order) changes nothing and signals nothing,
+// so an owner may set every revision it knows as often as it likes: each
+// signal makes the server translate every plan again.
 func (s *Static) Set(namespace, service, revision string, addrs ...string) error {
 	eps := make([]Endpoint, 0, len(addrs))
 	for _, a := range addrs {
@@ -67,6 +70,10 @@ func (s *Static) Set(namespace, service, revision string, addrs ...string) error
 	}
 	k := staticKey{namespace, service, revision}
 	s.mu.Lock()
+	if slices.Equal(s.m[k], eps) {
+		s.mu.Unlock()
+		return nil
+	}
 	if len(eps) == 0 {
 		delete(s.m, k)
 	} else {

@@ -16,16 +16,20 @@ CONTROLLER_GEN := $(TOOLS_BIN)/controller-gen
 # The API package: source of the deepcopy code and the CRDs.
 API_PKG := ./rollout/v1alpha1
 CRD_DIR := crds
+# The Helm chart reads copies of the CRDs, the controller's RBAC rules and
+# the Grafana dashboard from its files/ (deploy/chart_test.go checks them).
+CHART_DIR := deploy/helm/sluice
 # Go files of the repository, tracked or not, minus git-ignored ones.
 GO_FILES = $$(git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: help build generate test fmt vet check demo
+.PHONY: help build generate test fmt vet check demo bench-peers
 
 help: ## Show this help
 	@echo 'Usage: make <target>'
 	@echo
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(firstword $(MAKEFILE_LIST))
 	@printf '  %-10s %s\n' tools 'Build the pinned tool binaries into $(TOOLS_BIN) (tools/tools.mk)'
+	@printf '  %-10s %s\n' peers 'Build the peers (Argo Rollouts, istiod) into $(TOOLS_BIN), for bench-peers'
 
 build: ## Build bin/sluice
 	$(GO) build -o bin/sluice ./cmd/sluice
@@ -49,6 +53,10 @@ generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code and CRDs (crds/) from th
 	$(GO) run ./crds/internal/trim $(CRD_DIR)/sluice.dev_*.yaml
 	$(CONTROLLER_GEN) rbac:roleName=sluice-controller paths=./kube/manager output:rbac:dir=$(CRD_DIR)/rbac
 	$(GO) run ./crds/internal/bundle $(CRD_DIR)/kustomization.yaml $(CRD_DIR)/install.yaml
+	rm -f $(CHART_DIR)/files/crds/sluice.dev_*.yaml
+	cp $(CRD_DIR)/sluice.dev_*.yaml $(CHART_DIR)/files/crds/
+	cp $(CRD_DIR)/rbac/role.yaml $(CHART_DIR)/files/rbac/role.yaml
+	cp deploy/grafana/sluice.json $(CHART_DIR)/files/grafana/sluice.json
 
 test: tools ## Run all tests, envtest included (builds the tools first)
 	KUBEBUILDER_ASSETS=$(TOOLS_BIN) SLUICE_BIN_DIR=$(TOOLS_BIN) $(GO) test $(GOTEST_FLAGS) ./...
@@ -63,3 +71,12 @@ check: ## Fail on unformatted Go code (gofmt -l), then go vet
 	@out=$$(gofmt -l $(GO_FILES)); \
 	if [ -n "$$out" ]; then echo 'gofmt needed (run make fmt):'; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# Sluice measured side by side with Argo Rollouts and istiod
+# (internal/peerbench, docs/performance.md "Peers"). Builds the peers first
+# (tools/tools.mk `peers`, skipped when present); neither `test` nor `demo`
+# does. Long: an hour or more on two cores. BENCH_PEERS_FLAGS picks the
+# benchmarks and repeats, e.g. BENCH_PEERS_FLAGS='-bench ControllerSameWork -count 1'.
+BENCH_PEERS_FLAGS ?= -bench . -benchtime 1x -count 3
+bench-peers: $(TOOLS_BIN)/kube-apiserver $(TOOLS_BIN)/etcd peers ## Measure Sluice against Argo Rollouts and istiod (builds them first)
+	KUBEBUILDER_ASSETS=$(TOOLS_BIN) SLUICE_BIN_DIR=$(TOOLS_BIN) $(GO) test -run '^$$' $(BENCH_PEERS_FLAGS) -timeout 6h ./internal/peerbench/

@@ -29,7 +29,8 @@ TOOLS_BINARIES := \
 	$(TOOLS_BIN)/kube-apiserver \
 	$(TOOLS_BIN)/etcd \
 	$(TOOLS_BIN)/prometheus \
-	$(TOOLS_BIN)/controller-gen
+	$(TOOLS_BIN)/controller-gen \
+	$(TOOLS_BIN)/helm
 
 .PHONY: tools
 tools: $(TOOLS_BINARIES)
@@ -79,4 +80,55 @@ $(TOOLS_BIN)/controller-gen: $(TOOLS_MK_DIR)/controller-gen/go.mod $(TOOLS_MK_DI
 	$(TOOLS_GOENV) $(TOOLS_GO) build -trimpath \
 		-ldflags "$(TOOLS_LDFLAGS) -X sigs.k8s.io/controller-tools/pkg/version.version=$$v" \
 		-o $(abspath $@) sigs.k8s.io/controller-tools/cmd/controller-gen
+	@touch $@
+
+# helm (helm.sh/helm/v4/cmd/helm, a `tool` of the module), for the chart's
+# tests (deploy/): lint, template. Built from a dependency, so the version
+# must be injected (upstream's Makefile sets the same variable).
+$(TOOLS_BIN)/helm: $(TOOLS_MK_DIR)/helm/go.mod $(TOOLS_MK_DIR)/helm/go.sum
+	@mkdir -p $(@D)
+	cd $(TOOLS_MK_DIR)/helm && \
+	v=$$(GOWORK=off $(TOOLS_GO) list -m -f '{{.Version}}' helm.sh/helm/v4) && \
+	$(TOOLS_GOENV) $(TOOLS_GO) build -trimpath \
+		-ldflags "$(TOOLS_LDFLAGS) -X helm.sh/helm/v4/internal/version.version=$$v" \
+		-o $(abspath $@) helm.sh/helm/v4/cmd/helm
+	@touch $@
+
+# --- Peers: the products Sluice is measured against (docs/performance.md,
+# "Peers"). Large builds (several minutes each), so they are not part of
+# `tools` and neither `make test` nor `make demo` builds them: only
+# `make peers` / `make bench-peers` do.
+
+PEER_BINARIES := \
+	$(TOOLS_BIN)/rollouts-controller \
+	$(TOOLS_BIN)/pilot-discovery
+
+.PHONY: peers
+peers: $(PEER_BINARIES)
+
+# Argo Rollouts' controller (github.com/argoproj/argo-rollouts/cmd/rollouts-controller,
+# a `tool` of the module). Version ldflags as upstream's Makefile sets them.
+$(TOOLS_BIN)/rollouts-controller: $(TOOLS_MK_DIR)/argo-rollouts/go.mod $(TOOLS_MK_DIR)/argo-rollouts/go.sum
+	@mkdir -p $(@D)
+	cd $(TOOLS_MK_DIR)/argo-rollouts && \
+	v=$$(GOWORK=off $(TOOLS_GO) list -m -f '{{.Version}}' github.com/argoproj/argo-rollouts) && \
+	p=github.com/argoproj/argo-rollouts/utils/version && \
+	$(TOOLS_GOENV) $(TOOLS_GO) build -trimpath \
+		-ldflags "$(TOOLS_LDFLAGS) -X $$p.version=$$v -X $$p.gitTreeState=clean" \
+		-o $(abspath $@) github.com/argoproj/argo-rollouts/cmd/rollouts-controller
+	@touch $@
+
+# istiod (istio.io/istio/pilot/cmd/pilot-discovery, a `tool` of the module),
+# with upstream's build tags for it (STANDARD_TAGS in Makefile.core.mk). The
+# module is a pseudo-version: the version reported is the tree's VERSION
+# file plus "-dev" and the commit, as an upstream dev build says.
+$(TOOLS_BIN)/pilot-discovery: $(TOOLS_MK_DIR)/istiod/go.mod $(TOOLS_MK_DIR)/istiod/go.sum
+	@mkdir -p $(@D)
+	cd $(TOOLS_MK_DIR)/istiod && \
+	v=$$(GOWORK=off $(TOOLS_GO) list -m -f '{{.Version}}' istio.io/istio) && \
+	d=$$(GOWORK=off $(TOOLS_GO) list -m -f '{{.Dir}}' istio.io/istio) && \
+	rev=$${v##*-} && p=istio.io/istio/pkg/version && \
+	$(TOOLS_GOENV) $(TOOLS_GO) build -trimpath -tags vtprotobuf,disable_pgv \
+		-ldflags "$(TOOLS_LDFLAGS) -X $$p.buildVersion=$$(cat $$d/VERSION)-dev-$$rev -X $$p.buildGitRevision=$$rev -X $$p.buildStatus=Clean" \
+		-o $(abspath $@) istio.io/istio/pilot/cmd/pilot-discovery
 	@touch $@

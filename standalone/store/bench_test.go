@@ -45,6 +45,54 @@ func BenchmarkCommit(b *testing.B) {
 	}
 }
 
+// BenchmarkCommitAll writes a pass of the runner: n Rollouts' steps in
+// one transaction, each changed; and the same pass again, unchanged,
+// which writes nothing.
+func BenchmarkCommitAll(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		changes := make([]Change, n)
+		for i := range changes {
+			k := fmt.Sprintf("shop/r%d", i)
+			changes[i] = Change{Key: k, Record: crashRecord(k, 1)}
+			changes[i].Record.Status.Message = ""
+		}
+		b.Run(fmt.Sprintf("rollouts=%d", n), func(b *testing.B) {
+			s := open(b, Options{})
+			b.ReportAllocs()
+			gen := int32(0)
+			for b.Loop() {
+				gen++
+				for i := range changes {
+					changes[i].Record.Status.ObservedGeneration = int64(gen)
+				}
+				if _, err := s.CommitAll(changes); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("rollouts=%d/unchanged", n), func(b *testing.B) {
+			s := open(b, Options{})
+			if _, err := s.CommitAll(changes); err != nil {
+				b.Fatal(err)
+			}
+			idle := make([]Change, n)
+			for i, c := range changes {
+				idle[i] = c
+				idle[i].Record.Events = nil
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.CommitAll(idle); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if s.Transactions() != 1 {
+				b.Fatalf("%d transactions for unchanged passes", s.Transactions()-1)
+			}
+		})
+	}
+}
+
 // BenchmarkCommitParallel: bbolt has one writer, so concurrent Commits
 // queue; throughput stays at one fsync per Commit.
 func BenchmarkCommitParallel(b *testing.B) {

@@ -58,8 +58,10 @@ func crashRecord(key string, n int32) Record {
 	return rec
 }
 
-// crashChild writes to the store until it is killed, printing
-// "key n seq" after each Commit returned.
+// crashChild writes to the store until it is killed, in turn one Rollout
+// with Commit and all of them in one CommitAll, printing a line after
+// each returned: "key n seq", one triple per Rollout written, separated
+// by ";".
 func crashChild(path string) error {
 	s, err := Open(path, Options{HistoryLimit: crashLimit, LockTimeout: 10 * time.Second})
 	if err != nil {
@@ -79,18 +81,52 @@ func crashChild(path string) error {
 	}
 	out := bufio.NewWriter(os.Stdout)
 	for i := 0; ; i++ {
-		k := crashKeys[i%len(crashKeys)]
-		seq, err := s.Commit(k, crashRecord(k, next[k]))
+		keys := crashKeys
+		if !crashBatch(i) {
+			keys = []string{crashKeys[i/2%len(crashKeys)]}
+		}
+		changes := make([]Change, len(keys))
+		for j, k := range keys {
+			changes[j] = Change{Key: k, Record: crashRecord(k, next[k])}
+		}
+		seqs, err := crashWrite(s, changes)
 		if err != nil {
 			return err
 		}
-		// Flushed per line: a line the parent reads is a Commit that returned.
-		fmt.Fprintf(out, "%s %d %d\n", k, next[k], seq)
+		// Flushed per line: a line the parent reads is a write that returned.
+		triples := make([]string, len(keys))
+		for j, k := range keys {
+			triples[j] = fmt.Sprintf("%s %d %d", k, next[k], seqs[j])
+			next[k]++
+		}
+		fmt.Fprintln(out, strings.Join(triples, ";"))
 		if err := out.Flush(); err != nil {
 			return err
 		}
-		next[k]++
 	}
+}
+
+// crashBatch: the child's i-th write is a CommitAll of every key.
+func crashBatch(i int) bool { return i%2 == 1 }
+
+// crashWrite writes one change with Commit, several with CommitAll.
+func crashWrite(s *Store, changes []Change) ([]uint64, error) {
+	if len(changes) == 1 {
+		seq, err := s.Commit(changes[0].Key, changes[0].Record)
+		return []uint64{seq}, err
+	}
+	res, err := s.CommitAll(changes)
+	if err != nil {
+		return nil, err
+	}
+	seqs := make([]uint64, len(res))
+	for i, r := range res {
+		if r.Err != nil || r.Unchanged {
+			return nil, fmt.Errorf("CommitAll of %s: %+v", changes[i].Key, r)
+		}
+		seqs[i] = r.Seq
+	}
+	return seqs, nil
 }
 
 func TestCrash(t *testing.T) {
@@ -122,16 +158,23 @@ func TestCrash(t *testing.T) {
 		pause := time.Duration(rng.IntN(20000)) * time.Microsecond
 		lines := runAndKill(t, dir, round, path, waitFor, pause)
 		for _, l := range lines {
-			var k string
-			var n int32
-			var seq uint64
-			if _, err := fmt.Sscanf(l, "%s %d %d", &k, &n, &seq); err != nil {
-				t.Fatalf("round %d: child said %q: %v", round, l, err)
+			for _, w := range strings.Split(l, ";") {
+				var k string
+				var n int32
+				var seq uint64
+				if _, err := fmt.Sscanf(w, "%s %d %d", &k, &n, &seq); err != nil {
+					t.Fatalf("round %d: child said %q: %v", round, l, err)
+				}
+				acked[k], ackedSeq = n, seq
 			}
-			acked[k], ackedSeq = n, seq
 		}
-		t.Logf("round %d: killed after %d acknowledged commits (+%v)", round, len(lines), pause)
-		seenSeq = checkAfterCrash(t, path, round, acked, seen, ackedSeq, seenSeq)
+		// The write in flight at the kill, which lands whole or not at all.
+		inFlight := 1
+		if crashBatch(len(lines)) {
+			inFlight = len(crashKeys)
+		}
+		t.Logf("round %d: killed after %d acknowledged writes (+%v)", round, len(lines), pause)
+		seenSeq = checkAfterCrash(t, path, round, acked, seen, ackedSeq, seenSeq, inFlight)
 	}
 }
 
@@ -205,7 +248,7 @@ func runAndKill(t *testing.T, dir string, round int, path string, waitFor int, p
 // checkAfterCrash reopens the file and checks that every record is whole,
 // that no acknowledged Commit was lost, and that nothing went backwards.
 // It returns the store's sequence number.
-func checkAfterCrash(t *testing.T, path string, round int, acked, seen map[string]int32, ackedSeq, seenSeq uint64) uint64 {
+func checkAfterCrash(t *testing.T, path string, round int, acked, seen map[string]int32, ackedSeq, seenSeq uint64, inFlight int) uint64 {
 	t.Helper()
 	s, err := Open(path, Options{HistoryLimit: crashLimit})
 	if err != nil {
@@ -220,9 +263,10 @@ func checkAfterCrash(t *testing.T, path string, round int, acked, seen map[strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The one Commit in flight at the kill may have landed unacknowledged.
-	if seq < ackedSeq || seq > ackedSeq+1 || seq < seenSeq {
-		t.Fatalf("round %d: sequence %d; acknowledged %d, seen before %d", round, seq, ackedSeq, seenSeq)
+	// The one write in flight at the kill may have landed unacknowledged,
+	// all of it (a CommitAll's every Rollout) or nothing.
+	if landed := seq - ackedSeq; seq < ackedSeq || (landed != 0 && landed != uint64(inFlight)) || seq < seenSeq {
+		t.Fatalf("round %d: sequence %d; acknowledged %d, seen before %d, %d in flight", round, seq, ackedSeq, seenSeq, inFlight)
 	}
 	list, err := s.List()
 	if err != nil {

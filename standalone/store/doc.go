@@ -13,19 +13,27 @@
 //     `sluice history`. Delete keeps it; PurgeHistory drops it.
 //
 // Globally: the Git commit last evaluated and the last good one (GitState),
-// and a sequence number that every Commit increments.
+// and a sequence number that every Rollout written increments.
 //
 // Manual commands are not stored: their IDs reach status.lastCommand
 // through the engine, which is what makes a redelivered command harmless.
 //
-// # One step, one transaction
+// # One step, one transaction; one pass, one transaction
 //
 // Commit writes what one engine step decided for one Rollout (status, plan,
-// events, run states) in a single bbolt transaction, and refuses a status
-// and a plan whose versions disagree. This is the "persist" of the engine's
-// order "persist status, publish plan, act": after a crash the file holds
-// either all of a step or none of it, and the stored plan is always the one
-// the stored status names, so republishing it at startup is safe.
+// events, run states, outbox messages) in a single bbolt transaction, and
+// refuses a status and a plan whose versions disagree. This is the
+// "persist" of the engine's order "persist status, publish plan, act":
+// after a crash the file holds either all of a step or none of it, and the
+// stored plan is always the one the stored status names, so republishing
+// it at startup is safe.
+//
+// CommitAll does the same for the steps of a whole pass of the runner, in
+// one transaction: all of them or none, for one flush instead of one per
+// Rollout. A step that changed nothing a reader could see (status, plan and
+// run states byte for byte as stored, no events, no messages) is not
+// written at all, and a pass in which no step changed anything writes no
+// transaction, so a thousand idle Rollouts cost no disk writes.
 //
 // # Durability
 //
@@ -35,11 +43,14 @@
 // A crash in the middle of a Commit leaves the previous transaction: bbolt
 // keeps two checksummed meta pages and a torn write only ever touches the
 // one not in use. The price is one or two disk flushes per Commit (a few
-// hundred microseconds on an SSD; see BenchmarkCommit), which is nothing
-// next to a rollout step's pace. The crash test kills a writer with SIGKILL
-// at random moments and checks that every record is whole and consistent,
-// no acknowledged Commit is lost and the sequence never goes back; power
-// loss itself is left to bbolt's own tests.
+// hundred microseconds on an SSD, several milliseconds on a network disk;
+// see BenchmarkCommit), which is nothing next to a rollout step's pace as
+// long as a pass pays it once (CommitAll), not once per Rollout. The
+// crash test kills a writer (Commit and CommitAll in turn) with SIGKILL at
+// random moments and checks that every record is whole and consistent, no
+// acknowledged write is lost, a CommitAll lands whole or not at all and
+// the sequence never goes back; power loss itself is left to bbolt's own
+// tests.
 //
 // # Locking and schema
 //

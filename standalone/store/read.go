@@ -19,7 +19,8 @@ type Rollout struct {
 	Name      string
 	// Seq is the Commit that last wrote the Rollout.
 	Seq uint64
-	// UpdatedAt is the Time of the last Commit that had one.
+	// UpdatedAt is the Time of the last Commit that wrote the Rollout and
+	// had one (CommitAll does not write an unchanged Rollout).
 	UpdatedAt time.Time
 	// Status and Plan are nil until a Commit wrote them.
 	Status *v1alpha1.RolloutStatus

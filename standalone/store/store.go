@@ -85,7 +85,7 @@ type Store struct {
 	db           *bolt.DB
 	path         string
 	historyLimit int
-	// writes counts the write transactions, committed or not.
+	// writes counts the write transactions committed.
 	writes atomic.Uint64
 
 	closeOnce sync.Once
@@ -127,8 +127,8 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Transactions is the number of write transactions this Store began since
-// Open: each one that commits costs the file a disk flush.
+// Transactions is the number of write transactions this Store committed
+// since Open, each one a disk flush (two, with the meta page).
 func (s *Store) Transactions() uint64 { return s.writes.Load() }
 
 // Path is the state file's path.
@@ -267,10 +267,12 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 }
 
 func (s *Store) update(fn func(*bolt.Tx) error) error {
-	s.writes.Add(1)
 	err := s.db.Update(fn)
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
+	}
+	if err == nil {
+		s.writes.Add(1)
 	}
 	return err
 }

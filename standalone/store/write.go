@@ -130,21 +130,23 @@ func encode(rec Record) (encoded, error) {
 	return w, nil
 }
 
+// commit writes rec in tx. It checks before it writes anything, so a
+// refused record (ErrInvalid) leaves the transaction as it was.
 func (s *Store) commit(tx *bolt.Tx, key string, rec Record, w encoded) (uint64, error) {
-	rb, err := tx.Bucket(bRollouts).CreateBucketIfNotExists([]byte(key))
-	if err != nil {
-		return 0, fmt.Errorf("create rollout bucket: %w", err)
-	}
 	var meta rolloutMeta
-	if raw := rb.Get(kMeta); raw != nil {
-		if err := json.Unmarshal(raw, &meta); err != nil {
-			return 0, fmt.Errorf("decode rollout meta: %w", err)
-		}
-	}
 	status := rec.Status
-	if status == nil {
-		if status, err = decodeStatus(rb); err != nil {
-			return 0, err
+	rb := tx.Bucket(bRollouts).Bucket([]byte(key))
+	if rb != nil {
+		if raw := rb.Get(kMeta); raw != nil {
+			if err := json.Unmarshal(raw, &meta); err != nil {
+				return 0, fmt.Errorf("decode rollout meta: %w", err)
+			}
+		}
+		if status == nil {
+			var err error
+			if status, err = decodeStatus(rb); err != nil {
+				return 0, err
+			}
 		}
 	}
 	if rec.Plan != nil {
@@ -153,6 +155,12 @@ func (s *Store) commit(tx *bolt.Tx, key string, rec Record, w encoded) (uint64, 
 	if status != nil && meta.PlanVersion != "" && status.Traffic.PlanVersion != meta.PlanVersion {
 		return 0, fmt.Errorf("%w: status names plan %q but the plan is %q",
 			ErrInvalid, status.Traffic.PlanVersion, meta.PlanVersion)
+	}
+	if rb == nil {
+		var err error
+		if rb, err = tx.Bucket(bRollouts).CreateBucket([]byte(key)); err != nil {
+			return 0, fmt.Errorf("create rollout bucket: %w", err)
+		}
 	}
 
 	seq, err := tx.Bucket(bMeta).NextSequence()

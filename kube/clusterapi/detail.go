@@ -3,6 +3,7 @@ package clusterapi
 import (
 	"cmp"
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -58,7 +59,12 @@ func (b *Backend) detail(ctx context.Context, ro *v1alpha1.Rollout, p *plan.Plan
 		if c != nil && ro.Status.Git != nil && c.SHA == ro.Status.Git.Commit {
 			d.Commit = c
 		}
-		d.Rejected = append(d.Rejected, rejected...)
+		for _, rc := range rejected {
+			// A GitSource's own status may have said so already.
+			if !slices.ContainsFunc(d.Rejected, func(x rolloutapi.RejectedCommit) bool { return x.SHA == rc.SHA }) {
+				d.Rejected = append(d.Rejected, rc)
+			}
+		}
 	}
 	if b.o.DataPlane != nil && p != nil {
 		d.DataPlane = b.o.DataPlane.DataPlaneDetail(ro, *p)

@@ -167,3 +167,18 @@ func RequestKind(req *http.Request) string {
 	}
 	return verb + " " + resource
 }
+
+// DirectKubeconfig writes a kubeconfig for the API server of cfg itself
+// (its address and client credentials, no proxy) into dir/kubeconfig.
+func DirectKubeconfig(cfg *rest.Config, dir string) (string, error) {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["bench"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["bench"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["bench"] = &clientcmdapi.Context{Cluster: "bench", AuthInfo: "bench"}
+	kc.CurrentContext = "bench"
+	path := filepath.Join(dir, "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		return "", err
+	}
+	return path, os.Chmod(path, 0o600)
+}

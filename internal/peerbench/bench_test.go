@@ -11,12 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/sluicehq/sluice/internal/testbin"
 )
@@ -25,7 +27,11 @@ import (
 // runs against the same one, one after the other.
 var env = NewEnv()
 
-func TestMain(m *testing.M) { os.Exit(env.Run(m)) }
+func TestMain(m *testing.M) {
+	// The harness's clients log nothing worth keeping.
+	ctrllog.SetLogger(logr.Discard())
+	os.Exit(env.Run(m))
+}
 
 // BenchmarkControllerSameWork runs the same work through Argo Rollouts
 // and through Sluice's controller, one after the other, on one envtest
@@ -46,25 +52,30 @@ func TestMain(m *testing.M) { os.Exit(env.Run(m)) }
 func BenchmarkControllerSameWork(b *testing.B) {
 	n := envInt(b, "PEERBENCH_ROLLOUTS", 1000)
 	cfg, scheme := env.Start(b)
-	argo := Argo{Bin: peerBinary(b, "rollouts-controller")}
-	bin, err := BuildSluice(context.Background())
-	if err != nil {
-		b.Fatal(err)
-	}
-	sluice := Sluice{Bin: bin}
+	var argoArgs []string
+	var sluiceConfig string
 	switch q := os.Getenv("PEERBENCH_QPS"); q {
 	case "", "default":
 	case "none":
-		argo.Args = []string{"--qps=-1"}
-		sluice.Config = "kubeAPI:\n  qps: -1\n"
+		argoArgs = []string{"--qps=-1"}
+		sluiceConfig = "kubeAPI:\n  qps: -1\n"
 	default:
 		b.Fatalf("PEERBENCH_QPS=%q: want default or none", q)
 	}
 	b.Logf("argo-rollouts %s, sluice %s", ToolModuleVersion("argo-rollouts", "github.com/argoproj/argo-rollouts"), sluiceVersion())
-	for _, ctl := range []Controller{argo, sluice} {
-		b.Run(ctl.Name(), func(b *testing.B) {
+	for _, ctl := range []struct {
+		name string
+		make func(*testing.B) Controller
+	}{
+		{"argo-rollouts", func(b *testing.B) Controller {
+			return Argo{Bin: peerBinary(b, "rollouts-controller"), Args: argoArgs}
+		}},
+		{"sluice", func(b *testing.B) Controller { return Sluice{Bin: sluiceBinary(b), Config: sluiceConfig} }},
+	} {
+		b.Run(ctl.name, func(b *testing.B) {
+			c := ctl.make(b)
 			for range b.N {
-				runController(b, cfg, scheme, ctl, n).report(b, n)
+				runController(b, cfg, scheme, c, n).report(b, n)
 			}
 		})
 	}
@@ -205,6 +216,15 @@ func unlimited(cfg *rest.Config) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS = -1
 	return cfg
+}
+
+// sluiceBinary builds sluice from this tree (once per process).
+func sluiceBinary(b *testing.B) string {
+	bin, err := BuildSluice(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return bin
 }
 
 // peerBinary is the path of a peer's binary in bin/, skipping the

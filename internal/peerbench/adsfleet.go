@@ -1,0 +1,300 @@
+package peerbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Fleet is N Envoy-like ADS clients (state of the world over one
+// aggregated stream each, as an Envoy sidecar speaks to istiod or Sluice):
+// each subscribes to every listener and cluster, then to the route
+// configurations its listeners name and the endpoints its clusters name,
+// and ACKs every response at once. The same clients serve both servers of
+// a comparison; only the node (id, metadata) differs, as each server
+// expects it.
+//
+// A change is recognised by its weight: Expect(w) arms a marker, and a
+// client counts once it has ACKed a route configuration holding a route
+// that sends w% to one of its weighted clusters.
+type Fleet struct {
+	conns []*grpc.ClientConn
+	n     int
+
+	marker  atomic.Int32
+	seen    []atomic.Int32 // per client: the last marker it ACKed
+	acked   atomic.Int32
+	firstNS atomic.Int64 // first receipt of the marker
+	lastNS  atomic.Int64 // last ACK of the marker
+	mu      sync.Mutex
+	done    chan struct{}
+	errs    chan error
+}
+
+// Node builds client i's node.
+type Node func(i int) *corev3.Node
+
+// StartFleet connects n clients to addr (plaintext), one HTTP/2
+// connection per 100 streams, and returns once each has ACKed its first
+// route configuration. They run until ctx ends.
+func StartFleet(ctx context.Context, addr string, n int, node Node, timeout time.Duration) (*Fleet, error) {
+	f := &Fleet{n: n, seen: make([]atomic.Int32, n), errs: make(chan error, n), done: make(chan struct{})}
+	f.conns = make([]*grpc.ClientConn, max(1, (n+99)/100))
+	for i := range f.conns {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<24),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+		if err != nil {
+			return nil, err
+		}
+		f.conns[i] = cc
+	}
+	go func() {
+		<-ctx.Done()
+		for _, cc := range f.conns {
+			_ = cc.Close()
+		}
+	}()
+	ready := make(chan struct{}, n)
+	sem := make(chan struct{}, 64)
+	for i := range n {
+		sem <- struct{}{}
+		go func() {
+			c := &adsClient{f: f, i: i, node: node(i), ready: ready}
+			err := c.run(ctx, f.conns[i%len(f.conns)], func() { <-sem })
+			if err != nil && ctx.Err() == nil {
+				f.errs <- fmt.Errorf("client %d: %w", i, err)
+			}
+		}()
+	}
+	deadline := time.After(timeout)
+	for got := 0; got < n; got++ {
+		select {
+		case <-ready:
+		case err := <-f.errs:
+			return nil, err
+		case <-deadline:
+			return nil, fmt.Errorf("%d of %d clients got their routes within %s", got, n, timeout)
+		}
+	}
+	return f, nil
+}
+
+// Expect arms the marker weight w: from now on the clients count the
+// first route configuration they ACK that holds w.
+func (f *Fleet) Expect(w int32) {
+	f.mu.Lock()
+	f.done = make(chan struct{})
+	f.mu.Unlock()
+	f.acked.Store(0)
+	f.firstNS.Store(0)
+	f.lastNS.Store(0)
+	f.marker.Store(w)
+}
+
+// Wait waits until every client has ACKed the marker, and returns when
+// the first client received it and when the last one ACKed it.
+func (f *Fleet) Wait(ctx context.Context, timeout time.Duration) (first, last time.Time, err error) {
+	f.mu.Lock()
+	done := f.done
+	f.mu.Unlock()
+	select {
+	case <-done:
+		return time.Unix(0, f.firstNS.Load()), time.Unix(0, f.lastNS.Load()), nil
+	case err := <-f.errs:
+		return time.Time{}, time.Time{}, err
+	case <-time.After(timeout):
+		return time.Time{}, time.Time{}, fmt.Errorf("%d of %d clients ACKed weight %d within %s", f.acked.Load(), f.n, f.marker.Load(), timeout)
+	case <-ctx.Done():
+		return time.Time{}, time.Time{}, ctx.Err()
+	}
+}
+
+// adsClient is one stream.
+type adsClient struct {
+	f     *Fleet
+	i     int
+	node  *corev3.Node
+	ready chan<- struct{}
+	sent  bool // ready reported
+
+	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	names  map[string][]string // subscribed names per type (nil: wildcard)
+}
+
+func (c *adsClient) run(ctx context.Context, cc *grpc.ClientConn, started func()) error {
+	s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	if err != nil {
+		started()
+		return err
+	}
+	c.stream, c.names = s, map[string][]string{}
+	// Envoy's order: clusters, then listeners, both wildcard.
+	err = errors.Join(
+		s.Send(&discoveryv3.DiscoveryRequest{Node: c.node, TypeUrl: resourcev3.ClusterType}),
+		s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ListenerType}),
+	)
+	started()
+	if err != nil {
+		return err
+	}
+	for {
+		resp, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		recv := time.Now()
+		refs, hasMarker, err := c.read(resp)
+		if err != nil {
+			return err
+		}
+		t := resp.GetTypeUrl()
+		if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.GetVersionInfo(),
+			ResponseNonce: resp.GetNonce(), ResourceNames: c.names[t]}); err != nil {
+			return err
+		}
+		if hasMarker {
+			c.count(recv)
+		}
+		if t == resourcev3.RouteType && !c.sent {
+			c.sent = true
+			c.ready <- struct{}{}
+		}
+		for rt, names := range refs {
+			slices.Sort(names)
+			names = slices.Compact(names)
+			if slices.Equal(names, c.names[rt]) {
+				continue
+			}
+			c.names[rt] = names
+			if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: rt, ResourceNames: names}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// count records that this client ACKed the current marker.
+func (c *adsClient) count(recv time.Time) {
+	f := c.f
+	m := f.marker.Load()
+	if m == 0 || f.seen[c.i].Swap(m) == m {
+		return
+	}
+	f.firstNS.CompareAndSwap(0, recv.UnixNano())
+	for now := time.Now().UnixNano(); ; {
+		last := f.lastNS.Load()
+		if now <= last || f.lastNS.CompareAndSwap(last, now) {
+			break
+		}
+	}
+	if int(f.acked.Add(1)) == f.n {
+		f.mu.Lock()
+		close(f.done)
+		f.mu.Unlock()
+	}
+}
+
+// read decodes a response: the names it references (route
+// configurations of listeners, endpoints of clusters) and whether a
+// route configuration in it holds the marker weight.
+func (c *adsClient) read(resp *discoveryv3.DiscoveryResponse) (map[string][]string, bool, error) {
+	refs := map[string][]string{}
+	marker := c.f.marker.Load()
+	found := false
+	switch resp.GetTypeUrl() {
+	case resourcev3.ListenerType:
+		var routes []string
+		for _, a := range resp.GetResources() {
+			l := &listenerv3.Listener{}
+			if err := a.UnmarshalTo(l); err != nil {
+				return nil, false, err
+			}
+			for _, fc := range append(slices.Clone(l.GetFilterChains()), l.GetDefaultFilterChain()) {
+				for _, fl := range fc.GetFilters() {
+					if fl.GetTypedConfig().GetTypeUrl() != hcmType {
+						continue
+					}
+					hcm := &hcmv3.HttpConnectionManager{}
+					if err := fl.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+						return nil, false, err
+					}
+					if name := hcm.GetRds().GetRouteConfigName(); name != "" {
+						routes = append(routes, name)
+					}
+				}
+			}
+		}
+		refs[resourcev3.RouteType] = routes
+	case resourcev3.ClusterType:
+		var eds []string
+		for _, a := range resp.GetResources() {
+			cl := &clusterv3.Cluster{}
+			if err := a.UnmarshalTo(cl); err != nil {
+				return nil, false, err
+			}
+			if cl.GetType() == clusterv3.Cluster_EDS {
+				name := cl.GetEdsClusterConfig().GetServiceName()
+				if name == "" {
+					name = cl.GetName()
+				}
+				eds = append(eds, name)
+			}
+		}
+		refs[resourcev3.EndpointType] = eds
+	case resourcev3.RouteType:
+		if marker == 0 {
+			break
+		}
+		for _, a := range resp.GetResources() {
+			rc := &routev3.RouteConfiguration{}
+			if err := a.UnmarshalTo(rc); err != nil {
+				return nil, false, err
+			}
+			if hasWeight(rc, marker) {
+				found = true
+				break
+			}
+		}
+	}
+	return refs, found, nil
+}
+
+const hcmType = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+// hasWeight reports whether a route of rc sends w percent of its requests
+// to one of its weighted clusters (whatever the weights' total).
+func hasWeight(rc *routev3.RouteConfiguration, w int32) bool {
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			wc := r.GetRoute().GetWeightedClusters()
+			if wc == nil {
+				continue
+			}
+			var total uint32
+			for _, cw := range wc.GetClusters() {
+				total += cw.GetWeight().GetValue()
+			}
+			for _, cw := range wc.GetClusters() {
+				if total > 0 && uint64(cw.GetWeight().GetValue())*100 == uint64(w)*uint64(total) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}

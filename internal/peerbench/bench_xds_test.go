@@ -1,0 +1,157 @@
+package peerbench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// BenchmarkXDSSameClients connects the same N Envoy-like ADS clients
+// (Fleet, in this process) to istiod and then to Sluice's xDS server, for
+// the same services (PEERBENCH_SERVICES, default 4: svc-000 …, two
+// revisions of two endpoints each, one weighted route), and times weight
+// changes of svc-000 until every client has ACKed a route configuration
+// with the new weight. istiod gets the change as a VirtualService edit
+// (what Sluice's or Argo Rollouts' controller writes), Sluice's server as a
+// Publish (what its engine's runner calls). Per run: PEERBENCH_CHANGES
+// changes (default 10), p50 and max of change → last ACK, the push's own
+// spread (first receipt → last ACK), server CPU per change and RSS with N
+// clients connected.
+//
+//	make peers && go test -run '^$' -bench XDSSameClients -benchtime 1x -count 3 -timeout 2h ./internal/peerbench/
+//
+// PEERBENCH_CLIENTS lists the N (default 100,1000,5000).
+func BenchmarkXDSSameClients(b *testing.B) {
+	cfg, scheme := env.Start(b)
+	admin, err := client.New(unlimited(cfg), client.Options{Scheme: scheme})
+	if err != nil {
+		b.Fatal(err)
+	}
+	changes := envInt(b, "PEERBENCH_CHANGES", 10)
+	b.Logf("istiod %s, sluice %s", ToolModuleVersion("istiod", "istio.io/istio"), sluiceVersion())
+	for _, services := range envInts(b, "PEERBENCH_SERVICES", []int{4}) {
+		for _, n := range envInts(b, "PEERBENCH_CLIENTS", []int{100, 1000, 5000}) {
+			for _, srv := range []struct {
+				name string
+				make func(*testing.B) XDSServer
+			}{
+				{"istiod", func(b *testing.B) XDSServer { return &Istiod{Bin: peerBinary(b, "pilot-discovery"), C: admin} }},
+				{"sluice", func(b *testing.B) XDSServer {
+					bin, err := BuildXDSServer(context.Background())
+					if err != nil {
+						b.Fatal(err)
+					}
+					return &SluiceXDS{Bin: bin}
+				}},
+			} {
+				b.Run(fmt.Sprintf("services=%d/clients=%d/%s", services, n, srv.name), func(b *testing.B) {
+					s := srv.make(b)
+					for range b.N {
+						runXDS(b, cfg, s, services, n, changes).report(b)
+					}
+				})
+			}
+		}
+	}
+}
+
+type xdsResult struct {
+	took, spread []time.Duration // per change: change → last ACK, first receipt → last ACK
+	cpu          time.Duration   // server, over the changes
+	rss, hwm     int64
+	connect      time.Duration // until every client had its routes
+}
+
+func (r *xdsResult) report(b *testing.B) {
+	slices.Sort(r.took)
+	slices.Sort(r.spread)
+	msf := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(msf(r.took[len(r.took)/2]), "ack-p50-ms")
+	b.ReportMetric(msf(r.took[len(r.took)-1]), "ack-max-ms")
+	b.ReportMetric(msf(r.spread[len(r.spread)/2]), "push-spread-p50-ms")
+	b.ReportMetric(1000*r.cpu.Seconds()/float64(len(r.took)), "cpu-ms/change")
+	b.ReportMetric(float64(r.rss)/(1<<20), "rss-MiB")
+	b.ReportMetric(float64(r.hwm)/(1<<20), "peak-rss-MiB")
+	b.ReportMetric(r.connect.Seconds(), "connect-s")
+	b.Logf("change → last ACK: %v", r.took)
+}
+
+func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes int) *xdsResult {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := b.TempDir()
+	if _, err := DirectKubeconfig(cfg, dir); err != nil {
+		b.Fatal(err)
+	}
+	logs, err := logFile(dir, s.Name()+".log")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logs.Close()
+	p, addr, err := s.Start(ctx, services, dir, logs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Stop(10 * time.Second)
+	start := time.Now()
+	fleet, err := StartFleet(ctx, addr, n, s.Node, 10*time.Minute)
+	if err != nil {
+		b.Fatalf("%s: %v\nlast output:\n%s", s.Name(), err, p.Tail())
+	}
+	res := &xdsResult{connect: time.Since(start)}
+	// Let the connection storm's pushes settle.
+	time.Sleep(3 * time.Second)
+	u0, err := ReadUsage(p.Pid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range changes {
+		// Markers 10, 11, ... 89: never the initial 5/95, never repeated
+		// back to back.
+		w := int32(10 + i%80)
+		fleet.Expect(w)
+		t0 := time.Now()
+		if err := s.Change(ctx, w); err != nil {
+			b.Fatal(err)
+		}
+		first, last, err := fleet.Wait(ctx, 5*time.Minute)
+		if err != nil {
+			b.Fatalf("%s: change %d: %v\nlast output:\n%s", s.Name(), i, err, p.Tail())
+		}
+		res.took = append(res.took, last.Sub(t0))
+		res.spread = append(res.spread, last.Sub(first))
+		// Changes a second apart, as a rollout's steps would be at most.
+		time.Sleep(time.Second)
+	}
+	u1, err := ReadUsage(p.Pid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	res.cpu, res.rss, res.hwm = u1.CPU-u0.CPU, u1.RSS, u1.HWM
+	return res
+}
+
+// envInts is a comma-separated list of positive numbers, or def.
+func envInts(b *testing.B, name string, def []int) []int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || v <= 0 {
+			b.Fatalf("%s=%q: want positive numbers separated by commas", name, s)
+		}
+		out = append(out, v)
+	}
+	return out
+}

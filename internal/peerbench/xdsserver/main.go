@@ -1,0 +1,126 @@
+// Command xdsserver is Sluice's xDS server (package xds, the one `sluice
+// run` and `sluice controller` serve) as a process of its own, for
+// peerbench's BenchmarkXDSSameClients: it serves the plans of -services
+// services in plaintext on -addr and publishes a new canary weight for one
+// of them on each POST /weight?service=S&canary=W to -control, answering
+// once Publish returned. It prints "xds ADDR control ADDR" when ready.
+//
+// It holds no logic of its own: the plans are what the engine would
+// publish for a canary (two subsets, one weighted route per host).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sluicehq/sluice/rollout/plan"
+	"github.com/sluicehq/sluice/xds"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "xDS listen address (plaintext)")
+	control := flag.String("control", "127.0.0.1:0", "control listen address")
+	services := flag.Int("services", 4, "number of services (svc-000, svc-001, ...)")
+	namespace := flag.String("namespace", "mesh", "namespace of the services' hosts (<svc>.<namespace>.svc.cluster.local)")
+	canary := flag.Int("canary", 5, "initial canary weight of every service")
+	flag.Parse()
+	if err := run(*addr, *control, *services, *namespace, int32(*canary)); err != nil {
+		fmt.Fprintln(os.Stderr, "xdsserver:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr, control string, n int, ns string, canary int32) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	eps := xds.NewStatic()
+	names := make([]string, n)
+	plans := make([]plan.Plan, n)
+	for i := range n {
+		names[i] = fmt.Sprintf("svc-%03d", i)
+		// Two endpoints per revision, as istiod's side has two pods each.
+		for r, rev := range []string{"v1", "v2"} {
+			a := fmt.Sprintf("10.%d.%d.%d:9080", 1+i/250, i%250, 1+2*r)
+			b := fmt.Sprintf("10.%d.%d.%d:9080", 1+i/250, i%250, 2+2*r)
+			if err := eps.Set("", names[i], rev, a, b); err != nil {
+				return err
+			}
+		}
+		plans[i] = canaryPlan(names[i], ns, canary)
+	}
+	srv, err := xds.New(xds.Options{Endpoints: eps, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+	if err := srv.Publish(ctx, plans); err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	clis, err := net.Listen("tcp", control)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	h := http.NewServeMux()
+	h.HandleFunc("POST /weight", func(w http.ResponseWriter, r *http.Request) {
+		svc := r.URL.Query().Get("service")
+		c, err := strconv.Atoi(r.URL.Query().Get("canary"))
+		i := indexOf(names, svc)
+		if err != nil || c < 0 || c > 100 || i < 0 {
+			http.Error(w, "want service=<known> and canary=0..100", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		plans[i] = canaryPlan(svc, ns, int32(c))
+		start := time.Now()
+		if err := srv.Publish(r.Context(), plans); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "%d\n", time.Since(start).Microseconds())
+	})
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(clis) }()
+	defer hs.Close()
+	fmt.Printf("xds %s control %s\n", lis.Addr(), clis.Addr())
+	return srv.Serve(ctx, lis)
+}
+
+func indexOf(names []string, s string) int {
+	for i, n := range names {
+		if n == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// canaryPlan is the plan the engine publishes for a canary at weight c:
+// stable v1 and canary v2, one host, one weighted route.
+func canaryPlan(svc, ns string, c int32) plan.Plan {
+	p := plan.Plan{
+		Service: svc,
+		Subsets: []plan.Subset{{Name: plan.Stable, Revision: "v1"}, {Name: plan.Canary, Revision: "v2"}},
+		Hosts: []plan.Host{{Name: svc + "." + ns + ".svc.cluster.local", Port: 9080, Routes: []plan.Route{{
+			Name:         "primary",
+			Destinations: []plan.Destination{{Subset: plan.Stable, Weight: 100 - c}, {Subset: plan.Canary, Weight: c}},
+		}}}},
+	}
+	p.Seal()
+	return p
+}

@@ -169,6 +169,17 @@ func Convert(files []File) *Result {
 	for _, f := range c.files {
 		c.convertDocuments(f, false)
 	}
+	// Findings in file order, then by line, as a reader goes through them.
+	order := map[string]int{}
+	for i, f := range c.files {
+		order[f.path] = i
+	}
+	slices.SortStableFunc(c.res.Findings, func(a, b Finding) int {
+		if d := order[a.File] - order[b.File]; d != 0 {
+			return d
+		}
+		return a.Line - b.Line
+	})
 	for _, f := range c.files {
 		if !f.unreadable && f.changed() {
 			c.res.Files = append(c.res.Files, Output{Path: f.path, Rel: f.rel, Data: render(f)})

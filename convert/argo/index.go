@@ -1,6 +1,8 @@
 package argo
 
 import (
+	"slices"
+
 	yaml "go.yaml.in/yaml/v3"
 )
 
@@ -14,10 +16,13 @@ type index struct {
 	// pod-template hash the Rollouts bind the argument to (Latest or
 	// Stable); "" when they disagree.
 	hashArgs map[string]map[string]string
+	// clusterUsers lists, per ClusterAnalysisTemplate name, the
+	// namespaces of the Rollouts that use it.
+	clusterUsers map[string][]string
 }
 
 func buildIndex(files []*file) *index {
-	idx := &index{hashArgs: map[string]map[string]string{}}
+	idx := &index{hashArgs: map[string]map[string]string{}, clusterUsers: map[string][]string{}}
 	for _, f := range files {
 		for _, d := range f.docs {
 			if d.root == nil {
@@ -36,6 +41,7 @@ func buildIndex(files []*file) *index {
 				idx.templates = append(idx.templates, d)
 			case d.isArgo(kindRollout):
 				idx.collectHashArgs(d)
+				idx.collectClusterUsers(d)
 			}
 		}
 	}
@@ -126,17 +132,40 @@ func analysisRefs(root *yaml.Node) []*yaml.Node {
 // refTemplates lists the template names of a reference: its templates
 // list, or the templateName of an experiment's analysis.
 func refTemplates(ref *yaml.Node) []string {
-	if n := scalar(ref, "templateName"); n != "" {
-		return []string{n}
-	}
-	_, ts := get(ref, "templates")
 	var names []string
-	for _, t := range items(ts) {
-		if n := scalar(t, "templateName"); n != "" {
-			names = append(names, n)
-		}
+	for _, t := range templateEntries(ref) {
+		names = append(names, scalar(t, "templateName"))
 	}
 	return names
+}
+
+// templateEntries lists the mappings of a reference that name a template
+// (templateName, clusterScope).
+func templateEntries(ref *yaml.Node) []*yaml.Node {
+	if scalar(ref, "templateName") != "" {
+		return []*yaml.Node{ref}
+	}
+	_, ts := get(ref, "templates")
+	var out []*yaml.Node
+	for _, t := range items(ts) {
+		if scalar(t, "templateName") != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (idx *index) collectClusterUsers(ro *document) {
+	for _, ref := range analysisRefs(ro.root) {
+		for _, t := range templateEntries(ref) {
+			if c, _ := boolValue(valueOf(t, "clusterScope")); c {
+				name := scalar(t, "templateName")
+				if !slices.Contains(idx.clusterUsers[name], ro.namespace) {
+					idx.clusterUsers[name] = append(idx.clusterUsers[name], ro.namespace)
+				}
+			}
+		}
+	}
 }
 
 // collectHashArgs records the arguments a Rollout binds to a pod-template

@@ -90,7 +90,7 @@ func (o *objectCtx) annotations(m *yaml.Node) *yaml.Node {
 		path := fmt.Sprintf("metadata.annotations[%s]", p.k.Value)
 		switch {
 		case strings.HasPrefix(p.k.Value, "notifications.argoproj.io/"):
-			o.report(p.k, path, Unsupported, "no equivalent per Rollout: Sluice's notifications are set in its configuration (webhooks per event; docs/notifications.md)")
+			o.report(p.k, path, Unsupported, "not per Rollout: Sluice's notifications are set in its configuration (webhooks per event; docs/notifications.md)")
 		case strings.HasPrefix(p.k.Value, "rollout.argoproj.io/"):
 			o.report(p.k, path, Note, "not needed: Argo Rollouts' own bookkeeping")
 		default:

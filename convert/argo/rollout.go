@@ -25,6 +25,9 @@ type rolloutConv struct {
 	// extras are spec fields the strategy brings (background analysis,
 	// scaleDownDelaySeconds).
 	extras []pair
+	// serviceName and hosts are spec.service's.
+	serviceName string
+	hosts       []string
 	// background is the canary's background analysis, converted once
 	// the steps are known (its startingStep is a step index).
 	background pair
@@ -174,6 +177,7 @@ func (r *rolloutConv) service(strategy *yaml.Node) *yaml.Node {
 	if len(hosts) == 0 {
 		hosts = []string{name}
 	}
+	r.serviceName, r.hosts = name, hosts
 	// Built in the order the API reference lists the fields.
 	routing := out.Content
 	out.Content = nil
@@ -323,7 +327,7 @@ func (r *rolloutConv) blueGreen(bg *yaml.Node, path string) *yaml.Node {
 	if b, ok := boolValue(valueOf(bg, "autoPromotionEnabled")); ok {
 		autoEnabled = b
 	}
-	var autoSeconds *yaml.Node
+	var autoSeconds, autoValue *yaml.Node
 	for _, p := range pairs(bg) {
 		fp := join(path, p.k.Value)
 		switch p.k.Value {
@@ -339,7 +343,7 @@ func (r *rolloutConv) blueGreen(bg *yaml.Node, path string) *yaml.Node {
 				r.report(p.k, fp, Note, "converted: without autoPromotionSeconds, Sluice waits for `sluice promote`")
 			}
 		case "autoPromotionSeconds":
-			autoSeconds = p.k
+			autoSeconds, autoValue = p.k, p.v
 			if !autoEnabled {
 				r.report(p.k, fp, Note, "not needed: ignored by Argo with autoPromotionEnabled: false")
 			}
@@ -360,11 +364,8 @@ func (r *rolloutConv) blueGreen(bg *yaml.Node, path string) *yaml.Node {
 		r.report(bg, path, Approximated, "Sluice needs a preview: requests with the header x-preview: \"true\" reach the new revision before the switch")
 	}
 	if autoEnabled {
-		secs := int64(0)
-		if autoSeconds != nil {
-			secs, _ = intValue(valueOf(bg, "autoPromotionSeconds"))
-		}
-		setFrom(out, autoSeconds, "autoPromotionSeconds", num(secs))
+		secs, _ := intValue(autoValue)
+		setFrom(out, autoSeconds, "autoPromotionSeconds", carry(num(secs), autoValue))
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package argo
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,14 +84,25 @@ func (r *rolloutConv) step(p pair, path string) []*yaml.Node {
 // string.
 func duration(n *yaml.Node) (string, time.Duration, error) {
 	if secs, ok := intValue(n); ok {
-		d := time.Duration(secs) * time.Second
-		return d.String(), d, nil
+		return seconds(secs), time.Duration(secs) * time.Second, nil
 	}
 	d, err := time.ParseDuration(n.Value)
 	if err != nil {
 		return "", 0, fmt.Errorf("%q is not a duration", n.Value)
 	}
 	return n.Value, d, nil
+}
+
+// seconds writes a number of seconds as a duration in the largest whole
+// unit: 300 is "5m".
+func seconds(n int64) string {
+	switch {
+	case n != 0 && n%3600 == 0:
+		return strconv.FormatInt(n/3600, 10) + "h"
+	case n != 0 && n%60 == 0:
+		return strconv.FormatInt(n/60, 10) + "m"
+	}
+	return strconv.FormatInt(n, 10) + "s"
 }
 
 func (r *rolloutConv) pause(p pair, path string) *yaml.Node {
@@ -155,7 +167,7 @@ func (r *rolloutConv) analysis(a *yaml.Node, path string, background bool) *yaml
 				r.reportf(p.k, fp, Note, "Argo's step %d is Sluice's step %d (steps were split or left out)", n, to)
 			}
 		case "dryRun":
-			r.report(p.k, fp, Unsupported, "no equivalent per Rollout: set dryRun: true on the metric in the template (it then holds for every Rollout using it)")
+			r.report(p.k, fp, Unsupported, "not per Rollout: set dryRun: true on the metric in the template (it then holds for every Rollout using it)")
 		case "measurementRetention":
 			r.report(p.k, fp, Note, "not needed: an AnalysisRun keeps the last 10 measurements of each metric, and counters of all")
 		case "analysisRunMetadata":
@@ -202,7 +214,11 @@ func (r *rolloutConv) args(list *yaml.Node, path string, templates []string) *ya
 		name := scalar(a, "name")
 		n := argName(name)
 		if isBuiltin(n) {
-			r.reportf(a, ap, Approximated, "Sluice supplies {{args.%s}} itself (%s); the value passed here is not used", n, builtinMeaning(n))
+			if v, ok := r.builtinValue(n); ok && v == scalar(a, "value") {
+				r.reportf(a, ap, Note, "not needed: Sluice supplies {{args.%s}} itself (%s), with this value", n, builtinMeaning(n))
+			} else {
+				r.reportf(a, ap, Approximated, "Sluice supplies {{args.%s}} itself (%s); the value passed here is not used", n, builtinMeaning(n))
+			}
 			continue
 		}
 		item := flowLike(carry(newMap(), a), a)
@@ -233,6 +249,24 @@ func (r *rolloutConv) args(list *yaml.Node, path string, templates []string) *ya
 	return out
 }
 
+// builtinValue is the value Sluice gives a built-in argument, where the
+// manifest fixes it.
+func (r *rolloutConv) builtinValue(name string) (string, bool) {
+	switch name {
+	case "rollout":
+		return r.d.name, true
+	case "namespace":
+		return r.d.namespace, r.d.namespace != ""
+	case "service":
+		return r.serviceName, true
+	case "host":
+		if len(r.hosts) > 0 {
+			return r.hosts[0], true
+		}
+	}
+	return "", false
+}
+
 // argFrom resolves an argument's valueFrom. Only a fieldRef has a value
 // to write; a pod-template hash becomes a built-in the template uses.
 func (r *rolloutConv) argFrom(from *yaml.Node, path, name string, templates []string) (string, bool) {
@@ -253,7 +287,7 @@ func (r *rolloutConv) argFrom(from *yaml.Node, path, name string, templates []st
 			}
 		}
 		if rewritten {
-			r.reportf(from, path, Approximated, "the %s revision is the built-in {{args.%s}}, which %s now use(s) instead of {{args.%s}}; Sluice's revision is the hash of the pod template, found on the pods as the label sluice.dev/revision, not rollouts-pod-template-hash: check the queries' label matchers",
+			r.reportf(from, path, Approximated, "the %s revision is the built-in {{args.%s}}, which the queries of %s now read instead of {{args.%s}}; Sluice's revision is the hash of the pod template, found on the pods as the label sluice.dev/revision, not rollouts-pod-template-hash: check the queries' label matchers",
 				strings.ToLower(strings.TrimSuffix(builtin, "Revision")), builtin, describeList(templates), argName(name))
 		} else {
 			r.reportf(from, path, Unsupported, "no equivalent argument: use the built-in {{args.%s}} in %s instead of {{args.%s}} (Sluice's revision is the pods' sluice.dev/revision label)", builtin, describeList(templates), argName(name))

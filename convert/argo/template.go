@@ -1,7 +1,6 @@
 package argo
 
 import (
-	"fmt"
 	"net/url"
 	"regexp"
 	"slices"
@@ -39,7 +38,14 @@ func (o *objectCtx) template() *yaml.Node {
 	}
 	if o.d.kind == kindClusterTemplate {
 		k, _ := get(o.d.root, "kind")
-		o.report(k, "kind", Approximated, "Sluice has no cluster-wide templates: written as an AnalysisTemplate, to apply in the namespace of each Rollout that uses it")
+		users := o.c.idx.clusterUsers[o.d.name]
+		if len(users) == 1 && users[0] != "" {
+			_, meta := get(out, "metadata")
+			set(meta, "namespace", str(users[0]))
+			o.reportf(k, "kind", Approximated, "Sluice has no cluster-wide templates: written as an AnalysisTemplate in namespace %q, that of the Rollouts among the files that use it; apply a copy in the namespace of any other", users[0])
+		} else {
+			o.report(k, "kind", Approximated, "Sluice has no cluster-wide templates: written as an AnalysisTemplate, to apply in the namespace of each Rollout that uses it")
+		}
 	}
 	return o.document(out)
 }
@@ -303,7 +309,11 @@ func (t *templateConv) condition(p pair, path string) (string, bool) {
 	}
 	c, err := TranslateCondition(src)
 	if err != nil {
-		t.report(p.k, path, Unsupported, err.Error())
+		msg := err.Error()
+		if p.v.LineComment != "" && p.v.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle) == 0 {
+			msg += "; mind that \" #\" in an unquoted YAML value starts a comment: quote the condition"
+		}
+		t.report(p.k, path, Unsupported, msg)
 		return "", false
 	}
 	for _, a := range c.Approximations {
@@ -345,7 +355,7 @@ func (t *templateConv) prometheus(p *yaml.Node, path string) *yaml.Node {
 				t.report(q.k, fp, Unsupported, "not a number of seconds")
 				continue
 			}
-			out.Content = append(out.Content, q.k, carry(str(fmt.Sprintf("%ds", secs)), q.v))
+			out.Content = append(out.Content, q.k, carry(str(seconds(secs)), q.v))
 		case "insecure":
 			if b, _ := boolValue(q.v); b && hasAddress {
 				setFrom(out, q.k, "insecureSkipVerify", q.v)

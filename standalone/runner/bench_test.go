@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -147,19 +146,10 @@ func runStandaloneThousand(b *testing.B, n int) *benchRun {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	reg := prometheus.NewRegistry()
-	eps := xds.NewStatic()
-	srv, err := xds.New(xds.Options{Endpoints: eps, Registerer: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = srv.Serve(ctx, lis) }()
+	x := newXDS(b)
+	srv, eps, reg := x.srv, x.eps, x.reg
 	syncer, err := gitsync.New(gitsync.Source{URL: repo.URL(), Branch: "main", Interval: time.Hour},
 		gitsync.Options{MirrorDir: filepath.Join(stateDir, "git")})
 	if err != nil {
@@ -170,7 +160,7 @@ func runStandaloneThousand(b *testing.B, n int) *benchRun {
 	if err != nil {
 		b.Fatal(err)
 	}
-	connectBenchEnvoy(b, lis.Addr().String(), "bench-envoy")
+	connectBenchEnvoy(b, x.addr, "bench-envoy")
 	runCtx, stopRun := context.WithCancel(ctx)
 	ran := make(chan error, 1)
 	go func() { ran <- r.Run(runCtx) }()
@@ -245,6 +235,28 @@ func runStandaloneThousand(b *testing.B, n int) *benchRun {
 	return res
 }
 
+// xdsEnv is an xDS server with a static endpoint source, serving on
+// loopback at addr, its metrics in reg.
+type xdsEnv struct {
+	srv  *xds.Server
+	eps  *xds.Static
+	reg  *prometheus.Registry
+	addr string
+}
+
+// newXDS serves an xDS server until the test ends.
+func newXDS(tb testing.TB) xdsEnv {
+	tb.Helper()
+	x := xdsEnv{eps: xds.NewStatic(), reg: prometheus.NewRegistry()}
+	var err error
+	x.srv, err = xds.New(xds.Options{Endpoints: x.eps, Registerer: x.reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	x.addr = serveXDS(tb, x.srv)
+	return x
+}
+
 // benchWait polls the runner's views until cond holds for n Rollouts.
 func benchWait(b *testing.B, r *Runner, n int, within time.Duration, what string, cond func(string, *v1alpha1.RolloutStatus) bool) {
 	b.Helper()
@@ -279,11 +291,11 @@ func latest(ts map[string]time.Time) time.Time {
 }
 
 // publishes is the xDS server's publish count, whatever the outcome.
-func publishes(b *testing.B, reg *prometheus.Registry) float64 {
-	b.Helper()
+func publishes(tb testing.TB, reg *prometheus.Registry) float64 {
+	tb.Helper()
 	families, err := reg.Gather()
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	total := 0.0
 	for _, f := range families {

@@ -68,8 +68,9 @@ func proxyOf(n xds.NodeRef) rolloutapi.Proxy {
 	return rolloutapi.Proxy{Node: rolloutapi.NodeText(n.ID), Cluster: rolloutapi.NodeText(n.Cluster), Stream: n.Stream}
 }
 
-// Changed is closed at the next change of what the API reads: every step
-// of every Rollout replaces its view (rolloutapi.Watcher).
+// Changed is closed at the next change of what the API reads: every pass
+// replaces the views of the Rollouts it stepped, at once
+// (rolloutapi.Watcher).
 func (r *Runner) Changed() <-chan struct{} {
 	r.mu.RLock()
 	defer r.mu.RUnlock()

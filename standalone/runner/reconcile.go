@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -19,28 +20,33 @@ import (
 // plane, analysis and the API wake it earlier.
 const idle = 30 * time.Second
 
-// stepped is one Rollout's step, persisted and waiting to be acted on.
+// stepped is one Rollout's step: what the engine decided and the record
+// that persists it, waiting to be saved and then acted on.
 type stepped struct {
 	key     string
 	ro      *v1alpha1.Rollout
 	out     engine.Output
 	command *commandRequest
+	// prev is the status the step started from; revert what it learnt of
+	// its Git revert (forgotten once the step is saved).
+	prev   *v1alpha1.RolloutStatus
+	revert *engine.RevertResult
+	rec    store.Record
+	// retired: the Rollout left Git and this step retired it.
+	retired bool
 }
 
-// pass reconciles every Rollout once — persist each step, publish all plans
-// together, then act — and returns when to look again.
+// pass reconciles every Rollout once — step each, persist every step in
+// one transaction, publish all plans together, then act — and returns
+// when to look again.
 func (r *Runner) pass(ctx context.Context) time.Duration {
 	r.passes.Add(1)
 	now := r.o.Now()
 	next := idle
-	stored, err := r.o.Store.List()
+	prev, err := r.storedState()
 	if err != nil {
 		r.o.Log.Error(err, "read state; retrying")
 		return time.Second
-	}
-	prev := make(map[string]store.Rollout, len(stored))
-	for _, s := range stored {
-		prev[s.Key] = s
 	}
 	gs := r.o.Source.State()
 	if gs.Applied == nil {
@@ -50,7 +56,7 @@ func (r *Runner) pass(ctx context.Context) time.Duration {
 	}
 	snap := gs.Applied
 
-	var done []stepped
+	var steps []stepped
 	desired := map[string]bool{}
 	for _, d := range snap.Objects {
 		if d.Rollout == nil {
@@ -62,29 +68,40 @@ func (r *Runner) pass(ctx context.Context) time.Duration {
 		}
 		key := store.Key(ro.Namespace, ro.Name)
 		desired[key] = true
-		st, ok := r.stepOne(ctx, key, ro, d, prev[key], now)
-		if !ok {
-			continue
-		}
-		done = append(done, st)
-		if d := st.out.RequeueAfter; d > 0 && d < next {
-			next = d
+		if st, ok := r.stepOne(key, ro, d, prev[key], now); ok {
+			steps = append(steps, st)
 		}
 	}
 	for key, s := range prev {
-		if !desired[key] {
-			r.retire(key, s, snap.Commit.SHA, now)
+		if desired[key] {
+			continue
+		}
+		if st, ok := r.retire(key, s, snap.Commit.SHA, now); ok {
+			steps = append(steps, st)
 		}
 	}
 	r.failNotFound(desired)
 
+	done, err := r.persist(steps)
+	if err != nil {
+		// Nothing is on disk, so nothing is acted on: the next pass
+		// repeats every step.
+		r.o.Log.Error(err, "persist the pass's steps; retrying", "rollouts", len(steps))
+		return time.Second
+	}
 	// Publish every plan in one update, after every status is on disk.
 	if err := r.publish(ctx); err != nil {
 		r.o.Log.Error(err, "publish traffic plans; retrying")
 		return time.Second
 	}
 	for _, st := range done {
+		if st.retired {
+			continue
+		}
 		r.act(ctx, st, snap)
+		if d := st.out.RequeueAfter; d > 0 && d < next {
+			next = d
+		}
 	}
 	r.flushOutbox()
 	for _, cs := range r.pending {
@@ -95,9 +112,9 @@ func (r *Runner) pass(ctx context.Context) time.Duration {
 	return next
 }
 
-// stepOne runs the engine for one Rollout and persists the result. Only a
-// persisted step is acted on.
-func (r *Runner) stepOne(ctx context.Context, key string, ro *v1alpha1.Rollout, d gitsync.Desired, prev store.Rollout, now time.Time) (stepped, bool) {
+// stepOne runs the engine for one Rollout and returns the step with the
+// record that persists it.
+func (r *Runner) stepOne(key string, ro *v1alpha1.Rollout, d gitsync.Desired, prev store.Rollout, now time.Time) (stepped, bool) {
 	if prev.Status != nil {
 		ro.Status = *prev.Status.DeepCopy()
 	}
@@ -136,21 +153,90 @@ func (r *Runner) stepOne(ctx context.Context, key string, ro *v1alpha1.Rollout, 
 	}
 	rec := store.Record{Time: now, Status: &out.Status, Plan: &out.Plan, Events: out.Events, Runs: runs,
 		Outbox: r.notifications(key, out.Events, &out.Status, now)}
-	if _, err := r.o.Store.Commit(key, rec); err != nil {
-		// Not on disk, so not acted on: the next pass repeats the step.
-		r.o.Log.Error(err, "persist step", "rollout", key)
-		if cmd != nil {
-			cmd.reply <- commandReply{err: err}
-		}
-		return stepped{}, false
+	return stepped{key: key, ro: ro, out: out, command: cmd, prev: prev.Status, revert: obs.GitRevert, rec: rec}, true
+}
+
+// storedState is the state file's Rollouts by key. The runner is their
+// only writer, so it reads them all once and then only those it wrote,
+// as the store returns them: a status read back is what the engine sees
+// after a restart too (metav1.Time keeps whole seconds in the file), so
+// both see the same.
+func (r *Runner) storedState() (map[string]store.Rollout, error) {
+	if r.stored != nil {
+		return r.stored, nil
 	}
-	r.revertObserved(key, obs.GitRevert)
-	r.record(key, prev.Status, &out.Status)
-	ro.Status = out.Status
-	p := out.Plan
-	r.setEndpoints(&p, &out.Status)
-	r.setView(key, view{ro: ro, plan: &p})
-	return stepped{key: key, ro: ro, out: out, command: cmd}, true
+	list, err := r.o.Store.List()
+	if err != nil {
+		return nil, err
+	}
+	r.stored = make(map[string]store.Rollout, len(list))
+	for _, s := range list {
+		r.stored[s.Key] = s
+	}
+	return r.stored, nil
+}
+
+// reread takes a Rollout just written from the store; if that fails, the
+// next pass reads every Rollout again.
+func (r *Runner) reread(key string) {
+	if r.stored == nil {
+		return
+	}
+	s, err := r.o.Store.Get(key)
+	if err != nil {
+		r.o.Log.Error(err, "read back a step just saved; reading all state at the next pass", "rollout", key)
+		r.stored = nil
+		return
+	}
+	r.stored[key] = s
+}
+
+// persist saves the steps of a pass in one transaction (a step that
+// changes nothing costs no write) and makes those on disk the runner's
+// state: metrics, endpoints and the views the API reads. It returns them;
+// a step that is not on disk is not acted on, and the next pass repeats
+// it. An error means nothing was saved.
+func (r *Runner) persist(steps []stepped) ([]stepped, error) {
+	changes := make([]store.Change, len(steps))
+	for i, st := range steps {
+		changes[i] = store.Change{Key: st.key, Record: st.rec}
+	}
+	res, err := r.o.Store.CommitAll(changes)
+	if err != nil {
+		for _, st := range steps {
+			if st.command != nil {
+				st.command.reply <- commandReply{err: err}
+			}
+		}
+		return nil, err
+	}
+	for i, st := range steps {
+		if res[i].Err == nil && !res[i].Unchanged {
+			r.reread(st.key)
+		}
+	}
+	done := make([]stepped, 0, len(steps))
+	views := make(map[string]view, len(steps))
+	for i, st := range steps {
+		if err := res[i].Err; err != nil {
+			r.o.Log.Error(err, "persist step", "rollout", st.key)
+			if st.command != nil {
+				st.command.reply <- commandReply{err: err}
+			}
+			continue
+		}
+		r.revertObserved(st.key, st.revert)
+		r.record(st.key, st.prev, &st.out.Status)
+		st.ro.Status = st.out.Status
+		p := st.out.Plan
+		if !st.retired {
+			r.setEndpoints(&p, &st.out.Status)
+		}
+		views[st.key] = view{ro: st.ro, plan: &p}
+		done = append(done, st)
+	}
+	r.setViews(views)
+	return done, nil
 }
 
 // act carries out one persisted, published step: analysis, Git write-back
@@ -212,17 +298,23 @@ func templateNamespace(snap *gitsync.Snapshot, ns, name string) string {
 // retire stops managing a Rollout removed from Git at commit: its traffic
 // stays at 100% stable, served for as long as Sluice runs, never removed
 // abruptly. The spec left Git with the manifest, so the retired plan is cut
-// down from the plan in force.
-func (r *Runner) retire(key string, s store.Rollout, commit string, now time.Time) {
+// down from the plan in force. It returns the retiring step, or false for
+// a Rollout retired before.
+func (r *Runner) retire(key string, s store.Rollout, commit string, now time.Time) (stepped, bool) {
 	if s.Plan == nil || s.Status == nil {
-		return
+		return stepped{}, false
 	}
 	if engine.Retired(s.Status) {
-		r.setView(key, view{ro: retiredRollout(key, s.Status), plan: s.Plan})
-		return
+		r.mu.RLock()
+		_, known := r.views[key]
+		r.mu.RUnlock()
+		if !known { // after a restart
+			r.setViews(map[string]view{key: {ro: retiredRollout(key, s.Status), plan: s.Plan}})
+		}
+		return stepped{}, false
 	}
 	out := engine.Retire(engine.RetireInput{
-		Input:   engine.Input{Rollout: retiredRollout(key, s.Status), Now: now},
+		Input:   engine.Input{Rollout: retiredRollout(key, s.Status.DeepCopy()), Now: now},
 		Commit:  commit,
 		InForce: s.Plan,
 	})
@@ -233,12 +325,7 @@ func (r *Runner) retire(key string, s store.Rollout, commit string, now time.Tim
 	}
 	rec := store.Record{Time: now, Status: &out.Status, Plan: &out.Plan, Events: out.Events,
 		Outbox: r.notifications(key, out.Events, &out.Status, now)}
-	if _, err := r.o.Store.Commit(key, rec); err != nil {
-		r.o.Log.Error(err, "persist retirement", "rollout", key)
-		return
-	}
-	r.record(key, s.Status, &out.Status)
-	r.setView(key, view{ro: retiredRollout(key, &out.Status), plan: &out.Plan})
+	return stepped{key: key, ro: retiredRollout(key, s.Status), out: out, prev: s.Status, rec: rec, retired: true}, true
 }
 
 func retiredRollout(key string, st *v1alpha1.RolloutStatus) *v1alpha1.Rollout {
@@ -269,9 +356,14 @@ func (r *Runner) publish(ctx context.Context) error {
 	return nil
 }
 
-func (r *Runner) setView(key string, v view) {
+// setViews replaces the views of a pass's steps at once, with one signal
+// to the API's watchers.
+func (r *Runner) setViews(vs map[string]view) {
+	if len(vs) == 0 {
+		return
+	}
 	r.mu.Lock()
-	r.views[key] = v
+	maps.Copy(r.views, vs)
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()

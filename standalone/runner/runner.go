@@ -110,6 +110,11 @@ type Runner struct {
 	workMu sync.Mutex
 	work   actions
 
+	// stored is what the state file holds of each Rollout, by key, as the
+	// store returns it; nil: read it all at the next pass (storedState).
+	// Only the loop goroutine touches it.
+	stored map[string]store.Rollout
+
 	metrics *rolloutmetrics.Metrics
 	// passes counts the passes begun (benchmarks read it).
 	passes atomic.Uint64

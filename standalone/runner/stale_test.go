@@ -252,19 +252,19 @@ func TestSilentProxyExcluded(t *testing.T) {
 }
 
 // serveXDS runs srv on a loopback port until the test ends.
-func serveXDS(t *testing.T, srv *xds.Server) string {
-	t.Helper()
+func serveXDS(tb testing.TB, srv *xds.Server) string {
+	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("xDS Serve: %v", err)
+			tb.Errorf("xDS Serve: %v", err)
 		}
 	})
 	return lis.Addr().String()

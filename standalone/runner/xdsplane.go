@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,7 +28,9 @@ type XDSPlane struct {
 	changed chan struct{}
 	mu      sync.Mutex
 	waits   map[string]waitEntry // by service key: the wait for its current version
-	base    context.Context
+	// published are the versions of the plans last published, in order.
+	published []string
+	base      context.Context
 }
 
 // noClientsRetry is how often a wait with no subscribed client looks
@@ -48,13 +51,26 @@ func (x *XDSPlane) SetEndpoints(namespace, service, revision string, addrs []str
 }
 
 // SetPlans publishes every plan, then waits in the background for each
-// service's answer to its new version.
+// service's answer to its new version. The same plans as last time (a
+// plan's version is a hash of all of it) are not published again: the
+// server would translate every plan to find nothing changed, and a change
+// of endpoints alone reaches it through the endpoint source's signal.
 func (x *XDSPlane) SetPlans(ctx context.Context, plans []plan.Plan) error {
-	if err := x.srv.Publish(ctx, plans); err != nil {
-		return fmt.Errorf("publish to xDS: %w", err)
+	versions := make([]string, len(plans))
+	for i := range plans {
+		versions[i] = plans[i].Version
+	}
+	x.mu.Lock()
+	same := x.published != nil && slices.Equal(versions, x.published)
+	x.mu.Unlock()
+	if !same {
+		if err := x.srv.Publish(ctx, plans); err != nil {
+			return fmt.Errorf("publish to xDS: %w", err)
+		}
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.published = versions
 	seen := map[string]bool{}
 	for _, p := range plans {
 		key := xds.ServiceKey(p.Namespace, p.Service)

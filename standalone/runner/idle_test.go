@@ -1,0 +1,69 @@
+package runner
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+	"github.com/sluicehq/sluice/rolloutapi"
+)
+
+// A pass over Rollouts whose steps change nothing writes nothing to the
+// state file and publishes nothing: neither a Rollout at rest nor one
+// waiting for its analysis. (Before, every pass rewrote every Rollout in
+// a transaction of its own and re-translated every plan once per
+// Rollout.)
+func TestIdlePassWritesAndPublishesNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	x := newXDS(t)
+	plane := NewXDSPlane(ctx, x.srv, x.eps)
+	plane.AckWithoutClients = true
+	// The analysis never ends: the second case waits at its analysis step.
+	s := f.startWith(v1alpha1.AnalysisRunning, func(o *Options) { o.Plane = plane })
+
+	idle := func(what string) {
+		t.Helper()
+		settle(t, s.r) // what the last step started (a wait, a run) ends its work
+		tx, pubs := s.st.Transactions(), publishes(t, x.reg)
+		for range 3 {
+			settle(t, s.r)
+		}
+		if n := s.st.Transactions() - tx; n != 0 {
+			t.Errorf("%s: 3 passes over an unchanged Rollout wrote %d transactions", what, n)
+		}
+		if n := publishes(t, x.reg) - pubs; n != 0 {
+			t.Errorf("%s: 3 passes over an unchanged Rollout published %v times", what, n)
+		}
+	}
+
+	waitFor(t, s.r, "v1 stable", func(ro rolloutapi.Rollout) bool {
+		return ro.Status.StableRevision == "v1" && ro.Status.Phase == v1alpha1.PhaseHealthy
+	})
+	idle("at rest")
+
+	f.push("v2", 9002, "ship v2")
+	waitFor(t, s.r, "analysis step", func(ro rolloutapi.Rollout) bool {
+		return ro.Status.CurrentStepIndex != nil && *ro.Status.CurrentStepIndex == 1 && ro.Status.StepAcknowledgedAt != nil &&
+			len(ro.Status.Analysis) == 1
+	})
+	idle("waiting for its analysis")
+}
+
+// settle asks the runner for a pass and returns once a whole pass ran
+// after the request.
+func settle(t *testing.T, r *Runner) {
+	t.Helper()
+	start := r.passes.Load()
+	deadline := time.Now().Add(20 * time.Second)
+	for r.passes.Load() < start+2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the runner made no pass")
+		}
+		r.poke()
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -517,7 +517,7 @@ func TestChartCopiesUpToDate(t *testing.T) {
 	}
 	for _, c := range copies {
 		if !slices.Contains(crds, "../crds/"+filepath.Base(c)) {
-			t.Errorf("%s is no CRD of crds/ any more: run `make generate`", c)
+			t.Errorf("%s is no CRD of crds/ any more: run `make generate` and commit deploy/helm/sluice/files/", c)
 		}
 	}
 	for src, dst := range pairs {
@@ -527,7 +527,7 @@ func TestChartCopiesUpToDate(t *testing.T) {
 		}
 		got, err := os.ReadFile(dst)
 		if err != nil || !bytes.Equal(got, want) {
-			t.Errorf("%s is not a copy of %s (err %v): run `make generate`", dst, src, err)
+			t.Errorf("%s is not a copy of %s (err %v): run `make generate` and commit deploy/helm/sluice/files/ with the change to %s", dst, src, err, src)
 		}
 	}
 }

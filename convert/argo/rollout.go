@@ -42,6 +42,10 @@ func (o *objectCtx) rollout() *yaml.Node {
 		case p.k.Value == "spec":
 			r := &rolloutConv{objectCtx: o, spec: p.v}
 			setFrom(out, p.k, "spec", r.convertSpec())
+			if r.template == nil {
+				// Nothing to roll out: not written.
+				return nil
+			}
 		default:
 			o.unknown(p, "")
 		}
@@ -126,7 +130,7 @@ func (r *rolloutConv) podTemplate() *yaml.Node {
 	}
 	kind, name := scalar(ref, "kind"), scalar(ref, "name")
 	if kind != "Deployment" {
-		r.reportf(k, "spec.workloadRef", Unsupported, "no equivalent for a %s: Sluice needs the pod template in the Rollout", kind)
+		r.reportf(k, "spec.workloadRef", Unsupported, "a %s: Sluice needs the pod template in the Rollout", kind)
 		return nil
 	}
 	dep := find(r.c.idx.deployments, r.d.file, r.d.namespace, name)

@@ -290,7 +290,7 @@ func (r *rolloutConv) argFrom(from *yaml.Node, path, name string, templates []st
 			r.reportf(from, path, Approximated, "the %s revision is the built-in {{args.%s}}, which the queries of %s now read instead of {{args.%s}}; Sluice's revision is the hash of the pod template, found on the pods as the label sluice.dev/revision, not rollouts-pod-template-hash: check the queries' label matchers",
 				strings.ToLower(strings.TrimSuffix(builtin, "Revision")), builtin, describeList(templates), argName(name))
 		} else {
-			r.reportf(from, path, Unsupported, "no equivalent argument: use the built-in {{args.%s}} in %s instead of {{args.%s}} (Sluice's revision is the pods' sluice.dev/revision label)", builtin, describeList(templates), argName(name))
+			r.reportf(from, path, Unsupported, "the argument is not passed: use the built-in {{args.%s}} in %s instead of {{args.%s}} (Sluice's revision is the pods' sluice.dev/revision label)", builtin, describeList(templates), argName(name))
 		}
 		return "", false
 	}
@@ -339,7 +339,7 @@ var headerNameRE = regexp.MustCompile(`^:?[a-z0-9][-a-z0-9_.]*$`)
 
 func (r *rolloutConv) headerRoute(p pair, path string) *yaml.Node {
 	if r.router != "istio" {
-		r.report(p.k, path, Unsupported, "no equivalent without request routing: the replicas router cannot send requests by header")
+		r.report(p.k, path, Unsupported, "needs request routing, which the replicas router does not do: it cannot send requests by header")
 		return nil
 	}
 	out := newMap()
@@ -391,7 +391,7 @@ func (r *rolloutConv) headerRoute(p pair, path string) *yaml.Node {
 
 func (r *rolloutConv) mirror(p pair, path string) *yaml.Node {
 	if r.router != "istio" {
-		r.report(p.k, path, Unsupported, "no equivalent without request routing: the replicas router cannot mirror")
+		r.report(p.k, path, Unsupported, "needs request routing, which the replicas router does not do: it cannot mirror")
 		return nil
 	}
 	out := newMap()
@@ -415,7 +415,7 @@ func (r *rolloutConv) mirror(p pair, path string) *yaml.Node {
 // that stop the revisions again.
 func (r *rolloutConv) experiment(p pair, path string) []*yaml.Node {
 	if r.router != "istio" {
-		r.report(p.k, path, Unsupported, "no equivalent without request routing: the replicas router runs no extra revisions")
+		r.report(p.k, path, Unsupported, "needs request routing, which the replicas router does not do: it runs no extra revisions")
 		return nil
 	}
 	var steps []*yaml.Node

@@ -233,7 +233,7 @@ func (t *templateConv) metric(m *yaml.Node, path string) *yaml.Node {
 				return nil
 			}
 			if v < 0 {
-				t.report(p.k, fp, Unsupported, "no equivalent for a negative limit (Argo's -1: none); the metric is left out")
+				t.report(p.k, fp, Unsupported, "a negative limit (Argo's -1: none); the metric is left out")
 				return nil
 			}
 			if p.k.Value == "count" {
@@ -309,7 +309,7 @@ func (t *templateConv) condition(p pair, path string) (string, bool) {
 	}
 	c, err := TranslateCondition(src)
 	if err != nil {
-		msg := err.Error()
+		msg := strings.TrimPrefix(err.Error(), ErrUntranslatable.Error()+": ")
 		if p.v.LineComment != "" && p.v.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle) == 0 {
 			msg += "; mind that \" #\" in an unquoted YAML value starts a comment: quote the condition"
 		}

@@ -94,7 +94,17 @@ func newSeq(ns ...*yaml.Node) *yaml.Node {
 	return &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Content: ns}
 }
 
-func str(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
+// str is a string scalar. Strings that YAML 1.1 reads as booleans (yes,
+// off, ...) are quoted: kubectl and other YAML 1.1 readers would
+// otherwise not see a string.
+func str(s string) *yaml.Node {
+	n := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
+	switch strings.ToLower(s) {
+	case "y", "yes", "n", "no", "on", "off":
+		n.Style = yaml.DoubleQuotedStyle
+	}
+	return n
+}
 
 func num(i int64) *yaml.Node {
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatInt(i, 10)}

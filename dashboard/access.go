@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"crypto/subtle"
 	"net/http"
 
 	"github.com/sluicehq/sluice/rolloutapi"
@@ -57,3 +58,24 @@ func (v tokenViewer) MayCommand(context.Context, string, string) (bool, string) 
 	}
 	return false, "You may look but not act: " + v.id.Name + " has the " + string(v.id.Role) + " role; commands need " + string(rolloutapi.RoleOperate) + "."
 }
+
+// OneViewer is an Access for a dashboard of one person: whoever presents
+// key is v. `sluice dashboard` on a workstation makes a random key and
+// prints the link that logs in with it (Options.LinkLogin), so that the
+// person's credentials, which v acts with, are not lent to every user of
+// the machine who can reach its loopback port.
+func OneViewer(key string, v Viewer) Access { return oneViewer{key: key, v: v} }
+
+type oneViewer struct {
+	key string
+	v   Viewer
+}
+
+func (o oneViewer) Login(_ context.Context, secret string) (Viewer, error) {
+	if o.key == "" || subtle.ConstantTimeCompare([]byte(secret), []byte(o.key)) != 1 {
+		return nil, Refused("That is not the key sluice dashboard printed.")
+	}
+	return o.v, nil
+}
+
+func (oneViewer) Request(*http.Request) (Viewer, error) { return nil, nil }

@@ -23,6 +23,7 @@ type controllerFlags struct {
 	kubeconfig     string
 	context        string
 	namespace      string
+	stateDir       string
 	leaderElect    bool
 	metricsAddr    string
 	probeAddr      string
@@ -37,6 +38,9 @@ type controllerFlags struct {
 	watchNamespace []string
 	kubeAPIQPS     float32
 	kubeAPIBurst   int
+	dashPath       string
+	dashAddress    string
+	dashReadOnly   bool
 }
 
 func newControllerCommand() *cobra.Command {
@@ -57,14 +61,20 @@ kubectl apply -k crds/). One manager holds:
   - the Istio writer (VirtualService, DestinationRule) and the xDS server.
 
 Only the elected leader advances rollouts, measures and applies Git; every
-replica serves xDS from Rollout status. Listeners: xDS --xds-address,
-/metrics --metrics-address, /healthz and /readyz --probe-address.
+replica serves xDS from Rollout status, and the web dashboard to people
+with their own Kubernetes identity (a bearer token checked with
+TokenReview, or an authenticating proxy's headers; RBAC asked with
+SubjectAccessReview). Listeners: xDS --xds-address, /metrics
+--metrics-address, /healthz and /readyz --probe-address, Git webhooks and
+the dashboard http.webhookAddress (:8082; the dashboard at
+--dashboard-path, or on --dashboard-address of its own).
 
 Configuration comes from --config (YAML; see docs/controller.md) and the
 flags below, which override it. The cluster comes from --kubeconfig, then
 $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
 		Example: `  sluice controller --config /etc/sluice/controller.yaml
-  sluice controller --kubeconfig ~/.kube/config --leader-elect=false --git-url https://git.example.com/deploy.git`,
+  sluice controller --kubeconfig ~/.kube/config --leader-elect=false --git-url https://git.example.com/deploy.git
+  sluice controller --config examples/controller/local.yaml   # on a workstation: docs/quickstart-controller.md`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.load(cmd)
@@ -95,6 +105,7 @@ $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG, ~/.kube/config, in-cluster)")
 	fl.StringVar(&f.context, "context", "", "kubeconfig context")
 	fl.StringVar(&f.namespace, "namespace", "", "the controller's namespace, for its leader-election lease (namespace; default $POD_NAMESPACE or sluice-system)")
+	fl.StringVar(&f.stateDir, "state-dir", "", "folder for the Git mirrors (stateDir; default /var/lib/sluice, or the user's cache folder when that cannot be written)")
 	fl.StringSliceVar(&f.watchNamespace, "watch-namespace", nil, "reconcile only these namespaces (watchNamespaces; default all)")
 	fl.BoolVar(&f.leaderElect, "leader-elect", true, "elect one leader among replicas (leaderElection.enabled)")
 	fl.StringVar(&f.metricsAddr, "metrics-address", "", "/metrics listen address, 0 to turn off (http.metricsAddress; default :8080)")
@@ -108,6 +119,9 @@ $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
 	fl.BoolVar(&f.istio, "istio", true, "write VirtualServices and DestinationRules (istio.enabled)")
 	fl.Float32Var(&f.kubeAPIQPS, "kube-api-qps", 0, "requests per second to the Kubernetes API, per resource; negative for no client-side limit (kubeAPI.qps; default 50)")
 	fl.IntVar(&f.kubeAPIBurst, "kube-api-burst", 0, "requests to the Kubernetes API at once before --kube-api-qps paces them (kubeAPI.burst; default 100)")
+	fl.StringVar(&f.dashPath, "dashboard-path", "", `where the web dashboard is served, "off" for nowhere (dashboard.path; default /dashboard)`)
+	fl.StringVar(&f.dashAddress, "dashboard-address", "", "a listener of the dashboard's own (dashboard.address; default: beside the Git webhooks, http.webhookAddress)")
+	fl.BoolVar(&f.dashReadOnly, "dashboard-read-only", false, "the dashboard offers and runs no command, whatever RBAC allows (dashboard.readOnly)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -124,10 +138,16 @@ func (f *controllerFlags) load(cmd *cobra.Command) (*manager.Config, error) {
 		}
 	}
 	set("namespace", &cfg.Namespace, f.namespace)
+	set("state-dir", &cfg.StateDir, f.stateDir)
 	set("metrics-address", &cfg.HTTP.MetricsAddress, f.metricsAddr)
 	set("probe-address", &cfg.HTTP.ProbeAddress, f.probeAddr)
 	set("xds-address", &cfg.XDS.Address, f.xdsAddr)
 	set("prometheus-url", &cfg.Prometheus.Address, f.prometheus)
+	set("dashboard-path", &cfg.Dashboard.Path, f.dashPath)
+	set("dashboard-address", &cfg.Dashboard.Address, f.dashAddress)
+	if fl.Changed("dashboard-read-only") {
+		cfg.Dashboard.ReadOnly = f.dashReadOnly
+	}
 	if fl.Changed("watch-namespace") {
 		cfg.WatchNamespaces = f.watchNamespace
 	}

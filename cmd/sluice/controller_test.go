@@ -34,6 +34,10 @@ func TestControllerRefusesBadConfiguration(t *testing.T) {
 		{"bad burst flag", []string{"--kube-api-qps", "20", "--kube-api-burst", "-1"}, "kubeAPI.burst: -1"},
 		{"bad qps flag", []string{"--kube-api-qps", "fast"}, "kube-api-qps"},
 		{"arguments", []string{"extra"}, "unknown command"},
+		{"dashboard path taken", []string{"--dashboard-path", "/webhook/ui"}, `dashboard.path "/webhook/ui": /webhook is taken`},
+		{"dashboard path", []string{"--dashboard-path", "/"}, `dashboard.path "/"`},
+		{"dashboard proxy without trust", []string{"--config", write("proxy.yaml", "dashboard:\n  authenticatingProxy: {userHeaders: [X-User]}\n")}, "dashboard.authenticatingProxy: say how"},
+		{"dashboard TLS on the shared listener", []string{"--config", write("tls.yaml", "dashboard:\n  tls: {certFile: a, keyFile: b}\n")}, "dashboard.tls: needs a listener"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/dashboard"
+	"github.com/sluicehq/sluice/kube/clusterapi"
 	"github.com/sluicehq/sluice/rolloutapi"
 )
 
@@ -75,8 +77,7 @@ func init() { addCommand(newDashboardCommand) }
 
 // dashboardServeFlags are those of `sluice dashboard`.
 type dashboardServeFlags struct {
-	server   string
-	token    string
+	target
 	listen   string
 	refresh  time.Duration
 	readOnly bool
@@ -86,32 +87,56 @@ func newDashboardCommand() *cobra.Command {
 	var f dashboardServeFlags
 	cmd := &cobra.Command{
 		Use:   "dashboard",
-		Short: "Serve the web dashboard on this machine for a sluice run server",
-		Long: `Dashboard serves the web dashboard of a 'sluice run' server (--server) on
-this machine, at --listen (loopback only), so that you can watch and steer
-its rollouts in a browser without exposing the server's own listener.
+		Short: "Serve the web dashboard on this machine, for a cluster or a sluice run server",
+		Long: `Dashboard serves the web dashboard on this machine, at --listen (loopback
+only), for the Rollouts of a Kubernetes cluster or of a 'sluice run' server,
+so that you can watch and steer them in a browser.
 
-It reads and sends commands with your token (--token or $SLUICE_TOKEN), as
-the CLI verbs do: the server records every command under the token's name,
-and refuses commands to a read token. The local page asks for the same token
-once, so that other users of this machine cannot borrow it. Without a token
-(a server run with --insecure-no-auth) the page asks for none.
+Against a cluster it reads and sends commands with your kubeconfig's
+credentials, as the CLI verbs do: the API server's RBAC decides what you see
+and may do, and a Rollout offers its buttons only where you may patch it.
+It lists the Rollouts of -n (the context's namespace) or, with -A, of every
+namespace. It prints a link with a one-time key that logs you in, so that
+other users of this machine cannot borrow your credentials through it.
 
-The page is kept live by looking at the server every --refresh.
-'sluice run' serves the same dashboard itself at --dashboard-path.`,
-		Example: `  sluice dashboard --server https://sluice.example.com:8080
-  SLUICE_TOKEN=... sluice dashboard --listen 127.0.0.1:9000`,
+Against a server (--server) it reads and sends commands with your token
+(--token or $SLUICE_TOKEN): the server records every command under the
+token's name, and refuses commands to a read token. The local page asks
+for the same token once. Without a token (a server run with
+--insecure-no-auth) the page asks for none.
+
+The page looks for changes every --refresh. 'sluice run' serves the same
+dashboard itself at --dashboard-path, and 'sluice controller' to people
+with their own Kubernetes identity (docs/dashboard.md).`,
+		Example: `  sluice dashboard                      # the cluster of ~/.kube/config, namespace of its context
+  sluice dashboard --context prod -A
+  sluice dashboard --server https://sluice.example.com:8080
+  SLUICE_TOKEN=... sluice dashboard --server https://sluice.example.com:8080 --listen 127.0.0.1:9000`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !cmd.Flags().Changed("server") {
-				if s := os.Getenv("SLUICE_SERVER"); s != "" {
+			if !loopbackOnly(f.listen) {
+				return usageError{fmt.Errorf("--listen %s: the local dashboard acts with your credentials, so it listens on loopback only (127.0.0.1 or [::1])", f.listen)}
+			}
+			if f.refresh < 100*time.Millisecond {
+				return usageError{fmt.Errorf("--refresh %s: at least 100ms", f.refresh)}
+			}
+			cluster, err := f.useCluster(os.Getenv, fileExists)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			var h http.Handler
+			var what, path string
+			if cluster {
+				h, what, path, err = f.clusterHandler(ctx)
+			} else {
+				if s := os.Getenv("SLUICE_SERVER"); s != "" && !cmd.Flags().Changed("server") {
 					f.server = s
 				}
+				what = f.server
+				h, err = f.handler()
 			}
-			if !loopbackOnly(f.listen) {
-				return usageError{fmt.Errorf("--listen %s: the local dashboard acts with your token, so it listens on loopback only (127.0.0.1 or [::1])", f.listen)}
-			}
-			h, err := f.handler()
 			if err != nil {
 				return err
 			}
@@ -121,31 +146,29 @@ The page is kept live by looking at the server every --refresh.
 			}
 			srv := &http.Server{Handler: h, ReadHeaderTimeout: httpReadHeaderTimeout, ReadTimeout: httpReadTimeout,
 				WriteTimeout: httpWriteTimeout, IdleTimeout: httpIdleTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			go func() {
 				<-ctx.Done()
 				shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 				defer cancel()
 				_ = srv.Shutdown(shut)
 			}()
-			fmt.Fprintf(cmd.OutOrStdout(), "Dashboard of %s at http://%s/ (Ctrl-C to stop)\n", f.server, l.Addr())
+			fmt.Fprintf(cmd.OutOrStdout(), "Dashboard of %s at http://%s/%s (Ctrl-C to stop)\n", what, l.Addr(), path)
 			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return exitError{code: exitFailure, msg: err.Error()}
 			}
 			return nil
 		},
 	}
+	f.addFlags(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.server, "server", defaultServer, "address of the `sluice run` server (env SLUICE_SERVER)")
-	fl.StringVar(&f.token, "token", os.Getenv("SLUICE_TOKEN"), "your token for the server (env SLUICE_TOKEN)")
+	fl.BoolVarP(&f.allNamespaces, "all-namespaces", "A", false, "against a cluster: the Rollouts of every namespace, not just -n")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8090", "where to serve the dashboard on this machine (loopback only)")
-	fl.DurationVar(&f.refresh, "refresh", 500*time.Millisecond, "how often a live page looks at the server")
-	fl.BoolVar(&f.readOnly, "read-only", false, "offer no command, whatever the token")
+	fl.DurationVar(&f.refresh, "refresh", 500*time.Millisecond, "how often a live page looks for changes")
+	fl.BoolVar(&f.readOnly, "read-only", false, "offer no command, whatever your rights")
 	return cmd
 }
 
-// handler is the local dashboard over the server's API.
+// handler is the local dashboard over a server's API.
 func (f *dashboardServeFlags) handler() (http.Handler, error) {
 	if f.refresh < 100*time.Millisecond {
 		return nil, usageError{fmt.Errorf("--refresh %s: at least 100ms", f.refresh)}
@@ -169,4 +192,40 @@ func (f *dashboardServeFlags) handler() (http.Handler, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// clusterHandler is the local dashboard over a cluster, with the
+// kubeconfig's credentials, unlocked by a random key: it returns the
+// handler, what it shows (for the banner) and the path of the link that
+// logs in.
+func (f *dashboardServeFlags) clusterHandler(ctx context.Context) (http.Handler, string, string, error) {
+	b, err := f.backend()
+	if err != nil {
+		return nil, "", "", err
+	}
+	cb, ok := b.(*clusterapi.Backend)
+	if !ok {
+		return nil, "", "", fmt.Errorf("dashboard: %T is not a cluster", b)
+	}
+	me, err := cb.Self(ctx)
+	if err != nil {
+		return nil, "", "", backendError(err)
+	}
+	key, _, err := rolloutapi.NewToken()
+	if err != nil {
+		return nil, "", "", err
+	}
+	d, err := dashboard.New(nil, dashboard.Options{
+		Access: dashboard.OneViewer(key, me), LinkLogin: true, ReadOnly: f.readOnly, Refresh: f.refresh,
+		LoginHelp: "Open the link sluice dashboard printed, or paste its key (sluice_...): this page acts with your kubeconfig's credentials.",
+	})
+	if err != nil {
+		return nil, "", "", err
+	}
+	where := "namespace " + f.namespace
+	if f.allNamespaces {
+		where = "all namespaces"
+	}
+	what := fmt.Sprintf("cluster %s (%s) as %s", cb.Host(), where, me.Identity().Name)
+	return d, what, "login?key=" + url.QueryEscape(key), nil
 }

@@ -70,7 +70,7 @@ func TestDashboardCommandAgainstServer(t *testing.T) {
 		{"look", `forbidden: token &#34;viewer&#34; has role read`},
 		{"tok", "default/reviews: Promote: skipped step 2 (pause until promote)"},
 	} {
-		f := dashboardServeFlags{server: remote.URL, token: tc.token, refresh: 500 * time.Millisecond}
+		f := dashboardServeFlags{target: target{server: remote.URL, token: tc.token}, refresh: 500 * time.Millisecond}
 		h, err := f.handler()
 		if err != nil {
 			t.Fatal(err)
@@ -105,7 +105,7 @@ func TestDashboardCommandAgainstServer(t *testing.T) {
 	if lc := b.ro.Status.LastCommand; lc == nil || lc.Kind != v1alpha1.CommandPromote || lc.By != "alice" {
 		t.Errorf("last command %+v: want Promote by alice, the token's name", lc)
 	}
-	f := dashboardServeFlags{server: remote.URL, refresh: time.Millisecond}
+	f := dashboardServeFlags{target: target{server: remote.URL}, refresh: time.Millisecond}
 	if _, err := f.handler(); err == nil {
 		t.Error("a refresh of 1ms accepted")
 	}

@@ -74,6 +74,7 @@ type Backend struct {
 	// impersonated is who cfg acts as, if it impersonates: that is who the
 	// API server's audit log names, so the fallback identity is that too.
 	impersonated string
+	host         string
 	// pageSize bounds one List response (listPage; tests make it small).
 	pageSize int64
 }
@@ -108,8 +109,12 @@ func New(cfg *rest.Config, o Options) (*Backend, error) {
 	}
 	b := newBackend(c, o)
 	b.impersonated = cfg.Impersonate.UserName
+	b.host = cfg.Host
 	return b, nil
 }
+
+// Host is the API server's address.
+func (b *Backend) Host() string { return b.host }
 
 func newBackend(c client.WithWatch, o Options) *Backend {
 	if o.Now == nil {
@@ -135,6 +140,12 @@ func (b *Backend) List(ctx context.Context) ([]rolloutapi.Rollout, error) {
 	}
 	var out []rolloutapi.Rollout
 	opts := &client.ListOptions{Namespace: b.o.ListNamespace, Limit: b.pageSize}
+	// A cache holds every object already: one page, whatever its
+	// Continue says.
+	cached := b.o.Reader != nil
+	if cached {
+		opts.Limit = 0
+	}
 	for {
 		var page v1alpha1.RolloutList
 		if err := b.r.List(ctx, &page, opts); err != nil {
@@ -143,7 +154,7 @@ func (b *Backend) List(ctx context.Context) ([]rolloutapi.Rollout, error) {
 		for i := range page.Items {
 			out = append(out, rolloutapi.FromRollout(&page.Items[i], nil))
 		}
-		if opts.Continue = page.Continue; opts.Continue == "" {
+		if opts.Continue = page.Continue; opts.Continue == "" || cached {
 			break
 		}
 	}

@@ -50,6 +50,8 @@ type Config struct {
 	Git *GitConfig `json:"git,omitempty"`
 	// GitSources configures the GitSource controller.
 	GitSources GitSources `json:"gitSources,omitempty"`
+	// Dashboard configures the web dashboard (dashboard.go).
+	Dashboard Dashboard `json:"dashboard,omitempty"`
 }
 
 // GitSources configures the GitSource controller (docs/controller.md,
@@ -195,7 +197,9 @@ type HTTP struct {
 	// ProbeAddress serves /healthz and /readyz. Default ":8081".
 	ProbeAddress string `json:"probeAddress,omitempty"`
 	// WebhookAddress serves POST /webhook for Git push events when
-	// git.webhookSecret is set. Default ":8082".
+	// git.webhookSecret is set, GitSources' webhooks, and the dashboard
+	// unless dashboard.address gives it a listener of its own. Default
+	// ":8082".
 	WebhookAddress string `json:"webhookAddress,omitempty"`
 }
 
@@ -346,6 +350,7 @@ func (c *Config) Default() {
 	if c.Git != nil && c.Git.Tag == "" && c.Git.Commit == "" {
 		def(&c.Git.Branch, "main")
 	}
+	c.Dashboard.defaults()
 }
 
 // LeaderElectionEnabled reports the effective setting.
@@ -407,6 +412,7 @@ func (c *Config) Check() error {
 		bad("xds", "certFile and keyFile go together")
 	}
 	errs = append(errs, c.XDS.checkSecurity()...)
+	errs = append(errs, c.Dashboard.check()...)
 	if c.KubeAPI.QPS > 0 && c.KubeAPI.Burst < 1 {
 		bad("kubeAPI.burst", "%d: want at least 1 while qps is positive", c.KubeAPI.Burst)
 	}

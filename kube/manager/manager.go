@@ -55,6 +55,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// XDSListener, when set, serves xDS instead of Config.XDS.Address.
 	XDSListener net.Listener
+	// DashboardListener, when set, serves the dashboard instead of the
+	// HTTP listener or Config.Dashboard.Address.
+	DashboardListener net.Listener
 	// Now is the clock of the Rollout controller; nil means time.Now.
 	Now func() time.Time
 	// SkipNameValidation lets tests run several managers in one process
@@ -396,7 +399,11 @@ func (c *Controller) setupGit(opts Options) error {
 			Client: c.mgr.GetClient(), APIReader: c.mgr.GetAPIReader(), Log: c.log.WithName("gitsource-webhook"),
 		})
 	}
-	if c.cfg.HTTP.WebhookAddress == "0" || (c.git == nil && !c.cfg.GitSourcesEnabled()) {
+	onMux, err := c.setupDashboard(opts, mux)
+	if err != nil {
+		return err
+	}
+	if c.cfg.HTTP.WebhookAddress == "0" || (c.git == nil && !c.cfg.GitSourcesEnabled() && !onMux) {
 		return nil
 	}
 	return c.mgr.Add(&manager.Server{

@@ -75,3 +75,10 @@ package manager
 // as the reports are).
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups="",namespace=sluice-system,resources=secrets,verbs=get;create;update
+//
+// The web dashboard (dashboard.go), on every replica: a viewer's token is
+// checked with a TokenReview (above), each of their reads and commands
+// first with a SubjectAccessReview for them; a Rollout's page lists its
+// Events, once the viewer's own right to list them is confirmed.
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+// +kubebuilder:rbac:groups="",resources=events,verbs=list

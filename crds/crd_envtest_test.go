@@ -273,12 +273,12 @@ func TestRolloutPrinterColumns(t *testing.T) {
 	for _, col := range v.AdditionalPrinterColumns {
 		names = append(names, col.Name)
 	}
-	if want := []string{"Phase", "Step", "Weight", "Stable", "Canary", "Age"}; !slices.Equal(names, want) {
+	if want := []string{"Phase", "Step", "Weight", "Stable", "Stable Ready", "Canary", "Canary Ready", "Age"}; !slices.Equal(names, want) {
 		t.Errorf("printer columns %v, want %v", names, want)
 	}
 	// "ro" belongs to Argo Rollouts; clusters often run both.
-	if slices.Contains(crd.Spec.Names.ShortNames, "ro") || !slices.Contains(crd.Spec.Names.Categories, "sluice") {
-		t.Errorf("names %+v, want category sluice and no short name clashing with Argo Rollouts", crd.Spec.Names)
+	if !slices.Equal(crd.Spec.Names.ShortNames, []string{"sro"}) || !slices.Contains(crd.Spec.Names.Categories, "sluice") {
+		t.Errorf("names %+v, want category sluice and the short name sro (ro is Argo Rollouts')", crd.Spec.Names)
 	}
 }
 

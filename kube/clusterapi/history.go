@@ -1,6 +1,7 @@
 package clusterapi
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -8,19 +9,28 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/rolloutapi"
 )
 
-// History returns the last limit Kubernetes Events about the Rollout,
-// newest last: the controller records every engine Event there (steps,
-// analysis, commands with who sent them, aborts, promotions). Events are
+// History returns the last limit entries of the Rollout's history, newest
+// last: its Kubernetes Events, where the controller records every engine
+// Event (steps, analysis, commands with who sent them, aborts,
+// promotions), and what its status records of the same. Events are
 // matched by the Rollout's UID, so those of an earlier Rollout of the same
-// name are not shown. The API server keeps Events for a limited time (its
-// --event-ttl, one hour by default); status.lastCommand and
-// status.lastRollout outlive them.
+// name are not shown.
+//
+// Events alone are not a record: the API server keeps them for its
+// --event-ttl (one hour by default), and a recorder may fold several into
+// one (client-go's core/v1 recorder "combined from similar events",
+// events.k8s.io's series). The status keeps the current rollout's story
+// (the step in force, every analysis run with its start and end, an
+// abort) and how the last rollout ended and the last command: each of
+// those no Event tells is added (statusHistory).
 func (b *Backend) History(ctx context.Context, namespace, name string, limit int) ([]rolloutapi.Event, error) {
 	ro, err := b.get(ctx, namespace, name)
 	if err != nil {
@@ -46,14 +56,146 @@ func (b *Backend) History(ctx context.Context, namespace, name string, limit int
 		}
 	}
 	sortEvents(evs)
-	if limit > 0 && len(evs) > limit {
-		evs = evs[len(evs)-limit:]
-	}
 	out := make([]rolloutapi.Event, 0, len(evs))
 	for i := range evs {
 		out = append(out, toEvent(&evs[i]))
 	}
+	out = withStatus(out, &ro.Status)
+	if limit > 0 && len(out) > limit {
+		out = out[len(out)-limit:]
+	}
 	return out, nil
+}
+
+// withStatus adds to evs, oldest first, the entries of st's history that
+// no Event of evs tells, and returns them all, oldest first.
+func withStatus(evs []rolloutapi.Event, st *v1alpha1.RolloutStatus) []rolloutapi.Event {
+	n := len(evs)
+	for _, e := range statusHistory(st) {
+		if !told(evs[:n], e) {
+			evs = append(evs, e.Event)
+		}
+	}
+	// Stable: of an Event and a status entry at one time, the Event first.
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
+	return evs
+}
+
+// statusEntry is a history entry read from status, and what an Event
+// telling the same carries: the same reason, the token in its message,
+// and, unless any time will do, a time near the entry's.
+type statusEntry struct {
+	rolloutapi.Event
+	token   string
+	anyTime bool
+}
+
+// toldWithin is how far from a status time an Event may be and still tell
+// the same: the controller records Events right after the status write,
+// which is stamped with the reconcile's start.
+const toldWithin = 30 * time.Second
+
+// told reports whether an Event among evs tells what e does.
+func told(evs []rolloutapi.Event, e statusEntry) bool {
+	for _, ev := range evs {
+		if ev.Reason != e.Reason || !strings.Contains(ev.Message, e.token) {
+			continue
+		}
+		if e.anyTime || ev.Time.Sub(e.Time).Abs() <= toldWithin {
+			return true
+		}
+		// A step's Event comes before the step's start time when a
+		// new plan moved it on (status.stepStartedAt).
+		if e.Reason == v1alpha1.ReasonStepAdvanced && ev.Time.Before(e.Time) {
+			return true
+		}
+	}
+	return false
+}
+
+// statusHistory is what the status records of the Rollout's history, in
+// the words of the engine's Events.
+func statusHistory(st *v1alpha1.RolloutStatus) []statusEntry {
+	var out []statusEntry
+	add := func(at *metav1.Time, typ, reason, token, msg string, anyTime bool) {
+		if at == nil || at.IsZero() {
+			return
+		}
+		out = append(out, statusEntry{Event: rolloutapi.Event{Time: at.Time, Type: typ, Reason: reason, Message: msg}, token: token, anyTime: anyTime})
+	}
+	if st.CanaryRevision != "" && st.StepDisplay != "" {
+		step := "step " + st.StepDisplay
+		add(st.StepStartedAt, corev1.EventTypeNormal, v1alpha1.ReasonStepAdvanced, step+":", step+" of revision "+st.CanaryRevision, false)
+	}
+	for i := range st.Analysis {
+		r := &st.Analysis[i]
+		add(r.StartedAt, corev1.EventTypeNormal, "AnalysisStarted", r.Name,
+			fmt.Sprintf("%s analysis run %s started", analysisKindWord(r.Kind), r.Name), true)
+		if !r.Phase.Completed() {
+			continue
+		}
+		typ, reason := corev1.EventTypeWarning, v1alpha1.ReasonAnalysisFailed
+		switch r.Phase {
+		case v1alpha1.AnalysisSuccessful:
+			typ, reason = corev1.EventTypeNormal, "AnalysisSuccessful"
+		case v1alpha1.AnalysisInconclusive:
+			reason = v1alpha1.ReasonInconclusive
+		}
+		msg := fmt.Sprintf("analysis run %s %s", r.Name, strings.ToLower(string(r.Phase)))
+		if r.Message != "" {
+			msg += ": " + r.Message
+		}
+		add(r.CompletedAt, typ, reason, r.Name, msg, true)
+	}
+	if a := st.Abort; a != nil {
+		add(&a.At, corev1.EventTypeWarning, a.Reason, "", a.Message, false)
+	}
+	if lr := st.LastRollout; lr != nil {
+		typ, reason := corev1.EventTypeNormal, outcomeReasons[lr.Outcome]
+		if lr.Outcome == v1alpha1.OutcomeAborted {
+			typ = corev1.EventTypeWarning
+		}
+		if reason == "" {
+			reason = string(lr.Outcome)
+		}
+		msg := fmt.Sprintf("rollout of revision %s ended: %s", lr.Revision, lr.Outcome)
+		if lr.Message != "" {
+			msg += ": " + lr.Message
+		}
+		add(&lr.At, typ, reason, lr.Revision, msg, false)
+	}
+	if c := st.LastCommand; c != nil {
+		msg := fmt.Sprintf("%s ran %s", cmp.Or(c.By, "someone"), c.Kind)
+		if c.Result != "" {
+			msg += ": " + c.Result
+		}
+		add(&c.At, corev1.EventTypeNormal, "Command"+string(c.Kind), "ran "+string(c.Kind), msg, false)
+	}
+	return out
+}
+
+// outcomeReasons are the engine's Event reasons for how a rollout ended.
+// An abort's own Event, with its reason, is status.abort's entry.
+var outcomeReasons = map[v1alpha1.Outcome]string{
+	v1alpha1.OutcomePromoted:   v1alpha1.ReasonPromoted,
+	v1alpha1.OutcomeSuperseded: v1alpha1.ReasonSuperseded,
+	v1alpha1.OutcomeRolledBack: v1alpha1.ReasonRolledBackToStable,
+	v1alpha1.OutcomeAborted:    v1alpha1.ReasonRolledBackToStable,
+}
+
+// analysisKindWord names a run's kind as the engine's Events do.
+func analysisKindWord(k v1alpha1.AnalysisKind) string {
+	switch k {
+	case v1alpha1.AnalysisBackgroundKind:
+		return "background"
+	case v1alpha1.AnalysisPrePromotion:
+		return "pre-promotion"
+	case v1alpha1.AnalysisPostPromotion:
+		return "post-promotion"
+	case v1alpha1.AnalysisDark:
+		return "dark"
+	}
+	return "step"
 }
 
 // sortEvents orders Events oldest first. Event times have one-second

@@ -174,6 +174,7 @@ func (r *Reconciler) step(_ context.Context, _ *statusPatcher, rc *reconcileCont
 // record.
 func (r *Reconciler) persist(ctx context.Context, sp *statusPatcher, rc *reconcileContext) error {
 	rc.ro.Status = *rc.out.Status.DeepCopy()
+	countPods(rc)
 	if err := sp.patch(ctx, rc.ro); err != nil {
 		// Not a stageError: nothing was recorded, so there is nothing to
 		// report in status; the reconcile starts over from a fresh read.

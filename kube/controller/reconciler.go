@@ -57,13 +57,19 @@ const Name = "sluice-rollout"
 // signal from stalling a rollout.
 const DefaultAckPollInterval = 2 * time.Second
 
-// Reconciler reconciles Rollouts. Client, Recorder, Publisher and
-// Acknowledger are required.
+// Reconciler reconciles Rollouts. Client, Events (or Recorder),
+// Publisher and Acknowledger are required.
 type Reconciler struct {
 	client.Client
-	// Recorder emits an Event for every engine Event, and warnings for
-	// what the reconciler could not do.
-	Recorder     record.EventRecorder
+	// Events emits an events.k8s.io/v1 Event for every engine Event, and
+	// warnings for what the reconciler could not do (see event).
+	Events EventRecorder
+	// Recorder is the older core/v1 recorder, used only when Events is
+	// nil; the manager sets Events.
+	Recorder record.EventRecorder
+	// Notifier, when set, is told of every engine Event of a persisted
+	// status (notifications in controller mode).
+	Notifier     Notifier
 	Publisher    Publisher
 	Acknowledger Acknowledger
 	// Reverter performs GitRevert actions; without one they are reported
@@ -124,7 +130,7 @@ func (r *Reconciler) setup(mgr ctrl.Manager, rec reconcile.Reconciler) error {
 			b = b.WatchesRawSource(source.Channel(ch, &handler.EnqueueRequestForObject{}))
 		}
 	}
-	if err := b.Complete(rec); err != nil {
+	if err := b.Complete(QuietConflicts(rec)); err != nil {
 		return fmt.Errorf("set up rollout controller: %w", err)
 	}
 	return nil
@@ -156,8 +162,8 @@ func (r *Reconciler) check() error {
 	switch {
 	case r.Client == nil:
 		return errors.New("rollout reconciler: no Client")
-	case r.Recorder == nil:
-		return errors.New("rollout reconciler: no Recorder")
+	case r.Events == nil && r.Recorder == nil:
+		return errors.New("rollout reconciler: no Events recorder")
 	case r.Publisher == nil:
 		return errors.New("rollout reconciler: no Publisher")
 	case r.Acknowledger == nil:
@@ -253,9 +259,7 @@ func (r *Reconciler) summarize(ctx context.Context, sp *statusPatcher, rc *recon
 	invalid := se != nil && se.reason == ReasonInvalidSpec
 	if rc.persisted {
 		recordStatus(rc.ro.Namespace, rc.ro.Name, &rc.prev, &rc.ro.Status)
-		for _, ev := range rc.out.Events {
-			r.Recorder.Event(rc.ro, string(ev.Type), ev.Reason, ev.Message)
-		}
+		r.engineEvents(rc)
 	}
 	if !rc.persisted && !invalid {
 		return res, err
@@ -275,7 +279,7 @@ func (r *Reconciler) summarize(ctx context.Context, sp *statusPatcher, rc *recon
 		}
 	}
 	if invalid {
-		r.Recorder.Event(rc.ro, "Warning", ReasonInvalidSpec, err.Error())
+		r.event(rc.ro, "Warning", ReasonInvalidSpec, err.Error())
 		err = nil
 	}
 	if meta.SetStatusCondition(&rc.ro.Status.Conditions, cond) {
@@ -324,7 +328,7 @@ func (r *Reconciler) history() int {
 func (r *Reconciler) warn(ctx context.Context, ro *v1alpha1.Rollout, reason, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	log.FromContext(ctx).Info(msg, "reason", reason)
-	r.Recorder.Event(ro, "Warning", reason, msg)
+	r.event(ro, "Warning", reason, msg)
 }
 
 func resultLabel(err error) string {

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/sluicehq/sluice/gitsync"
+	"github.com/sluicehq/sluice/kube/controller"
 	"github.com/sluicehq/sluice/kube/gitapply"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
@@ -129,7 +130,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named(Name).
 		For(&v1alpha1.GitSource{}, builder.WithPredicates(specOrAnnotations())).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
-		Complete(r)
+		// Its writes carry the resourceVersion they read: a conflict is
+		// retried from a fresh read, at debug level.
+		Complete(controller.QuietConflicts(r))
 }
 
 // specOrAnnotations lets through what the reconciler acts on: a spec

@@ -87,7 +87,9 @@ func readSecret(ctx context.Context, r client.Reader, gs *v1alpha1.GitSource) (*
 func configOf(gs *v1alpha1.GitSource, sec *corev1.Secret, allowFile bool) (config, error) {
 	sp := &gs.Spec
 	if strings.HasPrefix(sp.URL, "file://") && !allowFile {
-		return config{}, invalid("spec.url: file:// URLs are not allowed in this cluster (they would read the controller's disk)")
+		return config{}, invalid("spec.url: file:// URLs are not allowed in this cluster: they read the controller's own disk, " +
+			"other sources' mirrors included; an operator allows them with gitSources.allowFileURLs: true in the controller's " +
+			"configuration (for tests and single-tenant clusters), or use an https:// or ssh:// URL")
 	}
 	src := gitsync.Source{
 		Name:   gitapply.GitSourceID(gs.Namespace, gs.Name),

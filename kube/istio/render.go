@@ -303,7 +303,12 @@ func (r *renderer) objectMeta(name string, declared *metav1.ObjectMeta, extra ma
 // live must not be nil.
 func (r *renderer) checkOwned(live metav1.Object) error {
 	if live.GetLabels()[LabelManagedBy] != managedByValue {
-		return fmt.Errorf("%s/%s exists and was not created by Sluice; declare it in Git to let Sluice merge into it, or remove it", live.GetNamespace(), live.GetName())
+		// Said for people who applied the object with kubectl: the
+		// routing Sluice does not own comes from Git only.
+		return fmt.Errorf("%s/%s exists and was not created by Sluice, which merges its routes only into an object "+
+			"that the Rollout's Git source declares, or writes one of its own: add it to the Git repository the Rollout comes from, "+
+			"or delete it (kubectl delete -n %s %s %s) and Sluice creates its own",
+			live.GetNamespace(), live.GetName(), live.GetNamespace(), kindName(live), live.GetName())
 	}
 	if o := r.in.Owner; o != nil {
 		if c := metav1.GetControllerOf(live); c != nil && c.UID != o.UID {
@@ -311,6 +316,14 @@ func (r *renderer) checkOwned(live metav1.Object) error {
 		}
 	}
 	return nil
+}
+
+// kindName is obj's resource name for kubectl.
+func kindName(obj metav1.Object) string {
+	if _, ok := obj.(*networkingv1.DestinationRule); ok {
+		return "destinationrule.networking.istio.io"
+	}
+	return "virtualservice.networking.istio.io"
 }
 
 // declaredHash fingerprints a declaration. Deterministic proto encoding

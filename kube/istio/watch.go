@@ -9,9 +9,11 @@ import (
 	"github.com/go-logr/logr"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -36,6 +38,33 @@ import (
 // skipped.
 func NewCachedWriter(c Client, ca cache.Cache, log logr.Logger) *Writer {
 	return &Writer{c: c, cache: ca, log: log, mem: newMemory(), wake: make(chan event.GenericEvent, 64)}
+}
+
+// NewCache is the cache a cached Writer watches its objects with, as
+// CacheByObject narrows it: VirtualServices and DestinationRules labelled
+// LabelRouting only, without managedFields. It is a cache of its own, not
+// the manager's: the manager's cache needs every kind it is configured for
+// to exist when it starts, and Istio's CRDs may be missing (or installed
+// later). Nothing else may read through it. opts gives the scheme, REST mapper, HTTP client and namespaces
+// (the manager's). The Writer starts it (StartsCache).
+func NewCache(cfg *rest.Config, opts cache.Options) (cache.Cache, error) {
+	// Defaults, not ByObject: ByObject needs the kinds' REST mappings,
+	// which the cluster has not without Istio's CRDs. The cache holds
+	// nothing but these two kinds.
+	opts.DefaultLabelSelector = labels.SelectorFromSet(labels.Set{LabelRouting: routingValue})
+	opts.DefaultTransform = cache.TransformStripManagedFields()
+	c, err := cache.New(cfg, opts)
+	if err != nil {
+		return nil, fmt.Errorf("istio object cache: %w", err)
+	}
+	return c, nil
+}
+
+// StartsCache makes the Writer start its cache when it starts: for a
+// cache of its own (NewCache), which nothing else runs. It returns w.
+func (w *Writer) StartsCache() *Writer {
+	w.startCache = true
+	return w
 }
 
 // CacheByObject narrows the caches of VirtualServices and DestinationRules
@@ -75,11 +104,20 @@ func (w *Writer) Forget(key types.NamespacedName) {
 // Start watches the cache's VirtualServices and DestinationRules until ctx
 // ends; from the moment both informers have synced, Writes may be
 // skipped. While the informers cannot be had (Istio's CRDs not installed
-// yet), it retries, and every Write writes.
+// yet), it retries, and every Write writes; it says once, at Info level,
+// what the missing CRDs keep from working, and again when they arrive.
 func (w *Writer) Start(ctx context.Context) error {
 	if w.cache == nil {
 		return errors.New("istio writer: Start needs a cache (NewCachedWriter)")
 	}
+	if w.startCache {
+		go func() {
+			if err := w.cache.Start(ctx); err != nil {
+				w.log.Error(err, "Istio writer: the cache of VirtualServices and DestinationRules stopped")
+			}
+		}()
+	}
+	missing := false
 	for delay := time.Second; ; delay = min(2*delay, time.Minute) {
 		stop, err := w.watch(ctx)
 		if err == nil {
@@ -89,12 +127,24 @@ func (w *Writer) Start(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		w.log.Error(err, "Istio writer: cannot watch VirtualServices and DestinationRules; writing on every reconcile", "retryIn", delay)
+		switch {
+		case meta.IsNoMatchError(err) && !missing:
+			missing = true
+			w.log.Info(CRDsMissing+"; Rollouts that route through Istio report it in their Reconciled condition until they are installed, "+
+				"and Sluice looks for them again with backoff, without a restart", "retryIn", delay)
+		case meta.IsNoMatchError(err):
+			w.log.V(1).Info("Istio's CRDs are still not installed", "retryIn", delay)
+		default:
+			w.log.Error(err, "Istio writer: cannot watch VirtualServices and DestinationRules; writing on every reconcile", "retryIn", delay)
+		}
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
 			return nil
 		}
+	}
+	if missing {
+		w.log.Info("Istio's CRDs are installed now: watching VirtualServices and DestinationRules")
 	}
 	w.watching.Store(true)
 	defer w.watching.Store(false)

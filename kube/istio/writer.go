@@ -11,6 +11,7 @@ import (
 	"github.com/go-logr/logr"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -42,6 +43,7 @@ type Writer struct {
 
 	// The rest is a cached Writer's (NewCachedWriter); see watch.go.
 	cache      cache.Cache
+	startCache bool // the cache is the Writer's own (StartsCache)
 	log        logr.Logger
 	mem        *memory
 	watching   atomic.Bool
@@ -191,6 +193,8 @@ func get[T client.Object](ctx context.Context, c Client, ns, name string, obj T)
 	switch {
 	case apierrors.IsNotFound(err):
 		return zero, nil
+	case meta.IsNoMatchError(err):
+		return zero, notInstalled(err)
 	case err != nil:
 		return zero, fmt.Errorf("reading %s/%s: %w", ns, name, err)
 	}
@@ -264,6 +268,15 @@ func (w *Writer) deleteStale(ctx context.Context, vs *networkingv1.VirtualServic
 	}
 	return nil
 }
+
+// CRDsMissing is what the Writer says when the cluster serves no
+// VirtualService: what is missing, and what to do about it.
+const CRDsMissing = "Istio's CRDs are not installed: the cluster serves no VirtualService or DestinationRule in networking.istio.io/v1 " +
+	"(install Istio, or only its CRDs with its base Helm chart; or give the Rollout another router in spec.service.routers; " +
+	"or run sluice controller with --istio=false to serve such Rollouts over xDS only)"
+
+// notInstalled says that Istio's CRDs are missing, and what to do.
+func notInstalled(err error) error { return fmt.Errorf("%s: %w", CRDsMissing, err) }
 
 // RejectedError means the plan cannot be written as it is: it does not fit
 // the declared objects, or the API server (schema validation, Istio's

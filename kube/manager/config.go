@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/kube/xdsplane"
+	"github.com/sluicehq/sluice/notify"
 	"github.com/sluicehq/sluice/standalone/config"
 )
 
@@ -50,6 +51,11 @@ type Config struct {
 	Git *GitConfig `json:"git,omitempty"`
 	// GitSources configures the GitSource controller.
 	GitSources GitSources `json:"gitSources,omitempty"`
+	// Notifications is `sluice run`'s notifications section: every
+	// engine Event of a persisted status goes to the targets it selects
+	// (notify.go). URLs and HMAC keys may come from Secrets in Namespace
+	// (secretKeyRef).
+	Notifications notify.Config `json:"notifications,omitempty"`
 	// Dashboard configures the web dashboard (dashboard.go).
 	Dashboard Dashboard `json:"dashboard,omitempty"`
 }

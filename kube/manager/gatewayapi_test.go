@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,7 +21,6 @@ import (
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/kube/controller"
-	"github.com/sluicehq/sluice/kube/manager"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
@@ -41,28 +39,7 @@ func TestGatewayAPIRouterWithoutCRDs(t *testing.T) {
 	var logs lockedBuffer
 	logSink.set(&logs)
 	t.Cleanup(func() { logSink.set(nil) })
-	cfg, err := manager.ParseConfig(fmt.Appendf(nil, `namespace: %s
-stateDir: %s
-watchNamespaces: [%s]
-leaderElection: {enabled: false}
-http: {metricsAddress: "0", probeAddress: "0", webhookAddress: "0"}
-reconcile: {ackPollInterval: 200ms}
-xds:
-  address: 127.0.0.1:0
-  insecurePlaintext: true
-  replicaName: gw-missing
-`, controllerNamespace, t.TempDir(), ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := manager.New(manager.Options{
-		Config: cfg, RestConfig: ctrlCfg, Log: logger("gw-missing"),
-		Registerer: prometheus.NewRegistry(), SkipNameValidation: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubetest.Start(t, "controller", c)
+	startSingle(t, ctrlCfg, ns, "gw-missing", "")
 
 	gw := gatewayRollout(ns, "ratings", &v1alpha1.Router{HTTPRoute: &v1alpha1.GatewayRouteRef{Name: "ratings"}})
 	plain := gatewayRollout(ns, "details", nil)

@@ -2,19 +2,16 @@ package manager_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluicehq/sluice/internal/gittest"
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/internal/poll"
-	"github.com/sluicehq/sluice/kube/manager"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
@@ -28,32 +25,12 @@ func TestGitSourcesLimitsFromConfig(t *testing.T) {
 	repo.WriteRandom("assets/big.bin", 1<<20, 1)
 	repo.Push("big", nil)
 
-	cfg, err := manager.ParseConfig(fmt.Appendf(nil, `namespace: %s
-stateDir: %s
-watchNamespaces: [%s]
-leaderElection: {enabled: false}
-istio: {enabled: false}
-http: {metricsAddress: "0", probeAddress: "0", webhookAddress: "0"}
-xds:
-  address: 127.0.0.1:0
-  insecurePlaintext: true
-  replicaName: gs-limits
+	startSingle(t, ctrlCfg, ns, "gs-limits", `istio: {enabled: false}
 gitSources:
   allowFileURLs: true
   limits:
     maxPackBytes: 262144
-`, controllerNamespace, t.TempDir(), ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := manager.New(manager.Options{
-		Config: cfg, RestConfig: ctrlCfg, Log: logger("gs-limits"),
-		Registerer: prometheus.NewRegistry(), SkipNameValidation: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubetest.Start(t, "controller", c)
+`)
 
 	gs := &v1alpha1.GitSource{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "books"},

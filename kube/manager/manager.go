@@ -99,13 +99,17 @@ func New(opts Options) (*Controller, error) {
 		return nil, errors.New("sluice controller: Config and RestConfig are required")
 	}
 	cfg := *opts.Config
-	if err := cfg.Check(); err != nil {
+	var err error
+	if err = cfg.Check(); err != nil {
 		return nil, fmt.Errorf("sluice controller: %w", err)
 	}
 	if opts.Registerer == nil {
 		opts.Registerer = crmetrics.Registry
 	}
 	log := opts.Log
+	if cfg.StateDir, err = stateDir(cfg.StateDir, log); err != nil {
+		return nil, fmt.Errorf("sluice controller: %w", err)
+	}
 	scheme, err := Scheme()
 	if err != nil {
 		return nil, err
@@ -130,9 +134,6 @@ func (c *Controller) managerOptions(scheme *runtime.Scheme, opts Options) ctrl.O
 	byObject := controller.CacheByObject()
 	maps.Copy(byObject, xdsplane.CacheByObject())
 	maps.Copy(byObject, xdsplane.ReportCacheByObject(cfg.Namespace))
-	if cfg.IstioEnabled() {
-		maps.Copy(byObject, istio.CacheByObject())
-	}
 	co := cache.Options{ByObject: byObject}
 	if len(cfg.WatchNamespaces) > 0 {
 		co.DefaultNamespaces = map[string]cache.Config{}
@@ -222,9 +223,9 @@ func (c *Controller) setup(opts Options) error {
 	var fallback controller.Acknowledger
 	wakes := c.wakes()
 	if cfg.IstioEnabled() {
-		writer := istio.NewCachedWriter(istioClient{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient()}, mgr.GetCache(), c.log.WithName("istio"))
-		if err := mgr.Add(writer); err != nil {
-			return fmt.Errorf("add istio writer: %w", err)
+		writer, err := c.istioWriter()
+		if err != nil {
+			return err
 		}
 		accepted := controller.NewAcceptedOnWrite(controller.ForRouter{Uses: controller.UsesIstio,
 			Publisher: &istio.Publisher{Writer: writer, Declared: c.declared()}})
@@ -280,9 +281,14 @@ func (c *Controller) setup(opts Options) error {
 		}
 	}
 
+	notifier, err := c.notifier(opts)
+	if err != nil {
+		return err
+	}
 	r := &controller.Reconciler{
 		Client:                  mgr.GetClient(),
-		Recorder:                mgr.GetEventRecorderFor(controller.Name),
+		Notifier:                notifier,
+		Events:                  mgr.GetEventRecorder(controller.Name),
 		Publisher:               publishers,
 		Acknowledger:            controller.Acknowledgers{plane, gateway},
 		Reverter:                c.reverter(),

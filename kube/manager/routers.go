@@ -21,14 +21,7 @@ import (
 // says in its status that they are missing.
 func (c *Controller) gatewayRouter() (*gatewayapi.Publisher, error) {
 	mgr := c.mgr
-	co := cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient()}
-	if len(c.cfg.WatchNamespaces) > 0 {
-		co.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range c.cfg.WatchNamespaces {
-			co.DefaultNamespaces[ns] = cache.Config{}
-		}
-	}
-	ca, err := gatewayapi.NewCache(mgr.GetConfig(), co)
+	ca, err := gatewayapi.NewCache(mgr.GetConfig(), c.routerCacheOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -37,6 +30,38 @@ func (c *Controller) gatewayRouter() (*gatewayapi.Publisher, error) {
 		return nil, fmt.Errorf("add gateway API writer: %w", err)
 	}
 	return gatewayapi.NewPublisher(w), nil
+}
+
+// routerCacheOptions are the options of a router's cache of its own:
+// the manager's scheme, REST mapper, HTTP client and namespaces.
+func (c *Controller) routerCacheOptions() cache.Options {
+	mgr := c.mgr
+	co := cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient()}
+	if len(c.cfg.WatchNamespaces) > 0 {
+		co.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range c.cfg.WatchNamespaces {
+			co.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return co
+}
+
+// istioWriter is the Istio router's cached Writer (leader only). Like the
+// Gateway API's, it watches its objects in a cache of its own, so the
+// controller starts and runs without Istio's CRDs: it logs once that they
+// are missing, a Rollout that routes through Istio says so in its
+// Reconciled condition, and both heal when the CRDs are installed.
+func (c *Controller) istioWriter() (*istio.Writer, error) {
+	mgr := c.mgr
+	ca, err := istio.NewCache(mgr.GetConfig(), c.routerCacheOptions())
+	if err != nil {
+		return nil, err
+	}
+	w := istio.NewCachedWriter(istioClient{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient()}, ca, c.log.WithName("istio")).StartsCache()
+	if err := mgr.Add(w); err != nil {
+		return nil, fmt.Errorf("add istio writer: %w", err)
+	}
+	return w, nil
 }
 
 // routerFallback is the xDS plane's Fallback: what answers for a plan

@@ -5,18 +5,23 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// The short name is sro, not ro: Argo Rollouts' Rollout has ro, and both
+// may be installed in one cluster while moving from one to the other.
+
 // Rollout shifts the traffic of one service from its stable revision to a new
 // one, step by step, gated by analysis. A spec whose revision differs from
 // status.stableRevision starts a rollout.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:categories=sluice
+// +kubebuilder:resource:shortName=sro,categories=sluice
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Step",type=string,JSONPath=`.status.stepDisplay`
 // +kubebuilder:printcolumn:name="Weight",type=integer,JSONPath=`.status.traffic.canaryWeight`
 // +kubebuilder:printcolumn:name="Stable",type=string,JSONPath=`.status.stableRevision`
+// +kubebuilder:printcolumn:name="Stable Ready",type=string,JSONPath=`.status.stableReplicas.display`
 // +kubebuilder:printcolumn:name="Canary",type=string,JSONPath=`.status.canaryRevision`
+// +kubebuilder:printcolumn:name="Canary Ready",type=string,JSONPath=`.status.canaryReplicas.display`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Rollout struct {
 	metav1.TypeMeta   `json:",inline"`

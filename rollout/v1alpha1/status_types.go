@@ -141,6 +141,14 @@ type RolloutStatus struct {
 	// +optional
 	Traffic TrafficStatus `json:"traffic,omitempty"`
 
+	// StableReplicas are the stable revision's pods (controller mode).
+	// +optional
+	StableReplicas *RevisionReplicas `json:"stableReplicas,omitempty"`
+	// CanaryReplicas are the canary revision's pods while a rollout is in
+	// progress (controller mode).
+	// +optional
+	CanaryReplicas *RevisionReplicas `json:"canaryReplicas,omitempty"`
+
 	// Analysis lists the analysis runs of the current rollout.
 	// +optional
 	// +listType=map
@@ -305,6 +313,20 @@ type TrafficStatus struct {
 	// behind one Service. Absent with other routers.
 	// +optional
 	Replicas *ReplicaSplitStatus `json:"replicas,omitempty"`
+}
+
+// RevisionReplicas are one revision's pods as the controller last saw
+// them: what the status it wrote asks the revision's ReplicaSet for, and
+// how many of its pods were ready (available: ready for the template's
+// minReadySeconds), which is what Sluice waits for.
+type RevisionReplicas struct {
+	// Desired is the pods the revision is to run.
+	Desired int32 `json:"desired"`
+	// Ready is how many pods of the revision were available.
+	Ready int32 `json:"ready"`
+	// Display is "ready/desired", for printer columns.
+	// +optional
+	Display string `json:"display,omitempty"`
 }
 
 // ReplicaSplitStatus is how the replicas router runs a weight with pods

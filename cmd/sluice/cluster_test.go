@@ -204,6 +204,8 @@ func TestVerbsAgainstCluster(t *testing.T) {
 	waitFor("healthy on v1", stableOn("checkout:v1"))
 	setImage("checkout:v2")
 	waitFor("paused at 20%", pausedAt(1, 20))
+	// The same cluster in the web dashboard, with each person's kubeconfig.
+	checkClusterDashboard(t, c, ns, alice, mallory)
 
 	as := func(kubeconfig string) []string { return []string{"--kubeconfig", kubeconfig, "-n", ns} }
 	// Sequential: each step changes the rollout the next one sees, and

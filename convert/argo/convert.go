@@ -26,7 +26,9 @@ package argo
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -234,17 +236,26 @@ func (d *document) line(n *yaml.Node) int {
 func (c *converter) read(f File) {
 	fl := &file{path: f.Path, rel: f.Rel}
 	c.files = append(c.files, fl)
+	unreadable := func(line int, err error) {
+		fl.unreadable = true
+		if bytes.Contains(f.Data, []byte(argoAPIVersion)) {
+			c.res.Findings = append(c.res.Findings, Finding{File: f.Path, Line: min(max(line, 1), bytes.Count(f.Data, []byte("\n"))+1), Level: Unsupported,
+				Message: fmt.Sprintf("not YAML, so not converted (a Helm or other template? render it first, e.g. with helm template): %s", oneLine(err.Error()))})
+		}
+	}
+	// The file as one stream first: a document may parse alone and not
+	// in its file, and the file is what is written back.
+	if err := parseStream(f.Data); err != nil {
+		unreadable(errorLine(err), err)
+		return
+	}
 	for _, ch := range splitDocuments(string(f.Data)) {
 		d := &document{file: f.Path, text: ch.text, first: ch.first}
 		fl.docs = append(fl.docs, d)
 		var n yaml.Node
 		if err := yaml.Unmarshal([]byte(ch.text), &n); err != nil {
-			fl.unreadable = true
-			if strings.Contains(ch.text, argoAPIVersion) {
-				c.res.Findings = append(c.res.Findings, Finding{File: f.Path, Line: ch.first + errorLine(err), Level: Unsupported,
-					Message: fmt.Sprintf("not YAML, so not converted (a Helm or other template? render it first, e.g. with helm template): %s", oneLine(err.Error()))})
-			}
-			continue
+			unreadable(ch.first+errorLine(err), err)
+			return
 		}
 		d.node = &n
 		if len(n.Content) == 1 && n.Content[0].Kind == yaml.MappingNode {
@@ -254,6 +265,19 @@ func (c *converter) read(f File) {
 			_, meta := get(d.root, "metadata")
 			d.name = scalar(meta, "name")
 			d.namespace = scalar(meta, "namespace")
+		}
+	}
+}
+
+func parseStream(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		switch err := dec.Decode(&n); {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return err
 		}
 	}
 }
@@ -367,13 +391,18 @@ func render(f *file) []byte {
 	return b.Bytes()
 }
 
-func encode(n *yaml.Node) string {
+func encode(n *yaml.Node) (out string) {
+	defer func() {
+		// The trees are built here from parsed nodes and scalars; a
+		// failure to encode one is a bug, and the document says so.
+		if r := recover(); r != nil {
+			out = fmt.Sprintf("# sluice convert: this document could not be written: %v\n", r)
+		}
+	}()
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
 	if err := enc.Encode(n); err != nil {
-		// The trees are built here from parsed nodes and scalars; an
-		// encoding error is a bug, and the document says so.
 		return fmt.Sprintf("# sluice convert: this document could not be written: %v\n", err)
 	}
 	_ = enc.Close()

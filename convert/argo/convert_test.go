@@ -1,8 +1,15 @@
 package argo
 
 import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // rollout builds an Argo Rollout with the given strategy (indented under
@@ -246,4 +253,43 @@ func TestSplitDocuments(t *testing.T) {
 			t.Errorf("document %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
+}
+
+// FuzzConvert: whatever the input, Convert does not panic, writes YAML
+// that parses, and places every finding on a line of its file.
+func FuzzConvert(f *testing.F) {
+	for _, name := range []string{"canary", "bluegreen"} {
+		data, err := os.ReadFile(filepath.Join("testdata", name, "input.yaml"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(data))
+	}
+	f.Add(rollout("    canary:\n" + istioRouting + "      steps: [{experiment: {templates: [{name: a, specRef: canary}]}}]\n"))
+	f.Add("apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nspec: [1, 2]\n---\nkind: Service\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		res := Convert([]File{{Path: "in.yaml", Rel: "in.yaml", Data: []byte(in)}})
+		lines := strings.Count(in, "\n") + 1
+		for _, fd := range res.Findings {
+			if fd.Line < 1 || fd.Line > lines {
+				t.Errorf("%s: line %d of %d", fd, fd.Line, lines)
+			}
+		}
+		for _, out := range res.Files {
+			if bytes.Contains(out.Data, []byte("could not be written")) {
+				t.Fatalf("a document could not be encoded:\n%s", out.Data)
+			}
+			dec := yaml.NewDecoder(bytes.NewReader(out.Data))
+			for {
+				var n yaml.Node
+				err := dec.Decode(&n)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("output does not parse: %v\n%s", err, out.Data)
+				}
+			}
+		}
+	})
 }

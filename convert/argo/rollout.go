@@ -42,6 +42,10 @@ func (o *objectCtx) rollout() *yaml.Node {
 		case p.k.Value == "spec":
 			r := &rolloutConv{objectCtx: o, spec: p.v}
 			setFrom(out, p.k, "spec", r.convertSpec())
+			if !has(p.v, "strategy") {
+				o.report(p.k, "spec.strategy", Unsupported, "no strategy: not written")
+				return nil
+			}
 			if r.template == nil {
 				// Nothing to roll out: not written.
 				return nil
@@ -144,8 +148,13 @@ func (r *rolloutConv) podTemplate() *yaml.Node {
 		r.reportf(k, "spec.workloadRef", Unsupported, "Deployment %q has no spec.template", name)
 		return nil
 	}
+	c := deepCopy(t)
+	if c == nil {
+		r.reportf(k, "spec.workloadRef", Unsupported, "the pod template of Deployment %q is too large to copy (over %d YAML nodes, aliases expanded)", name, maxCopy)
+		return nil
+	}
 	r.reportf(k, "spec.workloadRef", Approximated, "the pod template of Deployment %q (%s) is copied into spec.template, and Sluice runs the pods itself: scale the Deployment to 0 or remove it, and edit the template here from now on", name, dep.file)
-	return deepCopy(t)
+	return c
 }
 
 // templateLabels are the pod template's labels.
@@ -352,7 +361,9 @@ func (r *rolloutConv) blueGreen(bg *yaml.Node, path string) *yaml.Node {
 				r.report(p.k, fp, Note, "not needed: ignored by Argo with autoPromotionEnabled: false")
 			}
 		case "prePromotionAnalysis", "postPromotionAnalysis":
-			out.Content = append(out.Content, p.k, r.analysis(p.v, fp, false))
+			if a := r.analysis(p.v, fp, false); a != nil {
+				out.Content = append(out.Content, p.k, a)
+			}
 		case "scaleDownDelaySeconds":
 			r.scaleDown(p)
 		case "scaleDownDelayRevisionLimit", "maxUnavailable":
@@ -413,7 +424,9 @@ func (r *rolloutConv) canary(c *yaml.Node, path string) *yaml.Node {
 		}
 	}
 	if r.background.k != nil {
-		r.extras = append(r.extras, pair{r.background.k, r.analysis(r.background.v, join(path, "analysis"), true)})
+		if a := r.analysis(r.background.v, join(path, "analysis"), true); a != nil {
+			r.extras = append(r.extras, pair{r.background.k, a})
+		}
 	}
 	return out
 }

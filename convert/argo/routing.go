@@ -213,7 +213,10 @@ func (r *rolloutConv) destinationRule(p pair, path string, svc *yaml.Node, vsDoc
 		r.reportf(p.k, path, Unsupported, "DestinationRule %q is not among the files: rename its subsets %s to %s (Sluice names them stable and canary)", name, describeList(olds), describeList(mapped(olds, renames)))
 		return nil
 	}
-	renameSubsets(drDoc, renames)
+	if !renameSubsets(drDoc, renames) {
+		r.reportf(p.k, path, Unsupported, "DestinationRule %q (%s) has no subset %s to rename: name its subsets stable and canary", name, drDoc.file, describeList(olds))
+		return drDoc
+	}
 	msg := fmt.Sprintf("subsets %s of DestinationRule %q renamed %s, as Sluice names them", describeList(olds), name, describeList(mapped(olds, renames)))
 	if vsDoc != nil && renameSubsets(vsDoc, renames) {
 		msg += fmt.Sprintf(", in VirtualService %q too", vsDoc.name)
@@ -235,7 +238,11 @@ func mapped(keys []string, m map[string]string) []string {
 // changed anything. The document is then written from its tree.
 func renameSubsets(d *document, renames map[string]string) bool {
 	if d.out == nil {
-		d.out = deepCopy(d.node)
+		c := deepCopy(d.node)
+		if c == nil {
+			return false
+		}
+		d.out = c
 	}
 	changed := false
 	var walk func(n *yaml.Node, key string)

@@ -149,19 +149,34 @@ func carry(dst, src *yaml.Node) *yaml.Node {
 	return dst
 }
 
-// deepCopy copies a tree, so that one input node can appear in an output
-// without sharing.
+// maxCopy bounds the nodes deepCopy makes: aliases expand, and a few
+// nested ones would otherwise make an input of a few lines enormous.
+const maxCopy = 100_000
+
+// deepCopy copies a tree, aliases expanded, so that one input node can
+// appear in an output without sharing; nil past maxCopy nodes.
 func deepCopy(n *yaml.Node) *yaml.Node {
+	budget := maxCopy
+	return copyNode(n, &budget)
+}
+
+func copyNode(n *yaml.Node, budget *int) *yaml.Node {
 	if n == nil {
 		return nil
 	}
-	c := *n
-	c.Content = make([]*yaml.Node, len(n.Content))
-	for i, ch := range n.Content {
-		c.Content[i] = deepCopy(ch)
+	if *budget--; *budget < 0 {
+		return nil
 	}
 	if n.Kind == yaml.AliasNode {
-		return deepCopy(n.Alias)
+		return copyNode(n.Alias, budget)
+	}
+	c := *n
+	c.Anchor = ""
+	c.Content = make([]*yaml.Node, len(n.Content))
+	for i, ch := range n.Content {
+		if c.Content[i] = copyNode(ch, budget); c.Content[i] == nil {
+			return nil
+		}
 	}
 	return &c
 }

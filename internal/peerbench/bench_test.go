@@ -158,7 +158,7 @@ func runController(b *testing.B, cfg *rest.Config, scheme *runtime.Scheme, ctl C
 	if err != nil {
 		b.Fatal(err)
 	}
-	logs, err := logFile(dir, ctl.Name()+".log")
+	logs, err := keptLog(b, ctl.Name())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -208,6 +208,24 @@ func runController(b *testing.B, cfg *rest.Config, scheme *runtime.Scheme, ctl C
 		b.Fatal(err)
 	}
 	return res
+}
+
+// keptLog creates a log file for a product's output that outlives the
+// benchmark: in $PEERBENCH_LOGDIR, else a new folder under the system's
+// temporary one, named in the benchmark's log.
+func keptLog(b *testing.B, name string) (*os.File, error) {
+	dir := os.Getenv("PEERBENCH_LOGDIR")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "peerbench")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(dir, name+"-*.log")
+	if err == nil {
+		b.Logf("%s's output: %s", name, f.Name())
+	}
+	return f, err
 }
 
 // unlimited is a copy of cfg without a client-side rate limit: the

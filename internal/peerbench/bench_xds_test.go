@@ -91,7 +91,7 @@ func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes in
 	if _, err := DirectKubeconfig(cfg, dir); err != nil {
 		b.Fatal(err)
 	}
-	logs, err := logFile(dir, s.Name()+".log")
+	logs, err := keptLog(b, s.Name())
 	if err != nil {
 		b.Fatal(err)
 	}

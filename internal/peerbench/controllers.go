@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -142,9 +140,4 @@ func unstructuredOf(apiVersion, kind, ns, name string) *unstructured.Unstructure
 	u.SetNamespace(ns)
 	u.SetName(name)
 	return u
-}
-
-// logFile creates dir/name for a process's output.
-func logFile(dir, name string) (*os.File, error) {
-	return os.Create(filepath.Join(dir, name))
 }

@@ -342,6 +342,9 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	if dir == "" {
 		return
 	}
+	// At the browser's desktop width: an earlier phone-width shot's
+	// override is gone.
+	do(t, ctx, "desktop width", chromedp.EmulateViewport(1280, 900))
 	png := get(t, ctx, chromedp.FullScreenshot(100))
 	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
 		t.Fatal(err)

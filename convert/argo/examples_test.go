@@ -32,6 +32,7 @@ func argoExamples(t *testing.T) string {
 	// Outside this module, so that nothing is added to go.mod or go.sum.
 	cmd := exec.Command("go", "mod", "download", "-json", argoModule)
 	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
 	out, err := cmd.Output()
 	var info struct{ Dir, Error string }
 	if jerr := json.Unmarshal(out, &info); err != nil || jerr != nil || info.Dir == "" {

@@ -35,6 +35,10 @@ type rolloutConv struct {
 
 // rollout converts an Argo Rollout document.
 func (o *objectCtx) rollout() *yaml.Node {
+	if !has(o.d.root, "spec") {
+		o.report(o.d.root, "spec", Unsupported, "no spec: not written")
+		return nil
+	}
 	out := carry(newMap(), o.d.root)
 	for _, p := range pairs(o.d.root) {
 		switch {

@@ -21,6 +21,10 @@ type templateConv struct {
 }
 
 func (o *objectCtx) template() *yaml.Node {
+	if !has(o.d.root, "spec") {
+		o.report(o.d.root, "spec", Unsupported, "no spec: not written")
+		return nil
+	}
 	out := carry(newMap(), o.d.root)
 	t := &templateConv{objectCtx: o, renames: map[string]string{}, defaults: map[string]string{}}
 	for _, p := range pairs(o.d.root) {

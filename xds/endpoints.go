@@ -54,32 +54,17 @@ func NewStatic() *Static {
 	return &Static{m: map[staticKey][]Endpoint{}, changed: make(chan struct{}, 1)}
 }
 
-// Set replaces the endpoints of one revision with addrs, each "ip:port".
-// No addresses removes the revision. Setting what is already set (the
-// same addresses in the same order) changes nothing and signals nothing,
-// so an owner may set every revision it knows as often as it likes: each
-// signal makes the server translate every plan again.
+// Set replaces the endpoints of one revision with addrs, each "ip:port",
+// and signals the change. No addresses removes the revision. Setting what
+// is already set (the same addresses in the same order) changes nothing
+// and signals nothing, so an owner may set every revision it knows as
+// often as it likes: each signal makes the server translate every plan
+// again.
 func (s *Static) Set(namespace, service, revision string, addrs ...string) error {
-	eps := make([]Endpoint, 0, len(addrs))
-	for _, a := range addrs {
-		ep, err := ParseEndpoint(a)
-		if err != nil {
-			return fmt.Errorf("endpoints of %s revision %s: %w", service, revision, err)
-		}
-		eps = append(eps, ep)
+	changed, err := s.Put(namespace, service, revision, addrs...)
+	if err != nil || !changed {
+		return err
 	}
-	k := staticKey{namespace, service, revision}
-	s.mu.Lock()
-	if slices.Equal(s.m[k], eps) {
-		s.mu.Unlock()
-		return nil
-	}
-	if len(eps) == 0 {
-		delete(s.m, k)
-	} else {
-		s.m[k] = eps
-	}
-	s.mu.Unlock()
 	// A full channel already holds a pending signal; the consumer reads the
 	// latest state when it wakes, so one signal covers any number of sets.
 	select {
@@ -87,6 +72,34 @@ func (s *Static) Set(namespace, service, revision string, addrs ...string) error
 	default:
 	}
 	return nil
+}
+
+// Put is Set without the signal, for an owner that publishes its plans
+// right after and so makes the server read the endpoints anyway (the
+// standalone runner: a signal would cost the server a second translation
+// of every plan). It reports whether anything changed; the owner must
+// publish then, even plans it published before.
+func (s *Static) Put(namespace, service, revision string, addrs ...string) (changed bool, err error) {
+	eps := make([]Endpoint, 0, len(addrs))
+	for _, a := range addrs {
+		ep, err := ParseEndpoint(a)
+		if err != nil {
+			return false, fmt.Errorf("endpoints of %s revision %s: %w", service, revision, err)
+		}
+		eps = append(eps, ep)
+	}
+	k := staticKey{namespace, service, revision}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.Equal(s.m[k], eps) {
+		return false, nil
+	}
+	if len(eps) == 0 {
+		delete(s.m, k)
+	} else {
+		s.m[k] = eps
+	}
+	return true, nil
 }
 
 // Endpoints implements EndpointSource.

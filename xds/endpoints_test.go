@@ -42,3 +42,38 @@ func TestStaticSetUnchangedSignalsNothing(t *testing.T) {
 		t.Errorf("removed revision has %v", got)
 	}
 }
+
+// Put changes what Set changes, says whether it did, and signals nothing.
+func TestStaticPut(t *testing.T) {
+	t.Parallel()
+	s := NewStatic()
+	steps := []struct {
+		addrs   []string
+		changed bool
+	}{
+		{[]string{"10.0.0.1:80"}, true},
+		{[]string{"10.0.0.1:80"}, false},
+		{[]string{"10.0.0.1:80", "10.0.0.2:80"}, true},
+		{nil, true},
+		{nil, false},
+	}
+	for i, st := range steps {
+		changed, err := s.Put("ns", "reviews", "v1", st.addrs...)
+		must(t, err)
+		if changed != st.changed {
+			t.Errorf("step %d: Put(%v) changed = %v, want %v", i, st.addrs, changed, st.changed)
+		}
+		got, _ := s.Endpoints("ns", "reviews", "v1")
+		if len(got) != len(st.addrs) {
+			t.Errorf("step %d: endpoints %v, want %v", i, got, st.addrs)
+		}
+	}
+	select {
+	case <-s.Changed():
+		t.Error("Put signalled a change")
+	default:
+	}
+	if _, err := s.Put("ns", "reviews", "v1", "reviews:80"); err == nil {
+		t.Error("Put accepted a host name")
+	}
+}

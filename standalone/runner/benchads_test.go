@@ -2,8 +2,11 @@ package runner
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"slices"
-	"sync/atomic"
+	"strings"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -21,29 +24,58 @@ import (
 // stream that subscribes as Envoy does (listeners and clusters by
 // wildcard, then the route configurations and endpoints they name) and
 // ACKs every response, so every service's plan is acknowledged as soon as
-// it arrives.
+// it arrives. It runs in a process of its own (startBenchEnvoy).
 type benchEnvoy struct {
 	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
-	// names subscribed by type; only the loop goroutine touches them.
+	// names subscribed by type.
 	names map[string][]string
-	// responses counts the responses received.
-	responses atomic.Int64
 }
 
-// connectBenchEnvoy opens the stream; it ends with the benchmark.
-func connectBenchEnvoy(tb testing.TB, addr, id string) *benchEnvoy {
+// benchEnvoyEnv, set to "address node-id", makes this test binary the
+// benchmark's proxy instead of running tests (TestMain): a process of its
+// own, so that the benchmark's CPU time and memory are the runner's.
+const benchEnvoyEnv = "SLUICE_BENCH_ENVOY"
+
+func TestMain(m *testing.M) {
+	if v := os.Getenv(benchEnvoyEnv); v != "" {
+		addr, id, _ := strings.Cut(v, " ")
+		if err := runBenchEnvoy(addr, id); err != nil {
+			fmt.Fprintln(os.Stderr, "bench envoy:", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startBenchEnvoy runs the proxy in a child process until the benchmark
+// ends.
+func startBenchEnvoy(tb testing.TB, addr, id string) {
 	tb.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchEnvoyEnv+"="+addr+" "+id)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+}
+
+// runBenchEnvoy ACKs everything the server at addr sends until the stream
+// ends.
+func runBenchEnvoy(addr, id string) error {
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
 	if err != nil {
-		tb.Fatal(err)
+		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	defer cc.Close()
 	c := &benchEnvoy{names: map[string][]string{}}
-	if c.stream, err = discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx); err != nil {
-		cancel()
-		_ = cc.Close()
-		tb.Fatal(err)
+	if c.stream, err = discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(context.Background()); err != nil {
+		return err
 	}
 	node := &corev3.Node{Id: id, Cluster: "bench", UserAgentName: "envoy"}
 	for i, typ := range []string{resource.ClusterType, resource.ListenerType} {
@@ -52,32 +84,21 @@ func connectBenchEnvoy(tb testing.TB, addr, id string) *benchEnvoy {
 			req.Node = node
 		}
 		if err := c.stream.Send(req); err != nil {
-			tb.Fatal(err)
+			return err
 		}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.loop()
-	}()
-	tb.Cleanup(func() {
-		cancel()
-		<-done
-		_ = cc.Close()
-	})
-	return c
+	return c.loop()
 }
 
 // loop ACKs every response and follows the names it refers to.
-func (c *benchEnvoy) loop() {
+func (c *benchEnvoy) loop() error {
 	acked := map[string]string{}
 	nonce := map[string]string{}
 	for {
 		resp, err := c.stream.Recv()
 		if err != nil {
-			return
+			return err
 		}
-		c.responses.Add(1)
 		typ := resp.GetTypeUrl()
 		acked[typ], nonce[typ] = resp.GetVersionInfo(), resp.GetNonce()
 		reqs := []*discoveryv3.DiscoveryRequest{{TypeUrl: typ, VersionInfo: acked[typ], ResponseNonce: nonce[typ], ResourceNames: c.names[typ]}}
@@ -90,7 +111,7 @@ func (c *benchEnvoy) loop() {
 		}
 		for _, r := range reqs {
 			if err := c.stream.Send(r); err != nil {
-				return
+				return err
 			}
 		}
 	}

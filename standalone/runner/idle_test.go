@@ -28,14 +28,14 @@ func TestIdlePassWritesAndPublishesNothing(t *testing.T) {
 	idle := func(what string) {
 		t.Helper()
 		settle(t, s.r) // what the last step started (a wait, a run) ends its work
-		tx, pubs := s.st.Transactions(), publishes(t, x.reg)
+		tx, pubs := s.st.Transactions(), publishCount(t, x.reg, "")
 		for range 3 {
 			settle(t, s.r)
 		}
 		if n := s.st.Transactions() - tx; n != 0 {
 			t.Errorf("%s: 3 passes over an unchanged Rollout wrote %d transactions", what, n)
 		}
-		if n := publishes(t, x.reg) - pubs; n != 0 {
+		if n := publishCount(t, x.reg, "") - pubs; n != 0 {
 			t.Errorf("%s: 3 passes over an unchanged Rollout published %v times", what, n)
 		}
 	}

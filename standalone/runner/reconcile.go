@@ -41,6 +41,7 @@ type stepped struct {
 // when to look again.
 func (r *Runner) pass(ctx context.Context) time.Duration {
 	r.passes.Add(1)
+	defer func(start time.Time) { r.busy.Add(int64(time.Since(start))) }(time.Now())
 	now := r.o.Now()
 	next := idle
 	prev, err := r.storedState()

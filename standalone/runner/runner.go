@@ -116,8 +116,10 @@ type Runner struct {
 	stored map[string]store.Rollout
 
 	metrics *rolloutmetrics.Metrics
-	// passes counts the passes begun (benchmarks read it).
+	// passes counts the passes begun, busy their time in nanoseconds
+	// (benchmarks read them).
 	passes atomic.Uint64
+	busy   atomic.Int64
 }
 
 type view struct {

@@ -28,8 +28,10 @@ type XDSPlane struct {
 	changed chan struct{}
 	mu      sync.Mutex
 	waits   map[string]waitEntry // by service key: the wait for its current version
-	// published are the versions of the plans last published, in order.
+	// published are the versions of the plans last published, in order;
+	// moved: endpoints changed since.
 	published []string
+	moved     bool
 	base      context.Context
 }
 
@@ -42,29 +44,41 @@ func NewXDSPlane(ctx context.Context, srv *xds.Server, eps *xds.Static) *XDSPlan
 	return &XDSPlane{srv: srv, endpoints: eps, changed: make(chan struct{}, 1), waits: map[string]waitEntry{}, base: ctx}
 }
 
-// SetEndpoints says where a revision of a service runs.
+// SetEndpoints says where a revision of a service runs. The server reads
+// it at the next SetPlans, which publishes then even plans it published
+// before.
 func (x *XDSPlane) SetEndpoints(namespace, service, revision string, addrs []string) error {
-	if err := x.endpoints.Set(namespace, service, revision, addrs...); err != nil {
+	moved, err := x.endpoints.Put(namespace, service, revision, addrs...)
+	if err != nil {
 		return fmt.Errorf("endpoints of %s/%s revision %s: %w", namespace, service, revision, err)
+	}
+	if moved {
+		x.mu.Lock()
+		x.moved = true
+		x.mu.Unlock()
 	}
 	return nil
 }
 
 // SetPlans publishes every plan, then waits in the background for each
 // service's answer to its new version. The same plans as last time (a
-// plan's version is a hash of all of it) are not published again: the
-// server would translate every plan to find nothing changed, and a change
-// of endpoints alone reaches it through the endpoint source's signal.
+// plan's version is a hash of all of it) on the same endpoints are not
+// published again: the server would translate every plan to find nothing
+// changed.
 func (x *XDSPlane) SetPlans(ctx context.Context, plans []plan.Plan) error {
 	versions := make([]string, len(plans))
 	for i := range plans {
 		versions[i] = plans[i].Version
 	}
 	x.mu.Lock()
-	same := x.published != nil && slices.Equal(versions, x.published)
+	same := !x.moved && x.published != nil && slices.Equal(versions, x.published)
+	x.moved = false
 	x.mu.Unlock()
 	if !same {
 		if err := x.srv.Publish(ctx, plans); err != nil {
+			x.mu.Lock()
+			x.moved = true // publish again at the next call, whatever it brings
+			x.mu.Unlock()
 			return fmt.Errorf("publish to xDS: %w", err)
 		}
 	}

@@ -35,9 +35,13 @@ build: ## Build bin/sluice
 	$(GO) build -o bin/sluice ./cmd/sluice
 
 # Of the pinned tools the demo needs Prometheus only: no need to wait for
-# kube-apiserver. The demo cleans up after itself (examples/demo).
-demo: build $(TOOLS_BIN)/prometheus ## Canary release of a gRPC service with sluice run: v2 promoted, failing v3 rolled back
-	$(GO) run ./examples/demo -sluice bin/sluice -prometheus $(TOOLS_BIN)/prometheus
+# kube-apiserver. The demo cleans up after itself (examples/demo); it
+# prints the dashboard's URL and a token at the start, and with KEEP=1
+# keeps everything running at the end until Ctrl-C (built, not go run: so
+# that Ctrl-C reaches the demo alone and it stops everything in order).
+demo: build $(TOOLS_BIN)/prometheus ## Canary release of a gRPC service with sluice run: v2 promoted, failing v3 rolled back (KEEP=1: stay up at the end)
+	$(GO) build -o bin/demo ./examples/demo
+	bin/demo -sluice bin/sluice -prometheus $(TOOLS_BIN)/prometheus $(if $(KEEP),-keep)
 
 # controller-gen writes zz_generated.deepcopy.go next to the types and one
 # CRD per kind into $(CRD_DIR); old CRD files are removed first so a renamed

@@ -25,6 +25,9 @@ type options struct {
 	Out, SluiceLogs io.Writer
 	// StartSluice starts Sluice; nil runs SluiceBin as a subprocess.
 	StartSluice func(context.Context, sluiceSetup) (sluiceInstance, error)
+	// Keep, when set, keeps everything running after the scenario until
+	// it ends (Ctrl-C), for a person to look around in the dashboard.
+	Keep context.Context
 }
 
 // demo is every part of one run, so that Close can stop them all.
@@ -35,8 +38,9 @@ type demo struct {
 	repo     *gitRepo
 	sluice   sluiceInstance
 	load     *grpcecho.Load
-	// token operates the Sluice API (its SHA-256 is in the configuration).
-	token string
+	// token operates the Sluice API (its SHA-256 is in the configuration);
+	// viewer is the read token a person logs in to the dashboard with.
+	token, viewer string
 }
 
 // failing is the share of calls the bad release fails.
@@ -58,7 +62,16 @@ func play(ctx context.Context, o options) (rep *report, err error) {
 		return nil, err
 	}
 	s := &stage{Backends: d.backends, Repo: d.repo, API: &rolloutapi.Client{BaseURL: d.sluice.APIURL(), Token: d.token}, Load: d.load, Print: pr, Settle: o.Settle}
-	return s.run(ctx)
+	if rep, err = s.run(ctx); err != nil || o.Keep == nil {
+		return rep, err
+	}
+	pr.Plain("\nEverything keeps running: the load generator still calls echo on v2 through Sluice.\n")
+	if u := d.sluice.DashboardURL(); u != "" {
+		pr.Plain("The dashboard at %s shows v3's rollback and Sluice's revert commit.\n", u)
+	}
+	pr.Plain("Ctrl-C stops it all.\n")
+	<-o.Keep.Done()
+	return rep, nil
 }
 
 func (d *demo) setup(ctx context.Context, o options, pr *printer) error {
@@ -92,12 +105,12 @@ func (d *demo) setup(ctx context.Context, o options, pr *printer) error {
 	}
 	pr.Plain("  Git             %s (from %s, v1 released)\n", d.repo.URL(), o.Quickstart)
 
-	token, _, err := rolloutapi.NewToken()
-	if err != nil {
-		return err
+	for _, tok := range []*string{&d.token, &d.viewer} {
+		if *tok, _, err = rolloutapi.NewToken(); err != nil {
+			return err
+		}
 	}
-	d.token = token
-	setup := sluiceSetup{Dir: d.dir, RepoURL: d.repo.URL(), PrometheusURL: d.prom.URL, Token: token}
+	setup := sluiceSetup{Dir: d.dir, RepoURL: d.repo.URL(), PrometheusURL: d.prom.URL, Token: d.token, ViewerToken: d.viewer}
 	start := o.StartSluice
 	if start == nil {
 		start = func(ctx context.Context, s sluiceSetup) (sluiceInstance, error) {
@@ -108,6 +121,10 @@ func (d *demo) setup(ctx context.Context, o options, pr *printer) error {
 		return err
 	}
 	pr.Plain("  sluice run      xDS %s, HTTP API %s, polling Git every second\n", d.sluice.XDSAddr(), d.sluice.APIURL())
+	if u := d.sluice.DashboardURL(); u != "" {
+		pr.Plain("  dashboard       %s  <- open it to watch the canary and the rollback live\n", u)
+		pr.Plain("                  log in with the read token %s (the demo steers; you watch)\n", d.viewer)
+	}
 
 	d.load, err = grpcecho.StartLoad(ctx, grpcecho.LoadOptions{XDSAddr: d.sluice.XDSAddr(), Target: rollout, Rate: o.Rate, NodeID: "demo-load-generator"})
 	if err != nil {

@@ -3,14 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/binomial"
-	"github.com/sluicehq/sluice/internal/testbin"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/binomial"
+	"github.com/sluicehq/sluice/internal/testbin"
 
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
@@ -36,12 +42,14 @@ func TestDemoInProcess(t *testing.T) {
 			return ""
 		}
 		return sl.logs.String()
-	})
+	}, nil)
 	checkReport(t, rep)
 }
 
 // TestDemoBinary runs the real `sluice run` as a subprocess, built from
-// this tree.
+// this tree, as `make demo KEEP=1` does: the timeline starts with the
+// dashboard's URL and a read token, which logs in and shows the rollback,
+// and everything keeps running after the scenario until told to stop.
 func TestDemoBinary(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -52,8 +60,41 @@ func TestDemoBinary(t *testing.T) {
 	logs := &tail{}
 	rep := playTest(t, prom, bin, func(ctx context.Context, s sluiceSetup) (sluiceInstance, error) {
 		return startSluiceProcess(ctx, bin, s, logs)
-	}, logs.String)
+	}, logs.String, checkDashboard)
 	checkReport(t, rep)
+}
+
+// checkDashboard logs in to the dashboard the timeline names, with the
+// token it prints, while the demo keeps running: the Rollout's page shows
+// Sluice's revert commit, and the read token offers no command.
+func checkDashboard(t *testing.T, timeline string) {
+	t.Helper()
+	m := regexp.MustCompile(`dashboard +(http://\S+/dashboard/) .*\n +log in with the read token (sluice_[0-9a-f]+) `).FindStringSubmatch(timeline)
+	if m == nil {
+		t.Fatalf("the timeline names no dashboard and token:\n%s", timeline)
+	}
+	if !strings.Contains(timeline, "Everything keeps running") || !strings.Contains(timeline, "Ctrl-C stops it all") {
+		t.Errorf("the timeline does not say it keeps running:\n%s", timeline)
+	}
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	resp, err := c.PostForm(m[1]+"login", url.Values{"token": {m[2]}, "next": {"rollouts/" + namespace + "/" + rollout}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	page, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<span class=\"who\">you", "Revert", "sluice: roll back echo to v2"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the dashboard's page of %s/%s lacks %q:\n%s", namespace, rollout, want, page)
+		}
+	}
+	if strings.Contains(string(page), `id="action-`) {
+		t.Error("the read token is offered commands")
+	}
 }
 
 // Test timings: the quickstart's 5 s pauses become 3 s (still some 800
@@ -86,7 +127,11 @@ func tune(name, content string) (string, error) {
 
 // playTest plays the demo and returns its report; on failure it logs the
 // timeline so far and Sluice's log.
-func playTest(t *testing.T, prom, bin string, start func(context.Context, sluiceSetup) (sluiceInstance, error), logs func() string) *report {
+//
+// With keep, the demo keeps running after the scenario (options.Keep)
+// until keep, given the timeline so far, returns.
+func playTest(t *testing.T, prom, bin string, start func(context.Context, sluiceSetup) (sluiceInstance, error), logs func() string,
+	keep func(t *testing.T, timeline string)) *report {
 	t.Helper()
 	root, err := moduleRoot()
 	if err != nil {
@@ -96,10 +141,38 @@ func playTest(t *testing.T, prom, bin string, start func(context.Context, sluice
 	defer cancel()
 	var timeline tail
 	began := time.Now()
-	rep, err := play(ctx, options{
+	o := options{
 		SluiceBin: bin, PrometheusBin: prom, Quickstart: filepath.Join(root, "examples", "quickstart"),
 		Rate: testRate, Settle: time.Second, Tune: tune, Out: &timeline, StartSluice: start,
-	})
+	}
+	var stopKeeping context.CancelFunc
+	if keep != nil {
+		o.Keep, stopKeeping = context.WithCancel(ctx)
+		defer stopKeeping()
+	}
+	type result struct {
+		rep *report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := play(ctx, o)
+		done <- result{rep, err}
+	}()
+	if keep != nil {
+		// Until the demo says it keeps running, or ends (with an error,
+		// reported below).
+		keeping := func() bool { return strings.Contains(timeline.String(), "Ctrl-C stops it all") }
+		for !keeping() && len(done) == 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if keeping() {
+			keep(t, timeline.String())
+		}
+		stopKeeping()
+	}
+	r := <-done
+	rep, err := r.rep, r.err
 	t.Logf("timeline (%s):\n%s", time.Since(began).Round(100*time.Millisecond), timeline.String())
 	if err != nil {
 		t.Fatalf("demo: %v\nsluice log:\n%s", err, logs())

@@ -35,6 +35,10 @@ func (s *inProcess) XDSAddr() string { return s.xds }
 func (s *inProcess) APIURL() string  { return s.api }
 func (s *inProcess) Stop() error     { return s.stop() }
 
+// DashboardURL: the API alone is wired here; TestDemoBinary's `sluice
+// run` serves the dashboard.
+func (s *inProcess) DashboardURL() string { return "" }
+
 func startInProcess(ctx context.Context, s sluiceSetup) (_ *inProcess, err error) {
 	logs := &tail{}
 	sl := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -8,11 +8,13 @@
 // rolls out step by step and promotes, and v3, whose analysis fails: Sluice
 // sends the traffic back to v2 and pushes a revert commit. It prints what
 // happened, with the traffic split the client measured at each step, and
-// stops everything it started.
+// stops everything it started; with -keep (make demo KEEP=1), only once
+// Ctrl-C says so. At the start it prints the URL of `sluice run`'s web
+// dashboard and a read token to log in with, to watch it all happen.
 //
 // Usage, from the repository root after `make build tools`:
 //
-//	go run ./examples/demo [-v]
+//	go run ./examples/demo [-v] [-keep]
 package main
 
 import (
@@ -45,7 +47,8 @@ func main() {
 	flag.StringVar(&o.Quickstart, "quickstart", filepath.Join(root, "examples", "quickstart"), "the manifests to start the Git repository with")
 	flag.IntVar(&o.Rate, "rate", 200, "calls per second of the load generator")
 	verbose := flag.Bool("v", false, "show the log of sluice run")
-	timeout := flag.Duration("timeout", 170*time.Second, "give up after this long")
+	timeout := flag.Duration("timeout", 170*time.Second, "give up after this long (not counting -keep's wait)")
+	keep := flag.Bool("keep", false, "keep everything running at the end, until Ctrl-C, to look around in the dashboard")
 	flag.Parse()
 	if *verbose {
 		o.SluiceLogs = os.Stderr
@@ -59,13 +62,19 @@ func main() {
 
 	// Ctrl-C stops the demo in order; the children are in process groups
 	// of their own and hear it only from us.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	interrupted, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(interrupted, *timeout)
 	defer cancel()
+	if *keep {
+		o.Keep = interrupted
+	}
 
 	start := time.Now()
 	fmt.Println("Sluice demo: a canary release of the gRPC service `echo`, with analysis and automatic rollback")
+	if !*keep {
+		fmt.Println("(make demo KEEP=1, or -keep, keeps it all running at the end until Ctrl-C)")
+	}
 	fmt.Println()
 	if _, err := play(ctx, o); err != nil {
 		if errors.Is(err, context.Canceled) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,10 +16,13 @@ import (
 )
 
 // sluiceInstance is a running Sluice as the demo sees it: an xDS server for
-// the load generator and an HTTP API to follow the rollout.
+// the load generator, an HTTP API to follow the rollout, and the web
+// dashboard for a person to watch it.
 type sluiceInstance interface {
 	XDSAddr() string
 	APIURL() string
+	// DashboardURL is "" when this Sluice serves no dashboard.
+	DashboardURL() string
 	// Stop shuts Sluice down and reports anything left behind.
 	Stop() error
 }
@@ -30,6 +34,9 @@ type sluiceSetup struct {
 	PrometheusURL string
 	// Token is the demo's operator token for the Sluice API.
 	Token string
+	// ViewerToken is a read token, for a person to log in to the
+	// dashboard with: they watch, the demo steers.
+	ViewerToken string
 }
 
 // sluiceAuthor signs Sluice's revert commits; the demo tells them apart
@@ -53,28 +60,33 @@ xds:
 http:
   address: 127.0.0.1:0
   metricsAddress: 127.0.0.1:0
-  # The API fails closed: the demo's one operator token.
+  # The API and the dashboard fail closed: the demo's operator token,
+  # and a read token for you to watch in the dashboard.
   tokens:
     - name: demo
       role: operate
+      sha256: %s
+    - name: you
+      role: read
       sha256: %s
 prometheus:
   address: %s
 shutdown:
   # The load generator has disconnected by the time Sluice stops.
   drainTimeout: 2s
-`, filepath.Join(s.Dir, "sluice-state"), s.RepoURL, sluiceAuthor, rolloutapi.HashToken(s.Token), s.PrometheusURL)
+`, filepath.Join(s.Dir, "sluice-state"), s.RepoURL, sluiceAuthor, rolloutapi.HashToken(s.Token), rolloutapi.HashToken(s.ViewerToken), s.PrometheusURL)
 }
 
 // sluiceProcess is `sluice run` as a subprocess.
 type sluiceProcess struct {
-	xds, api string
-	p        *proc
+	xds, api, dashboard string
+	p                   *proc
 }
 
 // The listeners are on port 0, so the addresses come from the log line
-// `sluice run started xds=… http=…`: no port can be taken in between.
-var startedLine = regexp.MustCompile(`msg="sluice run started" xds=(\S+) http=(\S+)`)
+// `sluice run started xds=… http=… … dashboard=…`: no port can be taken in
+// between.
+var startedLine = regexp.MustCompile(`msg="sluice run started" xds=(\S+) http=(\S+)(?:.* dashboard=(\S+))?`)
 
 // startSluiceProcess runs `binary run --config …` and waits until /readyz
 // answers. Its log goes to logs (nil: kept only for error messages).
@@ -98,6 +110,9 @@ func startSluiceProcess(ctx context.Context, binary string, s sluiceSetup, logs 
 	select {
 	case m := <-w.found:
 		sp.xds, sp.api = m[1], "http://"+m[2]
+		if strings.HasPrefix(m[3], "http") {
+			sp.dashboard = m[3]
+		}
 	case <-p.Exited():
 		return nil, fmt.Errorf("sluice run exited at start: %v\n%s", p.err, p.Logs())
 	case <-wait.Done():
@@ -119,8 +134,9 @@ func startSluiceProcess(ctx context.Context, binary string, s sluiceSetup, logs 
 	return sp, nil
 }
 
-func (s *sluiceProcess) XDSAddr() string { return s.xds }
-func (s *sluiceProcess) APIURL() string  { return s.api }
+func (s *sluiceProcess) XDSAddr() string      { return s.xds }
+func (s *sluiceProcess) APIURL() string       { return s.api }
+func (s *sluiceProcess) DashboardURL() string { return s.dashboard }
 
 // Stop sends SIGTERM (Sluice writes its state and drains xDS), then
 // checks that Sluice and the git processes it ran are gone.

@@ -37,8 +37,8 @@ build: ## Build bin/sluice
 # Of the pinned tools the demo needs Prometheus only: no need to wait for
 # kube-apiserver. The demo cleans up after itself (examples/demo); it
 # prints the dashboard's URL and a token at the start, and with KEEP=1
-# keeps everything running at the end until Ctrl-C (built, not go run: so
-# that Ctrl-C reaches the demo alone and it stops everything in order).
+# keeps everything running at the end until Ctrl-C (built, not go run,
+# which exits 1 when interrupted: Ctrl-C is how KEEP=1 ends).
 demo: build $(TOOLS_BIN)/prometheus ## Canary release of a gRPC service with sluice run: v2 promoted, failing v3 rolled back (KEEP=1: stay up at the end)
 	$(GO) build -o bin/demo ./examples/demo
 	bin/demo -sluice bin/sluice -prometheus $(TOOLS_BIN)/prometheus $(if $(KEEP),-keep)

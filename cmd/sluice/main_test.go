@@ -33,9 +33,9 @@ func TestValidateCommand(t *testing.T) {
 		stderrPart string
 	}{
 		{"examples are valid", []string{"validate", examples}, 0,
-			"ok: 8 Rollouts, 12 AnalysisTemplates in 23 files (7 documents of other kinds skipped)\n", ""},
+			"ok: 9 Rollouts, 12 AnalysisTemplates in 33 files (16 documents of other kinds skipped)\n", ""},
 		{"several dirs", []string{"validate", filepath.Join(examples, "canary"), filepath.Join(examples, "standalone")}, 0,
-			"ok: 2 Rollouts, 2 AnalysisTemplates in 5 files\n", ""},
+			"ok: 2 Rollouts, 2 AnalysisTemplates in 6 files (1 document of other kinds skipped)\n", ""},
 		{"singular, templates elsewhere", []string{"validate", "--templates-elsewhere", filepath.Join(examples, "dark-release", "rollout.yaml")}, 0,
 			"ok: 1 Rollout, 0 AnalysisTemplates in 1 file\n", ""},
 		{"a template not among the files", []string{"validate", filepath.Join(examples, "dark-release", "rollout.yaml")}, 1,
@@ -95,7 +95,7 @@ func TestValidateJSON(t *testing.T) {
 	if code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
-	if !strings.Contains(stdout, `"problems": []`) || !strings.Contains(stdout, `"rollouts": 8`) {
+	if !strings.Contains(stdout, `"problems": []`) || !strings.Contains(stdout, `"rollouts": 9`) {
 		t.Errorf("clean JSON report:\n%s", stdout)
 	}
 }
@@ -128,7 +128,7 @@ func TestBinary(t *testing.T) {
 		code int
 		out  string
 	}{
-		{[]string{"validate", examples}, 0, "ok: 8 Rollouts, 12 AnalysisTemplates in "},
+		{[]string{"validate", examples}, 0, "ok: 9 Rollouts, 12 AnalysisTemplates in "},
 		{[]string{"validate", filepath.Join("testdata", "invalid")}, 1, ":17: spec.strategy.canary.steps[1].setWeight: Invalid value: 101"},
 		{[]string{"validate", filepath.Join("testdata", "missing")}, 2, ""},
 	} {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -43,5 +44,22 @@ func TestQuietConflicts(t *testing.T) {
 				t.Errorf("err %v: want %v passed through", err, tc.err)
 			}
 		})
+	}
+}
+
+type missingCRD struct{}
+
+func (missingCRD) Error() string             { return "the CRDs are not installed" }
+func (missingCRD) RetryAfter() time.Duration { return 15 * time.Second }
+
+// A Waiting error, however wrapped, becomes a requeue after its delay.
+func TestQuietConflictsWaits(t *testing.T) {
+	t.Parallel()
+	r := QuietConflicts(reconcile.Func(func(context.Context, reconcile.Request) (reconcile.Result, error) {
+		return reconcile.Result{}, stageErr(ReasonPublishFailed, fmt.Errorf("publish plan 1: %w", missingCRD{}))
+	}))
+	res, err := r.Reconcile(context.Background(), reconcile.Request{})
+	if err != nil || res.RequeueAfter != 15*time.Second {
+		t.Errorf("result %+v, err %v: want a requeue after 15s and no error", res, err)
 	}
 }

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"fmt"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -99,7 +98,7 @@ func (a *AcceptedOnWrite) Publish(ctx context.Context, ro *v1alpha1.Rollout, p p
 	err := a.Publisher.Publish(ctx, ro, p)
 	dp := istio.Acknowledgement(p.Version, err)
 	if dp.State == engine.AckPending {
-		return fmt.Errorf("publish plan %s: %w", p.Version, err)
+		return err // the reconciler says which plan
 	}
 	a.mu.Lock()
 	a.written[types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}] = dp

@@ -118,7 +118,7 @@ func (w *Writer) Start(ctx context.Context) error {
 		}()
 	}
 	missing := false
-	for delay := time.Second; ; delay = min(2*delay, time.Minute) {
+	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
 		stop, err := w.watch(ctx)
 		if err == nil {
 			defer stop()

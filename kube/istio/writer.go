@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -275,8 +276,19 @@ const CRDsMissing = "Istio's CRDs are not installed: the cluster serves no Virtu
 	"(install Istio, or only its CRDs with its base Helm chart; or give the Rollout another router in spec.service.routers; " +
 	"or run sluice controller with --istio=false to serve such Rollouts over xDS only)"
 
-// notInstalled says that Istio's CRDs are missing, and what to do.
-func notInstalled(err error) error { return fmt.Errorf("%s: %w", CRDsMissing, err) }
+// NotInstalledError says that Istio's CRDs are missing, and what to do.
+// It is kube/controller's Waiting error: the reconciler looks again after
+// RetryAfter rather than with backoff, so a Rollout finds the CRDs soon
+// after they are installed.
+type NotInstalledError struct{ Err error }
+
+func (e *NotInstalledError) Error() string { return CRDsMissing + ": " + e.Err.Error() }
+func (e *NotInstalledError) Unwrap() error { return e.Err }
+
+// RetryAfter is how often a Rollout looks for Istio's CRDs again.
+func (e *NotInstalledError) RetryAfter() time.Duration { return 15 * time.Second }
+
+func notInstalled(err error) error { return &NotInstalledError{Err: err} }
 
 // RejectedError means the plan cannot be written as it is: it does not fit
 // the declared objects, or the API server (schema validation, Istio's

@@ -35,7 +35,8 @@ type Config struct {
 	// DefaultNamespace is where Rollouts and AnalysisTemplates whose
 	// manifests in Git name no namespace go. Default "default".
 	DefaultNamespace string `json:"defaultNamespace,omitempty"`
-	// StateDir holds the Git mirror. Default /var/lib/sluice.
+	// StateDir holds the Git mirrors. Default /var/lib/sluice in a pod,
+	// the user's cache folder outside a cluster (statedir.go).
 	StateDir string `json:"stateDir,omitempty"`
 
 	LeaderElection LeaderElection    `json:"leaderElection,omitempty"`
@@ -310,7 +311,6 @@ func (c *Config) Default() {
 	def(&c.Namespace, os.Getenv("POD_NAMESPACE"))
 	def(&c.Namespace, "sluice-system")
 	def(&c.DefaultNamespace, "default")
-	def(&c.StateDir, "/var/lib/sluice")
 	def(&c.LeaderElection.ID, "sluice-controller")
 	defDur := func(d *config.Duration, v time.Duration) {
 		if d.Duration == 0 {
@@ -434,7 +434,7 @@ func (c *Config) Check() error {
 			errs = append(errs, err)
 		}
 		if g.URL == "" {
-			bad("git.url", "required when a git section is given")
+			bad("git.url", "required when a git section is given: set it, or pass --git-url")
 		}
 		refs := 0
 		for _, s := range []string{g.Branch, g.Tag, g.Commit} {

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/sluicehq/sluice/internal/grpcecho"
 	"github.com/sluicehq/sluice/kube/workload"
@@ -104,7 +106,43 @@ func (w *world) releaseGood(t *testing.T, leader, follower *replica, load *grpce
 	w.checkSplits(t, load, follower, h.Polled, v2, map[int32]bool{10: true, 50: true})
 	w.checkAdminHistory(t, h.VS)
 	w.checkRuns(t, h.Runs, v2, 2, v1alpha1.AnalysisSuccessful)
+	w.checkRunsCounted(t, 2)
 	return successor
+}
+
+// metricLabels are a series' labels by name.
+func metricLabels(m *dto.Metric) map[string]string {
+	out := map[string]string{}
+	for _, l := range m.GetLabel() {
+		out[l.GetName()] = l.GetValue()
+	}
+	return out
+}
+
+// checkRunsCounted: sluice_rollout_analysis_runs_total, documented in
+// docs/controller.md, counted v2's successful runs (the replicas share
+// controller-runtime's registry in this process).
+func (w *world) checkRunsCounted(t *testing.T, want float64) {
+	t.Helper()
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got float64
+	for _, f := range families {
+		if f.GetName() != "sluice_rollout_analysis_runs_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := metricLabels(m)
+			if labels["namespace"] == w.ns && labels["rollout"] == rolloutName && labels["phase"] == string(v1alpha1.AnalysisSuccessful) {
+				got += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got < want {
+		t.Errorf("sluice_rollout_analysis_runs_total{phase=Successful} = %v, want at least %v", got, want)
+	}
 }
 
 // checkAcknowledgedByFollower checks that the leader, which has no xDS
@@ -134,10 +172,7 @@ func (r *replica) planAnswers(t *testing.T) map[string]float64 {
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
+			labels := metricLabels(m)
 			if labels["state"] == "Acknowledged" {
 				out[labels["via"]] = m.GetCounter().GetValue()
 			}

@@ -193,10 +193,7 @@ func (e *staleEnv) staleMetric(t *testing.T) float64 {
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
+			labels := metricLabels(m)
 			if labels["namespace"] == e.ns && labels["rollout"] == e.key.Name {
 				return m.GetGauge().GetValue()
 			}

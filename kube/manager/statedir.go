@@ -9,43 +9,57 @@ import (
 	"github.com/go-logr/logr"
 )
 
-// DefaultStateDir is stateDir's default: in a cluster, the Deployment's
-// volume (crds/controller/deployment.yaml).
+// DefaultStateDir is stateDir's default in a pod: the Deployment's volume
+// (crds/controller/deployment.yaml).
 const DefaultStateDir = "/var/lib/sluice"
 
-// stateDir makes the state folder exist and checks that this process can
-// write in it, before anything runs: a Git mirror that cannot be created
-// would only fail later, in the middle of a sync. The default falls back
-// to the user's cache folder when it cannot be written (the controller
-// run outside a cluster, as a user): what it holds, Git mirrors, is a
-// cache that is fetched again when lost. A folder that was asked for by
-// name is an error that says how to choose another.
+// stateDir chooses the state folder, makes it exist and checks that this
+// process can write in it, before anything runs: a Git mirror that cannot
+// be created would only fail later, in the middle of a sync.
+//
+// Without one configured, it is DefaultStateDir in a pod and the user's
+// cache folder outside a cluster ($XDG_CACHE_HOME or ~/.cache, then
+// sluice/controller): what it holds, Git mirrors, is a cache, fetched
+// again when lost. DefaultStateDir falls back to the cache folder too
+// when it cannot be written. A folder that was asked for by name is an
+// error that says how to choose another.
 func stateDir(dir string, log logr.Logger) (string, error) {
-	err := writable(dir)
-	if err == nil {
+	if dir != "" {
+		if err := writable(dir); err != nil {
+			return "", fmt.Errorf("stateDir %s: %w: choose a folder this user can write with --state-dir or stateDir in the configuration file", dir, err)
+		}
 		return dir, nil
 	}
-	if dir != DefaultStateDir {
-		return "", fmt.Errorf("stateDir %s: %w: choose a folder this user can write with --state-dir or stateDir in the configuration file", dir, err)
+	var tried []string
+	if inPod() {
+		err := writable(DefaultStateDir)
+		if err == nil {
+			return DefaultStateDir, nil
+		}
+		tried = append(tried, fmt.Sprintf("%s: %v", DefaultStateDir, err))
 	}
-	cache, cerr := os.UserCacheDir()
-	if cerr != nil {
-		return "", fmt.Errorf("stateDir %s: %w, and there is no user cache folder to use instead (%v): choose a folder with --state-dir or stateDir in the configuration file", dir, err, cerr)
+	cache, err := os.UserCacheDir()
+	if err == nil {
+		alt := filepath.Join(cache, "sluice", "controller")
+		if err = writable(alt); err == nil {
+			if len(tried) > 0 {
+				log.Info("the default state folder cannot be written; keeping the Git mirrors in the user's cache folder instead (choose another with --state-dir)",
+					"tried", tried, "stateDir", alt)
+			}
+			return alt, nil
+		}
+		err = fmt.Errorf("%s: %w", alt, err)
 	}
-	alt := filepath.Join(cache, "sluice", "controller")
-	if aerr := writable(alt); aerr != nil {
-		return "", fmt.Errorf("stateDir %s: %w, nor %s: %v: choose a folder with --state-dir or stateDir in the configuration file", dir, err, alt, aerr)
-	}
-	log.Info("the default state folder cannot be written; keeping the Git mirrors in the user's cache folder instead (choose another with --state-dir)",
-		"default", dir, "reason", err.Error(), "stateDir", alt)
-	return alt, nil
+	tried = append(tried, err.Error())
+	return "", fmt.Errorf("stateDir: no writable folder for the Git mirrors (%v): choose one with --state-dir or stateDir in the configuration file", tried)
 }
+
+// inPod reports whether the process runs in a Kubernetes pod, which the
+// kubelet tells every container through the environment.
+func inPod() bool { return os.Getenv("KUBERNETES_SERVICE_HOST") != "" }
 
 // writable creates dir if need be and writes a file in it.
 func writable(dir string) error {
-	if dir == "" {
-		return errors.New("empty path")
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}

@@ -27,12 +27,24 @@ import (
 // (kubelet_test.go).
 var env = kubetest.NewEnv(istio.AddToScheme).WithIstioCRDs()
 
+// bare is a second control plane, as fresh as a new kind cluster: no CRD
+// at all, not even Sluice's, until a test installs them (quickstart_test.go).
+var bare = &kubetest.Env{
+	Scheme: kubetest.NewEnv(istio.AddToScheme).Scheme,
+	CRDs:   func() ([]string, error) { return nil, nil },
+}
+
 func TestMain(m *testing.M) {
 	// client-go reports what its informers and Event broadcasters could
 	// not do (a list or an Event the API server refused) through klog:
 	// into the test's log, where checkAuthorized looks for refusals.
 	klog.SetLogger(logger("client-go"))
-	os.Exit(env.Run(m))
+	code := env.Run(m)
+	if err := bare.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = max(code, 1)
+	}
+	os.Exit(code)
 }
 
 // The controller's identity, as crds/rbac/service_account.yaml declares it

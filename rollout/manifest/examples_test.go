@@ -20,7 +20,8 @@ func TestExamples(t *testing.T) {
 		{"quickstart", 1, 1},
 		{"analysis", 0, 3},
 		{"gateway-api", 2, 2},
-		{".", 8, 12},
+		{"hello", 1, 0},
+		{".", 9, 12},
 	}
 	for _, tc := range cases {
 		t.Run(tc.dir, func(t *testing.T) {

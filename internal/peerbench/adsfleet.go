@@ -18,6 +18,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 )
 
 // Fleet is N Envoy-like ADS clients (state of the world over one
@@ -38,6 +39,8 @@ type Fleet struct {
 	marker  atomic.Int32
 	seen    []atomic.Int32 // per client: the last marker it ACKed
 	acked   atomic.Int32
+	resps   atomic.Int64 // responses received, all clients
+	bytes   atomic.Int64 // their size in bytes
 	firstNS atomic.Int64 // first receipt of the marker
 	lastNS  atomic.Int64 // last ACK of the marker
 	mu      sync.Mutex
@@ -124,6 +127,10 @@ func (f *Fleet) Wait(ctx context.Context, timeout time.Duration) (first, last ti
 	}
 }
 
+// Traffic is how many responses the clients received so far, and their
+// size in bytes (protobuf encoding).
+func (f *Fleet) Traffic() (responses, bytes int64) { return f.resps.Load(), f.bytes.Load() }
+
 // adsClient is one stream.
 type adsClient struct {
 	f     *Fleet
@@ -158,6 +165,8 @@ func (c *adsClient) run(ctx context.Context, cc *grpc.ClientConn, started func()
 			return err
 		}
 		recv := time.Now()
+		c.f.resps.Add(1)
+		c.f.bytes.Add(int64(proto.Size(resp)))
 		refs, hasMarker, err := c.read(resp)
 		if err != nil {
 			return err

@@ -119,8 +119,8 @@ func ByVerb(counts map[string]int) map[string]int {
 	return out
 }
 
-// Table lists counts by kind, most first, one per line, with the number
-// per unit (per rollout).
+// Table lists counts by kind, most first, with the number per unit (per
+// rollout), on one line: "PATCH rollouts/status 2895 (14.47); ...".
 func Table(counts map[string]int, per int) string {
 	kinds := slices.Collect(maps.Keys(counts))
 	slices.SortFunc(kinds, func(a, b string) int {
@@ -129,11 +129,11 @@ func Table(counts map[string]int, per int) string {
 		}
 		return strings.Compare(a, b)
 	})
-	var sb strings.Builder
-	for _, k := range kinds {
-		fmt.Fprintf(&sb, "  %-44s %8d %8.2f\n", k, counts[k], float64(counts[k])/float64(max(per, 1)))
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = fmt.Sprintf("%s %d (%.2f)", k, counts[k], float64(counts[k])/float64(max(per, 1)))
 	}
-	return sb.String()
+	return strings.Join(parts, "; ")
 }
 
 // RequestKind names a request the way the API server's audit log does:

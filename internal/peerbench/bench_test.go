@@ -62,7 +62,7 @@ func BenchmarkControllerSameWork(b *testing.B) {
 	default:
 		b.Fatalf("PEERBENCH_QPS=%q: want default or none", q)
 	}
-	b.Logf("argo-rollouts %s, sluice %s", ToolModuleVersion("argo-rollouts", "github.com/argoproj/argo-rollouts"), sluiceVersion())
+	b.Logf("argo-rollouts %s", ToolModuleVersion("argo-rollouts", "github.com/argoproj/argo-rollouts"))
 	for _, ctl := range []struct {
 		name string
 		make func(*testing.B) Controller
@@ -110,7 +110,7 @@ func (r *controllerResult) report(b *testing.B, n int) {
 	b.ReportMetric(per(float64(r.latency.N)), "reconciles/rollout")
 	b.ReportMetric(r.latency.P50, "reconcile-p50-ms")
 	b.ReportMetric(r.latency.P99, "reconcile-p99-ms")
-	b.Logf("requests during the rollout (kind, count, per rollout):\n%s", Table(r.requests, n))
+	b.Logf("requests during the rollout (kind count (per rollout)): %s", Table(r.requests, n))
 	b.Logf("reconcile latency from %s; RSS at the end %.0f MiB", r.latency.Source, float64(r.rss)/(1<<20))
 }
 
@@ -238,10 +238,11 @@ func unlimited(cfg *rest.Config) *rest.Config {
 
 // sluiceBinary builds sluice from this tree (once per process).
 func sluiceBinary(b *testing.B) string {
-	bin, err := BuildSluice(context.Background())
+	bin, version, err := BuildSluice(context.Background())
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Logf("sluice built from %s", version)
 	return bin
 }
 
@@ -266,19 +267,6 @@ func envInt(b *testing.B, name string, def int) int {
 		b.Fatalf("%s=%q: want a positive number", name, s)
 	}
 	return v
-}
-
-// sluiceVersion is the commit of this tree, and whether it has changes.
-func sluiceVersion() string {
-	root, err := testbin.ModuleRoot()
-	if err != nil {
-		return "?"
-	}
-	out, err := execIn(root, "git", "describe", "--always", "--dirty")
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(out)
 }
 
 // parallel calls do for every name, 16 at a time, and fails on the first

@@ -36,7 +36,7 @@ func BenchmarkXDSSameClients(b *testing.B) {
 		b.Fatal(err)
 	}
 	changes := envInt(b, "PEERBENCH_CHANGES", 10)
-	b.Logf("istiod %s, sluice %s", ToolModuleVersion("istiod", "istio.io/istio"), sluiceVersion())
+	b.Logf("istiod %s", ToolModuleVersion("istiod", "istio.io/istio"))
 	for _, services := range envInts(b, "PEERBENCH_SERVICES", []int{4}) {
 		for _, n := range envInts(b, "PEERBENCH_CLIENTS", []int{100, 1000, 5000}) {
 			for _, srv := range []struct {
@@ -45,10 +45,11 @@ func BenchmarkXDSSameClients(b *testing.B) {
 			}{
 				{"istiod", func(b *testing.B) XDSServer { return &Istiod{Bin: peerBinary(b, "pilot-discovery"), C: admin} }},
 				{"sluice", func(b *testing.B) XDSServer {
-					bin, err := BuildXDSServer(context.Background())
+					bin, version, err := BuildXDSServer(context.Background())
 					if err != nil {
 						b.Fatal(err)
 					}
+					b.Logf("xdsserver built from %s", version)
 					return &SluiceXDS{Bin: bin}
 				}},
 			} {
@@ -68,6 +69,8 @@ type xdsResult struct {
 	cpu          time.Duration   // server, over the changes
 	rss, hwm     int64
 	connect      time.Duration // until every client had its routes
+	resps, bytes int64         // received by all clients over the changes
+	n            int
 }
 
 func (r *xdsResult) report(b *testing.B) {
@@ -81,6 +84,9 @@ func (r *xdsResult) report(b *testing.B) {
 	b.ReportMetric(float64(r.rss)/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(r.hwm)/(1<<20), "peak-rss-MiB")
 	b.ReportMetric(r.connect.Seconds(), "connect-s")
+	perClient := float64(r.n * len(r.took))
+	b.ReportMetric(float64(r.resps)/perClient, "responses/client/change")
+	b.ReportMetric(float64(r.bytes)/perClient/1024, "KiB/client/change")
 	b.Logf("change → last ACK: %v", r.took)
 }
 
@@ -106,13 +112,14 @@ func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes in
 	if err != nil {
 		b.Fatalf("%s: %v\nlast output:\n%s", s.Name(), err, p.Tail())
 	}
-	res := &xdsResult{connect: time.Since(start)}
+	res := &xdsResult{connect: time.Since(start), n: n}
 	// Let the connection storm's pushes settle.
 	time.Sleep(3 * time.Second)
 	u0, err := ReadUsage(p.Pid())
 	if err != nil {
 		b.Fatal(err)
 	}
+	resps0, bytes0 := fleet.Traffic()
 	for i := range changes {
 		// Markers 10, 11, ... 89: never the initial 5/95, never repeated
 		// back to back.
@@ -136,6 +143,8 @@ func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes in
 		b.Fatal(err)
 	}
 	res.cpu, res.rss, res.hwm = u1.CPU-u0.CPU, u1.RSS, u1.HWM
+	resps1, bytes1 := fleet.Traffic()
+	res.resps, res.bytes = resps1-resps0, bytes1-bytes0
 	return res
 }
 

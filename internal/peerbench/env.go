@@ -95,36 +95,61 @@ func ToolModuleVersion(tool, module string) string {
 }
 
 var sluiceBuild struct {
-	once sync.Once
-	path string
-	err  error
+	once    sync.Once
+	path    string
+	version string
+	err     error
 }
 
-// BuildSluice builds bin/sluice from this tree (whatever it holds,
-// committed or not) into a temporary folder once per process, so that the
-// benchmark measures the code beside it.
-func BuildSluice(ctx context.Context) (string, error) {
+// BuildSluice builds cmd/sluice once per process, from the commit HEAD
+// names (exported with git archive, so that other work in progress in the
+// checkout is not measured), or from the working tree as it is when
+// PEERBENCH_SLUICE=tree. It returns the binary and what it was built from.
+func BuildSluice(ctx context.Context) (path, version string, err error) {
 	sluiceBuild.once.Do(func() {
-		root, err := testbin.ModuleRoot()
-		if err != nil {
-			sluiceBuild.err = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "peerbench-sluice-")
-		if err != nil {
-			sluiceBuild.err = err
-			return
-		}
-		path := filepath.Join(dir, "sluice")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/sluice")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			sluiceBuild.err = fmt.Errorf("go build ./cmd/sluice: %v\n%s", err, out)
-			return
-		}
-		sluiceBuild.path = path
+		sluiceBuild.path, sluiceBuild.version, sluiceBuild.err = buildSluice(ctx, "./cmd/sluice", "sluice")
 	})
-	return sluiceBuild.path, sluiceBuild.err
+	return sluiceBuild.path, sluiceBuild.version, sluiceBuild.err
+}
+
+// buildSluice builds pkg of this module into a new temporary folder as
+// name, from HEAD or (PEERBENCH_SLUICE=tree) the working tree.
+func buildSluice(ctx context.Context, pkg, name string) (path, version string, err error) {
+	root, err := testbin.ModuleRoot()
+	if err != nil {
+		return "", "", err
+	}
+	dir, err := os.MkdirTemp("", "peerbench-"+name+"-")
+	if err != nil {
+		return "", "", err
+	}
+	src := root
+	rev, err := execIn(root, "git", "rev-parse", "--short", "HEAD")
+	if err != nil {
+		return "", "", fmt.Errorf("git rev-parse: %w", err)
+	}
+	version = strings.TrimSpace(rev)
+	if os.Getenv("PEERBENCH_SLUICE") == "tree" {
+		version += " + working tree"
+	} else {
+		src = filepath.Join(dir, "src")
+		if err := os.Mkdir(src, 0o755); err != nil {
+			return "", "", err
+		}
+		export := exec.CommandContext(ctx, "sh", "-c", `git archive HEAD | tar -x -C "$1"`, "sh", src)
+		export.Dir = root
+		if out, err := export.CombinedOutput(); err != nil {
+			return "", "", fmt.Errorf("git archive HEAD: %v\n%s", err, out)
+		}
+	}
+	path = filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, pkg)
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return path, version, nil
 }
 
 // FreePort is a loopback port nothing listens on right now.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,8 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/sluicehq/sluice/internal/testbin"
 )
 
 // XDSServer is a control plane under measurement, serving Envoy-like ADS
@@ -112,35 +109,19 @@ func (s *SluiceXDS) Change(ctx context.Context, w int32) error {
 }
 
 var xdsBuild struct {
-	once sync.Once
-	path string
-	err  error
+	once    sync.Once
+	path    string
+	version string
+	err     error
 }
 
-// BuildXDSServer builds internal/peerbench/xdsserver from this tree once
-// per process.
-func BuildXDSServer(ctx context.Context) (string, error) {
+// BuildXDSServer builds internal/peerbench/xdsserver once per process, as
+// BuildSluice builds sluice.
+func BuildXDSServer(ctx context.Context) (path, version string, err error) {
 	xdsBuild.once.Do(func() {
-		root, err := testbin.ModuleRoot()
-		if err != nil {
-			xdsBuild.err = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "peerbench-xds-")
-		if err != nil {
-			xdsBuild.err = err
-			return
-		}
-		path := filepath.Join(dir, "xdsserver")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./internal/peerbench/xdsserver")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			xdsBuild.err = fmt.Errorf("go build ./internal/peerbench/xdsserver: %v\n%s", err, out)
-			return
-		}
-		xdsBuild.path = path
+		xdsBuild.path, xdsBuild.version, xdsBuild.err = buildSluice(ctx, "./internal/peerbench/xdsserver", "xdsserver")
 	})
-	return xdsBuild.path, xdsBuild.err
+	return xdsBuild.path, xdsBuild.version, xdsBuild.err
 }
 
 // Istiod is istiod (bin/pilot-discovery) against the benchmark's API
@@ -183,7 +164,6 @@ func (d *Istiod) Start(ctx context.Context, services int, dir string, log io.Wri
 		"--monitoringAddr", fmt.Sprintf("127.0.0.1:%d", ports[4]),
 		"--meshConfig", filepath.Join(dir, "mesh"), // none: the defaults
 		"--networksConfig", filepath.Join(dir, "meshNetworks"),
-		"--log_output_level", "default:warn",
 	}
 	env := []string{"POD_NAMESPACE=istio-system", "POD_NAME=istiod-bench", "REVISION=default"}
 	p, err := Start("istiod", d.Bin, args, env, log)
@@ -260,6 +240,11 @@ func (d *Istiod) setup(ctx context.Context, services int) error {
 		if err := client.IgnoreAlreadyExists(d.C.Create(ctx, sa)); err != nil {
 			return err
 		}
+	}
+	// The pods' node, for their locality (istiod looks it up).
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-0"}}
+	if err := client.IgnoreAlreadyExists(d.C.Create(ctx, node)); err != nil {
+		return err
 	}
 	names := make([]string, services)
 	for i := range names {

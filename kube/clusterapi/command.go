@@ -26,7 +26,9 @@ const rewatchDelay = time.Second
 // ctx ends. The command records who sent it: the identity the API server
 // reports for the credentials (a SelfSubjectReview), not what the client
 // claims, so status.lastCommand.by and the engine's Command<Kind> Event name
-// the same user as the API server's audit log of the patch. It then sets
+// the same user as the API server's audit log of the patch. With
+// Options.StatedActor it records req.By instead: the caller (Access) has
+// authenticated that person itself and patches with its own credentials. It then sets
 // the sluice.dev/command annotation with a JSON merge patch and watches the
 // Rollout until status.lastCommand.id is the command's ID.
 //

@@ -107,11 +107,12 @@ PEER_BINARIES := \
 peers: $(PEER_BINARIES)
 
 # Argo Rollouts' controller (github.com/argoproj/argo-rollouts/cmd/rollouts-controller,
-# a `tool` of the module). Version ldflags as upstream's Makefile sets them.
+# a `tool` of the module). Version ldflags as upstream's Makefile sets them
+# (without the leading v, which the binary adds).
 $(TOOLS_BIN)/rollouts-controller: $(TOOLS_MK_DIR)/argo-rollouts/go.mod $(TOOLS_MK_DIR)/argo-rollouts/go.sum
 	@mkdir -p $(@D)
 	cd $(TOOLS_MK_DIR)/argo-rollouts && \
-	v=$$(GOWORK=off $(TOOLS_GO) list -m -f '{{.Version}}' github.com/argoproj/argo-rollouts) && \
+	v=$$(GOWORK=off $(TOOLS_GO) list -m -f '{{.Version}}' github.com/argoproj/argo-rollouts) && v=$${v#v} && \
 	p=github.com/argoproj/argo-rollouts/utils/version && \
 	$(TOOLS_GOENV) $(TOOLS_GO) build -trimpath \
 		-ldflags "$(TOOLS_LDFLAGS) -X $$p.version=$$v -X $$p.gitTreeState=clean" \

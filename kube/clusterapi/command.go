@@ -28,9 +28,9 @@ const rewatchDelay = time.Second
 // claims, so status.lastCommand.by and the engine's Command<Kind> Event name
 // the same user as the API server's audit log of the patch. With
 // Options.StatedActor it records req.By instead: the caller (Access) has
-// authenticated that person itself and patches with its own credentials. It then sets
-// the sluice.dev/command annotation with a JSON merge patch and watches the
-// Rollout until status.lastCommand.id is the command's ID.
+// authenticated that person itself and patches with its own credentials.
+// It then sets the sluice.dev/command annotation with a JSON merge patch
+// and watches the Rollout until status.lastCommand.id is the command's ID.
 //
 // A refused command is not an error: check Refused. When ctx ends first the
 // error wraps rolloutapi.ErrUnavailable; the command stays in the annotation and

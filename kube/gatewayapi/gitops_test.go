@@ -34,9 +34,10 @@ import (
 // put the plan back after a GitOps apply. Sluice's writes come within
 // milliseconds of the change they answer (the cached Writer's watch wakes
 // the Rollout; the reconciler polls every ackPoll besides), so a few
-// seconds, dozens of poll periods, show a loop if there is one.
+// seconds, dozens of poll periods, would show a loop; the window is the
+// issue's 30 s all the same, hundreds of poll periods.
 const (
-	quietWindow = 5 * time.Second
+	quietWindow = 30 * time.Second
 	ackPoll     = 100 * time.Millisecond
 )
 
@@ -120,7 +121,17 @@ func TestGitOpsApplyDoesNotFight(t *testing.T) {
 	}
 
 	// A reconcile whose route did not change sends the route no request:
-	// the cached Writer finds it as it left it in its cache.
+	// the cached Writer finds it as it left it in its cache. A re-read
+	// from the write that raced the GitOps apply may still be under way:
+	// the count starts once reads have stopped for a while.
+	for quiet, last := 0, api.gets.Load(); quiet < 3; {
+		time.Sleep(300 * time.Millisecond)
+		if now := api.gets.Load(); now == last {
+			quiet++
+		} else {
+			quiet, last = 0, now
+		}
+	}
 	reconciles, reads := reconcileCount(t), api.gets.Load()
 	for i := range 5 {
 		poke := rolloutOf(t, c, ro)

@@ -107,6 +107,8 @@ func lowerKind(k v1alpha1.AnalysisKind) string {
 		return "post-promotion"
 	case v1alpha1.AnalysisDark:
 		return "dark"
+	case v1alpha1.AnalysisBackgroundKind:
+		return "background"
 	}
 	return "step"
 }

@@ -126,7 +126,7 @@ func (s *stepper) startRollout() {
 	st.Pause, st.Abort = nil, nil
 	s.restart()
 	s.event(EventNormal, v1alpha1.ReasonNewRevision,
-		"new revision %s: rolling out from stable %s in %d steps", s.desired, st.StableRevision, len(s.steps))
+		"new revision %s: rolling out from stable %s in %d steps, promotion included", s.desired, st.StableRevision, len(s.steps)+1)
 }
 
 // recordOutcome remembers how the current rollout ends. An aborted rollout

@@ -33,6 +33,13 @@ type XDSPlane struct {
 	published []string
 	moved     bool
 	base      context.Context
+
+	// answers are Observe's, by plan version, until the server's status
+	// may move (until closes): a pass asks about every plan, and most
+	// passes follow a change that concerns few of them.
+	answersMu sync.Mutex
+	answers   map[string]engine.DataPlane
+	until     <-chan struct{}
 }
 
 // noClientsRetry is how often a wait with no subscribed client looks
@@ -111,11 +118,36 @@ func (x *XDSPlane) SetPlans(ctx context.Context, plans []plan.Plan) error {
 
 // Observe is the data plane's answer about the plan's version.
 func (x *XDSPlane) Observe(p plan.Plan) engine.DataPlane {
+	x.answersMu.Lock()
+	defer x.answersMu.Unlock()
+	if x.until == nil || closed(x.until) {
+		// Taken before the status is read: a change after it closes it.
+		x.until = x.srv.StatusChanged()
+		x.answers = map[string]engine.DataPlane{}
+	}
+	if dp, ok := x.answers[p.Version]; ok {
+		return dp
+	}
+	dp := x.observe(p)
+	x.answers[p.Version] = dp
+	return dp
+}
+
+func (x *XDSPlane) observe(p plan.Plan) engine.DataPlane {
 	st := x.srv.Status(xds.ServiceKey(p.Namespace, p.Service), p.Version)
 	if st.NoClients() && x.AckWithoutClients && st.Published {
 		return engine.DataPlane{Version: p.Version, State: engine.AckAcknowledged}
 	}
 	return st.DataPlane()
+}
+
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // Changed is signalled when a proxy answers a published version.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
 )
 
@@ -18,11 +19,7 @@ func TestXDSPlanePublishesChangesOnly(t *testing.T) {
 	t.Cleanup(cancel)
 	x := newXDS(t)
 	plane := NewXDSPlane(ctx, x.srv, x.eps)
-	p := plan.Plan{Service: "reviews",
-		Subsets: []plan.Subset{{Name: plan.Stable, Revision: "v1"}},
-		Hosts: []plan.Host{{Name: "reviews", Port: 9080, Routes: []plan.Route{{
-			Name: "primary", Destinations: []plan.Destination{{Subset: plan.Stable, Weight: 100}}}}}}}
-	p.Seal()
+	p := testPlan("reviews", "v1")
 
 	steps := []struct {
 		what      string
@@ -54,6 +51,39 @@ func TestXDSPlanePublishesChangesOnly(t *testing.T) {
 			t.Errorf("%s: %v publishes found nothing to push, want %v", st.what, got, st.unchanged)
 		}
 	}
+}
+
+// Observe answers from what it learnt until the server's status moves:
+// a publish (or a proxy's answer) gives the next Observe the new state.
+func TestXDSPlaneObserveFollowsTheServer(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	x := newXDS(t)
+	plane := NewXDSPlane(ctx, x.srv, x.eps)
+	plane.AckWithoutClients = true
+	p := testPlan("reviews", "v1")
+	for range 2 {
+		if dp := plane.Observe(p); dp.State == engine.AckAcknowledged {
+			t.Fatalf("before the publish: %+v", dp)
+		}
+	}
+	if err := plane.SetPlans(ctx, []plan.Plan{p}); err != nil {
+		t.Fatal(err)
+	}
+	if dp := plane.Observe(p); dp.State != engine.AckAcknowledged {
+		t.Fatalf("after the publish, with no client subscribed: %+v, want acknowledged", dp)
+	}
+}
+
+// testPlan is 100% of service to its stable revision.
+func testPlan(service, revision string) plan.Plan {
+	p := plan.Plan{Service: service,
+		Subsets: []plan.Subset{{Name: plan.Stable, Revision: revision}},
+		Hosts: []plan.Host{{Name: service, Port: 9080, Routes: []plan.Route{{
+			Name: "primary", Destinations: []plan.Destination{{Subset: plan.Stable, Weight: 100}}}}}}}
+	p.Seal()
+	return p
 }
 
 // publishCount is the xDS server's count of publishes with one result

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -17,10 +16,8 @@ import (
 func TestIdlePassWritesAndPublishesNothing(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	x := newXDS(t)
-	plane := NewXDSPlane(ctx, x.srv, x.eps)
+	plane := NewXDSPlane(t.Context(), x.srv, x.eps)
 	plane.AckWithoutClients = true
 	// The analysis never ends: the second case waits at its analysis step.
 	s := f.startWith(v1alpha1.AnalysisRunning, func(o *Options) { o.Plane = plane })

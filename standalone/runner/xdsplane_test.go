@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -15,8 +14,7 @@ import (
 // once per change, never through the endpoint source's signal as well.
 func TestXDSPlanePublishesChangesOnly(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := t.Context()
 	x := newXDS(t)
 	plane := NewXDSPlane(ctx, x.srv, x.eps)
 	p := testPlan("reviews", "v1")
@@ -57,8 +55,7 @@ func TestXDSPlanePublishesChangesOnly(t *testing.T) {
 // a publish (or a proxy's answer) gives the next Observe the new state.
 func TestXDSPlaneObserveFollowsTheServer(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := t.Context()
 	x := newXDS(t)
 	plane := NewXDSPlane(ctx, x.srv, x.eps)
 	plane.AckWithoutClients = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -36,17 +37,34 @@ type Fleet struct {
 	conns []*grpc.ClientConn
 	n     int
 
-	marker  atomic.Int32
-	seen    []atomic.Int32 // per client: the last marker it ACKed
-	acked   atomic.Int32
-	resps   atomic.Int64 // responses received, all clients
-	bytes   atomic.Int64 // their size in bytes
-	firstNS atomic.Int64 // first receipt of the marker
-	lastNS  atomic.Int64 // last ACK of the marker
-	mu      sync.Mutex
-	done    chan struct{}
-	errs    chan error
+	marker     atomic.Int32
+	seen       []atomic.Int32 // per client: the last marker it ACKed
+	acked      atomic.Int32
+	reconnects atomic.Int64 // streams opened again after an error
+	resps      atomic.Int64 // responses received, all clients
+	bytes      atomic.Int64 // their size in bytes
+	firstNS    atomic.Int64 // first receipt of the marker
+	lastNS     atomic.Int64 // last ACK of the marker
+	mu         sync.Mutex
+	done       chan struct{}
+	errs       chan error
 }
+
+// Reconnection backoff: Envoy's defaults for its xDS stream (500 ms base;
+// its maximum is larger, 10 s is enough here).
+const (
+	reconnectBase = 500 * time.Millisecond
+	reconnectMax  = 10 * time.Second
+)
+
+// decodeError is a response a client could not read: the end of the
+// benchmark, not a reason to reconnect.
+type decodeError struct{ error }
+
+func (e decodeError) Unwrap() error { return e.error }
+
+// Reconnects is how many times a client opened its stream again.
+func (f *Fleet) Reconnects() int64 { return f.reconnects.Load() }
 
 // Node builds client i's node.
 type Node func(i int) *corev3.Node
@@ -78,9 +96,25 @@ func StartFleet(ctx context.Context, addr string, n int, node Node, timeout time
 		sem <- struct{}{}
 		go func() {
 			c := &adsClient{f: f, i: i, node: node(i), ready: ready}
-			err := c.run(ctx, f.conns[i%len(f.conns)], func() { <-sem })
-			if err != nil && ctx.Err() == nil {
-				f.errs <- fmt.Errorf("client %d: %w", i, err)
+			var once sync.Once
+			started := func() { once.Do(func() { <-sem }) }
+			// Like Envoy, a client whose stream ends (istiod refuses
+			// streams past its request rate limit) opens a new one after
+			// a jittered, doubling backoff.
+			backoff := reconnectBase
+			for {
+				err := c.run(ctx, f.conns[i%len(f.conns)], started)
+				if ctx.Err() != nil {
+					return
+				}
+				var de decodeError
+				if errors.As(err, &de) {
+					f.errs <- fmt.Errorf("client %d: %w", i, err)
+					return
+				}
+				f.reconnects.Add(1)
+				time.Sleep(backoff/2 + rand.N(backoff/2))
+				backoff = min(2*backoff, reconnectMax)
 			}
 		}()
 	}
@@ -169,7 +203,7 @@ func (c *adsClient) run(ctx context.Context, cc *grpc.ClientConn, started func()
 		c.f.bytes.Add(int64(proto.Size(resp)))
 		refs, hasMarker, err := c.read(resp)
 		if err != nil {
-			return err
+			return decodeError{err}
 		}
 		t := resp.GetTypeUrl()
 		if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.GetVersionInfo(),

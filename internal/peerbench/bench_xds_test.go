@@ -70,6 +70,7 @@ type xdsResult struct {
 	rss, hwm     int64
 	connect      time.Duration // until every client had its routes
 	resps, bytes int64         // received by all clients over the changes
+	reconnects   int64         // streams reopened (istiod's rate limit), connection included
 	n            int
 }
 
@@ -87,7 +88,7 @@ func (r *xdsResult) report(b *testing.B) {
 	perClient := float64(r.n * len(r.took))
 	b.ReportMetric(float64(r.resps)/perClient, "responses/client/change")
 	b.ReportMetric(float64(r.bytes)/perClient/1024, "KiB/client/change")
-	b.Logf("change → last ACK: %v", r.took)
+	b.Logf("change → last ACK: %v; streams reopened: %d", r.took, r.reconnects)
 }
 
 func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes int) *xdsResult {
@@ -145,6 +146,7 @@ func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes in
 	res.cpu, res.rss, res.hwm = u1.CPU-u0.CPU, u1.RSS, u1.HWM
 	resps1, bytes1 := fleet.Traffic()
 	res.resps, res.bytes = resps1-resps0, bytes1-bytes0
+	res.reconnects = fleet.Reconnects()
 	return res
 }
 

@@ -297,6 +297,10 @@ func TestStrategyDarkRelease(t *testing.T) {
 			if !slices.Contains(ro.Status.Traffic.Routes, "dark") || ro.Status.Traffic.CanaryWeight != 0 {
 				t.Fatalf("dark traffic: routes %v, canary weight %d", ro.Status.Traffic.Routes, ro.Status.Traffic.CanaryWeight)
 			}
+			// A client ACKs before its channel switches configuration.
+			poll.Within(t, 10*time.Second, "the dark route in force in the client", func() bool {
+				return xdstest.Calls(t, client, 20, c.v2[0]...)["v2"] == 20
+			})
 			for _, md := range c.v2 {
 				stratOnly(t, fmt.Sprint(md), xdstest.Calls(t, client, 100, md...), 100, "v2")
 			}

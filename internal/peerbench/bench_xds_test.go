@@ -67,6 +67,7 @@ func BenchmarkXDSSameClients(b *testing.B) {
 type xdsResult struct {
 	took, spread []time.Duration // per change: change → last ACK, first receipt → last ACK
 	cpu          time.Duration   // server, over the changes
+	clientCPU    time.Duration   // this process (the clients), over the changes
 	rss, hwm     int64
 	connect      time.Duration // until every client had its routes
 	resps, bytes int64         // received by all clients over the changes
@@ -82,6 +83,7 @@ func (r *xdsResult) report(b *testing.B) {
 	b.ReportMetric(msf(r.took[len(r.took)-1]), "ack-max-ms")
 	b.ReportMetric(msf(r.spread[len(r.spread)/2]), "push-spread-p50-ms")
 	b.ReportMetric(1000*r.cpu.Seconds()/float64(len(r.took)), "cpu-ms/change")
+	b.ReportMetric(1000*r.clientCPU.Seconds()/float64(len(r.took)), "client-cpu-ms/change")
 	b.ReportMetric(float64(r.rss)/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(r.hwm)/(1<<20), "peak-rss-MiB")
 	b.ReportMetric(r.connect.Seconds(), "connect-s")
@@ -121,6 +123,10 @@ func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes in
 		b.Fatal(err)
 	}
 	resps0, bytes0 := fleet.Traffic()
+	self0, err := ReadUsage(os.Getpid())
+	if err != nil {
+		b.Fatal(err)
+	}
 	for i := range changes {
 		// Markers 10, 11, ... 89: never the initial 5/95, never repeated
 		// back to back.
@@ -143,7 +149,11 @@ func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes in
 	if err != nil {
 		b.Fatal(err)
 	}
-	res.cpu, res.rss, res.hwm = u1.CPU-u0.CPU, u1.RSS, u1.HWM
+	self1, err := ReadUsage(os.Getpid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	res.cpu, res.rss, res.hwm, res.clientCPU = u1.CPU-u0.CPU, u1.RSS, u1.HWM, self1.CPU-self0.CPU
 	resps1, bytes1 := fleet.Traffic()
 	res.resps, res.bytes = resps1-resps0, bytes1-bytes0
 	res.reconnects = fleet.Reconnects()

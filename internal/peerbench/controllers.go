@@ -116,13 +116,16 @@ func podTemplate(app, image string) corev1.PodTemplateSpec {
 	}
 }
 
-// service is the app's Service as a user declares it.
+// service is the app's Service as a user declares it. Headless: envtest's
+// service IP range (a /24) has no address for 1,000 Services, and neither
+// controller uses the address.
 func service(ns, app string) *corev1.Service {
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: app},
 		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{AppLabel: app},
-			Ports:    []corev1.ServicePort{{Name: "http", Port: 8080}},
+			ClusterIP: corev1.ClusterIPNone,
+			Selector:  map[string]string{AppLabel: app},
+			Ports:     []corev1.ServicePort{{Name: "http", Port: 8080}},
 		},
 	}
 }

@@ -11,7 +11,19 @@
 // ReplicaSet controller and kubelet stand-in, the clients) is the same code
 // for both sides of a comparison.
 //
-// The benchmarks are in bench_test.go; `make bench-peers` runs them all.
+// The benchmarks are BenchmarkControllerSameWork (bench_test.go, against
+// Argo Rollouts) and BenchmarkXDSSameClients (bench_xds_test.go, against
+// istiod); `make bench-peers` runs them all. Sizes and settings come from
+// the environment:
+//
+//	PEERBENCH_ROLLOUTS   Rollouts in the controller benchmark (1000)
+//	PEERBENCH_QPS        "none": both controllers without a client-side rate limit
+//	PEERBENCH_CLIENTS    ADS clients, a list (100,1000,5000)
+//	PEERBENCH_SERVICES   services served to them, a list (4)
+//	PEERBENCH_CHANGES    weight changes per xDS run (10)
+//	PEERBENCH_SLUICE     "tree": build Sluice from the working tree, not HEAD
+//	PEERBENCH_LOGDIR     where each product's output is kept (/tmp/peerbench)
+//
 // This package's non-test code holds the measuring parts, with unit tests
 // that need no binaries.
 package peerbench

@@ -70,6 +70,14 @@ func unregisteredMetrics() *Metrics {
 	for _, r := range []string{"ok", "error"} {
 		m.writes.WithLabelValues(r)
 	}
+	// Every series exists from the start, at 0: a rate() over a counter that
+	// appears with its first answer misses that answer, and a dashboard or
+	// alert written before the first rollout would see no series at all.
+	for _, state := range []engine.AckState{engine.AckAcknowledged, engine.AckRejected} {
+		for _, via := range []string{viaLocal, viaReplicas, viaFallback, viaWithoutClients} {
+			m.answers.WithLabelValues(string(state), via)
+		}
+	}
 	return m
 }
 

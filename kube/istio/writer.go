@@ -33,8 +33,9 @@ var AddToScheme = networkingv1.AddToScheme
 
 // Client is what the Writer needs of a controller-runtime client.
 // client.Client satisfies it. Reads should reach the API server, not a
-// cache: a stale read makes the write's resourceVersion precondition fail,
-// which costs a retry.
+// cache: a cached Writer reads its own cache first and this client only
+// for what that lacks, and after a write that lost a race, when a stale
+// read would lose it again.
 type Client interface {
 	Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error
 	Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error

@@ -27,6 +27,7 @@ type controllerFlags struct {
 	leaderElect    bool
 	metricsAddr    string
 	probeAddr      string
+	pprofAddr      string
 	xdsAddr        string
 	prometheus     string
 	gitURL         string
@@ -110,6 +111,7 @@ $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
 	fl.BoolVar(&f.leaderElect, "leader-elect", true, "elect one leader among replicas (leaderElection.enabled)")
 	fl.StringVar(&f.metricsAddr, "metrics-address", "", "/metrics listen address, 0 to turn off (http.metricsAddress; default :8080)")
 	fl.StringVar(&f.probeAddr, "probe-address", "", "/healthz and /readyz listen address (http.probeAddress; default :8081)")
+	fl.StringVar(&f.pprofAddr, "pprof-address", "", "/debug/pprof/ listen address, loopback only, e.g. 127.0.0.1:6060 (http.pprofAddress; default off)")
 	fl.StringVar(&f.xdsAddr, "xds-address", "", "xDS listen address (xds.address; default :18000)")
 	fl.StringVar(&f.prometheus, "prometheus-url", "", "Prometheus for templates that name none (prometheus.address)")
 	fl.StringVar(&f.gitURL, "git-url", "", "repository to apply Rollouts from (git.url)")
@@ -141,6 +143,7 @@ func (f *controllerFlags) load(cmd *cobra.Command) (*manager.Config, error) {
 	set("state-dir", &cfg.StateDir, f.stateDir)
 	set("metrics-address", &cfg.HTTP.MetricsAddress, f.metricsAddr)
 	set("probe-address", &cfg.HTTP.ProbeAddress, f.probeAddr)
+	set("pprof-address", &cfg.HTTP.PprofAddress, f.pprofAddr)
 	set("xds-address", &cfg.XDS.Address, f.xdsAddr)
 	set("prometheus-url", &cfg.Prometheus.Address, f.prometheus)
 	set("dashboard-path", &cfg.Dashboard.Path, f.dashPath)

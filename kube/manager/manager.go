@@ -164,6 +164,9 @@ func (c *Controller) managerOptions(scheme *runtime.Scheme, opts Options) ctrl.O
 	if cfg.HTTP.ProbeAddress == "0" {
 		mo.HealthProbeBindAddress = ""
 	}
+	if a := cfg.HTTP.PprofAddress; a != "0" {
+		mo.PprofBindAddress = a
+	}
 	if opts.SkipNameValidation {
 		skip := true
 		mo.Controller.SkipNameValidation = &skip

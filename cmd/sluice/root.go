@@ -25,8 +25,9 @@ var commands []func() *cobra.Command
 func addCommand(newCmd func() *cobra.Command) { commands = append(commands, newCmd) }
 
 // newRootCommand builds a fresh command tree, so tests can run commands in
-// parallel without sharing flag state.
-func newRootCommand() *cobra.Command {
+// parallel without sharing flag state. name is how help and errors name
+// the program: "sluice", or "kubectl sluice" as kubectl's plugin.
+func newRootCommand(name string) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "sluice",
 		Short: "GitOps progressive delivery: canary, blue-green and dark releases",
@@ -48,14 +49,28 @@ SLO is breached.`,
 		},
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		Version:       readVersion().Version,
+		// Help, errors and completion scripts name the program as typed.
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: name},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	// Declared here rather than left to cobra, which would also take -v:
+	// kubectl users read -v as verbosity.
+	root.Flags().Bool("version", false, "print the version and exit (the same as 'sluice version')")
+	root.SetVersionTemplate("{{.DisplayName}} {{.Version}}\n")
 	cmds := make([]*cobra.Command, 0, len(commands))
 	for _, newCmd := range commands {
 		cmds = append(cmds, newCmd())
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name() < cmds[j].Name() })
 	root.AddCommand(cmds...)
+	// Added now rather than at Execute, so that the help test walks them.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	addValueCompletion(root)
+	if name != "sluice" {
+		renameExamples(root, name)
+	}
 	return root
 }
 
@@ -67,7 +82,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 // runContext is run with a context whose end stops a command that runs
 // until interrupted (tests).
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCommand()
+	return runAs(ctx, "sluice", args, stdout, stderr)
+}
+
+// runAs is runContext for the program called name (see displayName).
+func runAs(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand(name)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -85,7 +105,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fmt.Fprintln(stderr, "sluice:", err)
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", root.Name())
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", root.DisplayName())
 		return exitUsage
 	}
 	return exitFailure

@@ -34,13 +34,14 @@ var logLevels = map[string]slog.Level{
 // logger returns the logger the flags describe, writing to w. A logr
 // V(n) message is logged at slog level -n, so --log-level debug shows
 // V(1) to V(4), which is where controller-runtime and Sluice put their
-// detail.
+// detail; each is labelled DEBUG, as a log collector expects one of the
+// four names rather than slog's "DEBUG+3".
 func (f *logFlags) logger(w io.Writer) (logr.Logger, error) {
 	level, ok := logLevels[strings.ToLower(f.level)]
 	if !ok {
 		return logr.Logger{}, usageError{fmt.Errorf("--log-level %q: must be debug, info, warn or error", f.level)}
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: debugLevelName}
 	var h slog.Handler
 	switch strings.ToLower(f.format) {
 	case "text":
@@ -51,4 +52,14 @@ func (f *logFlags) logger(w io.Writer) (logr.Logger, error) {
 		return logr.Logger{}, usageError{fmt.Errorf("--log-format %q: must be text or json", f.format)}
 	}
 	return logr.FromSlogHandler(h), nil
+}
+
+// debugLevelName names every level below info DEBUG.
+func debugLevelName(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.LevelKey {
+		if l, ok := a.Value.Any().(slog.Level); ok && l < slog.LevelInfo {
+			return slog.String(slog.LevelKey, slog.LevelDebug.String())
+		}
+	}
+	return a
 }

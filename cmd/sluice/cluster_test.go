@@ -206,6 +206,7 @@ func TestVerbsAgainstCluster(t *testing.T) {
 	waitFor("paused at 20%", pausedAt(1, 20))
 	// The same cluster in the web dashboard, with each person's kubeconfig.
 	checkClusterDashboard(t, c, ns, alice, mallory)
+	checkClusterCompletion(t, ns, alice, nowhere)
 
 	as := func(kubeconfig string) []string { return []string{"--kubeconfig", kubeconfig, "-n", ns} }
 	// Sequential: each step changes the rollout the next one sees, and

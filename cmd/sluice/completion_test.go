@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/gittest"
+	"github.com/sluicehq/sluice/rolloutapi"
+)
+
+const completionRollout = `apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  service: {name: %[1]s, hosts: [%[1]s], port: 9080}
+  backend: {version: v1, endpoints: ["127.0.0.1:9001"]}
+  strategy:
+    canary:
+      steps:
+      - setWeight: 20
+`
+
+// lockedBuffer collects a command's log lines, written from its
+// goroutines while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// complete runs cobra's completion request as a shell's script does, and
+// returns the suggestions (with descriptions) and the directive.
+func complete(t *testing.T, name string, args ...string) (suggestions []string, directive string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	code := runAs(context.Background(), name, append([]string{"__complete"}, args...), &out, &errOut)
+	if code != exitOK {
+		t.Fatalf("__complete %v: exit %d, stderr %q", args, code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	directive = lines[len(lines)-1]
+	if !strings.HasPrefix(directive, ":") {
+		t.Fatalf("__complete %v: no directive in %q", args, out.String())
+	}
+	return lines[:len(lines)-1], directive
+}
+
+// TestAgainstRunServer runs `sluice run` in this process, with JSON logs
+// at debug level and a read token, and completes rollout names against it
+// as a shell would: through the same flags and client the commands use.
+// Its log must be JSON lines throughout.
+func TestAgainstRunServer(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("runs sluice run")
+	}
+	repo := gittest.New(t)
+	repo.Push("rollouts", map[string]string{
+		"reviews.yaml": fmt.Sprintf(completionRollout, "reviews", "default"),
+		"ratings.yaml": fmt.Sprintf(completionRollout, "ratings", "default"),
+		"cart.yaml":    fmt.Sprintf(completionRollout, "cart", "shop"),
+	})
+	token, sum, err := rolloutapi.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "run.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "http:\n  tokens:\n  - {name: ci, role: read, sha256: %s}\n", sum), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := freePort(t)
+	server := "http://" + httpAddr
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &lockedBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- runContext(ctx, []string{"run", "--config", cfg, "--git-url", repo.URL(), "--git-interval", "1s",
+			"--state-dir", filepath.Join(dir, "state"), "--http-address", httpAddr, "--metrics-address", freePort(t),
+			"--xds-address", freePort(t), "--ack-without-proxies", "--log-format", "json", "--log-level", "debug"}, &strings.Builder{}, logs)
+	}()
+	c := &rolloutapi.Client{BaseURL: server, Token: token}
+	waitFor(t, time.Minute, "three rollouts on the server", func() bool {
+		rs, err := c.List(context.Background())
+		return err == nil && len(rs) == 3
+	})
+
+	at := []string{"--server", server, "--token", token}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string // names, in order
+	}{
+		{"promote: the default namespace", append([]string{"promote"}, append(at, "")...), []string{"ratings", "reviews"}},
+		{"a prefix", append([]string{"abort"}, append(at, "rev")...), []string{"reviews"}},
+		{"-n", append([]string{"pause", "-n", "shop"}, append(at, "")...), []string{"cart"}},
+		{"status takes NAME too", append([]string{"status"}, append(at, "r")...), []string{"ratings", "reviews"}},
+		{"history", append([]string{"history", "--namespace=shop"}, append(at, "")...), []string{"cart"}},
+		{"one NAME only", append([]string{"resume"}, append(at, "reviews", "")...), nil},
+		{"no such namespace", append([]string{"retry", "-n", "nowhere"}, append(at, "")...), nil},
+		{"a refused token", []string{"promote", "--server", server, "--token", "sluice_wrong", ""}, nil},
+		{"no server there", []string{"promote", "--server", "http://127.0.0.1:1", ""}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, directive := complete(t, "sluice", tc.args...)
+			if directive != ":4" { // ShellCompDirectiveNoFileComp: never file names
+				t.Errorf("directive %s, want :4", directive)
+			}
+			var names []string
+			for _, s := range got {
+				name, desc, _ := strings.Cut(s, "\t")
+				names = append(names, name)
+				if desc == "" {
+					t.Errorf("%q has no description (the phase)", s)
+				}
+			}
+			if !slices.Equal(names, tc.want) {
+				t.Errorf("completions %q, want %q", got, tc.want)
+			}
+		})
+	}
+	// Flag values complete without a server.
+	if got, _ := complete(t, "sluice", "run", "--log-format", ""); !slices.Equal(got, []string{"text", "json"}) {
+		t.Errorf("--log-format completes to %q", got)
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Errorf("sluice run exit %d:\n%s", code, logs.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("sluice run did not stop")
+	}
+	var started, debug bool
+	for i, l := range strings.Split(strings.TrimSuffix(logs.String(), "\n"), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %d is not JSON: %v\n%s", i+1, err, l)
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("log line %d has no %q: %s", i+1, k, l)
+			}
+		}
+		started = started || m["msg"] == "sluice run started"
+		debug = debug || m["level"] == "DEBUG"
+	}
+	if !started || !debug {
+		t.Errorf("the log lacks the start line (%v) or any debug line (%v):\n%s", started, debug, logs.String())
+	}
+}

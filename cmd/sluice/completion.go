@@ -47,7 +47,8 @@ func (t *target) completeNames(cmd *cobra.Command, args []string, toComplete str
 	defer cancel()
 	b, err := t.backend()
 	if err != nil {
-		// Completion has no place for errors; SHELL_COMP_DEBUG_FILE shows them.
+		// Completion has no place for errors; BASH_COMP_DEBUG_FILE (any
+		// shell) collects them.
 		cobra.CompDebugln(fmt.Sprintf("rollout names: %v", err), false)
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}

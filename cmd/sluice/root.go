@@ -56,7 +56,7 @@ SLO is breached.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	// Declared here rather than left to cobra, which would also take -v:
 	// kubectl users read -v as verbosity.
-	root.Flags().Bool("version", false, "print the version and exit (the same as 'sluice version')")
+	root.Flags().Bool("version", false, "print the version and exit (the version command tells more)")
 	root.SetVersionTemplate("{{.DisplayName}} {{.Version}}\n")
 	cmds := make([]*cobra.Command, 0, len(commands))
 	for _, newCmd := range commands {

@@ -316,4 +316,6 @@ func TestVerbsAgainstCluster(t *testing.T) {
 	// Without a controller, nothing applies the command: the CLI says so.
 	stopController()
 	run(append([]string{"pause", "checkout", "--timeout=500ms"}, as(alice)...), exitUnavailable, []string{"is `sluice controller` running?"})
+
+	checkControllerJSONLogs(t, alice, ns, kubetest.Namespace(t, c, "sluice-logs-"))
 }

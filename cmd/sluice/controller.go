@@ -93,9 +93,9 @@ $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			// controller-runtime's packages outside the manager log here
-			// too, and so does client-go (leader election) through klog,
-			// which would otherwise write lines of its own format among
-			// the JSON ones.
+			// too, and so does what client-go reports through klog (a
+			// broken watch, runtime.HandleError), which would otherwise
+			// write lines of klog's own format among the JSON ones.
 			ctrl.SetLogger(log)
 			klog.SetLogger(log)
 			c, err := manager.New(manager.Options{Config: cfg, RestConfig: kc.Config, Log: log})

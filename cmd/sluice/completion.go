@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -64,14 +66,25 @@ func (t *target) completeNames(cmd *cobra.Command, args []string, toComplete str
 		if r.Namespace != t.namespace || !strings.HasPrefix(r.Name, toComplete) {
 			continue
 		}
+		// The shell reads suggestions line by line, name and description
+		// split by a tab, and may evaluate them: what a server sends that
+		// is not a Kubernetes name, or a phase, is not passed on.
+		if len(validation.IsDNS1123Subdomain(r.Name)) > 0 {
+			continue
+		}
 		desc := string(r.Status.Phase)
 		if desc == "" {
 			desc = "no status yet"
+		} else if !phaseWord.MatchString(desc) {
+			desc = "unknown phase"
 		}
 		names = append(names, cobra.CompletionWithDesc(r.Name, desc))
 	}
 	return names, cobra.ShellCompDirectiveNoFileComp
 }
+
+// phaseWord is what a phase can be (Healthy, Progressing, ...).
+var phaseWord = regexp.MustCompile(`^[A-Za-z]{1,32}$`)
 
 // completeContexts lists the contexts of the kubeconfig the command would
 // read (--kubeconfig, else $KUBECONFIG, else ~/.kube/config).

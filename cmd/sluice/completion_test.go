@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/gittest"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/rolloutapi"
 )
 
@@ -171,5 +173,64 @@ func TestAgainstRunServer(t *testing.T) {
 	}
 	if !started || !debug {
 		t.Errorf("the log lacks the start line (%v) or any debug line (%v):\n%s", started, debug, logs.String())
+	}
+}
+
+// listBackend lists what it is given, as a server that cannot be trusted
+// might.
+type listBackend struct{ rs []rolloutapi.Rollout }
+
+func (b listBackend) List(context.Context) ([]rolloutapi.Rollout, error) { return b.rs, nil }
+func (b listBackend) Get(context.Context, string, string) (rolloutapi.Rollout, error) {
+	return rolloutapi.Rollout{}, rolloutapi.ErrNotFound
+}
+func (b listBackend) History(context.Context, string, string, int) ([]rolloutapi.Event, error) {
+	return nil, rolloutapi.ErrNotFound
+}
+func (b listBackend) Command(context.Context, string, string, rolloutapi.CommandRequest) (rolloutapi.CommandResponse, error) {
+	return rolloutapi.CommandResponse{}, rolloutapi.ErrNotFound
+}
+
+// A server's names and phases reach the shell only when they are what a
+// Kubernetes name and a phase can be: a newline or a tab would make
+// suggestions of their own.
+func TestCompletionOfUntrustedNames(t *testing.T) {
+	t.Parallel()
+	ro := func(name, phase string) rolloutapi.Rollout {
+		r := rolloutapi.Rollout{Namespace: "default", Name: name}
+		r.Status.Phase = v1alpha1.Phase(phase)
+		return r
+	}
+	srv := httptest.NewServer(rolloutapi.NewHandler(listBackend{rs: []rolloutapi.Rollout{
+		ro("reviews", "Healthy"),
+		ro("ratings", "Paused\n--server=http://evil"),
+		ro("evil\nrm -rf ~", "Healthy"),
+		ro("tab\tname", ""),
+		ro("$(id)", "Healthy"),
+		ro("details", ""),
+	}}, rolloutapi.HandlerOptions{InsecureNoAuth: true}))
+	defer srv.Close()
+	got, _ := complete(t, "sluice", "promote", "--server", srv.URL, "")
+	want := []string{"reviews\tHealthy", "ratings\tunknown phase", "details\tno status yet"}
+	if !slices.Equal(got, want) {
+		t.Errorf("completions %q, want %q", got, want)
+	}
+}
+
+// cobra's scripts for the four shells, which ask the binary itself
+// (__complete) for every suggestion.
+func TestCompletionScripts(t *testing.T) {
+	t.Parallel()
+	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
+		t.Run(shell, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := runCLI("completion", shell)
+			if code != exitOK || !strings.Contains(stdout, "__complete") || !strings.Contains(stdout, "sluice") {
+				t.Errorf("completion %s: exit %d, %d bytes without a __complete call; stderr %q", shell, code, len(stdout), stderr)
+			}
+		})
+	}
+	if code, _, stderr := runCLI("completion", "tcsh"); code != exitUsage {
+		t.Errorf("completion tcsh: exit %d, want 2; stderr %q", code, stderr)
 	}
 }

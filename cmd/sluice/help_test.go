@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
@@ -40,7 +41,7 @@ func TestHelpTexts(t *testing.T) {
 	const secret = "sluice_helptest_not_for_display"
 	t.Setenv("SLUICE_TOKEN", secret)
 	for _, name := range []string{"sluice", kubectlDisplayName} {
-		root := newRootCommand(name)
+		root := newRootCommand(name, io.Discard, io.Discard)
 		paths := commandPaths(root, nil)
 		if len(paths) < 15 {
 			t.Fatalf("%s: only %d commands in the tree: %v", name, len(paths), paths)

@@ -80,8 +80,8 @@ SLO is breached.`,
 	return root
 }
 
-// strictGroups makes a command that only groups others (completion,
-// convert) refuse an unknown subcommand, as the root does, instead of
+// strictGroups makes a command that only groups others (cobra's
+// completion) refuse an unknown subcommand, as the root does, instead of
 // printing its help and succeeding: `sluice completion tcsh` is a
 // mistake a script should see.
 func strictGroups(c *cobra.Command) {
@@ -116,7 +116,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return runAs(ctx, "sluice", args, stdout, stderr)
 }
 
-// runAs is runContext for the program called name (see displayName).
+// runAs is runContext for the program called name (see invocation).
 func runAs(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
 	root := newRootCommand(name, stdout, stderr)
 	root.SetArgs(args)

@@ -1,0 +1,247 @@
+package rolloutmetrics
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/analysis/condition"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
+)
+
+// Conditions, the condition label of sluice_analysis_metric_threshold.
+const (
+	ConditionSuccess = "success"
+	ConditionFailure = "failure"
+)
+
+// Analysis are the series of the analysis metrics of every Rollout: the
+// value of each metric's latest measurement and the thresholds its
+// conditions compare it with, labelled namespace, rollout and metric (the
+// template's metric name). No label names the run: a run name is new with
+// every rollout and retry, and a series per run would grow without bound.
+//
+// A series shows the most recent measurement of that metric among the
+// Rollout's runs (a background and a step run measuring one metric name
+// share it); it stays after its run completes, so that the measurement
+// that decided a run is scraped however short the run, and goes when that
+// run is deleted (Drop: the Rollout's next rollout collected it) or the
+// Rollout is (Forget).
+//
+// Both modes feed it from a run's persisted state (Observe): the
+// controller's AnalysisRun reconciler and `sluice run`'s runner.
+type Analysis struct {
+	// Value is the value of the metric's latest measurement.
+	Value *prometheus.GaugeVec
+	// Threshold is the number its success or failure condition compares
+	// the value with, where the condition has exactly one
+	// (condition.Threshold).
+	Threshold *prometheus.GaugeVec
+
+	mu sync.Mutex
+	// shown is the run and time of the measurement each value shows.
+	shown map[metricKey]shownBy
+	// thresholds caches what each run's conditions compare with; a run's
+	// metrics never change.
+	thresholds map[runKey]map[string]thresholds
+}
+
+type metricKey struct{ ns, rollout, metric string }
+
+type runKey struct{ ns, rollout, run string }
+
+type shownBy struct {
+	run string
+	at  time.Time
+}
+
+// thresholds of one metric; nil: the condition has none.
+type thresholds struct {
+	success, failure *float64
+}
+
+// NewAnalysis builds the analysis series, registered nowhere yet.
+func NewAnalysis() *Analysis {
+	labels := []string{"namespace", "rollout", "metric"}
+	return &Analysis{
+		Value: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_analysis_metric_value",
+			Help: "Value of the latest measurement of an analysis metric of the Rollout: the query's scalar, or its first series (result[0]); a compare metric's canary median. Kept after the run completes, until the run is deleted.",
+		}, labels),
+		Threshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_analysis_metric_threshold",
+			Help: "The number the metric's successCondition or failureCondition (condition) compares the result with, where it has exactly one comparison with a number; present while sluice_analysis_metric_value is.",
+		}, append(labels, "condition")),
+		shown:      map[metricKey]shownBy{},
+		thresholds: map[runKey]map[string]thresholds{},
+	}
+}
+
+// Register adds the series to reg.
+func (a *Analysis) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{a.Value, a.Threshold} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register analysis metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// Observe sets the series of run, a run of Rollout ns/rollout, from its
+// persisted state. A metric whose latest measurement is older than the one
+// its series shows (another run measured it since) is left alone, so the
+// order in which runs are observed does not matter.
+func (a *Analysis) Observe(ns, rollout string, run *v1alpha1.AnalysisRun) {
+	ns, rollout = Label(ns), Label(rollout)
+	rk := runKey{ns, rollout, run.Name}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	th, ok := a.thresholds[rk]
+	if !ok {
+		th = runThresholds(&run.Spec)
+		a.thresholds[rk] = th
+	}
+	for i := range run.Status.Metrics {
+		r := &run.Status.Metrics[i]
+		v, at, ok := latestValue(r)
+		if !ok {
+			continue
+		}
+		mk := metricKey{ns, rollout, Label(r.Name)}
+		if s, seen := a.shown[mk]; seen && s.run != run.Name && at.Before(s.at) {
+			continue
+		}
+		a.shown[mk] = shownBy{run: run.Name, at: at}
+		a.Value.WithLabelValues(mk.ns, mk.rollout, mk.metric).Set(v)
+		t := th[r.Name]
+		for _, c := range []struct {
+			name string
+			v    *float64
+		}{{ConditionSuccess, t.success}, {ConditionFailure, t.failure}} {
+			if c.v == nil {
+				a.Threshold.DeleteLabelValues(mk.ns, mk.rollout, mk.metric, c.name)
+				continue
+			}
+			a.Threshold.WithLabelValues(mk.ns, mk.rollout, mk.metric, c.name).Set(*c.v)
+		}
+	}
+}
+
+// Drop removes the series that show a measurement of the run, which was
+// deleted.
+func (a *Analysis) Drop(ns, rollout, run string) {
+	ns, rollout = Label(ns), Label(rollout)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.thresholds, runKey{ns, rollout, run})
+	for mk, s := range a.shown {
+		if mk.ns == ns && mk.rollout == rollout && s.run == run {
+			a.remove(mk)
+		}
+	}
+}
+
+// Forget removes every series of a deleted Rollout.
+func (a *Analysis) Forget(ns, rollout string) {
+	ns, rollout = Label(ns), Label(rollout)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for rk := range a.thresholds {
+		if rk.ns == ns && rk.rollout == rollout {
+			delete(a.thresholds, rk)
+		}
+	}
+	for mk := range a.shown {
+		if mk.ns == ns && mk.rollout == rollout {
+			a.remove(mk)
+		}
+	}
+}
+
+// Runs lists the runs of a Rollout whose series are shown or whose
+// thresholds are known, for a caller that drops those it no longer has.
+func (a *Analysis) Runs(ns, rollout string) []string {
+	ns, rollout = Label(ns), Label(rollout)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for rk := range a.thresholds {
+		if rk.ns == ns && rk.rollout == rollout {
+			out = append(out, rk.run)
+		}
+	}
+	return out
+}
+
+func (a *Analysis) remove(mk metricKey) {
+	delete(a.shown, mk)
+	a.Value.DeleteLabelValues(mk.ns, mk.rollout, mk.metric)
+	a.Threshold.DeleteLabelValues(mk.ns, mk.rollout, mk.metric, ConditionSuccess)
+	a.Threshold.DeleteLabelValues(mk.ns, mk.rollout, mk.metric, ConditionFailure)
+}
+
+func runThresholds(spec *v1alpha1.AnalysisRunSpec) map[string]thresholds {
+	out := make(map[string]thresholds, len(spec.Metrics))
+	for _, m := range spec.Metrics {
+		var t thresholds
+		if m.Compare == nil {
+			t.success = threshold(m.SuccessCondition)
+			t.failure = threshold(m.FailureCondition)
+		}
+		out[m.Name] = t
+	}
+	return out
+}
+
+func threshold(expr string) *float64 {
+	if expr == "" {
+		return nil
+	}
+	if v, ok := condition.Threshold(expr); ok {
+		return &v
+	}
+	return nil
+}
+
+// latestValue is the value of the metric's latest measurement that has
+// one, and the time it was taken for. Measurements without a number (an
+// error, a query that returned no series) leave the previous value shown:
+// sluice_analysis_measurements_total and the run's status tell them.
+func latestValue(r *v1alpha1.MetricResult) (float64, time.Time, bool) {
+	for i := len(r.Measurements) - 1; i >= 0; i-- {
+		m := &r.Measurements[i]
+		if v, ok := ParseValue(m.Value); ok {
+			return v, m.At.Time, true
+		}
+	}
+	return 0, time.Time{}, false
+}
+
+// ParseValue reads the number a measurement's text value stands for, as
+// the analysis package writes it: a scalar ("0.99"), a vector's first
+// value ("[0.99, 0.98]"), or a compare metric's canary median ("canary
+// 0.12 vs stable 0.1 (medians of 10 and 10 samples), p=0.3"). An empty
+// vector, or anything else, has none.
+func ParseValue(s string) (float64, bool) {
+	switch {
+	case strings.HasPrefix(s, "["):
+		s = strings.TrimPrefix(s, "[")
+		if i := strings.IndexAny(s, ",]"); i >= 0 {
+			s = s[:i]
+		}
+	case strings.HasPrefix(s, "canary "):
+		s = strings.TrimPrefix(s, "canary ")
+		if i := strings.IndexByte(s, ' '); i >= 0 {
+			s = s[:i]
+		}
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil {
+		return 0, false
+	}
+	return v, true
+}

@@ -7,18 +7,28 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/sluicehq/sluice/internal/rolloutmetrics"
 	"github.com/sluicehq/sluice/internal/untrusted"
+	"github.com/sluicehq/sluice/kube/workload"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
 // Metrics, registered on controller-runtime's registry so the manager's
 // /metrics serves them beside its own. Labels stay bounded: run names are
 // generated per rollout and per step, so they are left out; metric names
-// come from templates.
+// come from templates and are cut to rolloutmetrics.MaxLabel.
 var (
+	// analysisSeries are the analysis metrics' values and thresholds,
+	// rolloutmetrics' like `sluice run`'s, set from each run's persisted
+	// status.
+	analysisSeries = rolloutmetrics.NewAnalysis()
+
 	measurementsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_analysis_measurements_total",
 		Help: "Measurements recorded in AnalysisRun status, by namespace, metric (the template's metric name) and outcome (Successful, Failed, Inconclusive, Error).",
@@ -31,7 +41,51 @@ var (
 )
 
 func init() {
+	for _, r := range []string{"ok", "error"} {
+		measurementSeconds.WithLabelValues(r)
+	}
 	metrics.Registry.MustRegister(measurementsTotal, measurementSeconds)
+	if err := analysisSeries.Register(metrics.Registry); err != nil {
+		panic(err)
+	}
+}
+
+// rolloutOf names the Rollout that owns run: the series of a run carry
+// its Rollout's name, and a run without one (made by hand) has none.
+func rolloutOf(run *v1alpha1.AnalysisRun) (string, bool) {
+	ref := metav1.GetControllerOf(run)
+	if ref == nil || ref.Kind != workload.RolloutKind.Kind || ref.APIVersion != workload.RolloutKind.GroupVersion().String() {
+		return "", false
+	}
+	return ref.Name, true
+}
+
+// showValues sets the analysis series from a run's persisted status and
+// remembers its Rollout, for dropRun.
+func (r *Reconciler) showValues(run *v1alpha1.AnalysisRun) {
+	ro, ok := rolloutOf(run)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	if r.rollouts == nil {
+		r.rollouts = map[types.NamespacedName]string{}
+	}
+	r.rollouts[client.ObjectKeyFromObject(run)] = ro
+	r.mu.Unlock()
+	analysisSeries.Observe(run.Namespace, ro, run)
+}
+
+// dropValues removes the series that show a measurement of a run that is
+// gone (deleted, or being deleted).
+func (r *Reconciler) dropValues(key types.NamespacedName) {
+	r.mu.Lock()
+	ro, ok := r.rollouts[key]
+	delete(r.rollouts, key)
+	r.mu.Unlock()
+	if ok {
+		analysisSeries.Drop(key.Namespace, ro, key.Name)
+	}
 }
 
 func observeMeasurement(d time.Duration, err error) {
@@ -46,6 +100,7 @@ func observeMeasurement(d time.Duration, err error) {
 // status write, prev being the status it replaced.
 func (r *Reconciler) report(ctx context.Context, prev *v1alpha1.AnalysisRunState, run *v1alpha1.AnalysisRun) {
 	countMeasurements(run.Namespace, prev, &run.Status)
+	r.showValues(run)
 	for _, e := range completions(prev, &run.Status) {
 		r.Recorder.Eventf(run, nil, e.typ, e.reason, e.action, "%s", e.note)
 	}
@@ -75,7 +130,7 @@ func countMeasurements(ns string, prev, cur *v1alpha1.AnalysisRunState) {
 			{v1alpha1.AnalysisError, m.Error, old.Error},
 		} {
 			if d := c.now - c.was; d > 0 {
-				measurementsTotal.WithLabelValues(ns, m.Name, string(c.outcome)).Add(float64(d))
+				measurementsTotal.WithLabelValues(rolloutmetrics.Label(ns), rolloutmetrics.Label(m.Name), string(c.outcome)).Add(float64(d))
 			}
 		}
 	}

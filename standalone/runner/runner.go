@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,6 +117,13 @@ type Runner struct {
 	stored map[string]store.Rollout
 
 	metrics *rolloutmetrics.Metrics
+	// analysis shows the analysis metrics' values, set from the runs'
+	// persisted state; shownRuns is a hash of the state each run's
+	// values were last set from, by rollout key and run name, so that an
+	// unchanged run is not decoded again. Only the loop goroutine touches
+	// shownRuns.
+	analysis  *rolloutmetrics.Analysis
+	shownRuns map[[2]string]uint64
 	// passes counts the passes begun, busy their time in nanoseconds
 	// (benchmarks read them).
 	passes atomic.Uint64
@@ -156,10 +164,13 @@ func New(o Options) (*Runner, error) {
 	if o.DefaultNamespace == "" {
 		o.DefaultNamespace = "default"
 	}
-	m := rolloutmetrics.New()
+	m, am := rolloutmetrics.New(), rolloutmetrics.NewAnalysis()
 	if o.Registerer != nil {
 		if err := m.Register(o.Registerer); err != nil {
-			return nil, fmt.Errorf("runner: register metrics: %w", err)
+			return nil, fmt.Errorf("runner: %w", err)
+		}
+		if err := am.Register(o.Registerer); err != nil {
+			return nil, fmt.Errorf("runner: %w", err)
 		}
 	}
 	return &Runner{
@@ -174,7 +185,9 @@ func New(o Options) (*Runner, error) {
 			reverted:  map[string]engine.RevertResult{},
 			sending:   map[string]bool{},
 		},
-		metrics: m,
+		metrics:   m,
+		analysis:  am,
+		shownRuns: map[[2]string]uint64{},
 	}, nil
 }
 
@@ -241,6 +254,13 @@ func (r *Runner) restore(ctx context.Context) error {
 			r.setEndpoints(s.Plan, s.Status)
 		}
 		r.record(s.Key, s.Status, s.Status)
+		if s.Status != nil {
+			runs, err := r.o.Store.Runs(s.Key)
+			if err != nil {
+				r.o.Log.Error(err, "read stored analysis runs for their metrics", "rollout", s.Key)
+			}
+			r.showRuns(s.Key, s.Status, runs)
+		}
 	}
 	if err := r.o.Plane.SetPlans(ctx, plans); err != nil {
 		return fmt.Errorf("runner: serve stored plans: %w", err)
@@ -291,3 +311,41 @@ func (r *Runner) record(key string, prev, cur *v1alpha1.RolloutStatus) {
 	}
 	r.metrics.Record(ns, name, prev, cur)
 }
+
+// showRuns sets the analysis metrics' series from the persisted state of
+// the Rollout's runs, and drops those of runs its status lists no more
+// (a new rollout began), as the controller drops a deleted AnalysisRun's.
+func (r *Runner) showRuns(key string, st *v1alpha1.RolloutStatus, runs map[string]json.RawMessage) {
+	ns, name, err := store.SplitKey(key)
+	if err != nil {
+		return
+	}
+	listed := make(map[string]bool, len(st.Analysis))
+	for _, run := range st.Analysis {
+		listed[run.Name] = true
+		saved := runs[run.Name]
+		if len(saved) == 0 {
+			continue
+		}
+		rk := [2]string{key, run.Name}
+		h := maphash.Bytes(runHashSeed, saved)
+		if seen, ok := r.shownRuns[rk]; ok && seen == h {
+			continue
+		}
+		var ar v1alpha1.AnalysisRun
+		if err := json.Unmarshal(saved, &ar); err != nil {
+			continue // detail.go reports unreadable runs; here, no values
+		}
+		r.shownRuns[rk] = h
+		r.analysis.Observe(ns, name, &ar)
+	}
+	for _, run := range r.analysis.Runs(ns, name) {
+		if !listed[run] {
+			r.analysis.Drop(ns, name, run)
+			delete(r.shownRuns, [2]string{key, run})
+		}
+	}
+}
+
+// runHashSeed seeds the hashes of shownRuns.
+var runHashSeed = maphash.MakeSeed()

@@ -41,6 +41,12 @@ type Analysis struct {
 	// the value with, where the condition has exactly one
 	// (condition.Threshold).
 	Threshold *prometheus.GaugeVec
+	// Measurements counts the measurements recorded in runs' status, by
+	// namespace, metric and outcome (CountMeasurements).
+	Measurements *prometheus.CounterVec
+	// MeasurementDuration is the time of one measurement, by result
+	// (ObserveMeasurement).
+	MeasurementDuration *prometheus.HistogramVec
 
 	mu sync.Mutex
 	// shown is the run and time of the measurement each value shows.
@@ -76,6 +82,15 @@ func NewAnalysis() *Analysis {
 			Name: "sluice_analysis_metric_threshold",
 			Help: "The number the metric's successCondition or failureCondition (condition) compares the result with, where it has exactly one comparison with a number; present while sluice_analysis_metric_value is.",
 		}, append(labels, "condition")),
+		Measurements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_analysis_measurements_total",
+			Help: "Measurements recorded in analysis run status, by namespace, metric (the template's metric name) and outcome (Successful, Failed, Inconclusive, Error).",
+		}, []string{"namespace", "metric", "outcome"}),
+		MeasurementDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_analysis_measurement_duration_seconds",
+			Help:    "Time of one measurement (all its queries), by result (ok: an answer, error: the measurement could not be taken).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"result"}),
 		shown:      map[metricKey]shownBy{},
 		thresholds: map[runKey]map[string]thresholds{},
 	}
@@ -83,7 +98,10 @@ func NewAnalysis() *Analysis {
 
 // Register adds the series to reg.
 func (a *Analysis) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{a.Value, a.Threshold} {
+	for _, r := range []string{measurementOK, measurementError} {
+		a.MeasurementDuration.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{a.Value, a.Threshold, a.Measurements, a.MeasurementDuration} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register analysis metrics: %w", err)
 		}
@@ -127,6 +145,54 @@ func (a *Analysis) Observe(ns, rollout string, run *v1alpha1.AnalysisRun) {
 				continue
 			}
 			a.Threshold.WithLabelValues(mk.ns, mk.rollout, mk.metric, c.name).Set(*c.v)
+		}
+	}
+}
+
+// Results of a measurement, the result label of
+// sluice_analysis_measurement_duration_seconds.
+const (
+	measurementOK    = "ok"
+	measurementError = "error"
+)
+
+// ObserveMeasurement records the time of one measurement; err is its
+// Result.Err.
+func (a *Analysis) ObserveMeasurement(d time.Duration, err error) {
+	result := measurementOK
+	if err != nil {
+		result = measurementError
+	}
+	a.MeasurementDuration.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// CountMeasurements adds the measurements a run of namespace ns recorded
+// between two persisted states of it (prev empty: since it began). The
+// counters of a status count every measurement (its list keeps only the
+// last few), so their differences are exact however many were taken at
+// once.
+func (a *Analysis) CountMeasurements(ns string, prev, cur *v1alpha1.AnalysisRunState) {
+	before := map[string]*v1alpha1.MetricResult{}
+	for i := range prev.Metrics {
+		before[prev.Metrics[i].Name] = &prev.Metrics[i]
+	}
+	for _, m := range cur.Metrics {
+		var old v1alpha1.MetricResult
+		if b := before[m.Name]; b != nil {
+			old = *b
+		}
+		for _, c := range []struct {
+			outcome  v1alpha1.AnalysisPhase
+			now, was int32
+		}{
+			{v1alpha1.AnalysisSuccessful, m.Successful, old.Successful},
+			{v1alpha1.AnalysisFailed, m.Failed, old.Failed},
+			{v1alpha1.AnalysisInconclusive, m.Inconclusive, old.Inconclusive},
+			{v1alpha1.AnalysisError, m.Error, old.Error},
+		} {
+			if d := c.now - c.was; d > 0 {
+				a.Measurements.WithLabelValues(Label(ns), Label(m.Name), string(c.outcome)).Add(float64(d))
+			}
 		}
 	}
 }

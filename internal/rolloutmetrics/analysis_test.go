@@ -40,6 +40,8 @@ func TestParseValue(t *testing.T) {
 	}
 }
 
+var valueSeries = []string{"sluice_analysis_metric_value", "sluice_analysis_metric_threshold"}
+
 // run is an AnalysisRun of one threshold metric with the given
 // measurements, taken a minute apart from t0.
 func run(name string, t0 time.Time, values ...string) *v1alpha1.AnalysisRun {
@@ -88,7 +90,7 @@ func TestAnalysisSeries(t *testing.T) {
 		t.Errorf("value %v after dropping the background run, want 0.93 still", v)
 	}
 	a.Drop("shop", "reviews", "step2")
-	if n := testutil.CollectAndCount(reg); n != 0 {
+	if n := testutil.CollectAndCount(reg, valueSeries...); n != 0 {
 		t.Errorf("%d series left after the run they show was dropped", n)
 	}
 
@@ -97,6 +99,9 @@ func TestAnalysisSeries(t *testing.T) {
 	a.Observe("shop", "other", run("y", t0, "[]")) // no data: no series
 	if n := testutil.CollectAndCount(reg, "sluice_analysis_metric_value"); n != 1 {
 		t.Errorf("%d value series, want 1", n)
+	}
+	if n := testutil.CollectAndCount(reg, "sluice_analysis_measurement_duration_seconds"); n != 2 {
+		t.Errorf("%d measurement duration series, want ok and error from the start", n)
 	}
 	if v := testutil.ToFloat64(a.Value.WithLabelValues("shop", Label(long), "success-rate")); v != 1 {
 		t.Errorf("value under the bounded rollout label = %v, want 1", v)
@@ -109,7 +114,7 @@ func TestAnalysisSeries(t *testing.T) {
 	}
 	a.Forget("shop", long)
 	a.Forget("shop", "other")
-	if n := testutil.CollectAndCount(reg); n != 0 {
+	if n := testutil.CollectAndCount(reg, valueSeries...); n != 0 {
 		t.Errorf("%d series left after Forget", n)
 	}
 }

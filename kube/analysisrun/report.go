@@ -3,9 +3,7 @@ package analysisrun
 import (
 	"context"
 	"fmt"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,32 +17,14 @@ import (
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
-// Metrics, registered on controller-runtime's registry so the manager's
-// /metrics serves them beside its own. Labels stay bounded: run names are
-// generated per rollout and per step, so they are left out; metric names
-// come from templates and are cut to rolloutmetrics.MaxLabel.
-var (
-	// analysisSeries are the analysis metrics' values and thresholds,
-	// rolloutmetrics' like `sluice run`'s, set from each run's persisted
-	// status.
-	analysisSeries = rolloutmetrics.NewAnalysis()
-
-	measurementsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sluice_analysis_measurements_total",
-		Help: "Measurements recorded in AnalysisRun status, by namespace, metric (the template's metric name) and outcome (Successful, Failed, Inconclusive, Error).",
-	}, []string{"namespace", "metric", "outcome"})
-	measurementSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "sluice_analysis_measurement_duration_seconds",
-		Help:    "Time of one measurement (all its queries), by result (ok: an answer, error: the measurement could not be taken).",
-		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-	}, []string{"result"})
-)
+// analysisSeries are the analysis metrics, registered on
+// controller-runtime's registry so the manager's /metrics serves them
+// beside its own: rolloutmetrics', the same `sluice run` serves. The
+// values are set from each run's persisted status, the measurements
+// counted from the differences of two.
+var analysisSeries = rolloutmetrics.NewAnalysis()
 
 func init() {
-	for _, r := range []string{"ok", "error"} {
-		measurementSeconds.WithLabelValues(r)
-	}
-	metrics.Registry.MustRegister(measurementsTotal, measurementSeconds)
 	if err := analysisSeries.Register(metrics.Registry); err != nil {
 		panic(err)
 	}
@@ -88,52 +68,15 @@ func (r *Reconciler) dropValues(key types.NamespacedName) {
 	}
 }
 
-func observeMeasurement(d time.Duration, err error) {
-	result := "ok"
-	if err != nil {
-		result = "error"
-	}
-	measurementSeconds.WithLabelValues(result).Observe(d.Seconds())
-}
-
 // report emits the Events and counts the measurements of one persisted
 // status write, prev being the status it replaced.
 func (r *Reconciler) report(ctx context.Context, prev *v1alpha1.AnalysisRunState, run *v1alpha1.AnalysisRun) {
-	countMeasurements(run.Namespace, prev, &run.Status)
+	analysisSeries.CountMeasurements(run.Namespace, prev, &run.Status)
 	r.showValues(run)
 	for _, e := range completions(prev, &run.Status) {
 		r.Recorder.Eventf(run, nil, e.typ, e.reason, e.action, "%s", e.note)
 	}
 	logCompleted(ctx, prev, run)
-}
-
-// countMeasurements adds the measurements recorded since prev. The
-// counters in status count every measurement (the list keeps only the last
-// few), so their differences are exact however many were taken at once.
-func countMeasurements(ns string, prev, cur *v1alpha1.AnalysisRunState) {
-	before := map[string]*v1alpha1.MetricResult{}
-	for i := range prev.Metrics {
-		before[prev.Metrics[i].Name] = &prev.Metrics[i]
-	}
-	for _, m := range cur.Metrics {
-		var old v1alpha1.MetricResult
-		if b := before[m.Name]; b != nil {
-			old = *b
-		}
-		for _, c := range []struct {
-			outcome  v1alpha1.AnalysisPhase
-			now, was int32
-		}{
-			{v1alpha1.AnalysisSuccessful, m.Successful, old.Successful},
-			{v1alpha1.AnalysisFailed, m.Failed, old.Failed},
-			{v1alpha1.AnalysisInconclusive, m.Inconclusive, old.Inconclusive},
-			{v1alpha1.AnalysisError, m.Error, old.Error},
-		} {
-			if d := c.now - c.was; d > 0 {
-				measurementsTotal.WithLabelValues(rolloutmetrics.Label(ns), rolloutmetrics.Label(m.Name), string(c.outcome)).Add(float64(d))
-			}
-		}
-	}
 }
 
 // event is one Kubernetes Event about a run.

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/go-logr/logr/testr"
@@ -56,8 +57,9 @@ spec:
 // against a real Prometheus) and reads the runner's registry: the value
 // series is the measured value, as the run's status records it, beside
 // the success condition's threshold; it stays once the run completed and
-// goes when the next rollout begins; each step is timed in
-// sluice_rollout_reconcile_duration_seconds, the controller's series.
+// goes when the next rollout begins; measurements are counted and timed,
+// and each step is timed in sluice_rollout_reconcile_duration_seconds:
+// the controller's series.
 func TestAnalysisMetricValues(t *testing.T) {
 	t.Parallel()
 	prom, err := promtest.Start(testbin.Path(t, "prometheus"))
@@ -98,6 +100,13 @@ func TestAnalysisMetricValues(t *testing.T) {
 	if n := got[`sluice_rollout_reconcile_duration_seconds_count{result="success"}`]; n == 0 {
 		t.Error("no step counted in sluice_rollout_reconcile_duration_seconds")
 	}
+	// count: 2, both Successful; each timed.
+	if n := got[`sluice_analysis_measurements_total{metric="ratio",namespace="default",outcome="Successful"}`]; n != 2 {
+		t.Errorf("sluice_analysis_measurements_total Successful = %v, want 2", n)
+	}
+	if n := got[`sluice_analysis_measurement_duration_seconds_count{result="ok"}`]; n < 2 {
+		t.Errorf("%v measurements timed, want at least the 2 taken", n)
+	}
 
 	// The next rollout's status lists its own runs only: the series of the
 	// last rollout's run goes.
@@ -106,7 +115,7 @@ func TestAnalysisMetricValues(t *testing.T) {
 		return ro.Status.CanaryRevision == "v3" && ro.Status.Phase == v1alpha1.PhasePaused
 	})
 	for series := range gathered(t, reg) {
-		if len(series) > len("sluice_analysis_") && series[:len("sluice_analysis_")] == "sluice_analysis_" {
+		if strings.HasPrefix(series, "sluice_analysis_metric_") {
 			t.Errorf("%s is still exported after the next rollout began", series)
 		}
 	}

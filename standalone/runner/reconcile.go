@@ -253,7 +253,7 @@ func (r *Runner) persist(steps []stepped) ([]stepped, error) {
 		r.revertObserved(st.key, st.revert)
 		r.record(st.key, st.prev, &st.out.Status)
 		if !st.retired {
-			r.showRuns(st.key, &st.out.Status, st.rec.Runs)
+			r.showRuns(st.key, &st.out.Status, st.rec.Runs, false)
 		}
 		st.ro.Status = st.out.Status
 		p := st.out.Plan

@@ -49,16 +49,22 @@ type Analysis struct {
 	MeasurementDuration *prometheus.HistogramVec
 
 	mu sync.Mutex
-	// shown is the run and time of the measurement each value shows.
-	shown map[metricKey]shownBy
-	// thresholds caches what each run's conditions compare with; a run's
-	// metrics never change.
-	thresholds map[runKey]map[string]thresholds
+	// rollouts holds what is known of each Rollout's runs, so that
+	// dropping a run or a Rollout costs the Rollout's runs only.
+	rollouts map[rolloutKey]*rolloutRuns
 }
 
-type metricKey struct{ ns, rollout, metric string }
+// rolloutKey is a Rollout's namespace and name, as labels.
+type rolloutKey struct{ ns, name string }
 
-type runKey struct{ ns, rollout, run string }
+type rolloutRuns struct {
+	// shown is the run and time of the measurement each value shows, by
+	// metric label.
+	shown map[string]shownBy
+	// thresholds caches what each run's conditions compare with, by run
+	// and metric name; a run's metrics never change.
+	thresholds map[string]map[string]thresholds
+}
 
 type shownBy struct {
 	run string
@@ -91,8 +97,7 @@ func NewAnalysis() *Analysis {
 			Help:    "Time of one measurement (all its queries), by result (ok: an answer, error: the measurement could not be taken).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"result"}),
-		shown:      map[metricKey]shownBy{},
-		thresholds: map[runKey]map[string]thresholds{},
+		rollouts: map[rolloutKey]*rolloutRuns{},
 	}
 }
 
@@ -114,14 +119,18 @@ func (a *Analysis) Register(reg prometheus.Registerer) error {
 // its series shows (another run measured it since) is left alone, so the
 // order in which runs are observed does not matter.
 func (a *Analysis) Observe(ns, rollout string, run *v1alpha1.AnalysisRun) {
-	ns, rollout = Label(ns), Label(rollout)
-	rk := runKey{ns, rollout, run.Name}
+	key := rolloutKey{Label(ns), Label(rollout)}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	th, ok := a.thresholds[rk]
+	rr := a.rollouts[key]
+	if rr == nil {
+		rr = &rolloutRuns{shown: map[string]shownBy{}, thresholds: map[string]map[string]thresholds{}}
+		a.rollouts[key] = rr
+	}
+	th, ok := rr.thresholds[run.Name]
 	if !ok {
 		th = runThresholds(&run.Spec)
-		a.thresholds[rk] = th
+		rr.thresholds[run.Name] = th
 	}
 	for i := range run.Status.Metrics {
 		r := &run.Status.Metrics[i]
@@ -129,22 +138,22 @@ func (a *Analysis) Observe(ns, rollout string, run *v1alpha1.AnalysisRun) {
 		if !ok {
 			continue
 		}
-		mk := metricKey{ns, rollout, Label(r.Name)}
-		if s, seen := a.shown[mk]; seen && s.run != run.Name && at.Before(s.at) {
+		metric := Label(r.Name)
+		if s, seen := rr.shown[metric]; seen && s.run != run.Name && at.Before(s.at) {
 			continue
 		}
-		a.shown[mk] = shownBy{run: run.Name, at: at}
-		a.Value.WithLabelValues(mk.ns, mk.rollout, mk.metric).Set(v)
+		rr.shown[metric] = shownBy{run: run.Name, at: at}
+		a.Value.WithLabelValues(key.ns, key.name, metric).Set(v)
 		t := th[r.Name]
 		for _, c := range []struct {
 			name string
 			v    *float64
 		}{{ConditionSuccess, t.success}, {ConditionFailure, t.failure}} {
 			if c.v == nil {
-				a.Threshold.DeleteLabelValues(mk.ns, mk.rollout, mk.metric, c.name)
+				a.Threshold.DeleteLabelValues(key.ns, key.name, metric, c.name)
 				continue
 			}
-			a.Threshold.WithLabelValues(mk.ns, mk.rollout, mk.metric, c.name).Set(*c.v)
+			a.Threshold.WithLabelValues(key.ns, key.name, metric, c.name).Set(*c.v)
 		}
 	}
 }
@@ -200,54 +209,61 @@ func (a *Analysis) CountMeasurements(ns string, prev, cur *v1alpha1.AnalysisRunS
 // Drop removes the series that show a measurement of the run, which was
 // deleted.
 func (a *Analysis) Drop(ns, rollout, run string) {
-	ns, rollout = Label(ns), Label(rollout)
+	key := rolloutKey{Label(ns), Label(rollout)}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	delete(a.thresholds, runKey{ns, rollout, run})
-	for mk, s := range a.shown {
-		if mk.ns == ns && mk.rollout == rollout && s.run == run {
-			a.remove(mk)
+	rr := a.rollouts[key]
+	if rr == nil {
+		return
+	}
+	delete(rr.thresholds, run)
+	for metric, s := range rr.shown {
+		if s.run == run {
+			a.remove(key, rr, metric)
 		}
+	}
+	if len(rr.thresholds) == 0 && len(rr.shown) == 0 {
+		delete(a.rollouts, key)
 	}
 }
 
 // Forget removes every series of a deleted Rollout.
 func (a *Analysis) Forget(ns, rollout string) {
-	ns, rollout = Label(ns), Label(rollout)
+	key := rolloutKey{Label(ns), Label(rollout)}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for rk := range a.thresholds {
-		if rk.ns == ns && rk.rollout == rollout {
-			delete(a.thresholds, rk)
-		}
+	rr := a.rollouts[key]
+	if rr == nil {
+		return
 	}
-	for mk := range a.shown {
-		if mk.ns == ns && mk.rollout == rollout {
-			a.remove(mk)
-		}
+	for metric := range rr.shown {
+		a.remove(key, rr, metric)
 	}
+	delete(a.rollouts, key)
 }
 
 // Runs lists the runs of a Rollout whose series are shown or whose
 // thresholds are known, for a caller that drops those it no longer has.
 func (a *Analysis) Runs(ns, rollout string) []string {
-	ns, rollout = Label(ns), Label(rollout)
+	key := rolloutKey{Label(ns), Label(rollout)}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var out []string
-	for rk := range a.thresholds {
-		if rk.ns == ns && rk.rollout == rollout {
-			out = append(out, rk.run)
-		}
+	rr := a.rollouts[key]
+	if rr == nil {
+		return nil
+	}
+	out := make([]string, 0, len(rr.thresholds))
+	for run := range rr.thresholds {
+		out = append(out, run)
 	}
 	return out
 }
 
-func (a *Analysis) remove(mk metricKey) {
-	delete(a.shown, mk)
-	a.Value.DeleteLabelValues(mk.ns, mk.rollout, mk.metric)
-	a.Threshold.DeleteLabelValues(mk.ns, mk.rollout, mk.metric, ConditionSuccess)
-	a.Threshold.DeleteLabelValues(mk.ns, mk.rollout, mk.metric, ConditionFailure)
+func (a *Analysis) remove(key rolloutKey, rr *rolloutRuns, metric string) {
+	delete(rr.shown, metric)
+	a.Value.DeleteLabelValues(key.ns, key.name, metric)
+	a.Threshold.DeleteLabelValues(key.ns, key.name, metric, ConditionSuccess)
+	a.Threshold.DeleteLabelValues(key.ns, key.name, metric, ConditionFailure)
 }
 
 func runThresholds(spec *v1alpha1.AnalysisRunSpec) map[string]thresholds {

@@ -118,3 +118,34 @@ func TestAnalysisSeries(t *testing.T) {
 		t.Errorf("%d series left after Forget", n)
 	}
 }
+
+// BenchmarkObserve is the cost the runner and the analysis controller add
+// per persisted run state: a run of three metrics with a full measurement
+// history, observed again after one more measurement (thresholds cached).
+//
+//	go test -run '^$' -bench Observe ./internal/rolloutmetrics/
+func BenchmarkObserve(b *testing.B) {
+	a := NewAnalysis()
+	if err := a.Register(prometheus.NewRegistry()); err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	values := make([]string, 32)
+	for i := range values {
+		values[i] = "[0.99" + strings.Repeat("1", i%5) + ", 0.5]"
+	}
+	r := run("bench", t0, values...)
+	for _, name := range []string{"latency-p99", "error-rate"} {
+		m := r.Spec.Metrics[0]
+		m.Name = name
+		r.Spec.Metrics = append(r.Spec.Metrics, m)
+		res := r.Status.Metrics[0]
+		res.Name = name
+		r.Status.Metrics = append(r.Status.Metrics, res)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		a.Observe("shop", "reviews", r)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/3, "ns/metric")
+}

@@ -366,14 +366,12 @@ func (r *Runner) showRuns(key string, st *v1alpha1.RolloutStatus, runs map[strin
 		r.shownRuns[rk] = shownRun{hash: h, state: counts}
 		r.analysis.Observe(ns, name, &ar)
 	}
+	// Every run decoded above is among Runs (Observe keeps its
+	// thresholds), so this forgets it here too.
 	for _, run := range r.analysis.Runs(ns, name) {
 		if !listed[run] {
 			r.analysis.Drop(ns, name, run)
-		}
-	}
-	for rk := range r.shownRuns {
-		if rk[0] == key && !listed[rk[1]] {
-			delete(r.shownRuns, rk)
+			delete(r.shownRuns, [2]string{key, run})
 		}
 	}
 }

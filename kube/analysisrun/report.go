@@ -41,7 +41,7 @@ func rolloutOf(run *v1alpha1.AnalysisRun) (string, bool) {
 }
 
 // showValues sets the analysis series from a run's persisted status and
-// remembers its Rollout, for dropRun.
+// remembers its Rollout, for dropValues.
 func (r *Reconciler) showValues(run *v1alpha1.AnalysisRun) {
 	ro, ok := rolloutOf(run)
 	if !ok {

@@ -26,7 +26,8 @@ import (
 //
 //	make peers && go test -run '^$' -bench PushToTraffic -benchtime 1x -count 5 -timeout 1h ./internal/peerbench/
 //
-// PEERBENCH_TRAFFIC_SIDES picks the sides (sluice-run, argo-istiod; all
+// PEERBENCH_TRAFFIC_SIDES picks the sides (sluice-run, sluice-controller,
+// argo-istiod; all
 // by default).
 func BenchmarkPushToTraffic(b *testing.B) {
 	benchTraffic(b, false)
@@ -52,6 +53,10 @@ var trafficSides = []struct {
 }{
 	{"sluice-run", func(b *testing.B, logs *os.File) TrafficSide {
 		return &SluiceRun{Bin: sluiceBinary(b), Log: logs}
+	}},
+	{"sluice-controller", func(b *testing.B, logs *os.File) TrafficSide {
+		cfg, scheme := env.Start(b)
+		return &SluiceController{Bin: sluiceBinary(b), Cfg: cfg, Scheme: scheme, Log: logs}
 	}},
 	{"argo-istiod", func(b *testing.B, logs *os.File) TrafficSide {
 		cfg, scheme := env.Start(b)
@@ -241,5 +246,3 @@ func runBreach(b *testing.B, s TrafficSide, plan ReleasePlan, n int) *breachResu
 }
 
 func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-

@@ -37,12 +37,13 @@ type SluiceRun struct {
 	// Log gets the process's output.
 	Log io.Writer
 
-	dir, bare, work string
-	secret          string
-	webhook         string
-	plan            ReleasePlan
-	p               *Process
-	api             *rolloutapi.Client
+	dir     string
+	repo    *gitRemote
+	secret  string
+	webhook string
+	plan    ReleasePlan
+	p       *Process
+	api     *rolloutapi.Client
 }
 
 func (*SluiceRun) Name() string { return "sluice-run" }
@@ -59,24 +60,14 @@ func (s *SluiceRun) Start(ctx context.Context, plan ReleasePlan) (string, string
 	if err != nil {
 		return "", "", err
 	}
-	s.dir, s.bare, s.work = dir, filepath.Join(dir, "origin.git"), filepath.Join(dir, "work")
-	for _, args := range [][]string{
-		{"init", "-q", "--bare", "-b", "main", s.bare},
-		{"init", "-q", "-b", "main", s.work},
-	} {
-		if err := runGit(ctx, dir, args...); err != nil {
-			return "", "", err
-		}
-	}
-	if err := runGit(ctx, s.work, "remote", "add", "origin", s.bare); err != nil {
+	s.dir = dir
+	if s.repo, err = newGitRemote(ctx, dir); err != nil {
 		return "", "", err
 	}
 	if _, err := s.push(ctx, "v1", "echo v1"); err != nil {
 		return "", "", err
 	}
-	buf := make([]byte, 16)
-	_, _ = rand.Read(buf)
-	s.secret = hex.EncodeToString(buf)
+	s.secret = newSecret()
 	token, _, err := rolloutapi.NewToken()
 	if err != nil {
 		return "", "", err
@@ -106,7 +97,7 @@ prometheus:
   address: %s
 shutdown:
   drainTimeout: 1s
-`, filepath.Join(dir, "state"), s.bare, port, rolloutapi.HashToken(token), plan.PrometheusURL)
+`, filepath.Join(dir, "state"), s.repo.bare, port, rolloutapi.HashToken(token), plan.PrometheusURL)
 	path := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return "", "", err
@@ -143,28 +134,10 @@ func (s *SluiceRun) push(ctx context.Context, version, msg string) (time.Time, e
 	if s.plan.Analysis {
 		files["analysis.yaml"] = s.analysis()
 	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(s.work, name), []byte(content), 0o644); err != nil {
-			return time.Time{}, err
-		}
-	}
-	if err := runGit(ctx, s.work, "add", "-A"); err != nil {
-		return time.Time{}, err
-	}
-	if err := runGit(ctx, s.work, "commit", "-q", "-m", msg); err != nil {
-		return time.Time{}, err
-	}
-	if err := runGit(ctx, s.work, "push", "-q", "origin", "HEAD:main"); err != nil {
-		return time.Time{}, err
-	}
-	return time.Now(), nil
+	return s.repo.push(ctx, files, msg)
 }
 
 func (s *SluiceRun) rollout(version string) string {
-	steps := "        - setWeight: 50\n        - pause: {}\n"
-	if s.plan.Analysis {
-		steps = "        - setWeight: 50\n        - analysis:\n            templates:\n              - name: echo-errors\n"
-	}
 	return fmt.Sprintf(`apiVersion: sluice.dev/v1alpha1
 kind: Rollout
 metadata:
@@ -184,10 +157,13 @@ spec:
       steps:
 %s  rollback:
     onAnalysisFailure: Abort
-`, version, s.plan.Backends[version].Addr, steps)
+`, version, s.plan.Backends[version].Addr, sluiceSteps(s.plan))
 }
 
-func (s *SluiceRun) analysis() string {
+func (s *SluiceRun) analysis() string { return sluiceAnalysis(s.plan) }
+
+// sluiceAnalysis is the AnalysisTemplate of both Sluice sides.
+func sluiceAnalysis(plan ReleasePlan) string {
 	return fmt.Sprintf(`apiVersion: sluice.dev/v1alpha1
 kind: AnalysisTemplate
 metadata:
@@ -204,7 +180,16 @@ spec:
         prometheus:
           timeout: 2s
           query: %s
-`, s.plan.Interval, AnalysisCount, ErrorThreshold, ErrorThreshold, yamlQuote(ErrorRatioQuery(RateWindow)))
+`, plan.Interval, AnalysisCount, ErrorThreshold, ErrorThreshold, yamlQuote(ErrorRatioQuery(RateWindow)))
+}
+
+// sluiceSteps are the canary steps of both Sluice sides, indented for
+// spec.strategy.canary.steps.
+func sluiceSteps(plan ReleasePlan) string {
+	if plan.Analysis {
+		return "        - setWeight: 50\n        - analysis:\n            templates:\n              - name: echo-errors\n"
+	}
+	return "        - setWeight: 50\n        - pause: {}\n"
 }
 
 // Release pushes v2, then sends the push webhook as a Git host would.
@@ -213,12 +198,18 @@ func (s *SluiceRun) Release(ctx context.Context) (time.Time, error) {
 	if err != nil {
 		return pushed, err
 	}
+	return pushed, sendPushWebhook(ctx, s.webhook, s.secret, pushed)
+}
+
+// sendPushWebhook posts a GitHub push event for main to url, signed with
+// secret.
+func sendPushWebhook(ctx context.Context, url, secret string, pushed time.Time) error {
 	body, _ := json.Marshal(map[string]string{"ref": "refs/heads/main"})
-	mac := hmac.New(sha256.New, []byte(s.secret))
+	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.webhook, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return pushed, err
+		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-GitHub-Event", "push")
@@ -226,14 +217,21 @@ func (s *SluiceRun) Release(ctx context.Context) (time.Time, error) {
 	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return pushed, fmt.Errorf("webhook: %w", err)
+		return fmt.Errorf("webhook: %w", err)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	if resp.StatusCode != http.StatusAccepted {
-		return pushed, fmt.Errorf("webhook: %s: %s", resp.Status, msg)
+		return fmt.Errorf("webhook: %s: %s", resp.Status, msg)
 	}
-	return pushed, nil
+	return nil
+}
+
+// newSecret is a random webhook secret.
+func newSecret() string {
+	buf := make([]byte, 16)
+	_, _ = rand.Read(buf)
+	return hex.EncodeToString(buf)
 }
 
 // Aborted asks `sluice run`'s API, as `sluice status` does.
@@ -257,6 +255,41 @@ func (s *SluiceRun) Stop() {
 	if s.dir != "" {
 		_ = os.RemoveAll(s.dir)
 	}
+}
+
+// gitRemote is a bare repository on this machine, branch main, and a
+// clone of it where the benchmark commits as a developer would.
+type gitRemote struct {
+	bare, work string
+}
+
+func newGitRemote(ctx context.Context, dir string) (*gitRemote, error) {
+	r := &gitRemote{bare: filepath.Join(dir, "origin.git"), work: filepath.Join(dir, "work")}
+	for _, args := range [][]string{
+		{"init", "-q", "--bare", "-b", "main", r.bare},
+		{"init", "-q", "-b", "main", r.work},
+	} {
+		if err := runGit(ctx, dir, args...); err != nil {
+			return nil, err
+		}
+	}
+	return r, runGit(ctx, r.work, "remote", "add", "origin", r.bare)
+}
+
+// push writes files, commits and pushes to main; it returns when the
+// push returned.
+func (r *gitRemote) push(ctx context.Context, files map[string]string, msg string) (time.Time, error) {
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(r.work, name), []byte(content), 0o644); err != nil {
+			return time.Time{}, err
+		}
+	}
+	for _, args := range [][]string{{"add", "-A"}, {"commit", "-q", "-m", msg}, {"push", "-q", "origin", "HEAD:main"}} {
+		if err := runGit(ctx, r.work, args...); err != nil {
+			return time.Time{}, err
+		}
+	}
+	return time.Now(), nil
 }
 
 // runGit runs git in dir, isolated from the user's configuration.

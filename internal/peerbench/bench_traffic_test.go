@@ -2,10 +2,12 @@ package peerbench
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,9 +22,12 @@ import (
 // and controller mode) or from the server-side apply of the Rollout that
 // Argo CD or Flux would send after their poll (Argo Rollouts + istiod)
 // until the proxyless gRPC clients (GRPCClients, PEERBENCH_GRPC_CLIENTS of
-// them, 50 calls a second each) have a call answered by v2 at its first
-// step's weight (50%): the first client (first-rpc-ms) and every client
-// (all-clients-ms).
+// them, PEERBENCH_GRPC_RATE calls a second each, default 10 × 100) have a
+// call answered by v2 at its first step's weight (50%): the first client
+// (first-rpc-ms) and every client (all-clients-ms). Both include the wait
+// for a call that picks v2 once a client has the new weights: at 100
+// calls a second and 50%, 20 ms on average for one client, about 60 ms
+// for the last of 10.
 //
 //	make peers && go test -run '^$' -bench PushToTraffic -benchtime 1x -count 5 -timeout 1h ./internal/peerbench/
 //
@@ -67,6 +72,7 @@ var trafficSides = []struct {
 
 func benchTraffic(b *testing.B, breach bool) {
 	clients := envInt(b, "PEERBENCH_GRPC_CLIENTS", 10)
+	rate := envInt(b, "PEERBENCH_GRPC_RATE", 100)
 	interval := 2 * time.Second
 	if s := os.Getenv("PEERBENCH_ANALYSIS_INTERVAL"); s != "" {
 		d, err := time.ParseDuration(s)
@@ -109,9 +115,13 @@ func benchTraffic(b *testing.B, breach bool) {
 				}
 				s := side.make(b, logs)
 				if breach {
-					runBreach(b, s, plan, clients).report(b)
+					runBreach(b, s, plan, clients, rate).report(b)
 				} else {
-					runPush(b, s, plan, clients).report(b)
+					runPush(b, s, plan, clients, rate).report(b)
+				}
+				// The machine is shared: its load is part of the figure.
+				if load, err := loadAverage(); err == nil {
+					b.ReportMetric(load, "loadavg-1m")
 				}
 				logs.Close()
 			}
@@ -120,7 +130,7 @@ func benchTraffic(b *testing.B, breach bool) {
 }
 
 // startTraffic starts the side and its clients with v1 serving them all.
-func startTraffic(b *testing.B, ctx context.Context, s TrafficSide, plan ReleasePlan, n int) *GRPCClients {
+func startTraffic(b *testing.B, ctx context.Context, s TrafficSide, plan ReleasePlan, n, rate int) *GRPCClients {
 	b.Helper()
 	for _, e := range plan.Backends {
 		e.SetFailPercent(0)
@@ -135,7 +145,7 @@ func startTraffic(b *testing.B, ctx context.Context, s TrafficSide, plan Release
 	}
 	dial, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	c, err := StartGRPCClients(dial, xdsAddr, target, nodes, 50)
+	c, err := StartGRPCClients(dial, xdsAddr, target, nodes, rate)
 	if err != nil {
 		b.Fatalf("%s: clients: %v", s.Name(), err)
 	}
@@ -162,11 +172,11 @@ func (r *pushResult) report(b *testing.B) {
 	b.Logf("push → first RPC on v2 %v, → every client %v; then v2 answered %.1f%% of %d calls", r.first, r.all, 100*r.share, r.calls)
 }
 
-func runPush(b *testing.B, s TrafficSide, plan ReleasePlan, n int) *pushResult {
+func runPush(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *pushResult {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	defer s.Stop()
-	c := startTraffic(b, ctx, s, plan, n)
+	c := startTraffic(b, ctx, s, plan, n, rate)
 	defer c.Stop()
 	pushed, err := s.Release(ctx)
 	if err != nil {
@@ -204,11 +214,11 @@ func (r *breachResult) report(b *testing.B) {
 // past ErrorThreshold even averaged over the first seconds of RateWindow.
 const breachFail = 50
 
-func runBreach(b *testing.B, s TrafficSide, plan ReleasePlan, n int) *breachResult {
+func runBreach(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *breachResult {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	defer s.Stop()
-	c := startTraffic(b, ctx, s, plan, n)
+	c := startTraffic(b, ctx, s, plan, n, rate)
 	defer c.Stop()
 	pushed, err := s.Release(ctx)
 	if err != nil {
@@ -243,6 +253,19 @@ func runBreach(b *testing.B, s TrafficSide, plan ReleasePlan, n int) *breachResu
 	}
 	b.Fatalf("%s: the canary has no calls, but the rollout is not aborted (%v): %s", s.Name(), err, why)
 	return nil
+}
+
+// loadAverage is the machine's load average over the last minute.
+func loadAverage() (float64, error) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("/proc/loadavg: empty")
+	}
+	return strconv.ParseFloat(f[0], 64)
 }
 
 func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

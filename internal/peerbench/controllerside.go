@@ -74,7 +74,7 @@ func (s *SluiceController) host() string { return "echo." + s.ns + ".svc.cluster
 func (s *SluiceController) Start(ctx context.Context, plan ReleasePlan) (string, string, error) {
 	s.plan = plan
 	var err error
-	if s.c, err = client.New(unlimited(s.Cfg), client.Options{Scheme: s.Scheme}); err != nil {
+	if s.c, err = client.New(noRateLimit(s.Cfg), client.Options{Scheme: s.Scheme}); err != nil {
 		return "", "", err
 	}
 	if err := client.IgnoreAlreadyExists(s.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "sluice-system"}})); err != nil {

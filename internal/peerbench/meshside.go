@@ -77,7 +77,7 @@ func (a *ArgoIstiod) host() string { return "echo." + a.ns + ".svc.cluster.local
 func (a *ArgoIstiod) Start(ctx context.Context, plan ReleasePlan) (string, string, error) {
 	a.plan = plan
 	var err error
-	if a.c, err = client.New(unlimited(a.Cfg), client.Options{Scheme: a.Scheme}); err != nil {
+	if a.c, err = client.New(noRateLimit(a.Cfg), client.Options{Scheme: a.Scheme}); err != nil {
 		return "", "", err
 	}
 	for _, name := range []string{ArgoNamespace, "istio-system"} {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // TrafficSide is a control plane in the traffic benchmarks (push →
@@ -84,4 +86,12 @@ func yamlQuote(s string) string {
 func indent(s string, n int) string {
 	pad := strings.Repeat(" ", n)
 	return pad + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pad) + "\n"
+}
+
+// noRateLimit is a copy of cfg without a client-side rate limit: the
+// harness's own requests are not what is measured.
+func noRateLimit(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS = -1
+	return cfg
 }

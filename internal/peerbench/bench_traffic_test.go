@@ -161,8 +161,12 @@ func startTraffic(b *testing.B, ctx context.Context, s TrafficSide, plan Release
 
 type pushResult struct {
 	first, all time.Duration
-	share      float64 // v2's share of the calls once every client had one
-	calls      int
+	// On Kubernetes: release → canary ReplicaSet seen by the harness →
+	// its endpoints published (the harness's kubelet, 100 ms) → first
+	// RPC on v2.
+	stages []time.Duration
+	share  float64 // v2's share of the calls once every client had one
+	calls  int
 }
 
 func (r *pushResult) report(b *testing.B) {
@@ -170,6 +174,11 @@ func (r *pushResult) report(b *testing.B) {
 	b.ReportMetric(msOf(r.all), "all-clients-ms")
 	b.ReportMetric(100*r.share, "v2-share-%")
 	b.Logf("push → first RPC on v2 %v, → every client %v; then v2 answered %.1f%% of %d calls", r.first, r.all, 100*r.share, r.calls)
+	if len(r.stages) == 3 {
+		b.ReportMetric(msOf(r.stages[0]), "to-replicaset-ms")
+		b.ReportMetric(msOf(r.stages[2]), "endpoints-to-first-rpc-ms")
+		b.Logf("release → canary ReplicaSet %v → its endpoints published %v → first RPC on v2 %v", r.stages[0], r.stages[1], r.stages[2])
+	}
 }
 
 func runPush(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *pushResult {
@@ -190,6 +199,12 @@ func runPush(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *pushRe
 	from := time.Now()
 	time.Sleep(2 * time.Second)
 	res := &pushResult{first: first.Sub(pushed), all: all.Sub(pushed)}
+	if ct, ok := s.(CanaryTimes); ok {
+		seen, published := ct.CanaryTimes("echo:v2")
+		if !seen.IsZero() && !published.IsZero() {
+			res.stages = []time.Duration{seen.Sub(pushed), published.Sub(seen), first.Sub(published)}
+		}
+	}
 	res.share, res.calls = c.Share("v2", from, time.Now())
 	if math.Abs(res.share-CanaryWeight/100.0) > 0.15 {
 		b.Fatalf("%s: after the release v2 answered %.1f%% of %d calls, want about %d%%", s.Name(), 100*res.share, res.calls, CanaryWeight)

@@ -60,6 +60,7 @@ type SluiceController struct {
 	world   *World
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	rsTimes
 }
 
 func (*SluiceController) Name() string { return "sluice-controller" }
@@ -249,6 +250,9 @@ func (s *SluiceController) publishOnce(ctx context.Context, applied map[string]s
 	byUID := map[string]*appsv1.ReplicaSet{}
 	for i := range rss.Items {
 		byUID[string(rss.Items[i].UID)] = &rss.Items[i]
+		if replicas(&rss.Items[i]) > 0 {
+			s.see(imageOf(&rss.Items[i]))
+		}
 	}
 	var svcs corev1.ServiceList
 	if err := s.world.Cache.List(ctx, &svcs, client.InNamespace(s.ns), client.MatchingLabels{workload.LabelManagedBy: workload.ManagedBy}); err != nil {
@@ -298,6 +302,9 @@ func (s *SluiceController) publishOnce(ctx context.Context, applied map[string]s
 			continue
 		}
 		applied[name] = key
+		if ready > 0 {
+			s.publish(imageOf(rs))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -58,6 +58,7 @@ type ArgoIstiod struct {
 	procs  []*Process
 	world  *World
 	wg     sync.WaitGroup
+	rsTimes
 }
 
 func (*ArgoIstiod) Name() string { return "argo-istiod" }
@@ -218,7 +219,7 @@ func (a *ArgoIstiod) analysisTemplate() *unstructured.Unstructured {
 func (a *ArgoIstiod) publishEndpoints(ctx context.Context) {
 	last := ""
 	for ctx.Err() == nil {
-		eps, err := a.endpoints(ctx)
+		eps, images, err := a.endpoints(ctx)
 		if err == nil {
 			b, _ := json.Marshal(eps)
 			if string(b) != last {
@@ -226,6 +227,9 @@ func (a *ArgoIstiod) publishEndpoints(ctx context.Context) {
 				se.Object["spec"] = map[string]any{"endpoints": eps}
 				if err := a.c.Patch(ctx, se, client.Apply, client.FieldOwner("peerbench-endpoints"), client.ForceOwnership); err == nil {
 					last = string(b)
+					for _, image := range images {
+						a.publish(image)
+					}
 				}
 			}
 		}
@@ -236,22 +240,28 @@ func (a *ArgoIstiod) publishEndpoints(ctx context.Context) {
 	}
 }
 
-func (a *ArgoIstiod) endpoints(ctx context.Context) ([]any, error) {
+// endpoints are the ServiceEntry's endpoints, and the images they run.
+func (a *ArgoIstiod) endpoints(ctx context.Context) ([]any, []string, error) {
 	var list appsv1.ReplicaSetList
 	if err := a.world.Cache.List(ctx, &list, client.InNamespace(a.ns)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	slices.SortFunc(list.Items, func(x, y appsv1.ReplicaSet) int { return strings.Compare(x.Name, y.Name) })
 	eps := []any{}
+	var images []string
 	for i := range list.Items {
 		rs := &list.Items[i]
+		if replicas(rs) > 0 {
+			a.see(imageOf(rs))
+		}
 		if replicas(rs) == 0 || !AllAvailable(rs) {
 			continue
 		}
+		images = append(images, imageOf(rs))
 		_, tag, _ := strings.Cut(imageOf(rs), ":")
 		e := a.plan.Backends[tag]
 		if e == nil {
-			return nil, fmt.Errorf("ReplicaSet %s runs %s, for which there is no backend", rs.Name, imageOf(rs))
+			return nil, nil, fmt.Errorf("ReplicaSet %s runs %s, for which there is no backend", rs.Name, imageOf(rs))
 		}
 		host, _, _ := strings.Cut(e.Addr, ":")
 		labels := map[string]any{}
@@ -264,7 +274,7 @@ func (a *ArgoIstiod) endpoints(ctx context.Context) ([]any, error) {
 			"labels":  labels,
 		})
 	}
-	return eps, nil
+	return eps, images, nil
 }
 
 // Node is a proxyless gRPC client's node as istio-agent's gRPC bootstrap

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -94,4 +95,39 @@ func noRateLimit(cfg *rest.Config) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS = -1
 	return cfg
+}
+
+// CanaryTimes is what a side on Kubernetes knows of the harness's part
+// in a release: when the harness first saw a ReplicaSet of image asking
+// for replicas, and when it first published that ReplicaSet's available
+// replicas as endpoints (zero: not yet). It splits push → traffic into
+// the controller's reaction, the harness's kubelet, and what follows.
+type CanaryTimes interface {
+	CanaryTimes(image string) (seen, published time.Time)
+}
+
+// rsTimes records CanaryTimes by image.
+type rsTimes struct {
+	mu              sync.Mutex
+	seen, published map[string]time.Time
+}
+
+func (t *rsTimes) mark(m *map[string]time.Time, image string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if *m == nil {
+		*m = map[string]time.Time{}
+	}
+	if _, ok := (*m)[image]; !ok {
+		(*m)[image] = time.Now()
+	}
+}
+
+func (t *rsTimes) see(image string)     { t.mark(&t.seen, image) }
+func (t *rsTimes) publish(image string) { t.mark(&t.published, image) }
+
+func (t *rsTimes) CanaryTimes(image string) (seen, published time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seen[image], t.published[image]
 }

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"log/slog"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -77,7 +77,7 @@ func StartEcho(service, version, host string) (*Echo, error) {
 	go func() { _ = e.gs.Serve(gl) }()
 	go func() {
 		if err := e.hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Printf("echo %s: metrics server stopped: %v\n", version, err)
+			slog.Error("echo backend: metrics server stopped", "version", version, "err", err)
 		}
 	}()
 	return e, nil
@@ -105,6 +105,3 @@ func (e *Echo) Stop() {
 	e.gs.Stop()
 	_ = e.hs.Close()
 }
-
-// portText is a port as text.
-func portText(p int32) string { return strconv.Itoa(int(p)) }

@@ -3,7 +3,6 @@ package peerbench
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -81,12 +80,6 @@ const RateWindow = 5 * time.Second
 // subset YAML reads).
 func yamlQuote(s string) string {
 	return fmt.Sprintf("%q", s)
-}
-
-// indent prefixes every line of s with n spaces.
-func indent(s string, n int) string {
-	pad := strings.Repeat(" ", n)
-	return pad + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pad) + "\n"
 }
 
 // noRateLimit is a copy of cfg without a client-side rate limit: the

@@ -27,8 +27,8 @@ import (
 // call answered by v2 at its first step's weight (50%): the first client
 // (first-rpc-ms) and every client (all-clients-ms). Both include the wait
 // for a call that picks v2 once a client has the new weights: at 100
-// calls a second and 50%, 20 ms on average for one client, about 60 ms
-// for the last of 10.
+// calls a second and 50%, a few ms for the first of 10 clients, about
+// 45 ms on average for the last.
 //
 //	make peers && go test -run '^$' -bench PushToTraffic -benchtime 1x -count 5 -timeout 1h ./internal/peerbench/
 //

@@ -37,7 +37,9 @@ func (st State) SyncStatus() *v1alpha1.GitSyncStatus {
 func RejectionOf(r *Error, at time.Time) *v1alpha1.GitRejection {
 	out := &v1alpha1.GitRejection{Commit: r.Commit, ProblemCount: int32(len(r.Problems))}
 	if !at.IsZero() {
-		t := metav1.NewTime(at)
+		// Whole seconds, as the API server keeps them: a status compared
+		// with what was read back is then equal, and not written again.
+		t := metav1.NewTime(at.Truncate(time.Second))
 		out.At = &t
 	}
 	for _, p := range r.Problems[:min(len(r.Problems), v1alpha1.MaxGitSyncProblems)] {

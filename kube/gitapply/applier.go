@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/sluicehq/sluice/gitsync"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
 // FieldManager is the server-side-apply field manager of everything the
@@ -189,6 +190,7 @@ func (a *Applier) Start(ctx context.Context) error {
 	timer.Stop()
 	defer timer.Stop()
 	var inForce *gitsync.Snapshot
+	var shown *v1alpha1.GitSyncStatus
 	due := false
 	retry := time.Duration(0)
 	for {
@@ -212,6 +214,7 @@ func (a *Applier) Start(ctx context.Context) error {
 				timer.Reset(next)
 			}
 		}
+		shown = a.wakeOnGitChange(ctx, shown)
 		select {
 		case <-ctx.Done():
 			return nil

@@ -292,6 +292,7 @@ func (c *Controller) setup(opts Options) error {
 		Publisher:               publishers,
 		Acknowledger:            controller.Acknowledgers{plane, gateway},
 		Reverter:                c.reverter(),
+		GitSync:                 c.sources,
 		Now:                     opts.Now,
 		RevisionHistory:         cfg.Reconcile.RevisionHistory,
 		AckPollInterval:         cfg.Reconcile.AckPollInterval.Duration,

@@ -18,7 +18,7 @@ const (
 // after a push that was not applied: HeadCommit is what the source's ref
 // names, AppliedCommit what is in force; they differ while the head is
 // rejected (Rejected says why) or not applied yet. The source is in sync
-// when both are equal, nothing is rejected and Message is empty.
+// when both are equal and Message is empty (InSync).
 //
 // Commit times and fetch times are left out on purpose: the state changes
 // only when a commit is pushed, judged or applied, so a poll that finds
@@ -77,9 +77,10 @@ type GitRejection struct {
 	Message string `json:"message,omitempty"`
 }
 
-// InSync reports whether the head commit is the commit in force, with
-// nothing rejected and nothing else wrong; a nil status is not in sync
-// (nothing says what Git holds).
+// InSync reports whether the head commit is the commit in force and
+// nothing else is wrong (Message); a nil status is not in sync (nothing
+// says what Git holds).
 func (g *GitSyncStatus) InSync() bool {
-	return g != nil && g.HeadCommit != "" && g.HeadCommit == g.AppliedCommit && g.Rejected == nil && g.Message == ""
+	return g != nil && g.HeadCommit != "" && g.HeadCommit == g.AppliedCommit && g.Message == "" &&
+		(g.Rejected == nil || g.Rejected.Commit != g.HeadCommit)
 }

@@ -13,7 +13,11 @@ import (
 )
 
 // The Runner serves the HTTP API.
-var _ rolloutapi.Backend = (*Runner)(nil)
+var (
+	_ rolloutapi.Backend     = (*Runner)(nil)
+	_ rolloutapi.Watcher     = (*Runner)(nil)
+	_ rolloutapi.GitReporter = (*Runner)(nil)
+)
 
 // List returns every Rollout the runner knows, retired ones included.
 // Views are converted outside the lock: the conversion asks the engine
@@ -28,7 +32,7 @@ func (r *Runner) List(context.Context) ([]rolloutapi.Rollout, error) {
 	r.mu.RUnlock()
 	out := make([]rolloutapi.Rollout, 0, len(views))
 	for _, v := range views {
-		out = append(out, toAPI(v))
+		out = append(out, r.withGit(toAPI(v)))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
 	return out, nil
@@ -42,7 +46,7 @@ func (r *Runner) Get(_ context.Context, namespace, name string) (rolloutapi.Roll
 	if err != nil {
 		return rolloutapi.Rollout{}, err
 	}
-	ro := toAPI(v)
+	ro := r.withGit(toAPI(v))
 	ro.Detail = r.detail(key, v)
 	return ro, nil
 }

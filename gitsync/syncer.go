@@ -424,6 +424,11 @@ func (s *Syncer) refusedHead(st *State, err error) {
 // setRejected records r as the rejection in force, stamped with now when
 // it is a new one.
 func (s *Syncer) setRejected(st *State, r *Error, now time.Time) {
+	if r != nil && st.Rejected != nil && r.Commit == st.Rejected.Commit && errText(r) == errText(st.Rejected) {
+		// The same verdict again (a remembered refusal is a new error
+		// each time): nothing changed.
+		return
+	}
 	if r != st.Rejected {
 		st.RejectedAt = now
 	}

@@ -28,7 +28,7 @@ type gitView struct {
 	// applied the Rollout.
 	Sync   string
 	InSync bool
-	Last                  *v1alpha1.RolloutOutcome
+	Last   *v1alpha1.RolloutOutcome
 }
 
 type rejectedView struct {

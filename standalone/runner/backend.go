@@ -31,8 +31,12 @@ func (r *Runner) List(context.Context) ([]rolloutapi.Rollout, error) {
 	}
 	r.mu.RUnlock()
 	out := make([]rolloutapi.Rollout, 0, len(views))
+	// One source feeds them all: its state is built once and shared.
+	git := r.o.Source.State().SyncStatus()
 	for _, v := range views {
-		out = append(out, r.withGit(toAPI(v)))
+		ro := toAPI(v)
+		ro.Status.GitSync = git
+		out = append(out, ro)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
 	return out, nil

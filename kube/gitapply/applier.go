@@ -95,7 +95,11 @@ type Applier struct {
 
 	wake       chan event.GenericEvent
 	wakeWanted atomic.Bool
-	started    atomic.Bool
+	// stateWake delivers the source's Rollouts when its Git state
+	// changes (StateWake).
+	stateWake       chan event.GenericEvent
+	stateWakeWanted atomic.Bool
+	started         atomic.Bool
 
 	mu    sync.Mutex
 	state State
@@ -127,6 +131,8 @@ func New(c client.Client, opts Options) (*Applier, error) {
 		opts:   opts,
 		log:    opts.Log.WithValues("source", s.Source().Name, "sourceID", opts.SourceID),
 		wake:   make(chan event.GenericEvent, 256),
+
+		stateWake: make(chan event.GenericEvent, 256),
 	}, nil
 }
 
@@ -147,6 +153,16 @@ func (a *Applier) NeedLeaderElection() bool { return true }
 func (a *Applier) Wake() <-chan event.GenericEvent {
 	a.wakeWanted.Store(true)
 	return a.wake
+}
+
+// StateWake delivers every Rollout of the source whenever the source's
+// Git state as the Rollouts show it (status.gitSync: head, commit in
+// force, rejection) changes, for the reconciler to write it: a rejected
+// push changes no spec, so nothing else would. Once asked for, it must be
+// consumed.
+func (a *Applier) StateWake() <-chan event.GenericEvent {
+	a.stateWakeWanted.Store(true)
+	return a.stateWake
 }
 
 // State returns what the Applier last did.

@@ -51,7 +51,7 @@ func (s *Sources) GitSync(_ context.Context, ro *v1alpha1.Rollout) *v1alpha1.Git
 // last is the state woken for before; the new one is returned.
 func (a *Applier) wakeOnGitChange(ctx context.Context, last *v1alpha1.GitSyncStatus) *v1alpha1.GitSyncStatus {
 	cur := a.State().SyncStatus(a.opts.SourceID)
-	if !a.wakeWanted.Load() || equality.Semantic.DeepEqual(cur, last) {
+	if !a.stateWakeWanted.Load() || equality.Semantic.DeepEqual(cur, last) {
 		return cur
 	}
 	var live v1alpha1.RolloutList
@@ -67,7 +67,7 @@ func (a *Applier) wakeOnGitChange(ctx context.Context, last *v1alpha1.GitSyncSta
 			continue
 		}
 		select {
-		case a.wake <- event.GenericEvent{Object: &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: ro.Name}}}:
+		case a.stateWake <- event.GenericEvent{Object: &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: ro.Name}}}:
 		case <-ctx.Done():
 			return last
 		}

@@ -31,8 +31,9 @@ const (
 	// watchWriteTimeout bounds one write to a slow client; the
 	// listener's own write timeout is for whole responses.
 	watchWriteTimeout = 10 * time.Second
-	// watchMinGap merges changes that come in a burst (one pass of the
-	// runner closes the signal once, but several passes may follow).
+	// watchMinGap spaces events out when changes come in a burst (one
+	// pass of the runner signals once, but passes may follow each other
+	// closely): the first change goes out at once, the rest merge.
 	watchMinGap = 50 * time.Millisecond
 )
 
@@ -81,14 +82,17 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 			continue
 		case <-changed:
 		}
+		// The next signal is taken before the event goes out, so a change
+		// the client's read misses still sends another; one that comes
+		// within the gap is sent after it, merged with any others.
+		changed = wt.Changed()
+		if write("event: changed\ndata: {}\n\n") != nil {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(watchMinGap):
-		}
-		changed = wt.Changed()
-		if write("event: changed\ndata: {}\n\n") != nil {
-			return
 		}
 	}
 }

@@ -52,9 +52,10 @@ Kubernetes watch), counting a pause down, until the rollout ends: exit
 status 0 when the new revision was promoted (or nothing was rolling), 1
 when it ended aborted.
 
-With --require-synced it exits 5 when the head commit is not the commit in
-force (rejected, not applied yet, or the source cannot be fetched), naming
-why, and 0 when it is: a check for CI after a push.
+With --require-synced it exits 5 when a head commit is not the commit in
+force (rejected, not applied yet, or the source cannot be fetched), or NAME
+was not applied from Git, naming why, and 0 when every one is: a check for
+CI after a push.
 
 Other exit statuses: 2 usage error, 3 no such rollout, 4 server unreachable.`,
 		Example: `  sluice status

@@ -31,7 +31,8 @@ func (st State) SyncStatus(sourceID string) *v1alpha1.GitSyncStatus {
 
 // GitSync is the Git state of the source ro was applied from, for its
 // status.gitSync; nil for a Rollout no source applied (kubectl, Argo CD)
-// or whose source is gone or not running on this replica.
+// or whose source is gone or not running on this replica; ro's own until
+// the source has synced once.
 func (s *Sources) GitSync(_ context.Context, ro *v1alpha1.Rollout) *v1alpha1.GitSyncStatus {
 	id := SourceOf(ro)
 	if id == "" {
@@ -41,7 +42,13 @@ func (s *Sources) GitSync(_ context.Context, ro *v1alpha1.Rollout) *v1alpha1.Git
 	if a == nil {
 		return nil
 	}
-	return a.State().SyncStatus(id)
+	st := a.State()
+	if st.Git.LastAttempt.IsZero() {
+		// Not synced since this process started: what the Rollout says
+		// is what the previous leader knew, truer than "nothing yet".
+		return ro.Status.GitSync
+	}
+	return st.SyncStatus(id)
 }
 
 // wakeOnGitChange wakes every Rollout of the source when its Git state as

@@ -82,6 +82,10 @@ func (b *Backend) Follow(ctx context.Context, namespace, name string) (<-chan st
 		for _, w := range watches {
 			w.Stop()
 		}
+		// Every reader sends on out: close it once they all are done.
+		for range len(watches) - 1 {
+			<-ended
+		}
 		close(out)
 	}()
 	return out, nil

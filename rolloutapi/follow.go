@@ -101,6 +101,14 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 // first event (sent at once) is consumed before Follow returns, so a
 // server that cannot stream fails here and the caller can fall back.
 func (c *Client) Follow(ctx context.Context, _, _ string) (<-chan struct{}, error) {
+	// The stream lives as long as ctx, or until Follow gives up on it.
+	ctx, cancel := context.WithCancel(ctx)
+	follows := false
+	defer func() {
+		if !follows {
+			cancel()
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.BaseURL, "/")+"/api/v1/watch", nil)
 	if err != nil {
 		return nil, fmt.Errorf("watch: %w", err)
@@ -146,8 +154,10 @@ func (c *Client) Follow(ctx context.Context, _, _ string) (<-chan struct{}, erro
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	follows = true
 	out := make(chan struct{}, 1)
 	go func() {
+		defer cancel()
 		defer close(out)
 		for name := range events {
 			if name != "changed" {

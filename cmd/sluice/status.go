@@ -106,48 +106,73 @@ type statusView struct {
 	events    int
 }
 
-// draw renders once, as of now, and reports whether anything is still
+// draw reads once and renders as of now (fetch, then render).
+func (v statusView) draw(ctx context.Context, w io.Writer, now time.Time) (rollState, error) {
+	snap, err := v.fetch(ctx)
+	if err != nil {
+		return rollState{}, err
+	}
+	return v.render(w, snap, now)
+}
+
+// statusData is what one read of the backend returned.
+type statusData struct {
+	list   []rolloutapi.Rollout // without NAME
+	srcs   []rolloutapi.GitSource
+	one    rolloutapi.Rollout // with NAME
+	events []rolloutapi.Event
+}
+
+// fetch reads what the view shows.
+func (v statusView) fetch(ctx context.Context) (statusData, error) {
+	var d statusData
+	var err error
+	if v.name == "" {
+		if d.list, err = v.b.List(ctx); err != nil {
+			return d, backendError(err)
+		}
+		d.srcs = v.gitSources(ctx)
+		return d, nil
+	}
+	if d.one, err = v.b.Get(ctx, v.namespace, v.name); err != nil {
+		return d, backendError(err)
+	}
+	if v.events > 0 && v.output != "json" {
+		if d.events, err = v.b.History(ctx, v.namespace, v.name, v.events); err != nil {
+			return d, backendError(err)
+		}
+	}
+	return d, nil
+}
+
+// render prints d as of now and reports whether anything is still
 // rolling (and if what ended, ended aborted), whether a pause is counting
 // down, and what is out of sync with Git.
-func (v statusView) draw(ctx context.Context, w io.Writer, now time.Time) (state rollState, err error) {
+func (v statusView) render(w io.Writer, d statusData, now time.Time) (state rollState, err error) {
 	if v.name == "" {
-		rs, err := v.b.List(ctx)
-		if err != nil {
-			return rollState{}, backendError(err)
-		}
-		for _, r := range rs {
+		for _, r := range d.list {
 			state.add(r.Status)
 			if g := r.Status.GitSync; g != nil {
 				state.git(r.Key(), g)
 			}
 		}
-		srcs := v.gitSources(ctx)
-		for _, src := range srcs {
+		for _, src := range d.srcs {
 			state.git(sourceName(src.Source), &src.GitSyncStatus)
 		}
 		if v.output == "json" {
-			return state, writeJSONTo(w, rs)
+			return state, writeJSONTo(w, d.list)
 		}
-		renderTable(w, rs)
-		renderSources(w, srcs)
+		renderTable(w, d.list)
+		renderSources(w, d.srcs)
 		return state, nil
 	}
-	r, err := v.b.Get(ctx, v.namespace, v.name)
-	if err != nil {
-		return rollState{}, backendError(err)
-	}
+	r := d.one
 	state.add(r.Status)
 	state.git(r.Key(), r.Status.GitSync)
 	if v.output == "json" {
 		return state, writeJSONTo(w, r)
 	}
-	var evs []rolloutapi.Event
-	if v.events > 0 {
-		if evs, err = v.b.History(ctx, v.namespace, v.name, v.events); err != nil {
-			return rollState{}, backendError(err)
-		}
-	}
-	state.countdown = renderRolloutAt(w, r, evs, now)
+	state.countdown = renderRolloutAt(w, r, d.events, now)
 	return state, nil
 }
 
@@ -176,14 +201,22 @@ func (v statusView) watch(ctx context.Context, w io.Writer, every time.Duration)
 	var last []byte
 	var changes <-chan struct{}
 	var refollow time.Time
+	var data statusData
+	read := true
 	for {
-		// Follow before reading, so a change during the read is not
-		// missed.
-		if changes == nil && !time.Now().Before(refollow) {
-			changes = v.follow(ctx)
+		if read {
+			// Follow before reading, so a change during the read is
+			// not missed.
+			if changes == nil && !time.Now().Before(refollow) {
+				changes = v.follow(ctx)
+			}
+			var err error
+			if data, err = v.fetch(ctx); err != nil {
+				return err
+			}
 		}
 		var frame bytes.Buffer
-		state, err := v.draw(ctx, &frame, time.Now())
+		state, err := v.render(&frame, data, time.Now())
 		if err != nil {
 			return err
 		}
@@ -212,6 +245,7 @@ func (v statusView) watch(ctx context.Context, w io.Writer, every time.Duration)
 			// Only the countdown's text changes: a local tick.
 			countdown = time.After(time.Second)
 		}
+		read = true
 		select {
 		case <-ctx.Done():
 			return nil
@@ -224,6 +258,9 @@ func (v statusView) watch(ctx context.Context, w io.Writer, every time.Duration)
 			}
 		case <-poll:
 		case <-countdown:
+			// Only the time left changed: drawn again from the last
+			// read, without asking the backend.
+			read = false
 		}
 	}
 }

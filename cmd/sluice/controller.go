@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/sluicehq/sluice/kube/clusterapi"
@@ -34,7 +35,7 @@ type controllerFlags struct {
 	gitPath        string
 	gitPoll        time.Duration
 	istio          bool
-	logLevel       string
+	log            logFlags
 	watchNamespace []string
 	kubeAPIQPS     float32
 	kubeAPIBurst   int
@@ -81,15 +82,22 @@ $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
 			if err != nil {
 				return usageError{err}
 			}
+			log, err := f.log.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
 			kc, err := clusterapi.LoadKubeconfig(f.kubeconfig, f.context)
 			if err != nil {
 				return exitError{code: exitUnavailable, msg: err.Error()}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			log := newLogger(cmd.ErrOrStderr(), f.logLevel)
-			// controller-runtime's packages outside the manager log here too.
+			// controller-runtime's packages outside the manager log here
+			// too, and so does what client-go reports through klog (a
+			// broken watch, runtime.HandleError), which would otherwise
+			// write lines of klog's own format among the JSON ones.
 			ctrl.SetLogger(log)
+			klog.SetLogger(log)
 			c, err := manager.New(manager.Options{Config: cfg, RestConfig: kc.Config, Log: log})
 			if err != nil {
 				return exitError{code: exitFailure, msg: err.Error()}
@@ -122,7 +130,7 @@ $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
 	fl.StringVar(&f.dashPath, "dashboard-path", "", `where the web dashboard is served, "off" for nowhere (dashboard.path; default /dashboard)`)
 	fl.StringVar(&f.dashAddress, "dashboard-address", "", "a listener of the dashboard's own (dashboard.address; default: beside the Git webhooks, http.webhookAddress)")
 	fl.BoolVar(&f.dashReadOnly, "dashboard-read-only", false, "the dashboard offers and runs no command, whatever RBAC allows (dashboard.readOnly)")
-	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.log.addFlags(fl)
 	return cmd
 }
 

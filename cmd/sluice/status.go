@@ -197,6 +197,10 @@ func (v statusView) gitSources(ctx context.Context) []rolloutapi.GitSource {
 // come from the backend (rolloutapi.Follower); a backend that cannot
 // push them is read again every interval.
 func (v statusView) watch(ctx context.Context, w io.Writer, every time.Duration) error {
+	// The follows (an HTTP stream, Kubernetes watches) end with the
+	// watch, not with the process: a caller may go on (tests, a plugin).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	tty := isTerminal(w)
 	var last []byte
 	var changes <-chan struct{}

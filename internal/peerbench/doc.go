@@ -28,6 +28,7 @@
 //	PEERBENCH_GRPC_RATE          calls a second of each (100)
 //	PEERBENCH_ANALYSIS_INTERVAL  the SLO breach analysis's interval (2s)
 //	PEERBENCH_TRAFFIC_SIDES      a list of sluice-run, sluice-controller, argo-istiod (all)
+//	PEERBENCH_PPROF      Sluice controller's pprof address, e.g. 127.0.0.1:6060 (none)
 //	PEERBENCH_SLUICE     "tree": build Sluice from the working tree, not HEAD
 //	PEERBENCH_LOGDIR     where each product's output is kept (/tmp/peerbench)
 //

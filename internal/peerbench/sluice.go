@@ -92,6 +92,12 @@ func (s Sluice) Start(_ context.Context, kubeconfig, dir string, log io.Writer) 
 	if err != nil {
 		return nil, err
 	}
+	// PEERBENCH_PPROF serves Go's profiles at that loopback address, to
+	// take a heap profile at the peak ("0", the default, serves none).
+	pprof := os.Getenv("PEERBENCH_PPROF")
+	if pprof == "" {
+		pprof = "0"
+	}
 	cfg := fmt.Sprintf(`namespace: sluice-system
 stateDir: %s
 leaderElection:
@@ -100,10 +106,11 @@ http:
   metricsAddress: 127.0.0.1:%d
   probeAddress: "0"
   webhookAddress: "0"
+  pprofAddress: %q
 xds:
   address: 127.0.0.1:0
   insecurePlaintext: true
-%s`, filepath.Join(dir, "state"), port, s.Config)
+%s`, filepath.Join(dir, "state"), port, pprof, s.Config)
 	path := filepath.Join(dir, "controller.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err

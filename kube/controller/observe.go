@@ -8,6 +8,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -178,6 +179,9 @@ func (r *Reconciler) persist(ctx context.Context, sp *statusPatcher, rc *reconci
 	if r.GitSync != nil {
 		rc.ro.Status.GitSync = r.GitSync.GitSync(ctx, rc.ro)
 	}
+	if sp.changed(rc.ro) {
+		carryReconciled(rc)
+	}
 	if err := sp.patch(ctx, rc.ro); err != nil {
 		// Not a stageError: nothing was recorded, so there is nothing to
 		// report in status; the reconcile starts over from a fresh read.
@@ -185,4 +189,20 @@ func (r *Reconciler) persist(ctx context.Context, sp *statusPatcher, rc *reconci
 	}
 	rc.persisted = true
 	return nil
+}
+
+// carryReconciled moves a Reconciled condition that is True (the last
+// persisted status was carried out) to the generation being persisted, in
+// the status patch that goes out anyway, so that summarize has nothing
+// left to write when this reconcile succeeds too: the condition's
+// generation used to cost a status patch of its own on every spec change.
+// If a later stage fails, summarize turns it False with a patch of its
+// own, as before. A False condition is left alone: only summarize, after
+// the outputs were carried out, may say True again.
+func carryReconciled(rc *reconcileContext) {
+	c := meta.FindStatusCondition(rc.ro.Status.Conditions, ConditionReconciled)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != ReasonSucceeded {
+		return
+	}
+	c.ObservedGeneration = rc.ro.Generation
 }

@@ -39,11 +39,17 @@ func newStatusPatcher(c client.Client, ro *v1alpha1.Rollout) *statusPatcher {
 	return &statusPatcher{c: c, key: client.ObjectKeyFromObject(ro), version: ro.ResourceVersion, status: *ro.Status.DeepCopy()}
 }
 
+// changed reports whether ro.Status differs from the last written status,
+// that is whether patch would write.
+func (p *statusPatcher) changed(ro *v1alpha1.Rollout) bool {
+	return !equality.Semantic.DeepEqual(p.status, ro.Status)
+}
+
 // patch writes ro.Status if it differs from the last written status. On
 // success ro carries the new resourceVersion, and its status becomes the
 // base of the next patch.
 func (p *statusPatcher) patch(ctx context.Context, ro *v1alpha1.Rollout) error {
-	if equality.Semantic.DeepEqual(p.status, ro.Status) {
+	if !p.changed(ro) {
 		return nil
 	}
 	from := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{ResourceVersion: p.version}, Status: p.status}

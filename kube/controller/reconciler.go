@@ -222,7 +222,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 const (
 	// ConditionReconciled is True when the last persisted status was
 	// carried out: plan published, replicas scaled, actions done. False
-	// names the stage that failed and its error.
+	// names the stage that failed and its error. While it is True, a new
+	// generation's status carries it along in the same write
+	// (carryReconciled), and only a failure costs a write of its own.
 	ConditionReconciled = "Reconciled"
 
 	ReasonSucceeded     = "Succeeded"

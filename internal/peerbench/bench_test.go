@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 //	make peers && go test -run '^$' -bench ControllerSameWork -benchtime 1x -count 3 -timeout 3h ./internal/peerbench/
 //
 // PEERBENCH_QPS=none turns off both controllers' client-side rate limits
-// (default: each its own default, Argo Rollouts 40/80, Sluice 50/100).
+// (default: each its own default, Argo Rollouts 40/80, Sluice 50/1,000).
 func BenchmarkControllerSameWork(b *testing.B) {
 	n := envInt(b, "PEERBENCH_ROLLOUTS", 1000)
 	cfg, scheme := env.Start(b)

@@ -19,7 +19,7 @@ import (
 // Sluice is `sluice controller`, built from this tree, with the
 // configuration docs/controller.md gives for production less what one
 // replica on a workstation cannot have: default workers (10) and
-// client-side rate limit (QPS 50, burst 100), Istio writing on, leader
+// client-side rate limit (QPS 50, burst 1,000), Istio writing on, leader
 // election off (as for Argo Rollouts), xDS on loopback in plaintext (no
 // proxy connects in this benchmark, so a step is acknowledged when the
 // VirtualService write is accepted, as Argo Rollouts counts it too).

@@ -249,7 +249,7 @@ type KubeAPI struct {
 	// API server's priority and fairness alone in charge.
 	QPS float32 `json:"qps,omitempty"`
 	// Burst is how many requests may go out at once before QPS paces
-	// them. Default 100.
+	// them. Default 1,000: a wave of Rollouts moving in step.
 	Burst int `json:"burst,omitempty"`
 }
 
@@ -348,15 +348,21 @@ func (c *Config) Default() {
 	defDur(&c.Reconcile.AckPollInterval, 2*time.Second)
 	// Flux's controllers default to 50 (burst 300), Argo Rollouts to 40
 	// (burst 80); controller-runtime's own config loader turns the limit
-	// off. 50 keeps one controller from flooding a shared API server; it
-	// does pace a rollout of hundreds of Rollouts at once to about 50
-	// status writes a second (docs/performance.md), which is what a
-	// negative qps is for.
+	// off. 50 a second keeps one controller from flooding a shared API
+	// server with sustained traffic. The burst is large because Sluice's
+	// writes come in waves: Rollouts changed by one commit move in step,
+	// and each step is one status write per Rollout, all at once. With a
+	// burst of 100, a wave of 200 Rollouts queued its second half for two
+	// seconds at every step (reconcile p99 2.5 s, against 0.7 s without
+	// the limit; docs/performance.md, "Controller, same work"). 1,000
+	// lets a wave of up to a thousand go out at once, for the API server's
+	// priority and fairness to queue, and still paces a flood to 50 a
+	// second once the bucket is empty.
 	if c.KubeAPI.QPS == 0 {
 		c.KubeAPI.QPS = 50
 	}
 	if c.KubeAPI.Burst == 0 {
-		c.KubeAPI.Burst = 100
+		c.KubeAPI.Burst = 1000
 	}
 	if c.Git != nil && c.Git.Tag == "" && c.Git.Commit == "" {
 		def(&c.Git.Branch, "main")

@@ -24,7 +24,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if c.Namespace != "platform" || c.DefaultNamespace != "default" || c.XDS.Address != ":18000" ||
 		!c.LeaderElectionEnabled() || !c.IstioEnabled() || c.LeaderElection.LeaseDuration.Duration != 15*time.Second || c.Git != nil ||
-		c.KubeAPI != (KubeAPI{QPS: 50, Burst: 100}) {
+		c.KubeAPI != (KubeAPI{QPS: 50, Burst: 1000}) {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 	if c.XDS.ReplicaName != "sluice-controller-5d8f9c7b6-x2x4z" || c.XDS.ReportInterval.Duration != 250*time.Millisecond || c.XDS.ReportHeartbeat.Duration != 10*time.Second {
@@ -185,9 +185,9 @@ func TestKubeAPIApply(t *testing.T) {
 		burst      int
 		ownLimiter bool
 	}{
-		{name: "default", cfg: rest.Config{Host: "https://k8s"}, qps: 50, burst: 100},
+		{name: "default", cfg: rest.Config{Host: "https://k8s"}, qps: 50, burst: 1000},
 		{name: "configured", yaml: "kubeAPI:\n  qps: 200\n  burst: 400\n", cfg: rest.Config{Host: "https://k8s"}, qps: 200, burst: 400},
-		{name: "off", yaml: "kubeAPI:\n  qps: -1\n", cfg: rest.Config{Host: "https://k8s"}, qps: -1, burst: 100},
+		{name: "off", yaml: "kubeAPI:\n  qps: -1\n", cfg: rest.Config{Host: "https://k8s"}, qps: -1, burst: 1000},
 		{name: "caller's qps", cfg: rest.Config{Host: "https://k8s", QPS: 7, Burst: 9}, qps: 7, burst: 9},
 		{name: "caller's limiter", cfg: rest.Config{Host: "https://k8s", RateLimiter: limiter}, ownLimiter: true},
 	}

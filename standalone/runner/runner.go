@@ -136,6 +136,8 @@ type Runner struct {
 type view struct {
 	ro   *v1alpha1.Rollout
 	plan *plan.Plan
+	// src is the snapshot's Rollout whose spec ro shows (nil: retired).
+	src *v1alpha1.Rollout
 }
 
 type commandRequest struct {

@@ -60,6 +60,9 @@ const benchPause = time.Second
 //     during the rollout; the heap's peak is up to twice it (GOGC 100).
 //     SLUICE_BENCH_HEAPPROFILE=FILE writes a heap profile at that peak;
 //     add -memprofilerate 4096 for finer samples;
+//   - alloc-MiB/pass: bytes allocated over the rollout (the whole
+//     process's, the ADS client's excepted), per pass: the garbage the
+//     collector has to keep up with; idle-pass-alloc-MiB: the idle pass's;
 //   - idle-pass-ms, idle-pass-tx, idle-pass-publishes: one pass once
 //     everything is promoted and nothing changes (the 30 s idle pass),
 //     the loop stopped;
@@ -87,6 +90,7 @@ type benchRun struct {
 	cpu                  time.Duration
 	heapPeak, rss        float64 // bytes
 	heapLive             float64 // bytes, the live heap's peak
+	allocs, idleAllocs   float64 // bytes allocated over the rollout, by the idle pass
 	idle                 time.Duration
 	idleTx, idlePubs     float64
 	canaryAll, pausedAll time.Duration // from the push until every Rollout had started, reached the last pause
@@ -104,6 +108,8 @@ func (r *benchRun) report(b *testing.B, n int) {
 	b.ReportMetric(r.cpu.Seconds(), "cpu-s")
 	b.ReportMetric(r.heapPeak/(1<<20), "heap-peak-MiB")
 	b.ReportMetric(r.heapLive/(1<<20), "heap-live-MiB")
+	b.ReportMetric(r.allocs/(1<<20)/max(r.passes, 1), "alloc-MiB/pass")
+	b.ReportMetric(r.idleAllocs/(1<<20), "idle-pass-alloc-MiB")
 	b.ReportMetric(r.rss/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(r.idle.Microseconds())/1000, "idle-pass-ms")
 	b.ReportMetric(r.idleTx, "idle-pass-tx")
@@ -184,6 +190,7 @@ func runStandaloneThousand(b *testing.B, n int) *benchRun {
 	runtime.GC()
 	tx0, passes0, pubs0, busy0 := float64(st.Transactions()), float64(r.passes.Load()), publishCount(b, reg, ""), r.busy.Load()
 	cpu0 := cpuTime(b)
+	allocs0 := readAllocs()
 	heap := sampleHeap(os.Getenv("SLUICE_BENCH_HEAPPROFILE"))
 	repo.Push("v2", benchFiles(n, "v2", 2))
 	start := time.Now()
@@ -217,6 +224,7 @@ func runStandaloneThousand(b *testing.B, n int) *benchRun {
 	res.cpu = cpuTime(b) - cpu0
 	res.heapPeak = heap.stop()
 	res.heapLive = heap.live
+	res.allocs = readAllocs() - allocs0
 	res.tx, res.passes, res.pubs = float64(st.Transactions())-tx0, float64(r.passes.Load())-passes0, publishCount(b, reg, "")-pubs0
 	res.busy = time.Duration(r.busy.Load() - busy0)
 	res.canaryAll, res.pausedAll = latest(canary).Sub(start), latest(lastStepEnd).Add(-benchPause).Sub(start)
@@ -249,9 +257,9 @@ func runStandaloneThousand(b *testing.B, n int) *benchRun {
 		}
 	}
 	tx0, pubs0 = float64(st.Transactions()), publishCount(b, reg, "")
-	t0 := time.Now()
+	t0, allocs0 := time.Now(), readAllocs()
 	r.pass(ctx)
-	res.idle = time.Since(t0)
+	res.idle, res.idleAllocs = time.Since(t0), readAllocs()-allocs0
 	// Republishes the endpoint source's signal causes happen after the
 	// pass, in the xDS server's goroutine.
 	time.Sleep(200 * time.Millisecond)
@@ -367,6 +375,13 @@ func writeHeapProfile(path string) {
 	}
 	defer f.Close()
 	_ = pprof.Lookup("heap").WriteTo(f, 0)
+}
+
+// readAllocs is the bytes allocated so far, the whole process's.
+func readAllocs() float64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return float64(s[0].Value.Uint64())
 }
 
 func readLive() float64 {

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/internal/rolloutmetrics"
 	"github.com/sluicehq/sluice/rollout/engine"
@@ -142,8 +144,12 @@ func (r *Runner) stepOne(key string, ro *v1alpha1.Rollout, d gitsync.Desired, pr
 		// Shared with the stored state, which is only ever replaced.
 		ro.Status = *prev.Status
 	}
-	// The engine copies what it keeps of the provenance.
+	// The engine copies what it keeps of the provenance, which then reads
+	// back from the file as asStored has it (unchangedStep compares).
 	prov := d.Provenance
+	if t := prov.CommitTime; t != nil {
+		prov.CommitTime = asStored(*t)
+	}
 	obs := engine.Observations{Git: &prov, Window: window.Evaluate(ro.Spec.Windows, now)}
 	if prev.Plan != nil {
 		obs.DataPlane = r.o.Plane.Observe(*prev.Plan)
@@ -182,6 +188,14 @@ func (r *Runner) stepOne(key string, ro *v1alpha1.Rollout, d gitsync.Desired, pr
 	st := stepped{key: key, ro: ro, out: out, command: cmd, prev: prev.Status, revert: obs.GitRevert, rec: rec, src: d.Rollout}
 	st.same = unchangedStep(st, prev)
 	return st, true
+}
+
+// asStored is t as the state file gives it back: a metav1.Time keeps
+// whole seconds and decodes in local time (the commit's own zone is not
+// kept).
+func asStored(t metav1.Time) *metav1.Time {
+	m := metav1.NewTime(t.Truncate(time.Second).Local())
+	return &m
 }
 
 // unchangedStep reports whether a step would leave the Rollout exactly
@@ -265,6 +279,7 @@ func (r *Runner) persist(steps []stepped) ([]stepped, error) {
 		case err != nil:
 		case at[i] < 0:
 			res[i] = store.Result{Unchanged: true}
+			r.unchanged.Add(1)
 		default:
 			res[i] = written[at[i]]
 		}

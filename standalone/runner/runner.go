@@ -131,6 +131,9 @@ type Runner struct {
 	// (benchmarks read them).
 	passes atomic.Uint64
 	busy   atomic.Int64
+	// unchanged counts the steps found unchanged in memory, which were
+	// neither encoded nor written (tests read it).
+	unchanged atomic.Uint64
 }
 
 type view struct {

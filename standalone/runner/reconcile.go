@@ -94,6 +94,9 @@ func (r *Runner) pass(ctx context.Context) time.Duration {
 		}
 		st.took = time.Since(began)
 		steps = append(steps, st)
+		// Compared in place: a step is too big to copy for it.
+		last := &steps[len(steps)-1]
+		last.same = unchangedStep(last, prev[key])
 	}
 	for key, s := range prev {
 		if desired[key] {
@@ -185,9 +188,7 @@ func (r *Runner) stepOne(key string, ro *v1alpha1.Rollout, d gitsync.Desired, pr
 	}
 	rec := store.Record{Time: now, Status: &out.Status, Plan: &out.Plan, Events: out.Events, Runs: runs,
 		Outbox: r.notifications(key, out.Events, &out.Status, now)}
-	st := stepped{key: key, ro: ro, out: out, command: cmd, prev: prev.Status, revert: obs.GitRevert, rec: rec, src: d.Rollout}
-	st.same = unchangedStep(st, prev)
-	return st, true
+	return stepped{key: key, ro: ro, out: out, command: cmd, prev: prev.Status, revert: obs.GitRevert, rec: rec, src: d.Rollout}, true
 }
 
 // asStored is t as the state file gives it back: a metav1.Time keeps
@@ -206,7 +207,7 @@ func asStored(t metav1.Time) *metav1.Time {
 // changed; equal values encode to the bytes the file holds, so the store
 // would find them unchanged too (store.Result.Unchanged). Anything else
 // goes to the store, which compares the bytes.
-func unchangedStep(st stepped, prev store.Rollout) bool {
+func unchangedStep(st *stepped, prev store.Rollout) bool {
 	if st.command != nil || st.retired || len(st.rec.Events) > 0 || len(st.rec.Outbox) > 0 {
 		return false
 	}

@@ -29,8 +29,21 @@ TOOLS_LDFLAGS=${TOOLS_LDFLAGS--s -w}
 export GOWORK=off
 
 usage() {
-	echo "usage: $0 TOOL OUT (TOOL: a directory of tools/)" >&2
+	echo "usage: $0 TOOL OUT | $0 -key TOOL" >&2
 	exit 2
+}
+
+# known TOOL fails, saying why, unless tools/TOOL/ is a tool module with a
+# recipe here.
+known() {
+	if ! describe "$1"; then
+		echo "$0: unknown tool \"$1\": no recipe (build_$1) in tools/build.sh" >&2
+		exit 2
+	fi
+	if [ ! -f "$tools_dir/$1/go.mod" ]; then
+		echo "$0: tool \"$1\": tools/$1/go.mod is missing" >&2
+		exit 2
+	fi
 }
 
 # modversion MODULE prints the version of MODULE that the tool's go.mod
@@ -225,6 +238,7 @@ cachedir() {
 install_atomic() {
 	local tmp
 	tmp=$(mktemp "$(dirname "$2")/.$(basename "$2").XXXXXX")
+	cleanup+=("$tmp")
 	if ! cp "$1" "$tmp" || ! chmod 755 "$tmp" || ! mv -f "$tmp" "$2"; then
 		rm -f "$tmp"
 		return 1
@@ -245,10 +259,19 @@ clean() {
 }
 trap clean EXIT
 
+# -key TOOL prints the name of TOOL's cache entry, e.g. for a CI cache
+# key.
+if [ $# -eq 2 ] && [ "$1" = -key ]; then
+	tool=$2
+	known "$tool"
+	cd "$tools_dir/$tool"
+	echo "$tool-$(cachekey)"
+	exit 0
+fi
+
 [ $# -eq 2 ] || usage
 tool=$1 out=$2
-describe "$tool" || usage
-[ -d "$tools_dir/$tool" ] || usage
+known "$tool"
 case $out in /*) ;; *) out=$PWD/$out ;; esac
 mkdir -p "$(dirname "$out")"
 cd "$tools_dir/$tool"

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/sluicehq/sluice/internal/gittest"
+	"github.com/sluicehq/sluice/internal/metricsdoc"
 	"github.com/sluicehq/sluice/internal/promtest"
 	"github.com/sluicehq/sluice/internal/testbin"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
@@ -306,7 +307,8 @@ var targetLabels = []string{"job", "instance"}
 // /metrics with a token, and checks every series and label the
 // dashboard's expressions and variables name against the scrape. A
 // dashboard panel over a metric that was renamed, or never existed,
-// fails here.
+// fails here. It also checks the scrape against docs/metrics.md
+// (checkDocumented).
 func TestDashboardMatchesExportedMetrics(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -370,6 +372,7 @@ func TestDashboardMatchesExportedMetrics(t *testing.T) {
 	for m, where := range missing {
 		t.Errorf("the dashboard uses %s (%s), which sluice run does not export", m, strings.Join(where, "; "))
 	}
+	checkDocumented(t, got)
 	if t.Failed() {
 		var names []string
 		for n := range got {
@@ -379,6 +382,59 @@ func TestDashboardMatchesExportedMetrics(t *testing.T) {
 		}
 		sort.Strings(names)
 		t.Logf("sluice run exports: %s", strings.Join(names, " "))
+	}
+}
+
+// inScenario tells, from docs/metrics.md's appears column, whether a
+// metric's series exist once the test's rollouts have run: a Git source,
+// a Rollout, analysis measurements and a write-back, but no notification
+// target and no force push.
+func inScenario(appears string) bool {
+	for _, p := range []string{"at start", "with a Rollout", "with a Git source", "with a measurement", "with `sluice_analysis_metric_value`", "at the first write-back"} {
+		if strings.HasPrefix(appears, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkDocumented holds the scrape of sluice run to docs/metrics.md: every
+// metric documented for run mode (both modes, or run only) that the
+// scenario makes exist is served, with the documented labels.
+// kube/manager's TestQuickstart does the same for controller mode, so the
+// series documented for both are served by both, alike.
+func checkDocumented(t *testing.T, got series) {
+	t.Helper()
+	docs, err := metricsdoc.Read("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, d := range docs {
+		if !d.ServedBy(metricsdoc.Run) || !inScenario(d.Appears) {
+			continue
+		}
+		checked++
+		name := d.Name
+		if d.Type == "histogram" {
+			name += "_count"
+		}
+		have, ok := got[name]
+		if !ok {
+			t.Errorf("%s (docs/metrics.md:%d) is documented for sluice run but not served", d.Name, d.Line)
+			continue
+		}
+		// Exactly the documented labels: a series served by both modes
+		// has the same labels in both (kube/manager's TestQuickstart
+		// holds the controller to the same rows).
+		want := slices.Clone(d.Labels)
+		sort.Strings(want)
+		if got := keys(have); !slices.Equal(got, want) {
+			t.Errorf("%s (docs/metrics.md:%d) is documented with labels %v, but sluice run serves it with %v", d.Name, d.Line, want, got)
+		}
+	}
+	if checked < 20 {
+		t.Errorf("only %d documented metrics checked: did the page's appears column change?", checked)
 	}
 }
 

@@ -47,8 +47,21 @@ func TestRecordAndForget(t *testing.T) {
 	if v := testutil.ToFloat64(m.StaleNodes.WithLabelValues("ns", "reviews")); v != 0 {
 		t.Errorf("stale nodes = %v once none is, want 0", v)
 	}
+	// Every kind and outcome is counted from the first status on.
+	if v := testutil.ToFloat64(m.AnalysisRuns.WithLabelValues("ns", "reviews", string(v1alpha1.AnalysisPostPromotion), "Failed")); v != 0 {
+		t.Errorf("PostPromotion Failed runs = %v, want 0", v)
+	}
+	if n := testutil.CollectAndCount(m.AnalysisRuns); n != 20 {
+		t.Errorf("%d analysis run series, want 20 (5 kinds × 4 outcomes)", n)
+	}
 	m.Forget("ns", "reviews")
-	if n := testutil.CollectAndCount(reg); n != 0 {
-		t.Errorf("%d series left after Forget", n)
+	// The reconcile histogram has no rollout label: only its three results
+	// are left, at 0.
+	if n := testutil.CollectAndCount(reg); n != 3 {
+		t.Errorf("%d series left after Forget, want the 3 reconcile results", n)
+	}
+	m.Record("ns", "reviews", nil, cur)
+	if v := testutil.ToFloat64(m.AnalysisRuns.WithLabelValues("ns", "reviews", string(v1alpha1.AnalysisStepKind), "Successful")); v != 1 {
+		t.Errorf("runs after the Rollout came back = %v, want 1", v)
 	}
 }

@@ -30,7 +30,7 @@ func (m *measurer) Measure(ctx context.Context, q analysis.Query) analysis.Resul
 	defer cancel()
 	start := time.Now()
 	res := m.next.Measure(ctx, q)
-	observeMeasurement(time.Since(start), res.Err)
+	analysisSeries.ObserveMeasurement(time.Since(start), res.Err)
 	// Advance sets the identity on what it records; the replay needs it
 	// here too.
 	res.Metric, res.Index = q.Metric, q.Index

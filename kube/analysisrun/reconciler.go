@@ -150,6 +150,9 @@ type Reconciler struct {
 	// written is the resourceVersion of each run's last status write by
 	// this process: a cached run at that version is known to be current.
 	written map[types.NamespacedName]version
+	// rollouts names the Rollout of each run whose values the analysis
+	// series show, to remove them when the run is gone.
+	rollouts map[types.NamespacedName]string
 }
 
 type version struct {
@@ -197,7 +200,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return r.fail(req.NamespacedName, err)
 	}
-	if run.Status.Phase.Completed() || !run.DeletionTimestamp.IsZero() {
+	if !run.DeletionTimestamp.IsZero() {
+		r.forget(req.NamespacedName)
+		r.dropValues(req.NamespacedName)
+		return ctrl.Result{}, nil
+	}
+	// The persisted values, also of completed runs: after a restart or a
+	// change of leader the series are back before the next measurement.
+	r.showValues(run)
+	if run.Status.Phase.Completed() {
 		r.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
@@ -234,6 +245,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 func (r *Reconciler) fail(key types.NamespacedName, err error) (ctrl.Result, error) {
 	if apierrors.IsNotFound(err) {
 		r.forget(key)
+		r.dropValues(key)
 		return ctrl.Result{}, nil
 	}
 	return ctrl.Result{}, err

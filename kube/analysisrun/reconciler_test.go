@@ -175,7 +175,7 @@ func TestOutcomes(t *testing.T) {
 			waitEvents(t, c, key, tc.wantEvents)
 			poll.Until(t, "measurements counted in sluice_analysis_measurements_total", func() bool {
 				for i, outcome := range []v1alpha1.AnalysisPhase{v1alpha1.AnalysisSuccessful, v1alpha1.AnalysisFailed, v1alpha1.AnalysisInconclusive, v1alpha1.AnalysisError} {
-					if testutil.ToFloat64(measurementsTotal.WithLabelValues(ns, m.Name, string(outcome))) != float64(tc.wantCounts[i]) {
+					if testutil.ToFloat64(analysisSeries.Measurements.WithLabelValues(ns, m.Name, string(outcome))) != float64(tc.wantCounts[i]) {
 						return false
 					}
 				}

@@ -3,82 +3,80 @@ package analysisrun
 import (
 	"context"
 	"fmt"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/sluicehq/sluice/internal/rolloutmetrics"
 	"github.com/sluicehq/sluice/internal/untrusted"
+	"github.com/sluicehq/sluice/kube/workload"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
-// Metrics, registered on controller-runtime's registry so the manager's
-// /metrics serves them beside its own. Labels stay bounded: run names are
-// generated per rollout and per step, so they are left out; metric names
-// come from templates.
-var (
-	measurementsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sluice_analysis_measurements_total",
-		Help: "Measurements recorded in AnalysisRun status, by namespace, metric (the template's metric name) and outcome (Successful, Failed, Inconclusive, Error).",
-	}, []string{"namespace", "metric", "outcome"})
-	measurementSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "sluice_analysis_measurement_duration_seconds",
-		Help:    "Time of one measurement (all its queries), by result (ok: an answer, error: the measurement could not be taken).",
-		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-	}, []string{"result"})
-)
+// analysisSeries are the analysis metrics, registered on
+// controller-runtime's registry so the manager's /metrics serves them
+// beside its own: rolloutmetrics', the same `sluice run` serves. The
+// values are set from each run's persisted status, the measurements
+// counted from the differences of two.
+var analysisSeries = rolloutmetrics.NewAnalysis()
 
 func init() {
-	metrics.Registry.MustRegister(measurementsTotal, measurementSeconds)
+	if err := analysisSeries.Register(metrics.Registry); err != nil {
+		panic(err)
+	}
 }
 
-func observeMeasurement(d time.Duration, err error) {
-	result := "ok"
-	if err != nil {
-		result = "error"
+// rolloutOf names the Rollout that owns run: the series of a run carry
+// its Rollout's name, and a run without one (made by hand) has none.
+func rolloutOf(run *v1alpha1.AnalysisRun) (string, bool) {
+	ref := metav1.GetControllerOf(run)
+	if ref == nil || ref.Kind != workload.RolloutKind.Kind || ref.APIVersion != workload.RolloutKind.GroupVersion().String() {
+		return "", false
 	}
-	measurementSeconds.WithLabelValues(result).Observe(d.Seconds())
+	return ref.Name, true
+}
+
+// showValues sets the analysis series from a run's persisted status and
+// remembers its Rollout, for dropValues.
+func (r *Reconciler) showValues(run *v1alpha1.AnalysisRun) {
+	ro, ok := rolloutOf(run)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	if r.rollouts == nil {
+		r.rollouts = map[types.NamespacedName]string{}
+	}
+	r.rollouts[client.ObjectKeyFromObject(run)] = ro
+	r.mu.Unlock()
+	analysisSeries.Observe(run.Namespace, ro, run)
+}
+
+// dropValues removes the series that show a measurement of a run that is
+// gone (deleted, or being deleted).
+func (r *Reconciler) dropValues(key types.NamespacedName) {
+	r.mu.Lock()
+	ro, ok := r.rollouts[key]
+	delete(r.rollouts, key)
+	r.mu.Unlock()
+	if ok {
+		analysisSeries.Drop(key.Namespace, ro, key.Name)
+	}
 }
 
 // report emits the Events and counts the measurements of one persisted
 // status write, prev being the status it replaced.
 func (r *Reconciler) report(ctx context.Context, prev *v1alpha1.AnalysisRunState, run *v1alpha1.AnalysisRun) {
-	countMeasurements(run.Namespace, prev, &run.Status)
+	analysisSeries.CountMeasurements(run.Namespace, prev, &run.Status)
+	r.showValues(run)
 	for _, e := range completions(prev, &run.Status) {
 		r.Recorder.Eventf(run, nil, e.typ, e.reason, e.action, "%s", e.note)
 	}
 	logCompleted(ctx, prev, run)
-}
-
-// countMeasurements adds the measurements recorded since prev. The
-// counters in status count every measurement (the list keeps only the last
-// few), so their differences are exact however many were taken at once.
-func countMeasurements(ns string, prev, cur *v1alpha1.AnalysisRunState) {
-	before := map[string]*v1alpha1.MetricResult{}
-	for i := range prev.Metrics {
-		before[prev.Metrics[i].Name] = &prev.Metrics[i]
-	}
-	for _, m := range cur.Metrics {
-		var old v1alpha1.MetricResult
-		if b := before[m.Name]; b != nil {
-			old = *b
-		}
-		for _, c := range []struct {
-			outcome  v1alpha1.AnalysisPhase
-			now, was int32
-		}{
-			{v1alpha1.AnalysisSuccessful, m.Successful, old.Successful},
-			{v1alpha1.AnalysisFailed, m.Failed, old.Failed},
-			{v1alpha1.AnalysisInconclusive, m.Inconclusive, old.Inconclusive},
-			{v1alpha1.AnalysisError, m.Error, old.Error},
-		} {
-			if d := c.now - c.was; d > 0 {
-				measurementsTotal.WithLabelValues(ns, m.Name, string(c.outcome)).Add(float64(d))
-			}
-		}
-	}
 }
 
 // event is one Kubernetes Event about a run.

@@ -3,7 +3,6 @@ package controller
 import (
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/sluicehq/sluice/internal/rolloutmetrics"
@@ -12,27 +11,20 @@ import (
 
 // Controller metrics, registered on controller-runtime's registry so the
 // manager's /metrics serves them beside its own (workqueue, reconcile
-// totals, client latency). The per-Rollout series are rolloutmetrics',
-// the same that `sluice run` serves; they describe the last persisted
-// status, so they never show a decision that was not recorded.
+// totals, client latency). They are rolloutmetrics', the same that `sluice
+// run` serves; they describe the last persisted status, so they never
+// show a decision that was not recorded.
 var (
 	rolloutMetrics = rolloutmetrics.New()
 	// phaseGauge and analysisCounter are read by the tests.
 	phaseGauge      = rolloutMetrics.Phase
 	analysisCounter = rolloutMetrics.AnalysisRuns
-
-	reconcileHistogram = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "sluice_rollout_reconcile_duration_seconds",
-		Help:    "Time of one Rollout reconcile, by result (success, conflict, error).",
-		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-	}, []string{"result"})
 )
 
 func init() {
 	if err := rolloutMetrics.Register(metrics.Registry); err != nil {
 		panic(err)
 	}
-	metrics.Registry.MustRegister(reconcileHistogram)
 }
 
 // recordStatus updates the gauges from a persisted status and counts the
@@ -47,5 +39,5 @@ func forgetMetrics(ns, name string) {
 }
 
 func observeReconcile(result string, d time.Duration) {
-	reconcileHistogram.WithLabelValues(result).Observe(d.Seconds())
+	rolloutMetrics.ObserveReconcile(result, d)
 }

@@ -120,7 +120,7 @@ func metricLabels(m *dto.Metric) map[string]string {
 }
 
 // checkRunsCounted: sluice_rollout_analysis_runs_total, documented in
-// docs/controller.md, counted v2's successful runs (the replicas share
+// docs/metrics.md, counted v2's successful runs (the replicas share
 // controller-runtime's registry in this process).
 func (w *world) checkRunsCounted(t *testing.T, want float64) {
 	t.Helper()

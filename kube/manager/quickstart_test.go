@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -25,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
+	"github.com/sluicehq/sluice/internal/metricsdoc"
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/testbin"
 	"github.com/sluicehq/sluice/kube/controller"
@@ -49,7 +51,8 @@ var quickstartDoc = filepath.Join("..", "..", "docs", "quickstart-controller.md"
 // Istio's CRDs and said so once, then found them; hello was released to
 // v2 with the Stable Ready and Canary Ready columns filled in; sluice
 // history lists every step; the Rollout's Events are events.k8s.io
-// Events; every documented sluice_rollout_ metric is served; the canary
+// Events; every metric docs/metrics.md documents for controller mode that
+// the quick start makes exist is served, with its labels; the canary
 // example named the missing CRDs in its condition, then got a
 // VirtualService of Sluice's own; the Git mirror is in the user's cache
 // folder; and no conflict was logged as an error.
@@ -192,15 +195,26 @@ func TestQuickstart(t *testing.T) {
 	})
 	t.Run("documented metrics", func(t *testing.T) {
 		served := scrape(t, metrics)
-		for _, name := range documentedMetrics(t) {
-			// A counter appears with its first count: no canary analysis
-			// runs in the quick start (docs/controller.md says so).
-			if name == "sluice_rollout_analysis_runs_total" {
+		checked := 0
+		for _, m := range documentedMetrics(t) {
+			if !m.ServedBy(metricsdoc.Controller) || !inQuickstart(m.Appears) {
 				continue
 			}
-			if !served[name] {
-				t.Errorf("%s is documented in docs/controller.md but not served", name)
+			checked++
+			labels, ok := served[m.Name]
+			if !ok {
+				t.Errorf("%s (docs/metrics.md:%d) is documented for controller mode but not served", m.Name, m.Line)
+				continue
 			}
+			// Exactly the documented labels: a series served by both modes
+			// has the same labels in both (deploy's dashboard test holds
+			// sluice run to the same rows).
+			if got := sortedKeys(labels); !slices.Equal(got, sorted(m.Labels)) {
+				t.Errorf("%s (docs/metrics.md:%d) is documented with labels %v, but the controller serves it with %v", m.Name, m.Line, sorted(m.Labels), got)
+			}
+		}
+		if checked < 20 {
+			t.Errorf("only %d documented metrics checked: did the page's appears column change?", checked)
 		}
 	})
 	t.Run("the canary example through kubectl, before and after Istio", func(t *testing.T) {
@@ -414,39 +428,71 @@ func tail(s string, lines int) string {
 	return strings.Join(l[max(0, len(l)-lines):], "\n")
 }
 
-// documentedMetrics are the sluice_rollout_ and sluice_xds_ metrics of
-// docs/controller.md's table.
-func documentedMetrics(t *testing.T) []string {
+// documentedMetrics are the metrics docs/metrics.md documents.
+func documentedMetrics(t *testing.T) []metricsdoc.Metric {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "controller.md"))
+	ms, err := metricsdoc.Read(filepath.Join("..", "..", "docs", "metrics.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	for _, m := range regexp.MustCompile("(?m)^\\| `(sluice_[a-z_]+)`").FindAllSubmatch(data, -1) {
-		out = append(out, string(m[1]))
+	return ms
+}
+
+// inQuickstart tells, from docs/metrics.md's appears column, whether a
+// metric's series exist once the quick start has run: it starts the
+// controller with a Git source and releases a Rollout, but runs no
+// analysis, sends no notification and never force-pushes.
+func inQuickstart(appears string) bool {
+	for _, p := range []string{"at start", "with a Rollout", "with a Git source"} {
+		if strings.HasPrefix(appears, p) {
+			return true
+		}
 	}
-	if len(out) < 5 {
-		t.Fatalf("docs/controller.md documents %d metrics: the table moved?", len(out))
-	}
+	return false
+}
+
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
 	return out
 }
 
-// scrape reads the metric families served at addr.
-func scrape(t *testing.T, addr string) map[string]bool {
+// sortedKeys are the labels of a scraped family, a histogram's le and a
+// summary's quantile aside.
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		if k != "le" && k != "quantile" {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// scrape reads the metric families served at addr, each with the names
+// of the labels its series carry (a histogram's le aside).
+func scrape(t *testing.T, addr string) map[string]map[string]bool {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("parse /metrics: %v", err)
 	}
-	out := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^# TYPE (\S+) `).FindAllSubmatch(body, -1) {
-		out[string(m[1])] = true
+	out := map[string]map[string]bool{}
+	for name, f := range fams {
+		labels := map[string]bool{}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = true
+			}
+		}
+		out[name] = labels
 	}
 	return out
 }

@@ -228,7 +228,10 @@ func (e *staleEnv) checkStale(t *testing.T, ro *v1alpha1.Rollout, excluded bool)
 	if sn == nil || sn.Count != 1 || !slices.Equal(sn.Nodes, []string{"silent"}) || sn.Excluded != excluded {
 		t.Errorf("status.traffic.staleNodes = %+v, want the silent node, excluded %v", sn, excluded)
 	}
-	if v := e.staleMetric(t); v != 1 {
+	// The gauge is set after the status write that a reader of the API
+	// server may see first.
+	var v float64
+	if !poll.Holds(10*time.Second, poll.Interval, func() bool { v = e.staleMetric(t); return v == 1 }) {
 		t.Errorf("sluice_rollout_stale_nodes = %v, want 1", v)
 	}
 	var msg string
@@ -287,7 +290,8 @@ func TestControllerSilentProxyHoldsTheStep(t *testing.T) {
 	if ro.Status.Traffic.StaleNodes != nil {
 		t.Errorf("staleNodes %+v after the silent node left; want none", ro.Status.Traffic.StaleNodes)
 	}
-	if v := e.staleMetric(t); v != 0 {
+	var v float64
+	if !poll.Holds(10*time.Second, poll.Interval, func() bool { v = e.staleMetric(t); return v == 0 }) {
 		t.Errorf("sluice_rollout_stale_nodes = %v after the silent node left, want 0", v)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/sluicehq/sluice/analysis"
+	"github.com/sluicehq/sluice/internal/rolloutmetrics"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/standalone/store"
@@ -102,6 +103,30 @@ func (d *AnalysisDriver) build(ns string, run engine.AnalysisRun, templates []*v
 		}
 	}
 	return ar, nil
+}
+
+// timedMeasurer times each measurement in the analysis series (the
+// runner installs it, with the runner's registry), and passes CheckRun
+// on to the Measurer it wraps.
+type timedMeasurer struct {
+	next   analysis.Measurer
+	series *rolloutmetrics.Analysis
+}
+
+func (m timedMeasurer) Measure(ctx context.Context, q analysis.Query) analysis.Result {
+	start := time.Now()
+	res := m.next.Measure(ctx, q)
+	if ctx.Err() == nil { // a stopped run's cut-short query says nothing of Prometheus
+		m.series.ObserveMeasurement(time.Since(start), res.Err)
+	}
+	return res
+}
+
+func (m timedMeasurer) CheckRun(ar *v1alpha1.AnalysisRun) error {
+	if c, ok := m.next.(runChecker); ok {
+		return c.CheckRun(ar)
+	}
+	return nil
 }
 
 // runChecker is a Measurer that can tell, before measuring, that it will

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/gitsync"
+	"github.com/sluicehq/sluice/internal/rolloutmetrics"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
@@ -34,6 +35,8 @@ type stepped struct {
 	rec    store.Record
 	// retired: the Rollout left Git and this step retired it.
 	retired bool
+	// took is the time the step took, before it was persisted.
+	took time.Duration
 }
 
 // pass reconciles every Rollout once — step each, persist every step in
@@ -69,15 +72,23 @@ func (r *Runner) pass(ctx context.Context) time.Duration {
 		}
 		key := store.Key(ro.Namespace, ro.Name)
 		desired[key] = true
-		if st, ok := r.stepOne(key, ro, d, prev[key], now); ok {
-			steps = append(steps, st)
+		began := time.Now()
+		st, ok := r.stepOne(key, ro, d, prev[key], now)
+		if !ok {
+			// The engine refused the step (stepOne logged why).
+			r.metrics.ObserveReconcile(rolloutmetrics.ResultError, time.Since(began))
+			continue
 		}
+		st.took = time.Since(began)
+		steps = append(steps, st)
 	}
 	for key, s := range prev {
 		if desired[key] {
 			continue
 		}
+		began := time.Now()
 		if st, ok := r.retire(key, s, snap.Commit.SHA, now); ok {
+			st.took = time.Since(began)
 			steps = append(steps, st)
 		}
 	}
@@ -202,7 +213,20 @@ func (r *Runner) persist(steps []stepped) ([]stepped, error) {
 	for i, st := range steps {
 		changes[i] = store.Change{Key: st.key, Record: st.rec}
 	}
+	began := time.Now()
 	res, err := r.o.Store.CommitAll(changes)
+	// A step is done when it is on disk: its time is its own plus the
+	// pass's one write, which it shares with the pass's other steps
+	// (sluice_rollout_reconcile_duration_seconds, as the controller's
+	// reconcile includes its status write).
+	write := time.Since(began)
+	for i, st := range steps {
+		result := rolloutmetrics.ResultSuccess
+		if err != nil || res[i].Err != nil {
+			result = rolloutmetrics.ResultError
+		}
+		r.metrics.ObserveReconcile(result, st.took+write)
+	}
 	if err != nil {
 		for _, st := range steps {
 			if st.command != nil {
@@ -228,6 +252,9 @@ func (r *Runner) persist(steps []stepped) ([]stepped, error) {
 		}
 		r.revertObserved(st.key, st.revert)
 		r.record(st.key, st.prev, &st.out.Status)
+		if !st.retired {
+			r.showRuns(st.key, &st.out.Status, st.rec.Runs, false)
+		}
 		st.ro.Status = st.out.Status
 		p := st.out.Plan
 		if !st.retired {

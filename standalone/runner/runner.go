@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,6 +117,12 @@ type Runner struct {
 	stored map[string]store.Rollout
 
 	metrics *rolloutmetrics.Metrics
+	// analysis shows the analysis metrics' values and counts their
+	// measurements, from the runs' persisted state; shownRuns is what
+	// each run's were last set from, by rollout key and run name. Only
+	// the loop goroutine touches shownRuns.
+	analysis  *rolloutmetrics.Analysis
+	shownRuns map[[2]string]shownRun
 	// passes counts the passes begun, busy their time in nanoseconds
 	// (benchmarks read them).
 	passes atomic.Uint64
@@ -156,11 +163,20 @@ func New(o Options) (*Runner, error) {
 	if o.DefaultNamespace == "" {
 		o.DefaultNamespace = "default"
 	}
-	m := rolloutmetrics.New()
+	m, am := rolloutmetrics.New(), rolloutmetrics.NewAnalysis()
 	if o.Registerer != nil {
 		if err := m.Register(o.Registerer); err != nil {
-			return nil, fmt.Errorf("runner: register metrics: %w", err)
+			return nil, fmt.Errorf("runner: %w", err)
 		}
+		if err := am.Register(o.Registerer); err != nil {
+			return nil, fmt.Errorf("runner: %w", err)
+		}
+	}
+	// The driver's measurements are timed in the same series as the
+	// controller's (sluice_analysis_measurement_duration_seconds). It has
+	// started no run yet: runs start from the loop.
+	if d, ok := o.Analysis.(*AnalysisDriver); ok {
+		d.measurer = timedMeasurer{next: d.measurer, series: am}
 	}
 	return &Runner{
 		o:        o,
@@ -174,7 +190,9 @@ func New(o Options) (*Runner, error) {
 			reverted:  map[string]engine.RevertResult{},
 			sending:   map[string]bool{},
 		},
-		metrics: m,
+		metrics:   m,
+		analysis:  am,
+		shownRuns: map[[2]string]shownRun{},
 	}, nil
 }
 
@@ -241,6 +259,13 @@ func (r *Runner) restore(ctx context.Context) error {
 			r.setEndpoints(s.Plan, s.Status)
 		}
 		r.record(s.Key, s.Status, s.Status)
+		if s.Status != nil {
+			runs, err := r.o.Store.Runs(s.Key)
+			if err != nil {
+				r.o.Log.Error(err, "read stored analysis runs for their metrics", "rollout", s.Key)
+			}
+			r.showRuns(s.Key, s.Status, runs, true)
+		}
 	}
 	if err := r.o.Plane.SetPlans(ctx, plans); err != nil {
 		return fmt.Errorf("runner: serve stored plans: %w", err)
@@ -291,3 +316,65 @@ func (r *Runner) record(key string, prev, cur *v1alpha1.RolloutStatus) {
 	}
 	r.metrics.Record(ns, name, prev, cur)
 }
+
+// shownRun is what a run's analysis series were last set from: a hash
+// of its persisted state, so that an unchanged run is not decoded again,
+// and its state, from which the next one's new measurements are counted.
+type shownRun struct {
+	hash  uint64
+	state v1alpha1.AnalysisRunState
+}
+
+// showRuns sets the analysis metrics' series from the persisted state of
+// the Rollout's runs, counts the measurements recorded since the last
+// state seen (restored: a state read at start, whose measurements were
+// counted before the restart, if at all), and drops the series of runs
+// the status lists no more (a new rollout began), as the controller drops
+// a deleted AnalysisRun's.
+func (r *Runner) showRuns(key string, st *v1alpha1.RolloutStatus, runs map[string]json.RawMessage, restored bool) {
+	ns, name, err := store.SplitKey(key)
+	if err != nil {
+		return
+	}
+	listed := make(map[string]bool, len(st.Analysis))
+	for _, run := range st.Analysis {
+		listed[run.Name] = true
+		saved := runs[run.Name]
+		if len(saved) == 0 {
+			continue
+		}
+		rk := [2]string{key, run.Name}
+		h := maphash.Bytes(runHashSeed, saved)
+		prev, seen := r.shownRuns[rk]
+		if seen && prev.hash == h {
+			continue
+		}
+		var ar v1alpha1.AnalysisRun
+		if err := json.Unmarshal(saved, &ar); err != nil {
+			continue // detail.go reports unreadable runs; here, no values
+		}
+		if !restored {
+			r.analysis.CountMeasurements(ns, &prev.state, &ar.Status)
+		}
+		// Only the counters are needed of the state: no measurement list.
+		counts := ar.Status
+		counts.Metrics = make([]v1alpha1.MetricResult, len(ar.Status.Metrics))
+		for i, m := range ar.Status.Metrics {
+			m.Measurements = nil
+			counts.Metrics[i] = m
+		}
+		r.shownRuns[rk] = shownRun{hash: h, state: counts}
+		r.analysis.Observe(ns, name, &ar)
+	}
+	// Every run decoded above is among Runs (Observe keeps its
+	// thresholds), so this forgets it here too.
+	for _, run := range r.analysis.Runs(ns, name) {
+		if !listed[run] {
+			r.analysis.Drop(ns, name, run)
+			delete(r.shownRuns, [2]string{key, run})
+		}
+	}
+}
+
+// runHashSeed seeds the hashes of shownRuns.
+var runHashSeed = maphash.MakeSeed()

@@ -68,19 +68,19 @@ gobuild() {
 describe() {
 	case $1 in
 	kube-apiserver)
-		what="kube-apiserver" mod=k8s.io/kubernetes eta="6-7 min"
+		what="kube-apiserver" mod=k8s.io/kubernetes eta="about 6-7 min"
 		why="envtest's API server, for the Kubernetes tests" ;;
 	etcd)
-		what="etcd" mod=go.etcd.io/etcd/server/v3 eta="1-2 min"
+		what="etcd" mod=go.etcd.io/etcd/server/v3 eta="about 1-2 min"
 		why="envtest's storage, for the Kubernetes tests" ;;
 	prometheus)
-		what="Prometheus" mod=github.com/prometheus/prometheus eta="2-3 min"
+		what="Prometheus" mod=github.com/prometheus/prometheus eta="about 2-3 min"
 		why="the demo and the analysis tests query it" ;;
 	controller-gen)
-		what="controller-gen" mod=sigs.k8s.io/controller-tools eta="1 min"
+		what="controller-gen" mod=sigs.k8s.io/controller-tools eta="about 1 min"
 		why="make generate writes the CRDs with it" ;;
 	helm)
-		what="Helm" mod=helm.sh/helm/v4 eta="2-3 min"
+		what="Helm" mod=helm.sh/helm/v4 eta="a few min"
 		why="the Helm chart's tests" ;;
 	argo-rollouts)
 		what="Argo Rollouts' controller" mod=github.com/argoproj/argo-rollouts eta="several min"
@@ -295,7 +295,7 @@ if [ -n "$cache" ]; then
 fi
 
 echo ">> building $what $version from source into $out"
-echo "   ($why; first build only, about $eta on 2 idle cores, more on busy ones${cache:+; later builds, in any clone, copy it from $cache})"
+echo "   ($why; first build only: $eta on 2 idle cores, more on busy ones${cache:+; later builds, in any clone, copy it from $cache})"
 SECONDS=0
 tmp=$(mktemp "$(dirname "$out")/.$name.XXXXXX")
 cleanup+=("$tmp")

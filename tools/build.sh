@@ -274,6 +274,8 @@ tool=$1 out=$2
 known "$tool"
 case $out in /*) ;; *) out=$PWD/$out ;; esac
 mkdir -p "$(dirname "$out")"
+cache=$(cachedir)
+case $cache in /* | "") ;; *) cache=$PWD/$cache ;; esac
 cd "$tools_dir/$tool"
 
 name=$(basename "$out")
@@ -281,7 +283,6 @@ version=$(modversion "$mod")
 if [ "$tool" = prometheus ]; then
 	version="$(promversion) ($mod $version)"
 fi
-cache=$(cachedir)
 entry=""
 if [ -n "$cache" ]; then
 	entry=$cache/$tool-$(cachekey)

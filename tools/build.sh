@@ -286,8 +286,9 @@ fi
 entry=""
 if [ -n "$cache" ]; then
 	entry=$cache/$tool-$(cachekey)
-	if [ -x "$entry/$name" ]; then
-		install_atomic "$entry/$name" "$out"
+	# One file named after the tool, whatever OUT is called.
+	if [ -x "$entry/$tool" ]; then
+		install_atomic "$entry/$tool" "$out"
 		# Newer than the module's files, or make would come back.
 		touch "$out"
 		echo ">> $out: $what $version, from the tools cache ($entry)"
@@ -303,7 +304,7 @@ cleanup+=("$tmp")
 "build_$tool" "$tmp"
 if [ -n "$entry" ]; then
 	# A cache we cannot write to costs a rebuild next time, not this build.
-	if ! { mkdir -p "$entry" && install_atomic "$tmp" "$entry/$name"; }; then
+	if ! { mkdir -p "$entry" && install_atomic "$tmp" "$entry/$tool"; }; then
 		echo "   (could not store it in $entry)" >&2
 	fi
 fi

@@ -95,9 +95,11 @@ check: ## Fail on unformatted Go code (gofmt -l), then go vet
 # (internal/peerbench, docs/performance.md "Peers"). Builds the peers first
 # (tools/tools.mk `peers`, skipped when present); neither `test` nor `demo`
 # does. Long: hours on two cores (one 1,000-Rollout run of each controller
-# takes tens of minutes; the xDS benchmark about 20). BENCH_PEERS_FLAGS picks
-# the benchmarks and repeats, e.g. BENCH_PEERS_FLAGS='-bench ControllerSameWork -count 1 -v';
+# takes tens of minutes; the xDS benchmark about 20; push → traffic and
+# SLO breach a few minutes, with Prometheus). BENCH_PEERS_FLAGS picks
+# the benchmarks and repeats, e.g. BENCH_PEERS_FLAGS='-bench ControllerSameWork -count 1 -v'
+# or BENCH_PEERS_FLAGS='-bench "PushToTraffic|SLOBreach" -benchtime 1x -count 5 -v';
 # internal/peerbench's doc lists the PEERBENCH_* sizes.
 BENCH_PEERS_FLAGS ?= -bench . -benchtime 1x -count 3 -v
-bench-peers: $(TOOLS_BIN)/kube-apiserver $(TOOLS_BIN)/etcd peers ## Measure Sluice against Argo Rollouts and istiod (builds them first)
+bench-peers: $(TOOLS_BIN)/kube-apiserver $(TOOLS_BIN)/etcd $(TOOLS_BIN)/prometheus peers ## Measure Sluice against Argo Rollouts and istiod (builds them first)
 	KUBEBUILDER_ASSETS=$(TOOLS_BIN) SLUICE_BIN_DIR=$(TOOLS_BIN) $(GO) test -run '^$$' $(BENCH_PEERS_FLAGS) -timeout 6h ./internal/peerbench/

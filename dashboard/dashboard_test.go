@@ -470,3 +470,32 @@ func TestStreamOutlivesListenerTimeouts(t *testing.T) {
 		t.Fatal("the stream ended with the listener's timeouts")
 	}
 }
+
+// TestGitSyncShown: the Git card says whether the source's head is in
+// force, and why not, with Git's text escaped.
+func TestGitSyncShown(t *testing.T) {
+	t.Parallel()
+	evil := `<script>alert("x")</script>`
+	for _, tc := range []struct {
+		name string
+		g    *v1alpha1.GitSyncStatus
+		want string
+	}{
+		{"in sync", &v1alpha1.GitSyncStatus{HeadCommit: "abc", AppliedCommit: "abc"}, `<p id="git-sync">Head abc is in force.</p>`},
+		{"rejected", &v1alpha1.GitSyncStatus{HeadCommit: "bad", AppliedCommit: "abc", Rejected: &v1alpha1.GitRejection{Commit: "bad", ProblemCount: 1,
+			Problems: []v1alpha1.GitSourceProblem{{File: "r.yaml", Line: 3, Reason: evil}}}},
+			`<p id="git-sync" class="error">Not in sync: head commit bad was rejected (r.yaml:3: &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;); abc stays in force.</p>`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ro := canaryRollout()
+			ro.Status.GitSync = tc.g
+			srv := serve(t, newMemBackend(ro), Options{})
+			v := newViewer(t, srv)
+			v.login(aliceSecret)
+			if _, page := v.get("rollouts/shop/web"); !strings.Contains(page, tc.want) {
+				t.Errorf("no %s in\n%s", tc.want, page)
+			}
+		})
+	}
+}

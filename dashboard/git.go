@@ -23,7 +23,12 @@ type gitView struct {
 	Author, Subject, Body string
 	Rejected              []rejectedView
 	Revert                *revertView
-	Last                  *v1alpha1.RolloutOutcome
+	// Sync says whether the source's head is in force
+	// (status.gitSync): "in sync", or why not; empty when no source
+	// applied the Rollout.
+	Sync   string
+	InSync bool
+	Last   *v1alpha1.RolloutOutcome
 }
 
 type rejectedView struct {
@@ -48,6 +53,13 @@ func gitOf(ro rolloutapi.Rollout) gitView {
 		v.Link = forgeCommitURL(g.Repository, g.Commit)
 		if g.CommitTime != nil {
 			v.Time = &g.CommitTime.Time
+		}
+	}
+	if g := st.GitSync; g != nil {
+		v.InSync = g.InSync()
+		v.Sync = "Head " + rolloutapi.ShortSHA(g.HeadCommit) + " is in force."
+		if !v.InSync {
+			v.Sync = "Not in sync: " + rolloutapi.NotSynced(g) + "."
 		}
 	}
 	if d := ro.Detail; d != nil {

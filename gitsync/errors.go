@@ -92,6 +92,18 @@ func KindOf(err error) ErrorKind {
 	return ""
 }
 
+// RejectedOf returns err as the rejection of a commit, when it is one: an
+// *Error of kind KindInvalidCommit or KindLimit that names the commit.
+// Other errors (the remote, the mirror) say nothing about a commit's
+// content and give nil.
+func RejectedOf(err error) *Error {
+	var e *Error
+	if !errors.As(err, &e) || e.Commit == "" || (e.Kind != KindInvalidCommit && e.Kind != KindLimit) {
+		return nil
+	}
+	return e
+}
+
 func newError(kind ErrorKind, op string, err error) *Error {
 	return &Error{Kind: kind, Op: op, Err: err}
 }

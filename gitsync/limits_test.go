@@ -196,8 +196,10 @@ func TestObjectLimitStopsTheFetch(t *testing.T) {
 						t.Errorf("error %q does not name %s", st.Err, want)
 					}
 				}
-				if appliedSHA(st) != good || st.Head != good {
-					t.Errorf("applied %s, head %s: want %s in force", appliedSHA(st), st.Head, good)
+				// The branch points at the refused commit: it is the head,
+				// rejected, and the good one stays in force.
+				if appliedSHA(st) != good || st.Head == good || st.Rejected == nil || st.Rejected.Commit != st.Head {
+					t.Errorf("applied %s, head %s, rejected %v: want %s in force and the head rejected", appliedSHA(st), st.Head, st.Rejected, good)
 				}
 				if left := tmpObjectsLeft(t, s); len(left) > 0 {
 					t.Errorf("the stopped fetch left %v", left)

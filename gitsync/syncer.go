@@ -50,8 +50,18 @@ type State struct {
 	// It is an *Error (see KindOf); for a rejected commit it carries the
 	// commit SHA and every problem as file:line: field: reason.
 	Err error
-	// Head is the commit the source named at the last successful fetch.
+	// Head is the commit the source named at the last successful fetch
+	// (or, when a fetch limit refused it, at the last look at the
+	// remote's refs).
 	Head string
+	// Rejected is why the last commit judged was rejected (an invalid
+	// manifest, a limit), kept until a later commit applies: unlike Err,
+	// a failed fetch after the rejection does not replace it, so status
+	// can tell the rejected commit and its problems for as long as it is
+	// not superseded. It is an *Error with Commit set (RejectedOf).
+	Rejected *Error
+	// RejectedAt is when Rejected was judged.
+	RejectedAt time.Time
 	// LastFetch is the time of the last successful fetch; LastAttempt of
 	// the last sync, successful or not.
 	LastFetch   time.Time
@@ -330,6 +340,7 @@ func (s *Syncer) applied(snap *Snapshot, start time.Time) State {
 				"object", r.String(), "commit", snap.Commit.Short())
 		}
 		st.Applied, st.Err, st.Head = snap, nil, snap.Commit.SHA
+		s.setRejected(st, nil, now)
 		st.LastFetch, st.LastAttempt = now, start
 		s.metrics.appliedCommit(s.src.Name, snap, prev, now)
 		s.metrics.setCurrent(s.src.Name, "")
@@ -347,6 +358,7 @@ func (s *Syncer) rejected(err error, head plumbing.Hash, start time.Time, fallba
 			inForce = st.Applied.Commit.Short()
 		}
 		st.Err, st.Head = err, head.String()
+		s.setRejected(st, RejectedOf(err), now)
 		st.LastFetch, st.LastAttempt = now, start
 		s.metrics.syncFailed(s.src.Name, KindOf(err))
 		s.log.Error(err, "commit not applied; the last good commit stays in force", "commit", shortSHA(head.String()), "inForce", inForce)
@@ -359,6 +371,7 @@ func (s *Syncer) unchanged(head plumbing.Hash, start time.Time) State {
 	now := s.opts.Now()
 	return s.publish(func(st *State) {
 		st.Err, st.Head = s.judgedErr, head.String()
+		s.setRejected(st, RejectedOf(s.judgedErr), now)
 		st.LastFetch, st.LastAttempt = now, start
 		s.metrics.setCurrent(s.src.Name, KindOf(s.judgedErr))
 	})
@@ -379,6 +392,7 @@ func (s *Syncer) stillRefused(err error, start time.Time, fallback *Snapshot) St
 			s.log.Error(err, "the remote still advertises what a limit refused; not downloading it again")
 		}
 		st.Err, st.LastAttempt = err, start
+		s.refusedHead(st, err)
 	})
 }
 
@@ -386,6 +400,7 @@ func (s *Syncer) failed(err error, start time.Time, fallback *Snapshot) State {
 	return s.publish(func(st *State) {
 		s.serveFallback(st, fallback, s.opts.Now())
 		st.Err, st.LastAttempt = err, start
+		s.refusedHead(st, err)
 		s.metrics.syncFailed(s.src.Name, KindOf(err))
 		inForce := "none"
 		if st.Applied != nil {
@@ -393,6 +408,34 @@ func (s *Syncer) failed(err error, start time.Time, fallback *Snapshot) State {
 		}
 		s.log.Error(err, "sync failed; the last good commit stays in force", "inForce", inForce)
 	})
+}
+
+// refusedHead records a fetch that a limit refused as a rejection of the
+// commit the remote advertised, which is then the head: the branch points
+// at it, and it is not applied. Any other failure leaves Head and
+// Rejected as they were (the remote's head is not known anew).
+func (s *Syncer) refusedHead(st *State, err error) {
+	if r := RejectedOf(err); r != nil {
+		st.Head = r.Commit
+		s.setRejected(st, r, s.opts.Now())
+	}
+}
+
+// setRejected records r as the rejection in force, stamped with now when
+// it is a new one.
+func (s *Syncer) setRejected(st *State, r *Error, now time.Time) {
+	if r != nil && st.Rejected != nil && r.Commit == st.Rejected.Commit && errText(r) == errText(st.Rejected) {
+		// The same verdict again (a remembered refusal is a new error
+		// each time): nothing changed.
+		return
+	}
+	if r != st.Rejected {
+		st.RejectedAt = now
+	}
+	st.Rejected = r
+	if r == nil {
+		st.RejectedAt = time.Time{}
+	}
 }
 
 // serveFallback makes fallback, the commit applied before a restart, the
@@ -411,7 +454,8 @@ func (s *Syncer) publish(change func(*State)) State {
 	defer s.mu.Unlock()
 	before := s.state
 	change(&s.state)
-	if before.Applied != s.state.Applied || before.Head != s.state.Head || errText(before.Err) != errText(s.state.Err) {
+	if before.Applied != s.state.Applied || before.Head != s.state.Head || errText(before.Err) != errText(s.state.Err) ||
+		before.Rejected != s.state.Rejected {
 		s.state.Generation++
 		close(s.changed)
 		s.changed = make(chan struct{})

@@ -22,7 +22,11 @@ type Client struct {
 	HTTP *http.Client
 }
 
-var _ Backend = (*Client)(nil)
+var (
+	_ Backend     = (*Client)(nil)
+	_ GitReporter = (*Client)(nil)
+	_ Follower    = (*Client)(nil)
+)
 
 // List returns every Rollout.
 func (c *Client) List(ctx context.Context) ([]Rollout, error) {
@@ -40,6 +44,12 @@ func (c *Client) Get(ctx context.Context, namespace, name string) (Rollout, erro
 func (c *Client) History(ctx context.Context, namespace, name string, limit int) ([]Event, error) {
 	var out []Event
 	return out, c.do(ctx, http.MethodGet, rolloutPath(namespace, name)+"/history?limit="+strconv.Itoa(limit), nil, &out)
+}
+
+// GitSources returns the server's Git sources (GitReporter).
+func (c *Client) GitSources(ctx context.Context) ([]GitSource, error) {
+	var out []GitSource
+	return out, c.do(ctx, http.MethodGet, "/api/v1/git", nil, &out)
 }
 
 // Command sends a command and returns what the engine did with it. A

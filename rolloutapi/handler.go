@@ -45,6 +45,8 @@ func NewHandler(b Backend, o HandlerOptions) http.Handler {
 	mux.Handle("GET /api/v1/rollouts/{namespace}/{name}", g.require(RoleRead, h.get))
 	mux.Handle("GET /api/v1/rollouts/{namespace}/{name}/history", g.require(RoleRead, h.history))
 	mux.Handle("POST /api/v1/rollouts/{namespace}/{name}/commands", g.require(RoleOperate, h.command))
+	mux.Handle("GET /api/v1/git", g.require(RoleRead, h.git))
+	mux.Handle("GET /api/v1/watch", g.require(RoleRead, h.watch))
 	health(mux, o.Ready)
 	return mux
 }
@@ -144,6 +146,23 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, ro)
+}
+
+func (h *handler) git(w http.ResponseWriter, r *http.Request) {
+	gr, ok := h.b.(GitReporter)
+	if !ok {
+		writeError(w, fmt.Errorf("%w: this server does not report its Git sources", ErrNotFound))
+		return
+	}
+	srcs, err := gr.GitSources(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if srcs == nil {
+		srcs = []GitSource{}
+	}
+	writeJSON(w, http.StatusOK, srcs)
 }
 
 func (h *handler) history(w http.ResponseWriter, r *http.Request) {

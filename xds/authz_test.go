@@ -436,7 +436,7 @@ func TestViewLifecycle(t *testing.T) {
 	}
 	poll.Within(t, 10*time.Second, "the view dropped with its last stream", func() bool { return views() == 0 })
 	e.srv.tracker.mu.Lock()
-	for key := range e.srv.tracker.gens {
+	for key := range e.srv.tracker.hist {
 		if key.view != allView {
 			t.Errorf("tracker still holds generations of %v", key)
 		}

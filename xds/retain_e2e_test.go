@@ -118,7 +118,7 @@ func TestTranslateKeepsDroppedClustersOnePlan(t *testing.T) {
 		if prev != nil {
 			served = prev.served
 		}
-		r, err := translate([]plan.Plan{p}, eps, TranslateOptions{}, served)
+		r, err := translate([]plan.Plan{p}, eps, TranslateOptions{}, served, nil)
 		must(t, err)
 		for _, g := range groups {
 			if _, _, err := buildSnapshot(g, r.Group(g)); err != nil {

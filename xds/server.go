@@ -12,6 +12,7 @@ import (
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	gcplog "github.com/envoyproxy/go-control-plane/pkg/log"
 	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
@@ -76,6 +77,9 @@ type Server struct {
 	// served is what the last publish gave each service, which the next
 	// one keeps clusters from (retain.go).
 	served map[string]*served
+	// frags are the last publish's translation of each plan, which the
+	// next one reuses for the plans that did not change (fragment.go).
+	frags map[string]*fragment
 	// hook, for tests only, edits the translated resources before they
 	// are versioned and validated, to build what the translator never
 	// would (an invalid resource a client must NACK).
@@ -238,7 +242,12 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 		s.metrics.publishes.WithLabelValues("error").Inc()
 		return fmt.Errorf("xds publish: %w", err)
 	}
-	res, err := translate(plans, s.opts.Endpoints, s.opts.Translate, s.keepable(plans))
+	// A test's hook edits resources in place: nothing is reused then.
+	frags := s.frags
+	if s.hook != nil {
+		frags = nil
+	}
+	res, err := translate(plans, s.opts.Endpoints, s.opts.Translate, s.keepable(plans), frags)
 	if err != nil {
 		return fail(err)
 	}
@@ -258,7 +267,11 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 		if s.hook != nil {
 			s.hook(g, res.Group(g))
 		}
-		b, err := buildBase(g, res.Group(g), services)
+		var checked map[types.Resource]string
+		if s.bases[g] != nil && s.hook == nil {
+			checked = s.bases[g].checked
+		}
+		b, err := buildBase(g, res.Group(g), services, checked)
 		if err != nil {
 			return fail(err)
 		}
@@ -276,7 +289,7 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 			out = append(out, built{snapKey{g, v}, snap, gen})
 		}
 	}
-	s.plans, s.published, s.bases, s.served = slices.Clone(plans), true, bases, res.served
+	s.plans, s.published, s.bases, s.served, s.frags = slices.Clone(plans), true, bases, res.served, res.frags
 	changed := false
 	// The snapshot is set even if ctx is cancelled half-way through
 	// answering watches; a watch left unanswered would leave its node on
@@ -304,12 +317,26 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 // that applied the plan before (retain.go), and a client that could not
 // apply it must not be sent its clusters again, or it would reject the
 // next plan too.
+//
+// Asking about every plan on every publish made a wave of N plan changes
+// cost O(N²); the tracker knows at once whether any node's last answer is
+// a NACK, and only then are the plans asked about, all in one pass.
 func (s *Server) keepable(plans []plan.Plan) map[string]*served {
-	out := map[string]*served{}
+	out := make(map[string]*served, len(plans))
+	asks := map[string]string{}
 	for i := range plans {
 		key := PlanKey(&plans[i])
-		if sv := s.served[key]; sv != nil && len(s.Status(key, sv.version).Rejected) == 0 {
+		if sv := s.served[key]; sv != nil {
 			out[key] = sv
+			asks[key] = sv.version
+		}
+	}
+	if len(asks) == 0 || !s.tracker.anyNack() {
+		return out
+	}
+	for key, st := range s.Statuses(asks) {
+		if len(st.Rejected) > 0 {
+			delete(out, key)
 		}
 	}
 	return out

@@ -68,7 +68,7 @@ func (g *generation) sameAs(o *generation) bool {
 // returns an error and nothing else, so the caller keeps the previous
 // snapshot.
 func buildSnapshot(g Group, r *GroupResources) (*cachev3.Snapshot, *generation, error) {
-	b, err := buildBase(g, r, nil)
+	b, err := buildBase(g, r, nil, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -84,11 +84,17 @@ type base struct {
 	owners map[ownerKey]*ownerInfo
 	// services names each owner's service, to decide who may see it.
 	services map[ownerKey]serviceRef
+	// checked is every resource's hash, by the resource itself: the next
+	// publish reuses the resources of unchanged plans (fragment.go), and
+	// those need no validating and hashing again.
+	checked map[types.Resource]string
 }
 
-// buildBase validates and hashes every resource of a group.
-func buildBase(g Group, r *GroupResources, services map[ownerKey]serviceRef) (*base, error) {
+// buildBase validates and hashes every resource of a group; checked holds
+// resources validated and hashed before, which are taken as they are.
+func buildBase(g Group, r *GroupResources, services map[ownerKey]serviceRef, checked map[types.Resource]string) (*base, error) {
 	b := &base{group: g, owners: r.owners, services: services}
+	b.checked = make(map[types.Resource]string, len(r.Listeners)+len(r.Routes)+len(r.Clusters)+len(r.Endpoints))
 	for _, l := range r.Listeners {
 		b.lists[kindListener] = append(b.lists[kindListener], l)
 	}
@@ -111,11 +117,15 @@ func buildBase(g Group, r *GroupResources, services map[ownerKey]serviceRef) (*b
 			if _, dup := hashes[name]; dup {
 				return nil, fmt.Errorf("%s snapshot: two %ss named %q", g, kindName[k], name)
 			}
-			h, err := checkedHash(res)
-			if err != nil {
-				return nil, fmt.Errorf("%s snapshot: %s %q: %w", g, kindName[k], name, err)
+			h, ok := checked[res]
+			if !ok {
+				var err error
+				if h, err = checkedHash(res); err != nil {
+					return nil, fmt.Errorf("%s snapshot: %s %q: %w", g, kindName[k], name, err)
+				}
 			}
 			hashes[name] = h
+			b.checked[res] = h
 		}
 		b.hashes[k] = hashes
 	}

@@ -161,31 +161,38 @@ type prepared struct {
 
 func (t *tracker) newQuery(owner ownerKey, version string) *query {
 	q := &query{owner: owner, version: version, groups: map[snapKey]*prepared{}, superseded: true}
-	for g, gens := range t.gens {
+	for g, h := range t.hist {
 		reference := g.view == allView
-		var ref *generation
-		for i := len(gens) - 1; i >= 0; i-- {
-			if info := gens[i].owners[owner]; info != nil && info.planVersion == version {
-				ref = gens[i]
-				q.current = q.current || (reference && i == len(gens)-1)
+		runs := h.owners[owner]
+		first := h.first()
+		// The newest remembered run of the owner at this version.
+		var ref *ownerRun
+		for i := len(runs) - 1; i >= 0 && runs[i].to >= first; i-- {
+			if runs[i].info.planVersion == version {
+				ref = &runs[i]
+				q.current = q.current || (reference && ref.to == current)
 				break
 			}
 		}
-		l := t.latest(g)
-		if ref != nil {
+		var latest *ownerInfo
+		if h.latest != nil {
+			latest = h.latest.owners[owner]
+		}
+		var info *ownerInfo
+		switch {
+		case ref != nil:
 			q.published = q.published || reference
-		} else if l != nil && l.owners[owner] != nil {
+			info = ref.info
+		case latest != nil:
 			// Never held this version: nodes of the owner still count as
 			// subscribed (and pending), judged against the current shape.
-			ref = l
-		}
-		if reference && l != nil && l.owners[owner] != nil && l.owners[owner].planVersion == version {
-			q.superseded = false
-		}
-		if ref == nil {
+			info = latest
+		default:
 			continue
 		}
-		info := ref.owners[owner]
+		if reference && latest != nil && latest.planVersion == version {
+			q.superseded = false
+		}
 		p := &prepared{}
 		for id := range info.owned {
 			p.ids = append(p.ids, id)
@@ -204,14 +211,15 @@ func (t *tracker) newQuery(owner ownerKey, version string) *query {
 				}
 			}
 		}
-		for _, gen := range gens {
-			gi := gen.owners[owner]
-			if gi == nil || gi.planVersion != version {
+		// Every hash each resource had while the owner's share was at
+		// this version, in the generations remembered.
+		for _, r := range runs {
+			if r.to < first || r.info.planVersion != version {
 				continue
 			}
 			for i, id := range p.ids {
-				if h, ok := gen.hashes[id.kind][id.name]; ok && gi.owned[id] && !slices.Contains(p.accept[i], h) {
-					p.accept[i] = append(p.accept[i], h)
+				if r.info.owned[id] {
+					p.accept[i] = h.hashesIn(id.kind, id.name, r.from, min(r.to, h.seqs[len(h.seqs)-1]), p.accept[i])
 				}
 			}
 		}
@@ -263,7 +271,7 @@ func (t *tracker) judge(s *stream, q *query) (verdict, *Rejection) {
 				continue
 			}
 			mine = append(mine, id.name)
-			if h, ok := ks.nack.hashes[id.name]; ok && slices.Contains(p.accept[i], h) {
+			if h, ok := ks.nack.hash(id.name); ok && slices.Contains(p.accept[i], h) {
 				relevant = true
 			}
 		}
@@ -301,12 +309,14 @@ func nackConcerns(n *nackState, mine []string) bool {
 			return true
 		}
 	}
-	for other := range n.hashes {
+	concerns := true
+	n.each(func(other string) bool {
 		if !slices.Contains(mine, other) && strings.Contains(n.message, other) {
-			return false
+			concerns = false
 		}
-	}
-	return true
+		return concerns
+	})
+	return concerns
 }
 
 func (s *stream) ref() NodeRef {

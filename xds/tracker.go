@@ -25,21 +25,23 @@ import (
 // one re-evaluation of that stream per active Wait, so the lock is held
 // briefly even with thousands of streams.
 type tracker struct {
-	mu      sync.Mutex
-	history int
-	now     func() time.Time
+	mu sync.Mutex
+	// kept is how many generations each snapshot's history remembers.
+	kept int
+	now  func() time.Time
 	// sleep waits out a NACK backoff, outside mu.
 	sleep   func(time.Duration)
 	metrics *metrics
 
-	// gens holds each snapshot's (group and view) recent generations,
-	// oldest first.
-	gens map[snapKey][]*generation
-	// content maps a snapshot's type version to the resource hashes it
-	// holds, counted by the generations that reference it; a SotW ACK
-	// names only a version, and this turns it into per-resource hashes.
-	content map[snapKey]*[numKinds]map[string]*typeContent
+	// hist is each snapshot's (group and view) history; seq numbers
+	// the publishes of all of them.
+	hist    map[snapKey]*history
+	seq     uint64
 	streams map[int64]*stream
+	// nacking counts the streams' resource types whose last answer was a
+	// NACK: while it is zero no plan can be rejected, which spares a
+	// publish from asking about every plan (Server.keepable).
+	nacking int
 	watches map[*watch]struct{}
 	// changed is closed at the next change of what Status answers (see
 	// statusChanged); nil while nobody waits for one, so the ACK path
@@ -57,11 +59,6 @@ type tracker struct {
 	views      map[string]int
 	viewOpened func(key string, sc scope)
 	viewClosed func(key string)
-}
-
-type typeContent struct {
-	hashes map[string]string
-	refs   int
 }
 
 // stream is one ADS stream: one node as far as counting goes.
@@ -94,7 +91,7 @@ type kindState struct {
 	// SotW: the version last ACKed, its content, and the subscription at
 	// that moment.
 	ackVersion  string
-	ackContent  *typeContent
+	ackContent  content
 	ackWildcard bool
 	ackNames    map[string]bool
 	// Delta: resource name → hash last ACKed (or reported on reconnect).
@@ -149,19 +146,53 @@ type sentResponse struct {
 
 type nackState struct {
 	version string
-	// hashes is the content that was rejected: name → hash.
+	// The content that was rejected: name → hash for delta, the type
+	// version's content for state of the world.
 	hashes  map[string]string
+	content content
 	message string
 	at      time.Time
 }
 
-func newTracker(history int, m *metrics, now func() time.Time) *tracker {
+// hash is the rejected content's hash of the named resource.
+func (n *nackState) hash(name string) (string, bool) {
+	if n.hashes != nil {
+		h, ok := n.hashes[name]
+		return h, ok
+	}
+	return n.content.hash(name)
+}
+
+// each calls f with every resource of the rejected content.
+func (n *nackState) each(f func(name string) bool) {
+	if n.hashes != nil {
+		for name := range n.hashes {
+			if !f(name) {
+				return
+			}
+		}
+		return
+	}
+	n.content.each(func(name, _ string) bool { return f(name) })
+}
+
+// setNack records a stream type's last answer, keeping nacking's count.
+func (t *tracker) setNack(ks *kindState, n *nackState) {
+	switch {
+	case ks.nack == nil && n != nil:
+		t.nacking++
+	case ks.nack != nil && n == nil:
+		t.nacking--
+	}
+	ks.nack = n
+}
+
+func newTracker(kept int, m *metrics, now func() time.Time) *tracker {
 	return &tracker{
-		history: history,
+		kept:    kept,
 		now:     now,
 		metrics: m,
-		gens:    map[snapKey][]*generation{},
-		content: map[snapKey]*[numKinds]map[string]*typeContent{},
+		hist:    map[snapKey]*history{},
 		views:   map[string]int{},
 		streams: map[int64]*stream{},
 		watches: map[*watch]struct{}{},
@@ -171,41 +202,20 @@ func newTracker(history int, m *metrics, now func() time.Time) *tracker {
 
 var _ serverv3.Callbacks = (*tracker)(nil)
 
-// publish records a new generation of a group, evicting the oldest beyond
-// the history bound, and re-evaluates the waiters.
+// publish records a new generation of a snapshot, forgetting what only
+// generations beyond the history bound held, and re-evaluates the
+// waiters.
 func (t *tracker) publish(gen *generation) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	key := gen.key()
-	c := t.content[key]
-	if c == nil {
-		c = &[numKinds]map[string]*typeContent{}
-		for k := range numKinds {
-			c[k] = map[string]*typeContent{}
-		}
-		t.content[key] = c
+	h := t.hist[key]
+	if h == nil {
+		h = newHistory(t.kept)
+		t.hist[key] = h
 	}
-	for k := range numKinds {
-		tc := c[k][gen.versions[k]]
-		if tc == nil {
-			tc = &typeContent{hashes: gen.hashes[k]}
-			c[k][gen.versions[k]] = tc
-		}
-		tc.refs++
-	}
-	gens := append(t.gens[key], gen)
-	for len(gens) > t.history {
-		old := gens[0]
-		gens = gens[1:]
-		for k := range numKinds {
-			if tc := c[k][old.versions[k]]; tc != nil {
-				if tc.refs--; tc.refs == 0 {
-					delete(c[k], old.versions[k])
-				}
-			}
-		}
-	}
-	t.gens[key] = gens
+	t.seq++
+	h.add(gen, t.seq)
 	for w := range t.watches {
 		w.rebuild(t)
 	}
@@ -233,13 +243,20 @@ func (t *tracker) notifyLocked() {
 	}
 }
 
+// anyNack reports whether some stream's last answer for a type is a
+// NACK: if none is, no plan is rejected.
+func (t *tracker) anyNack() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.nacking > 0
+}
+
 // latest is a snapshot's current generation, or nil.
 func (t *tracker) latest(key snapKey) *generation {
-	gens := t.gens[key]
-	if len(gens) == 0 {
-		return nil
+	if h := t.hist[key]; h != nil {
+		return h.latest
 	}
-	return gens[len(gens)-1]
+	return nil
 }
 
 // OnStreamOpen implements serverv3.Callbacks.
@@ -298,6 +315,11 @@ func (t *tracker) closeLocked(id int64) (lastOfView string) {
 		return ""
 	}
 	delete(t.streams, id)
+	for _, ks := range s.kinds {
+		if ks != nil {
+			t.setNack(ks, nil)
+		}
+	}
 	if s.known {
 		t.metrics.connectedBy[s.group].Dec()
 		t.notifyLocked()
@@ -367,8 +389,7 @@ func (t *tracker) dropView(view string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, g := range groups {
-		delete(t.gens, snapKey{g, view})
-		delete(t.content, snapKey{g, view})
+		delete(t.hist, snapKey{g, view})
 	}
 }
 
@@ -427,10 +448,10 @@ func (t *tracker) sotwRequest(s *stream, req *discoveryv3.DiscoveryRequest) (wai
 		} else {
 			ks.nacksInRow = 0
 			ks.ackVersion, ks.ackWildcard, ks.ackNames = sent.version, ks.wildcard, ks.names
-			// Kept by pointer: the ACK stays readable even after the
-			// version leaves the history.
-			ks.ackContent = t.content[s.key()][k][sent.version]
-			ks.nack = nil
+			// The ACK stays readable after the version leaves the
+			// history, for the resources that did not change since.
+			ks.ackContent = t.contentOf(s.key(), k, sent.version)
+			t.setNack(ks, nil)
 			t.metrics.ackDelayBy[s.group][k].Observe(t.now().Sub(sent.at).Seconds())
 		}
 	}
@@ -482,15 +503,14 @@ func (ks *kindState) take(nonce string) (sentResponse, bool) {
 const maxNackMessage = 1024
 
 func (t *tracker) rejected(s *stream, k kind, ks *kindState, sent sentResponse, msg string) time.Duration {
-	hashes := sent.resources
+	n := &nackState{version: sent.version, hashes: sent.resources}
 	if !s.delta {
-		if tc := t.content[s.key()][k][sent.version]; tc != nil {
-			hashes = tc.hashes
-		}
+		n.hashes, n.content = nil, t.contentOf(s.key(), k, sent.version)
 	}
 	// The message is the client's: kept bounded and free of control
 	// characters, whoever shows it later.
-	ks.nack = &nackState{version: sent.version, hashes: hashes, message: untrusted.Text(msg, maxNackMessage), at: t.now()}
+	n.message, n.at = untrusted.Text(msg, maxNackMessage), t.now()
+	t.setNack(ks, n)
 	t.metrics.nacksBy[s.group][k].Inc()
 	ks.nacksInRow++
 	return nackBackoff(ks.nacksInRow)
@@ -589,7 +609,7 @@ func (t *tracker) deltaRequest(s *stream, req *discoveryv3.DeltaDiscoveryRequest
 				delete(ks.deltaAcked, n)
 			}
 			ks.ackVersion = sent.version
-			ks.nack = nil
+			t.setNack(ks, nil)
 			t.metrics.ackDelayBy[s.group][k].Observe(t.now().Sub(sent.at).Seconds())
 		}
 	}
@@ -653,11 +673,10 @@ func (t *tracker) acked(s *stream, k kind, name string) (string, bool) {
 		h, ok := ks.deltaAcked[name]
 		return h, ok
 	}
-	if ks.ackContent == nil || !(ks.ackWildcard || ks.ackNames[name]) {
+	if !(ks.ackWildcard || ks.ackNames[name]) {
 		return "", false
 	}
-	h, ok := ks.ackContent.hashes[name]
-	return h, ok
+	return ks.ackContent.hash(name)
 }
 
 // reevaluate updates every waiter's view of one stream, and tells

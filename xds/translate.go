@@ -54,8 +54,10 @@ type Resources struct {
 	GRPC  *GroupResources
 
 	// served is what each service got, by service key: the input of the
-	// next publish's translation (retain.go).
+	// next publish's translation (retain.go); frags each plan's share of
+	// the resources, which it may reuse (fragment.go).
 	served map[string]*served
+	frags  map[string]*fragment
 }
 
 // Group returns the resources of one group.
@@ -137,13 +139,14 @@ type resID struct {
 // function of its inputs (plus what eps answers) and returns an error for
 // anything a client would reject, so that a bad plan never reaches a proxy.
 func Translate(plans []plan.Plan, eps EndpointSource, opts TranslateOptions) (*Resources, error) {
-	return translate(plans, eps, opts, nil)
+	return translate(plans, eps, opts, nil, nil)
 }
 
 // translate is Translate after a publish that served prev (by service
 // key): each service also gets the clusters it keeps from its previous
-// plan version (retain.go).
-func translate(plans []plan.Plan, eps EndpointSource, opts TranslateOptions, prev map[string]*served) (*Resources, error) {
+// plan version (retain.go). cache is that publish's fragments, by service
+// key (fragment.go); the result's frags are this one's.
+func translate(plans []plan.Plan, eps EndpointSource, opts TranslateOptions, prev map[string]*served, cache map[string]*fragment) (*Resources, error) {
 	opts = opts.withDefaults()
 	if eps == nil {
 		return nil, errors.New("translate: no endpoint source")
@@ -154,23 +157,36 @@ func translate(plans []plan.Plan, eps EndpointSource, opts TranslateOptions, pre
 		return nil, fmt.Errorf("translate: %w", err)
 	}
 	t := &translator{
-		opts:  opts,
-		out:   &Resources{Envoy: newGroupResources(), GRPC: newGroupResources(), served: map[string]*served{}},
-		ports: map[uint32]*envoyPort{},
-		prev:  prev,
+		opts:     opts,
+		out:      &Resources{Envoy: newGroupResources(), GRPC: newGroupResources(), served: map[string]*served{}},
+		ports:    map[uint32]*envoyPort{},
+		prev:     prev,
+		cache:    cache,
+		frags:    make(map[string]*fragment, len(sorted)),
+		replayed: map[ownerKey]bool{},
 	}
 	for i := range sorted {
 		p := &sorted[i]
-		if err := t.plan(p, eps); err != nil {
+		f, err := t.reusable(p, eps)
+		if err == nil && f != nil {
+			t.replay(PlanKey(p), f)
+			continue
+		}
+		if err == nil {
+			err = t.record(p, eps)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("translate plan %s version %s: %w", PlanKey(p), p.Version, err)
 		}
 	}
 	if err := t.envoyListeners(); err != nil {
 		return nil, fmt.Errorf("translate: %w", err)
 	}
+	t.finish()
 	for _, g := range groups {
 		t.out.Group(g).sort()
 	}
+	t.out.frags = t.frags
 	return t.out, nil
 }
 
@@ -243,6 +259,12 @@ type translator struct {
 	out   *Resources
 	ports map[uint32]*envoyPort
 	prev  map[string]*served
+	// cache is the previous translation's fragments, frags this one's;
+	// cur is the fragment being recorded; replayed are the owners whose
+	// ownerInfo came complete from a fragment.
+	cache, frags map[string]*fragment
+	cur          *fragment
+	replayed     map[ownerKey]bool
 }
 
 // envoyPort collects the virtual hosts Envoy serves on one port; they share
@@ -285,6 +307,9 @@ func (t *translator) plan(p *plan.Plan, eps EndpointSource) error {
 		found, err := eps.Endpoints(p.Namespace, p.Service, s.Revision)
 		if err != nil {
 			return fmt.Errorf("endpoints of revision %s: %w", s.Revision, err)
+		}
+		if t.cur != nil {
+			t.cur.eps[s.Revision] = found
 		}
 		endpoints[name] = found
 		cla, err := loadAssignment(name, found)
@@ -337,15 +362,10 @@ func (t *translator) envoyHost(p *plan.Plan, h plan.Host, clusterOf map[string]s
 	if err != nil {
 		return err
 	}
-	ep := t.ports[h.Port]
-	if ep == nil {
-		ep = &envoyPort{deps: map[ownerKey][]string{}, versions: map[ownerKey]string{}}
-		t.ports[h.Port] = ep
-	}
-	ep.hosts = append(ep.hosts, &routev3.VirtualHost{Name: h.Name, Domains: domains(h), Routes: routes})
-	for _, o := range []ownerKey{serviceOwner(PlanKey(p)), hostOwner(h.Name)} {
-		ep.deps[o] = append(ep.deps[o], used...)
-		ep.versions[o] = p.Version
+	eh := envoyHost{port: h.Port, vh: &routev3.VirtualHost{Name: h.Name, Domains: domains(h), Routes: routes}, used: used}
+	t.addEnvoyHost(p.Version, eh, hostOwner(h.Name), serviceOwner(PlanKey(p)))
+	if t.cur != nil {
+		t.cur.hosts = append(t.cur.hosts, eh)
 	}
 	// A host owns the clusters its routes use, so a host's status waits for
 	// exactly those.
@@ -354,6 +374,21 @@ func (t *translator) envoyHost(p *plan.Plan, h plan.Host, clusterOf map[string]s
 		ho.add(resID{kindCluster, c}, resID{kindEndpoint, c})
 	}
 	return nil
+}
+
+// addEnvoyHost puts a virtual host on its port, where the host's and its
+// service's owners depend on the clusters it uses.
+func (t *translator) addEnvoyHost(version string, h envoyHost, host, svc ownerKey) {
+	ep := t.ports[h.port]
+	if ep == nil {
+		ep = &envoyPort{deps: map[ownerKey][]string{}, versions: map[ownerKey]string{}}
+		t.ports[h.port] = ep
+	}
+	ep.hosts = append(ep.hosts, h.vh)
+	for _, o := range []ownerKey{svc, host} {
+		ep.deps[o] = append(ep.deps[o], h.used...)
+		ep.versions[o] = version
+	}
 }
 
 // envoyListeners builds one listener and one route configuration per port.
@@ -397,6 +432,9 @@ func (t *translator) envoyListeners() error {
 		}
 		r.Listeners = append(r.Listeners, lis)
 		for o, clusters := range ep.deps {
+			if t.replayed[o] {
+				continue
+			}
 			info := r.owner(o, ep.versions[o])
 			info.add(resID{kindListener, listenerName}, resID{kindRoute, routeName})
 			info.closure[listenerName] = closureOf([]resID{{kindRoute, routeName}}, clusters)

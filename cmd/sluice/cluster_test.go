@@ -206,6 +206,7 @@ func TestVerbsAgainstCluster(t *testing.T) {
 	waitFor("paused at 20%", pausedAt(1, 20))
 	// The same cluster in the web dashboard, with each person's kubeconfig.
 	checkClusterDashboard(t, c, ns, alice, mallory)
+	checkClusterCompletion(t, ns, alice, nowhere)
 
 	as := func(kubeconfig string) []string { return []string{"--kubeconfig", kubeconfig, "-n", ns} }
 	// Sequential: each step changes the rollout the next one sees, and
@@ -315,4 +316,6 @@ func TestVerbsAgainstCluster(t *testing.T) {
 	// Without a controller, nothing applies the command: the CLI says so.
 	stopController()
 	run(append([]string{"pause", "checkout", "--timeout=500ms"}, as(alice)...), exitUnavailable, []string{"is `sluice controller` running?"})
+
+	checkControllerJSONLogs(t, alice, ns, kubetest.Namespace(t, c, "sluice-logs-"))
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/sluicehq/sluice/kube/clusterapi"
@@ -27,6 +28,7 @@ type controllerFlags struct {
 	leaderElect    bool
 	metricsAddr    string
 	probeAddr      string
+	pprofAddr      string
 	xdsAddr        string
 	prometheus     string
 	gitURL         string
@@ -34,7 +36,7 @@ type controllerFlags struct {
 	gitPath        string
 	gitPoll        time.Duration
 	istio          bool
-	logLevel       string
+	log            logFlags
 	watchNamespace []string
 	kubeAPIQPS     float32
 	kubeAPIBurst   int
@@ -81,15 +83,22 @@ $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
 			if err != nil {
 				return usageError{err}
 			}
+			log, err := f.log.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
 			kc, err := clusterapi.LoadKubeconfig(f.kubeconfig, f.context)
 			if err != nil {
 				return exitError{code: exitUnavailable, msg: err.Error()}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			log := newLogger(cmd.ErrOrStderr(), f.logLevel)
-			// controller-runtime's packages outside the manager log here too.
+			// controller-runtime's packages outside the manager log here
+			// too, and so does what client-go reports through klog (a
+			// broken watch, runtime.HandleError), which would otherwise
+			// write lines of klog's own format among the JSON ones.
 			ctrl.SetLogger(log)
+			klog.SetLogger(log)
 			c, err := manager.New(manager.Options{Config: cfg, RestConfig: kc.Config, Log: log})
 			if err != nil {
 				return exitError{code: exitFailure, msg: err.Error()}
@@ -110,6 +119,7 @@ $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
 	fl.BoolVar(&f.leaderElect, "leader-elect", true, "elect one leader among replicas (leaderElection.enabled)")
 	fl.StringVar(&f.metricsAddr, "metrics-address", "", "/metrics listen address, 0 to turn off (http.metricsAddress; default :8080)")
 	fl.StringVar(&f.probeAddr, "probe-address", "", "/healthz and /readyz listen address (http.probeAddress; default :8081)")
+	fl.StringVar(&f.pprofAddr, "pprof-address", "", "/debug/pprof/ listen address, loopback only, e.g. 127.0.0.1:6060 (http.pprofAddress; default off)")
 	fl.StringVar(&f.xdsAddr, "xds-address", "", "xDS listen address (xds.address; default :18000)")
 	fl.StringVar(&f.prometheus, "prometheus-url", "", "Prometheus for templates that name none (prometheus.address)")
 	fl.StringVar(&f.gitURL, "git-url", "", "repository to apply Rollouts from (git.url)")
@@ -122,7 +132,7 @@ $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
 	fl.StringVar(&f.dashPath, "dashboard-path", "", `where the web dashboard is served, "off" for nowhere (dashboard.path; default /dashboard)`)
 	fl.StringVar(&f.dashAddress, "dashboard-address", "", "a listener of the dashboard's own (dashboard.address; default: beside the Git webhooks, http.webhookAddress)")
 	fl.BoolVar(&f.dashReadOnly, "dashboard-read-only", false, "the dashboard offers and runs no command, whatever RBAC allows (dashboard.readOnly)")
-	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.log.addFlags(fl)
 	return cmd
 }
 
@@ -141,6 +151,7 @@ func (f *controllerFlags) load(cmd *cobra.Command) (*manager.Config, error) {
 	set("state-dir", &cfg.StateDir, f.stateDir)
 	set("metrics-address", &cfg.HTTP.MetricsAddress, f.metricsAddr)
 	set("probe-address", &cfg.HTTP.ProbeAddress, f.probeAddr)
+	set("pprof-address", &cfg.HTTP.PprofAddress, f.pprofAddr)
 	set("xds-address", &cfg.XDS.Address, f.xdsAddr)
 	set("prometheus-url", &cfg.Prometheus.Address, f.prometheus)
 	set("dashboard-path", &cfg.Dashboard.Path, f.dashPath)

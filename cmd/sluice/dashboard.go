@@ -131,9 +131,7 @@ with their own Kubernetes identity (docs/dashboard.md).`,
 			if cluster {
 				h, what, path, err = f.clusterHandler(ctx)
 			} else {
-				if s := os.Getenv("SLUICE_SERVER"); s != "" && !cmd.Flags().Changed("server") {
-					f.server = s
-				}
+				f.settleServer()
 				what = f.server
 				h, err = f.handler()
 			}

@@ -1,8 +1,10 @@
 // Command sluice is the Sluice binary: the controller, the standalone
-// runner and the user verbs.
+// runner and the user verbs. Installed as kubectl-sluice it is also
+// kubectl's plugin (docs/cli.md).
 package main
 
 import (
+	"context"
 	"os"
 
 	// Deployment windows name IANA time zones; embedding the database makes
@@ -12,5 +14,6 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	name, args := invocation(os.Args[0], os.Args[1:])
+	os.Exit(runAs(context.Background(), name, args, os.Stdout, os.Stderr))
 }

@@ -30,8 +30,9 @@ and sends commands as the sluice.dev/command annotation with your own
 credentials ('sluice controller' applies them and records who you are).
 Without these flags: $SLUICE_SERVER if set, else the cluster of $KUBECONFIG
 or ~/.kube/config, or the pod's own cluster when run in one, else
-` + defaultServer + `. Against a cluster, -n defaults to the kubeconfig
-context's namespace.`
+` + defaultServer + `. As kubectl's plugin (kubectl sluice) it is always
+kubectl's cluster unless --server is given. -n defaults to the kubeconfig
+context's namespace against a cluster, to "default" against a server.`
 
 // target holds the flags that say which Sluice to talk to.
 type target struct {
@@ -52,11 +53,29 @@ func (t *target) addFlags(cmd *cobra.Command) {
 		cmd.Long = cmd.Short + "."
 	}
 	cmd.Long += targetHelp
-	cmd.Flags().StringVar(&t.server, "server", defaultServer, "address of a `sluice run` server (env SLUICE_SERVER)")
-	cmd.Flags().StringVar(&t.token, "token", os.Getenv("SLUICE_TOKEN"), "bearer token for a server's commands (env SLUICE_TOKEN)")
-	cmd.Flags().StringVarP(&t.namespace, "namespace", "n", "default", "namespace of the rollout (against a cluster, default: the kubeconfig context's)")
-	cmd.Flags().StringVar(&t.kubeconfig, "kubeconfig", "", "kubeconfig file of the cluster to talk to (env KUBECONFIG)")
-	cmd.Flags().StringVar(&t.context, "context", "", "kubeconfig context of the cluster to talk to")
+	fl := cmd.Flags()
+	fl.StringVar(&t.server, "server", defaultServer, "address of a 'sluice run' server (env SLUICE_SERVER)")
+	// The token's default is not the environment's value: help would
+	// print the secret.
+	fl.StringVar(&t.token, "token", "", "bearer token for a server's commands (env SLUICE_TOKEN)")
+	fl.StringVarP(&t.namespace, "namespace", "n", "", `namespace of the rollout (default: the kubeconfig context's against a cluster, "default" against a server)`)
+	fl.StringVar(&t.kubeconfig, "kubeconfig", "", "kubeconfig file of the cluster to talk to (env KUBECONFIG)")
+	fl.StringVar(&t.context, "context", "", "kubeconfig context of the cluster to talk to")
+	t.addCompletion(cmd)
+}
+
+// settleServer fills in what the flags leave to the environment when the
+// target is a server: the address and the token, and the namespace.
+func (t *target) settleServer() {
+	if s := os.Getenv("SLUICE_SERVER"); s != "" && !t.cmd.Flags().Changed("server") {
+		t.server = s
+	}
+	if !t.cmd.Flags().Changed("token") {
+		t.token = os.Getenv("SLUICE_TOKEN")
+	}
+	if t.namespace == "" {
+		t.namespace = "default"
+	}
 }
 
 // backend returns the Backend the flags and the environment select (see
@@ -68,17 +87,14 @@ func (t *target) backend() (rolloutapi.Backend, error) {
 		return nil, err
 	}
 	if !cluster {
-		server := t.server
-		if s := os.Getenv("SLUICE_SERVER"); s != "" && !t.cmd.Flags().Changed("server") {
-			server = s
-		}
-		return &rolloutapi.Client{BaseURL: server, Token: t.token}, nil
+		t.settleServer()
+		return &rolloutapi.Client{BaseURL: t.server, Token: t.token}, nil
 	}
 	kc, err := clusterapi.LoadKubeconfig(t.kubeconfig, t.context)
 	if err != nil {
 		return nil, exitError{code: exitUsage, msg: err.Error()}
 	}
-	if !t.cmd.Flags().Changed("namespace") {
+	if t.namespace == "" {
 		t.namespace = kc.Namespace
 	}
 	o := clusterapi.Options{ListNamespace: t.namespace, User: kc.User, Warnings: t.cmd.ErrOrStderr()}
@@ -106,7 +122,9 @@ func (t *target) useCluster(getenv func(string) string, exists func(string) bool
 		return false, usageError{errors.New("--server names a sluice run server, --kubeconfig and --context a cluster: give one or the other")}
 	case serverFlag:
 		return false, nil
-	case clusterFlag:
+	case clusterFlag, isKubectlPlugin(t.cmd):
+		// kubectl's plugin works on kubectl's cluster, whatever the
+		// environment says about servers.
 		return true, t.noToken()
 	case getenv("SLUICE_SERVER") != "":
 		return false, nil

@@ -22,6 +22,7 @@ func TestTargetSelection(t *testing.T) {
 		files     string
 		cluster   bool
 		wantUsage bool
+		plugin    bool // run as kubectl sluice
 	}{
 		{name: "nothing: the local server"},
 		{name: "SLUICE_SERVER", env: map[string]string{"SLUICE_SERVER": "http://s:8080"}, files: home},
@@ -35,12 +36,20 @@ func TestTargetSelection(t *testing.T) {
 		{name: "--server and --context", args: []string{"--server=http://s", "--context=prod"}, wantUsage: true},
 		{name: "--token against a cluster", args: []string{"--token=t"}, files: home, wantUsage: true},
 		{name: "--token against a server", args: []string{"--token=t"}},
+		{name: "kubectl plugin: the cluster, without a kubeconfig too", plugin: true, cluster: true},
+		{name: "kubectl plugin: the cluster, whatever SLUICE_SERVER says", plugin: true, env: map[string]string{"SLUICE_SERVER": "http://s"}, cluster: true},
+		{name: "kubectl plugin: --server", plugin: true, args: []string{"--server=http://s"}, files: home},
+		{name: "kubectl plugin: --token needs --server", plugin: true, args: []string{"--token=t"}, wantUsage: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var tg target
 			cmd := &cobra.Command{Use: "x"}
 			tg.addFlags(cmd)
+			if tc.plugin {
+				root := &cobra.Command{Use: "sluice", Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: kubectlDisplayName}}
+				root.AddCommand(cmd)
+			}
 			if err := cmd.ParseFlags(tc.args); err != nil {
 				t.Fatal(err)
 			}

@@ -16,7 +16,7 @@ import (
 // renderTable prints one line per rollout.
 func renderTable(w io.Writer, rs []rolloutapi.Rollout) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tNAME\tSTRATEGY\tPHASE\tSTEP\tWEIGHT\tSTABLE\tCANARY\tMESSAGE")
+	fmt.Fprintln(tw, "NAMESPACE\tNAME\tSTRATEGY\tPHASE\tSTEP\tWEIGHT\tSTABLE\tCANARY\tGIT\tMESSAGE")
 	for _, r := range rs {
 		st := r.Status
 		step := st.StepDisplay
@@ -27,16 +27,17 @@ func renderTable(w io.Writer, rs []rolloutapi.Rollout) {
 		if canary == "" {
 			canary = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n",
-			r.Namespace, r.Name, r.Strategy, st.Phase, step, st.Traffic.CanaryWeight, st.StableRevision, canary, oneLine(st.Message, 80))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n",
+			r.Namespace, r.Name, r.Strategy, st.Phase, step, st.Traffic.CanaryWeight, st.StableRevision, canary, gitWord(st.GitSync), oneLine(st.Message, 80))
 	}
 	tw.Flush()
 }
 
-// renderRollout prints the detail view of one rollout: where it is, its
-// steps with the current one marked, the traffic, analysis per metric and
-// the last events.
-func renderRollout(w io.Writer, r rolloutapi.Rollout, events []rolloutapi.Event) {
+// renderRolloutAt prints the detail view of one rollout as of now: where
+// it is, its pods and Git state, its steps with the current one marked
+// (and a timed pause's time left), the traffic, analysis per metric and
+// the last events. It reports whether a pause is counting down.
+func renderRolloutAt(w io.Writer, r rolloutapi.Rollout, events []rolloutapi.Event, now time.Time) (countdown bool) {
 	st := r.Status
 	fmt.Fprintf(w, "Rollout %s  (%s)\n", r.Key(), r.Strategy)
 	fmt.Fprintf(w, "  Phase:    %s\n", st.Phase)
@@ -46,9 +47,12 @@ func renderRollout(w io.Writer, r rolloutapi.Rollout, events []rolloutapi.Event)
 		canary = "-"
 	}
 	fmt.Fprintf(w, "  Stable:   %s    Canary: %s\n", st.StableRevision, canary)
+	if line := podsLine(st); line != "" {
+		fmt.Fprintf(w, "  Pods:     %s\n", line)
+	}
 	fmt.Fprintf(w, "  Traffic:  %s\n", trafficLine(st.Traffic))
-	if g := st.Git; g != nil {
-		fmt.Fprintf(w, "  Git:      %s %s\n", short(g.Commit, 12), g.Path)
+	for _, line := range gitLines(st.Git, st.GitSync) {
+		fmt.Fprintln(w, line)
 	}
 	if lr := st.LastRollout; lr != nil {
 		line := fmt.Sprintf("%s %s at %s", lr.Revision, strings.ToLower(string(lr.Outcome)), lr.At.UTC().Format(time.RFC3339))
@@ -70,6 +74,7 @@ func renderRollout(w io.Writer, r rolloutapi.Rollout, events []rolloutapi.Event)
 		if st.CurrentStepIndex != nil {
 			cur = int(*st.CurrentStepIndex)
 		}
+		timeline := rolloutapi.Timeline(r, events)
 		fmt.Fprintf(w, "\nSteps  %s\n", progressBar(cur, len(r.Steps), st.Abort != nil))
 		for i, label := range r.Steps {
 			mark := "  "
@@ -80,6 +85,10 @@ func renderRollout(w io.Writer, r rolloutapi.Rollout, events []rolloutapi.Event)
 				mark = "✘ "
 			case i == cur:
 				mark = "▶ "
+			}
+			if i == cur && i < len(timeline) && timeline[i].PauseEnds != nil {
+				label += "  (" + timeLeft(timeline[i].PauseEnds.Sub(now)) + ")"
+				countdown = true
 			}
 			fmt.Fprintf(w, "  %s%2d  %s\n", mark, i+1, label)
 		}
@@ -116,6 +125,31 @@ func renderRollout(w io.Writer, r rolloutapi.Rollout, events []rolloutapi.Event)
 			fmt.Fprintf(w, "  %s  %-8s %-26s %s\n", e.Time.UTC().Format("15:04:05"), e.Type, e.Reason, e.Message)
 		}
 	}
+	return countdown
+}
+
+// timeLeft is a pause's remaining time in whole seconds.
+func timeLeft(d time.Duration) string {
+	if d <= 0 {
+		return "ending"
+	}
+	return d.Round(time.Second).String() + " left"
+}
+
+// podsLine is the desired and ready pods of each revision (controller
+// mode: the status the controller writes from the ReplicaSets); "" when
+// the Rollout runs no pods of its own.
+func podsLine(st v1alpha1.RolloutStatus) string {
+	var parts []string
+	for _, p := range []struct {
+		name string
+		r    *v1alpha1.RevisionReplicas
+	}{{"stable", st.StableReplicas}, {"canary", st.CanaryReplicas}} {
+		if p.r != nil {
+			parts = append(parts, fmt.Sprintf("%s %d/%d ready", p.name, p.r.Ready, p.r.Desired))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func trafficLine(t v1alpha1.TrafficStatus) string {
@@ -198,4 +232,90 @@ func oneLine(s string, n int) string {
 		return string([]rune(s)[:n-1]) + "…"
 	}
 	return s
+}
+
+// gitWord is a Rollout's Git state in the table's one word.
+func gitWord(g *v1alpha1.GitSyncStatus) string {
+	switch {
+	case g == nil:
+		return "-"
+	case g.InSync():
+		return "synced"
+	case g.Rejected != nil && g.Rejected.Commit == g.HeadCommit:
+		return "rejected"
+	case g.HeadCommit == "":
+		return "unknown"
+	case g.Message != "":
+		return "error"
+	}
+	return "applying"
+}
+
+// gitLines describe where the spec came from and its source's state: the
+// head, the commit in force, and a rejected commit with its problems.
+// File names and reasons come from Git: bounded and escaped.
+func gitLines(prov *v1alpha1.GitProvenance, g *v1alpha1.GitSyncStatus) []string {
+	var out []string
+	if prov != nil {
+		out = append(out, fmt.Sprintf("  Git:      %s %s", short(prov.Commit, 12), untrusted.Text(prov.Path, 200)))
+	}
+	if g == nil {
+		return out
+	}
+	return append(out, syncLines("  Source:   ", "            ", g)...)
+}
+
+// syncLines are a source's state: the first line after first, the others
+// (the rejected commit's problems) after indent.
+func syncLines(first, indent string, g *v1alpha1.GitSyncStatus) []string {
+	var line string
+	switch why := rolloutapi.NotSynced(g); {
+	case why == "":
+		line = "in sync: head " + rolloutapi.ShortSHA(g.HeadCommit) + " is in force"
+	default:
+		line = "NOT SYNCED: " + why
+	}
+	if g.Source != "" {
+		line += "  (GitSource " + untrusted.Text(g.Source, 320) + ")"
+	}
+	out := []string{first + line}
+	if r := g.Rejected; r != nil {
+		when := ""
+		if r.At != nil {
+			when = " at " + r.At.UTC().Format(time.RFC3339)
+		}
+		out = append(out, indent+"rejected "+rolloutapi.ShortSHA(r.Commit)+when+":")
+		for _, p := range rolloutapi.RejectionLines(r) {
+			out = append(out, indent+"  "+p)
+		}
+	}
+	return out
+}
+
+// renderSources prints the state of each Git source after the table.
+func renderSources(w io.Writer, srcs []rolloutapi.GitSource) {
+	if len(srcs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nGit")
+	for _, src := range srcs {
+		name := sourceName(src.Source)
+		if src.Repository != "" {
+			name += " " + untrusted.Text(src.Repository, 200)
+		}
+		fmt.Fprintf(w, "  %s\n", name)
+		g := src.GitSyncStatus
+		g.Source = "" // named above
+		for _, line := range syncLines("    ", "    ", &g) {
+			fmt.Fprintln(w, line)
+		}
+	}
+}
+
+// sourceName names a Git source by its GitSyncStatus.Source.
+func sourceName(source string) string {
+	if source == "" {
+		return "git source"
+	}
+	return "GitSource " + untrusted.Text(source, 320)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -25,8 +26,9 @@ var commands []func() *cobra.Command
 func addCommand(newCmd func() *cobra.Command) { commands = append(commands, newCmd) }
 
 // newRootCommand builds a fresh command tree, so tests can run commands in
-// parallel without sharing flag state.
-func newRootCommand() *cobra.Command {
+// parallel without sharing flag state. name is how help and errors name
+// the program: "sluice", or "kubectl sluice" as kubectl's plugin.
+func newRootCommand(name string, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "sluice",
 		Short: "GitOps progressive delivery: canary, blue-green and dark releases",
@@ -48,15 +50,59 @@ SLO is breached.`,
 		},
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		Version:       readVersion().Version,
+		// Help, errors and completion scripts name the program as typed.
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: name},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	// Before the completion command is added: it keeps the writer it
+	// finds then.
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	// Declared here rather than left to cobra, which would also take -v:
+	// kubectl users read -v as verbosity.
+	root.Flags().Bool("version", false, "print the version and exit (the version command tells more)")
+	root.SetVersionTemplate("{{.DisplayName}} {{.Version}}\n")
 	cmds := make([]*cobra.Command, 0, len(commands))
 	for _, newCmd := range commands {
 		cmds = append(cmds, newCmd())
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name() < cmds[j].Name() })
 	root.AddCommand(cmds...)
+	// Added now rather than at Execute, so that the help test walks them.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	addValueCompletion(root)
+	strictGroups(root)
+	if name != "sluice" {
+		renameExamples(root, name)
+	}
 	return root
+}
+
+// strictGroups makes a command that only groups others (cobra's
+// completion) refuse an unknown subcommand, as the root does, instead of
+// printing its help and succeeding: `sluice completion tcsh` is a
+// mistake a script should see.
+func strictGroups(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		if !sub.Runnable() && sub.HasAvailableSubCommands() {
+			sub.Args = cobra.ArbitraryArgs
+			sub.RunE = func(cmd *cobra.Command, args []string) error {
+				if len(args) == 0 {
+					return cmd.Help()
+				}
+				names := make([]string, 0, len(cmd.Commands()))
+				for _, s := range cmd.Commands() {
+					if s.IsAvailableCommand() {
+						names = append(names, s.Name())
+					}
+				}
+				return usageError{fmt.Errorf("unknown command %q for %q; it takes one of: %s", args[0], cmd.CommandPath(), strings.Join(names, ", "))}
+			}
+		}
+		strictGroups(sub)
+	}
 }
 
 // run executes the command line and returns the process exit code.
@@ -67,10 +113,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 // runContext is run with a context whose end stops a command that runs
 // until interrupted (tests).
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCommand()
+	return runAs(ctx, "sluice", args, stdout, stderr)
+}
+
+// runAs is runContext for the program called name (see invocation).
+func runAs(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand(name, stdout, stderr)
 	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
@@ -85,7 +134,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fmt.Fprintln(stderr, "sluice:", err)
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", root.Name())
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", root.DisplayName())
 		return exitUsage
 	}
 	return exitFailure

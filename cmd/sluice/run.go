@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -46,7 +45,7 @@ type runFlags struct {
 	stateDir   string
 	prometheus string
 	tokenEnv   string
-	logLevel   string
+	log        logFlags
 	ackNoProxy bool
 	insecure   bool
 	insecXDS   bool
@@ -102,7 +101,11 @@ xDS until the proxies disconnect or shutdown.drainTimeout passes.`,
 			if err := f.dashboard.check(); err != nil {
 				return usageError{err}
 			}
-			return runStandalone(ctx, cfg, runOptions{insecureNoAuth: f.insecure, insecureXDS: f.insecXDS, dashboard: f.dashboard}, newLogger(cmd.ErrOrStderr(), f.logLevel))
+			log, err := f.log.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			return runStandalone(ctx, cfg, runOptions{insecureNoAuth: f.insecure, insecureXDS: f.insecXDS, dashboard: f.dashboard}, log)
 		},
 	}
 	fl := cmd.Flags()
@@ -117,7 +120,7 @@ xDS until the proxies disconnect or shutdown.drainTimeout passes.`,
 	fl.StringVar(&f.stateDir, "state-dir", "", "state directory (stateDir; default ./sluice-state)")
 	fl.StringVar(&f.prometheus, "prometheus-url", "", "Prometheus for templates that name none (prometheus.address)")
 	fl.StringVar(&f.tokenEnv, "token-env", "", "environment variable holding the API token for commands (http.token.env)")
-	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.log.addFlags(fl)
 	fl.BoolVar(&f.insecXDS, "insecure-xds", false, "serve xDS beyond loopback without mutual TLS: node ids unverified, anyone who reaches it reads every route (never on a shared network)")
 	fl.BoolVar(&f.insecure, "insecure-no-auth", false, "serve the API and metrics to anyone who reaches them, without tokens (never on a shared network)")
 	fl.BoolVar(&f.ackNoProxy, "ack-without-proxies", false, "count a plan as acknowledged when no proxy subscribes (xds.ackWithoutClients)")
@@ -157,14 +160,6 @@ func (f *runFlags) load(cmd *cobra.Command) (*config.Config, error) {
 	}
 	cfg.Default()
 	return cfg, cfg.Check()
-}
-
-func newLogger(w io.Writer, level string) logr.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return logr.FromSlogHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 // runStandalone wires the parts and runs them until ctx ends, then shuts

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,32 +22,53 @@ func init() {
 	addCommand(newHistoryCommand)
 }
 
+// exitNotSynced is status --require-synced's verdict when a head commit
+// is not the commit in force (rejected, or not applied yet).
+const exitNotSynced = 5
+
 func newStatusCommand() *cobra.Command {
 	var (
-		t        target
-		watch    bool
-		output   string
-		interval time.Duration
-		events   int
+		t             target
+		watch         bool
+		output        string
+		interval      time.Duration
+		events        int
+		requireSynced bool
 	)
 	cmd := &cobra.Command{
 		Use:   "status [NAME]",
 		Short: "Show rollouts, or one rollout's steps, traffic, analysis and events",
 		Long: `Without NAME, status prints a table of every rollout (against a cluster,
-those of the namespace; -A for all). With NAME, it shows that rollout's steps
-(the current one marked), its traffic, analysis results per metric and its
-last events.
+those of the namespace; -A for all) and the state of the Git sources. With
+NAME, it shows that rollout's steps (the current one marked), its traffic,
+pods, analysis results per metric, its Git state and its last events.
 
-With -w it redraws until the rollout ends: exit status 0 when the new
-revision was promoted (or nothing was rolling), 1 when it ended aborted.
+The Git state is the commit the source's branch points at (head), the
+commit in force, and a commit that was rejected (every invalid manifest as
+file:line: field: reason) until a later commit applies.
+
+With -w it follows changes as they happen (the server's event stream, or a
+Kubernetes watch), counting a pause down, until the rollout ends: exit
+status 0 when the new revision was promoted (or nothing was rolling), 1
+when it ended aborted.
+
+With --require-synced it exits 5 when a head commit is not the commit in
+force (rejected, not applied yet, or the source cannot be fetched), or NAME
+was not applied from Git, naming why, and 0 when every one is: a check for
+CI after a push.
+
 Other exit statuses: 2 usage error, 3 no such rollout, 4 server unreachable.`,
 		Example: `  sluice status
   sluice status reviews -w
-  sluice status reviews -o json`,
+  sluice status reviews -o json
+  sluice status --require-synced`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
+			}
+			if watch && requireSynced {
+				return usageError{errors.New("--require-synced checks once; it does not go with -w")}
 			}
 			b, err := t.backend()
 			if err != nil {
@@ -56,18 +79,22 @@ Other exit statuses: 2 usage error, 3 no such rollout, 4 server unreachable.`,
 				v.name = args[0]
 			}
 			if !watch {
-				_, err := v.draw(cmd.Context(), cmd.OutOrStdout())
-				return err
+				state, err := v.draw(cmd.Context(), cmd.OutOrStdout(), time.Now())
+				if err != nil || !requireSynced {
+					return err
+				}
+				return state.synced()
 			}
 			return v.watch(cmd.Context(), cmd.OutOrStdout(), interval)
 		},
 	}
 	t.addFlags(cmd)
-	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw until the rollout ends")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow changes until the rollout ends")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
-	cmd.Flags().DurationVar(&interval, "interval", time.Second, "how often -w redraws")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "how often -w reads again when the server cannot stream changes")
 	cmd.Flags().IntVar(&events, "events", 8, "how many recent events to show")
 	cmd.Flags().BoolVarP(&t.allNamespaces, "all-namespaces", "A", false, "without NAME, against a cluster: list every namespace, not just -n (a server always lists all)")
+	cmd.Flags().BoolVar(&requireSynced, "require-synced", false, "exit 5 unless the head commit of every Git source shown is the commit in force")
 	return cmd
 }
 
@@ -79,51 +106,121 @@ type statusView struct {
 	events    int
 }
 
-// draw renders once and reports whether anything is still rolling (and if
-// what ended, ended aborted).
-func (v statusView) draw(ctx context.Context, w io.Writer) (state rollState, err error) {
+// draw reads once and renders as of now (fetch, then render).
+func (v statusView) draw(ctx context.Context, w io.Writer, now time.Time) (rollState, error) {
+	snap, err := v.fetch(ctx)
+	if err != nil {
+		return rollState{}, err
+	}
+	return v.render(w, snap, now)
+}
+
+// statusData is what one read of the backend returned.
+type statusData struct {
+	list   []rolloutapi.Rollout // without NAME
+	srcs   []rolloutapi.GitSource
+	one    rolloutapi.Rollout // with NAME
+	events []rolloutapi.Event
+}
+
+// fetch reads what the view shows.
+func (v statusView) fetch(ctx context.Context) (statusData, error) {
+	var d statusData
+	var err error
 	if v.name == "" {
-		rs, err := v.b.List(ctx)
-		if err != nil {
-			return rollState{}, backendError(err)
+		if d.list, err = v.b.List(ctx); err != nil {
+			return d, backendError(err)
 		}
-		for _, r := range rs {
+		d.srcs = v.gitSources(ctx)
+		return d, nil
+	}
+	if d.one, err = v.b.Get(ctx, v.namespace, v.name); err != nil {
+		return d, backendError(err)
+	}
+	if v.events > 0 && v.output != "json" {
+		if d.events, err = v.b.History(ctx, v.namespace, v.name, v.events); err != nil {
+			return d, backendError(err)
+		}
+	}
+	return d, nil
+}
+
+// render prints d as of now and reports whether anything is still
+// rolling (and if what ended, ended aborted), whether a pause is counting
+// down, and what is out of sync with Git.
+func (v statusView) render(w io.Writer, d statusData, now time.Time) (state rollState, err error) {
+	if v.name == "" {
+		for _, r := range d.list {
 			state.add(r.Status)
+			if g := r.Status.GitSync; g != nil {
+				state.git(r.Key(), g)
+			}
+		}
+		for _, src := range d.srcs {
+			state.git(sourceName(src.Source), &src.GitSyncStatus)
 		}
 		if v.output == "json" {
-			return state, writeJSONTo(w, rs)
+			return state, writeJSONTo(w, d.list)
 		}
-		renderTable(w, rs)
+		renderTable(w, d.list)
+		renderSources(w, d.srcs)
 		return state, nil
 	}
-	r, err := v.b.Get(ctx, v.namespace, v.name)
-	if err != nil {
-		return rollState{}, backendError(err)
-	}
+	r := d.one
 	state.add(r.Status)
+	state.git(r.Key(), r.Status.GitSync)
 	if v.output == "json" {
 		return state, writeJSONTo(w, r)
 	}
-	var evs []rolloutapi.Event
-	if v.events > 0 {
-		if evs, err = v.b.History(ctx, v.namespace, v.name, v.events); err != nil {
-			return rollState{}, backendError(err)
-		}
-	}
-	renderRollout(w, r, evs)
+	state.countdown = renderRolloutAt(w, r, d.events, now)
 	return state, nil
 }
 
-// watch redraws until nothing rolls. On a terminal it repaints in place;
-// into a pipe it prints a frame only when it differs from the last one.
+// gitSources lists the backend's Git sources when it can; a source that
+// cannot be listed (a cluster that forbids it) leaves the Rollouts' own
+// state to tell.
+func (v statusView) gitSources(ctx context.Context) []rolloutapi.GitSource {
+	gr, ok := v.b.(rolloutapi.GitReporter)
+	if !ok {
+		return nil
+	}
+	srcs, err := gr.GitSources(ctx)
+	if err != nil {
+		return nil
+	}
+	return srcs
+}
+
+// watch redraws at every change until nothing rolls. On a terminal it
+// repaints in place, and once a second while a pause counts down; into a
+// pipe it prints a frame only when it differs from the last one. Changes
+// come from the backend (rolloutapi.Follower); a backend that cannot
+// push them is read again every interval.
 func (v statusView) watch(ctx context.Context, w io.Writer, every time.Duration) error {
+	// The follows (an HTTP stream, Kubernetes watches) end with the
+	// watch, not with the process: a caller may go on (tests, a plugin).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	tty := isTerminal(w)
 	var last []byte
-	tick := time.NewTicker(every)
-	defer tick.Stop()
+	var changes <-chan struct{}
+	var refollow time.Time
+	var data statusData
+	read := true
 	for {
+		if read {
+			// Follow before reading, so a change during the read is
+			// not missed.
+			if changes == nil && !time.Now().Before(refollow) {
+				changes = v.follow(ctx)
+			}
+			var err error
+			if data, err = v.fetch(ctx); err != nil {
+				return err
+			}
+		}
 		var frame bytes.Buffer
-		state, err := v.draw(ctx, &frame)
+		state, err := v.render(&frame, data, time.Now())
 		if err != nil {
 			return err
 		}
@@ -144,18 +241,93 @@ func (v statusView) watch(ctx context.Context, w io.Writer, every time.Duration)
 			}
 			return nil
 		}
+		var poll, countdown <-chan time.Time
+		if changes == nil {
+			poll = time.After(every)
+		}
+		if tty && state.countdown {
+			// Only the countdown's text changes: a local tick.
+			countdown = time.After(time.Second)
+		}
+		read = true
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case _, ok := <-changes:
+			if !ok {
+				// The stream ended (a server restart, the API server's
+				// watch timeout): read again now, follow again after
+				// an interval.
+				changes, refollow = nil, time.Now().Add(every)
+			}
+		case <-poll:
+		case <-countdown:
+			// Only the time left changed: drawn again from the last
+			// read, without asking the backend.
+			read = false
 		}
 	}
 }
 
-// rollState summarises what -w waits for.
+// follow returns the backend's change stream, or nil when it has none or
+// it cannot be opened (then -w polls).
+func (v statusView) follow(ctx context.Context) <-chan struct{} {
+	f, ok := v.b.(rolloutapi.Follower)
+	if !ok {
+		return nil
+	}
+	ch, err := f.Follow(ctx, v.namespace, v.name)
+	if err != nil {
+		return nil
+	}
+	return ch
+}
+
+// rollState summarises what -w waits for and what --require-synced
+// checks.
 type rollState struct {
 	rolling bool
 	aborted bool
+	// countdown: a timed pause is running, whose time left is shown.
+	countdown bool
+	// gitSeen counts the Git states looked at; notSynced says why those
+	// that are not in sync are not, each reason once with what it is
+	// about (the Rollouts of one source share its state).
+	gitSeen   int
+	notSynced []string
+	about     map[string][]string
+}
+
+// git adds the Git state of what (a Rollout, a source); nil is a Rollout
+// no Git source applied.
+func (s *rollState) git(what string, g *v1alpha1.GitSyncStatus) {
+	s.gitSeen++
+	why := rolloutapi.NotSynced(g)
+	if why == "" {
+		return
+	}
+	if s.about == nil {
+		s.about = map[string][]string{}
+	}
+	if _, ok := s.about[why]; !ok {
+		s.notSynced = append(s.notSynced, why)
+	}
+	s.about[why] = append(s.about[why], what)
+}
+
+// synced is --require-synced's verdict.
+func (s rollState) synced() error {
+	switch {
+	case len(s.notSynced) > 0:
+		lines := make([]string, len(s.notSynced))
+		for i, why := range s.notSynced {
+			lines[i] = strings.Join(s.about[why], ", ") + ": " + why
+		}
+		return exitError{code: exitNotSynced, msg: "not synced with Git: " + strings.Join(lines, "; ")}
+	case s.gitSeen == 0:
+		return exitError{code: exitNotSynced, msg: "not synced with Git: no Git source and no rollout applied from Git"}
+	}
+	return nil
 }
 
 func (s *rollState) add(st v1alpha1.RolloutStatus) {

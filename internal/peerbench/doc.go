@@ -12,15 +12,22 @@
 // for both sides of a comparison.
 //
 // The benchmarks are BenchmarkControllerSameWork (bench_test.go, against
-// Argo Rollouts) and BenchmarkXDSSameClients (bench_xds_test.go, against
-// istiod); `make bench-peers` runs them all. Sizes and settings come from
-// the environment:
+// Argo Rollouts), BenchmarkXDSSameClients (bench_xds_test.go, against
+// istiod), and BenchmarkPushToTraffic and BenchmarkSLOBreach
+// (bench_traffic_test.go: `sluice run` and `sluice controller` against
+// Argo Rollouts + istiod, with proxyless gRPC clients and Prometheus);
+// `make bench-peers` runs them all. Sizes and settings come from the
+// environment:
 //
 //	PEERBENCH_ROLLOUTS   Rollouts in the controller benchmark (1000)
 //	PEERBENCH_QPS        "none": both controllers without a client-side rate limit
 //	PEERBENCH_CLIENTS    ADS clients, a list (100,1000,5000)
 //	PEERBENCH_SERVICES   services served to them, a list (4)
 //	PEERBENCH_CHANGES    weight changes per xDS run (10)
+//	PEERBENCH_GRPC_CLIENTS       proxyless gRPC clients in the traffic benchmarks (10)
+//	PEERBENCH_GRPC_RATE          calls a second of each (100)
+//	PEERBENCH_ANALYSIS_INTERVAL  the SLO breach analysis's interval (2s)
+//	PEERBENCH_TRAFFIC_SIDES      a list of sluice-run, sluice-controller, argo-istiod (all)
 //	PEERBENCH_SLUICE     "tree": build Sluice from the working tree, not HEAD
 //	PEERBENCH_LOGDIR     where each product's output is kept (/tmp/peerbench)
 //

@@ -141,6 +141,14 @@ func (d *Istiod) Start(ctx context.Context, services int, dir string, log io.Wri
 	if err := d.setup(ctx, services); err != nil {
 		return nil, "", err
 	}
+	return StartIstiod(d.Bin, dir, log)
+}
+
+// StartIstiod starts istiod (pilot-discovery discovery) with its defaults
+// against the API server of dir/kubeconfig, serving plaintext xDS on a
+// free port of loopback, and waits until it is ready. It returns the
+// process and that xDS address.
+func StartIstiod(bin, dir string, log io.Writer) (*Process, string, error) {
 	ports := make([]int, 5)
 	for i := range ports {
 		p, err := FreePort()
@@ -166,7 +174,7 @@ func (d *Istiod) Start(ctx context.Context, services int, dir string, log io.Wri
 		"--networksConfig", filepath.Join(dir, "meshNetworks"),
 	}
 	env := []string{"POD_NAMESPACE=istio-system", "POD_NAME=istiod-bench", "REVISION=default"}
-	p, err := Start("istiod", d.Bin, args, env, log)
+	p, err := Start("istiod", bin, args, env, log)
 	if err != nil {
 		return nil, "", err
 	}

@@ -37,6 +37,15 @@ type Reverter interface {
 	Revert(ctx context.Context, ro *v1alpha1.Rollout, r engine.GitRevert) (gitsync.RevertResult, error)
 }
 
+// GitSyncer knows the Git state of the source a Rollout was applied from
+// (kube/gitapply.Sources): the reconciler writes it into status.gitSync,
+// so that a rejected push shows on every Rollout the source feeds.
+type GitSyncer interface {
+	// GitSync returns the state, nil for a Rollout no running source
+	// applied.
+	GitSync(ctx context.Context, ro *v1alpha1.Rollout) *v1alpha1.GitSyncStatus
+}
+
 // PublisherFunc adapts a function to Publisher.
 type PublisherFunc func(ctx context.Context, ro *v1alpha1.Rollout, p plan.Plan) error
 

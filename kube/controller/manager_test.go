@@ -7,6 +7,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -65,9 +66,13 @@ func TestRestartResumesAtTheSameStep(t *testing.T) {
 	}
 	eventually(t, c, ns, "healthy on v1", func() bool { return healthy(get()) })
 	v1 := get().Status.StableRevision
-	ro = get()
-	ro.Spec.Template.Spec.Containers[0].Image = "checkout:v2"
-	if err := c.Update(ctx, ro); err != nil {
+	// The controller may still be writing the status: a conflict is the
+	// API server's optimistic concurrency, retried as a user's kubectl would.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ro = get()
+		ro.Spec.Template.Spec.Containers[0].Image = "checkout:v2"
+		return c.Update(ctx, ro)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	v2, _ := engine.DesiredRevision(&ro.Spec)

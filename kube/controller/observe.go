@@ -175,6 +175,9 @@ func (r *Reconciler) step(_ context.Context, _ *statusPatcher, rc *reconcileCont
 func (r *Reconciler) persist(ctx context.Context, sp *statusPatcher, rc *reconcileContext) error {
 	rc.ro.Status = *rc.out.Status.DeepCopy()
 	countPods(rc)
+	if r.GitSync != nil {
+		rc.ro.Status.GitSync = r.GitSync.GitSync(ctx, rc.ro)
+	}
 	if err := sp.patch(ctx, rc.ro); err != nil {
 		// Not a stageError: nothing was recorded, so there is nothing to
 		// report in status; the reconcile starts over from a fresh read.

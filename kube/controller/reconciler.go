@@ -75,6 +75,9 @@ type Reconciler struct {
 	// Reverter performs GitRevert actions; without one they are reported
 	// as a Warning Event.
 	Reverter Reverter
+	// GitSync, when set, gives status.gitSync; the Git sources wake a
+	// Rollout (Wake) when its state changes.
+	GitSync GitSyncer
 	// Now is the clock; nil means time.Now. The engine never reads one.
 	Now func() time.Time
 	// RevisionHistory is how many idle ReplicaSets (zero replicas) are

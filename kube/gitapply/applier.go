@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/sluicehq/sluice/gitsync"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
 // FieldManager is the server-side-apply field manager of everything the
@@ -94,7 +95,11 @@ type Applier struct {
 
 	wake       chan event.GenericEvent
 	wakeWanted atomic.Bool
-	started    atomic.Bool
+	// stateWake delivers the source's Rollouts when its Git state
+	// changes (StateWake).
+	stateWake       chan event.GenericEvent
+	stateWakeWanted atomic.Bool
+	started         atomic.Bool
 
 	mu    sync.Mutex
 	state State
@@ -126,6 +131,8 @@ func New(c client.Client, opts Options) (*Applier, error) {
 		opts:   opts,
 		log:    opts.Log.WithValues("source", s.Source().Name, "sourceID", opts.SourceID),
 		wake:   make(chan event.GenericEvent, 256),
+
+		stateWake: make(chan event.GenericEvent, 256),
 	}, nil
 }
 
@@ -146,6 +153,16 @@ func (a *Applier) NeedLeaderElection() bool { return true }
 func (a *Applier) Wake() <-chan event.GenericEvent {
 	a.wakeWanted.Store(true)
 	return a.wake
+}
+
+// StateWake delivers every Rollout of the source whenever the source's
+// Git state as the Rollouts show it (status.gitSync: head, commit in
+// force, rejection) changes, for the reconciler to write it: a rejected
+// push changes no spec, so nothing else would. Once asked for, it must be
+// consumed.
+func (a *Applier) StateWake() <-chan event.GenericEvent {
+	a.stateWakeWanted.Store(true)
+	return a.stateWake
 }
 
 // State returns what the Applier last did.
@@ -189,6 +206,7 @@ func (a *Applier) Start(ctx context.Context) error {
 	timer.Stop()
 	defer timer.Stop()
 	var inForce *gitsync.Snapshot
+	var shown *v1alpha1.GitSyncStatus
 	due := false
 	retry := time.Duration(0)
 	for {
@@ -212,6 +230,7 @@ func (a *Applier) Start(ctx context.Context) error {
 				timer.Reset(next)
 			}
 		}
+		shown = a.wakeOnGitChange(ctx, shown)
 		select {
 		case <-ctx.Done():
 			return nil

@@ -33,12 +33,16 @@ type Sources struct {
 
 	wake       chan event.GenericEvent
 	wakeWanted atomic.Bool
+
+	stateWake       chan event.GenericEvent
+	stateWakeWanted atomic.Bool
 }
 
 // NewSources returns an empty registry. r reads GitSources (the manager's
 // cached client).
 func NewSources(r client.Reader) *Sources {
-	return &Sources{reader: r, appliers: map[string]*Applier{}, wake: make(chan event.GenericEvent, 256)}
+	return &Sources{reader: r, appliers: map[string]*Applier{}, wake: make(chan event.GenericEvent, 256),
+		stateWake: make(chan event.GenericEvent, 256)}
 }
 
 // Add registers a; call it before a.Start. Its Rollouts to wake go out on
@@ -52,6 +56,8 @@ func (s *Sources) Add(a *Applier) error {
 	}
 	a.wake = s.wake
 	a.wakeWanted.Store(s.wakeWanted.Load())
+	a.stateWake = s.stateWake
+	a.stateWakeWanted.Store(s.stateWakeWanted.Load())
 	s.appliers[id] = a
 	return nil
 }
@@ -78,6 +84,14 @@ func (s *Sources) Get(id string) *Applier {
 func (s *Sources) Wake() <-chan event.GenericEvent {
 	s.wakeWanted.Store(true)
 	return s.wake
+}
+
+// StateWake delivers every registered Applier's Rollouts whose Git state
+// changed (Applier.StateWake). Ask for it before the first Add; once asked
+// for, it must be consumed.
+func (s *Sources) StateWake() <-chan event.GenericEvent {
+	s.stateWakeWanted.Store(true)
+	return s.stateWake
 }
 
 // applierOf returns the Applier ro came from. A Rollout no source applied

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluicehq/sluice/gitsync"
+	"github.com/sluicehq/sluice/internal/untrusted"
 	"github.com/sluicehq/sluice/kube/gitapply"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
@@ -45,11 +46,15 @@ func statusOf(gs *v1alpha1.GitSource, st gitapply.State) v1alpha1.GitSourceStatu
 	if r.status != metav1.ConditionTrue && st.Git.Err != nil {
 		out.LastAttemptMessage = r.msg
 	}
-	var gerr *gitsync.Error
-	if errors.As(st.Git.Err, &gerr) && len(gerr.Problems) > 0 {
-		out.ProblemCount = int32(len(gerr.Problems))
-		for _, p := range gerr.Problems[:min(len(gerr.Problems), v1alpha1.MaxGitSourceProblems)] {
-			out.Problems = append(out.Problems, v1alpha1.GitSourceProblem{File: p.File, Line: int32(p.Line), Field: p.Field, Reason: p.Reason})
+	// The rejection stands until a later commit applies, also while the
+	// remote cannot be fetched (gitsync.State.Rejected).
+	if rej := st.Git.Rejected; rej != nil && len(rej.Problems) > 0 {
+		out.ProblemCount = int32(len(rej.Problems))
+		for _, p := range rej.Problems[:min(len(rej.Problems), v1alpha1.MaxGitSourceProblems)] {
+			out.Problems = append(out.Problems, v1alpha1.GitSourceProblem{
+				File: untrusted.Text(p.File, v1alpha1.MaxGitSyncName), Line: int32(min(p.Line, 1<<31-1)),
+				Field: untrusted.Text(p.Field, v1alpha1.MaxGitSyncName), Reason: untrusted.Text(p.Reason, v1alpha1.MaxGitSyncText),
+			})
 		}
 	}
 	setReady(&out, gs.Generation, r)
@@ -69,7 +74,11 @@ func readyOf(st gitapply.State) ready {
 		case gitsync.KindConfig:
 			reason = v1alpha1.GitSourceInvalidSource
 		}
-		return ready{metav1.ConditionFalse, reason, inForce(st, err)}
+		msg := inForce(st, err)
+		if rej := st.Git.Rejected; rej != nil && reason != v1alpha1.GitSourceCommitRejected {
+			msg += fmt.Sprintf("; commit %s was rejected before and stays rejected", rej.Commit)
+		}
+		return ready{metav1.ConditionFalse, reason, msg}
 	}
 	if err := st.Err; err != nil {
 		var conflict *gitapply.ConflictError

@@ -22,9 +22,10 @@ func TestStatusOf(t *testing.T) {
 	for i := range problems {
 		problems[i] = manifest.Problem{File: "apps/a.yaml", Line: i + 1, Field: "metadata.namespace", Reason: "Forbidden"}
 	}
-	gitErr := func(kind gitsync.ErrorKind, ps ...manifest.Problem) error {
-		return &gitsync.Error{Kind: kind, Op: "fetch", Problems: ps, Err: errors.New(string(kind))}
+	gitErr := func(kind gitsync.ErrorKind) error {
+		return &gitsync.Error{Kind: kind, Op: "fetch", Err: errors.New(string(kind))}
 	}
+	rejection := &gitsync.Error{Kind: gitsync.KindInvalidCommit, Op: "load", Commit: "bad", Problems: problems, Err: errors.New("invalid")}
 	conflict := fmt.Errorf("apply: %w", &gitapply.ConflictError{Object: "Rollout a/b", Owner: "a/other", File: "f.yaml", Line: 1})
 	for _, tc := range []struct {
 		name     string
@@ -35,7 +36,10 @@ func TestStatusOf(t *testing.T) {
 	}{
 		{"first sync pending", gitapply.State{}, metav1.ConditionUnknown, v1alpha1.GitSourceProgressing, 0},
 		{"synced", gitapply.State{Commit: "abc"}, metav1.ConditionTrue, v1alpha1.GitSourceSynced, 0},
-		{"rejected", gitapply.State{Commit: "abc", Git: gitsync.State{Err: gitErr(gitsync.KindInvalidCommit, problems...)}}, metav1.ConditionFalse, v1alpha1.GitSourceCommitRejected, v1alpha1.MaxGitSourceProblems},
+		{"rejected", gitapply.State{Commit: "abc", Git: gitsync.State{Err: rejection, Rejected: rejection}}, metav1.ConditionFalse, v1alpha1.GitSourceCommitRejected, v1alpha1.MaxGitSourceProblems},
+		// The remote went away after the rejection: Ready says so, and
+		// the rejected commit's problems stay listed.
+		{"rejected, then unreachable", gitapply.State{Commit: "abc", Git: gitsync.State{Err: gitErr(gitsync.KindUnreachable), Rejected: rejection}}, metav1.ConditionFalse, v1alpha1.GitSourceFetchFailed, v1alpha1.MaxGitSourceProblems},
 		{"auth", gitapply.State{Git: gitsync.State{Err: gitErr(gitsync.KindAuth)}}, metav1.ConditionFalse, v1alpha1.GitSourceAuthFailed, 0},
 		{"unreachable", gitapply.State{Git: gitsync.State{Err: gitErr(gitsync.KindUnreachable)}}, metav1.ConditionFalse, v1alpha1.GitSourceFetchFailed, 0},
 		{"config", gitapply.State{Git: gitsync.State{Err: gitErr(gitsync.KindConfig)}}, metav1.ConditionFalse, v1alpha1.GitSourceInvalidSource, 0},

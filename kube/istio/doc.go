@@ -26,7 +26,14 @@
 // and skips a write whose input and live objects, as an informer cache of
 // the objects it labelled shows them, are unchanged. As a leader-only
 // Runnable it watches that cache and wakes the Rollout whose objects
-// someone else changed, so the next reconcile writes them again.
+// someone else changed, so the next reconcile writes them again. It reads
+// the live objects from that cache too (from the API server only what the
+// cache lacks, or after a write lost a race), so a step costs no read.
+//
+// Every Writer applies the DestinationRule only when the write would
+// change it (its subsets change when a rollout starts and at promotion,
+// not at each step); its sluice.dev/plan-version is then the plan that
+// last changed it, while the VirtualService's is always the current one.
 //
 // Istio's CRDs declare spec.http and spec.subsets as atomic lists, so
 // server-side apply cannot give one route to Sluice and the next to another

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
+	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,8 +33,9 @@ var AddToScheme = networkingv1.AddToScheme
 
 // Client is what the Writer needs of a controller-runtime client.
 // client.Client satisfies it. Reads should reach the API server, not a
-// cache: a stale read makes the write's resourceVersion precondition fail,
-// which costs a retry.
+// cache: a cached Writer reads its own cache first and this client only
+// for what that lacks, and after a write that lost a race, when a stale
+// read would lose it again.
 type Client interface {
 	Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error
 	Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error
@@ -93,9 +97,13 @@ func (w *Writer) Write(ctx context.Context, in Input) (Written, error) {
 	for _, ref := range objects {
 		rv[ref] = "" // until written: absent, or not Sluice's
 	}
+	// The first attempt reads what the cache has of the objects, when it
+	// may (see read); one that lost a race reads the API server.
+	fromCache := remember
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var err error
-		out, err = w.write(ctx, in, rv)
+		out, err = w.write(ctx, in, rv, fromCache)
+		fromCache = false
 		return err
 	})
 	if remember {
@@ -113,9 +121,11 @@ func (w *Writer) Write(ctx context.Context, in Input) (Written, error) {
 }
 
 // write reads, renders and applies once, noting in rv the resourceVersion
-// each object is left at.
-func (w *Writer) write(ctx context.Context, in Input, rv versions) (Written, error) {
-	live, err := w.read(ctx, in)
+// each object is left at. The DestinationRule is applied only when the
+// write would change it: its subsets change at the start of a rollout and
+// at promotion, not at each step.
+func (w *Writer) write(ctx context.Context, in Input, rv versions, fromCache bool) (Written, error) {
+	live, err := w.read(ctx, in, fromCache)
 	if err != nil {
 		return Written{}, err
 	}
@@ -123,7 +133,9 @@ func (w *Writer) write(ctx context.Context, in Input, rv versions) (Written, err
 	if err != nil {
 		return Written{}, &RejectedError{Err: err}
 	}
-	if _, err := w.apply(ctx, d.DestinationRule, &d.DestinationRule.Spec, rv); err != nil {
+	if l := live.DestinationRule; l != nil && applies(d.DestinationRule, l) {
+		rv[objectRef{kind: destinationRuleType.Kind, namespace: l.Namespace, name: l.Name}] = l.ResourceVersion
+	} else if _, err := w.apply(ctx, d.DestinationRule, &d.DestinationRule.Spec, rv); err != nil {
 		return Written{}, err
 	}
 	vs, err := w.apply(ctx, d.VirtualService, &d.VirtualService.Spec, rv)
@@ -164,22 +176,96 @@ func namesOf(in Input) names {
 }
 
 // read gets the live objects Render compares with; absent ones are nil.
-func (w *Writer) read(ctx context.Context, in Input) (Live, error) {
+//
+// fromCache reads them from the cached Writer's cache first: it holds
+// every object Sluice wrote (LabelRouting), and the Rollout is woken when
+// one changes (NewCachedWriter), so a read that is behind costs at worst a
+// conflict, and a fresh read, or a write the wake-up corrects. An object
+// the cache lacks is read from the API server: it may exist without
+// Sluice's label (someone else's, which Render must see to leave alone).
+// Only the preview VirtualService of a plan without preview hosts is not:
+// Sluice deletes a stale one only if it wrote it, and then the cache has
+// it.
+func (w *Writer) read(ctx context.Context, in Input, fromCache bool) (Live, error) {
 	ns := in.Plan.Namespace
 	n := namesOf(in)
 	var live Live
 	var err error
-	if live.VirtualService, err = get(ctx, w.c, ns, n.virtualService, &networkingv1.VirtualService{}); err != nil {
+	if live.VirtualService, err = read(ctx, w, fromCache, ns, n.virtualService, &networkingv1.VirtualService{}); err != nil {
 		return live, err
 	}
-	if live.Preview, err = get(ctx, w.c, ns, n.preview, &networkingv1.VirtualService{}); err != nil {
-		return live, err
+	answered := false
+	if fromCache && !hasPreview(in) {
+		var cerr error
+		live.Preview, _, cerr = cached(ctx, w.cache, ns, n.preview, &networkingv1.VirtualService{})
+		// Found, or absent from a cache that could answer: then it is
+		// not Sluice's, which is all a plan without preview hosts asks.
+		answered = cerr == nil
 	}
-	if live.DestinationRule, err = get(ctx, w.c, ns, n.destinationRule, &networkingv1.DestinationRule{}); err != nil {
+	if !answered {
+		if live.Preview, err = read(ctx, w, fromCache, ns, n.preview, &networkingv1.VirtualService{}); err != nil {
+			return live, err
+		}
+	}
+	if live.DestinationRule, err = read(ctx, w, fromCache, ns, n.destinationRule, &networkingv1.DestinationRule{}); err != nil {
 		return live, err
 	}
 	return live, nil
 }
+
+// read reads one object, from the cache first if fromCache; the API
+// server answers for what the cache lacks or cannot say.
+func read[T client.Object](ctx context.Context, w *Writer, fromCache bool, ns, name string, obj T) (T, error) {
+	if fromCache {
+		if got, found, err := cached(ctx, w.cache, ns, name, obj); err == nil && found {
+			return got, nil
+		}
+	}
+	return get(ctx, w.c, ns, name, obj)
+}
+
+// cached reads one object from the cache; found is false when the cache
+// lacks it.
+func cached[T client.Object](ctx context.Context, ca cache.Cache, ns, name string, obj T) (got T, found bool, err error) {
+	err = ca.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)
+	switch {
+	case apierrors.IsNotFound(err):
+		return got, false, nil
+	case err != nil:
+		return got, false, fmt.Errorf("reading %s/%s from the cache: %w", ns, name, err)
+	}
+	return obj, true, nil
+}
+
+// hasPreview reports whether the plan routes preview hosts, which get a
+// VirtualService of their own; when unsure, true.
+func hasPreview(in Input) bool {
+	_, preview, err := hostGroups(&in.Plan, in.VirtualService)
+	return err != nil || preview != nil
+}
+
+// applies reports whether live already is what applying desired would
+// make it, but for the plan version it records: every label, annotation
+// and owner reference desired sets, and the same spec. Applying it would
+// then change nothing that routes traffic.
+func applies(desired, live *networkingv1.DestinationRule) bool {
+	if !proto.Equal(&desired.Spec, &live.Spec) || !slices.EqualFunc(desired.OwnerReferences, live.OwnerReferences, ownerRefEqual) {
+		return false
+	}
+	for k, v := range desired.Labels {
+		if got, ok := live.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	for k, v := range desired.Annotations {
+		if got, ok := live.Annotations[k]; k != AnnotationPlanVersion && (!ok || got != v) {
+			return false
+		}
+	}
+	return true
+}
+
+func ownerRefEqual(a, b metav1.OwnerReference) bool { return equality.Semantic.DeepEqual(a, b) }
 
 func nameOr(name, def string) string {
 	if name != "" {

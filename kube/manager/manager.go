@@ -164,6 +164,9 @@ func (c *Controller) managerOptions(scheme *runtime.Scheme, opts Options) ctrl.O
 	if cfg.HTTP.ProbeAddress == "0" {
 		mo.HealthProbeBindAddress = ""
 	}
+	if a := cfg.HTTP.PprofAddress; a != "0" {
+		mo.PprofBindAddress = a
+	}
 	if opts.SkipNameValidation {
 		skip := true
 		mo.Controller.SkipNameValidation = &skip
@@ -292,6 +295,7 @@ func (c *Controller) setup(opts Options) error {
 		Publisher:               publishers,
 		Acknowledger:            controller.Acknowledgers{plane, gateway},
 		Reverter:                c.reverter(),
+		GitSync:                 c.sources,
 		Now:                     opts.Now,
 		RevisionHistory:         cfg.Reconcile.RevisionHistory,
 		AckPollInterval:         cfg.Reconcile.AckPollInterval.Duration,
@@ -385,8 +389,10 @@ func (c *Controller) setupAnalysis(opts Options) error {
 // controller only reconciles them.
 func (c *Controller) setupGit(opts Options) error {
 	c.sources = gitapply.NewSources(c.mgr.GetClient())
-	// Asked for before any Applier is registered; the reconciler consumes it.
+	// Asked for before any Applier is registered; the reconciler consumes
+	// them.
 	c.sources.Wake()
+	c.sources.StateWake()
 	mux := http.NewServeMux()
 	if err := c.setupConfigSource(opts, mux); err != nil {
 		return err
@@ -501,7 +507,8 @@ func (c *Controller) declared() istio.Declarations { return c.sources }
 // reverter performs GitRevert actions through the Rollout's source.
 func (c *Controller) reverter() controller.Reverter { return c.sources }
 
-// wakes are the Git sources': Rollouts whose declared routing changed.
+// wakes are the Git sources': Rollouts whose declared routing changed,
+// and those whose source's Git state did (status.gitSync).
 func (c *Controller) wakes() []<-chan event.GenericEvent {
-	return []<-chan event.GenericEvent{c.sources.Wake()}
+	return []<-chan event.GenericEvent{c.sources.Wake(), c.sources.StateWake()}
 }

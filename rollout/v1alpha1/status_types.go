@@ -175,6 +175,12 @@ type RolloutStatus struct {
 	// +optional
 	Git *GitProvenance `json:"git,omitempty"`
 
+	// GitSync is the state of the Git source the Rollout is applied from:
+	// the commit its ref names, the commit in force, and a commit rejected
+	// since (GitSyncStatus). Absent for a Rollout no Git source applied.
+	// +optional
+	GitSync *GitSyncStatus `json:"gitSync,omitempty"`
+
 	// LastCommand is the last manual command applied; commands with the
 	// same ID are not applied twice.
 	// +optional

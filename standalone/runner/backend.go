@@ -13,7 +13,11 @@ import (
 )
 
 // The Runner serves the HTTP API.
-var _ rolloutapi.Backend = (*Runner)(nil)
+var (
+	_ rolloutapi.Backend     = (*Runner)(nil)
+	_ rolloutapi.Watcher     = (*Runner)(nil)
+	_ rolloutapi.GitReporter = (*Runner)(nil)
+)
 
 // List returns every Rollout the runner knows, retired ones included.
 // Views are converted outside the lock: the conversion asks the engine
@@ -27,8 +31,12 @@ func (r *Runner) List(context.Context) ([]rolloutapi.Rollout, error) {
 	}
 	r.mu.RUnlock()
 	out := make([]rolloutapi.Rollout, 0, len(views))
+	// One source feeds them all: its state is built once and shared.
+	git := r.o.Source.State().SyncStatus()
 	for _, v := range views {
-		out = append(out, toAPI(v))
+		ro := toAPI(v)
+		ro.Status.GitSync = git
+		out = append(out, ro)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
 	return out, nil
@@ -42,7 +50,7 @@ func (r *Runner) Get(_ context.Context, namespace, name string) (rolloutapi.Roll
 	if err != nil {
 		return rolloutapi.Rollout{}, err
 	}
-	ro := toAPI(v)
+	ro := r.withGit(toAPI(v))
 	ro.Detail = r.detail(key, v)
 	return ro, nil
 }

@@ -2,8 +2,6 @@ package runner
 
 import (
 	"encoding/json"
-	"errors"
-	"slices"
 	"strings"
 
 	"github.com/sluicehq/sluice/gitsync"
@@ -69,8 +67,9 @@ func proxyOf(n xds.NodeRef) rolloutapi.Proxy {
 }
 
 // Changed is closed at the next change of what the API reads: every pass
-// replaces the views of the Rollouts it stepped, at once
-// (rolloutapi.Watcher).
+// replaces the views of the Rollouts it stepped, at once, and a pass
+// after a change of the Git source's state (a push rejected, say) signals
+// too (rolloutapi.Watcher).
 func (r *Runner) Changed() <-chan struct{} {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -122,15 +121,14 @@ func (r *Runner) runDetails(key string, st *v1alpha1.RolloutStatus) []rolloutapi
 	return out
 }
 
-// rejectedCommit is the source's current commit when it was rejected (the
-// last good commit stays in force).
+// rejectedCommit is the commit the source rejected, until a later one
+// applies (the last good commit stays in force).
 func rejectedCommit(gs gitsync.State) (rolloutapi.RejectedCommit, bool) {
-	var ge *gitsync.Error
-	if !errors.As(gs.Err, &ge) || ge.Commit == "" ||
-		!slices.Contains([]gitsync.ErrorKind{gitsync.KindInvalidCommit, gitsync.KindLimit}, ge.Kind) {
+	ge := gs.Rejected
+	if ge == nil {
 		return rolloutapi.RejectedCommit{}, false
 	}
-	rc := rolloutapi.RejectedCommit{SHA: ge.Commit, At: gs.LastAttempt}
+	rc := rolloutapi.RejectedCommit{SHA: ge.Commit, At: gs.RejectedAt}
 	for _, p := range ge.Problems {
 		rc.Problems = append(rc.Problems, rolloutapi.ErrorText(p.String()))
 	}

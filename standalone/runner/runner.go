@@ -111,6 +111,10 @@ type Runner struct {
 	workMu sync.Mutex
 	work   actions
 
+	// gitGeneration is the source's state last signalled to the API's
+	// watchers (signalGit); only the loop goroutine touches it.
+	gitGeneration uint64
+
 	// stored is what the state file holds of each Rollout, by key, as the
 	// store returns it; nil: read it all at the next pass (storedState).
 	// Only the loop goroutine touches it.
@@ -220,6 +224,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		// Watch before the pass, so a change during the pass wakes the next.
 		_, gitChanged := r.o.Source.Watch()
 		next := r.pass(ctx)
+		r.signalGit()
 		if !timer.Stop() {
 			select {
 			case <-timer.C:

@@ -1,0 +1,128 @@
+package peerbench
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/sluicehq/sluice/internal/grpcecho"
+)
+
+// An Echo fails exactly the share of calls it is set to, from the call
+// after the change, and names its version on failures too: the SLO
+// breach benchmark's breach is that change.
+func TestEchoFailPercent(t *testing.T) {
+	t.Parallel()
+	e, err := StartEcho("echo", "v2", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	cc, err := grpc.NewClient(e.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := grpc_testing.NewTestServiceClient(cc)
+	for _, tc := range []struct{ percent, calls, wantFailed int }{
+		{0, 100, 0},
+		{50, 100, 50},
+		{100, 20, 20},
+		{5, 100, 5},
+		{0, 10, 0},
+	} {
+		e.SetFailPercent(tc.percent)
+		failed := 0
+		for range tc.calls {
+			var trailer metadata.MD
+			_, err := c.UnaryCall(context.Background(), &grpc_testing.SimpleRequest{}, grpc.Trailer(&trailer))
+			if err != nil {
+				failed++
+			}
+			if v := trailer.Get(grpcecho.VersionKey); len(v) != 1 || v[0] != "v2" {
+				t.Fatalf("trailer %s = %v, want [v2]", grpcecho.VersionKey, v)
+			}
+		}
+		if failed != tc.wantFailed {
+			t.Errorf("at %d%%: %d of %d calls failed, want %d", tc.percent, failed, tc.calls, tc.wantFailed)
+		}
+	}
+}
+
+// The bootstrap carries the node's metadata, which istiod's gRPC
+// generator needs (GENERATOR), and leaves it out when there is none.
+func TestGRPCBootstrap(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		node GRPCNode
+		want map[string]any
+	}{
+		{"istiod", GRPCNode{ID: "sidecar~10.0.0.1~c.ns~ns.svc.cluster.local", Metadata: map[string]any{"GENERATOR": "grpc"}},
+			map[string]any{"GENERATOR": "grpc"}},
+		{"sluice", GRPCNode{ID: "client-1"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b, err := grpcBootstrap("127.0.0.1:15010", tc.node)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				Servers []struct {
+					URI string `json:"server_uri"`
+				} `json:"xds_servers"`
+				Node struct {
+					ID       string         `json:"id"`
+					Metadata map[string]any `json:"metadata"`
+				} `json:"node"`
+			}
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Servers) != 1 || got.Servers[0].URI != "127.0.0.1:15010" || got.Node.ID != tc.node.ID {
+				t.Errorf("bootstrap %s: servers %v, node %q", b, got.Servers, got.Node.ID)
+			}
+			if len(got.Node.Metadata) != len(tc.want) || got.Node.Metadata["GENERATOR"] != tc.want["GENERATOR"] {
+				t.Errorf("metadata %v, want %v", got.Node.Metadata, tc.want)
+			}
+		})
+	}
+}
+
+// The clients' records answer the benchmarks' questions: each client's
+// first call to a version, and the last call any client sent to it.
+func TestGRPCClientsRecords(t *testing.T) {
+	t.Parallel()
+	t0 := time.Now().Add(-time.Hour)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	g := &GRPCClients{clients: []*grpcClient{
+		{calls: []answered{{at(0), "v1", false}, {at(10), "v2", false}, {at(30), "v2", true}, {at(40), "v1", false}}},
+		{calls: []answered{{at(5), "v1", false}, {at(25), "v2", true}, {at(35), "v2", false}}},
+	}}
+	ctx := context.Background()
+	first, all, err := g.WaitFirst(ctx, "v2", at(1), time.Second)
+	if err != nil || !first.Equal(at(10)) || !all.Equal(at(25)) {
+		t.Errorf("WaitFirst v2 = %v, %v, %v; want +10ms, +25ms", first.Sub(t0), all.Sub(t0), err)
+	}
+	first, all, err = g.WaitFirstFailure(ctx, "v2", at(1), time.Second)
+	if err != nil || !first.Equal(at(25)) || !all.Equal(at(30)) {
+		t.Errorf("WaitFirstFailure v2 = %v, %v, %v; want +25ms, +30ms", first.Sub(t0), all.Sub(t0), err)
+	}
+	if _, _, err := g.WaitFirst(ctx, "v3", at(0), 10*time.Millisecond); err == nil {
+		t.Error("WaitFirst v3: no error, but no client called v3")
+	}
+	last, n, err := g.WaitGone(ctx, "v2", at(20), 0, time.Second)
+	if err != nil || !last.Equal(at(35)) || n != 3 {
+		t.Errorf("WaitGone v2 = %v, %d, %v; want +35ms, 3 calls", last.Sub(t0), n, err)
+	}
+	if share, calls := g.Share("v1", at(0), at(40)); calls != 7 || share != 3.0/7 {
+		t.Errorf("Share v1 = %v of %d, want 3/7 of 7", share, calls)
+	}
+}

@@ -7,6 +7,8 @@ FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
+# The whole checkout, .git included (see .dockerignore): `sluice version`
+# reports the commit the image was built from.
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/sluice ./cmd/sluice
 

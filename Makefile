@@ -1,7 +1,8 @@
 # Sluice developer entry points. `make` (or `make help`) lists them.
 #
-# Pinned tool binaries (kube-apiserver, etcd, prometheus, controller-gen) are
-# built from source into $(TOOLS_BIN) (default bin/) by tools/tools.mk.
+# Pinned tool binaries (kube-apiserver, etcd, prometheus, controller-gen,
+# helm) are built from source into $(TOOLS_BIN) (default bin/) by
+# tools/tools.mk, or copied from the per-user tools cache (tools/README.md).
 
 include tools/tools.mk
 
@@ -28,20 +29,34 @@ help: ## Show this help
 	@echo 'Usage: make <target>'
 	@echo
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(firstword $(MAKEFILE_LIST))
-	@printf '  %-10s %s\n' tools 'Build the pinned tool binaries into $(TOOLS_BIN) (tools/tools.mk)'
+	@printf '  %-10s %s\n' tools 'Build the pinned tool binaries into $(TOOLS_BIN), or copy them from the tools cache (tools/tools.mk)'
 	@printf '  %-10s %s\n' peers 'Build the peers (Argo Rollouts, istiod) into $(TOOLS_BIN), for bench-peers'
 
 build: ## Build bin/sluice
 	$(GO) build -o bin/sluice ./cmd/sluice
 
 # Of the pinned tools the demo needs Prometheus only: no need to wait for
-# kube-apiserver. The demo cleans up after itself (examples/demo); it
-# prints the dashboard's URL and a token at the start, and with KEEP=1
-# keeps everything running at the end until Ctrl-C (built, not go run,
-# which exits 1 when interrupted: Ctrl-C is how KEEP=1 ends).
-demo: build $(TOOLS_BIN)/prometheus ## Canary release of a gRPC service with sluice run: v2 promoted, failing v3 rolled back (KEEP=1: stay up at the end)
-	$(GO) build -o bin/demo ./examples/demo
+# kube-apiserver. Two builds run side by side (a sub-make with -j2, unless
+# make already has a -j): one go command for bin/sluice and bin/demo (they
+# share most packages, which one command compiles once) and tools/build.sh
+# for bin/prometheus. The two share no compiled package anyway (the tools
+# are built with -trimpath and without cgo), so on two cores one keeps the
+# CPUs busy while the other links. The first time, Prometheus comes from
+# source (a few minutes; tools/build.sh says so), afterwards from bin/ or,
+# in a fresh clone, from the per-user tools cache (tools/README.md). The
+# demo cleans up after itself (examples/demo); it prints the dashboard's URL
+# and a token at the start, and with KEEP=1 keeps everything running at the
+# end until Ctrl-C (built, not go run, which exits 1 when interrupted:
+# Ctrl-C is how KEEP=1 ends).
+demo: ## Canary release of a gRPC service with sluice run: v2 promoted, failing v3 rolled back (KEEP=1: stay up at the end)
+	@echo '>> make demo: building bin/sluice, bin/demo and bin/prometheus (the first time: minutes; then seconds)'
+	@$(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j2) demo-bins $(TOOLS_BIN)/prometheus
 	bin/demo -sluice bin/sluice -prometheus $(TOOLS_BIN)/prometheus $(if $(KEEP),-keep)
+
+# bin/sluice (as `make build`) and bin/demo, in one go command.
+.PHONY: demo-bins
+demo-bins:
+	$(GO) build -o bin/ ./cmd/sluice ./examples/demo
 
 # controller-gen writes zz_generated.deepcopy.go next to the types and one
 # CRD per kind into $(CRD_DIR); old CRD files are removed first so a renamed

@@ -70,6 +70,11 @@ func openMirror(dir string, src Source, log logr.Logger) (*git.Repository, *mirr
 	}
 	repoDir := filepath.Join(dir, "repo.git")
 	repo, mfs, err := openMirrorRepo(repoDir, false)
+	if err == nil {
+		// Refs are read lazily: a ref file emptied by a crash of an older
+		// Sluice (before atomicfile.go) would fail every fetch after this.
+		err = readableRefs(repo)
+	}
 	switch {
 	case err == nil:
 		log.V(1).Info("reusing mirror", "dir", dir)
@@ -99,6 +104,19 @@ func openMirror(dir string, src Source, log logr.Logger) (*git.Repository, *mirr
 		return nil, nil, newError(KindStorage, "open mirror", err)
 	}
 	return repo, mfs, nil
+}
+
+// readableRefs reads every reference of repo once.
+func readableRefs(repo *git.Repository) error {
+	iter, err := repo.References()
+	if err != nil {
+		return fmt.Errorf("read references: %w", err)
+	}
+	defer iter.Close()
+	if err := iter.ForEach(func(*plumbing.Reference) error { return nil }); err != nil {
+		return fmt.Errorf("read references: %w", err)
+	}
+	return nil
 }
 
 // trackingRef is the local ref the source's remote ref is fetched into;

@@ -79,6 +79,19 @@ func (m *mirrorFS) Open(name string) (billy.File, error) {
 	return m.track(f), nil
 }
 
+// OpenFile and Create hand go-git a replaceFile for the files it rewrites
+// in place (atomicfile.go).
+func (m *mirrorFS) OpenFile(name string, flag int, perm os.FileMode) (billy.File, error) {
+	if writes(flag) && replacedInPlace(name) {
+		return openReplaceFile(m.Filesystem, name, flag, perm)
+	}
+	return m.Filesystem.OpenFile(name, flag, perm)
+}
+
+func (m *mirrorFS) Create(name string) (billy.File, error) {
+	return m.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o666)
+}
+
 // Chmod and Capabilities pass through what embedding the interface would
 // hide: go-git makes finished packs read-only through billy.Chmod.
 func (m *mirrorFS) Chmod(name string, mode os.FileMode) error {
@@ -99,7 +112,8 @@ func (m *mirrorFS) track(f billy.File) billy.File {
 }
 
 // discard closes the temporary files still open and deletes every
-// temporary object file. Callers make sure no fetch or write is under
+// temporary object file, and the temporary files of a ref or config
+// write a crash interrupted. Callers make sure no fetch or write is under
 // way (Syncer.repoMu).
 func (m *mirrorFS) discard() error {
 	m.mu.Lock()
@@ -112,6 +126,15 @@ func (m *mirrorFS) discard() error {
 	for _, t := range left {
 		if err := t.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 			errs = append(errs, err)
+		}
+	}
+	if entries, err := m.ReadDir(""); err == nil {
+		for _, e := range entries {
+			if !e.IsDir() && strings.HasPrefix(e.Name(), replaceTmpPrefix) {
+				if err := m.Remove(e.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					errs = append(errs, err)
+				}
+			}
 		}
 	}
 	for _, dir := range []string{"objects", "objects/pack"} {

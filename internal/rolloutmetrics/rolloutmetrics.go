@@ -13,7 +13,6 @@ package rolloutmetrics
 
 import (
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,15 +43,10 @@ type Metrics struct {
 	// StaleNodes counts the xDS nodes silent past the ack deadline.
 	StaleNodes *prometheus.GaugeVec
 	// AnalysisRuns counts completed analysis runs by kind and outcome.
-	AnalysisRuns *prometheus.CounterVec
+	AnalysisRuns *RunCounter
 	// ReconcileDuration is the time of one Rollout's reconcile (controller)
 	// or step (sluice run), by result.
 	ReconcileDuration *prometheus.HistogramVec
-
-	mu sync.Mutex
-	// counted holds the Rollouts (namespace, name) whose analysis run
-	// counters exist.
-	counted map[[2]string]bool
 }
 
 var (
@@ -93,16 +87,12 @@ func New() *Metrics {
 			Name: "sluice_rollout_stale_nodes",
 			Help: "xDS nodes silent past spec.dataPlane.ackDeadlineSeconds on the plan in force (status.traffic.staleNodes.count).",
 		}, []string{"namespace", "rollout"}),
-		AnalysisRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sluice_rollout_analysis_runs_total",
-			Help: "Analysis runs that completed, by kind and outcome (Successful, Failed, Inconclusive, Error).",
-		}, []string{"namespace", "rollout", "kind", "phase"}),
+		AnalysisRuns: newRunCounter(),
 		ReconcileDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sluice_rollout_reconcile_duration_seconds",
 			Help:    "Time of one Rollout reconcile (sluice run: one Rollout's step, with the write of its pass), by result (success, conflict, error).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"result"}),
-		counted: map[[2]string]bool{},
 	}
 }
 
@@ -134,19 +124,11 @@ func (m *Metrics) ObserveReconcile(result string, d time.Duration) {
 // from its first status on, at 0: a series that appears with its first
 // count hides that count from rate() and increase(), and an alert on
 // Failed runs written before the first failure would see no series at
-// all. That is 20 series per Rollout, a fixed number.
+// all. That is 20 series per Rollout, a fixed number, kept small
+// (RunCounter).
 func (m *Metrics) Record(ns, name string, prev, cur *v1alpha1.RolloutStatus) {
 	ns, name = Label(ns), Label(name)
-	m.mu.Lock()
-	if !m.counted[[2]string{ns, name}] {
-		for _, k := range kinds {
-			for _, o := range outcomes {
-				m.AnalysisRuns.WithLabelValues(ns, name, string(k), string(o))
-			}
-		}
-		m.counted[[2]string{ns, name}] = true
-	}
-	m.mu.Unlock()
+	m.AnalysisRuns.ensure(ns, name)
 	for _, p := range phases {
 		v := 0.0
 		if cur.Phase == p {
@@ -173,7 +155,7 @@ func (m *Metrics) Record(ns, name string, prev, cur *v1alpha1.RolloutStatus) {
 	}
 	for _, r := range cur.Analysis {
 		if r.Phase.Completed() && !was[r.Name] {
-			m.AnalysisRuns.WithLabelValues(ns, name, string(r.Kind), string(r.Phase)).Inc()
+			m.AnalysisRuns.inc(ns, name, r.Kind, r.Phase)
 		}
 	}
 }
@@ -182,13 +164,10 @@ func (m *Metrics) Record(ns, name string, prev, cur *v1alpha1.RolloutStatus) {
 // grow without bound as Rollouts come and go.
 func (m *Metrics) Forget(ns, name string) {
 	ns, name = Label(ns), Label(name)
-	m.mu.Lock()
-	delete(m.counted, [2]string{ns, name})
-	m.mu.Unlock()
+	m.AnalysisRuns.forget(ns, name)
 	l := prometheus.Labels{"namespace": ns, "rollout": name}
 	m.Phase.DeletePartialMatch(l)
 	m.Step.DeletePartialMatch(l)
 	m.CanaryWeight.DeletePartialMatch(l)
 	m.StaleNodes.DeletePartialMatch(l)
-	m.AnalysisRuns.DeletePartialMatch(l)
 }

@@ -35,7 +35,7 @@ func TestRecordAndForget(t *testing.T) {
 		{"weight", testutil.ToFloat64(m.CanaryWeight.WithLabelValues("ns", "reviews")), 20},
 		{"phase Progressing", testutil.ToFloat64(m.Phase.WithLabelValues("ns", "reviews", "Progressing")), 1},
 		{"phase Healthy", testutil.ToFloat64(m.Phase.WithLabelValues("ns", "reviews", "Healthy")), 0},
-		{"runs", testutil.ToFloat64(m.AnalysisRuns.WithLabelValues("ns", "reviews", string(v1alpha1.AnalysisStepKind), "Successful")), 1},
+		{"runs", m.AnalysisRuns.Value("ns", "reviews", v1alpha1.AnalysisStepKind, v1alpha1.AnalysisSuccessful), 1},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
@@ -48,7 +48,7 @@ func TestRecordAndForget(t *testing.T) {
 		t.Errorf("stale nodes = %v once none is, want 0", v)
 	}
 	// Every kind and outcome is counted from the first status on.
-	if v := testutil.ToFloat64(m.AnalysisRuns.WithLabelValues("ns", "reviews", string(v1alpha1.AnalysisPostPromotion), "Failed")); v != 0 {
+	if v := m.AnalysisRuns.Value("ns", "reviews", v1alpha1.AnalysisPostPromotion, v1alpha1.AnalysisFailed); v != 0 {
 		t.Errorf("PostPromotion Failed runs = %v, want 0", v)
 	}
 	if n := testutil.CollectAndCount(m.AnalysisRuns); n != 20 {
@@ -61,7 +61,58 @@ func TestRecordAndForget(t *testing.T) {
 		t.Errorf("%d series left after Forget, want the 3 reconcile results", n)
 	}
 	m.Record("ns", "reviews", nil, cur)
-	if v := testutil.ToFloat64(m.AnalysisRuns.WithLabelValues("ns", "reviews", string(v1alpha1.AnalysisStepKind), "Successful")); v != 1 {
+	if v := m.AnalysisRuns.Value("ns", "reviews", v1alpha1.AnalysisStepKind, v1alpha1.AnalysisSuccessful); v != 1 {
 		t.Errorf("runs after the Rollout came back = %v, want 1", v)
+	}
+}
+
+// The analysis run counter, made at scrape time, is a counter family with
+// the four labels, one series per kind and outcome, the count where a run
+// completed.
+func TestAnalysisRunsScraped(t *testing.T) {
+	t.Parallel()
+	m := New()
+	reg := prometheus.NewRegistry()
+	if err := m.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	cur := &v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseDegraded, Analysis: []v1alpha1.AnalysisRunStatus{
+		{Name: "r1", Kind: v1alpha1.AnalysisBackgroundKind, Phase: v1alpha1.AnalysisFailed},
+	}}
+	m.Record("shop", "cart", nil, cur)
+	m.Record("shop", "web", nil, &v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseHealthy})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, mf := range mfs {
+		if mf.GetName() != "sluice_rollout_analysis_runs_total" {
+			continue
+		}
+		found = true
+		if mf.GetType().String() != "COUNTER" {
+			t.Errorf("type %s, want COUNTER", mf.GetType())
+		}
+		if n := len(mf.GetMetric()); n != 40 {
+			t.Errorf("%d series, want 40 (2 Rollouts × 5 kinds × 4 outcomes)", n)
+		}
+		var total float64
+		for _, s := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, p := range s.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			total += s.GetCounter().GetValue()
+			if l["rollout"] == "cart" && l["kind"] == "Background" && l["phase"] == "Failed" && s.GetCounter().GetValue() != 1 {
+				t.Errorf("cart's Background Failed runs = %v, want 1", s.GetCounter().GetValue())
+			}
+		}
+		if total != 1 {
+			t.Errorf("all runs = %v, want 1", total)
+		}
+	}
+	if !found {
+		t.Error("sluice_rollout_analysis_runs_total not gathered")
 	}
 }

@@ -85,7 +85,7 @@ func TestCanaryWalksStepsAndPromotes(t *testing.T) {
 	if v := testutil.ToFloat64(phaseGauge.WithLabelValues(ns, name, "Healthy")); v != 1 {
 		t.Errorf("sluice_rollout_phase{phase=Healthy} = %v, want 1", v)
 	}
-	if v := testutil.ToFloat64(analysisCounter.WithLabelValues(ns, name, "Step", "Successful")); v != 1 {
+	if v := analysisCounter.Value(ns, name, "Step", "Successful"); v != 1 {
 		t.Errorf("sluice_rollout_analysis_runs_total{Successful} = %v, want 1", v)
 	}
 }

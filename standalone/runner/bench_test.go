@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,9 +56,16 @@ const benchPause = time.Second
 //   - cpu-s: CPU time of the whole process (runner, xDS server, Git
 //     mirror and the ADS client);
 //   - heap-peak-MiB: the Go heap's peak during the rollout;
+//   - heap-live-MiB: the peak of the live heap (what a collection kept)
+//     during the rollout; the heap's peak is up to twice it (GOGC 100).
+//     SLUICE_BENCH_HEAPPROFILE=FILE writes a heap profile at that peak;
+//     add -memprofilerate 4096 for finer samples;
+//   - alloc-MiB/pass: bytes allocated over the rollout (the whole
+//     process's, the ADS client's excepted), per pass: the garbage the
+//     collector has to keep up with; idle-pass-alloc-MiB: the idle pass's;
 //   - idle-pass-ms, idle-pass-tx, idle-pass-publishes: one pass once
 //     everything is promoted and nothing changes (the 30 s idle pass),
-//     the loop stopped;
+//     the loop stopped; its time is the median of 9 such passes;
 //   - rss-MiB: peak resident memory of the process from the runner's
 //     start (VmHWM reset before it).
 func BenchmarkThousandRollouts(b *testing.B) {
@@ -81,6 +89,8 @@ type benchRun struct {
 	busy                 time.Duration // in passes
 	cpu                  time.Duration
 	heapPeak, rss        float64 // bytes
+	heapLive             float64 // bytes, the live heap's peak
+	allocs, idleAllocs   float64 // bytes allocated over the rollout, by the idle pass
 	idle                 time.Duration
 	idleTx, idlePubs     float64
 	canaryAll, pausedAll time.Duration // from the push until every Rollout had started, reached the last pause
@@ -97,6 +107,9 @@ func (r *benchRun) report(b *testing.B, n int) {
 	b.ReportMetric(r.pubs/max(r.passes, 1), "publishes/pass")
 	b.ReportMetric(r.cpu.Seconds(), "cpu-s")
 	b.ReportMetric(r.heapPeak/(1<<20), "heap-peak-MiB")
+	b.ReportMetric(r.heapLive/(1<<20), "heap-live-MiB")
+	b.ReportMetric(r.allocs/(1<<20)/max(r.passes, 1), "alloc-MiB/pass")
+	b.ReportMetric(r.idleAllocs/(1<<20), "idle-pass-alloc-MiB")
 	b.ReportMetric(r.rss/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(r.idle.Microseconds())/1000, "idle-pass-ms")
 	b.ReportMetric(r.idleTx, "idle-pass-tx")
@@ -177,7 +190,8 @@ func runStandaloneThousand(b *testing.B, n int) *benchRun {
 	runtime.GC()
 	tx0, passes0, pubs0, busy0 := float64(st.Transactions()), float64(r.passes.Load()), publishCount(b, reg, ""), r.busy.Load()
 	cpu0 := cpuTime(b)
-	heap := sampleHeap()
+	allocs0 := readAllocs()
+	heap := sampleHeap(os.Getenv("SLUICE_BENCH_HEAPPROFILE"))
 	repo.Push("v2", benchFiles(n, "v2", 2))
 	start := time.Now()
 	syncer.Trigger()
@@ -209,6 +223,8 @@ func runStandaloneThousand(b *testing.B, n int) *benchRun {
 	res.promote = time.Since(start)
 	res.cpu = cpuTime(b) - cpu0
 	res.heapPeak = heap.stop()
+	res.heapLive = heap.live
+	res.allocs = readAllocs() - allocs0
 	res.tx, res.passes, res.pubs = float64(st.Transactions())-tx0, float64(r.passes.Load())-passes0, publishCount(b, reg, "")-pubs0
 	res.busy = time.Duration(r.busy.Load() - busy0)
 	res.canaryAll, res.pausedAll = latest(canary).Sub(start), latest(lastStepEnd).Add(-benchPause).Sub(start)
@@ -241,13 +257,22 @@ func runStandaloneThousand(b *testing.B, n int) *benchRun {
 		}
 	}
 	tx0, pubs0 = float64(st.Transactions()), publishCount(b, reg, "")
-	t0 := time.Now()
+	t0, allocs0 := time.Now(), readAllocs()
 	r.pass(ctx)
-	res.idle = time.Since(t0)
+	res.idle, res.idleAllocs = time.Since(t0), readAllocs()-allocs0
 	// Republishes the endpoint source's signal causes happen after the
 	// pass, in the xDS server's goroutine.
 	time.Sleep(200 * time.Millisecond)
 	res.idleTx, res.idlePubs = float64(st.Transactions())-tx0, publishCount(b, reg, "")-pubs0
+	// One pass's time swings with the machine's load: the median of a few.
+	idles := []time.Duration{res.idle}
+	for range 8 {
+		t0 := time.Now()
+		r.pass(ctx)
+		idles = append(idles, time.Since(t0))
+	}
+	slices.Sort(idles)
+	res.idle = idles[len(idles)/2]
 	res.rss = procStatus(b, "VmHWM")
 	return res
 }
@@ -316,28 +341,62 @@ func cpuTime(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// heapSampler records the peak of the Go heap's objects.
+// heapSampler records the peak of the Go heap's objects and of its live
+// part (what the last garbage collection kept, which sets the next peak:
+// GOGC 100 lets the heap grow to twice it).
 type heapSampler struct {
 	stopping, done chan struct{}
-	peak           float64
+	peak, live     float64
+	// profile, when set, is rewritten with a heap profile whenever the
+	// live heap reaches a new high (by 2%): the profile's in-use figures
+	// are those of the last collection, so it shows what was live then.
+	profile string
 }
 
-func sampleHeap() *heapSampler {
-	h := &heapSampler{stopping: make(chan struct{}), done: make(chan struct{}), peak: readHeap()}
+func sampleHeap(profile string) *heapSampler {
+	h := &heapSampler{stopping: make(chan struct{}), done: make(chan struct{}), peak: readHeap(), profile: profile}
 	go func() {
 		defer close(h.done)
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
+		written := 0.0
 		for {
 			select {
 			case <-h.stopping:
 				return
 			case <-t.C:
 				h.peak = max(h.peak, readHeap())
+				h.live = max(h.live, readLive())
+				if h.profile != "" && h.live > written*1.02 {
+					written = h.live
+					writeHeapProfile(h.profile)
+				}
 			}
 		}
 	}()
 	return h
+}
+
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		return // a benchmark aid: no profile, no harm
+	}
+	defer f.Close()
+	_ = pprof.Lookup("heap").WriteTo(f, 0)
+}
+
+// readAllocs is the bytes allocated so far, the whole process's.
+func readAllocs() float64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return float64(s[0].Value.Uint64())
+}
+
+func readLive() float64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return float64(s[0].Value.Uint64())
 }
 
 func (h *heapSampler) stop() float64 {

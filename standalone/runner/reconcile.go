@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"sort"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/internal/rolloutmetrics"
@@ -37,6 +40,12 @@ type stepped struct {
 	retired bool
 	// took is the time the step took, before it was persisted.
 	took time.Duration
+	// src is the snapshot's Rollout the step ran from (shared, read-only).
+	src *v1alpha1.Rollout
+	// same: the step leaves the Rollout as the file holds it (see
+	// unchangedStep), so it is neither encoded nor written, and a view
+	// built from the same spec stays as it is.
+	same bool
 }
 
 // pass reconciles every Rollout once — step each, persist every step in
@@ -66,7 +75,11 @@ func (r *Runner) pass(ctx context.Context) time.Duration {
 		if d.Rollout == nil {
 			continue
 		}
-		ro := d.Rollout.DeepCopy()
+		// The snapshot's Rollouts are shared and read-only, and the engine
+		// only reads its input: a shallow copy takes the default namespace
+		// and the stored status without copying the spec at every pass.
+		ro := new(v1alpha1.Rollout)
+		*ro = *d.Rollout
 		if ro.Namespace == "" {
 			ro.Namespace = r.o.DefaultNamespace
 		}
@@ -81,6 +94,9 @@ func (r *Runner) pass(ctx context.Context) time.Duration {
 		}
 		st.took = time.Since(began)
 		steps = append(steps, st)
+		// Compared in place: a step is too big to copy for it.
+		last := &steps[len(steps)-1]
+		last.same = unchangedStep(last, prev[key])
 	}
 	for key, s := range prev {
 		if desired[key] {
@@ -128,9 +144,16 @@ func (r *Runner) pass(ctx context.Context) time.Duration {
 // record that persists it.
 func (r *Runner) stepOne(key string, ro *v1alpha1.Rollout, d gitsync.Desired, prev store.Rollout, now time.Time) (stepped, bool) {
 	if prev.Status != nil {
-		ro.Status = *prev.Status.DeepCopy()
+		// Shared with the stored state, which is only ever replaced.
+		ro.Status = *prev.Status
 	}
-	obs := engine.Observations{Git: d.Provenance.DeepCopy(), Window: window.Evaluate(ro.Spec.Windows, now)}
+	// The engine copies what it keeps of the provenance, which then reads
+	// back from the file as asStored has it (unchangedStep compares).
+	prov := d.Provenance
+	if t := prov.CommitTime; t != nil {
+		prov.CommitTime = asStored(*t)
+	}
+	obs := engine.Observations{Git: &prov, Window: window.Evaluate(ro.Spec.Windows, now)}
 	if prev.Plan != nil {
 		obs.DataPlane = r.o.Plane.Observe(*prev.Plan)
 	}
@@ -165,7 +188,37 @@ func (r *Runner) stepOne(key string, ro *v1alpha1.Rollout, d gitsync.Desired, pr
 	}
 	rec := store.Record{Time: now, Status: &out.Status, Plan: &out.Plan, Events: out.Events, Runs: runs,
 		Outbox: r.notifications(key, out.Events, &out.Status, now)}
-	return stepped{key: key, ro: ro, out: out, command: cmd, prev: prev.Status, revert: obs.GitRevert, rec: rec}, true
+	return stepped{key: key, ro: ro, out: out, command: cmd, prev: prev.Status, revert: obs.GitRevert, rec: rec, src: d.Rollout}, true
+}
+
+// asStored is t as the state file gives it back: a metav1.Time keeps
+// whole seconds and decodes in local time (the commit's own zone is not
+// kept).
+func asStored(t metav1.Time) *metav1.Time {
+	m := metav1.NewTime(t.Truncate(time.Second).Local())
+	return &m
+}
+
+// unchangedStep reports whether a step would leave the Rollout exactly
+// as the file holds it, which most steps of a pass do (a Rollout in a
+// pause, or at rest): the same status and plan, no events, messages,
+// command or run state. Comparing the values with what the store read
+// back spares encoding every Rollout at every pass to find the few that
+// changed; equal values encode to the bytes the file holds, so the store
+// would find them unchanged too (store.Result.Unchanged). Anything else
+// goes to the store, which compares the bytes.
+func unchangedStep(st *stepped, prev store.Rollout) bool {
+	if st.command != nil || st.retired || len(st.rec.Events) > 0 || len(st.rec.Outbox) > 0 {
+		return false
+	}
+	// Run state lives beside the status in the file; the store compares it.
+	if len(st.rec.Runs) > 0 || len(st.out.Status.Analysis) > 0 {
+		return false
+	}
+	if prev.Status == nil || prev.Plan == nil {
+		return false
+	}
+	return reflect.DeepEqual(&st.out.Status, prev.Status) && reflect.DeepEqual(&st.out.Plan, prev.Plan)
 }
 
 // storedState is the state file's Rollouts by key. The runner is their
@@ -209,12 +262,29 @@ func (r *Runner) reread(key string) {
 // a step that is not on disk is not acted on, and the next pass repeats
 // it. An error means nothing was saved.
 func (r *Runner) persist(steps []stepped) ([]stepped, error) {
-	changes := make([]store.Change, len(steps))
+	// at[i] is steps[i]'s change in the batch; unchanged steps have none.
+	changes := make([]store.Change, 0, len(steps))
+	at := make([]int, len(steps))
 	for i, st := range steps {
-		changes[i] = store.Change{Key: st.key, Record: st.rec}
+		at[i] = -1
+		if !st.same {
+			at[i] = len(changes)
+			changes = append(changes, store.Change{Key: st.key, Record: st.rec})
+		}
 	}
 	began := time.Now()
-	res, err := r.o.Store.CommitAll(changes)
+	written, err := r.o.Store.CommitAll(changes)
+	res := make([]store.Result, len(steps))
+	for i := range steps {
+		switch {
+		case err != nil:
+		case at[i] < 0:
+			res[i] = store.Result{Unchanged: true}
+			r.unchanged.Add(1)
+		default:
+			res[i] = written[at[i]]
+		}
+	}
 	// A step is done when it is on disk: its time is its own plus the
 	// pass's one write, which it shares with the pass's other steps
 	// (sluice_rollout_reconcile_duration_seconds, as the controller's
@@ -255,16 +325,34 @@ func (r *Runner) persist(steps []stepped) ([]stepped, error) {
 		if !st.retired {
 			r.showRuns(st.key, &st.out.Status, st.rec.Runs, false)
 		}
-		st.ro.Status = st.out.Status
 		p := st.out.Plan
 		if !st.retired {
 			r.setEndpoints(&p, &st.out.Status)
 		}
-		views[st.key] = view{ro: st.ro, plan: &p}
 		done = append(done, st)
+		if st.same && r.viewFrom(st.key, st.src) {
+			continue // the view shows this spec, status and plan already
+		}
+		// The view shows the status and plan as the file holds them, which
+		// the runner keeps anyway (storedState): one copy of each, not two.
+		vp := &p
+		if s, ok := r.stored[st.key]; ok && s.Status != nil && s.Plan != nil {
+			st.ro.Status, vp = *s.Status, s.Plan
+		} else {
+			st.ro.Status = st.out.Status
+		}
+		views[st.key] = view{ro: st.ro, plan: vp, src: st.src}
 	}
 	r.setViews(views)
 	return done, nil
+}
+
+// viewFrom reports whether the Rollout's view was built from the spec src.
+func (r *Runner) viewFrom(key string, src *v1alpha1.Rollout) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	v, ok := r.views[key]
+	return ok && src != nil && v.src == src
 }
 
 // act carries out one persisted, published step: analysis, Git write-back

@@ -131,11 +131,16 @@ type Runner struct {
 	// (benchmarks read them).
 	passes atomic.Uint64
 	busy   atomic.Int64
+	// unchanged counts the steps found unchanged in memory, which were
+	// neither encoded nor written (tests read it).
+	unchanged atomic.Uint64
 }
 
 type view struct {
 	ro   *v1alpha1.Rollout
 	plan *plan.Plan
+	// src is the snapshot's Rollout whose spec ro shows (nil: retired).
+	src *v1alpha1.Rollout
 }
 
 type commandRequest struct {

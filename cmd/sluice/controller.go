@@ -128,7 +128,7 @@ $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.`,
 	fl.DurationVar(&f.gitPoll, "git-interval", 0, "poll interval (git.interval; default 1m)")
 	fl.BoolVar(&f.istio, "istio", true, "write VirtualServices and DestinationRules (istio.enabled)")
 	fl.Float32Var(&f.kubeAPIQPS, "kube-api-qps", 0, "requests per second to the Kubernetes API, per resource; negative for no client-side limit (kubeAPI.qps; default 50)")
-	fl.IntVar(&f.kubeAPIBurst, "kube-api-burst", 0, "requests to the Kubernetes API at once before --kube-api-qps paces them (kubeAPI.burst; default 100)")
+	fl.IntVar(&f.kubeAPIBurst, "kube-api-burst", 0, "requests to the Kubernetes API at once before --kube-api-qps paces them (kubeAPI.burst; default 1000)")
 	fl.StringVar(&f.dashPath, "dashboard-path", "", `where the web dashboard is served, "off" for nowhere (dashboard.path; default /dashboard)`)
 	fl.StringVar(&f.dashAddress, "dashboard-address", "", "a listener of the dashboard's own (dashboard.address; default: beside the Git webhooks, http.webhookAddress)")
 	fl.BoolVar(&f.dashReadOnly, "dashboard-read-only", false, "the dashboard offers and runs no command, whatever RBAC allows (dashboard.readOnly)")

@@ -2,6 +2,7 @@ package rolloutapi
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -87,6 +88,11 @@ func TestWatchAndGitSourcesThroughTheClient(t *testing.T) {
 
 	if _, err := (&Client{BaseURL: srv.URL}).Follow(ctx, "", ""); err == nil || !strings.Contains(err.Error(), "unauthorized") {
 		t.Fatalf("follow without a token: %v, want unauthorized", err)
+	}
+	for _, tok := range []string{"", "wrong"} {
+		if _, err := (&Client{BaseURL: srv.URL, Token: tok}).GitSources(ctx); !errors.Is(err, ErrUnauthorized) {
+			t.Errorf("git sources with token %q: %v, want ErrUnauthorized", tok, err)
+		}
 	}
 	c := &Client{BaseURL: srv.URL, Token: "read-only"}
 	changes, err := c.Follow(ctx, "default", "reviews")

@@ -106,7 +106,7 @@ http:
   metricsAddress: 127.0.0.1:%d
   probeAddress: "0"
   webhookAddress: "0"
-  pprofAddress: %q
+  insecurePprofAddress: %q
 xds:
   address: 127.0.0.1:0
   insecurePlaintext: true

@@ -208,11 +208,12 @@ type HTTP struct {
 	// unless dashboard.address gives it a listener of its own. Default
 	// ":8082".
 	WebhookAddress string `json:"webhookAddress,omitempty"`
-	// PprofAddress serves Go's /debug/pprof/ profiles, to find where the
+	// InsecurePprofAddress serves Go's /debug/pprof/ profiles, without
+	// authentication (hence the name), to find where the
 	// controller's CPU and memory go. Off unless set; a loopback address
 	// only ("127.0.0.1:6060"), since profiles show the process's internals
 	// to whoever connects: reach it with kubectl port-forward.
-	PprofAddress string `json:"pprofAddress,omitempty"`
+	InsecurePprofAddress string `json:"insecurePprofAddress,omitempty"`
 }
 
 // Istio says whether traffic plans are also written as VirtualService and
@@ -410,14 +411,14 @@ func (c *Config) Check() error {
 			bad(key, "%q: want host:port (or \"0\" to turn it off): %v", addr, err)
 		}
 	}
-	if a := c.HTTP.PprofAddress; a != "" && a != "0" {
+	if a := c.HTTP.InsecurePprofAddress; a != "" && a != "0" {
 		host, _, err := net.SplitHostPort(a)
 		ip := net.ParseIP(host)
 		switch {
 		case err != nil:
-			bad("http.pprofAddress", "%q: want a loopback host:port such as 127.0.0.1:6060: %v", a, err)
+			bad("http.insecurePprofAddress", "%q: want a loopback host:port such as 127.0.0.1:6060: %v", a, err)
 		case host != "localhost" && (ip == nil || !ip.IsLoopback()):
-			bad("http.pprofAddress", "%q: want a loopback address (127.0.0.1, ::1 or localhost): profiles show the process's internals; reach it with kubectl port-forward", a)
+			bad("http.insecurePprofAddress", "%q: want a loopback address (127.0.0.1, ::1 or localhost): profiles show the process's internals; reach it with kubectl port-forward", a)
 		}
 	}
 	le := c.LeaderElection

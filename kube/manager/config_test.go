@@ -67,8 +67,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 	}{
 		{"unknown key", "xds:\n  adress: ':1'\n", `unknown field "xds.adress"`},
 		{"bad address", "http:\n  metricsAddress: localhost\n", "http.metricsAddress"},
-		{"pprof beyond loopback", "http:\n  pprofAddress: \":6060\"\n", "http.pprofAddress"},
-		{"pprof on a routable address", "http:\n  pprofAddress: 10.0.0.1:6060\n", "http.pprofAddress"},
+		{"pprof beyond loopback", "http:\n  insecurePprofAddress: \":6060\"\n", "http.insecurePprofAddress"},
+		{"pprof on a routable address", "http:\n  insecurePprofAddress: 10.0.0.1:6060\n", "http.insecurePprofAddress"},
 		{"bad namespace", "watchNamespaces: [shop, Shop]\n", "watchNamespaces[1]"},
 		{"lease order", "leaderElection:\n  leaseDuration: 5s\n  renewDeadline: 10s\n", "leaderElection: want leaseDuration > renewDeadline"},
 		{"git without url", "git:\n  path: rollouts\n", "git.url: required"},

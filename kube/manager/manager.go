@@ -164,7 +164,7 @@ func (c *Controller) managerOptions(scheme *runtime.Scheme, opts Options) ctrl.O
 	if cfg.HTTP.ProbeAddress == "0" {
 		mo.HealthProbeBindAddress = ""
 	}
-	if a := cfg.HTTP.PprofAddress; a != "0" {
+	if a := cfg.HTTP.InsecurePprofAddress; a != "0" {
 		mo.PprofBindAddress = a
 	}
 	if opts.SkipNameValidation {

@@ -76,8 +76,10 @@ type Backend struct {
 	// Addr is the gRPC address, MetricsAddr the one Prometheus scrapes;
 	// both host:port on Options.Host.
 	Addr, MetricsAddr string
+	// Port is Addr's port (an EndpointSlice's or ServiceEntry's).
+	Port int32
 
-	failPercent uint64
+	failPercent atomic.Uint64
 	calls       atomic.Uint64
 	requests    *prometheus.CounterVec
 	gs          *grpc.Server
@@ -90,7 +92,8 @@ func Start(o Options) (*Backend, error) {
 	if o.FailPercent < 0 || o.FailPercent > 100 {
 		return nil, fmt.Errorf("backend %s: FailPercent %d is not between 0 and 100", o.Version, o.FailPercent)
 	}
-	b := &Backend{Version: o.Version, failPercent: uint64(o.FailPercent)}
+	b := &Backend{Version: o.Version}
+	b.failPercent.Store(uint64(o.FailPercent))
 	constLabels := prometheus.Labels{"service": o.Service, "version": o.Version}
 	maps.Copy(constLabels, o.Labels)
 	b.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -121,6 +124,7 @@ func Start(o Options) (*Backend, error) {
 		return nil, fmt.Errorf("backend %s: listen for metrics: %w", o.Version, err)
 	}
 	b.Addr, b.MetricsAddr = gl.Addr().String(), hl.Addr().String()
+	b.Port = int32(gl.Addr().(*net.TCPAddr).Port)
 	b.gs = grpc.NewServer()
 	grpc_testing.RegisterTestServiceServer(b.gs, b)
 	mux := http.NewServeMux()
@@ -163,13 +167,19 @@ func (b *Backend) UnaryCall(ctx context.Context, _ *grpc_testing.SimpleRequest) 
 	n := b.calls.Add(1) - 1
 	// Call n fails when the running count of due failures steps up: exactly
 	// failPercent of any 100 consecutive calls, evenly spread.
-	if (n+1)*b.failPercent/100 > n*b.failPercent/100 {
+	fail := b.failPercent.Load()
+	if (n+1)*fail/100 > n*fail/100 {
 		b.requests.WithLabelValues(codes.Unavailable.String()).Inc()
 		return nil, status.Errorf(codes.Unavailable, "%s is failing on purpose", b.Version)
 	}
 	b.requests.WithLabelValues(codes.OK.String()).Inc()
 	return &grpc_testing.SimpleResponse{Hostname: b.Version}, nil
 }
+
+// SetFailPercent makes p% (clamped to 0-100) of the later calls fail with
+// UNAVAILABLE, evenly spread: an SLO breach that starts while the backend
+// serves.
+func (b *Backend) SetFailPercent(p int) { b.failPercent.Store(uint64(min(max(p, 0), 100))) }
 
 // Calls is how many calls the backend answered so far.
 func (b *Backend) Calls() uint64 { return b.calls.Load() }

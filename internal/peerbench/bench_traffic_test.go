@@ -89,10 +89,10 @@ func benchTraffic(b *testing.B, breach bool) {
 	if err != nil {
 		b.Skip(err)
 	}
-	backends := map[string]*Echo{}
+	backends := map[string]*grpcecho.Backend{}
 	var targets []string
 	for _, v := range []string{"v1", "v2"} {
-		e, err := StartEcho("echo", v, host)
+		e, err := grpcecho.Start(grpcecho.Options{Service: "echo", Version: v, Host: host})
 		if err != nil {
 			b.Fatal(err)
 		}

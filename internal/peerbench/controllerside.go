@@ -42,7 +42,7 @@ import (
 // The harness plays the ReplicaSet controller and kubelet (World, 100 ms)
 // and the EndpointSlice controller: each revision Service Sluice makes
 // gets an EndpointSlice with one ready endpoint per available replica of
-// its ReplicaSet, at the address of the Echo running the image's tag.
+// its ReplicaSet, at the address of the backend running the image's tag.
 type SluiceController struct {
 	Bin    string // path of sluice
 	Cfg    *rest.Config

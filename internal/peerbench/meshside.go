@@ -37,7 +37,7 @@ import (
 // a ReplicaSet's replicas are available 100 ms after the change that asks
 // for them) and publishes each ReplicaSet with available replicas as an
 // endpoint carrying its pod template's labels (so the DestinationRule's
-// subsets select it) at the address of the Echo running its image's tag.
+// subsets select it) at the address of the backend running its image's tag.
 // The endpoints are a ServiceEntry's, not EndpointSlices of Pods: every
 // revision runs on this machine's one non-loopback address (the API
 // server refuses loopback ones in EndpointSlices), and istiod keeps one

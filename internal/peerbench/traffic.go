@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/sluicehq/sluice/internal/grpcecho"
 )
 
 // TrafficSide is a control plane in the traffic benchmarks (push →
 // traffic, SLO breach → 0% canary): it routes the proxyless gRPC clients
 // (GRPCClients) of the echo service between its stable revision v1 and a
-// canary v2, each an Echo on this machine, and it is told of a release
+// canary v2, each a grpcecho.Backend on this machine, and it is told of a release
 // the way its users tell it: a git push for Sluice, a server-side apply
 // for Argo Rollouts (what Argo CD or Flux sends after its poll).
 type TrafficSide interface {
@@ -46,7 +48,7 @@ type ReleasePlan struct {
 	// PrometheusURL is the one Prometheus both products query.
 	PrometheusURL string
 	// Backends run the revisions, by version (v1, v2).
-	Backends map[string]*Echo
+	Backends map[string]*grpcecho.Backend
 }
 
 // CanaryWeight is the canary's weight in the traffic benchmarks.
@@ -61,7 +63,7 @@ const AnalysisCount = 10000
 
 // ErrorRatioQuery is the PromQL both products' analyses run: the share
 // of v2's calls that failed over the last window, from the counters the
-// Echo backends export, scraped every second by the one Prometheus. A
+// grpcecho backends export, scraped every second by the one Prometheus. A
 // window without calls to v2 reads 0, not 0/0: the analysis starts as
 // soon as v2 has its weight, before Prometheus has scraped a call, and
 // Argo Rollouts judges NaN Inconclusive, which would pause its rollout

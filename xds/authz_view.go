@@ -92,7 +92,7 @@ func (b *base) view(key string, sc scope) (*cachev3.Snapshot, *generation, error
 			continue
 		}
 		owners[o] = info
-		for id := range info.owned {
+		for _, id := range info.owned {
 			visible[id] = true
 		}
 	}

@@ -3,7 +3,9 @@ package xds
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"testing"
@@ -24,7 +26,9 @@ import (
 //
 //	go test -run '^$' -bench WeightChangeAcked -benchtime 30x ./xds/
 //
-// The 10,000-stream case is skipped with -short.
+// The 10,000-stream case is skipped with -short. SLUICE_BENCH_HEAPPROFILE=FILE
+// writes a heap profile with every stream connected (add -memprofilerate
+// 4096 for finer samples).
 func BenchmarkWeightChangeAcked(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
@@ -88,6 +92,12 @@ func benchWeightChange(b *testing.B, n int) {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+	// The streams' state is what this benchmark is about, and it is gone
+	// by the time -memprofile writes; this profile is taken with every
+	// stream connected and ACKed.
+	if path := os.Getenv("SLUICE_BENCH_HEAPPROFILE"); path != "" {
+		writeHeapProfile(b, path)
+	}
 
 	var lat, pubDur []time.Duration
 	i := 0
@@ -111,6 +121,14 @@ func benchWeightChange(b *testing.B, n int) {
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(heap/float64(n), "heap-B/stream")
 	b.ReportMetric(heap/(1<<20), "heap-MiB")
+}
+
+// writeHeapProfile writes the heap profile as of the last collection.
+func writeHeapProfile(b *testing.B, path string) {
+	f, err := os.Create(path)
+	must(b, err)
+	defer f.Close()
+	must(b, pprof.Lookup("heap").WriteTo(f, 0))
 }
 
 // startBenchStreams opens n ADS streams to addr, 64 at a time, with start,

@@ -143,7 +143,7 @@ func sameShare(a, b *ownerInfo) bool {
 	if a == b {
 		return true
 	}
-	return a.planVersion == b.planVersion && maps.Equal(a.owned, b.owned) &&
+	return a.planVersion == b.planVersion && slices.Equal(a.owned, b.owned) &&
 		maps.EqualFunc(a.closure, b.closure, slices.Equal[[]resID])
 }
 

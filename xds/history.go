@@ -1,7 +1,6 @@
 package xds
 
 import (
-	"maps"
 	"math"
 	"slices"
 )
@@ -144,7 +143,7 @@ func sameShare(a, b *ownerInfo) bool {
 		return true
 	}
 	return a.planVersion == b.planVersion && slices.Equal(a.owned, b.owned) &&
-		maps.EqualFunc(a.closure, b.closure, slices.Equal[[]resID])
+		slices.EqualFunc(a.closure, b.closure, sameNeeds)
 }
 
 // sweep drops the runs that ended before the oldest remembered

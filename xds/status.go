@@ -203,7 +203,7 @@ func (t *tracker) newQuery(owner ownerKey, version string) *query {
 		p.accept = make([][]string, len(p.ids))
 		p.closure = make([][]int, len(p.ids))
 		for i, id := range p.ids {
-			for _, c := range info.closure[id.name] {
+			for _, c := range info.needs(id.name) {
 				if j, ok := index[c]; ok && id.kind == kindListener {
 					p.closure[i] = append(p.closure[i], j)
 				}

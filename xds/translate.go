@@ -112,8 +112,38 @@ type ownerInfo struct {
 	owned []resID
 	// closure maps each listener the owner has to everything a client of
 	// that listener needs for this owner: the route configuration (Envoy),
-	// the clusters the owner's routes use, and their endpoints.
-	closure map[string][]resID
+	// the clusters the owner's routes use, and their endpoints. Sorted by
+	// listener; one to a few per owner, so a slice, not a map.
+	closure []listenerNeeds
+}
+
+// listenerNeeds is what a client of one listener needs.
+type listenerNeeds struct {
+	listener string
+	needs    []resID
+}
+
+// setNeeds records what a client of the listener needs for this owner.
+func (o *ownerInfo) setNeeds(listener string, needs []resID) {
+	i, found := slices.BinarySearchFunc(o.closure, listener, func(l listenerNeeds, name string) int { return cmp.Compare(l.listener, name) })
+	if found {
+		o.closure[i].needs = needs
+		return
+	}
+	o.closure = slices.Insert(o.closure, i, listenerNeeds{listener, needs})
+}
+
+// needs is what a client of the listener needs for this owner.
+func (o *ownerInfo) needs(listener string) []resID {
+	i, found := slices.BinarySearchFunc(o.closure, listener, func(l listenerNeeds, name string) int { return cmp.Compare(l.listener, name) })
+	if !found {
+		return nil
+	}
+	return o.closure[i].needs
+}
+
+func sameNeeds(a, b listenerNeeds) bool {
+	return a.listener == b.listener && slices.Equal(a.needs, b.needs)
 }
 
 func (o *ownerInfo) add(ids ...resID) {
@@ -213,7 +243,7 @@ func newGroupResources() *GroupResources {
 func (r *GroupResources) owner(k ownerKey, version string) *ownerInfo {
 	o, ok := r.owners[k]
 	if !ok {
-		o = &ownerInfo{planVersion: version, closure: map[string][]resID{}}
+		o = &ownerInfo{planVersion: version}
 		r.owners[k] = o
 	}
 	return o
@@ -453,7 +483,7 @@ func (t *translator) envoyListeners() error {
 			}
 			info := r.owner(o, ep.versions[o])
 			info.add(resID{kindListener, listenerName}, resID{kindRoute, routeName})
-			info.closure[listenerName] = closureOf([]resID{{kindRoute, routeName}}, clusters)
+			info.setNeeds(listenerName, closureOf([]resID{{kindRoute, routeName}}, clusters))
 		}
 	}
 	return nil
@@ -496,7 +526,7 @@ func (t *translator) grpcHost(p *plan.Plan, h plan.Host, clusterOf map[string]st
 		for _, o := range []ownerKey{serviceOwner(PlanKey(p)), hostOwner(h.Name)} {
 			info := r.owner(o, p.Version)
 			info.add(resID{kindListener, name})
-			info.closure[name] = closure
+			info.setNeeds(name, closure)
 			for _, c := range used {
 				info.add(resID{kindCluster, c}, resID{kindEndpoint, c})
 			}

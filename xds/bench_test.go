@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	rtmetrics "runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"sync"
@@ -22,7 +23,8 @@ import (
 // every response) and measures, per weight change, the time from Publish
 // until every one of the N nodes has ACKed the new version, as the engine
 // would observe it through Wait. It reports p50 and p99 over the
-// iterations and the heap held per stream.
+// iterations, and the heap and goroutine stacks held per stream (both
+// sides of each stream: the clients are in this process too).
 //
 //	go test -run '^$' -bench WeightChangeAcked -benchtime 30x ./xds/
 //
@@ -65,6 +67,7 @@ func benchWeightChange(b *testing.B, n int) {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
+	stacks0 := stackBytes()
 
 	startBenchStreams(b, addr, n, func(ctx context.Context, i int, cc *grpc.ClientConn) error {
 		c := &adsClient{node: envoyNode(fmt.Sprintf("bench-%d", i))}
@@ -92,6 +95,9 @@ func benchWeightChange(b *testing.B, n int) {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+	// Goroutine stacks are outside the heap, and each stream has a few
+	// goroutines on each side.
+	stacks := stackBytes() - stacks0
 	// The streams' state is what this benchmark is about, and it is gone
 	// by the time -memprofile writes; this profile is taken with every
 	// stream connected and ACKed.
@@ -121,6 +127,14 @@ func benchWeightChange(b *testing.B, n int) {
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(heap/float64(n), "heap-B/stream")
 	b.ReportMetric(heap/(1<<20), "heap-MiB")
+	b.ReportMetric(stacks/float64(n), "stack-B/stream")
+}
+
+// stackBytes is the memory of goroutine stacks in use.
+func stackBytes() float64 {
+	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}}
+	rtmetrics.Read(s)
+	return float64(s[0].Value.Uint64())
 }
 
 // writeHeapProfile writes the heap profile as of the last collection.

@@ -150,3 +150,28 @@ func (t *translator) finish() {
 		}
 	}
 }
+
+// unchangedCluster returns the cluster and load assignment the previous
+// translation of p's service made for a revision, if the revision's
+// endpoints are the same. A revision's cluster depends on nothing else
+// (its name is the revision's), so a plan that only moves weights, as
+// every step of a canary does, takes the very objects the previous
+// publish serves instead of building equal ones: a wave of changed plans
+// holds each cluster once, not once in the old translation and once in
+// the new, and needs no validating and hashing of them (buildBase).
+func (t *translator) unchangedCluster(p *plan.Plan, name, revision string, found []Endpoint) (keptCluster, bool) {
+	f := t.cache[PlanKey(p)]
+	// The affinity cluster depends on the weights too; a revision named
+	// like it must not take it.
+	if f == nil || f.served == nil || name == affinityClusterName(p) {
+		return keptCluster{}, false
+	}
+	if had, ok := f.eps[revision]; !ok || !slices.Equal(had, found) {
+		return keptCluster{}, false
+	}
+	i := slices.IndexFunc(f.served.made, func(c keptCluster) bool { return c.name() == name })
+	if i < 0 {
+		return keptCluster{}, false
+	}
+	return f.served.made[i], true
+}

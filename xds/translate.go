@@ -358,6 +358,11 @@ func (t *translator) plan(p *plan.Plan, eps EndpointSource) error {
 			t.cur.eps[s.Revision] = found
 		}
 		endpoints[name] = found
+		if c, ok := t.unchangedCluster(p, name, s.Revision, found); ok {
+			t.share(svc, p.Version, c)
+			own = append(own, c)
+			continue
+		}
 		cla, err := loadAssignment(name, found)
 		if err != nil {
 			return err

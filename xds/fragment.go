@@ -133,19 +133,30 @@ func (t *translator) record(p *plan.Plan, eps EndpointSource) error {
 }
 
 // finish notes each recorded fragment's owner infos, once the Envoy
-// listeners have completed them.
+// listeners have completed them. An info whose resources and closures are
+// those the plan's previous translation had (a step that only moved
+// weights) takes that translation's lists, read-only from now on, so
+// that the old and new translations and the tracker's history share them.
 func (t *translator) finish() {
-	for _, f := range t.frags {
+	for key, f := range t.frags {
 		if f.infos[0] != nil {
 			continue // replayed
 		}
+		prev := t.cache[key]
 		for _, g := range groups {
 			i, r := groupIndex(g), t.out.Group(g)
 			f.infos[i] = map[ownerKey]*ownerInfo{}
 			for _, o := range f.owners {
-				if info := r.owners[o]; info != nil {
-					f.infos[i][o] = info
+				info := r.owners[o]
+				if info == nil {
+					continue
 				}
+				if prev != nil {
+					if old := prev.infos[i][o]; old != nil {
+						info.shareLists(old)
+					}
+				}
+				f.infos[i][o] = info
 			}
 		}
 	}

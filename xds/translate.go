@@ -142,6 +142,23 @@ func (o *ownerInfo) needs(listener string) []resID {
 	return o.closure[i].needs
 }
 
+// shareLists takes old's lists of resources and closures where they are
+// equal to this info's.
+func (o *ownerInfo) shareLists(old *ownerInfo) {
+	if slices.Equal(o.owned, old.owned) {
+		o.owned = old.owned
+	}
+	if slices.EqualFunc(o.closure, old.closure, sameNeeds) {
+		o.closure = old.closure
+		return
+	}
+	for i := range o.closure {
+		if j, found := slices.BinarySearchFunc(old.closure, o.closure[i].listener, func(l listenerNeeds, name string) int { return cmp.Compare(l.listener, name) }); found && slices.Equal(o.closure[i].needs, old.closure[j].needs) {
+			o.closure[i].needs = old.closure[j].needs
+		}
+	}
+}
+
 func sameNeeds(a, b listenerNeeds) bool {
 	return a.listener == b.listener && slices.Equal(a.needs, b.needs)
 }

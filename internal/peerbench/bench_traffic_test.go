@@ -77,14 +77,9 @@ var trafficSides = []struct {
 func benchTraffic(b *testing.B, breach bool) {
 	clients := envInt(b, "PEERBENCH_GRPC_CLIENTS", 10)
 	rate := envInt(b, "PEERBENCH_GRPC_RATE", 100)
-	interval := 2 * time.Second
-	if s := os.Getenv("PEERBENCH_ANALYSIS_INTERVAL"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < time.Second {
-			b.Fatalf("PEERBENCH_ANALYSIS_INTERVAL=%q: want a duration of at least 1s", s)
-		}
-		interval = d
-	}
+	interval := envDuration(b, "PEERBENCH_ANALYSIS_INTERVAL", 2*time.Second, time.Second)
+	scrape := envDuration(b, "PEERBENCH_SCRAPE_INTERVAL", time.Second, 10*time.Millisecond)
+	window := envDuration(b, "PEERBENCH_RATE_WINDOW", RateWindow, 2*scrape)
 	host, err := grpcecho.PodAddress()
 	if err != nil {
 		b.Skip(err)
@@ -100,12 +95,12 @@ func benchTraffic(b *testing.B, breach bool) {
 		backends[v] = e
 		targets = append(targets, e.MetricsAddr)
 	}
-	prom, err := promtest.Start(filepath.Join(testbin.Require(b, "prometheus"), "prometheus"), targets...)
+	prom, err := promtest.StartEvery(filepath.Join(testbin.Require(b, "prometheus"), "prometheus"), scrape, targets...)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer prom.Stop()
-	plan := ReleasePlan{Analysis: breach, Interval: interval, PrometheusURL: prom.URL, Backends: backends}
+	plan := ReleasePlan{Analysis: breach, Interval: interval, RateWindow: window, PrometheusURL: prom.URL, Backends: backends}
 	want := strings.Split(os.Getenv("PEERBENCH_TRAFFIC_SIDES"), ",")
 	for _, side := range trafficSides {
 		if want[0] != "" && !slices.Contains(want, side.name) {
@@ -217,25 +212,45 @@ func runPush(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *pushRe
 }
 
 type breachResult struct {
-	toLast time.Duration // first failing call → last call to the canary
-	// The same in two parts: until Prometheus answers the query over the
-	// threshold, and from then on (the product's own part).
-	toVisible, fromVisible time.Duration
-	interval               time.Duration
-	failed                 int // calls v2 answered after the breach
+	// From the first failing call any client sees, in the order things
+	// happen: the first scrape holding a failure (Prometheus's sample
+	// timestamp); Prometheus answering the query over the threshold
+	// (polled every 25 ms); the product's failed measurement (its own
+	// record, zero if it gives none); the abort visible in the product's
+	// API (polled every 25 ms); the first client's last call to the
+	// canary; the last call any client sends to it.
+	toScrape, toVisible, toMeasured, toAborted, toFirstOff, toLast time.Duration
+	measured                                                       bool
+	interval                                                       time.Duration
+	failed                                                         int // calls v2 answered after the breach
 }
 
 func (r *breachResult) report(b *testing.B) {
 	b.ReportMetric(msOf(r.toLast), "breach-to-last-canary-ms")
+	b.ReportMetric(msOf(r.toScrape), "breach-to-scrape-ms")
 	b.ReportMetric(msOf(r.toVisible), "breach-to-prometheus-ms")
-	b.ReportMetric(msOf(r.fromVisible), "prometheus-to-last-canary-ms")
-	b.Logf("first failing call → last call to v2: %v = %v until Prometheus answers over %g + %v from there (analysis interval %v; goal ≤ interval + 100ms met: %v); v2 answered %d calls after the breach",
-		r.toLast, r.toVisible, ErrorThreshold, r.fromVisible, r.interval, r.toLast <= r.interval+100*time.Millisecond, r.failed)
+	b.ReportMetric(msOf(r.toLast-r.toVisible), "prometheus-to-last-canary-ms")
+	b.ReportMetric(msOf(r.toAborted), "breach-to-abort-seen-ms")
+	b.ReportMetric(msOf(r.toLast-r.toAborted), "abort-seen-to-last-canary-ms")
+	b.ReportMetric(msOf(r.toLast-r.toFirstOff), "first-to-last-client-off-ms")
+	measured := "none recorded"
+	if r.measured {
+		b.ReportMetric(msOf(r.toMeasured), "breach-to-measurement-ms")
+		b.ReportMetric(msOf(r.toMeasured-r.toVisible), "prometheus-to-measurement-ms")
+		b.ReportMetric(msOf(r.toAborted-r.toMeasured), "measurement-to-abort-seen-ms")
+		measured = r.toMeasured.String()
+	}
+	b.Logf("from the first failing call: scrape holding it %v, Prometheus over %g %v, failed measurement %s, abort seen %v, first client off the canary %v, last call to v2 %v (analysis interval %v; goal ≤ interval + 100ms met: %v); v2 answered %d calls after the breach",
+		r.toScrape, ErrorThreshold, r.toVisible, measured, r.toAborted, r.toFirstOff, r.toLast, r.interval, r.toLast <= r.interval+100*time.Millisecond, r.failed)
 }
 
 // breachFail is the share of calls the canary fails once breached: well
-// past ErrorThreshold even averaged over the first seconds of RateWindow.
+// past ErrorThreshold even averaged over the first seconds of the rate
+// window.
 const breachFail = 50
+
+// failingCalls selects the canary's failed-call counters.
+const failingCalls = `demo_rpcs_total{service="echo",version="v2",code!="OK"}`
 
 func runBreach(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *breachResult {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -255,7 +270,7 @@ func runBreach(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *brea
 	// of the analysis's interval, as a real one would: at a fixed delay
 	// after the release every run would meet the measurements at the
 	// same phase, and measure that phase only.
-	time.Sleep(RateWindow + 2*plan.Interval + rand.N(plan.Interval))
+	time.Sleep(plan.RateWindow + 2*plan.Interval + rand.N(plan.Interval))
 	if share, calls := c.Share("v2", time.Now().Add(-2*time.Second), time.Now()); math.Abs(share-CanaryWeight/100.0) > 0.15 {
 		b.Fatalf("%s: before the breach v2 answered %.1f%% of %d calls, want about %d%%", s.Name(), 100*share, calls, CanaryWeight)
 	}
@@ -265,9 +280,11 @@ func runBreach(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *brea
 	var visible time.Time
 	go func() {
 		var err error
-		visible, err = WhenOver(ctx, plan.PrometheusURL, ErrorRatioQuery(RateWindow), ErrorThreshold, time.Minute)
+		visible, err = WhenOver(ctx, plan.PrometheusURL, ErrorRatioQuery(plan.RateWindow), ErrorThreshold, time.Minute)
 		over <- err
 	}()
+	abort := make(chan time.Time, 1)
+	go func() { abort <- whenAborted(ctx, s) }()
 	firstFail, _, err := c.WaitFirstFailure(ctx, "v2", breach, time.Minute)
 	if err != nil {
 		b.Fatalf("%s: %v", s.Name(), err)
@@ -279,17 +296,69 @@ func runBreach(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *brea
 	if err := <-over; err != nil {
 		b.Fatalf("%s: %v", s.Name(), err)
 	}
-	var why string
-	for range 40 {
-		var aborted bool
-		if aborted, why, err = s.Aborted(ctx); err == nil && aborted {
-			return &breachResult{toLast: last.Sub(firstFail), toVisible: visible.Sub(firstFail), fromVisible: last.Sub(visible),
-				interval: plan.Interval, failed: calls}
-		}
-		time.Sleep(250 * time.Millisecond)
+	var aborted time.Time
+	select {
+	case aborted = <-abort:
+	case <-time.After(10 * time.Second):
 	}
-	b.Fatalf("%s: the canary has no calls, but the rollout is not aborted (%v): %s", s.Name(), err, why)
-	return nil
+	if aborted.IsZero() {
+		_, why, err := s.Aborted(ctx)
+		b.Fatalf("%s: the canary has no calls, but the rollout is not aborted (%v): %s", s.Name(), err, why)
+	}
+	scraped, err := FirstScrapeOver(ctx, plan.PrometheusURL, failingCalls, breach)
+	if err != nil {
+		b.Fatalf("%s: %v", s.Name(), err)
+	}
+	r := &breachResult{toScrape: scraped.Sub(firstFail), toVisible: visible.Sub(firstFail), toAborted: aborted.Sub(firstFail),
+		toLast: last.Sub(firstFail), interval: plan.Interval, failed: calls}
+	firstOff := last
+	for _, t := range c.LastOf("v2", breach) {
+		if !t.IsZero() && t.Before(firstOff) {
+			firstOff = t
+		}
+	}
+	r.toFirstOff = firstOff.Sub(firstFail)
+	if at, ok := s.(AnalysisTimes); ok {
+		m, err := at.FailedMeasurement(ctx)
+		if err != nil {
+			b.Fatalf("%s: failed measurement: %v", s.Name(), err)
+		}
+		if !m.IsZero() {
+			r.toMeasured, r.measured = m.Sub(firstFail), true
+		}
+	}
+	return r
+}
+
+// whenAborted polls the side every 25 ms until its rollout is aborted,
+// and returns the start of the poll that saw it (zero if ctx ended
+// first).
+func whenAborted(ctx context.Context, s TrafficSide) time.Time {
+	for {
+		start := time.Now()
+		if aborted, _, err := s.Aborted(ctx); err == nil && aborted {
+			return start
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// envDuration is the duration in the environment variable name, or def;
+// below least is an error.
+func envDuration(b *testing.B, name string, def, least time.Duration) time.Duration {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < least {
+		b.Fatalf("%s=%q: want a duration of at least %v", name, s, least)
+	}
+	return d
 }
 
 // loadAverage is the machine's load average over the last minute.

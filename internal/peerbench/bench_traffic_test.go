@@ -84,23 +84,7 @@ func benchTraffic(b *testing.B, breach bool) {
 	if err != nil {
 		b.Skip(err)
 	}
-	backends := map[string]*grpcecho.Backend{}
-	var targets []string
-	for _, v := range []string{"v1", "v2"} {
-		e, err := grpcecho.Start(grpcecho.Options{Service: "echo", Version: v, Host: host})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer e.Stop()
-		backends[v] = e
-		targets = append(targets, e.MetricsAddr)
-	}
-	prom, err := promtest.StartEvery(filepath.Join(testbin.Require(b, "prometheus"), "prometheus"), scrape, targets...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer prom.Stop()
-	plan := ReleasePlan{Analysis: breach, Interval: interval, RateWindow: window, PrometheusURL: prom.URL, Backends: backends}
+	plan := ReleasePlan{Analysis: breach, Interval: interval, RateWindow: window, Scrape: scrape}
 	want := strings.Split(os.Getenv("PEERBENCH_TRAFFIC_SIDES"), ",")
 	for _, side := range trafficSides {
 		if want[0] != "" && !slices.Contains(want, side.name) {
@@ -108,24 +92,69 @@ func benchTraffic(b *testing.B, breach bool) {
 		}
 		b.Run(side.name, func(b *testing.B) {
 			for range b.N {
-				logs, err := keptLog(b, side.name)
-				if err != nil {
-					b.Fatal(err)
-				}
-				s := side.make(b, logs)
-				if breach {
-					runBreach(b, s, plan, clients, rate).report(b)
-				} else {
-					runPush(b, s, plan, clients, rate).report(b)
-				}
-				// The machine is shared: its load is part of the figure.
-				if load, err := loadAverage(); err == nil {
-					b.ReportMetric(load, "loadavg-1m")
-				}
-				logs.Close()
+				func() {
+					logs, err := keptLog(b, side.name)
+					if err != nil {
+						b.Fatal(err)
+					}
+					// A fresh data plane and Prometheus each run: new ports
+					// give the targets a new scrape phase (Prometheus derives
+					// it from the target), so the runs sample the phase
+					// between the scrapes and the analysis's measurements
+					// instead of all sharing one.
+					plan := plan
+					stop := startDataPlane(b, host, &plan)
+					// Stopped also when the run fails (b.Fatal ends the
+					// goroutine through its defers).
+					defer stop()
+					s := side.make(b, logs)
+					if breach {
+						runBreach(b, s, plan, clients, rate).report(b)
+					} else {
+						runPush(b, s, plan, clients, rate).report(b)
+					}
+					// The machine is shared: its load is part of the figure.
+					if load, err := loadAverage(); err == nil {
+						b.ReportMetric(load, "loadavg-1m")
+					}
+					logs.Close()
+				}()
 			}
 		})
 	}
+}
+
+// startDataPlane starts the echo service's revisions, v1 and v2, on host
+// and a Prometheus scraping them every scrape, into plan; the returned
+// func stops them.
+func startDataPlane(b *testing.B, host string, plan *ReleasePlan) (stop func()) {
+	b.Helper()
+	var stops []func()
+	stop = func() {
+		for _, f := range slices.Backward(stops) {
+			f()
+		}
+	}
+	plan.Backends = map[string]*grpcecho.Backend{}
+	var targets []string
+	for _, v := range []string{"v1", "v2"} {
+		e, err := grpcecho.Start(grpcecho.Options{Service: "echo", Version: v, Host: host})
+		if err != nil {
+			stop()
+			b.Fatal(err)
+		}
+		stops = append(stops, e.Stop)
+		plan.Backends[v] = e
+		targets = append(targets, e.MetricsAddr)
+	}
+	prom, err := promtest.StartEvery(filepath.Join(testbin.Require(b, "prometheus"), "prometheus"), plan.Scrape, targets...)
+	if err != nil {
+		stop()
+		b.Fatal(err)
+	}
+	stops = append(stops, func() { _ = prom.Stop() })
+	plan.PrometheusURL = prom.URL
+	return stop
 }
 
 // startTraffic starts the side and its clients with v1 serving them all.
@@ -221,7 +250,7 @@ type breachResult struct {
 	// canary; the last call any client sends to it.
 	toScrape, toVisible, toMeasured, toAborted, toFirstOff, toLast time.Duration
 	measured                                                       bool
-	interval                                                       time.Duration
+	interval, scrape                                               time.Duration
 	failed                                                         int // calls v2 answered after the breach
 }
 
@@ -238,6 +267,10 @@ func (r *breachResult) report(b *testing.B) {
 		b.ReportMetric(msOf(r.toMeasured), "breach-to-measurement-ms")
 		b.ReportMetric(msOf(r.toMeasured-r.toVisible), "prometheus-to-measurement-ms")
 		b.ReportMetric(msOf(r.toAborted-r.toMeasured), "measurement-to-abort-seen-ms")
+		// Where the measurements fall between the scrapes: just after
+		// one, a measurement sees fresh data at once; just before, it
+		// waits for the next measurement after the scrape.
+		b.ReportMetric(msOf(((r.toMeasured-r.toScrape)%r.scrape+r.scrape)%r.scrape), "measurement-after-scrape-ms")
 		measured = r.toMeasured.String()
 	}
 	b.Logf("from the first failing call: scrape holding it %v, Prometheus over %g %v, failed measurement %s, abort seen %v, first client off the canary %v, last call to v2 %v (analysis interval %v; goal ≤ interval + 100ms met: %v); v2 answered %d calls after the breach",
@@ -310,7 +343,7 @@ func runBreach(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *brea
 		b.Fatalf("%s: %v", s.Name(), err)
 	}
 	r := &breachResult{toScrape: scraped.Sub(firstFail), toVisible: visible.Sub(firstFail), toAborted: aborted.Sub(firstFail),
-		toLast: last.Sub(firstFail), interval: plan.Interval, failed: calls}
+		toLast: last.Sub(firstFail), interval: plan.Interval, scrape: plan.Scrape, failed: calls}
 	firstOff := last
 	for _, t := range c.LastOf("v2", breach) {
 		if !t.IsZero() && t.Before(firstOff) {

@@ -48,6 +48,8 @@ type ReleasePlan struct {
 	Interval time.Duration
 	// RateWindow is the analysis query's rate window (ErrorRatioQuery).
 	RateWindow time.Duration
+	// Scrape is Prometheus's scrape interval.
+	Scrape time.Duration
 	// PrometheusURL is the one Prometheus both products query.
 	PrometheusURL string
 	// Backends run the revisions, by version (v1, v2).

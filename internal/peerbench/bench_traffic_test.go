@@ -46,9 +46,12 @@ func BenchmarkPushToTraffic(b *testing.B) {
 // client sends to the canary (breach-to-last-canary-ms): detection by
 // the analysis, the abort, and the route back to 100% stable on every
 // client. Sluice's goal: at most one analysis interval + 100 ms. The
-// time is also split where Prometheus first answers the query over the
-// threshold (polled every 25 ms): before, the scrape (the same for every
-// side); after, the product's own part.
+// time is also split at what the harness can date (breachResult): the
+// first scrape holding a failure and Prometheus answering the query over
+// the threshold (the same for every side), the product's failed
+// measurement and its abort in its API, and the clients leaving the
+// canary. PEERBENCH_SCRAPE_INTERVAL and PEERBENCH_RATE_WINDOW set
+// Prometheus's scrapes and the query's window for every side.
 //
 //	make peers && go test -run '^$' -bench SLOBreach -benchtime 1x -count 5 -timeout 1h ./internal/peerbench/
 func BenchmarkSLOBreach(b *testing.B) {

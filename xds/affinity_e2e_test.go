@@ -253,3 +253,28 @@ func TestGRPCStickySessions(t *testing.T) {
 		t.Error("no background RPCs ran")
 	}
 }
+
+// TestGRPCCookieAffinityFollowsTheWeights: gRPC ignores cookie hash
+// policies (docs/api.md, SessionAffinity), so with cookie affinity each
+// RPC is hashed at random onto the ring: a session is not pinned, but the
+// split holds, cookie or not.
+func TestGRPCCookieAffinityFollowsTheWeights(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const w = 25
+	p := edit(canaryPlan("reviews", w, []string{"reviews"}), func(p *plan.Plan) {
+		p.Hosts[0].Routes[0].Affinity = &plan.Affinity{Cookie: "session", CookieTTL: time.Hour}
+	})
+	e.publish(t, p)
+	c, _ := e.client(t, "cookie-affinity", "reviews")
+	e.waitAck(t, p)
+	const n = 2000
+	lo, hi := binomial.RingInterval(n, w/100.0, ringSize, binomial.Alpha(2))
+	for _, md := range [][]string{{"cookie", "session=alice"}, nil} {
+		got := xdstest.Calls(t, c, n, md...)
+		t.Logf("%v: %v (interval [%d, %d])", md, got, lo, hi)
+		if got["stable"]+got["canary"] != n || got["canary"] < lo || got["canary"] > hi {
+			t.Errorf("%v: served by %v, want the canary's %d%% share of %d inside [%d, %d]", md, got, w, n, lo, hi)
+		}
+	}
+}

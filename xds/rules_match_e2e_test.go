@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/binomial"
 	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
@@ -256,4 +257,39 @@ func TestGRPCPolicyPerMatch(t *testing.T) {
 		}
 	})
 	wg.Wait()
+}
+
+// TestGRPCHTTPStatusMapping: an abort that gives only an HTTP status
+// reaches a proxyless gRPC client as the code docs/api.md (FaultAbort)
+// says, for every status the mapping names and one it does not.
+func TestGRPCHTTPStatusMapping(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	want := map[int32]codes.Code{
+		400: codes.Internal, 401: codes.Unauthenticated, 403: codes.PermissionDenied, 404: codes.Unimplemented,
+		429: codes.Unavailable, 502: codes.Unavailable, 503: codes.Unavailable, 504: codes.Unavailable,
+		500: codes.Unknown, 418: codes.Unknown,
+	}
+	var routes []plan.Route
+	for httpStatus := range want {
+		s := fmt.Sprint(httpStatus)
+		routes = append(routes, plan.Route{
+			Name:         "abort-" + s,
+			Match:        []plan.Match{header("x-status", plan.HeaderExact, s)},
+			Destinations: split(0),
+			Policy:       &plan.Policy{Fault: &plan.Fault{Abort: &plan.FaultAbort{HTTPStatus: httpStatus, Percent: 100}}},
+		})
+	}
+	p := canaryPlan("reviews", 0, []string{"reviews"}, routes...)
+	e.publish(t, p)
+	c, _ := e.client(t, "status-mapping", "reviews")
+	e.waitAck(t, p)
+	for httpStatus, code := range want {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := c.UnaryCall(metadata.AppendToOutgoingContext(ctx, "x-status", fmt.Sprint(httpStatus)), &grpc_testing.SimpleRequest{})
+		cancel()
+		if got := status.Code(err); got != code {
+			t.Errorf("abort with HTTP %d: %v, want %v", httpStatus, err, code)
+		}
+	}
 }

@@ -101,12 +101,15 @@ func TestGRPCPolicyPerMatch(t *testing.T) {
 	}
 	i32 := func(v int32) *int32 { return &v }
 	d := func(v time.Duration) *metav1.Duration { return &metav1.Duration{Duration: v} }
+	// Generous figures: on a loaded machine (and under -race) a plain
+	// call can take a good part of a second, and must neither hit the
+	// service's timeout nor pass for a delayed one.
 	const (
 		abortPercent = 25
 		delayPercent = 50
-		delay        = time.Second
-		serviceLimit = time.Second
-		patientLimit = 10 * time.Second
+		delay        = 3 * time.Second
+		serviceLimit = 4 * time.Second
+		patientLimit = 30 * time.Second
 	)
 	emptyCall := "/grpc.testing.TestService/EmptyCall"
 	ro := &v1alpha1.Rollout{
@@ -136,7 +139,7 @@ func TestGRPCPolicyPerMatch(t *testing.T) {
 	e.waitAck(t, p)
 
 	call := func(md ...string) (time.Duration, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*patientLimit)
 		defer cancel()
 		start := time.Now()
 		_, err := c.UnaryCall(metadata.AppendToOutgoingContext(ctx, md...), &grpc_testing.SimpleRequest{})
@@ -181,7 +184,7 @@ func TestGRPCPolicyPerMatch(t *testing.T) {
 		var delayed, failed atomic.Int64
 		var inner sync.WaitGroup
 		var next atomic.Int64
-		for range 60 {
+		for range 100 {
 			inner.Go(func() {
 				for next.Add(1) <= n {
 					took, err := call("x-user", "sluggish")
@@ -204,21 +207,19 @@ func TestGRPCPolicyPerMatch(t *testing.T) {
 
 	// Timeouts: the service's limit cuts a slow answer; the patient
 	// rule's longer one lets it through.
-	slow := (serviceLimit + patientLimit) / 4 // well past the service's limit, well inside the rule's
-	wg.Go(func() {
-		for range 3 {
+	slow := 2 * serviceLimit // well past the service's limit, well inside the rule's
+	for range 3 {
+		wg.Go(func() {
 			if _, err := call("x-sleep", slow.String()); status.Code(err) != codes.DeadlineExceeded {
 				t.Errorf("a %s answer under the service's %s timeout: %v, want DEADLINE_EXCEEDED", slow, serviceLimit, err)
 			}
-		}
-	})
-	wg.Go(func() {
-		for range 3 {
+		})
+		wg.Go(func() {
 			if _, err := call("x-user", "patient", "x-sleep", slow.String()); err != nil {
 				t.Errorf("a %s answer under the patient rule's %s timeout: %v, want OK", slow, patientLimit, err)
 			}
-		}
-	})
+		})
+	}
 
 	// Retries: a cookie-matched rule retries the failed first attempt;
 	// the same call without the cookie fails.

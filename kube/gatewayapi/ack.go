@@ -23,8 +23,9 @@ const maxConditionText = 300
 // acknowledged when, for every parentRef, every controller's status for
 // that parent has Accepted=True and ResolvedRefs=True observed at gen or
 // later; rejected (with the controllers' messages) as soon as one of
-// those conditions is False at gen or later; pending otherwise, a
-// condition observed at an older generation included.
+// those conditions is False, or PartiallyInvalid is True, at gen or
+// later; pending otherwise, a condition observed at an older generation
+// included.
 func judge(kind Kind, route *unstructured.Unstructured, gen int64) (engine.AckState, string, error) {
 	var parents []gatewayv1.ParentReference
 	if raw, ok, _ := unstructured.NestedSlice(route.Object, "spec", "parentRefs"); ok {
@@ -84,6 +85,15 @@ func judgeParent(ps gatewayv1.RouteParentStatus, gen int64) (engine.AckState, st
 			bad = append(bad, fmt.Sprintf("%s=False (%s): %s", t,
 				untrusted.Text(c.Reason, 64), untrusted.Text(c.Message, maxConditionText)))
 		}
+	}
+	// PartiallyInvalid=True (GEP-1364): the gateway serves the route
+	// without the rules it found invalid, which may be the ones Sluice
+	// wrote; the plan is not in force as written. Its absence, or False,
+	// is the normal case.
+	if c := meta.FindStatusCondition(ps.Conditions, string(gatewayv1.RouteConditionPartiallyInvalid)); c != nil &&
+		c.Status == metav1.ConditionTrue && c.ObservedGeneration >= gen {
+		bad = append(bad, fmt.Sprintf("%s=True (%s): %s", gatewayv1.RouteConditionPartiallyInvalid,
+			untrusted.Text(c.Reason, 64), untrusted.Text(c.Message, maxConditionText)))
 	}
 	if len(bad) > 0 {
 		return engine.AckRejected, strings.Join(bad, ", ")

@@ -51,9 +51,12 @@ type Publisher struct {
 	mu sync.Mutex
 	// last is, per Rollout, what the last Publish of a plan version left.
 	last map[types.NamespacedName]publication
-	// wrote is, per Rollout, the routes this process wrote for it and
-	// has not released since.
+	// wrote is, per Rollout, the routes this process wrote for it, or
+	// found its record on (adopt), and has not released since.
 	wrote map[types.NamespacedName]map[routeRef]bool
+	// adopted is, per namespace listed, the routes recording each Rollout
+	// not adopted yet (letgo.go).
+	adopted map[string]map[types.NamespacedName][]routeRef
 }
 
 // publication is the outcome of publishing one plan version.
@@ -66,7 +69,8 @@ type publication struct {
 
 // NewPublisher publishes through w.
 func NewPublisher(w *Writer) *Publisher {
-	return &Publisher{Writer: w, last: map[types.NamespacedName]publication{}, wrote: map[types.NamespacedName]map[routeRef]bool{}}
+	return &Publisher{Writer: w, last: map[types.NamespacedName]publication{}, wrote: map[types.NamespacedName]map[routeRef]bool{},
+		adopted: map[string]map[types.NamespacedName][]routeRef{}}
 }
 
 // Publish writes p into every route of ro's routers, in order. A plan the
@@ -82,6 +86,9 @@ func NewPublisher(w *Writer) *Publisher {
 func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.Plan) error {
 	key := types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}
 	routes := Routes(ro)
+	if err := p.adopt(ctx, key); err != nil {
+		return err
+	}
 	if err := p.release(ctx, key, routes); err != nil {
 		return err
 	}
@@ -171,19 +178,32 @@ func (p *Publisher) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, v
 // routes this process wrote for it in the background: the Rollout's
 // per-revision Services go with it, and the managed rules get the
 // backends they were declared with back.
+//
+// The routes are those this process wrote for it and those that still
+// hold its record, whoever wrote them (a leader before this one).
 func (p *Publisher) Forget(key types.NamespacedName) {
 	p.mu.Lock()
 	refs := p.wrote[key]
 	delete(p.wrote, key)
+	if found := p.adopted[key.Namespace]; found != nil {
+		delete(found, key)
+	}
 	p.mu.Unlock()
 	p.forget(key)
 	p.Writer.Forget(key)
-	if len(refs) == 0 {
-		return
-	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
+		if refs == nil {
+			refs = map[routeRef]bool{}
+		}
+		found, err := p.Writer.recorded(ctx, key.Namespace)
+		if err != nil {
+			p.Writer.log.Error(err, "looking for the deleted Rollout's routes", "rollout", key)
+		}
+		for _, ref := range found[key] {
+			refs[ref] = true
+		}
 		for ref := range refs {
 			if err := p.Writer.Release(ctx, ref.kind, ref.namespace, ref.name, key.Name); err != nil {
 				p.Writer.log.Error(err, "the route keeps the deleted Rollout's rules")

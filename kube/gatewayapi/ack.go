@@ -27,24 +27,42 @@ const maxConditionText = 300
 // later; pending otherwise, a condition observed at an older generation
 // included.
 func judge(kind Kind, route *unstructured.Unstructured, gen int64) (engine.AckState, string, error) {
+	v, err := judgeRoute(kind, route, gen)
+	return v.state, v.message, err
+}
+
+// verdict is judge's answer with its count: one answerer per parentRef
+// and controller reporting on it (one for a parent none reports on yet),
+// those that took the generation, and the names of those that have not
+// answered it, as the engine counts xDS nodes.
+type verdict struct {
+	state            engine.AckState
+	message          string
+	answerers, acked int
+	pending          []string
+}
+
+func judgeRoute(kind Kind, route *unstructured.Unstructured, gen int64) (verdict, error) {
+	v := verdict{state: engine.AckPending}
 	var parents []gatewayv1.ParentReference
 	if raw, ok, _ := unstructured.NestedSlice(route.Object, "spec", "parentRefs"); ok {
 		if err := fromUnstructured(raw, &parents); err != nil {
-			return engine.AckPending, "", fmt.Errorf("spec.parentRefs of %s %s: %w", kind, route.GetName(), err)
+			return v, fmt.Errorf("spec.parentRefs of %s %s: %w", kind, route.GetName(), err)
 		}
 	}
 	var status gatewayv1.RouteStatus
 	if raw, ok, _ := unstructured.NestedMap(route.Object, "status"); ok {
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &status); err != nil {
-			return engine.AckPending, "", fmt.Errorf("status of %s %s: %w", kind, route.GetName(), err)
+			return v, fmt.Errorf("status of %s %s: %w", kind, route.GetName(), err)
 		}
 	}
 	ns := route.GetNamespace()
 	where := fmt.Sprintf("%s %s/%s", kind, ns, route.GetName())
 	if len(parents) == 0 {
-		return engine.AckRejected, where + " has no parentRefs: no gateway serves it", nil
+		v.state, v.message = engine.AckRejected, where+" has no parentRefs: no gateway serves it"
+		return v, nil
 	}
-	state := engine.AckAcknowledged
+	v.state = engine.AckAcknowledged
 	var nacks []string
 	for _, p := range parents {
 		found := false
@@ -53,23 +71,29 @@ func judge(kind Kind, route *unstructured.Unstructured, gen int64) (engine.AckSt
 				continue
 			}
 			found = true
+			v.answerers++
+			who := fmt.Sprintf("%s, parent %s (%s)", where, parentName(p, ns), untrusted.Text(string(ps.ControllerName), 128))
 			s, msg := judgeParent(ps, gen)
 			switch s {
 			case engine.AckRejected:
-				nacks = append(nacks, fmt.Sprintf("%s, parent %s (%s): %s", where, parentName(p, ns),
-					untrusted.Text(string(ps.ControllerName), 128), msg))
+				nacks = append(nacks, who+": "+msg)
 			case engine.AckPending:
-				state = engine.AckPending
+				v.state = engine.AckPending
+				v.pending = append(v.pending, who)
+			default:
+				v.acked++
 			}
 		}
 		if !found {
-			state = engine.AckPending
+			v.state = engine.AckPending
+			v.answerers++
+			v.pending = append(v.pending, fmt.Sprintf("%s, parent %s (no controller has reported)", where, parentName(p, ns)))
 		}
 	}
 	if len(nacks) > 0 {
-		return engine.AckRejected, strings.Join(nacks, "; "), nil
+		v.state, v.message = engine.AckRejected, strings.Join(nacks, "; ")
 	}
-	return state, "", nil
+	return v, nil
 }
 
 // judgeParent judges one controller's status for one parent.

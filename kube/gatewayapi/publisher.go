@@ -47,6 +47,8 @@ func Routes(ro *v1alpha1.Rollout) []Route {
 // business: Publish does nothing and Acknowledgement acknowledges.
 type Publisher struct {
 	Writer *Writer
+	// Now is the clock silences are measured by; nil: time.Now.
+	Now func() time.Time
 
 	mu sync.Mutex
 	// last is, per Rollout, what the last Publish of a plan version left.
@@ -57,6 +59,9 @@ type Publisher struct {
 	// adopted is, per namespace listed, the routes recording each Rollout
 	// not adopted yet (letgo.go).
 	adopted map[string]map[types.NamespacedName][]routeRef
+	// written is, per route, the generation holding the last plan and
+	// when it was first seen.
+	written map[routeRef]genSeen
 }
 
 // publication is the outcome of publishing one plan version.
@@ -70,7 +75,7 @@ type publication struct {
 // NewPublisher publishes through w.
 func NewPublisher(w *Writer) *Publisher {
 	return &Publisher{Writer: w, last: map[types.NamespacedName]publication{}, wrote: map[types.NamespacedName]map[routeRef]bool{},
-		adopted: map[string]map[types.NamespacedName][]routeRef{}}
+		adopted: map[string]map[types.NamespacedName][]routeRef{}, written: map[routeRef]genSeen{}}
 }
 
 // Publish writes p into every route of ro's routers, in order. A plan the
@@ -116,7 +121,9 @@ func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.P
 			return err
 		}
 		pub.routes = append(pub.routes, w)
-		p.remember(key, routeRef{kind: w.Kind, namespace: w.Namespace, name: w.Name})
+		ref := routeRef{kind: w.Kind, namespace: w.Namespace, name: w.Name}
+		p.remember(key, ref)
+		p.writtenAt(ref, w.Generation)
 	}
 	p.set(key, pub)
 	return nil
@@ -128,6 +135,12 @@ func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.P
 // it, rejected when one refused it, pending otherwise. A route whose
 // spec changed since Sluice last wrote or checked it is pending until
 // the next Publish has checked it again. Any other version is pending.
+//
+// Each parent's controller counts as a node of the data plane, as xDS
+// proxies do: the answer says how many there are, how many took the
+// version, and which are silent since the generation holding it was
+// written, so that the engine judges a silent gateway as it judges a
+// silent proxy (spec.dataPlane.ackDeadlineSeconds, silentProxies).
 func (p *Publisher) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, version string) (engine.DataPlane, error) {
 	dp := engine.DataPlane{Version: version, State: engine.AckPending}
 	if len(Routes(ro)) == 0 {
@@ -146,22 +159,30 @@ func (p *Publisher) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, v
 	}
 	state := engine.AckAcknowledged
 	var nacks []string
+	var silent []engine.SilentNode
+	changed := false
 	for _, w := range pub.routes {
 		u, err := p.Writer.Route(ctx, w.Kind, w.Namespace, w.Name)
 		if err != nil {
 			return dp, err
 		}
 		if u == nil || u.GetGeneration() != w.Generation {
-			state = engine.AckPending
+			state, changed = engine.AckPending, true
 			continue
 		}
-		s, msg, err := judge(w.Kind, u, w.Generation)
+		v, err := judgeRoute(w.Kind, u, w.Generation)
 		if err != nil {
 			return dp, err
 		}
-		switch s {
+		dp.Subscribed += v.answerers
+		dp.Acked += v.acked
+		since := p.writtenAt(routeRef{kind: w.Kind, namespace: w.Namespace, name: w.Name}, w.Generation)
+		for _, n := range v.pending {
+			silent = append(silent, engine.SilentNode{Name: n, Since: since})
+		}
+		switch v.state {
 		case engine.AckRejected:
-			nacks = append(nacks, msg)
+			nacks = append(nacks, v.message)
 		case engine.AckPending:
 			state = engine.AckPending
 		}
@@ -171,7 +192,42 @@ func (p *Publisher) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, v
 		return dp, nil
 	}
 	dp.State = state
+	if changed {
+		// A route not checked at its generation yet has no count: the
+		// step waits for the next Publish whatever the others say.
+		dp.Subscribed, dp.Acked = 0, 0
+		return dp, nil
+	}
+	slices.SortStableFunc(silent, func(a, b engine.SilentNode) int { return a.Since.Compare(b.Since) })
+	dp.Silent = silent
 	return dp, nil
+}
+
+// writtenAt is when this process first saw ref hold generation gen (its
+// write, or the check that found the plan there): the time a gateway's
+// silence counts from.
+func (p *Publisher) writtenAt(ref routeRef, gen int64) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w, ok := p.written[ref]
+	if !ok || w.generation != gen {
+		w = genSeen{generation: gen, at: p.now()}
+		p.written[ref] = w
+	}
+	return w.at
+}
+
+// genSeen is a route generation and when it was first seen.
+type genSeen struct {
+	generation int64
+	at         time.Time
+}
+
+func (p *Publisher) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
 }
 
 // Forget drops what is remembered of a deleted Rollout, and releases the

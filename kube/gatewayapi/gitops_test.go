@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -310,7 +311,9 @@ func fieldOwners(u *unstructured.Unstructured) map[string]string {
 func runController(t *testing.T, ns string) *apiClient {
 	t.Helper()
 	cfg, scheme := env.Start(t)
-	opts := manager.Options{Scheme: scheme, Cache: cache.Options{ByObject: controller.CacheByObject()}}
+	// Several tests run a manager with the Rollout controller.
+	opts := manager.Options{Scheme: scheme, Cache: cache.Options{ByObject: controller.CacheByObject()},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}}
 	api := &apiClient{}
 	stop := kubetest.RunManager(t, cfg, opts, func(ctx context.Context, mgr manager.Manager) error {
 		ca, err := NewCache(mgr.GetConfig(), cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient()})

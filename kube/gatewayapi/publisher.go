@@ -92,7 +92,12 @@ func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.P
 	key := types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}
 	routes := Routes(ro)
 	if err := p.adopt(ctx, key); err != nil {
-		return err
+		if len(routes) > 0 {
+			return err
+		}
+		// A Rollout without routes is not held up by the look for
+		// records of an earlier one; the next Publish looks again.
+		p.Writer.log.Error(err, "looking for routes a Rollout may have left", "rollout", key)
 	}
 	if err := p.release(ctx, key, routes); err != nil {
 		return err

@@ -40,12 +40,7 @@ func TestGitOpsApplyDoesNotFightGRPC(t *testing.T) {
 	api := runController(t, ns)
 	chatty := playGateway(t, c, GRPCRoute, key)
 	waitFor(t, "healthy", 20*time.Second, func() bool { return healthy(rolloutOf(t, c, ro)) })
-	cur := rolloutOf(t, c, ro)
-	cur.Spec.Template.Spec.Containers[0].Image = "ratings:v2"
-	if err := c.Update(context.Background(), cur); err != nil {
-		t.Fatal(err)
-	}
-	v2, _ := engine.DesiredRevision(&cur.Spec)
+	v2 := updateImage(t, c, ro, "ratings:v2")
 	weighted := []string{
 		fmt.Sprintf("%s:50051=70", workload.ServiceName("ratings", v1)),
 		fmt.Sprintf("%s:50051=30", workload.ServiceName("ratings", v2)),

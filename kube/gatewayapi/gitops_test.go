@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -67,12 +68,7 @@ func TestGitOpsApplyDoesNotFight(t *testing.T) {
 	chatty := playGateway(t, c, HTTPRoute, routeKey)
 	waitFor(t, "healthy", 20*time.Second, func() bool { return healthy(rolloutOf(t, c, ro)) })
 
-	cur := rolloutOf(t, c, ro)
-	cur.Spec.Template.Spec.Containers[0].Image = "reviews:v2"
-	if err := c.Update(context.Background(), cur); err != nil {
-		t.Fatal(err)
-	}
-	v2, _ := engine.DesiredRevision(&cur.Spec)
+	v2 := updateImage(t, c, ro, "reviews:v2")
 	weighted := []string{
 		fmt.Sprintf("%s:9080=70", workload.ServiceName("reviews", v1)),
 		fmt.Sprintf("%s:9080=30", workload.ServiceName("reviews", v2)),
@@ -292,6 +288,27 @@ func writer(prev, cur *unstructured.Unstructured, subresource string) string {
 		}
 	}
 	return strings.Join(changed, "+")
+}
+
+// updateImage sets the Rollout's image while its controller runs, read
+// again when the controller's status write raced the update; it returns
+// the new revision.
+func updateImage(t *testing.T, c client.Client, ro *v1alpha1.Rollout, image string) string {
+	t.Helper()
+	var rev string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := rolloutOf(t, c, ro)
+		cur.Spec.Template.Spec.Containers[0].Image = image
+		var err error
+		if rev, err = engine.DesiredRevision(&cur.Spec); err != nil {
+			return err
+		}
+		return c.Update(context.Background(), cur)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
 }
 
 // fieldOwners is each field manager's managed fields, as JSON text.

@@ -50,9 +50,9 @@ const (
 // field manager and forcing, with a change to an unmanaged rule and to the
 // managed rule's timeout. Sluice puts the plan back with one write that
 // keeps both changes, and then the route stays as it is: every write of
-// the route, from the GitOps apply to quietWindow after Sluice's answer,
-// is counted by field manager from a watch, and the spec was written
-// once by the GitOps tool and once by Sluice.
+// the route, from the GitOps apply to the end of quietWindow after
+// Sluice's answer settled, is counted by field manager from a watch, and
+// the spec was written once by the GitOps tool and once by Sluice.
 func TestGitOpsApplyDoesNotFight(t *testing.T) {
 	c := env.Client(t)
 	routeKey := userRoute(t, c, "sluice-gw-gitops-")
@@ -87,7 +87,7 @@ func TestGitOpsApplyDoesNotFight(t *testing.T) {
 
 	// The GitOps tool applies the user's route again, changed. Every
 	// write of the route from here on is recorded, with the field manager
-	// that made it, until quietWindow after Sluice's answer.
+	// that made it, until the end of the quiet window.
 	edited := userHTTPRoute()
 	edited.Namespace = ns
 	edited.Spec.Rules[2].Filters = append(edited.Spec.Rules[2].Filters, gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterRequestHeaderModifier,
@@ -95,14 +95,13 @@ func TestGitOpsApplyDoesNotFight(t *testing.T) {
 	edited.Spec.Rules[1].Timeouts.Request = ptr.To(gatewayv1.Duration("7s"))
 	before := routeOf(t, c, HTTPRoute, routeKey)
 	rec := recordWrites(t, c, before)
-	applies := api.applies.Load()
+	applied := api.applied.Load()
 	gitopsApply(t, c, edited)
 	waitFor(t, "the plan back in the route", 10*time.Second, managedSends(weighted))
 	settled := routeOf(t, c, HTTPRoute, routeKey)
 	if g := settled.GetGeneration(); g != before.GetGeneration()+2 {
 		t.Errorf("generation %d after the GitOps apply of generation %d: want exactly one write by Sluice after it", g, before.GetGeneration()+1)
 	}
-	answered := time.Now()
 
 	// The route is the GitOps tool's new declaration with the plan in it:
 	// compared with the same declaration stored under another name, so
@@ -128,14 +127,7 @@ func TestGitOpsApplyDoesNotFight(t *testing.T) {
 	// the cached Writer finds it as it left it in its cache. A re-read
 	// from the write that raced the GitOps apply may still be under way:
 	// the count starts once reads have stopped for a while.
-	for quiet, last := 0, api.gets.Load(); quiet < 3; {
-		time.Sleep(300 * time.Millisecond)
-		if now := api.gets.Load(); now == last {
-			quiet++
-		} else {
-			quiet, last = 0, now
-		}
-	}
+	settle(api)
 	reconciles, reads := reconcileCount(t), api.gets.Load()
 	for i := range 5 {
 		poke := rolloutOf(t, c, ro)
@@ -150,27 +142,48 @@ func TestGitOpsApplyDoesNotFight(t *testing.T) {
 		t.Errorf("5 reconciles of an unchanged route read it %d times from the API server, want 0", n)
 	}
 
-	// No flapping: for quietWindow after Sluice's answer nothing writes
-	// the route's spec, while the gateway writes status again and again
-	// (each write wakes the Rollout, whose reconcile reads the route and
-	// finds nothing to write). Counted from the GitOps apply on, per
-	// field manager: the GitOps tool's one write and Sluice's one answer.
+	checkNoFight(t, api, chatty, rec, applied)
+}
+
+// checkNoFight is the end of a GitOps test, once Sluice has answered the
+// GitOps apply: for quietWindow nothing writes the route's spec and
+// Sluice sends it no apply, while the gateway writes status again and
+// again (each write wakes the Rollout, whose reconcile reads the route
+// and finds nothing to write). Counted from the GitOps apply on, per
+// field manager, the spec was written once by the GitOps tool and once
+// by Sluice, whose successful applies since then (applied before it)
+// are that one.
+func checkNoFight(t *testing.T, api *apiClient, chatty *atomic.Bool, rec *writeRecorder, applied int64) {
+	t.Helper()
 	chatty.Store(true)
-	reads = api.gets.Load()
-	time.Sleep(time.Until(answered.Add(quietWindow)))
+	reads, attempts := api.gets.Load(), api.applies.Load()
+	time.Sleep(quietWindow)
 	chatty.Store(false)
 	got := rec.stop()
-	reads, applies = api.gets.Load()-reads, api.applies.Load()-applies
-	t.Logf("from the GitOps apply to %s after Sluice's answer: spec writes by manager %v, status writes by manager %v; Sluice read the route %d times in the quiet part and applied %d times in all",
-		quietWindow, got.spec, got.status, reads, applies)
+	reads, attempts, applied = api.gets.Load()-reads, api.applies.Load()-attempts, api.applied.Load()-applied
+	t.Logf("from the GitOps apply to the end of %s of quiet: spec writes by manager %v, status writes by manager %v; in the quiet part Sluice read the route %d times and sent %d applies; %d successful applies by Sluice in all",
+		quietWindow, got.spec, got.status, reads, attempts, applied)
 	if want := map[string]int{fieldManagerGitOps: 1, FieldManager: 1}; !maps.Equal(got.spec, want) {
 		t.Errorf("spec writes by field manager %v, want %v: a fight", got.spec, want)
 	}
-	if applies != 1 {
-		t.Errorf("Sluice applied %d times, want the one answer to the GitOps apply", applies)
+	if applied != 1 || attempts != 0 {
+		t.Errorf("Sluice applied %d times, and sent %d applies in the quiet part; want its one answer to the GitOps apply, then none", applied, attempts)
 	}
 	if got.statusTotal() < 5 || reads == 0 {
 		t.Errorf("%d status writes woke %d reads by Sluice: the window proved nothing", got.statusTotal(), reads)
+	}
+}
+
+// settle waits until Sluice has stopped reading the route: a re-read
+// from a write that raced the GitOps apply may still be under way.
+func settle(api *apiClient) {
+	for quiet, last := 0, api.gets.Load(); quiet < 3; {
+		time.Sleep(300 * time.Millisecond)
+		if now := api.gets.Load(); now == last {
+			quiet++
+		} else {
+			quiet, last = 0, now
+		}
 	}
 }
 
@@ -430,6 +443,8 @@ type apiClient struct {
 	client.Reader
 	client.Writer
 	gets, applies atomic.Int64
+	// applied counts the applies that succeeded.
+	applied atomic.Int64
 }
 
 func (a *apiClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
@@ -439,7 +454,11 @@ func (a *apiClient) Get(ctx context.Context, key client.ObjectKey, obj client.Ob
 
 func (a *apiClient) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
 	a.applies.Add(1)
-	return a.Writer.Apply(ctx, obj, opts...)
+	err := a.Writer.Apply(ctx, obj, opts...)
+	if err == nil {
+		a.applied.Add(1)
+	}
+	return err
 }
 
 // reconcileCount is how many reconciles the Rollout controllers of this

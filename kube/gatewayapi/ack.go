@@ -23,27 +23,46 @@ const maxConditionText = 300
 // acknowledged when, for every parentRef, every controller's status for
 // that parent has Accepted=True and ResolvedRefs=True observed at gen or
 // later; rejected (with the controllers' messages) as soon as one of
-// those conditions is False at gen or later; pending otherwise, a
-// condition observed at an older generation included.
+// those conditions is False, or PartiallyInvalid is True, at gen or
+// later; pending otherwise, a condition observed at an older generation
+// included.
 func judge(kind Kind, route *unstructured.Unstructured, gen int64) (engine.AckState, string, error) {
+	v, err := judgeRoute(kind, route, gen)
+	return v.state, v.message, err
+}
+
+// verdict is judge's answer with its count: one answerer per parentRef
+// and controller reporting on it (one for a parent none reports on yet),
+// those that took the generation, and the names of those that have not
+// answered it, as the engine counts xDS nodes.
+type verdict struct {
+	state            engine.AckState
+	message          string
+	answerers, acked int
+	pending          []string
+}
+
+func judgeRoute(kind Kind, route *unstructured.Unstructured, gen int64) (verdict, error) {
+	v := verdict{state: engine.AckPending}
 	var parents []gatewayv1.ParentReference
 	if raw, ok, _ := unstructured.NestedSlice(route.Object, "spec", "parentRefs"); ok {
 		if err := fromUnstructured(raw, &parents); err != nil {
-			return engine.AckPending, "", fmt.Errorf("spec.parentRefs of %s %s: %w", kind, route.GetName(), err)
+			return v, fmt.Errorf("spec.parentRefs of %s %s: %w", kind, route.GetName(), err)
 		}
 	}
 	var status gatewayv1.RouteStatus
 	if raw, ok, _ := unstructured.NestedMap(route.Object, "status"); ok {
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &status); err != nil {
-			return engine.AckPending, "", fmt.Errorf("status of %s %s: %w", kind, route.GetName(), err)
+			return v, fmt.Errorf("status of %s %s: %w", kind, route.GetName(), err)
 		}
 	}
 	ns := route.GetNamespace()
 	where := fmt.Sprintf("%s %s/%s", kind, ns, route.GetName())
 	if len(parents) == 0 {
-		return engine.AckRejected, where + " has no parentRefs: no gateway serves it", nil
+		v.state, v.message = engine.AckRejected, where+" has no parentRefs: no gateway serves it"
+		return v, nil
 	}
-	state := engine.AckAcknowledged
+	v.state = engine.AckAcknowledged
 	var nacks []string
 	for _, p := range parents {
 		found := false
@@ -52,23 +71,29 @@ func judge(kind Kind, route *unstructured.Unstructured, gen int64) (engine.AckSt
 				continue
 			}
 			found = true
+			v.answerers++
+			who := fmt.Sprintf("%s, parent %s (%s)", where, parentName(p, ns), untrusted.Text(string(ps.ControllerName), 128))
 			s, msg := judgeParent(ps, gen)
 			switch s {
 			case engine.AckRejected:
-				nacks = append(nacks, fmt.Sprintf("%s, parent %s (%s): %s", where, parentName(p, ns),
-					untrusted.Text(string(ps.ControllerName), 128), msg))
+				nacks = append(nacks, who+": "+msg)
 			case engine.AckPending:
-				state = engine.AckPending
+				v.state = engine.AckPending
+				v.pending = append(v.pending, who)
+			default:
+				v.acked++
 			}
 		}
 		if !found {
-			state = engine.AckPending
+			v.state = engine.AckPending
+			v.answerers++
+			v.pending = append(v.pending, fmt.Sprintf("%s, parent %s (no controller has reported)", where, parentName(p, ns)))
 		}
 	}
 	if len(nacks) > 0 {
-		return engine.AckRejected, strings.Join(nacks, "; "), nil
+		v.state, v.message = engine.AckRejected, strings.Join(nacks, "; ")
 	}
-	return state, "", nil
+	return v, nil
 }
 
 // judgeParent judges one controller's status for one parent.
@@ -84,6 +109,15 @@ func judgeParent(ps gatewayv1.RouteParentStatus, gen int64) (engine.AckState, st
 			bad = append(bad, fmt.Sprintf("%s=False (%s): %s", t,
 				untrusted.Text(c.Reason, 64), untrusted.Text(c.Message, maxConditionText)))
 		}
+	}
+	// PartiallyInvalid=True (GEP-1364): the gateway serves the route
+	// without the rules it found invalid, which may be the ones Sluice
+	// wrote; the plan is not in force as written. Its absence, or False,
+	// is the normal case.
+	if c := meta.FindStatusCondition(ps.Conditions, string(gatewayv1.RouteConditionPartiallyInvalid)); c != nil &&
+		c.Status == metav1.ConditionTrue && c.ObservedGeneration >= gen {
+		bad = append(bad, fmt.Sprintf("%s=True (%s): %s", gatewayv1.RouteConditionPartiallyInvalid,
+			untrusted.Text(c.Reason, 64), untrusted.Text(c.Message, maxConditionText)))
 	}
 	if len(bad) > 0 {
 		return engine.AckRejected, strings.Join(bad, ", ")

@@ -3,6 +3,7 @@ package gatewayapi
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -15,9 +16,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -31,11 +34,10 @@ import (
 )
 
 // quietWindow is how long the route is watched for writes once Sluice has
-// put the plan back after a GitOps apply. Sluice's writes come within
-// milliseconds of the change they answer (the cached Writer's watch wakes
-// the Rollout; the reconciler polls every ackPoll besides), so a few
-// seconds, dozens of poll periods, would show a loop; the window is the
-// issue's 30 s all the same, hundreds of poll periods.
+// put the plan back after a GitOps apply: the 30 s. Sluice's
+// writes come within milliseconds of the change they answer (the cached
+// Writer's watch wakes the Rollout; the reconciler polls every ackPoll
+// besides), so a loop would show hundreds of times over.
 const (
 	quietWindow = 30 * time.Second
 	ackPoll     = 100 * time.Millisecond
@@ -47,8 +49,10 @@ const (
 // a rollout a GitOps tool applies the user's route again, as its own
 // field manager and forcing, with a change to an unmanaged rule and to the
 // managed rule's timeout. Sluice puts the plan back with one write that
-// keeps both changes, and then the route stays as it is: no write at all
-// during quietWindow.
+// keeps both changes, and then the route stays as it is: every write of
+// the route, from the GitOps apply to the end of quietWindow after
+// Sluice's answer settled, is counted by field manager from a watch, and
+// the spec was written once by the GitOps tool and once by Sluice.
 func TestGitOpsApplyDoesNotFight(t *testing.T) {
 	c := env.Client(t)
 	routeKey := userRoute(t, c, "sluice-gw-gitops-")
@@ -64,12 +68,7 @@ func TestGitOpsApplyDoesNotFight(t *testing.T) {
 	chatty := playGateway(t, c, HTTPRoute, routeKey)
 	waitFor(t, "healthy", 20*time.Second, func() bool { return healthy(rolloutOf(t, c, ro)) })
 
-	cur := rolloutOf(t, c, ro)
-	cur.Spec.Template.Spec.Containers[0].Image = "reviews:v2"
-	if err := c.Update(context.Background(), cur); err != nil {
-		t.Fatal(err)
-	}
-	v2, _ := engine.DesiredRevision(&cur.Spec)
+	v2 := updateImage(t, c, ro, "reviews:v2")
 	weighted := []string{
 		fmt.Sprintf("%s:9080=70", workload.ServiceName("reviews", v1)),
 		fmt.Sprintf("%s:9080=30", workload.ServiceName("reviews", v2)),
@@ -86,18 +85,22 @@ func TestGitOpsApplyDoesNotFight(t *testing.T) {
 		return st.CurrentStepIndex != nil && *st.CurrentStepIndex == 1 && st.StepAcknowledgedAt != nil && managedSends(weighted)()
 	})
 
-	// The GitOps tool applies the user's route again, changed.
+	// The GitOps tool applies the user's route again, changed. Every
+	// write of the route from here on is recorded, with the field manager
+	// that made it, until the end of the quiet window.
 	edited := userHTTPRoute()
 	edited.Namespace = ns
 	edited.Spec.Rules[2].Filters = append(edited.Spec.Rules[2].Filters, gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterRequestHeaderModifier,
 		RequestHeaderModifier: &gatewayv1.HTTPHeaderFilter{Set: []gatewayv1.HTTPHeader{{Name: "x-legacy", Value: "1"}}}})
 	edited.Spec.Rules[1].Timeouts.Request = ptr.To(gatewayv1.Duration("7s"))
-	before := routeOf(t, c, HTTPRoute, routeKey).GetGeneration()
+	before := routeOf(t, c, HTTPRoute, routeKey)
+	rec := recordWrites(t, c, before)
+	applied := api.applied.Load()
 	gitopsApply(t, c, edited)
 	waitFor(t, "the plan back in the route", 10*time.Second, managedSends(weighted))
 	settled := routeOf(t, c, HTTPRoute, routeKey)
-	if g := settled.GetGeneration(); g != before+2 {
-		t.Errorf("generation %d after the GitOps apply of generation %d: want exactly one write by Sluice after it", g, before+1)
+	if g := settled.GetGeneration(); g != before.GetGeneration()+2 {
+		t.Errorf("generation %d after the GitOps apply of generation %d: want exactly one write by Sluice after it", g, before.GetGeneration()+1)
 	}
 
 	// The route is the GitOps tool's new declaration with the plan in it:
@@ -124,14 +127,7 @@ func TestGitOpsApplyDoesNotFight(t *testing.T) {
 	// the cached Writer finds it as it left it in its cache. A re-read
 	// from the write that raced the GitOps apply may still be under way:
 	// the count starts once reads have stopped for a while.
-	for quiet, last := 0, api.gets.Load(); quiet < 3; {
-		time.Sleep(300 * time.Millisecond)
-		if now := api.gets.Load(); now == last {
-			quiet++
-		} else {
-			quiet, last = 0, now
-		}
-	}
+	settle(api)
 	reconciles, reads := reconcileCount(t), api.gets.Load()
 	for i := range 5 {
 		poke := rolloutOf(t, c, ro)
@@ -146,42 +142,186 @@ func TestGitOpsApplyDoesNotFight(t *testing.T) {
 		t.Errorf("5 reconciles of an unchanged route read it %d times from the API server, want 0", n)
 	}
 
-	// No flapping: nothing writes the route's spec during the window,
-	// while the gateway writes status again and again (each write wakes
-	// the Rollout, whose reconcile reads the route and finds nothing to
-	// write).
-	w, err := c.Watch(context.Background(), &gatewayv1.HTTPRouteList{}, client.InNamespace(ns))
+	checkNoFight(t, api, chatty, rec, applied)
+}
+
+// checkNoFight is the end of a GitOps test, once Sluice has answered the
+// GitOps apply: for quietWindow nothing writes the route's spec and
+// Sluice sends it no apply, while the gateway writes status again and
+// again (each write wakes the Rollout, whose reconcile reads the route
+// and finds nothing to write). Counted from the GitOps apply on, per
+// field manager, the spec was written once by the GitOps tool and once
+// by Sluice, whose successful applies since then (applied before it)
+// are that one.
+func checkNoFight(t *testing.T, api *apiClient, chatty *atomic.Bool, rec *writeRecorder, applied int64) {
+	t.Helper()
+	chatty.Store(true)
+	reads, attempts := api.gets.Load(), api.applies.Load()
+	time.Sleep(quietWindow)
+	chatty.Store(false)
+	got := rec.stop()
+	reads, attempts, applied = api.gets.Load()-reads, api.applies.Load()-attempts, api.applied.Load()-applied
+	t.Logf("from the GitOps apply to the end of %s of quiet: spec writes by manager %v, status writes by manager %v; in the quiet part Sluice read the route %d times and sent %d applies; %d successful applies by Sluice in all",
+		quietWindow, got.spec, got.status, reads, attempts, applied)
+	if want := map[string]int{fieldManagerGitOps: 1, FieldManager: 1}; !maps.Equal(got.spec, want) {
+		t.Errorf("spec writes by field manager %v, want %v: a fight", got.spec, want)
+	}
+	if applied != 1 || attempts != 0 {
+		t.Errorf("Sluice applied %d times, and sent %d applies in the quiet part; want its one answer to the GitOps apply, then none", applied, attempts)
+	}
+	if got.statusTotal() < 5 || reads == 0 {
+		t.Errorf("%d status writes woke %d reads by Sluice: the window proved nothing", got.statusTotal(), reads)
+	}
+}
+
+// settle waits until Sluice has stopped reading the route: a re-read
+// from a write that raced the GitOps apply may still be under way.
+func settle(api *apiClient) {
+	for quiet, last := 0, api.gets.Load(); quiet < 3; {
+		time.Sleep(300 * time.Millisecond)
+		if now := api.gets.Load(); now == last {
+			quiet++
+		} else {
+			quiet, last = 0, now
+		}
+	}
+}
+
+// writes are a route's writes as a watch saw them, counted by the field
+// manager that made them: spec writes (the generation moved) and status
+// writes.
+type writes struct {
+	spec, status map[string]int
+}
+
+func (w writes) statusTotal() int {
+	n := 0
+	for _, v := range w.status {
+		n += v
+	}
+	return n
+}
+
+// writeRecorder watches one route and counts its writes by field manager
+// until stop.
+type writeRecorder struct {
+	w    watch.Interface
+	done chan writes
+}
+
+// recordWrites watches the route from obj's resourceVersion on.
+func recordWrites(t *testing.T, c client.WithWatch, obj *unstructured.Unstructured) *writeRecorder {
+	t.Helper()
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(obj.GroupVersionKind().GroupVersion().WithKind(obj.GetKind() + "List"))
+	w, err := c.Watch(context.Background(), list, client.InNamespace(obj.GetNamespace()),
+		client.MatchingFields{"metadata.name": obj.GetName()}, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: obj.GetResourceVersion()}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Stop()
-	chatty.Store(true)
-	reads, applies := api.gets.Load(), api.applies.Load()
-	gen, writes, events := settled.GetGeneration(), 0, 0
-	deadline := time.After(quietWindow)
-	for done := false; !done; {
-		select {
-		case ev := <-w.ResultChan():
-			if r, ok := ev.Object.(*gatewayv1.HTTPRoute); ok && ev.Type == watch.Modified && r.Name == "reviews" {
-				events++
-				if r.Generation != gen {
-					writes++
-					gen = r.Generation
-				}
+	r := &writeRecorder{w: w, done: make(chan writes, 1)}
+	go func() {
+		out := writes{spec: map[string]int{}, status: map[string]int{}}
+		prev := obj
+		for ev := range w.ResultChan() {
+			u, ok := ev.Object.(*unstructured.Unstructured)
+			if !ok || ev.Type != watch.Modified {
+				continue
 			}
-		case <-deadline:
-			done = true
+			if u.GetGeneration() != prev.GetGeneration() {
+				out.spec[writer(prev, u, "")]++
+			} else {
+				out.status[writer(prev, u, "status")]++
+			}
+			prev = u
+		}
+		r.done <- out
+	}()
+	return r
+}
+
+func (r *writeRecorder) stop() writes {
+	r.w.Stop()
+	return <-r.done
+}
+
+// writer names the field manager whose write turned prev into cur, from
+// their managedFields entries for subresource: the entry that is new or
+// changed (time or fields); when several changed (a forced apply takes
+// fields from other managers, whose entries shrink), the one that owns
+// more fields than before; when none changed, the only manager of
+// subresource (a write within the second of its last, of the same
+// fields); "?" when none can be told.
+func writer(prev, cur *unstructured.Unstructured, subresource string) string {
+	type entry struct {
+		time   string
+		fields string
+	}
+	entries := func(u *unstructured.Unstructured) map[string]entry {
+		out := map[string]entry{}
+		for _, m := range u.GetManagedFields() {
+			if m.Subresource != subresource {
+				continue
+			}
+			e := entry{}
+			if m.Time != nil {
+				e.time = m.Time.UTC().String()
+			}
+			if m.FieldsV1 != nil {
+				e.fields = string(m.FieldsV1.Raw)
+			}
+			out[m.Manager] = e
+		}
+		return out
+	}
+	before, after := entries(prev), entries(cur)
+	var changed []string
+	for m, e := range after {
+		if b, ok := before[m]; !ok || b != e {
+			changed = append(changed, m)
 		}
 	}
-	chatty.Store(false)
-	reads, applies = api.gets.Load()-reads, api.applies.Load()-applies
-	t.Logf("in %s: %d changes of the route, %d of its spec; Sluice read it %d times and applied %d times", quietWindow, events, writes, reads, applies)
-	if writes != 0 || applies != 0 {
-		t.Errorf("%d writes of the route's spec and %d applies by Sluice in %s after it settled: a fight", writes, applies, quietWindow)
+	switch len(changed) {
+	case 0:
+		// The same manager wrote the same fields within the second its
+		// entry shows: the entry does not change.
+		if len(after) == 1 {
+			for m := range after {
+				return m
+			}
+		}
+		return "?"
+	case 1:
+		return changed[0]
 	}
-	if events < 5 || reads == 0 {
-		t.Errorf("%d status changes woke %d reads by Sluice: the window proved nothing", events, reads)
+	slices.Sort(changed)
+	for _, m := range changed {
+		if b, ok := before[m]; !ok || len(after[m].fields) > len(b.fields) || after[m].time > b.time {
+			return m
+		}
 	}
+	return strings.Join(changed, "+")
+}
+
+// updateImage sets the Rollout's image while its controller runs, read
+// again when the controller's status write raced the update; it returns
+// the new revision.
+func updateImage(t *testing.T, c client.Client, ro *v1alpha1.Rollout, image string) string {
+	t.Helper()
+	var rev string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := rolloutOf(t, c, ro)
+		cur.Spec.Template.Spec.Containers[0].Image = image
+		var err error
+		if rev, err = engine.DesiredRevision(&cur.Spec); err != nil {
+			return err
+		}
+		return c.Update(context.Background(), cur)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
 }
 
 // fieldOwners is each field manager's managed fields, as JSON text.
@@ -201,7 +341,9 @@ func fieldOwners(u *unstructured.Unstructured) map[string]string {
 func runController(t *testing.T, ns string) *apiClient {
 	t.Helper()
 	cfg, scheme := env.Start(t)
-	opts := manager.Options{Scheme: scheme, Cache: cache.Options{ByObject: controller.CacheByObject()}}
+	// Several tests run a manager with the Rollout controller.
+	opts := manager.Options{Scheme: scheme, Cache: cache.Options{ByObject: controller.CacheByObject()},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}}
 	api := &apiClient{}
 	stop := kubetest.RunManager(t, cfg, opts, func(ctx context.Context, mgr manager.Manager) error {
 		ca, err := NewCache(mgr.GetConfig(), cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient()})
@@ -301,6 +443,8 @@ type apiClient struct {
 	client.Reader
 	client.Writer
 	gets, applies atomic.Int64
+	// applied counts the applies that succeeded.
+	applied atomic.Int64
 }
 
 func (a *apiClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
@@ -310,7 +454,11 @@ func (a *apiClient) Get(ctx context.Context, key client.ObjectKey, obj client.Ob
 
 func (a *apiClient) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
 	a.applies.Add(1)
-	return a.Writer.Apply(ctx, obj, opts...)
+	err := a.Writer.Apply(ctx, obj, opts...)
+	if err == nil {
+		a.applied.Add(1)
+	}
+	return err
 }
 
 // reconcileCount is how many reconciles the Rollout controllers of this

@@ -47,13 +47,21 @@ func Routes(ro *v1alpha1.Rollout) []Route {
 // business: Publish does nothing and Acknowledgement acknowledges.
 type Publisher struct {
 	Writer *Writer
+	// Now is the clock silences are measured by; nil: time.Now.
+	Now func() time.Time
 
 	mu sync.Mutex
 	// last is, per Rollout, what the last Publish of a plan version left.
 	last map[types.NamespacedName]publication
-	// wrote is, per Rollout, the routes this process wrote for it and
-	// has not released since.
+	// wrote is, per Rollout, the routes this process wrote for it, or
+	// found its record on (adopt), and has not released since.
 	wrote map[types.NamespacedName]map[routeRef]bool
+	// adopted is, per namespace listed, the routes recording each Rollout
+	// not adopted yet (letgo.go).
+	adopted map[string]map[types.NamespacedName][]routeRef
+	// written is, per route, the generation holding the last plan and
+	// when it was first seen.
+	written map[routeRef]genSeen
 }
 
 // publication is the outcome of publishing one plan version.
@@ -66,7 +74,8 @@ type publication struct {
 
 // NewPublisher publishes through w.
 func NewPublisher(w *Writer) *Publisher {
-	return &Publisher{Writer: w, last: map[types.NamespacedName]publication{}, wrote: map[types.NamespacedName]map[routeRef]bool{}}
+	return &Publisher{Writer: w, last: map[types.NamespacedName]publication{}, wrote: map[types.NamespacedName]map[routeRef]bool{},
+		adopted: map[string]map[types.NamespacedName][]routeRef{}, written: map[routeRef]genSeen{}}
 }
 
 // Publish writes p into every route of ro's routers, in order. A plan the
@@ -82,6 +91,14 @@ func NewPublisher(w *Writer) *Publisher {
 func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.Plan) error {
 	key := types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}
 	routes := Routes(ro)
+	if err := p.adopt(ctx, key); err != nil {
+		if len(routes) > 0 {
+			return err
+		}
+		// A Rollout without routes is not held up by the look for
+		// records of an earlier one; the next Publish looks again.
+		p.Writer.log.Error(err, "looking for routes a Rollout may have left", "rollout", key)
+	}
 	if err := p.release(ctx, key, routes); err != nil {
 		return err
 	}
@@ -109,7 +126,9 @@ func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.P
 			return err
 		}
 		pub.routes = append(pub.routes, w)
-		p.remember(key, routeRef{kind: w.Kind, namespace: w.Namespace, name: w.Name})
+		ref := routeRef{kind: w.Kind, namespace: w.Namespace, name: w.Name}
+		p.remember(key, ref)
+		p.writtenAt(ref, w.Generation)
 	}
 	p.set(key, pub)
 	return nil
@@ -121,6 +140,12 @@ func (p *Publisher) Publish(ctx context.Context, ro *v1alpha1.Rollout, pl plan.P
 // it, rejected when one refused it, pending otherwise. A route whose
 // spec changed since Sluice last wrote or checked it is pending until
 // the next Publish has checked it again. Any other version is pending.
+//
+// Each parent's controller counts as a node of the data plane, as xDS
+// proxies do: the answer says how many there are, how many took the
+// version, and which are silent since the generation holding it was
+// written, so that the engine judges a silent gateway as it judges a
+// silent proxy (spec.dataPlane.ackDeadlineSeconds, silentProxies).
 func (p *Publisher) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, version string) (engine.DataPlane, error) {
 	dp := engine.DataPlane{Version: version, State: engine.AckPending}
 	if len(Routes(ro)) == 0 {
@@ -139,22 +164,30 @@ func (p *Publisher) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, v
 	}
 	state := engine.AckAcknowledged
 	var nacks []string
+	var silent []engine.SilentNode
+	changed := false
 	for _, w := range pub.routes {
 		u, err := p.Writer.Route(ctx, w.Kind, w.Namespace, w.Name)
 		if err != nil {
 			return dp, err
 		}
 		if u == nil || u.GetGeneration() != w.Generation {
-			state = engine.AckPending
+			state, changed = engine.AckPending, true
 			continue
 		}
-		s, msg, err := judge(w.Kind, u, w.Generation)
+		v, err := judgeRoute(w.Kind, u, w.Generation)
 		if err != nil {
 			return dp, err
 		}
-		switch s {
+		dp.Subscribed += v.answerers
+		dp.Acked += v.acked
+		since := p.writtenAt(routeRef{kind: w.Kind, namespace: w.Namespace, name: w.Name}, w.Generation)
+		for _, n := range v.pending {
+			silent = append(silent, engine.SilentNode{Name: n, Since: since})
+		}
+		switch v.state {
 		case engine.AckRejected:
-			nacks = append(nacks, msg)
+			nacks = append(nacks, v.message)
 		case engine.AckPending:
 			state = engine.AckPending
 		}
@@ -164,26 +197,74 @@ func (p *Publisher) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, v
 		return dp, nil
 	}
 	dp.State = state
+	if changed {
+		// A route not checked at its generation yet has no count: the
+		// step waits for the next Publish whatever the others say.
+		dp.Subscribed, dp.Acked = 0, 0
+		return dp, nil
+	}
+	slices.SortStableFunc(silent, func(a, b engine.SilentNode) int { return a.Since.Compare(b.Since) })
+	dp.Silent = silent
 	return dp, nil
+}
+
+// writtenAt is when this process first saw ref hold generation gen (its
+// write, or the check that found the plan there): the time a gateway's
+// silence counts from.
+func (p *Publisher) writtenAt(ref routeRef, gen int64) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w, ok := p.written[ref]
+	if !ok || w.generation != gen {
+		w = genSeen{generation: gen, at: p.now()}
+		p.written[ref] = w
+	}
+	return w.at
+}
+
+// genSeen is a route generation and when it was first seen.
+type genSeen struct {
+	generation int64
+	at         time.Time
+}
+
+func (p *Publisher) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
 }
 
 // Forget drops what is remembered of a deleted Rollout, and releases the
 // routes this process wrote for it in the background: the Rollout's
 // per-revision Services go with it, and the managed rules get the
 // backends they were declared with back.
+//
+// The routes are those this process wrote for it and those that still
+// hold its record, whoever wrote them (a leader before this one).
 func (p *Publisher) Forget(key types.NamespacedName) {
 	p.mu.Lock()
 	refs := p.wrote[key]
 	delete(p.wrote, key)
+	if found := p.adopted[key.Namespace]; found != nil {
+		delete(found, key)
+	}
 	p.mu.Unlock()
 	p.forget(key)
 	p.Writer.Forget(key)
-	if len(refs) == 0 {
-		return
-	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
+		if refs == nil {
+			refs = map[routeRef]bool{}
+		}
+		found, err := p.Writer.recorded(ctx, key.Namespace)
+		if err != nil {
+			p.Writer.log.Error(err, "looking for the deleted Rollout's routes", "rollout", key)
+		}
+		for _, ref := range found[key] {
+			refs[ref] = true
+		}
 		for ref := range refs {
 			if err := p.Writer.Release(ctx, ref.kind, ref.namespace, ref.name, key.Name); err != nil {
 				p.Writer.log.Error(err, "the route keeps the deleted Rollout's rules")

@@ -29,6 +29,9 @@ import (
 // costs a conflict and a retry.
 type Client interface {
 	getter
+	// List finds the routes holding a record of a Rollout that the
+	// running process did not write (letgo.go).
+	List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error
 	Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error
 }
 

@@ -44,10 +44,10 @@ package manager
 // name, whose named rules Sluice changes with server-side apply (patch),
 // created only when the router says create; listed and watched (those
 // labelled sluice.dev/routing only) for drift and for the gateways'
-// status, which acknowledges a step. Never updated, never deleted: a
+// status, which acknowledges a step (read with the route: no access to
+// the status subresource is needed). Never updated, never deleted: a
 // route Sluice created goes with its Rollout (owner reference).
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes,verbs=get;list;watch;patch;create
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes/status;grpcroutes/status,verbs=get
 //
 // Credentials an AnalysisTemplate references (bearer token, basic auth)
 // and a GitSource's secretRef (Git credentials, webhook secret), read one

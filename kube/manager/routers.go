@@ -3,9 +3,11 @@ package manager
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/sluicehq/sluice/kube/controller"
 	"github.com/sluicehq/sluice/kube/gatewayapi"
@@ -29,8 +31,39 @@ func (c *Controller) gatewayRouter() (*gatewayapi.Publisher, error) {
 	if err := mgr.Add(w); err != nil {
 		return nil, fmt.Errorf("add gateway API writer: %w", err)
 	}
-	return gatewayapi.NewPublisher(w), nil
+	pub := gatewayapi.NewPublisher(w)
+	if err := mgr.Add(c.routeSweep(pub)); err != nil {
+		return nil, fmt.Errorf("add gateway API route sweep: %w", err)
+	}
+	return pub, nil
 }
+
+// routeSweep runs once each time this replica starts leading: the routes
+// still holding the record of a Rollout deleted while no controller ran
+// (or before this leader wrote its routes) get back what Sluice changed.
+// A failed sweep is tried again, every sweepRetry, until one succeeds.
+func (c *Controller) routeSweep(pub *gatewayapi.Publisher) manager.Runnable {
+	exists := gatewayapi.RolloutExists(c.mgr.GetAPIReader())
+	log := c.log.WithName("gateway-api")
+	// A manager.RunnableFunc needs leader election.
+	return manager.RunnableFunc(func(ctx context.Context) error {
+		for {
+			err := pub.Sweep(ctx, c.cfg.WatchNamespaces, exists)
+			if err == nil {
+				return nil
+			}
+			log.Error(err, "sweeping the routes of deleted Rollouts; trying again", "in", sweepRetry)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(sweepRetry):
+			}
+		}
+	})
+}
+
+// sweepRetry is how long a failed route sweep waits before the next try.
+const sweepRetry = 30 * time.Second
 
 // routerCacheOptions are the options of a router's cache of its own:
 // the manager's scheme, REST mapper, HTTP client and namespaces.

@@ -11,7 +11,7 @@ include tools/tools.mk
 GO ?= go
 # -race needs cgo, hence a C compiler; `make test GOTEST_FLAGS=-count=1`
 # runs without one.
-GOTEST_FLAGS ?= -race -count=1
+GOTEST_FLAGS ?= -race -count=1 -timeout 25m
 
 CONTROLLER_GEN := $(TOOLS_BIN)/controller-gen
 # The API package: source of the deepcopy code and the CRDs.

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -99,6 +100,12 @@ func (e *Env) start(dir string, crds []string) error {
 		BinaryAssetsDirectory: dir,
 		Scheme:                e.scheme,
 		CRDInstallOptions:     envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true},
+	}
+	if os.Getenv("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT") == "" {
+		// envtest's 20 s is short for a kube-apiserver built with -race
+		// and started next to a loaded suite on two cores: a slow start
+		// is not a failure of the code under test.
+		e.env.ControlPlaneStartTimeout = 3 * time.Minute
 	}
 	cfg, err := e.env.Start()
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -82,7 +81,7 @@ func TestCanaryWalksStepsAndPromotes(t *testing.T) {
 		t.Errorf("no ScaledDown event in %v", h.ev.all())
 	}
 	ns, name := h.key.Namespace, h.key.Name
-	if v := testutil.ToFloat64(phaseGauge.WithLabelValues(ns, name, "Healthy")); v != 1 {
+	if v := phaseGauge.Phase(ns, name, "Healthy"); v != 1 {
 		t.Errorf("sluice_rollout_phase{phase=Healthy} = %v, want 1", v)
 	}
 	if v := analysisCounter.Value(ns, name, "Step", "Successful"); v != 1 {

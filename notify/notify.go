@@ -10,8 +10,11 @@
 // dropped: the newest says where the rollout is now, which is what a reader
 // needs; each drop increments sluice_notify_dropped_total.
 //
-// Notifications are best effort: they are not persisted, so those queued at
-// a crash are lost. Status and history in the state store are the record.
+// This package keeps nothing on disk: what Notify queued is lost in a
+// crash. Durable delivery is the caller's, through Send, which reports when
+// every target is done with a notification: `sluice run` keeps an outbox in
+// its state file, controller mode keeps status.pendingNotifications, and
+// both send again, under the same delivery ID, what a crash left unsent.
 package notify
 
 import (
@@ -315,6 +318,18 @@ func newTarget(tc Target, size int) (*target, error) {
 // Notify queues n for every target whose filter selects it, and returns at
 // once: it never waits for the network or a full queue.
 func (nf *Notifier) Notify(n Notification) { nf.send(n, nil) }
+
+// Selects reports whether any target's filter selects n: a caller that
+// records notifications durably (an outbox) need not record one that no
+// target would be sent.
+func (nf *Notifier) Selects(n Notification) bool {
+	for _, t := range nf.targets {
+		if t.filter.Match(n.Type, n.Reason) {
+			return true
+		}
+	}
+	return false
+}
 
 // Send is Notify for a caller that keeps notifications durably until they
 // are sent (an outbox): done is called once, when every target selecting

@@ -16,6 +16,7 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -118,6 +119,7 @@ func TestScopeOf(t *testing.T) {
 // reviews) and b/ratings (host ratings), each with real backends.
 type meshEnv struct {
 	srv     *Server
+	reg     *prometheus.Registry
 	addr    string
 	ca      *testCA
 	files   TLSFiles
@@ -127,7 +129,7 @@ type meshEnv struct {
 
 func newMeshEnv(t *testing.T, authz Authorization) *meshEnv {
 	t.Helper()
-	e := &meshEnv{ca: newTestCA(t)}
+	e := &meshEnv{ca: newTestCA(t), reg: prometheus.NewRegistry()}
 	e.files = e.ca.serverFiles(t)
 	eps := NewStatic()
 	for _, s := range []struct{ ns, name string }{{"a", "reviews"}, {"b", "ratings"}} {
@@ -135,7 +137,7 @@ func newMeshEnv(t *testing.T, authz Authorization) *meshEnv {
 		must(t, eps.Set(s.ns, s.name, revCanary, xdstest.Backend(t, "127.0.0.1", s.name+"-canary")))
 	}
 	var err error
-	e.srv, err = New(Options{TLS: &e.files, Endpoints: eps, Logger: quiet, Authorization: authz})
+	e.srv, err = New(Options{TLS: &e.files, Endpoints: eps, Logger: quiet, Authorization: authz, Registerer: e.reg})
 	must(t, err)
 	e.addr = serve(t, e.srv)
 	e.reviews = inNamespace("a", canaryPlan("reviews", 0, []string{"reviews"}))
@@ -171,11 +173,22 @@ func (e *meshEnv) conn(t *testing.T, id string) *grpc.ClientConn {
 // error: nil once the route works.
 func (e *meshEnv) grpcClient(t *testing.T, id, target string, wait time.Duration) (grpc_testing.TestServiceClient, error) {
 	t.Helper()
+	return e.grpcClientAs(t, id, id+"/pod-1", target, wait)
+}
+
+// grpcClientAs is grpcClient with a certificate naming certID (none when
+// empty) and a node id of its own.
+func (e *meshEnv) grpcClientAs(t *testing.T, certID, nodeID, target string, wait time.Duration) (grpc_testing.TestServiceClient, error) {
+	t.Helper()
 	dir := t.TempDir()
-	cc, ck := e.ca.issue(t, 50, "client", x509.ExtKeyUsageClientAuth, id)
-	files := map[string][]byte{"ca.pem": e.ca.pem, "cert.pem": cc, "key.pem": ck}
-	for name, b := range files {
-		writeFile(t, filepath.Join(dir, name), b)
+	writeFile(t, filepath.Join(dir, "ca.pem"), e.ca.pem)
+	creds := map[string]string{"ca_certificate_file": filepath.Join(dir, "ca.pem")}
+	if certID != "" {
+		cc, ck := e.ca.issue(t, 50, "client", x509.ExtKeyUsageClientAuth, certID)
+		writeFile(t, filepath.Join(dir, "cert.pem"), cc)
+		writeFile(t, filepath.Join(dir, "key.pem"), ck)
+		creds["certificate_file"] = filepath.Join(dir, "cert.pem")
+		creds["private_key_file"] = filepath.Join(dir, "key.pem")
 	}
 	type server struct {
 		URI      string           `json:"server_uri"`
@@ -186,12 +199,8 @@ func (e *meshEnv) grpcClient(t *testing.T, id, target string, wait time.Duration
 		Servers []server          `json:"xds_servers"`
 		Node    map[string]string `json:"node"`
 	}{
-		Servers: []server{{URI: e.addr, Features: []string{"xds_v3"}, Creds: []map[string]any{{"type": "tls", "config": map[string]string{
-			"ca_certificate_file": filepath.Join(dir, "ca.pem"),
-			"certificate_file":    filepath.Join(dir, "cert.pem"),
-			"private_key_file":    filepath.Join(dir, "key.pem"),
-		}}}}},
-		Node: map[string]string{"id": id + "/pod-1", "cluster": "echo"},
+		Servers: []server{{URI: e.addr, Features: []string{"xds_v3"}, Creds: []map[string]any{{"type": "tls", "config": creds}}}},
+		Node:    map[string]string{"id": nodeID, "cluster": "echo"},
 	})
 	must(t, err)
 	rb, err := grpcxds.NewXDSResolverWithConfigForTesting(bootstrap)
@@ -373,6 +382,20 @@ func TestForgedNackFromAnotherNamespaceChangesNothing(t *testing.T) {
 	if st.Subscribed != 1 || !st.Converged() || len(st.Rejected) != 0 {
 		t.Errorf("a/reviews after b's forged NACK: %+v, want 1 node, converged, no rejection", st)
 	}
+	// A real proxyless client of a, connected after the forged NACK, is
+	// served a's routes, and its ACK is what counts.
+	ga, err := e.grpcClient(t, identity("a"), "reviews", 20*time.Second)
+	if err != nil {
+		t.Fatalf("a's grpc-go client after b's forged NACK: %v", err)
+	}
+	if got := xdstest.Calls(t, ga, 10); got["reviews-stable"] != 10 {
+		t.Errorf("a's grpc-go client served by %v, want reviews-stable", got)
+	}
+	poll.Within(t, 10*time.Second, "a's two nodes applied reviews, no rejection", func() bool {
+		st := e.srv.Status("a/reviews", e.reviews.Version)
+		return st.Subscribed == 2 && st.Converged() && len(st.Rejected) == 0
+	})
+	st = e.srv.Status("a/reviews", e.reviews.Version)
 	if dp := st.DataPlane(); dp.State != engine.AckAcknowledged {
 		t.Errorf("a's observation %+v, want Acknowledged", dp)
 	}

@@ -1,10 +1,11 @@
 package controller
 
 import (
+	"fmt"
+
 	k8sevents "k8s.io/client-go/tools/events"
 
 	"github.com/sluicehq/sluice/internal/untrusted"
-	"github.com/sluicehq/sluice/notify"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
@@ -13,12 +14,6 @@ const (
 	maxEventNote   = 1024
 	maxEventAction = 128
 )
-
-// Notifier is told of every engine Event once the status it came with is
-// persisted: controller mode's notifications (notify.Notifier).
-type Notifier interface {
-	Notify(notify.Notification)
-}
 
 // EventRecorder is the events.k8s.io/v1 recorder the reconciler writes
 // with (the manager's GetEventRecorder).
@@ -42,14 +37,17 @@ func (r *Reconciler) event(ro *v1alpha1.Rollout, typ, reason, note string) {
 	r.Events.Eventf(ro, nil, typ, reason, untrusted.Text(note, maxEventAction), "%s", note)
 }
 
-// engineEvents records the engine Events of a persisted status and hands
-// them to the Notifier.
+// engineEvents records the engine Events of a persisted status and sends
+// the notifications that status lists as pending (notifications.go).
 func (r *Reconciler) engineEvents(rc *reconcileContext) {
 	ro := rc.ro
 	for _, ev := range rc.out.Events {
 		r.event(ro, string(ev.Type), ev.Reason, ev.Message)
-		if r.Notifier != nil {
-			r.Notifier.Notify(notify.FromEvent(ro.Namespace, ro.Name, ev, &ro.Status, rc.now))
-		}
 	}
+	if rc.droppedNotifications > 0 {
+		r.event(ro, "Warning", "NotificationsDropped", fmt.Sprintf(
+			"%d undelivered notifications dropped, oldest first: at most %d are kept in status",
+			rc.droppedNotifications, v1alpha1.MaxPendingNotifications))
+	}
+	r.sendPending(rc)
 }

@@ -49,6 +49,9 @@ type reconcileContext struct {
 	// reverted is set when act ran a Git write-back attempt, whose result
 	// the next reconcile takes in.
 	reverted bool
+	// droppedNotifications counts pending notifications persist left out
+	// to keep the list within its bound.
+	droppedNotifications int
 }
 
 func newReconcileContext(ro *v1alpha1.Rollout, now time.Time) *reconcileContext {
@@ -175,6 +178,7 @@ func (r *Reconciler) step(_ context.Context, _ *statusPatcher, rc *reconcileCont
 // record.
 func (r *Reconciler) persist(ctx context.Context, sp *statusPatcher, rc *reconcileContext) error {
 	rc.ro.Status = *rc.out.Status.DeepCopy()
+	rc.ro.Status.PendingNotifications = r.pendingNotifications(rc)
 	countPods(rc)
 	if r.GitSync != nil {
 		rc.ro.Status.GitSync = r.GitSync.GitSync(ctx, rc.ro)

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -67,8 +68,8 @@ type Reconciler struct {
 	// Recorder is the older core/v1 recorder, used only when Events is
 	// nil; the manager sets Events.
 	Recorder record.EventRecorder
-	// Notifier, when set, is told of every engine Event of a persisted
-	// status (notifications in controller mode).
+	// Notifier, when set, sends a notification of every engine Event its
+	// targets select, recorded in status first (notifications.go).
 	Notifier     Notifier
 	Publisher    Publisher
 	Acknowledger Acknowledger
@@ -101,6 +102,8 @@ type Reconciler struct {
 	writes  *ownWrites
 	// reverts holds Git write-back results for the next reconcile.
 	reverts revertResults
+	// outbox tracks this process' sends of pending notifications.
+	outbox *outbox
 }
 
 // SetupWithManager registers the reconciler. Like every controller-runtime
@@ -128,7 +131,12 @@ func (r *Reconciler) setup(mgr ctrl.Manager, rec reconcile.Reconciler) error {
 		Owns(&appsv1.ReplicaSet{}, builder.WithPredicates(r.writes.predicate())).
 		Owns(&v1alpha1.AnalysisRun{}, builder.WithPredicates(r.writes.predicate())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)})
-	for _, ch := range r.Wake {
+	wake := r.Wake
+	if r.Notifier != nil {
+		r.outbox = newOutbox()
+		wake = append(slices.Clip(wake), r.outbox.wake)
+	}
+	for _, ch := range wake {
 		if ch != nil {
 			b = b.WatchesRawSource(source.Channel(ch, &handler.EnqueueRequestForObject{}))
 		}
@@ -213,6 +221,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	after := rc.requeueAfter(r.ackPoll())
 	if rc.reverted && (after == 0 || after > revertRequeue) {
 		after = revertRequeue
+	}
+	if len(rc.ro.Status.PendingNotifications) > 0 && (after == 0 || after > notifyPoll) {
+		after = notifyPoll
 	}
 	return ctrl.Result{RequeueAfter: after}, nil
 }
@@ -299,6 +310,9 @@ func (r *Reconciler) summarize(ctx context.Context, sp *statusPatcher, rc *recon
 func (r *Reconciler) forget(key types.NamespacedName) {
 	forgetMetrics(key.Namespace, key.Name)
 	r.reverts.forget(key)
+	if r.outbox != nil {
+		r.outbox.forget(key)
+	}
 	for _, v := range []any{r.Publisher, r.Acknowledger} {
 		if f, ok := v.(interface{ Forget(types.NamespacedName) }); ok {
 			f.Forget(key)

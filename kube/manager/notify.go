@@ -23,10 +23,11 @@ const notifyFlush = 5 * time.Second
 // a key of a Secret in the controller's namespace, read with the
 // controller's own permission to get Secrets there.
 //
-// Unlike `sluice run`, which keeps an outbox in its state file, controller
-// mode keeps notifications in memory only: each is retried as in `sluice
-// run`, but what is queued when the leader stops (past notifyFlush) or
-// crashes is lost. The Rollout's Events and status are the record.
+// As `sluice run` keeps an outbox in its state file, controller mode keeps
+// undelivered notifications in the Rollout's status
+// (status.pendingNotifications, kube/controller/notifications.go): what
+// is queued when the leader stops (past notifyFlush) or crashes is sent
+// again, under the same delivery ID, by the next leader.
 func (c *Controller) notifier(opts Options) (controller.Notifier, error) {
 	if len(c.cfg.Notifications.Targets) == 0 {
 		return nil, nil

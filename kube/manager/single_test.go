@@ -18,6 +18,14 @@ import (
 // YAML added to its configuration. It stops when the test ends.
 func startSingle(t *testing.T, ctrlCfg *rest.Config, ns, name, more string) *manager.Controller {
 	t.Helper()
+	c, _ := startSingleStop(t, ctrlCfg, ns, name, more)
+	return c
+}
+
+// startSingleStop is startSingle for a test that stops the controller
+// itself (a restart); stop returns once it has stopped.
+func startSingleStop(t *testing.T, ctrlCfg *rest.Config, ns, name, more string) (*manager.Controller, func()) {
+	t.Helper()
 	cfg, err := manager.ParseConfig(fmt.Appendf(nil, `namespace: %s
 stateDir: %s
 watchNamespaces: [%s]
@@ -39,6 +47,5 @@ xds:
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubetest.Start(t, "controller", c)
-	return c
+	return c, kubetest.Start(t, "controller", c)
 }

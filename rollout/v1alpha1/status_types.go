@@ -171,6 +171,19 @@ type RolloutStatus struct {
 	// +optional
 	ScaleDown *ScaleDownStatus `json:"scaleDown,omitempty"`
 
+	// PendingNotifications are notifications of this Rollout's Events that
+	// are not delivered yet (controller mode). Each is written in the same
+	// status write as the step whose Event it reports, sent once that write
+	// is in, and removed once every target has it or gave up on it: a
+	// controller that stops in between, or a new leader, sends it again
+	// under the same ID, which receivers use to drop repeats. Oldest first,
+	// at most MaxPendingNotifications.
+	// +optional
+	// +listType=map
+	// +listMapKey=id
+	// +kubebuilder:validation:MaxItems=64
+	PendingNotifications []PendingNotification `json:"pendingNotifications,omitempty"`
+
 	// Git records the commit the spec came from.
 	// +optional
 	Git *GitProvenance `json:"git,omitempty"`
@@ -239,6 +252,42 @@ const (
 	// the revert unnecessary (see Outcome).
 	GitRevertDone GitRevertPhase = "Done"
 )
+
+// MaxPendingNotifications bounds status.pendingNotifications, so that a
+// target that stays down cannot grow the Rollout past what the API server
+// stores; past it the oldest is dropped (and reported as dropped).
+const MaxPendingNotifications = 64
+
+// PendingNotification is one notification recorded with the status of the
+// step that emitted its Event, with what a receiver is told.
+type PendingNotification struct {
+	// ID is the delivery ID sent with every attempt (X-Sluice-Delivery).
+	// +kubebuilder:validation:MaxLength=64
+	ID string `json:"id"`
+	// Type is the Event's type (Normal, Warning).
+	// +kubebuilder:validation:MaxLength=16
+	Type string `json:"type"`
+	// +kubebuilder:validation:MaxLength=128
+	Reason string `json:"reason"`
+	// Message is the Event's note, bounded and escaped as outside text.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string      `json:"message,omitempty"`
+	Time    metav1.Time `json:"time"`
+	// Step, revisions, weights and commit are the status' at the Event.
+	// +optional
+	Step string `json:"step,omitempty"`
+	// +optional
+	StableRevision string `json:"stableRevision,omitempty"`
+	// +optional
+	CanaryRevision string `json:"canaryRevision,omitempty"`
+	// +optional
+	StableWeight int32 `json:"stableWeight,omitempty"`
+	// +optional
+	CanaryWeight int32 `json:"canaryWeight,omitempty"`
+	// +optional
+	Commit string `json:"commit,omitempty"`
+}
 
 // GitRevertStatus records the commit that sets a Rollout back to its stable
 // revision in Git after an automatic abort.

@@ -9,7 +9,7 @@ include tools/tools.mk
 .DEFAULT_GOAL := help
 
 GO ?= go
-# -race needs cgo, hence a C compiler; `make test GOTEST_FLAGS=-count=1`
+# -race needs cgo, hence a C compiler; `make test GOTEST_FLAGS="-count=1 -timeout 25m"`
 # runs without one.
 GOTEST_FLAGS ?= -race -count=1 -timeout 25m
 

@@ -88,6 +88,12 @@ func (r *Reconciler) stepOnWrite(ctx context.Context, _ *statusPatcher, rc *reco
 		}
 		then.Events = append(out.Events, then.Events...)
 		rc.out, rc.now = then, now
+		if dp.State == engine.AckRejected {
+			// What the refusal leads to (an abort's plan, a pause) goes
+			// out in the usual order, so the refusal stays on record in
+			// status until its answer is in.
+			return nil
+		}
 		cur = &next
 	}
 	return nil

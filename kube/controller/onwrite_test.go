@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
@@ -165,4 +166,29 @@ func at20(ro *v1alpha1.Rollout) bool {
 	tr := st.Traffic
 	return st.CurrentStepIndex != nil && *st.CurrentStepIndex == 1 && tr.CanaryWeight == 20 &&
 		tr.PlanVersion != "" && tr.AcknowledgedVersion == tr.PlanVersion
+}
+
+// Acknowledgers answer on the write only when every one of them does: one
+// that cannot say (the test's plane, proxies that answer later) holds the
+// usual order.
+func TestAcknowledgersOnWrite(t *testing.T) {
+	t.Parallel()
+	onWrite := NewAcceptedOnWrite(PublisherFunc(func(context.Context, *v1alpha1.Rollout, plan.Plan) error { return nil }))
+	for _, tc := range []struct {
+		name string
+		as   Acknowledgers
+		want bool
+	}{
+		{name: "none", as: Acknowledgers{}, want: true},
+		{name: "accepted writes", as: Acknowledgers{onWrite, onWrite}, want: true},
+		{name: "one answers later", as: Acknowledgers{onWrite, newFakePlane()}, want: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ro := newRollout("shop", "checkout", "checkout:v1")
+			if got := tc.as.AcknowledgesOnWrite(ro); got != tc.want {
+				t.Errorf("AcknowledgesOnWrite %v, want %v", got, tc.want)
+			}
+		})
+	}
 }

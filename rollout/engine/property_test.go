@@ -853,6 +853,7 @@ var propProperties = []propProperty{
 	{"nack_attributed", propNackAttributed},
 	{"rejected_not_healthy", propRejectedNotHealthy},
 	{"revert_asked_once", propRevertAskedOnce},
+	{"abort_keeps_canary", propAbortKeepsCanary},
 }
 
 // propRunSeed walks one trajectory and checks every property at every

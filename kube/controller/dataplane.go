@@ -30,6 +30,24 @@ type Acknowledger interface {
 	Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, version string) (engine.DataPlane, error)
 }
 
+// WriteAcknowledger is an Acknowledger that can tell, before a write,
+// that its answer to a plan version will be known as soon as Publish has
+// returned: the data plane of the Rollout is the write itself (a
+// VirtualService the API server accepts, with no xDS client to wait for),
+// not proxies that answer later. The reconciler then publishes a new plan
+// before it persists the status and steps the engine again with the
+// answer (stepOnWrite), so that one status write records both the plan
+// and its acknowledgement. An Acknowledger that does not implement it,
+// or answers false, is waited for as before.
+type WriteAcknowledger interface {
+	// AcknowledgesOnWrite reports whether a plan version of ro that
+	// Publish wrote without error is then answered (acknowledged or
+	// rejected) by Acknowledgement at once. A wrong true costs no
+	// safety, only the order: the answer is pending, and the status
+	// persisted afterwards names the plan already published.
+	AcknowledgesOnWrite(ro *v1alpha1.Rollout) bool
+}
+
 // Reverter performs the engine's GitRevert action: a commit that sets the
 // Rollout in Git back to its stable revision. It must be idempotent: asked
 // again after a crash, a revert that already landed answers "unchanged".
@@ -125,6 +143,10 @@ func (a *AcceptedOnWrite) Acknowledgement(_ context.Context, ro *v1alpha1.Rollou
 	}
 	return engine.DataPlane{Version: version, State: engine.AckPending}, nil
 }
+
+// AcknowledgesOnWrite implements WriteAcknowledger: the accepted write is
+// the answer.
+func (a *AcceptedOnWrite) AcknowledgesOnWrite(*v1alpha1.Rollout) bool { return true }
 
 // Forget drops what is remembered of a deleted Rollout.
 func (a *AcceptedOnWrite) Forget(key types.NamespacedName) {

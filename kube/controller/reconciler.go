@@ -10,6 +10,11 @@
 //
 //	observe → step → persist status → publish plan → scale → actions
 //
+// with one exception where the data plane's answer is the write itself
+// (stepOnWrite, between step and persist): a new plan is published and
+// its acknowledgement stepped on before the status is persisted, so that
+// one status write records both.
+//
 // observe gathers every observation once into a per-reconcile context;
 // nothing after step looks at the world to decide anything. The engine,
 // xds, analysis and gitsync packages never import controller-runtime; this
@@ -208,11 +213,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	sp := newStatusPatcher(r.Client, ro)
 	defer func() { res, retErr = r.summarize(ctx, sp, rc, res, retErr) }()
 
-	step := r.step
+	stages := []subReconciler{r.observe, r.step, r.stepOnWrite, r.persist, r.publish, r.scale, r.act}
 	if removedFromGit(ro) {
-		step = r.retire
+		stages = []subReconciler{r.observe, r.retire, r.persist, r.publish, r.scale, r.act}
 	}
-	for _, sub := range []subReconciler{r.observe, step, r.persist, r.publish, r.scale, r.act} {
+	for _, sub := range stages {
 		if err := sub(ctx, sp, rc); err != nil {
 			return ctrl.Result{}, err
 		}

@@ -90,6 +90,17 @@ func (as Acknowledgers) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollou
 	return out, nil
 }
 
+// AcknowledgesOnWrite implements WriteAcknowledger: true when every one
+// of them answers at once.
+func (as Acknowledgers) AcknowledgesOnWrite(ro *v1alpha1.Rollout) bool {
+	for _, a := range as {
+		if wa, ok := a.(WriteAcknowledger); !ok || !wa.AcknowledgesOnWrite(ro) {
+			return false
+		}
+	}
+	return true
+}
+
 // Forget passes a deleted Rollout on to each that remembers Rollouts.
 func (as Acknowledgers) Forget(key types.NamespacedName) {
 	for _, a := range as {

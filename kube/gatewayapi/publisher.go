@@ -235,6 +235,11 @@ func (p *Publisher) now() time.Time {
 	return time.Now()
 }
 
+// AcknowledgesOnWrite implements controller.WriteAcknowledger: only for
+// a Rollout that names no route, which it acknowledges at once; a
+// route's gateways answer in its status, later.
+func (p *Publisher) AcknowledgesOnWrite(ro *v1alpha1.Rollout) bool { return len(Routes(ro)) == 0 }
+
 // Forget drops what is remembered of a deleted Rollout, and releases the
 // routes this process wrote for it in the background: the Rollout's
 // per-revision Services go with it, and the managed rules get the

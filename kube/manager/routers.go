@@ -120,6 +120,13 @@ func (f routerFallback) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollou
 	return f.istio.Acknowledgement(ctx, ro, version)
 }
 
+// AcknowledgesOnWrite implements controller.WriteAcknowledger: it
+// answers at once wherever Acknowledgement does not wait for the Istio
+// writer's answer, and there that answer is the write.
+func (f routerFallback) AcknowledgesOnWrite(ro *v1alpha1.Rollout) bool {
+	return !controller.UsesIstio(ro) || f.istio != nil
+}
+
 func (f routerFallback) Forget(key types.NamespacedName) {
 	if f.istio != nil {
 		f.istio.Forget(key)

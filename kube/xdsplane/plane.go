@@ -92,8 +92,9 @@ type change struct {
 }
 
 var (
-	_ controller.Publisher    = (*Plane)(nil)
-	_ controller.Acknowledger = (*Plane)(nil)
+	_ controller.Publisher         = (*Plane)(nil)
+	_ controller.Acknowledger      = (*Plane)(nil)
+	_ controller.WriteAcknowledger = (*Plane)(nil)
 )
 
 // NewPlane publishes through srv. Background waits end when ctx does.
@@ -174,6 +175,26 @@ func (p *Plane) Acknowledgement(ctx context.Context, ro *v1alpha1.Rollout, versi
 	}
 	p.count(key, dp, via)
 	return dp, nil
+}
+
+// AcknowledgesOnWrite implements controller.WriteAcknowledger: with no
+// xDS client of the Rollout's service on any replica, the answer is the
+// Fallback's (if it answers on the write) or, with AckWithoutClients,
+// given at once; with clients, they answer later.
+func (p *Plane) AcknowledgesOnWrite(ro *v1alpha1.Rollout) bool {
+	key := keyOf(ro)
+	svc, _ := p.current(key, "")
+	if svc == "" {
+		svc = xds.ServiceKey(ro.Namespace, ro.Spec.Service.Name)
+	}
+	if _, clients := aggregate(ro.Status.Traffic.PlanVersion, p.answers(key, p.srv.Status(svc, ro.Status.Traffic.PlanVersion))); clients > 0 {
+		return false
+	}
+	if p.opts.Fallback == nil {
+		return p.opts.AckWithoutClients
+	}
+	wa, ok := p.opts.Fallback.(controller.WriteAcknowledger)
+	return ok && wa.AcknowledgesOnWrite(ro)
 }
 
 // answer turns what the data plane says about a version into the

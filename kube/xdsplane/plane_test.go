@@ -3,12 +3,14 @@ package xdsplane
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/kube/controller"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/plan"
@@ -278,4 +280,56 @@ func TestWakeWhenTheFallbackAcknowledges(t *testing.T) {
 		t.Error("woken again for a version already answered")
 	case <-time.After(500 * time.Millisecond):
 	}
+}
+
+// The plane answers on the write (controller.WriteAcknowledger) only while
+// no xDS client of the service is connected and what stands in for one
+// answers on the write: with a client, its ACK comes later, and the
+// reconciler must persist the plan before it goes out.
+func TestAcknowledgesOnWriteOnlyWithoutClients(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		opts   Options
+		client bool
+		want   bool
+	}{
+		{name: "accepted write stands in", opts: fallbackOpts(), want: true},
+		{name: "AckWithoutClients", opts: Options{AckWithoutClients: true}, want: true},
+		{name: "nothing stands in", opts: Options{}, want: false},
+		{name: "a fallback that answers later", opts: Options{Fallback: laterFallback{}}, want: false},
+		{name: "a client connected", opts: fallbackOpts(), client: true, want: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(t)
+			pl := NewPlane(t.Context(), srv, tc.opts)
+			ctx := context.Background()
+			ro, p := rolloutAt(t, "shop", "reviews", "reviews", 30, "7")
+			if err := pl.Publish(ctx, ro, p); err != nil {
+				t.Fatal(err)
+			}
+			if tc.client {
+				lis, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				go func() { _ = Runnable(srv, lis).Start(t.Context()) }()
+				startRawClient(t, lis.Addr().String(), "proxyless", "reviews")
+				poll.Until(t, "the client subscribed", func() bool {
+					return srv.Status(xds.PlanKey(&p), p.Version).Subscribed > 0
+				})
+			}
+			if got := pl.AcknowledgesOnWrite(ro); got != tc.want {
+				t.Errorf("AcknowledgesOnWrite %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// laterFallback answers like a router whose answer comes later.
+type laterFallback struct{}
+
+func (laterFallback) Acknowledgement(_ context.Context, _ *v1alpha1.Rollout, version string) (engine.DataPlane, error) {
+	return engine.DataPlane{Version: version}, nil
 }

@@ -259,11 +259,13 @@ func TestUntrustedTextIsEscaped(t *testing.T) {
 }
 
 // TestStreamDeliversChanges: the rollout page's event stream sends the
-// live part at once, then again as soon as the backend changes.
+// live part at once, then again when the backend signals a change: the
+// page would not render again within the test for any other reason
+// (Refresh 1h). BenchmarkStepLatency measures how soon.
 func TestStreamDeliversChanges(t *testing.T) {
 	t.Parallel()
 	b := newMemBackend(canaryRollout())
-	srv := serve(t, b, Options{})
+	srv := serve(t, b, Options{Refresh: time.Hour})
 	v := newViewer(t, srv)
 	v.login(aliceSecret)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -283,7 +285,6 @@ func TestStreamDeliversChanges(t *testing.T) {
 	if first.name != "update" || !strings.Contains(first.data, `id="step">2/4`) || !strings.Contains(first.data, `href="../../rollouts/shop/web/confirm/Promote"`) {
 		t.Fatalf("first event: %s\n%s", first.name, first.data)
 	}
-	changedAt := time.Now()
 	b.update("shop/web", func(r *rolloutapi.Rollout) {
 		i := int32(2)
 		r.Status.CurrentStepIndex, r.Status.StepDisplay, r.Status.Traffic.CanaryWeight = &i, "3/4", 50
@@ -292,9 +293,6 @@ func TestStreamDeliversChanges(t *testing.T) {
 	case e := <-events:
 		if !strings.Contains(e.data, `id="step">3/4`) || !strings.Contains(e.data, `id="weight">50%`) {
 			t.Fatalf("update: %s", e.data)
-		}
-		if d := time.Since(changedAt); d > time.Second {
-			t.Fatalf("the change took %v to arrive", d)
 		}
 	case <-ctx.Done():
 		t.Fatal("no update after the change")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -172,4 +173,78 @@ func (c *Client) Follow(ctx context.Context, _, _ string) (<-chan struct{}, erro
 		}
 	}()
 	return out, nil
+}
+
+// Live is a Backend kept live by its Follower, as a Watcher: one follow
+// stream (a `sluice run` server's /api/v1/watch, a cluster's watch of
+// Rollouts) for every page that waits on Changed, opened again when it
+// ends. While no stream is open (the server cannot stream, the user may
+// not watch), Changed is closed every retry, so pages look again at that
+// pace as they would without a Watcher. `sluice dashboard` serves a
+// server's or a cluster's Rollouts through it.
+type Live struct {
+	Backend
+	f     Follower
+	retry time.Duration
+
+	mu        sync.Mutex
+	changed   chan struct{}
+	following bool
+}
+
+var _ Watcher = (*Live)(nil)
+
+// NewLive follows f (usually b itself) for as long as ctx lasts: every
+// Rollout that b lists (Follow with no name).
+func NewLive(ctx context.Context, b Backend, f Follower, retry time.Duration) *Live {
+	l := &Live{Backend: b, f: f, retry: retry, changed: make(chan struct{})}
+	go l.run(ctx)
+	return l
+}
+
+// Changed implements Watcher.
+func (l *Live) Changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.changed
+}
+
+// Following reports whether a follow stream is open now.
+func (l *Live) Following() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.following
+}
+
+func (l *Live) signal(following bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.following = following
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+func (l *Live) run(ctx context.Context) {
+	for {
+		ch, err := l.f.Follow(ctx, "", "")
+		if err == nil {
+			// What changed while no stream was open is read now.
+			l.signal(true)
+			for range ch {
+				l.signal(true)
+			}
+			// The stream ended: read again, and follow anew after a
+			// pause, so that a stream that ends at once does not spin.
+			l.signal(false)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(l.retry):
+		}
+		if err != nil {
+			// No stream: pages look again at the retry's pace.
+			l.signal(false)
+		}
+	}
 }

@@ -254,6 +254,23 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("commit subject %q", subject)
 	}
 
+	// `sluice dashboard --server` shows the same server on a workstation,
+	// live by the server's event stream: its page would not read again
+	// within the test for any other reason (--refresh 1h).
+	localBase := localDashboard(t, bin, "http://"+httpAddr, aliceToken)
+	local := newTab()
+	lctx, lcancel := context.WithTimeout(local, 3*time.Minute)
+	defer lcancel()
+	do(t, lctx, "log in to sluice dashboard",
+		chromedp.Navigate(localBase+"rollouts/default/reviews"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), aliceToken),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("step")),
+	)
+	waitText(t, lctx, "#message", "waiting for promote")
+	markPage(t, lctx)
+
 	// Promote from the page.
 	do(t, ctx, "promote", chromedp.Click(chromedp.ID("action-Promote")), chromedp.WaitVisible(chromedp.ID("confirm")))
 	if result := get(t, ctx, chromedp.Text(chromedp.CSS("h1"))); result != "Promote default/reviews?" {
@@ -278,6 +295,34 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("no 'alice ran Promote' in the history: %+v", hist)
 	}
 	waitFor(t, 30*time.Second, "all RPCs on v2", func() bool { return xdstest.Calls(t, client, 20)["v2"] == 20 })
+	// The workstation's page saw the promotion without a reload.
+	waitText(t, lctx, "#last-command", "Promote by alice")
+	waitText(t, lctx, "#step", "-")
+	checkNoReload(t, lctx)
+
+	// The next version's canary, aborted from the page while the
+	// workstation's page follows it step by step.
+	repo.Push("reviews v3", map[string]string{"reviews.yaml": fmt.Sprintf(browserRollout, "v3", xdstest.Backend(t, "127.0.0.1", "v3"))})
+	waitText(t, lctx, "#step", "/6")
+	waitText(t, ctx, "#step", "/6")
+	do(t, ctx, "abort", chromedp.Click(chromedp.ID("action-Abort")), chromedp.WaitVisible(chromedp.ID("confirm")))
+	if result := get(t, ctx, chromedp.Text(chromedp.CSS("h1"))); result != "Abort default/reviews?" {
+		t.Errorf("confirmation says %q", result)
+	}
+	do(t, ctx, "confirm abort", chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.ID("flash")))
+	if flash := get(t, ctx, chromedp.Text(chromedp.ID("flash"))); !strings.HasPrefix(flash, "default/reviews: Abort: aborted") {
+		t.Errorf("after abort: %q", flash)
+	}
+	ro = waitRollout(t, api, "v3 aborted", func(ro rolloutapi.Rollout) bool { return ro.Status.Abort != nil })
+	if lc := ro.Status.LastCommand; lc == nil || lc.Kind != v1alpha1.CommandAbort || lc.By != "alice" {
+		t.Errorf("last command %+v: want Abort by alice", lc)
+	}
+	waitText(t, lctx, "#last-command", "Abort by alice")
+	checkNoReload(t, lctx)
+	if hist, err := api.History(context.Background(), "default", "reviews", 200); err != nil || !containsEvent(hist, "alice ran Abort") {
+		t.Errorf("no 'alice ran Abort' in the history (%v): %+v", err, hist)
+	}
+	waitFor(t, 30*time.Second, "all RPCs back on v2", func() bool { return xdstest.Calls(t, client, 20)["v2"] == 20 })
 
 	// A proxy NACKs another Rollout's plan with markup in its error and
 	// its node id: the page shows the text, and no element of it.
@@ -314,6 +359,31 @@ func TestDashboardInBrowser(t *testing.T) {
 	if status != http.StatusForbidden {
 		t.Errorf("forged POST answered %d, want 403", status)
 	}
+}
+
+// localDashboard runs `sluice dashboard --server server` with token, its
+// pages read again only when the server's event stream says so (and
+// every hour), and returns its URL once it answers.
+func localDashboard(t *testing.T, bin, server, token string) string {
+	t.Helper()
+	addr := freePort(t)
+	cmd := exec.Command(bin, "dashboard", "--server", server, "--listen", addr, "--refresh", "1h")
+	cmd.Env = append(os.Environ(), "SLUICE_TOKEN="+token)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	base := "http://" + addr + "/"
+	waitFor(t, 30*time.Second, "sluice dashboard to answer", func() bool {
+		resp, err := http.Get(base + "login")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return base
 }
 
 func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {

@@ -177,15 +177,15 @@ func (c *Client) Follow(ctx context.Context, _, _ string) (<-chan struct{}, erro
 
 // Live is a Backend kept live by its Follower, as a Watcher: one follow
 // stream (a `sluice run` server's /api/v1/watch, a cluster's watch of
-// Rollouts) for every page that waits on Changed, opened again when it
-// ends. While no stream is open (the server cannot stream, the user may
-// not watch), Changed is closed every retry, so pages look again at that
-// pace as they would without a Watcher. `sluice dashboard` serves a
-// server's or a cluster's Rollouts through it.
+// Rollouts) for every page that waits on Changed, opened again a second
+// after it ends. While no stream can be opened (the server cannot stream,
+// the user may not watch), Changed is closed every poll instead, so pages
+// look again at that pace, and the stream is tried again as often.
+// `sluice dashboard` serves a server's or a cluster's Rollouts through it.
 type Live struct {
 	Backend
-	f     Follower
-	retry time.Duration
+	f    Follower
+	poll time.Duration
 
 	mu        sync.Mutex
 	changed   chan struct{}
@@ -194,10 +194,15 @@ type Live struct {
 
 var _ Watcher = (*Live)(nil)
 
+// liveRefollow is how long a Live waits before it follows again after a
+// stream ended (the API server ends watches after a while; a server
+// restarts), so that one that ends at once does not spin.
+const liveRefollow = time.Second
+
 // NewLive follows f (usually b itself) for as long as ctx lasts: every
 // Rollout that b lists (Follow with no name).
-func NewLive(ctx context.Context, b Backend, f Follower, retry time.Duration) *Live {
-	l := &Live{Backend: b, f: f, retry: retry, changed: make(chan struct{})}
+func NewLive(ctx context.Context, b Backend, f Follower, poll time.Duration) *Live {
+	l := &Live{Backend: b, f: f, poll: poll, changed: make(chan struct{})}
 	go l.run(ctx)
 	return l
 }
@@ -226,6 +231,7 @@ func (l *Live) signal(following bool) {
 
 func (l *Live) run(ctx context.Context) {
 	for {
+		wait := l.poll
 		ch, err := l.f.Follow(ctx, "", "")
 		if err == nil {
 			// What changed while no stream was open is read now.
@@ -233,17 +239,17 @@ func (l *Live) run(ctx context.Context) {
 			for range ch {
 				l.signal(true)
 			}
-			// The stream ended: read again, and follow anew after a
-			// pause, so that a stream that ends at once does not spin.
+			// The stream ended: read again, follow anew shortly.
 			l.signal(false)
+			wait = liveRefollow
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(l.retry):
+		case <-time.After(wait):
 		}
 		if err != nil {
-			// No stream: pages look again at the retry's pace.
+			// No stream: pages look again at the poll's pace.
 			l.signal(false)
 		}
 	}

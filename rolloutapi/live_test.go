@@ -8,10 +8,10 @@ import (
 )
 
 // TestLive: a Live over a server's event stream closes Changed at each
-// change the server signals, with a retry so long that nothing else could
+// change the server signals, with a poll so long that nothing else could
 // close it; when the stream breaks it says so and pages read again; over
 // a server that cannot stream it falls back to closing Changed every
-// retry.
+// poll.
 func TestLive(t *testing.T) {
 	t.Parallel()
 	mb, _ := serve(t, "")
@@ -59,18 +59,21 @@ func TestLive(t *testing.T) {
 		// The stream spaces its events out; let the gap pass.
 		time.Sleep(2 * watchMinGap)
 	}
-	ch := live.Changed()
-	streaming.CloseClientConnections()
-	closes("the stream's end", ch)
-	following(live, false)
 	if ro, err := live.Get(ctx, "default", "reviews"); err != nil || ro.Name != "reviews" {
 		t.Errorf("Get through the Live: %+v, %v", ro, err)
 	}
+	// The server goes away: the stream's end is a change (read again),
+	// and no stream is open after it.
+	ch := live.Changed()
+	streaming.CloseClientConnections()
+	streaming.Close()
+	closes("the stream's end", ch)
+	following(live, false)
 
 	pc := &Client{BaseURL: polling.URL, Token: "read-only"}
 	fallback := NewLive(ctx, pc, pc, 10*time.Millisecond)
 	for range 3 {
-		closes("a retry without a stream", fallback.Changed())
+		closes("a poll without a stream", fallback.Changed())
 	}
 	if fallback.Following() {
 		t.Error("following a server that cannot stream")

@@ -107,10 +107,10 @@ for the same token once. Without a token (a server run with
 
 Open pages change as the Rollouts do: the server's event stream
 (/api/v1/watch) or a watch of the cluster's Rollouts says when, and the
-page reads again at once. Where neither can be opened (a server too old
-to stream, a user who may not watch Rollouts), pages look every second;
-and every --refresh they read again anyway, for what changes without a
-Rollout changing (connected proxies, Events). 'sluice run' serves the same
+page reads again at once. Every --refresh it reads again anyway, for what
+changes without a Rollout changing (connected proxies, Events); where no
+stream can be opened (a server too old to stream, a user who may not
+watch Rollouts) that is all it does. 'sluice run' serves the same
 dashboard itself at --dashboard-path, and 'sluice controller' to people
 with their own Kubernetes identity (docs/dashboard.md).`,
 		Example: `  sluice dashboard                      # the cluster of ~/.kube/config, namespace of its context
@@ -166,15 +166,10 @@ with their own Kubernetes identity (docs/dashboard.md).`,
 	fl := cmd.Flags()
 	fl.BoolVarP(&f.allNamespaces, "all-namespaces", "A", false, "against a cluster: the Rollouts of every namespace, not just -n")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8090", "where to serve the dashboard on this machine (loopback only)")
-	fl.DurationVar(&f.refresh, "refresh", 5*time.Second, "how often a live page reads again besides when the server's event stream or the cluster's watch says a Rollout changed")
+	fl.DurationVar(&f.refresh, "refresh", time.Second, "how often a live page reads again besides when the server's event stream or the cluster's watch says a Rollout changed (and only then, where neither can be opened)")
 	fl.BoolVar(&f.readOnly, "read-only", false, "offer no command, whatever your rights")
 	return cmd
 }
-
-// followRetry is how long `sluice dashboard` waits before it opens a
-// broken follow stream again, and how often pages look while none is
-// open.
-const followRetry = time.Second
 
 // handler is the local dashboard over a server's API, live by the
 // server's event stream for as long as ctx lasts.
@@ -197,7 +192,7 @@ func (f *dashboardServeFlags) handler(ctx context.Context) (http.Handler, error)
 		o.Tokens = []rolloutapi.Token{tok}
 	}
 	c := &rolloutapi.Client{BaseURL: f.server, Token: f.token}
-	d, err := dashboard.New(rolloutapi.NewLive(ctx, c, c, followRetry), o)
+	d, err := dashboard.New(rolloutapi.NewLive(ctx, c, c, f.refresh), o)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +221,7 @@ func (f *dashboardServeFlags) clusterHandler(ctx context.Context) (http.Handler,
 		return nil, "", "", err
 	}
 	d, err := dashboard.New(nil, dashboard.Options{
-		Access: dashboard.OneViewer(key, liveViewer{Viewer: me, live: rolloutapi.NewLive(ctx, cb, cb, followRetry)}), LinkLogin: true, ReadOnly: f.readOnly, Refresh: f.refresh,
+		Access: dashboard.OneViewer(key, liveViewer{Viewer: me, live: rolloutapi.NewLive(ctx, cb, cb, f.refresh)}), LinkLogin: true, ReadOnly: f.readOnly, Refresh: f.refresh,
 		LoginHelp: "Open the link sluice dashboard printed, or paste its key (sluice_...): this page acts with your kubeconfig's credentials.",
 	})
 	if err != nil {

@@ -206,6 +206,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	repo.Push("reviews v2: the new ranking", map[string]string{"reviews.yaml": fmt.Sprintf(browserRollout, "v2", v2)})
 	waitText(t, ctx, `tr[data-rollout="default/reviews"] td[data-label="Canary"]`, "v2")
 	checkNoReload(t, ctx)
+	checkPhoneDark(t, ctx, "the table")
 	screenshot(t, ctx, "dashboard-table")
 
 	// The rollout page follows the canary through its steps live.
@@ -234,6 +235,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	checkNoReload(t, ctx)
+	checkPhoneDark(t, ctx, "the rollout page")
 	screenshot(t, ctx, "dashboard-rollout")
 	t.Logf("steps seen on the page: %v; chart points: %v", steps, points)
 	if len(steps) < 3 {
@@ -433,6 +435,36 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		t.Fatal(err)
 	}
 	do(t, ctx, "desktop width", chromedp.EmulateReset())
+}
+
+// checkPhoneDark looks at the page at phone width in dark mode: nothing
+// is wider than the screen (no sideways scrolling), and the page is dark.
+func checkPhoneDark(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	dark := emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}}
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, dark); err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	got := get(t, ctx, chromedp.Evaluate[[]float64](`(() => {
+		const bg = getComputedStyle(document.body).backgroundColor.match(/[0-9.]+/g).map(Number);
+		const fg = getComputedStyle(document.body).color.match(/[0-9.]+/g).map(Number);
+		const lum = c => (0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]) / 255;
+		return [document.documentElement.scrollWidth, window.innerWidth, lum(bg), lum(fg)];
+	})()`))
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}); err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "desktop width", chromedp.EmulateReset())
+	if len(got) != 4 {
+		t.Fatalf("%s at phone width: %v", what, got)
+	}
+	if got[0] > got[1] {
+		t.Errorf("%s at phone width: %v px wide on a %v px screen", what, got[0], got[1])
+	}
+	if got[2] > 0.3 || got[3] < 0.6 {
+		t.Errorf("%s in dark mode: background luminance %.2f, text %.2f: want light text on a dark page", what, got[2], got[3])
+	}
 }
 
 // markPage marks the page's window; checkNoReload fails the test if the

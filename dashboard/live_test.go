@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -177,7 +178,8 @@ func BenchmarkStepLatency(b *testing.B) {
 			defer cancel()
 			if mode == "sluice-dashboard-server" {
 				api := httptest.NewServer(rolloutapi.NewHandler(mb, rolloutapi.HandlerOptions{Tokens: []rolloutapi.Token{tok}}))
-				defer api.Close()
+				// The Live's stream ends with ctx, before the server closes.
+				defer func() { cancel(); api.Close() }()
 				c := &rolloutapi.Client{BaseURL: api.URL, Token: aliceSecret}
 				live := rolloutapi.NewLive(ctx, c, c, time.Second)
 				for deadline := time.Now().Add(30 * time.Second); !live.Following(); time.Sleep(time.Millisecond) {
@@ -216,21 +218,29 @@ func BenchmarkStepLatency(b *testing.B) {
 				b.StopTimer()
 				// Past the streams' gaps, so each change is a lone one.
 				time.Sleep(200 * time.Millisecond)
-				step := int32(i%3 + 1)
+				// Steps 3, 4, 2, 3, ...: each differs from the one before
+				// (the rollout starts at 2/4), so the page changes.
+				step := int32((i+1)%3 + 1)
+				display := fmt.Sprintf("%d/4", step+1)
 				b.StartTimer()
 				start := time.Now()
 				mb.update("shop/web", func(r *rolloutapi.Rollout) {
 					r.Status.CurrentStepIndex = &step
-					r.Status.StepDisplay = string(rune('1'+step)) + "/4"
+					r.Status.StepDisplay = display
 				})
 				for {
-					e, ok := <-updates
-					if !ok {
-						b.Fatal("the stream ended")
+					select {
+					case e, ok := <-updates:
+						if !ok {
+							b.Fatal("the stream ended")
+						}
+						if !strings.Contains(e.data, `id="step">`+display) {
+							continue
+						}
+					case <-time.After(time.Minute): // a guard against a hang
+						b.Fatalf("step %s never reached the page", display)
 					}
-					if strings.Contains(e.data, `id="step">`+string(rune('1'+step))+`/4`) {
-						break
-					}
+					break
 				}
 				d := time.Since(start)
 				total += d

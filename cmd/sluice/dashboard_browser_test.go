@@ -278,6 +278,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	if result := get(t, ctx, chromedp.Text(chromedp.CSS("h1"))); result != "Promote default/reviews?" {
 		t.Errorf("confirmation says %q", result)
 	}
+	watchFor(t, lctx, "#last-command", "Promote by alice")
+	clicked := time.Now()
 	do(t, ctx, "confirm", chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.ID("flash")))
 	if flash := get(t, ctx, chromedp.Text(chromedp.ID("flash"))); !strings.HasPrefix(flash, "default/reviews: Promote: skipped step 5") {
 		t.Errorf("after promote: %q", flash)
@@ -301,6 +303,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	waitText(t, lctx, "#last-command", "Promote by alice")
 	waitText(t, lctx, "#step", "-")
 	checkNoReload(t, lctx)
+	t.Logf("the workstation's page showed the promote %v after the click on the server's page (the command's own time included)", seenAfter(t, lctx, clicked))
 
 	// The next version's canary, aborted from the page while the
 	// workstation's page follows it step by step.
@@ -311,6 +314,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	if result := get(t, ctx, chromedp.Text(chromedp.CSS("h1"))); result != "Abort default/reviews?" {
 		t.Errorf("confirmation says %q", result)
 	}
+	watchFor(t, lctx, "#last-command", "Abort by alice")
+	clicked = time.Now()
 	do(t, ctx, "confirm abort", chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.ID("flash")))
 	if flash := get(t, ctx, chromedp.Text(chromedp.ID("flash"))); !strings.HasPrefix(flash, "default/reviews: Abort: aborted") {
 		t.Errorf("after abort: %q", flash)
@@ -321,6 +326,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	waitText(t, lctx, "#last-command", "Abort by alice")
 	checkNoReload(t, lctx)
+	t.Logf("the workstation's page showed the abort %v after the click on the server's page (the command's own time included)", seenAfter(t, lctx, clicked))
 	if hist, err := api.History(context.Background(), "default", "reviews", 200); err != nil || !containsEvent(hist, "alice ran Abort") {
 		t.Errorf("no 'alice ran Abort' in the history (%v): %+v", err, hist)
 	}
@@ -465,6 +471,28 @@ func checkPhoneDark(t *testing.T, ctx context.Context, what string) {
 	if got[2] > 0.3 || got[3] < 0.6 {
 		t.Errorf("%s in dark mode: background luminance %.2f, text %.2f: want light text on a dark page", what, got[2], got[3])
 	}
+}
+
+// watchFor notes in the page the time at which the element sel first
+// contains want, for seenAfter: a figure for the log, not a test.
+func watchFor(t *testing.T, ctx context.Context, sel, want string) {
+	t.Helper()
+	do(t, ctx, "watch the page", chromedp.Evaluate[chromedp.Void](`(() => {
+		window.sluiceSeenAt = 0;
+		const seen = () => {
+			if (!window.sluiceSeenAt && ((document.querySelector(`+strconv.Quote(sel)+`) || {}).textContent || "").includes(`+strconv.Quote(want)+`)) {
+				window.sluiceSeenAt = Date.now();
+			}
+		};
+		new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, characterData: true});
+	})()`))
+}
+
+// seenAfter is how long after since watchFor's text appeared.
+func seenAfter(t *testing.T, ctx context.Context, since time.Time) time.Duration {
+	t.Helper()
+	at := get(t, ctx, chromedp.Evaluate[int64](`window.sluiceSeenAt`))
+	return time.UnixMilli(at).Sub(since).Round(time.Millisecond)
 }
 
 // markPage marks the page's window; checkNoReload fails the test if the

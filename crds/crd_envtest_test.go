@@ -269,12 +269,21 @@ func TestRolloutPrinterColumns(t *testing.T) {
 	if v.Subresources == nil || v.Subresources.Status == nil {
 		t.Error("no status subresource")
 	}
-	var names []string
+	var names, wide []string
 	for _, col := range v.AdditionalPrinterColumns {
+		if col.Priority > 0 {
+			wide = append(wide, col.Name)
+			continue
+		}
 		names = append(names, col.Name)
 	}
 	if want := []string{"Phase", "Step", "Weight", "Stable", "Stable Ready", "Canary", "Canary Ready", "Age"}; !slices.Equal(names, want) {
 		t.Errorf("printer columns %v, want %v", names, want)
+	}
+	// The Git state's full hashes only with -o wide: they would push the
+	// default table past a terminal's width.
+	if want := []string{"Git Applied", "Git Rejected"}; !slices.Equal(wide, want) {
+		t.Errorf("-o wide printer columns %v, want %v", wide, want)
 	}
 	// "ro" belongs to Argo Rollouts; clusters often run both.
 	if !slices.Equal(crd.Spec.Names.ShortNames, []string{"sro"}) || !slices.Contains(crd.Spec.Names.Categories, "sluice") {

@@ -111,6 +111,23 @@ func TestStatusTellsTheGitStateAndFollowsChanges(t *testing.T) {
 	if code, out, errs := status("reviews", "--require-synced"); code != 0 || strings.Contains(out, "rejected") {
 		t.Fatalf("status after the fix: exit %d\n%s\n%s", code, out, errs)
 	}
+	// --commit: the pipeline's own commit must be the one in force.
+	for _, tc := range []struct {
+		args []string
+		code int
+		errs string
+	}{
+		{[]string{"reviews", "--require-synced", "--commit", fixed}, 0, ""},
+		{[]string{"--require-synced", "--commit", strings.ToUpper(fixed[:7])}, 0, ""},
+		{[]string{"reviews", "--require-synced", "--commit", good}, exitNotSynced, "commit " + good + " is not in force; " + rolloutapi.ShortSHA(fixed) + " is"},
+		{[]string{"reviews", "--commit", fixed}, 2, "--commit goes with --require-synced"},
+		{[]string{"reviews", "--require-synced", "--commit", "main"}, 2, "want 4 to 40 hexadecimal digits"},
+	} {
+		code, _, errs := status(tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.errs) {
+			t.Errorf("status %v: exit %d, stderr %q; want %d and %q", tc.args, code, errs, tc.code, tc.errs)
+		}
+	}
 
 	// -w with a poll interval far longer than the test: every frame after
 	// the first comes from the event stream.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/internal/untrusted"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/rolloutapi"
 )
@@ -34,6 +35,7 @@ func newStatusCommand() *cobra.Command {
 		interval      time.Duration
 		events        int
 		requireSynced bool
+		commit        string
 	)
 	cmd := &cobra.Command{
 		Use:   "status [NAME]",
@@ -55,13 +57,17 @@ when it ended aborted.
 With --require-synced it exits 5 when a head commit is not the commit in
 force (rejected, not applied yet, or the source cannot be fetched), or NAME
 was not applied from Git, naming why, and 0 when every one is: a check for
-CI after a push.
+CI after a push. --commit SHA also requires that commit (or a commit
+whose hash begins with SHA) to be the one in force everywhere: a pipeline
+that pushed SHA learns whether its own commit is live, not a later or an
+earlier one.
 
 Other exit statuses: 2 usage error, 3 no such rollout, 4 server unreachable.`,
 		Example: `  sluice status
   sluice status reviews -w
   sluice status reviews -o json
-  sluice status --require-synced`,
+  sluice status --require-synced
+  sluice status --require-synced --commit "$(git rev-parse HEAD)"`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
@@ -70,11 +76,20 @@ Other exit statuses: 2 usage error, 3 no such rollout, 4 server unreachable.`,
 			if watch && requireSynced {
 				return usageError{errors.New("--require-synced checks once; it does not go with -w")}
 			}
+			if commit != "" {
+				if !requireSynced {
+					return usageError{errors.New("--commit goes with --require-synced")}
+				}
+				if !isCommitPrefix(commit) {
+					return usageError{fmt.Errorf("--commit %q: want 4 to 40 hexadecimal digits of a commit hash", untrusted.Text(commit, 80))}
+				}
+				commit = strings.ToLower(commit)
+			}
 			b, err := t.backend()
 			if err != nil {
 				return err
 			}
-			v := statusView{b: b, namespace: t.namespace, output: output, events: events}
+			v := statusView{b: b, namespace: t.namespace, output: output, events: events, commit: commit}
 			if len(args) == 1 {
 				v.name = args[0]
 			}
@@ -95,6 +110,7 @@ Other exit statuses: 2 usage error, 3 no such rollout, 4 server unreachable.`,
 	cmd.Flags().IntVar(&events, "events", 8, "how many recent events to show")
 	cmd.Flags().BoolVarP(&t.allNamespaces, "all-namespaces", "A", false, "without NAME, against a cluster: list every namespace, not just -n (a server always lists all)")
 	cmd.Flags().BoolVar(&requireSynced, "require-synced", false, "exit 5 unless the head commit of every Git source shown is the commit in force")
+	cmd.Flags().StringVar(&commit, "commit", "", "with --require-synced: exit 5 unless the commit in force is this one (a hash or its first digits)")
 	return cmd
 }
 
@@ -104,6 +120,8 @@ type statusView struct {
 	name      string
 	output    string
 	events    int
+	// commit is --commit: the commit --require-synced wants in force.
+	commit string
 }
 
 // draw reads once and renders as of now (fetch, then render).
@@ -149,6 +167,7 @@ func (v statusView) fetch(ctx context.Context) (statusData, error) {
 // rolling (and if what ended, ended aborted), whether a pause is counting
 // down, and what is out of sync with Git.
 func (v statusView) render(w io.Writer, d statusData, now time.Time) (state rollState, err error) {
+	state.commit = v.commit
 	if v.name == "" {
 		for _, r := range d.list {
 			state.add(r.Status)
@@ -296,6 +315,8 @@ type rollState struct {
 	gitSeen   int
 	notSynced []string
 	about     map[string][]string
+	// commit, when set, is the commit every Git state must have in force.
+	commit string
 }
 
 // git adds the Git state of what (a Rollout, a source); nil is a Rollout
@@ -303,6 +324,9 @@ type rollState struct {
 func (s *rollState) git(what string, g *v1alpha1.GitSyncStatus) {
 	s.gitSeen++
 	why := rolloutapi.NotSynced(g)
+	if why == "" && s.commit != "" && !strings.HasPrefix(g.AppliedCommit, s.commit) {
+		why = fmt.Sprintf("commit %s is not in force; %s is", s.commit, rolloutapi.ShortSHA(g.AppliedCommit))
+	}
 	if why == "" {
 		return
 	}
@@ -313,6 +337,20 @@ func (s *rollState) git(what string, g *v1alpha1.GitSyncStatus) {
 		s.notSynced = append(s.notSynced, why)
 	}
 	s.about[why] = append(s.about[why], what)
+}
+
+// isCommitPrefix says whether s can be (the start of) a commit hash;
+// the shortest prefix Git itself accepts is four digits.
+func isCommitPrefix(s string) bool {
+	if len(s) < 4 || len(s) > 40 {
+		return false
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
 }
 
 // synced is --require-synced's verdict.

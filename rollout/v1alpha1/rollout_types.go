@@ -23,6 +23,8 @@ import (
 // +kubebuilder:printcolumn:name="Canary",type=string,JSONPath=`.status.canaryRevision`
 // +kubebuilder:printcolumn:name="Canary Ready",type=string,JSONPath=`.status.canaryReplicas.display`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Git Applied",type=string,JSONPath=`.status.gitSync.appliedCommit`,priority=1
+// +kubebuilder:printcolumn:name="Git Rejected",type=string,JSONPath=`.status.gitSync.rejected.commit`,priority=1
 type Rollout struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/sluicehq/sluice/internal/binomial"
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/xdstest"
 	"github.com/sluicehq/sluice/rollout/plan"
@@ -106,17 +106,15 @@ func only(served map[string]int) string {
 	return ""
 }
 
-// stickyInterval is the 99.9% interval of the number of n keys that land on
-// the canary at percent. A key lands where the ring puts it, and the ring
-// is itself a sample: the canary's ringSize×p points, hashed from endpoint
-// addresses, own a share of the hash space that varies around p with
-// variance p(1-p)/ringSize (a Beta share). Keys add their binomial
-// variance on top, so the normal interval uses both.
+// stickyInterval is the 99.9% interval of the number of n keys that land
+// on the canary at percent (what issue 14 asks of the split): the exact
+// binomial interval of the keys, widened by the ring's own sampling. A
+// key lands where the ring puts it, and the canary's ringSize×p points,
+// hashed from endpoint addresses, own a share of the hash space that
+// varies around p (binomial.RingInterval). A correct ring fails one check
+// once in a thousand runs, as the issue's interval implies.
 func stickyInterval(n int, percent int32) (lo, hi int) {
-	p := float64(percent) / 100
-	sd := math.Sqrt(float64(n)*p*(1-p) + float64(n*n)*p*(1-p)/ringSize)
-	const z = 3.2905 // two-sided 99.9%
-	return int(math.Floor(float64(n)*p - z*sd)), int(math.Ceil(float64(n)*p + z*sd))
+	return binomial.RingInterval(n, float64(percent)/100, ringSize, 0.001)
 }
 
 // TestGRPCStickySessions drives 1,000 session keys through a canary at
@@ -207,7 +205,9 @@ func TestGRPCStickySessions(t *testing.T) {
 			previous[k] = v
 		}
 		lo, hi := stickyInterval(len(keys), w)
-		t.Logf("at %d%%: %d of %d keys on one version, %d on the canary (interval [%d, %d]), %d went back", w, single, len(keys), onCanary, lo, hi, backwards)
+		blo, bhi := binomial.Interval(len(keys), float64(w)/100, 0.001)
+		t.Logf("at %d%%: %d of %d keys on one version, %d on the canary (99.9%% interval on the ring [%d, %d], of a plain binomial [%d, %d]), %d went back",
+			w, single, len(keys), onCanary, lo, hi, blo, bhi, backwards)
 		if single*100 < len(keys)*99 {
 			t.Errorf("at %d%%: only %d of %d keys saw exactly one version", w, single, len(keys))
 		}
@@ -251,5 +251,30 @@ func TestGRPCStickySessions(t *testing.T) {
 	}
 	if served.Load() == 0 {
 		t.Error("no background RPCs ran")
+	}
+}
+
+// TestGRPCCookieAffinityFollowsTheWeights: gRPC ignores cookie hash
+// policies (docs/api.md, SessionAffinity), so with cookie affinity each
+// RPC is hashed at random onto the ring: a session is not pinned, but the
+// split holds, cookie or not.
+func TestGRPCCookieAffinityFollowsTheWeights(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const w = 25
+	p := edit(canaryPlan("reviews", w, []string{"reviews"}), func(p *plan.Plan) {
+		p.Hosts[0].Routes[0].Affinity = &plan.Affinity{Cookie: "session", CookieTTL: time.Hour}
+	})
+	e.publish(t, p)
+	c, _ := e.client(t, "cookie-affinity", "reviews")
+	e.waitAck(t, p)
+	const n = 2000
+	lo, hi := binomial.RingInterval(n, w/100.0, ringSize, binomial.Alpha(2))
+	for _, md := range [][]string{{"cookie", "session=alice"}, nil} {
+		got := xdstest.Calls(t, c, n, md...)
+		t.Logf("%v: %v (interval [%d, %d])", md, got, lo, hi)
+		if got["stable"]+got["canary"] != n || got["canary"] < lo || got["canary"] > hi {
+			t.Errorf("%v: served by %v, want the canary's %d%% share of %d inside [%d, %d]", md, got, w, n, lo, hi)
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -43,18 +42,16 @@ func (viewHash) ID(node *corev3.Node) string {
 	return node.GetMetadata().GetFields()[viewMetadataKey].GetStringValue()
 }
 
-// stamped is the node as the caches see it: the client's, with the view
-// in its metadata.
-func stamped(node *corev3.Node, view string) *corev3.Node {
-	n := proto.Clone(node).(*corev3.Node)
-	if n.Metadata == nil {
-		n.Metadata = &structpb.Struct{}
-	}
-	if n.Metadata.Fields == nil {
-		n.Metadata.Fields = map[string]*structpb.Value{}
-	}
-	n.Metadata.Fields[viewMetadataKey] = structpb.NewStringValue(view)
-	return n
+// servedNode is the node as the caches see it for every stream of a
+// group's view: the view in its metadata, and the group too, so that the
+// caches classify it as the client's own node was (GroupOf). The caches
+// read nothing else of a node, so the streams of a view share one,
+// instead of a copy of each client's node per stream.
+func servedNode(g Group, view string) *corev3.Node {
+	return &corev3.Node{Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+		viewMetadataKey:  structpb.NewStringValue(view),
+		ProxyMetadataKey: structpb.NewStringValue(string(g)),
+	}}}
 }
 
 // serviceRef is the service an owner belongs to.
@@ -92,7 +89,7 @@ func (b *base) view(key string, sc scope) (*cachev3.Snapshot, *generation, error
 			continue
 		}
 		owners[o] = info
-		for id := range info.owned {
+		for _, id := range info.owned {
 			visible[id] = true
 		}
 	}

@@ -3,7 +3,10 @@ package xds
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
+	rtmetrics "runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"testing"
@@ -20,11 +23,14 @@ import (
 // every response) and measures, per weight change, the time from Publish
 // until every one of the N nodes has ACKed the new version, as the engine
 // would observe it through Wait. It reports p50 and p99 over the
-// iterations and the heap held per stream.
+// iterations, and the heap and goroutine stacks held per stream (both
+// sides of each stream: the clients are in this process too).
 //
 //	go test -run '^$' -bench WeightChangeAcked -benchtime 30x ./xds/
 //
-// The 10,000-stream case is skipped with -short.
+// The 10,000-stream case is skipped with -short. SLUICE_BENCH_HEAPPROFILE=FILE
+// writes a heap profile with every stream connected (add -memprofilerate
+// 4096 for finer samples).
 func BenchmarkWeightChangeAcked(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
@@ -61,6 +67,7 @@ func benchWeightChange(b *testing.B, n int) {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
+	stacks0 := stackBytes()
 
 	startBenchStreams(b, addr, n, func(ctx context.Context, i int, cc *grpc.ClientConn) error {
 		c := &adsClient{node: envoyNode(fmt.Sprintf("bench-%d", i))}
@@ -88,6 +95,15 @@ func benchWeightChange(b *testing.B, n int) {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+	// Goroutine stacks are outside the heap, and each stream has a few
+	// goroutines on each side.
+	stacks := stackBytes() - stacks0
+	// The streams' state is what this benchmark is about, and it is gone
+	// by the time -memprofile writes; this profile is taken with every
+	// stream connected and ACKed.
+	if path := os.Getenv("SLUICE_BENCH_HEAPPROFILE"); path != "" {
+		writeHeapProfile(b, path)
+	}
 
 	var lat, pubDur []time.Duration
 	i := 0
@@ -111,6 +127,22 @@ func benchWeightChange(b *testing.B, n int) {
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(heap/float64(n), "heap-B/stream")
 	b.ReportMetric(heap/(1<<20), "heap-MiB")
+	b.ReportMetric(stacks/float64(n), "stack-B/stream")
+}
+
+// stackBytes is the memory of goroutine stacks in use.
+func stackBytes() float64 {
+	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}}
+	rtmetrics.Read(s)
+	return float64(s[0].Value.Uint64())
+}
+
+// writeHeapProfile writes the heap profile as of the last collection.
+func writeHeapProfile(b *testing.B, path string) {
+	f, err := os.Create(path)
+	must(b, err)
+	defer f.Close()
+	must(b, pprof.Lookup("heap").WriteTo(f, 0))
 }
 
 // startBenchStreams opens n ADS streams to addr, 64 at a time, with start,

@@ -133,20 +133,56 @@ func (t *translator) record(p *plan.Plan, eps EndpointSource) error {
 }
 
 // finish notes each recorded fragment's owner infos, once the Envoy
-// listeners have completed them.
+// listeners have completed them. An info whose resources and closures are
+// those the plan's previous translation had (a step that only moved
+// weights) takes that translation's lists, read-only from now on, so
+// that the old and new translations and the tracker's history share them.
 func (t *translator) finish() {
-	for _, f := range t.frags {
+	for key, f := range t.frags {
 		if f.infos[0] != nil {
 			continue // replayed
 		}
+		prev := t.cache[key]
 		for _, g := range groups {
 			i, r := groupIndex(g), t.out.Group(g)
 			f.infos[i] = map[ownerKey]*ownerInfo{}
 			for _, o := range f.owners {
-				if info := r.owners[o]; info != nil {
-					f.infos[i][o] = info
+				info := r.owners[o]
+				if info == nil {
+					continue
 				}
+				if prev != nil {
+					if old := prev.infos[i][o]; old != nil {
+						info.shareLists(old)
+					}
+				}
+				f.infos[i][o] = info
 			}
 		}
 	}
+}
+
+// unchangedCluster returns the cluster and load assignment the previous
+// translation of p's service made for a revision, if the revision's
+// endpoints are the same. A revision's cluster depends on nothing else
+// (its name is the revision's), so a plan that only moves weights, as
+// every step of a canary does, takes the very objects the previous
+// publish serves instead of building equal ones: a wave of changed plans
+// holds each cluster once, not once in the old translation and once in
+// the new, and needs no validating and hashing of them (buildBase).
+func (t *translator) unchangedCluster(p *plan.Plan, name, revision string, found []Endpoint) (keptCluster, bool) {
+	f := t.cache[PlanKey(p)]
+	// The affinity cluster depends on the weights too; a revision named
+	// like it must not take it.
+	if f == nil || f.served == nil || name == affinityClusterName(p) {
+		return keptCluster{}, false
+	}
+	if had, ok := f.eps[revision]; !ok || !slices.Equal(had, found) {
+		return keptCluster{}, false
+	}
+	i := slices.IndexFunc(f.served.made, func(c keptCluster) bool { return c.name() == name })
+	if i < 0 {
+		return keptCluster{}, false
+	}
+	return f.served.made[i], true
 }

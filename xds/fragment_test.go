@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 	"testing"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
 	"github.com/sluicehq/sluice/rollout/plan"
 )
@@ -123,6 +127,62 @@ func TestHistoryIsBounded(t *testing.T) {
 		}
 		if got := fmt.Sprint(len(h.seqs)); got != fmt.Sprint(kept) {
 			t.Errorf("%v: %s generations remembered, want %d", key, got, kept)
+		}
+	}
+}
+
+// TestClustersAreKeptOnce: both groups serve the same cluster and load
+// assignment objects, and a plan that changes only its weights keeps
+// them from the publish before, so a wave of weight changes does not hold
+// every cluster twice; a revision whose endpoints change gets new ones.
+func TestClustersAreKeptOnce(t *testing.T) {
+	t.Parallel()
+	eps := staticFor(t, "reviews")
+	srv, err := New(Options{Endpoints: eps, Logger: quiet})
+	must(t, err)
+	ctx := context.Background()
+	served := func() (envoy, grpc map[string]types.Resource) {
+		srv.pub.Lock()
+		defer srv.pub.Unlock()
+		index := func(g Group) map[string]types.Resource {
+			out := map[string]types.Resource{}
+			b := srv.bases[g]
+			for _, k := range []kind{kindCluster, kindEndpoint} {
+				for _, r := range b.lists[k] {
+					out[kindName[k]+" "+cachev3.GetResourceName(r)] = r
+				}
+			}
+			return out
+		}
+		return index(GroupEnvoy), index(GroupGRPC)
+	}
+	same := func(what string, a, b map[string]types.Resource, want bool) {
+		t.Helper()
+		if len(a) == 0 || len(a) != len(b) {
+			t.Fatalf("%s: %d and %d resources", what, len(a), len(b))
+		}
+		for name, r := range a {
+			if got := b[name] == r; got != want {
+				t.Errorf("%s: %s the same object: %v, want %v", what, name, got, want)
+			}
+		}
+	}
+
+	must(t, srv.Publish(ctx, []plan.Plan{canaryPlan("reviews", 10, []string{"reviews"})}))
+	envoy1, grpc1 := served()
+	same("envoy and grpc", envoy1, grpc1, true)
+
+	must(t, srv.Publish(ctx, []plan.Plan{canaryPlan("reviews", 20, []string{"reviews"})}))
+	envoy2, _ := served()
+	same("after a weight change", envoy1, envoy2, true)
+
+	must(t, eps.Set("", "reviews", revCanary, "127.0.0.1:20000"))
+	must(t, srv.Publish(ctx, []plan.Plan{canaryPlan("reviews", 30, []string{"reviews"})}))
+	envoy3, _ := served()
+	for name, r := range envoy3 {
+		changed := strings.Contains(name, "|"+revCanary)
+		if got := envoy2[name] == r; got == changed {
+			t.Errorf("after the canary's endpoints changed: %s the same object: %v, want %v", name, got, !changed)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package xds
 
 import (
-	"maps"
 	"math"
 	"slices"
 )
@@ -143,8 +142,8 @@ func sameShare(a, b *ownerInfo) bool {
 	if a == b {
 		return true
 	}
-	return a.planVersion == b.planVersion && maps.Equal(a.owned, b.owned) &&
-		maps.EqualFunc(a.closure, b.closure, slices.Equal[[]resID])
+	return a.planVersion == b.planVersion && slices.Equal(a.owned, b.owned) &&
+		slices.EqualFunc(a.closure, b.closure, sameNeeds)
 }
 
 // sweep drops the runs that ended before the oldest remembered

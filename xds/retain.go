@@ -5,7 +5,6 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/rollout/plan"
 )
@@ -86,14 +85,18 @@ func (t *translator) keep(p *plan.Plan, made []keptCluster) []string {
 	return names
 }
 
-// share gives both groups a copy of the cluster and its load assignment,
-// owned by the service; a listener's closure names it only if its routes
-// do (translate.go).
+// share gives both groups the cluster and its load assignment, owned by
+// the service; a listener's closure names it only if its routes do
+// (translate.go). Both groups get the very objects the service keeps:
+// nothing modifies a resource once translated (fragment.go), so one copy
+// serves both groups, every view and the next publish, and is validated
+// and hashed once (buildBase). A copy per group made each cluster live
+// three times over.
 func (t *translator) share(svc ownerKey, version string, c keptCluster) {
 	for _, g := range groups {
 		r := t.out.Group(g)
-		r.Clusters = append(r.Clusters, proto.Clone(c.cluster).(*clusterv3.Cluster))
-		r.Endpoints = append(r.Endpoints, proto.Clone(c.cla).(*endpointv3.ClusterLoadAssignment))
+		r.Clusters = append(r.Clusters, c.cluster)
+		r.Endpoints = append(r.Endpoints, c.cla)
 		r.owner(svc, version).add(resID{kindCluster, c.name()}, resID{kindEndpoint, c.name()})
 	}
 }

@@ -135,7 +135,7 @@ func TestTranslateKeepsDroppedClustersOnePlan(t *testing.T) {
 				got = append(got, c.GetName())
 				clusterNamed(t, r.Group(g), c.GetName())
 				endpointsNamed(t, r.Group(g), c.GetName())
-				if o := r.Group(g).owners[serviceOwner("reviews")]; !o.owned[resID{kindCluster, c.GetName()}] || !o.owned[resID{kindEndpoint, c.GetName()}] {
+				if o := r.Group(g).owners[serviceOwner("reviews")]; !o.owns(resID{kindCluster, c.GetName()}) || !o.owns(resID{kindEndpoint, c.GetName()}) {
 					t.Errorf("%s: %s cluster %s not owned by the service", what, g, c.GetName())
 				}
 			}

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/rollout/plan"
 )
@@ -78,8 +79,11 @@ type Server struct {
 	// one keeps clusters from (retain.go).
 	served map[string]*served
 	// frags are the last publish's translation of each plan, which the
-	// next one reuses for the plans that did not change (fragment.go).
-	frags map[string]*fragment
+	// next one reuses for the plans that did not change (fragment.go);
+	// checked the hash of each resource it served, by the resource, so
+	// that reused ones are not validated and hashed again.
+	frags   map[string]*fragment
+	checked map[types.Resource]string
 	// hook, for tests only, edits the translated resources before they
 	// are versioned and validated, to build what the translator never
 	// would (an invalid resource a client must NACK).
@@ -242,10 +246,11 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 		s.metrics.publishes.WithLabelValues("error").Inc()
 		return fmt.Errorf("xds publish: %w", err)
 	}
-	// A test's hook edits resources in place: nothing is reused then.
-	frags := s.frags
+	// A test's hook edits resources in place: nothing is reused then, and
+	// it edits copies (hooked).
+	frags, prevChecked := s.frags, s.checked
 	if s.hook != nil {
-		frags = nil
+		frags, prevChecked = nil, nil
 	}
 	res, err := translate(plans, s.opts.Endpoints, s.opts.Translate, s.keepable(plans), frags)
 	if err != nil {
@@ -263,15 +268,12 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 	services := ownerServices(plans)
 	bases := map[Group]*base{}
 	views := slices.Sorted(maps.Keys(s.views))
+	checked := make(map[types.Resource]string, len(s.checked))
 	for _, g := range groups {
 		if s.hook != nil {
-			s.hook(g, res.Group(g))
+			hooked(res.Group(g), func(r *GroupResources) { s.hook(g, r) })
 		}
-		var checked map[types.Resource]string
-		if s.bases[g] != nil && s.hook == nil {
-			checked = s.bases[g].checked
-		}
-		b, err := buildBase(g, res.Group(g), services, checked)
+		b, err := buildBase(g, res.Group(g), services, prevChecked, checked)
 		if err != nil {
 			return fail(err)
 		}
@@ -289,7 +291,7 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 			out = append(out, built{snapKey{g, v}, snap, gen})
 		}
 	}
-	s.plans, s.published, s.bases, s.served, s.frags = slices.Clone(plans), true, bases, res.served, res.frags
+	s.plans, s.published, s.bases, s.served, s.frags, s.checked = slices.Clone(plans), true, bases, res.served, res.frags, checked
 	changed := false
 	// The snapshot is set even if ctx is cancelled half-way through
 	// answering watches; a watch left unanswered would leave its node on
@@ -310,6 +312,24 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 		s.metrics.publishes.WithLabelValues("unchanged").Inc()
 	}
 	return nil
+}
+
+// hooked runs a test's hook on copies of a group's resources, which the
+// groups, the last publish and its fragments otherwise share.
+func hooked(r *GroupResources, hook func(*GroupResources)) {
+	r.Listeners = cloneAll(r.Listeners)
+	r.Routes = cloneAll(r.Routes)
+	r.Clusters = cloneAll(r.Clusters)
+	r.Endpoints = cloneAll(r.Endpoints)
+	hook(r)
+}
+
+func cloneAll[M proto.Message](ms []M) []M {
+	out := make([]M, len(ms))
+	for i, m := range ms {
+		out[i] = proto.Clone(m).(M)
+	}
+	return out
 }
 
 // keepable is what the last publish served the services of plans, less

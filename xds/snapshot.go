@@ -68,7 +68,7 @@ func (g *generation) sameAs(o *generation) bool {
 // returns an error and nothing else, so the caller keeps the previous
 // snapshot.
 func buildSnapshot(g Group, r *GroupResources) (*cachev3.Snapshot, *generation, error) {
-	b, err := buildBase(g, r, nil, nil)
+	b, err := buildBase(g, r, nil, nil, map[types.Resource]string{})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -84,17 +84,17 @@ type base struct {
 	owners map[ownerKey]*ownerInfo
 	// services names each owner's service, to decide who may see it.
 	services map[ownerKey]serviceRef
-	// checked is every resource's hash, by the resource itself: the next
-	// publish reuses the resources of unchanged plans (fragment.go), and
-	// those need no validating and hashing again.
-	checked map[types.Resource]string
 }
 
-// buildBase validates and hashes every resource of a group; checked holds
-// resources validated and hashed before, which are taken as they are.
-func buildBase(g Group, r *GroupResources, services map[ownerKey]serviceRef, checked map[types.Resource]string) (*base, error) {
+// buildBase validates and hashes every resource of a group. prev and
+// checked map resources validated and hashed before to their hashes, by
+// the resource itself: prev the last publish's (the next publish reuses
+// the resources of unchanged plans, fragment.go), checked this one's, so
+// far (both groups share clusters and load assignments, retain.go).
+// Those are taken as they are; every resource and its hash is added to
+// checked.
+func buildBase(g Group, r *GroupResources, services map[ownerKey]serviceRef, prev, checked map[types.Resource]string) (*base, error) {
 	b := &base{group: g, owners: r.owners, services: services}
-	b.checked = make(map[types.Resource]string, len(r.Listeners)+len(r.Routes)+len(r.Clusters)+len(r.Endpoints))
 	for _, l := range r.Listeners {
 		b.lists[kindListener] = append(b.lists[kindListener], l)
 	}
@@ -119,13 +119,16 @@ func buildBase(g Group, r *GroupResources, services map[ownerKey]serviceRef, che
 			}
 			h, ok := checked[res]
 			if !ok {
+				h, ok = prev[res]
+			}
+			if !ok {
 				var err error
 				if h, err = checkedHash(res); err != nil {
 					return nil, fmt.Errorf("%s snapshot: %s %q: %w", g, kindName[k], name, err)
 				}
 			}
 			hashes[name] = h
-			b.checked[res] = h
+			checked[res] = h
 		}
 		b.hashes[k] = hashes
 	}

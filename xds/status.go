@@ -194,10 +194,8 @@ func (t *tracker) newQuery(owner ownerKey, version string) *query {
 			q.superseded = false
 		}
 		p := &prepared{}
-		for id := range info.owned {
-			p.ids = append(p.ids, id)
-		}
-		slices.SortFunc(p.ids, func(a, b resID) int { return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.name, b.name)) })
+		// Sorted already; read-only here.
+		p.ids = info.owned
 		index := make(map[resID]int, len(p.ids))
 		for i, id := range p.ids {
 			index[id] = i
@@ -205,7 +203,7 @@ func (t *tracker) newQuery(owner ownerKey, version string) *query {
 		p.accept = make([][]string, len(p.ids))
 		p.closure = make([][]int, len(p.ids))
 		for i, id := range p.ids {
-			for _, c := range info.closure[id.name] {
+			for _, c := range info.needs(id.name) {
 				if j, ok := index[c]; ok && id.kind == kindListener {
 					p.closure[i] = append(p.closure[i], j)
 				}
@@ -218,7 +216,7 @@ func (t *tracker) newQuery(owner ownerKey, version string) *query {
 				continue
 			}
 			for i, id := range p.ids {
-				if r.info.owned[id] {
+				if r.info.owns(id) {
 					p.accept[i] = h.hashesIn(id.kind, id.name, r.from, min(r.to, h.seqs[len(h.seqs)-1]), p.accept[i])
 				}
 			}

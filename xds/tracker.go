@@ -59,6 +59,8 @@ type tracker struct {
 	views      map[string]int
 	viewOpened func(key string, sc scope)
 	viewClosed func(key string)
+	// served is the node each snapshot's streams carry to the caches.
+	served map[snapKey]*corev3.Node
 }
 
 // stream is one ADS stream: one node as far as counting goes.
@@ -70,8 +72,9 @@ type stream struct {
 	identity Identity
 	node     *corev3.Node
 	group    Group
-	// view is the key of what the identity may see; served is node with
-	// the view stamped in, which every request carries to the caches.
+	// view is the key of what the identity may see; served is the node
+	// of its group and view (servedNode), which every request carries to
+	// the caches instead of the client's.
 	view   string
 	served *corev3.Node
 	// known is false until the first request names the node; until then
@@ -193,6 +196,7 @@ func newTracker(kept int, m *metrics, now func() time.Time) *tracker {
 		now:     now,
 		metrics: m,
 		hist:    map[snapKey]*history{},
+		served:  map[snapKey]*corev3.Node{},
 		views:   map[string]int{},
 		streams: map[int64]*stream{},
 		watches: map[*watch]struct{}{},
@@ -357,7 +361,10 @@ func (t *tracker) identify(s *stream, node *corev3.Node) (opened *scope, err err
 	sc := t.authz.scopeOf(s.identity)
 	s.node, s.group, s.known = node, GroupOf(node), true
 	s.view = sc.key()
-	s.served = stamped(node, s.view)
+	if s.served = t.served[s.key()]; s.served == nil {
+		s.served = servedNode(s.group, s.view)
+		t.served[s.key()] = s.served
+	}
 	t.metrics.connectedBy[s.group].Inc()
 	if t.views[s.view]++; t.views[s.view] == 1 {
 		opened = &sc
@@ -390,6 +397,7 @@ func (t *tracker) dropView(view string) {
 	defer t.mu.Unlock()
 	for _, g := range groups {
 		delete(t.hist, snapKey{g, view})
+		delete(t.served, snapKey{g, view})
 	}
 }
 
@@ -464,6 +472,11 @@ func (t *tracker) sotwRequest(s *stream, req *discoveryv3.DiscoveryRequest) (wai
 // means everything.
 func (ks *kindState) subscribeSotW(names []string) {
 	ks.wildcard = slices.Contains(names, "*") || (len(names) == 0 && !ks.everNamed)
+	// Most requests are ACKs naming what the stream already has: the set
+	// it has is kept (never mutated, so an ACK's reference stays valid).
+	if sameNames(ks.names, names) {
+		return
+	}
 	m := make(map[string]bool, len(names))
 	for _, n := range names {
 		if n != "*" {
@@ -474,6 +487,26 @@ func (ks *kindState) subscribeSotW(names []string) {
 		ks.everNamed = true
 	}
 	ks.names = m
+}
+
+// sameNames reports whether names, less "*", are the set had.
+func sameNames(had map[string]bool, names []string) bool {
+	if had == nil {
+		return false
+	}
+	n := 0
+	for _, name := range names {
+		if name == "*" {
+			continue
+		}
+		if !had[name] {
+			return false
+		}
+		n++
+	}
+	// A name listed twice counts twice in n: then the sets may still be
+	// equal, but a new set costs nothing worse than before.
+	return n == len(had)
 }
 
 // take removes and returns the unanswered response with this nonce. A
@@ -626,6 +659,10 @@ func (ks *kindState) subscribeDelta(first bool, sub, unsub []string) {
 	}
 	if first && len(sub) == 0 {
 		ks.wildcard = true
+	}
+	// An ACK changes no subscription: the set is kept as it is.
+	if len(sub) == 0 && len(unsub) == 0 && ks.names != nil {
+		return
 	}
 	m := make(map[string]bool, len(ks.names)+len(sub))
 	for n := range ks.names {

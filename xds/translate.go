@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -105,17 +106,79 @@ func PlanKey(p *plan.Plan) string { return ServiceKey(p.Namespace, p.Service) }
 // ownerInfo is one owner's share of a group's resources.
 type ownerInfo struct {
 	planVersion string
-	owned       map[resID]bool
+	// owned lists the owner's resources, sorted (compareResID), each
+	// once: a few per owner, and an owner per service and host in every
+	// snapshot, so a slice, not a set.
+	owned []resID
 	// closure maps each listener the owner has to everything a client of
 	// that listener needs for this owner: the route configuration (Envoy),
-	// the clusters the owner's routes use, and their endpoints.
-	closure map[string][]resID
+	// the clusters the owner's routes use, and their endpoints. Sorted by
+	// listener; one to a few per owner, so a slice, not a map.
+	closure []listenerNeeds
+}
+
+// listenerNeeds is what a client of one listener needs.
+type listenerNeeds struct {
+	listener string
+	needs    []resID
+}
+
+// setNeeds records what a client of the listener needs for this owner.
+func (o *ownerInfo) setNeeds(listener string, needs []resID) {
+	i, found := slices.BinarySearchFunc(o.closure, listener, func(l listenerNeeds, name string) int { return cmp.Compare(l.listener, name) })
+	if found {
+		o.closure[i].needs = needs
+		return
+	}
+	o.closure = slices.Insert(o.closure, i, listenerNeeds{listener, needs})
+}
+
+// needs is what a client of the listener needs for this owner.
+func (o *ownerInfo) needs(listener string) []resID {
+	i, found := slices.BinarySearchFunc(o.closure, listener, func(l listenerNeeds, name string) int { return cmp.Compare(l.listener, name) })
+	if !found {
+		return nil
+	}
+	return o.closure[i].needs
+}
+
+// shareLists takes old's lists of resources and closures where they are
+// equal to this info's.
+func (o *ownerInfo) shareLists(old *ownerInfo) {
+	if slices.Equal(o.owned, old.owned) {
+		o.owned = old.owned
+	}
+	if slices.EqualFunc(o.closure, old.closure, sameNeeds) {
+		o.closure = old.closure
+		return
+	}
+	for i := range o.closure {
+		if j, found := slices.BinarySearchFunc(old.closure, o.closure[i].listener, func(l listenerNeeds, name string) int { return cmp.Compare(l.listener, name) }); found && slices.Equal(o.closure[i].needs, old.closure[j].needs) {
+			o.closure[i].needs = old.closure[j].needs
+		}
+	}
+}
+
+func sameNeeds(a, b listenerNeeds) bool {
+	return a.listener == b.listener && slices.Equal(a.needs, b.needs)
 }
 
 func (o *ownerInfo) add(ids ...resID) {
 	for _, id := range ids {
-		o.owned[id] = true
+		if i, found := slices.BinarySearchFunc(o.owned, id, compareResID); !found {
+			o.owned = slices.Insert(o.owned, i, id)
+		}
 	}
+}
+
+// owns reports whether the resource is the owner's.
+func (o *ownerInfo) owns(id resID) bool {
+	_, found := slices.BinarySearchFunc(o.owned, id, compareResID)
+	return found
+}
+
+func compareResID(a, b resID) int {
+	return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.name, b.name))
 }
 
 // kind indexes the four resource types Sluice serves.
@@ -197,7 +260,7 @@ func newGroupResources() *GroupResources {
 func (r *GroupResources) owner(k ownerKey, version string) *ownerInfo {
 	o, ok := r.owners[k]
 	if !ok {
-		o = &ownerInfo{planVersion: version, owned: map[resID]bool{}, closure: map[string][]resID{}}
+		o = &ownerInfo{planVersion: version}
 		r.owners[k] = o
 	}
 	return o
@@ -312,6 +375,11 @@ func (t *translator) plan(p *plan.Plan, eps EndpointSource) error {
 			t.cur.eps[s.Revision] = found
 		}
 		endpoints[name] = found
+		if c, ok := t.unchangedCluster(p, name, s.Revision, found); ok {
+			t.share(svc, p.Version, c)
+			own = append(own, c)
+			continue
+		}
 		cla, err := loadAssignment(name, found)
 		if err != nil {
 			return err
@@ -419,7 +487,7 @@ func (t *translator) envoyListeners() error {
 			StatPrefix: "outbound_" + routeName,
 			CodecType:  hcmv3.HttpConnectionManager_AUTO,
 			RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-				ConfigSource:    adsSource(),
+				ConfigSource:    sharedADSSource,
 				RouteConfigName: routeName,
 			}},
 		}
@@ -437,7 +505,7 @@ func (t *translator) envoyListeners() error {
 			}
 			info := r.owner(o, ep.versions[o])
 			info.add(resID{kindListener, listenerName}, resID{kindRoute, routeName})
-			info.closure[listenerName] = closureOf([]resID{{kindRoute, routeName}}, clusters)
+			info.setNeeds(listenerName, closureOf([]resID{{kindRoute, routeName}}, clusters))
 		}
 	}
 	return nil
@@ -468,6 +536,8 @@ func (t *translator) grpcHost(p *plan.Plan, h plan.Host, clusterOf map[string]st
 		return err
 	}
 	r := t.out.GRPC
+	// Every listener of the host needs the same: one read-only list.
+	closure := closureOf(nil, used)
 	// xds:///reviews asks for listener "reviews", xds:///reviews:9080 for
 	// "reviews:9080"; both are served so either target form works.
 	for _, name := range domains(h) {
@@ -478,7 +548,7 @@ func (t *translator) grpcHost(p *plan.Plan, h plan.Host, clusterOf map[string]st
 		for _, o := range []ownerKey{serviceOwner(PlanKey(p)), hostOwner(h.Name)} {
 			info := r.owner(o, p.Version)
 			info.add(resID{kindListener, name})
-			info.closure[name] = closureOf(nil, used)
+			info.setNeeds(name, closure)
 			for _, c := range used {
 				info.add(resID{kindCluster, c}, resID{kindEndpoint, c})
 			}
@@ -505,20 +575,30 @@ func closureOf(base []resID, clusters []string) []resID {
 // fault filter, inert unless a route carries a fault in
 // typed_per_filter_config, then the router, which must be last.
 func withFilters(hcm *hcmv3.HttpConnectionManager) error {
-	fault, err := pack(&faultv3.HTTPFault{})
+	filters, err := httpFilters()
 	if err != nil {
 		return err
+	}
+	hcm.HttpFilters = filters
+	return nil
+}
+
+// httpFilters is the chain withFilters installs, built once and shared,
+// read-only, by every connection manager.
+var httpFilters = sync.OnceValues(func() ([]*hcmv3.HttpFilter, error) {
+	fault, err := pack(&faultv3.HTTPFault{})
+	if err != nil {
+		return nil, err
 	}
 	router, err := pack(&routerv3.Router{})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	hcm.HttpFilters = []*hcmv3.HttpFilter{
+	return []*hcmv3.HttpFilter{
 		{Name: wellknown.Fault, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: fault}},
 		{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
-	}
-	return nil
-}
+	}, nil
+})
 
 func listenerWithHCM(name, addr string, port uint32, hcm *hcmv3.HttpConnectionManager) (*listenerv3.Listener, error) {
 	cfg, err := pack(hcm)
@@ -559,9 +639,29 @@ func (t *translator) addCluster(svc ownerKey, version, name string, cla *endpoin
 }
 
 func (t *translator) cluster(name string) (*clusterv3.Cluster, error) {
-	// The upstream speaks whatever the downstream spoke, so one cluster
-	// serves HTTP/1.1 and gRPC (HTTP/2) callers alike. Proxyless gRPC
-	// ignores the option.
+	opts, err := clusterProtocolOptions()
+	if err != nil {
+		return nil, err
+	}
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: sharedADSSource, ServiceName: name},
+		ConnectTimeout:       durationpb.New(t.opts.ConnectTimeout),
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		// Envoy's Prometheus output cuts the cluster name at its first
+		// dot; a revision such as "1.4.2" would otherwise split it.
+		AltStatName:                   strings.ReplaceAll(name, ".", "_"),
+		TypedExtensionProtocolOptions: opts,
+	}, nil
+}
+
+// clusterProtocolOptions are every cluster's protocol options: the
+// upstream speaks whatever the downstream spoke, so one cluster serves
+// HTTP/1.1 and gRPC (HTTP/2) callers alike; proxyless gRPC ignores them.
+// They are the same for every cluster, so all clusters share one map and
+// one packed message, read-only like every translated resource.
+var clusterProtocolOptions = sync.OnceValues(func() (map[string]*anypb.Any, error) {
 	opts, err := pack(&httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
 			UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
@@ -573,20 +673,8 @@ func (t *translator) cluster(name string) (*clusterv3.Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
-		ConnectTimeout:       durationpb.New(t.opts.ConnectTimeout),
-		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
-		// Envoy's Prometheus output cuts the cluster name at its first
-		// dot; a revision such as "1.4.2" would otherwise split it.
-		AltStatName: strings.ReplaceAll(name, ".", "_"),
-		TypedExtensionProtocolOptions: map[string]*anypb.Any{
-			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": opts,
-		},
-	}, nil
-}
+	return map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": opts}, nil
+})
 
 // loadAssignment puts every endpoint in one locality with weight 1: gRPC
 // ignores localities without a weight, and rejects duplicate addresses,
@@ -627,11 +715,11 @@ func socketAddress(e Endpoint) *corev3.Address {
 	}}}
 }
 
-func adsSource() *corev3.ConfigSource {
-	return &corev3.ConfigSource{
-		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
-		ResourceApiVersion:    corev3.ApiVersion_V3,
-	}
+// sharedADSSource is the config source of every cluster's endpoints and
+// every Envoy listener's routes; one read-only message serves them all.
+var sharedADSSource = &corev3.ConfigSource{
+	ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	ResourceApiVersion:    corev3.ApiVersion_V3,
 }
 
 // validator is what every generated Envoy message implements.

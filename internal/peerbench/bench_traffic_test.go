@@ -46,9 +46,12 @@ func BenchmarkPushToTraffic(b *testing.B) {
 // client sends to the canary (breach-to-last-canary-ms): detection by
 // the analysis, the abort, and the route back to 100% stable on every
 // client. Sluice's goal: at most one analysis interval + 100 ms. The
-// time is also split where Prometheus first answers the query over the
-// threshold (polled every 25 ms): before, the scrape (the same for every
-// side); after, the product's own part.
+// time is also split at what the harness can date (breachResult): the
+// first scrape holding a failure and Prometheus answering the query over
+// the threshold (the same for every side), the product's failed
+// measurement and its abort in its API, and the clients leaving the
+// canary. PEERBENCH_SCRAPE_INTERVAL and PEERBENCH_RATE_WINDOW set
+// Prometheus's scrapes and the query's window for every side.
 //
 //	make peers && go test -run '^$' -bench SLOBreach -benchtime 1x -count 5 -timeout 1h ./internal/peerbench/
 func BenchmarkSLOBreach(b *testing.B) {
@@ -77,35 +80,14 @@ var trafficSides = []struct {
 func benchTraffic(b *testing.B, breach bool) {
 	clients := envInt(b, "PEERBENCH_GRPC_CLIENTS", 10)
 	rate := envInt(b, "PEERBENCH_GRPC_RATE", 100)
-	interval := 2 * time.Second
-	if s := os.Getenv("PEERBENCH_ANALYSIS_INTERVAL"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < time.Second {
-			b.Fatalf("PEERBENCH_ANALYSIS_INTERVAL=%q: want a duration of at least 1s", s)
-		}
-		interval = d
-	}
+	interval := envDuration(b, "PEERBENCH_ANALYSIS_INTERVAL", 2*time.Second, time.Second)
+	scrape := envDuration(b, "PEERBENCH_SCRAPE_INTERVAL", time.Second, 10*time.Millisecond)
+	window := envDuration(b, "PEERBENCH_RATE_WINDOW", RateWindow, 2*scrape)
 	host, err := grpcecho.PodAddress()
 	if err != nil {
 		b.Skip(err)
 	}
-	backends := map[string]*grpcecho.Backend{}
-	var targets []string
-	for _, v := range []string{"v1", "v2"} {
-		e, err := grpcecho.Start(grpcecho.Options{Service: "echo", Version: v, Host: host})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer e.Stop()
-		backends[v] = e
-		targets = append(targets, e.MetricsAddr)
-	}
-	prom, err := promtest.Start(filepath.Join(testbin.Require(b, "prometheus"), "prometheus"), targets...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer prom.Stop()
-	plan := ReleasePlan{Analysis: breach, Interval: interval, PrometheusURL: prom.URL, Backends: backends}
+	plan := ReleasePlan{Analysis: breach, Interval: interval, RateWindow: window, Scrape: scrape}
 	want := strings.Split(os.Getenv("PEERBENCH_TRAFFIC_SIDES"), ",")
 	for _, side := range trafficSides {
 		if want[0] != "" && !slices.Contains(want, side.name) {
@@ -113,24 +95,69 @@ func benchTraffic(b *testing.B, breach bool) {
 		}
 		b.Run(side.name, func(b *testing.B) {
 			for range b.N {
-				logs, err := keptLog(b, side.name)
-				if err != nil {
-					b.Fatal(err)
-				}
-				s := side.make(b, logs)
-				if breach {
-					runBreach(b, s, plan, clients, rate).report(b)
-				} else {
-					runPush(b, s, plan, clients, rate).report(b)
-				}
-				// The machine is shared: its load is part of the figure.
-				if load, err := loadAverage(); err == nil {
-					b.ReportMetric(load, "loadavg-1m")
-				}
-				logs.Close()
+				func() {
+					logs, err := keptLog(b, side.name)
+					if err != nil {
+						b.Fatal(err)
+					}
+					// A fresh data plane and Prometheus each run: new ports
+					// give the targets a new scrape phase (Prometheus derives
+					// it from the target), so the runs sample the phase
+					// between the scrapes and the analysis's measurements
+					// instead of all sharing one.
+					plan := plan
+					stop := startDataPlane(b, host, &plan)
+					// Stopped also when the run fails (b.Fatal ends the
+					// goroutine through its defers).
+					defer stop()
+					s := side.make(b, logs)
+					if breach {
+						runBreach(b, s, plan, clients, rate).report(b)
+					} else {
+						runPush(b, s, plan, clients, rate).report(b)
+					}
+					// The machine is shared: its load is part of the figure.
+					if load, err := loadAverage(); err == nil {
+						b.ReportMetric(load, "loadavg-1m")
+					}
+					logs.Close()
+				}()
 			}
 		})
 	}
+}
+
+// startDataPlane starts the echo service's revisions, v1 and v2, on host
+// and a Prometheus scraping them every scrape, into plan; the returned
+// func stops them.
+func startDataPlane(b *testing.B, host string, plan *ReleasePlan) (stop func()) {
+	b.Helper()
+	var stops []func()
+	stop = func() {
+		for _, f := range slices.Backward(stops) {
+			f()
+		}
+	}
+	plan.Backends = map[string]*grpcecho.Backend{}
+	var targets []string
+	for _, v := range []string{"v1", "v2"} {
+		e, err := grpcecho.Start(grpcecho.Options{Service: "echo", Version: v, Host: host})
+		if err != nil {
+			stop()
+			b.Fatal(err)
+		}
+		stops = append(stops, e.Stop)
+		plan.Backends[v] = e
+		targets = append(targets, e.MetricsAddr)
+	}
+	prom, err := promtest.StartEvery(filepath.Join(testbin.Require(b, "prometheus"), "prometheus"), plan.Scrape, targets...)
+	if err != nil {
+		stop()
+		b.Fatal(err)
+	}
+	stops = append(stops, func() { _ = prom.Stop() })
+	plan.PrometheusURL = prom.URL
+	return stop
 }
 
 // startTraffic starts the side and its clients with v1 serving them all.
@@ -217,25 +244,49 @@ func runPush(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *pushRe
 }
 
 type breachResult struct {
-	toLast time.Duration // first failing call → last call to the canary
-	// The same in two parts: until Prometheus answers the query over the
-	// threshold, and from then on (the product's own part).
-	toVisible, fromVisible time.Duration
-	interval               time.Duration
-	failed                 int // calls v2 answered after the breach
+	// From the first failing call any client sees, in the order things
+	// happen: the first scrape holding a failure (Prometheus's sample
+	// timestamp); Prometheus answering the query over the threshold
+	// (polled every 25 ms); the product's failed measurement (its own
+	// record, zero if it gives none); the abort visible in the product's
+	// API (polled every 25 ms); the first client's last call to the
+	// canary; the last call any client sends to it.
+	toScrape, toVisible, toMeasured, toAborted, toFirstOff, toLast time.Duration
+	measured                                                       bool
+	interval, scrape                                               time.Duration
+	failed                                                         int // calls v2 answered after the breach
 }
 
 func (r *breachResult) report(b *testing.B) {
 	b.ReportMetric(msOf(r.toLast), "breach-to-last-canary-ms")
+	b.ReportMetric(msOf(r.toScrape), "breach-to-scrape-ms")
 	b.ReportMetric(msOf(r.toVisible), "breach-to-prometheus-ms")
-	b.ReportMetric(msOf(r.fromVisible), "prometheus-to-last-canary-ms")
-	b.Logf("first failing call → last call to v2: %v = %v until Prometheus answers over %g + %v from there (analysis interval %v; goal ≤ interval + 100ms met: %v); v2 answered %d calls after the breach",
-		r.toLast, r.toVisible, ErrorThreshold, r.fromVisible, r.interval, r.toLast <= r.interval+100*time.Millisecond, r.failed)
+	b.ReportMetric(msOf(r.toLast-r.toVisible), "prometheus-to-last-canary-ms")
+	b.ReportMetric(msOf(r.toAborted), "breach-to-abort-seen-ms")
+	b.ReportMetric(msOf(r.toLast-r.toAborted), "abort-seen-to-last-canary-ms")
+	b.ReportMetric(msOf(r.toLast-r.toFirstOff), "first-to-last-client-off-ms")
+	measured := "none recorded"
+	if r.measured {
+		b.ReportMetric(msOf(r.toMeasured), "breach-to-measurement-ms")
+		b.ReportMetric(msOf(r.toMeasured-r.toVisible), "prometheus-to-measurement-ms")
+		b.ReportMetric(msOf(r.toAborted-r.toMeasured), "measurement-to-abort-seen-ms")
+		// Where the measurements fall between the scrapes: just after
+		// one, a measurement sees fresh data at once; just before, it
+		// waits for the next measurement after the scrape.
+		b.ReportMetric(msOf(((r.toMeasured-r.toScrape)%r.scrape+r.scrape)%r.scrape), "measurement-after-scrape-ms")
+		measured = r.toMeasured.String()
+	}
+	b.Logf("from the first failing call: scrape holding it %v, Prometheus over %g %v, failed measurement %s, abort seen %v, first client off the canary %v, last call to v2 %v (analysis interval %v; goal ≤ interval + 100ms met: %v); v2 answered %d calls after the breach",
+		r.toScrape, ErrorThreshold, r.toVisible, measured, r.toAborted, r.toFirstOff, r.toLast, r.interval, r.toLast <= r.interval+100*time.Millisecond, r.failed)
 }
 
 // breachFail is the share of calls the canary fails once breached: well
-// past ErrorThreshold even averaged over the first seconds of RateWindow.
+// past ErrorThreshold even averaged over the first seconds of the rate
+// window.
 const breachFail = 50
+
+// failingCalls selects the canary's failed-call counters.
+const failingCalls = `demo_rpcs_total{service="echo",version="v2",code!="OK"}`
 
 func runBreach(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *breachResult {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -255,7 +306,7 @@ func runBreach(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *brea
 	// of the analysis's interval, as a real one would: at a fixed delay
 	// after the release every run would meet the measurements at the
 	// same phase, and measure that phase only.
-	time.Sleep(RateWindow + 2*plan.Interval + rand.N(plan.Interval))
+	time.Sleep(plan.RateWindow + 2*plan.Interval + rand.N(plan.Interval))
 	if share, calls := c.Share("v2", time.Now().Add(-2*time.Second), time.Now()); math.Abs(share-CanaryWeight/100.0) > 0.15 {
 		b.Fatalf("%s: before the breach v2 answered %.1f%% of %d calls, want about %d%%", s.Name(), 100*share, calls, CanaryWeight)
 	}
@@ -265,9 +316,11 @@ func runBreach(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *brea
 	var visible time.Time
 	go func() {
 		var err error
-		visible, err = WhenOver(ctx, plan.PrometheusURL, ErrorRatioQuery(RateWindow), ErrorThreshold, time.Minute)
+		visible, err = WhenOver(ctx, plan.PrometheusURL, ErrorRatioQuery(plan.RateWindow), ErrorThreshold, time.Minute)
 		over <- err
 	}()
+	abort := make(chan time.Time, 1)
+	go func() { abort <- whenAborted(ctx, s) }()
 	firstFail, _, err := c.WaitFirstFailure(ctx, "v2", breach, time.Minute)
 	if err != nil {
 		b.Fatalf("%s: %v", s.Name(), err)
@@ -279,17 +332,69 @@ func runBreach(b *testing.B, s TrafficSide, plan ReleasePlan, n, rate int) *brea
 	if err := <-over; err != nil {
 		b.Fatalf("%s: %v", s.Name(), err)
 	}
-	var why string
-	for range 40 {
-		var aborted bool
-		if aborted, why, err = s.Aborted(ctx); err == nil && aborted {
-			return &breachResult{toLast: last.Sub(firstFail), toVisible: visible.Sub(firstFail), fromVisible: last.Sub(visible),
-				interval: plan.Interval, failed: calls}
-		}
-		time.Sleep(250 * time.Millisecond)
+	var aborted time.Time
+	select {
+	case aborted = <-abort:
+	case <-time.After(10 * time.Second):
 	}
-	b.Fatalf("%s: the canary has no calls, but the rollout is not aborted (%v): %s", s.Name(), err, why)
-	return nil
+	if aborted.IsZero() {
+		_, why, err := s.Aborted(ctx)
+		b.Fatalf("%s: the canary has no calls, but the rollout is not aborted (%v): %s", s.Name(), err, why)
+	}
+	scraped, err := FirstScrapeOver(ctx, plan.PrometheusURL, failingCalls, breach)
+	if err != nil {
+		b.Fatalf("%s: %v", s.Name(), err)
+	}
+	r := &breachResult{toScrape: scraped.Sub(firstFail), toVisible: visible.Sub(firstFail), toAborted: aborted.Sub(firstFail),
+		toLast: last.Sub(firstFail), interval: plan.Interval, scrape: plan.Scrape, failed: calls}
+	firstOff := last
+	for _, t := range c.LastOf("v2", breach) {
+		if !t.IsZero() && t.Before(firstOff) {
+			firstOff = t
+		}
+	}
+	r.toFirstOff = firstOff.Sub(firstFail)
+	if at, ok := s.(AnalysisTimes); ok {
+		m, err := at.FailedMeasurement(ctx)
+		if err != nil {
+			b.Fatalf("%s: failed measurement: %v", s.Name(), err)
+		}
+		if !m.IsZero() {
+			r.toMeasured, r.measured = m.Sub(firstFail), true
+		}
+	}
+	return r
+}
+
+// whenAborted polls the side every 25 ms until its rollout is aborted,
+// and returns the start of the poll that saw it (zero if ctx ended
+// first).
+func whenAborted(ctx context.Context, s TrafficSide) time.Time {
+	for {
+		start := time.Now()
+		if aborted, _, err := s.Aborted(ctx); err == nil && aborted {
+			return start
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// envDuration is the duration in the environment variable name, or def;
+// below least is an error.
+func envDuration(b *testing.B, name string, def, least time.Duration) time.Duration {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < least {
+		b.Fatalf("%s=%q: want a duration of at least %v", name, s, least)
+	}
+	return d
 }
 
 // loadAverage is the machine's load average over the last minute.

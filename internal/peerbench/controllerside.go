@@ -332,6 +332,22 @@ func (s *SluiceController) Aborted(ctx context.Context) (bool, string, error) {
 	return false, fmt.Sprintf("phase %s, step %s: %s", ro.Status.Phase, ro.Status.StepDisplay, ro.Status.Message), nil
 }
 
+// FailedMeasurement reads the AnalysisRuns of the Rollout's namespace.
+func (s *SluiceController) FailedMeasurement(ctx context.Context) (time.Time, error) {
+	var runs v1alpha1.AnalysisRunList
+	if err := s.c.List(ctx, &runs, client.InNamespace(s.ns)); err != nil {
+		return time.Time{}, err
+	}
+	for _, ar := range runs.Items {
+		for _, m := range ar.Status.Metrics {
+			if at := firstFailed(m.Measurements); !at.IsZero() {
+				return at, nil
+			}
+		}
+	}
+	return time.Time{}, nil
+}
+
 func (s *SluiceController) Stop() {
 	if s.p != nil {
 		s.p.Stop(10 * time.Second)

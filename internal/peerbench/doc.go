@@ -27,6 +27,8 @@
 //	PEERBENCH_GRPC_CLIENTS       proxyless gRPC clients in the traffic benchmarks (10)
 //	PEERBENCH_GRPC_RATE          calls a second of each (100)
 //	PEERBENCH_ANALYSIS_INTERVAL  the SLO breach analysis's interval (2s)
+//	PEERBENCH_SCRAPE_INTERVAL    Prometheus's scrape interval in the traffic benchmarks (1s)
+//	PEERBENCH_RATE_WINDOW        the SLO breach query's rate window (5s)
 //	PEERBENCH_TRAFFIC_SIDES      a list of sluice-run, sluice-controller, argo-istiod (all)
 //	PEERBENCH_PPROF      Sluice controller's pprof address, e.g. 127.0.0.1:6060 (none)
 //	PEERBENCH_SLUICE     "tree": build Sluice from the working tree, not HEAD

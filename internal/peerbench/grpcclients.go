@@ -319,3 +319,21 @@ func (g *GRPCClients) Share(version string, from, to time.Time) (float64, int) {
 	}
 	return float64(of) / float64(total), total
 }
+
+// LastOf is, per client, the start of its last call since after that
+// version answered (zero: none): a client's last call to a revision is
+// about when it applied a route without it (it calls every 1/rate s),
+// so their spread is the route's spread over the clients.
+func (g *GRPCClients) LastOf(version string, after time.Time) []time.Time {
+	out := make([]time.Time, len(g.clients))
+	for i, c := range g.clients {
+		c.mu.Lock()
+		for _, a := range c.calls {
+			if a.version == version && !a.at.Before(after) && a.at.After(out[i]) {
+				out[i] = a.at
+			}
+		}
+		c.mu.Unlock()
+	}
+	return out
+}

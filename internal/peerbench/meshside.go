@@ -206,7 +206,7 @@ func (a *ArgoIstiod) analysisTemplate() *unstructured.Unstructured {
 			"provider": map[string]any{"prometheus": map[string]any{
 				"address": a.plan.PrometheusURL,
 				"timeout": int64(2),
-				"query":   ErrorRatioQuery(RateWindow),
+				"query":   ErrorRatioQuery(a.plan.RateWindow),
 			}},
 		}},
 	}
@@ -318,6 +318,39 @@ func (a *ArgoIstiod) Aborted(ctx context.Context) (bool, string, error) {
 	phase, _, _ := unstructured.NestedString(ro.Object, "status", "phase")
 	msg, _, _ := unstructured.NestedString(ro.Object, "status", "message")
 	return abort, fmt.Sprintf("phase %s: %s", phase, msg), nil
+}
+
+// FailedMeasurement reads Argo Rollouts' AnalysisRuns: the startedAt of
+// the first Failed measurement (whole seconds: Argo Rollouts keeps no
+// more).
+func (a *ArgoIstiod) FailedMeasurement(ctx context.Context) (time.Time, error) {
+	var runs unstructured.UnstructuredList
+	runs.SetAPIVersion(argoAPI)
+	runs.SetKind("AnalysisRunList")
+	if err := a.c.List(ctx, &runs, client.InNamespace(a.ns)); err != nil {
+		return time.Time{}, err
+	}
+	for _, ar := range runs.Items {
+		results, _, _ := unstructured.NestedSlice(ar.Object, "status", "metricResults")
+		for _, r := range results {
+			rm, _ := r.(map[string]any)
+			ms, _, _ := unstructured.NestedSlice(rm, "measurements")
+			for _, m := range ms {
+				m, _ := m.(map[string]any)
+				phase, _, _ := unstructured.NestedString(m, "phase")
+				started, _, _ := unstructured.NestedString(m, "startedAt")
+				if phase != "Failed" {
+					continue
+				}
+				at, err := time.Parse(time.RFC3339, started)
+				if err != nil {
+					return time.Time{}, fmt.Errorf("AnalysisRun %s: measurement startedAt %q: %w", ar.GetName(), started, err)
+				}
+				return at, nil
+			}
+		}
+	}
+	return time.Time{}, nil
 }
 
 func (a *ArgoIstiod) Stop() {

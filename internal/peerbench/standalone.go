@@ -180,7 +180,7 @@ spec:
         prometheus:
           timeout: 2s
           query: %s
-`, plan.Interval, AnalysisCount, ErrorThreshold, ErrorThreshold, yamlQuote(ErrorRatioQuery(RateWindow)))
+`, plan.Interval, AnalysisCount, ErrorThreshold, ErrorThreshold, yamlQuote(ErrorRatioQuery(plan.RateWindow)))
 }
 
 // sluiceSteps are the canary steps of both Sluice sides, indented for
@@ -246,6 +246,23 @@ func (s *SluiceRun) Aborted(ctx context.Context) (bool, string, error) {
 		}
 	}
 	return false, fmt.Sprintf("phase %s, step %s: %s", ro.Status.Phase, ro.Status.StepDisplay, ro.Status.Message), nil
+}
+
+// FailedMeasurement reads the analysis's measurements from `sluice
+// run`'s API, as `sluice status` shows them.
+func (s *SluiceRun) FailedMeasurement(ctx context.Context) (time.Time, error) {
+	ro, err := s.api.Get(ctx, "default", "echo")
+	if err != nil || ro.Detail == nil {
+		return time.Time{}, err
+	}
+	for _, run := range ro.Detail.Analysis {
+		for _, m := range run.Metrics {
+			if at := firstFailed(m.Measurements); !at.IsZero() {
+				return at, nil
+			}
+		}
+	}
+	return time.Time{}, nil
 }
 
 func (s *SluiceRun) Stop() {

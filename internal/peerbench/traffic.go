@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/sluicehq/sluice/internal/grpcecho"
+	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
 
 // TrafficSide is a control plane in the traffic benchmarks (push →
@@ -45,6 +46,10 @@ type ReleasePlan struct {
 	Analysis bool
 	// Interval between measurements of the analysis.
 	Interval time.Duration
+	// RateWindow is the analysis query's rate window (ErrorRatioQuery).
+	RateWindow time.Duration
+	// Scrape is Prometheus's scrape interval.
+	Scrape time.Duration
 	// PrometheusURL is the one Prometheus both products query.
 	PrometheusURL string
 	// Backends run the revisions, by version (v1, v2).
@@ -69,13 +74,17 @@ const AnalysisCount = 10000
 // Argo Rollouts judges NaN Inconclusive, which would pause its rollout
 // instead of measuring on (Sluice would count an Error).
 func ErrorRatioQuery(window time.Duration) string {
-	w := fmt.Sprintf("%ds", int(window.Seconds()))
+	w := fmt.Sprintf("%dms", window.Milliseconds())
+	if window%time.Second == 0 {
+		w = fmt.Sprintf("%ds", int(window.Seconds()))
+	}
 	sel := `demo_rpcs_total{service="echo",version="v2"`
 	return fmt.Sprintf(`((sum(rate(%s,code!="OK"}[%s])) or vector(0)) / (sum(rate(%s}[%s])) > 0)) or vector(0)`, sel, w, sel, w)
 }
 
-// RateWindow is the query's rate window: a few 1 s scrapes, as short as
-// reads several samples.
+// RateWindow is the query's rate window by default: a few 1 s scrapes,
+// as short as reads several samples (PEERBENCH_RATE_WINDOW changes it,
+// with PEERBENCH_SCRAPE_INTERVAL).
 const RateWindow = 5 * time.Second
 
 // yamlQuote is s as a double-quoted YAML string (JSON's escaping is a
@@ -125,4 +134,24 @@ func (t *rsTimes) CanaryTimes(image string) (seen, published time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.seen[image], t.published[image]
+}
+
+// AnalysisTimes is what a side's product records of the measurement that
+// failed its analysis: the time it gives that measurement (Sluice: the
+// slot the query was evaluated for, whole seconds by construction;
+// Argo Rollouts: the measurement's startedAt, truncated to the second),
+// zero while none failed. It places the product's measurement between
+// Prometheus having the failures and the abort.
+type AnalysisTimes interface {
+	FailedMeasurement(ctx context.Context) (time.Time, error)
+}
+
+// firstFailed is the slot of the first Failed measurement among ms.
+func firstFailed(ms []v1alpha1.Measurement) time.Time {
+	for _, m := range ms {
+		if m.Phase == v1alpha1.AnalysisFailed {
+			return m.At.Time
+		}
+	}
+	return time.Time{}
 }

@@ -77,4 +77,10 @@ func TestGRPCClientsRecords(t *testing.T) {
 	if share, calls := g.Share("v1", at(0), at(40)); calls != 7 || share != 3.0/7 {
 		t.Errorf("Share v1 = %v of %d, want 3/7 of 7", share, calls)
 	}
+	if got := g.LastOf("v2", at(20)); len(got) != 2 || !got[0].Equal(at(30)) || !got[1].Equal(at(35)) {
+		t.Errorf("LastOf v2 since +20ms = %v, want [+30ms +35ms]", got)
+	}
+	if got := g.LastOf("v2", at(36)); len(got) != 2 || !got[0].IsZero() || !got[1].IsZero() {
+		t.Errorf("LastOf v2 since +36ms = %v, want none for either client", got)
+	}
 }

@@ -40,11 +40,16 @@ type Server struct {
 // targets (host:port), with its storage in a fresh temporary directory,
 // and waits until it is ready. The caller must Stop it.
 func Start(binary string, targets ...string) (*Server, error) {
+	return StartEvery(binary, time.Second, targets...)
+}
+
+// StartEvery is Start with a scrape interval of scrape.
+func StartEvery(binary string, scrape time.Duration, targets ...string) (*Server, error) {
 	var lastErr error
 	// Another process may take the free port between our probe and
 	// Prometheus binding it; a couple of attempts make that harmless.
 	for range 3 {
-		s, err := start(binary, targets)
+		s, err := start(binary, scrape, targets)
 		if err == nil {
 			return s, nil
 		}
@@ -53,12 +58,12 @@ func Start(binary string, targets ...string) (*Server, error) {
 	return nil, lastErr
 }
 
-func start(binary string, targets []string) (*Server, error) {
+func start(binary string, scrape time.Duration, targets []string) (*Server, error) {
 	dir, err := os.MkdirTemp("", "sluice-prometheus-")
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := WriteConfig(dir, targets)
+	cfg, err := WriteConfigEvery(dir, targets, scrape)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -31,17 +31,13 @@ const MaxLabel = 128
 func Label(s string) string { return untrusted.Text(s, MaxLabel) }
 
 // Metrics are the series of every Rollout, labelled namespace and rollout.
-// The vectors are exported to be read (tests); write them through Record
-// and Forget only.
+// The collectors are exported to be read (tests); write them through
+// Record and Forget only.
 type Metrics struct {
-	// Phase is 1 for the Rollout's current phase, 0 for the others.
-	Phase *prometheus.GaugeVec
-	// Step is the step being executed, from 1; 0 when idle.
-	Step *prometheus.GaugeVec
-	// CanaryWeight is the canary's share of the default route.
-	CanaryWeight *prometheus.GaugeVec
-	// StaleNodes counts the xDS nodes silent past the ack deadline.
-	StaleNodes *prometheus.GaugeVec
+	// Gauges are each Rollout's phase (1 for the current one, 0 for the
+	// others), step being executed (from 1; 0 when idle), canary weight
+	// and count of xDS nodes silent past the ack deadline.
+	Gauges *Gauges
 	// AnalysisRuns counts completed analysis runs by kind and outcome.
 	AnalysisRuns *RunCounter
 	// ReconcileDuration is the time of one Rollout's reconcile (controller)
@@ -71,22 +67,7 @@ const (
 // New builds the metrics, registered nowhere yet (Register).
 func New() *Metrics {
 	return &Metrics{
-		Phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sluice_rollout_phase",
-			Help: "1 for the Rollout's current phase (Healthy, Progressing, Paused, Degraded), 0 for the others.",
-		}, []string{"namespace", "rollout", "phase"}),
-		Step: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sluice_rollout_step",
-			Help: "Step being executed, counted from 1 as in status.stepDisplay (steps+1 while promoting); 0 when no rollout is in progress.",
-		}, []string{"namespace", "rollout"}),
-		CanaryWeight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sluice_rollout_canary_weight",
-			Help: "Percentage of the default route sent to the canary by the current traffic plan.",
-		}, []string{"namespace", "rollout"}),
-		StaleNodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sluice_rollout_stale_nodes",
-			Help: "xDS nodes silent past spec.dataPlane.ackDeadlineSeconds on the plan in force (status.traffic.staleNodes.count).",
-		}, []string{"namespace", "rollout"}),
+		Gauges:       newGauges(),
 		AnalysisRuns: newRunCounter(),
 		ReconcileDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sluice_rollout_reconcile_duration_seconds",
@@ -103,7 +84,7 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, r := range []string{ResultSuccess, ResultConflict, ResultError} {
 		m.ReconcileDuration.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.Phase, m.Step, m.CanaryWeight, m.StaleNodes, m.AnalysisRuns, m.ReconcileDuration} {
+	for _, c := range []prometheus.Collector{m.Gauges, m.AnalysisRuns, m.ReconcileDuration} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register rollout metrics: %w", err)
 		}
@@ -129,24 +110,14 @@ func (m *Metrics) ObserveReconcile(result string, d time.Duration) {
 func (m *Metrics) Record(ns, name string, prev, cur *v1alpha1.RolloutStatus) {
 	ns, name = Label(ns), Label(name)
 	m.AnalysisRuns.ensure(ns, name)
-	for _, p := range phases {
-		v := 0.0
-		if cur.Phase == p {
-			v = 1
-		}
-		m.Phase.WithLabelValues(ns, name, string(p)).Set(v)
-	}
-	step := 0.0
+	v := gaugeValues{phase: index(phases, cur.Phase), weight: float64(cur.Traffic.CanaryWeight)}
 	if cur.CanaryRevision != "" && cur.CurrentStepIndex != nil {
-		step = float64(*cur.CurrentStepIndex + 1)
+		v.step = float64(*cur.CurrentStepIndex + 1)
 	}
-	m.Step.WithLabelValues(ns, name).Set(step)
-	m.CanaryWeight.WithLabelValues(ns, name).Set(float64(cur.Traffic.CanaryWeight))
-	stale := 0.0
 	if sn := cur.Traffic.StaleNodes; sn != nil {
-		stale = float64(sn.Count)
+		v.stale = float64(sn.Count)
 	}
-	m.StaleNodes.WithLabelValues(ns, name).Set(stale)
+	m.Gauges.set(ns, name, v)
 	was := map[string]bool{}
 	if prev != nil {
 		for _, r := range prev.Analysis {
@@ -165,9 +136,5 @@ func (m *Metrics) Record(ns, name string, prev, cur *v1alpha1.RolloutStatus) {
 func (m *Metrics) Forget(ns, name string) {
 	ns, name = Label(ns), Label(name)
 	m.AnalysisRuns.forget(ns, name)
-	l := prometheus.Labels{"namespace": ns, "rollout": name}
-	m.Phase.DeletePartialMatch(l)
-	m.Step.DeletePartialMatch(l)
-	m.CanaryWeight.DeletePartialMatch(l)
-	m.StaleNodes.DeletePartialMatch(l)
+	m.Gauges.forget(ns, name)
 }

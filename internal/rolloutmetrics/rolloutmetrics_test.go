@@ -1,6 +1,7 @@
 package rolloutmetrics
 
 import (
+	"maps"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,11 +31,11 @@ func TestRecordAndForget(t *testing.T) {
 		name      string
 		got, want float64
 	}{
-		{"stale nodes", testutil.ToFloat64(m.StaleNodes.WithLabelValues("ns", "reviews")), 3},
-		{"step", testutil.ToFloat64(m.Step.WithLabelValues("ns", "reviews")), 2},
-		{"weight", testutil.ToFloat64(m.CanaryWeight.WithLabelValues("ns", "reviews")), 20},
-		{"phase Progressing", testutil.ToFloat64(m.Phase.WithLabelValues("ns", "reviews", "Progressing")), 1},
-		{"phase Healthy", testutil.ToFloat64(m.Phase.WithLabelValues("ns", "reviews", "Healthy")), 0},
+		{"stale nodes", m.Gauges.StaleNodes("ns", "reviews"), 3},
+		{"step", m.Gauges.Step("ns", "reviews"), 2},
+		{"weight", m.Gauges.CanaryWeight("ns", "reviews"), 20},
+		{"phase Progressing", m.Gauges.Phase("ns", "reviews", v1alpha1.PhaseProgressing), 1},
+		{"phase Healthy", m.Gauges.Phase("ns", "reviews", v1alpha1.PhaseHealthy), 0},
 		{"runs", m.AnalysisRuns.Value("ns", "reviews", v1alpha1.AnalysisStepKind, v1alpha1.AnalysisSuccessful), 1},
 	} {
 		if c.got != c.want {
@@ -44,7 +45,7 @@ func TestRecordAndForget(t *testing.T) {
 
 	cur.Traffic.StaleNodes = nil
 	m.Record("ns", "reviews", cur, cur)
-	if v := testutil.ToFloat64(m.StaleNodes.WithLabelValues("ns", "reviews")); v != 0 {
+	if v := m.Gauges.StaleNodes("ns", "reviews"); v != 0 {
 		t.Errorf("stale nodes = %v once none is, want 0", v)
 	}
 	// Every kind and outcome is counted from the first status on.
@@ -114,5 +115,60 @@ func TestAnalysisRunsScraped(t *testing.T) {
 	}
 	if !found {
 		t.Error("sluice_rollout_analysis_runs_total not gathered")
+	}
+}
+
+// The gauges, made at scrape time, are gauge families with the labels
+// they had as vectors: four phase series per Rollout, 1 for its phase,
+// and one step, weight and stale-node series.
+func TestGaugesScraped(t *testing.T) {
+	t.Parallel()
+	m := New()
+	reg := prometheus.NewRegistry()
+	if err := m.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	step := int32(0)
+	m.Record("shop", "cart", nil, &v1alpha1.RolloutStatus{Phase: v1alpha1.PhasePaused, CanaryRevision: "v2", CurrentStepIndex: &step,
+		Traffic: v1alpha1.TrafficStatus{CanaryWeight: 30}})
+	m.Record("shop", "web", nil, &v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseHealthy})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetType().String() != "GAUGE" {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, p := range s.GetLabel() {
+				key += " " + p.GetName() + "=" + p.GetValue()
+			}
+			got[key] = s.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{}
+	for _, r := range []struct {
+		name                string
+		phase               v1alpha1.Phase
+		step, weight, stale float64
+	}{{"cart", v1alpha1.PhasePaused, 1, 30, 0}, {"web", v1alpha1.PhaseHealthy, 0, 0, 0}} {
+		labels := " namespace=shop rollout=" + r.name
+		for _, p := range phases {
+			v := 0.0
+			if p == r.phase {
+				v = 1
+			}
+			// Gathered labels come sorted by name.
+			want["sluice_rollout_phase namespace=shop phase="+string(p)+" rollout="+r.name] = v
+		}
+		want["sluice_rollout_step"+labels] = r.step
+		want["sluice_rollout_canary_weight"+labels] = r.weight
+		want["sluice_rollout_stale_nodes"+labels] = r.stale
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("gauges scraped:\n%v\nwant:\n%v", got, want)
 	}
 }

@@ -17,7 +17,7 @@ import (
 var (
 	rolloutMetrics = rolloutmetrics.New()
 	// phaseGauge and analysisCounter are read by the tests.
-	phaseGauge      = rolloutMetrics.Phase
+	phaseGauge      = rolloutMetrics.Gauges
 	analysisCounter = rolloutMetrics.AnalysisRuns
 )
 

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -82,7 +81,7 @@ func TestCanaryWalksStepsAndPromotes(t *testing.T) {
 		t.Errorf("no ScaledDown event in %v", h.ev.all())
 	}
 	ns, name := h.key.Namespace, h.key.Name
-	if v := testutil.ToFloat64(phaseGauge.WithLabelValues(ns, name, "Healthy")); v != 1 {
+	if v := phaseGauge.Phase(ns, name, "Healthy"); v != 1 {
 		t.Errorf("sluice_rollout_phase{phase=Healthy} = %v, want 1", v)
 	}
 	if v := analysisCounter.Value(ns, name, "Step", "Successful"); v != 1 {
@@ -107,6 +106,10 @@ func TestAnalysisFailureAborts(t *testing.T) {
 	v2 := h.setImage("checkout:v2")
 	h.drive("at the analysis step", h.stepIs(1))
 
+	kept := *h.replicaSet(v2).Spec.Replicas
+	// Proxies stay on the plan before the abort until they acknowledge
+	// the 100%-stable one.
+	h.plane.setHold(true)
 	h.finishRun(h.stepRun(), v1alpha1.AnalysisFailed, "success-rate: 0.95 < 0.99")
 	h.mustReconcile()
 	st := h.ro.Status
@@ -126,6 +129,16 @@ func TestAnalysisFailureAborts(t *testing.T) {
 	if ev, ok := h.ev.find("Warning AnalysisFailed"); !ok || !strings.Contains(ev, "0.95 < 0.99") {
 		t.Errorf("no Warning AnalysisFailed event with the reason in %v", h.ev.all())
 	}
+	// The canary keeps its pods while the abort's plan is not
+	// acknowledged, for at most scaleDownDelaySeconds (1 s here).
+	h.wantReplicas(v2, kept)
+	h.mustReconcile()
+	h.wantReplicas(v2, kept)
+	h.now = h.now.Add(time.Second)
+	h.mustReconcile()
+	h.wantReplicas(v2, 0)
+	h.plane.setHold(false)
+	h.mustReconcile()
 	h.wantReplicas(v2, 0)
 	if c := findCondition(h.ro, ConditionReconciled); c == nil || c.Status != metav1.ConditionTrue {
 		t.Errorf("Reconciled condition %+v, want True", c)

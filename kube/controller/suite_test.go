@@ -88,6 +88,14 @@ func (f *fakePlane) Acknowledgement(_ context.Context, ro *v1alpha1.Rollout, ver
 	return engine.DataPlane{Version: version, State: engine.AckAcknowledged}, nil
 }
 
+// setHold makes the plane answer every plan as pending (true), as proxies
+// that have not applied it yet.
+func (f *fakePlane) setHold(hold bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hold = hold
+}
+
 // last is the last plan published for the Rollout.
 func (f *fakePlane) last(ro *v1alpha1.Rollout) (plan.Plan, bool) {
 	f.mu.Lock()

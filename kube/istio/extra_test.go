@@ -157,3 +157,37 @@ func subsetLabels(subsets []*networking.Subset, name string) map[string]string {
 	}
 	return nil
 }
+
+// The objects that hold an extra revision carry the Rollout's Git
+// provenance and plan version, as they do for the canary, and keep it
+// when the plan drops the revision.
+func TestExtraRevisionProvenance(t *testing.T) {
+	t.Parallel()
+	prov := map[string]string{"sluice.dev/git-commit": "0123abcd", "sluice.dev/git-path": "apps/reviews.yaml"}
+	p := jasonPlan()
+	d, err := Render(Input{Plan: p, Annotations: prov}, Live{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subsetLabels(d.DestinationRule.Spec.Subsets, "jason") == nil {
+		t.Fatal("no subset jason")
+	}
+	after, err := Render(Input{Plan: stableOnly("reviews"), Annotations: map[string]string{"sluice.dev/git-commit": "4567cdef"}}, written(d, "4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		what   string
+		d      *Desired
+		commit string
+	}{{"with jason", d, "0123abcd"}, {"after jason", after, "4567cdef"}} {
+		for _, m := range []interface {
+			GetName() string
+			GetAnnotations() map[string]string
+		}{c.d.VirtualService, c.d.DestinationRule} {
+			if a := m.GetAnnotations(); a["sluice.dev/git-commit"] != c.commit || a[AnnotationPlanVersion] == "" {
+				t.Errorf("%s: %s annotations %v, want commit %s and the plan version", c.what, m.GetName(), a, c.commit)
+			}
+		}
+	}
+}

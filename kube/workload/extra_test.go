@@ -192,3 +192,35 @@ func TestReadinessOfExtras(t *testing.T) {
 		t.Errorf("no extras: ExtraAvailable %v, want nil", w.ExtraAvailable)
 	}
 }
+
+// Every ReplicaSet Sluice creates, the canary's and an extra revision's
+// alike, records the commit whose spec made it (the Rollout's Git
+// provenance annotations, nothing else of the Rollout's annotations); a
+// Rollout from no Git source gives none.
+func TestReplicaSetsRecordTheirCommit(t *testing.T) {
+	t.Parallel()
+	ro := rolling()
+	ro.Annotations = map[string]string{
+		"sluice.dev/git-commit": "0123abcd", "sluice.dev/git-repository": "https://git.example.com/shop.git",
+		"sluice.dev/git-path": "apps/web.yaml", "sluice.dev/git-commit-time": "2026-01-01T00:00:00Z",
+		"team": "shop", "sluice.dev/command": `{"kind":"Promote"}`,
+	}
+	want := map[string]string{
+		"sluice.dev/git-commit": "0123abcd", "sluice.dev/git-repository": "https://git.example.com/shop.git",
+		"sluice.dev/git-path": "apps/web.yaml", "sluice.dev/git-commit-time": "2026-01-01T00:00:00Z",
+	}
+	x := extra("jason", "xj", v1alpha1.RevisionFromCanary, map[string]string{"app": "web:v2"})
+	extraRS, err := ExtraReplicaSet(ro, &x, ro.Spec.Template, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rs := range []*appsv1.ReplicaSet{ReplicaSet(ro, "v3", 1), extraRS} {
+		if !maps.Equal(rs.Annotations, want) {
+			t.Errorf("%s annotations %v, want the provenance %v", rs.Name, rs.Annotations, want)
+		}
+	}
+	ro.Annotations = nil
+	if a := ReplicaSet(ro, "v3", 1).Annotations; a != nil {
+		t.Errorf("without provenance: annotations %v, want none", a)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/sluicehq/sluice/gitsync"
 	"github.com/sluicehq/sluice/rollout/engine"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
@@ -45,7 +46,11 @@ func ReplicaSet(ro *v1alpha1.Rollout, revision string, replicas int32) *appsv1.R
 
 // replicaSet builds the ReplicaSet of revision from tmpl, which it takes
 // over: tmpl's labels plus the revision label and extra are the pods',
-// the selector's and the ReplicaSet's own.
+// the selector's and the ReplicaSet's own. It carries the Rollout's Git
+// provenance: the commit whose spec made the ReplicaSet. It is set when
+// the ReplicaSet is created and never rewritten (a later commit that
+// keeps the revision did not make it, and rewriting would cost a write
+// per ReplicaSet per commit).
 func replicaSet(ro *v1alpha1.Rollout, tmpl *corev1.PodTemplateSpec, revision string, extra map[string]string, replicas int32) *appsv1.ReplicaSet {
 	labels := maps.Clone(tmpl.Labels)
 	if labels == nil {
@@ -59,6 +64,7 @@ func replicaSet(ro *v1alpha1.Rollout, tmpl *corev1.PodTemplateSpec, revision str
 			Name:            Name(ro.Name, revision),
 			Namespace:       ro.Namespace,
 			Labels:          maps.Clone(labels),
+			Annotations:     provenance(ro),
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ro, RolloutKind)},
 		},
 		Spec: appsv1.ReplicaSetSpec{
@@ -67,6 +73,21 @@ func replicaSet(ro *v1alpha1.Rollout, tmpl *corev1.PodTemplateSpec, revision str
 			Template: *tmpl,
 		},
 	}
+}
+
+// provenance is the Rollout's Git provenance annotations (set by the Git
+// applier), nil when it has none.
+func provenance(ro *v1alpha1.Rollout) map[string]string {
+	var out map[string]string
+	for _, k := range []string{gitsync.AnnotationRepository, gitsync.AnnotationCommit, gitsync.AnnotationPath, gitsync.AnnotationCommitTime} {
+		if v, ok := ro.Annotations[k]; ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // Owned keeps the ReplicaSets whose controller is the Rollout and which

@@ -262,6 +262,7 @@ func Step(in Input) (Output, error) {
 	s.observeAnalysis()
 	s.observeDataPlane()
 	s.checkDeadline()
+	s.expireExtras()
 	s.advance()
 	return s.finish(), nil
 }

@@ -786,3 +786,62 @@ func TestConditionsExplainState(t *testing.T) {
 		t.Fatalf("Ready = %s while degraded", s)
 	}
 }
+
+// An aborted canary keeps its pods until the proxies have applied the
+// abort (the 100%-stable plan acknowledged), for at most the scale-down
+// delay: scaling it to zero at once would fail the requests of every
+// proxy still routing by the plan before.
+func TestAbortKeepsCanaryPodsUntilAcknowledged(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// acked: the data plane acknowledges the abort's plan after 2 s;
+		// otherwise it stays silent.
+		acked bool
+	}{{"acknowledged", true}, {"silent proxies", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, controllerMode(standalone("v2", canary(weight(50), pauseForever())), "reviews:v2", 4))
+			canaryRev, stableRev := h.ro.Status.CanaryRevision, h.ro.Status.StableRevision
+			h.workload = &Workload{StableAvailable: 4, CanaryAvailable: 2}
+			h.step(Observations{})
+			h.ack()
+			h.wantWeight(50)
+			scaleOf := func(rev string) int32 {
+				for _, s := range h.out.Scale {
+					if s.Revision == rev {
+						return s.Replicas
+					}
+				}
+				return 0
+			}
+
+			h.command("abort", v1alpha1.CommandAbort)
+			h.wantAllStable()
+			if got := scaleOf(canaryRev); got != 2 {
+				t.Fatalf("right after the abort the canary is scaled to %d, want its 2 pods kept: %+v", got, h.out.Scale)
+			}
+			if got := scaleOf(stableRev); got != 4 {
+				t.Fatalf("stable scaled to %d, want 4", got)
+			}
+			if d := h.out.RequeueAfter; d <= 0 || d > 30*time.Second {
+				t.Fatalf("RequeueAfter %v, want the end of the 30 s hold at the latest", d)
+			}
+			h.advance(2 * time.Second)
+			if got := scaleOf(canaryRev); got != 2 {
+				t.Fatalf("2 s after the abort, unacknowledged: canary scaled to %d, want 2", got)
+			}
+			if tc.acked {
+				h.ack()
+				if got := scaleOf(canaryRev); got != 0 {
+					t.Fatalf("after the abort's plan was acknowledged the canary still runs %d: %+v", got, h.out.Scale)
+				}
+				return
+			}
+			h.advance(28 * time.Second)
+			if got := scaleOf(canaryRev); got != 0 {
+				t.Fatalf("30 s after the abort with no acknowledgement the canary still runs %d", got)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 )
@@ -132,6 +133,34 @@ func (s *stepper) syncExtras(routed traffic) {
 		}
 		st.ExtraRevisions = append(st.ExtraRevisions, x)
 	}
+}
+
+// expireExtras ends the extra revisions whose duration ran out, before
+// the steps are advanced: whether the plan in force is acknowledged is
+// judged against the plan this Step publishes, which no longer routes to
+// them (syncExtras keeps them ended).
+func (s *stepper) expireExtras() {
+	for i := range s.st.ExtraRevisions {
+		x := &s.st.ExtraRevisions[i]
+		if x.EndsAt != nil && !x.Ended && !s.now.Before(x.EndsAt.Time) {
+			x.Ended = true
+			after := ""
+			if d := s.extraDuration(x); d > 0 {
+				after = " after " + d.String()
+			}
+			s.event(EventNormal, v1alpha1.ReasonRevisionEnded, "extra revision %s (%s) ended%s", x.Name, x.Revision, after)
+		}
+	}
+}
+
+// extraDuration is the duration the step that set x gave it.
+func (s *stepper) extraDuration(x *v1alpha1.ExtraRevisionStatus) time.Duration {
+	for _, e := range s.foldAt(min(int(x.Since), len(s.steps)) + 1).extras {
+		if e.spec.Name == x.Name && e.spec.Duration != nil {
+			return e.spec.Duration.Duration
+		}
+	}
+	return 0
 }
 
 // subsetKnown reports whether the data plane has acknowledged a plan with

@@ -298,6 +298,11 @@ func (s *stepper) scale(rt routing) []Scale {
 				want[x.Revision] = max(want[x.Revision], x.Replicas)
 			}
 		}
+	} else if s.abortHolds() {
+		// Proxies that have not seen the abort still route to the
+		// canary by the plan before it: its pods stay until the
+		// 100%-stable plan is acknowledged or the delay is over.
+		want[st.CanaryRevision] = *st.Abort.KeepCanaryReplicas
 	}
 	if sd := st.ScaleDown; sd != nil {
 		if s.now.Before(sd.At.Time) {
@@ -317,6 +322,24 @@ func (s *stepper) scale(rt routing) []Scale {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Revision < out[j].Revision })
 	return out
+}
+
+// abortHolds reports whether an aborted canary keeps its pods: until the
+// data plane acknowledged the plan that sends everything to stable, for at
+// most scaleDownDelaySeconds after the abort (the delay a previous stable
+// gets after a promotion, for the same clients). Scaling it to zero at
+// once would turn the requests of every proxy that has not yet applied
+// the abort into connection errors. The replicas router has no proxies:
+// there the pods are the routing, and the abort takes them at once.
+func (s *stepper) abortHolds() bool {
+	st := &s.st
+	if st.Abort == nil || st.Abort.KeepCanaryReplicas == nil || st.CanaryRevision == "" || s.ro.Spec.Replicas == nil || s.replicasRouter() {
+		return false
+	}
+	if tr := st.Traffic; tr.PlanVersion != "" && tr.AcknowledgedVersion == tr.PlanVersion {
+		return false
+	}
+	return s.now.Before(st.Abort.At.Add(s.scaleDownDelay()))
 }
 
 // summarize derives phase, message, step display and conditions from the
@@ -460,6 +483,9 @@ func (s *stepper) requeue() time.Duration {
 	}
 	if sd := st.ScaleDown; sd != nil {
 		at = append(at, sd.At.Time)
+	}
+	if s.abortHolds() {
+		at = append(at, st.Abort.At.Add(s.scaleDownDelay()))
 	}
 	for _, x := range st.ExtraRevisions {
 		if x.EndsAt != nil && !x.Ended {

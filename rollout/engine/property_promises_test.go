@@ -474,3 +474,54 @@ func propRevertAskedOnce() propCheck {
 		return ""
 	}
 }
+
+// An aborted canary keeps the pods the plan before the abort took, until
+// the data plane acknowledged the abort's plan or scaleDownDelaySeconds
+// passed: proxies that have not applied the abort still send it requests.
+// Checked while the spec stays as it was at the abort.
+func propAbortKeepsCanary() propCheck {
+	var (
+		prev plan.Plan
+		rev  string
+		at   time.Time
+		gen  int64
+	)
+	return func(c *propCtx) string {
+		spec, st := &c.in.Rollout.Spec, &c.out.Status
+		if spec.Replicas == nil || st.Abort == nil || st.CanaryRevision == "" {
+			rev = ""
+			return ""
+		}
+		if c.in.Rollout.Status.Abort == nil {
+			// Decided at this Step: the plan before it is what proxies
+			// that have not seen the abort route by.
+			p, ok := c.prevPlan()
+			if !ok || p.Revision(plan.Canary) != st.CanaryRevision {
+				rev = ""
+				return ""
+			}
+			prev, rev, at, gen = p, st.CanaryRevision, st.Abort.At.Time, c.in.Rollout.Generation
+		}
+		if rev != st.CanaryRevision || !st.Abort.At.Time.Equal(at) || c.in.Rollout.Generation != gen {
+			return ""
+		}
+		if tr := st.Traffic; tr.PlanVersion != "" && tr.AcknowledgedVersion == tr.PlanVersion {
+			rev = ""
+			return ""
+		}
+		delay := 30 * time.Second
+		if d := spec.ScaleDownDelaySeconds; d != nil {
+			delay = time.Duration(*d) * time.Second
+		}
+		if !c.in.Now.Before(at.Add(delay)) {
+			return ""
+		}
+		need := propNeed(spec, prev)
+		i := slices.IndexFunc(c.out.Scale, func(s Scale) bool { return s.Revision == rev })
+		if need > 0 && (i < 0 || c.out.Scale[i].Replicas < need) {
+			return fmt.Sprintf("aborted canary %s scaled to %s before the abort's plan was acknowledged; the plan before it took %d replicas (%s)",
+				rev, propJSON(c.out.Scale), need, propExposureOf(spec, prev))
+		}
+		return ""
+	}
+}

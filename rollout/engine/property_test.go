@@ -853,6 +853,7 @@ var propProperties = []propProperty{
 	{"nack_attributed", propNackAttributed},
 	{"rejected_not_healthy", propRejectedNotHealthy},
 	{"revert_asked_once", propRevertAskedOnce},
+	{"abort_keeps_canary", propAbortKeepsCanary},
 }
 
 // propRunSeed walks one trajectory and checks every property at every
@@ -965,12 +966,21 @@ func propPlanCheck() propCheck {
 }
 
 // (b) After an abort every route of every service host sends 100% to
-// stable, none to the canary, and mirrors nothing.
+// stable, none to the canary, and mirrors nothing; no extra revision
+// runs (its ReplicaSet is scaled down) and the plan has no subset of one.
 func propAbortStable() propCheck {
 	return func(c *propCtx) string {
 		in, out := c.in, c.out
 		if out.Status.Abort == nil {
 			return ""
+		}
+		if x := out.Status.ExtraRevisions; len(x) > 0 {
+			return fmt.Sprintf("aborted, but extra revisions still run: %s", propJSON(x))
+		}
+		for _, s := range out.Plan.Subsets {
+			if s.Name != plan.Stable && s.Name != plan.Canary {
+				return fmt.Sprintf("aborted, but the plan keeps subset %q (revision %s)", s.Name, s.Revision)
+			}
 		}
 		for _, name := range in.Rollout.Spec.Service.Hosts {
 			i := slices.IndexFunc(out.Plan.Hosts, func(h plan.Host) bool { return h.Name == name })

@@ -23,7 +23,7 @@ import (
 // weights by the steps' weight rather than the achieved one
 // (split_carried_by_pods, split_follows_steps), and NACKs stopping the
 // rollout (nack_ignored).
-var propReplicasExempt = []string{"promotion_acknowledged", "subset_known_first", "canary_carried", "weights_follow_steps", "nack_attributed"}
+var propReplicasExempt = []string{"promotion_acknowledged", "subset_known_first", "canary_carried", "weights_follow_steps", "nack_attributed", "abort_keeps_canary"}
 
 // propReplicasProperties are the properties checked in replicas worlds.
 var propReplicasProperties = func() []propProperty {

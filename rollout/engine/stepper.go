@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/untrusted"
@@ -193,7 +194,11 @@ func runOf(r *v1alpha1.AnalysisRunStatus) *AnalysisRun {
 // or pauses.
 func (s *stepper) abort(reason, msg string, automatic bool) {
 	st := &s.st
+	keep := s.canaryPublished()
 	st.Abort = &v1alpha1.AbortStatus{Reason: reason, Message: msg, At: *mt(s.now), Automatic: automatic}
+	if keep > 0 {
+		st.Abort.KeepCanaryReplicas = &keep
+	}
 	st.Pause = nil
 	s.stopRuns(func(*v1alpha1.AnalysisRunStatus) bool { return true }, "rollout aborted")
 	s.event(EventWarning, reason, "rollout of %s aborted: %s; 100%% to stable %s", st.CanaryRevision, msg, st.StableRevision)
@@ -205,6 +210,41 @@ func (s *stepper) abort(reason, msg string, automatic bool) {
 func (s *stepper) pause(reason, msg string) {
 	s.st.Pause = &v1alpha1.PauseStatus{Reason: reason, Message: msg, Since: *mt(s.now)}
 	s.event(EventWarning, reason, "rollout paused: %s", msg)
+}
+
+// canaryPublished is the replicas the plan last published takes of the
+// canary revision (status.traffic summarises that plan).
+func (s *stepper) canaryPublished() int32 {
+	st := &s.st
+	if s.ro.Spec.Replicas == nil || st.CanaryRevision == "" || s.replicasRouter() {
+		return 0
+	}
+	tr := &st.Traffic
+	if !slices.ContainsFunc(tr.Subsets, func(x v1alpha1.SubsetStatus) bool {
+		return x.Name == plan.Canary && x.Revision == st.CanaryRevision
+	}) {
+		return 0
+	}
+	t := traffic{active: true, weight: tr.CanaryWeight, mirror: tr.MirrorPercent, full: tr.CanaryWeight == 100}
+	for _, name := range tr.Routes {
+		t.routes = append(t.routes, matchRoute{name: name})
+	}
+	if bg := s.ro.Spec.Strategy.BlueGreen; bg != nil {
+		// Blue/green publishes its preview whenever the canary subset
+		// is in the plan; status.traffic does not list preview hosts.
+		t.preview = &bg.Preview
+	}
+	return s.need(t)
+}
+
+// scaleDownDelay is how long a revision that clients may still be routed
+// to keeps its pods after traffic left it: spec.scaleDownDelaySeconds,
+// 30 s when absent.
+func (s *stepper) scaleDownDelay() time.Duration {
+	if d := s.ro.Spec.ScaleDownDelaySeconds; d != nil {
+		return time.Duration(*d) * time.Second
+	}
+	return 30 * time.Second
 }
 
 // enter starts step i (len(steps) is promotion).
@@ -482,11 +522,7 @@ func (s *stepper) promote() {
 	st.StableRevision = rev
 	st.StableBackend = spec.Backend.DeepCopy()
 	if spec.Replicas != nil && old != rev {
-		delay := 30 * time.Second
-		if d := spec.ScaleDownDelaySeconds; d != nil {
-			delay = time.Duration(*d) * time.Second
-		}
-		st.ScaleDown = &v1alpha1.ScaleDownStatus{Revision: old, At: *mt(s.now.Add(delay))}
+		st.ScaleDown = &v1alpha1.ScaleDownStatus{Revision: old, At: *mt(s.now.Add(s.scaleDownDelay()))}
 		if s.replicasRouter() {
 			// Every pod kept takes requests: keep what the plan in force
 			// runs, not more.

@@ -218,6 +218,13 @@ type AbortStatus struct {
 	// deadline), which is when a Git revert may be requested.
 	// +optional
 	Automatic bool `json:"automatic,omitempty"`
+	// KeepCanaryReplicas is how many pods the aborted canary keeps until
+	// the data plane acknowledged the plan that sends everything to
+	// stable, or scaleDownDelaySeconds passed since the abort: what the
+	// plan before the abort ran it with, for proxies that still route by
+	// that plan. Absent when that plan sent the canary nothing.
+	// +optional
+	KeepCanaryReplicas *int32 `json:"keepCanaryReplicas,omitempty"`
 }
 
 // GitRevertPhase is where a Git write-back stands.

@@ -67,7 +67,9 @@ const benchPause = time.Second
 //     everything is promoted and nothing changes (the 30 s idle pass),
 //     the loop stopped; its time is the median of 9 such passes;
 //   - rss-MiB: peak resident memory of the process from the runner's
-//     start (VmHWM reset before it).
+//     start (VmHWM reset before it); rss-file-MiB: the part of the
+//     resident memory at the end that is files' pages (the test binary's
+//     and the state file bbolt maps), not the heap.
 func BenchmarkThousandRollouts(b *testing.B) {
 	n := 1000
 	if s := os.Getenv("SLUICE_BENCH_ROLLOUTS"); s != "" {
@@ -89,6 +91,7 @@ type benchRun struct {
 	busy                 time.Duration // in passes
 	cpu                  time.Duration
 	heapPeak, rss        float64 // bytes
+	rssFile              float64 // bytes, file pages resident at the end
 	heapLive             float64 // bytes, the live heap's peak
 	allocs, idleAllocs   float64 // bytes allocated over the rollout, by the idle pass
 	idle                 time.Duration
@@ -111,6 +114,7 @@ func (r *benchRun) report(b *testing.B, n int) {
 	b.ReportMetric(r.allocs/(1<<20)/max(r.passes, 1), "alloc-MiB/pass")
 	b.ReportMetric(r.idleAllocs/(1<<20), "idle-pass-alloc-MiB")
 	b.ReportMetric(r.rss/(1<<20), "rss-MiB")
+	b.ReportMetric(r.rssFile/(1<<20), "rss-file-MiB")
 	b.ReportMetric(float64(r.idle.Microseconds())/1000, "idle-pass-ms")
 	b.ReportMetric(r.idleTx, "idle-pass-tx")
 	b.ReportMetric(r.idlePubs, "idle-pass-publishes")
@@ -274,6 +278,7 @@ func runStandaloneThousand(b *testing.B, n int) *benchRun {
 	slices.Sort(idles)
 	res.idle = idles[len(idles)/2]
 	res.rss = procStatus(b, "VmHWM")
+	res.rssFile = procStatus(b, "RssFile")
 	return res
 }
 

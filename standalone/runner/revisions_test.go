@@ -29,7 +29,7 @@ func TestBookinfoExtraRevision(t *testing.T) {
 `, v2.Addr)
 	w := stratStart(t, "", spec, v1)
 	client := w.client()
-	w.repo.Push("ship v3", map[string]string{"reviews.yaml": stratRollout("v3", v3.Addr, spec)})
+	commit := w.repo.Push("ship v3", map[string]string{"reviews.yaml": stratRollout("v3", v3.Addr, spec)})
 	w.sync.Trigger()
 
 	atPause := func(what string) rolloutapi.Rollout {
@@ -38,6 +38,11 @@ func TestBookinfoExtraRevision(t *testing.T) {
 	ro := atPause("v3 at 50%, v2 for jason")
 	if x := ro.Status.ExtraRevisions; len(x) != 1 || x[0].Name != "jason" || x[0].Revision != "v2" {
 		t.Fatalf("status.extraRevisions = %+v", x)
+	}
+	// Git provenance, as for the canary: the commit that started v3 and
+	// jason's v2 is the one in status.
+	if g := ro.Status.Git; g == nil || g.Commit != commit || g.Path != "reviews.yaml" {
+		t.Errorf("status.git = %+v while v2 and v3 run, want commit %s of reviews.yaml", g, commit)
 	}
 	check := func(what string) {
 		t.Helper()

@@ -146,6 +146,10 @@ func TestStrategyBlueGreenSwitch(t *testing.T) {
 	if h := stratHistory(t, w); !strings.Contains(h, "-pre succeeded") {
 		t.Fatalf("history lacks the pre-promotion run's success:\n%s", h)
 	}
+	// The preview load starts its own xDS client: on a loaded machine the
+	// analysis can pass before it made a call (the calls above are enough
+	// for it). Give it calls to judge before the switch.
+	stratCalls(t, previewLoad, start, 20)
 	switchAt := time.Now()
 	if s := load.Window(start, switchAt); s.Calls["v2"] != 0 || s.Total < 50 {
 		t.Errorf("before the switch unmatched calls saw %s (%d calls); the preview must get none", s, s.Total)

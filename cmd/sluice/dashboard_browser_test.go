@@ -210,7 +210,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	screenshot(t, ctx, "dashboard-table")
 
 	// The rollout page follows the canary through its steps live.
-	do(t, ctx, "open the rollout", chromedp.Click(chromedp.CSS(`tr[data-rollout="default/reviews"] td[data-label="Name"] a`)),
+	do(t, ctx, "open the rollout", clickLive(`tr[data-rollout="default/reviews"] td[data-label="Name"] a`),
 		chromedp.WaitVisible(chromedp.ID("step")))
 	markPage(t, ctx)
 	var steps []string
@@ -274,7 +274,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	markPage(t, lctx)
 
 	// Promote from the page.
-	do(t, ctx, "promote", chromedp.Click(chromedp.ID("action-Promote")), chromedp.WaitVisible(chromedp.ID("confirm")))
+	do(t, ctx, "promote", clickLive("#action-Promote"), chromedp.WaitVisible(chromedp.ID("confirm")))
 	if result := get(t, ctx, chromedp.Text(chromedp.CSS("h1"))); result != "Promote default/reviews?" {
 		t.Errorf("confirmation says %q", result)
 	}
@@ -310,7 +310,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	repo.Push("reviews v3", map[string]string{"reviews.yaml": fmt.Sprintf(browserRollout, "v3", xdstest.Backend(t, "127.0.0.1", "v3"))})
 	waitText(t, lctx, "#step", "/6")
 	waitText(t, ctx, "#step", "/6")
-	do(t, ctx, "abort", chromedp.Click(chromedp.ID("action-Abort")), chromedp.WaitVisible(chromedp.ID("confirm")))
+	do(t, ctx, "abort", clickLive("#action-Abort"), chromedp.WaitVisible(chromedp.ID("confirm")))
 	if result := get(t, ctx, chromedp.Text(chromedp.CSS("h1"))); result != "Abort default/reviews?" {
 		t.Errorf("confirmation says %q", result)
 	}
@@ -493,6 +493,13 @@ func seenAfter(t *testing.T, ctx context.Context, since time.Time) time.Duration
 	t.Helper()
 	at := get(t, ctx, chromedp.Evaluate[int64](`window.sluiceSeenAt`))
 	return time.UnixMilli(at).Sub(since).Round(time.Millisecond)
+}
+
+// clickLive clicks the element sel selects in one evaluation: live
+// updates replace the elements of a page, so a node that one protocol
+// call found may be gone at the next.
+func clickLive(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](`document.querySelector(` + strconv.Quote(sel) + `).click()`)
 }
 
 // markPage marks the page's window; checkNoReload fails the test if the

@@ -232,8 +232,8 @@ func TestActionsFollowTheEngine(t *testing.T) {
 	}
 }
 
-// TestUntrustedTextIsEscaped: a proxy's NACK, a commit message and a
-// metric's measurement message with markup render as text.
+// TestUntrustedTextIsEscaped: a proxy's NACK, a commit message, a
+// metric's name and its measurement message with markup render as text.
 func TestUntrustedTextIsEscaped(t *testing.T) {
 	t.Parallel()
 	ro := canaryRollout()
@@ -243,7 +243,7 @@ func TestUntrustedTextIsEscaped(t *testing.T) {
 	ro.Detail.Commit.Message = "subject " + evil + "\n\nbody " + evil
 	ro.Detail.Commit.Author = evil
 	ro.Status.Analysis = []v1alpha1.AnalysisRunStatus{{Name: "run-1", Kind: v1alpha1.AnalysisStepKind, Phase: v1alpha1.AnalysisRunning, Message: evil,
-		Metrics: []v1alpha1.MetricSummary{{Name: "success-rate", Phase: v1alpha1.AnalysisRunning, LastValue: evil, Message: evil}}}}
+		Metrics: []v1alpha1.MetricSummary{{Name: "success-rate" + evil, Phase: v1alpha1.AnalysisRunning, LastValue: evil, Message: evil}}}}
 	b := newMemBackend(ro)
 	b.history["shop/web"] = []rolloutapi.Event{{Time: tNow, Type: "Warning", Reason: v1alpha1.ReasonNack, Message: evil}}
 	srv := serve(t, b, Options{})
@@ -253,17 +253,22 @@ func TestUntrustedTextIsEscaped(t *testing.T) {
 	if strings.Contains(page, "<script>alert") || strings.Contains(page, "<img src=x") {
 		t.Fatalf("markup from outside reached the page as markup:\n%s", page)
 	}
-	if n := strings.Count(page, `&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;`); n < 6 {
-		t.Fatalf("escaped text shown %d times, want it in the NACK, rejection, commit, analysis and events", n)
+	if n := strings.Count(page, `&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;`); n < 7 {
+		t.Fatalf("escaped text shown %d times, want it in the NACK, rejection, commit, metric name, analysis and events", n)
+	}
+	if !strings.Contains(page, `success-rate&lt;script&gt;`) {
+		t.Error("the metric's name is not shown as text")
 	}
 }
 
 // TestStreamDeliversChanges: the rollout page's event stream sends the
-// live part at once, then again as soon as the backend changes.
+// live part at once, then again when the backend signals a change: the
+// page would not render again within the test for any other reason
+// (Refresh 1h). BenchmarkStepLatency measures how soon.
 func TestStreamDeliversChanges(t *testing.T) {
 	t.Parallel()
 	b := newMemBackend(canaryRollout())
-	srv := serve(t, b, Options{})
+	srv := serve(t, b, Options{Refresh: time.Hour})
 	v := newViewer(t, srv)
 	v.login(aliceSecret)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -283,7 +288,6 @@ func TestStreamDeliversChanges(t *testing.T) {
 	if first.name != "update" || !strings.Contains(first.data, `id="step">2/4`) || !strings.Contains(first.data, `href="../../rollouts/shop/web/confirm/Promote"`) {
 		t.Fatalf("first event: %s\n%s", first.name, first.data)
 	}
-	changedAt := time.Now()
 	b.update("shop/web", func(r *rolloutapi.Rollout) {
 		i := int32(2)
 		r.Status.CurrentStepIndex, r.Status.StepDisplay, r.Status.Traffic.CanaryWeight = &i, "3/4", 50
@@ -292,9 +296,6 @@ func TestStreamDeliversChanges(t *testing.T) {
 	case e := <-events:
 		if !strings.Contains(e.data, `id="step">3/4`) || !strings.Contains(e.data, `id="weight">50%`) {
 			t.Fatalf("update: %s", e.data)
-		}
-		if d := time.Since(changedAt); d > time.Second {
-			t.Fatalf("the change took %v to arrive", d)
 		}
 	case <-ctx.Done():
 		t.Fatal("no update after the change")

@@ -59,21 +59,23 @@ func (d *Dashboard) stream(render func(*http.Request, *session) ([]byte, error))
 		defer keepAlive.Stop()
 		for {
 			// Take the signal before rendering, so a change during the
-			// render is not lost.
+			// render (or the gap after it) is not lost.
 			waitCtx, cancel := context.WithCancel(ctx)
 			changed := rolloutapi.ChangedOrTick(waitCtx, s.viewer.Backend(), d.o.Refresh)
 			err := d.streamOnce(r, &s, render, &last, write)
 			if err == nil {
-				err = waitChange(ctx, changed, d.o.Refresh, keepAlive.C, write)
+				// A lone change goes out at once; the gap spaces out
+				// the renders of changes that follow it closely.
+				select {
+				case <-ctx.Done():
+					err = ctx.Err()
+				case <-time.After(streamMinGap):
+					err = waitChange(ctx, changed, d.o.Refresh, keepAlive.C, write)
+				}
 			}
 			cancel()
 			if err != nil {
 				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(streamMinGap):
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -172,4 +173,84 @@ func (c *Client) Follow(ctx context.Context, _, _ string) (<-chan struct{}, erro
 		}
 	}()
 	return out, nil
+}
+
+// Live is a Backend kept live by its Follower, as a Watcher: one follow
+// stream (a `sluice run` server's /api/v1/watch, a cluster's watch of
+// Rollouts) for every page that waits on Changed, opened again a second
+// after it ends. While no stream can be opened (the server cannot stream,
+// the user may not watch), Changed is closed every poll instead, so pages
+// look again at that pace, and the stream is tried again as often.
+// `sluice dashboard` serves a server's or a cluster's Rollouts through it.
+type Live struct {
+	Backend
+	f    Follower
+	poll time.Duration
+
+	mu        sync.Mutex
+	changed   chan struct{}
+	following bool
+}
+
+var _ Watcher = (*Live)(nil)
+
+// liveRefollow is how long a Live waits before it follows again after a
+// stream ended (the API server ends watches after a while; a server
+// restarts), so that one that ends at once does not spin.
+const liveRefollow = time.Second
+
+// NewLive follows f (usually b itself) for as long as ctx lasts: every
+// Rollout that b lists (Follow with no name).
+func NewLive(ctx context.Context, b Backend, f Follower, poll time.Duration) *Live {
+	l := &Live{Backend: b, f: f, poll: poll, changed: make(chan struct{})}
+	go l.run(ctx)
+	return l
+}
+
+// Changed implements Watcher.
+func (l *Live) Changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.changed
+}
+
+// Following reports whether a follow stream is open now.
+func (l *Live) Following() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.following
+}
+
+func (l *Live) signal(following bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.following = following
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+func (l *Live) run(ctx context.Context) {
+	for {
+		wait := l.poll
+		ch, err := l.f.Follow(ctx, "", "")
+		if err == nil {
+			// What changed while no stream was open is read now.
+			l.signal(true)
+			for range ch {
+				l.signal(true)
+			}
+			// The stream ended: read again, follow anew shortly.
+			l.signal(false)
+			wait = liveRefollow
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if err != nil {
+			// No stream: pages look again at the poll's pace.
+			l.signal(false)
+		}
+	}
 }

@@ -202,7 +202,8 @@ func TestVerbsAgainstCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("healthy on v1", stableOn("checkout:v1"))
-	setImage("checkout:v2")
+	// The web dashboard follows the canary as the controller steps it.
+	checkClusterDashboardLive(t, alice, ns, func() { setImage("checkout:v2") })
 	waitFor("paused at 20%", pausedAt(1, 20))
 	// The same cluster in the web dashboard, with each person's kubeconfig.
 	checkClusterDashboard(t, c, ns, alice, mallory)

@@ -105,7 +105,12 @@ token's name, and refuses commands to a read token. The local page asks
 for the same token once. Without a token (a server run with
 --insecure-no-auth) the page asks for none.
 
-The page looks for changes every --refresh. 'sluice run' serves the same
+Open pages change as the Rollouts do: the server's event stream
+(/api/v1/watch) or a watch of the cluster's Rollouts says when, and the
+page reads again at once. Every --refresh it reads again anyway, for what
+changes without a Rollout changing (connected proxies, Events); where no
+stream can be opened (a server too old to stream, a user who may not
+watch Rollouts) that is all it does. 'sluice run' serves the same
 dashboard itself at --dashboard-path, and 'sluice controller' to people
 with their own Kubernetes identity (docs/dashboard.md).`,
 		Example: `  sluice dashboard                      # the cluster of ~/.kube/config, namespace of its context
@@ -133,7 +138,7 @@ with their own Kubernetes identity (docs/dashboard.md).`,
 			} else {
 				f.settleServer()
 				what = f.server
-				h, err = f.handler()
+				h, err = f.handler(ctx)
 			}
 			if err != nil {
 				return err
@@ -161,13 +166,14 @@ with their own Kubernetes identity (docs/dashboard.md).`,
 	fl := cmd.Flags()
 	fl.BoolVarP(&f.allNamespaces, "all-namespaces", "A", false, "against a cluster: the Rollouts of every namespace, not just -n")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8090", "where to serve the dashboard on this machine (loopback only)")
-	fl.DurationVar(&f.refresh, "refresh", 500*time.Millisecond, "how often a live page looks for changes")
+	fl.DurationVar(&f.refresh, "refresh", time.Second, "how often a live page reads again besides when the server's event stream or the cluster's watch says a Rollout changed (and only then, where neither can be opened)")
 	fl.BoolVar(&f.readOnly, "read-only", false, "offer no command, whatever your rights")
 	return cmd
 }
 
-// handler is the local dashboard over a server's API.
-func (f *dashboardServeFlags) handler() (http.Handler, error) {
+// handler is the local dashboard over a server's API, live by the
+// server's event stream for as long as ctx lasts.
+func (f *dashboardServeFlags) handler(ctx context.Context) (http.Handler, error) {
 	if f.refresh < 100*time.Millisecond {
 		return nil, usageError{fmt.Errorf("--refresh %s: at least 100ms", f.refresh)}
 	}
@@ -185,7 +191,8 @@ func (f *dashboardServeFlags) handler() (http.Handler, error) {
 		}
 		o.Tokens = []rolloutapi.Token{tok}
 	}
-	d, err := dashboard.New(&rolloutapi.Client{BaseURL: f.server, Token: f.token}, o)
+	c := &rolloutapi.Client{BaseURL: f.server, Token: f.token}
+	d, err := dashboard.New(rolloutapi.NewLive(ctx, c, c, f.refresh), o)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +221,7 @@ func (f *dashboardServeFlags) clusterHandler(ctx context.Context) (http.Handler,
 		return nil, "", "", err
 	}
 	d, err := dashboard.New(nil, dashboard.Options{
-		Access: dashboard.OneViewer(key, me), LinkLogin: true, ReadOnly: f.readOnly, Refresh: f.refresh,
+		Access: dashboard.OneViewer(key, liveViewer{Viewer: me, live: rolloutapi.NewLive(ctx, cb, cb, f.refresh)}), LinkLogin: true, ReadOnly: f.readOnly, Refresh: f.refresh,
 		LoginHelp: "Open the link sluice dashboard printed, or paste its key (sluice_...): this page acts with your kubeconfig's credentials.",
 	})
 	if err != nil {
@@ -227,3 +234,12 @@ func (f *dashboardServeFlags) clusterHandler(ctx context.Context) (http.Handler,
 	what := fmt.Sprintf("cluster %s (%s) as %s", cb.Host(), where, me.Identity().Name)
 	return d, what, "login?key=" + url.QueryEscape(key), nil
 }
+
+// liveViewer is a viewer whose Backend is kept live by a watch of the
+// cluster's Rollouts: their pages change as soon as a Rollout does.
+type liveViewer struct {
+	rolloutapi.Viewer
+	live *rolloutapi.Live
+}
+
+func (v liveViewer) Backend() rolloutapi.Backend { return v.live }

@@ -206,10 +206,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	repo.Push("reviews v2: the new ranking", map[string]string{"reviews.yaml": fmt.Sprintf(browserRollout, "v2", v2)})
 	waitText(t, ctx, `tr[data-rollout="default/reviews"] td[data-label="Canary"]`, "v2")
 	checkNoReload(t, ctx)
+	checkPhoneDark(t, ctx, "the table")
 	screenshot(t, ctx, "dashboard-table")
 
 	// The rollout page follows the canary through its steps live.
-	do(t, ctx, "open the rollout", chromedp.Click(chromedp.CSS(`tr[data-rollout="default/reviews"] td[data-label="Name"] a`)),
+	do(t, ctx, "open the rollout", clickLive(`tr[data-rollout="default/reviews"] td[data-label="Name"] a`),
 		chromedp.WaitVisible(chromedp.ID("step")))
 	markPage(t, ctx)
 	var steps []string
@@ -234,6 +235,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	checkNoReload(t, ctx)
+	checkPhoneDark(t, ctx, "the rollout page")
 	screenshot(t, ctx, "dashboard-rollout")
 	t.Logf("steps seen on the page: %v; chart points: %v", steps, points)
 	if len(steps) < 3 {
@@ -254,11 +256,30 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("commit subject %q", subject)
 	}
 
+	// `sluice dashboard --server` shows the same server on a workstation,
+	// live by the server's event stream: its page would not read again
+	// within the test for any other reason (--refresh 1h).
+	localBase := localDashboard(t, bin, "http://"+httpAddr, aliceToken)
+	local := newTab()
+	lctx, lcancel := context.WithTimeout(local, 3*time.Minute)
+	defer lcancel()
+	do(t, lctx, "log in to sluice dashboard",
+		chromedp.Navigate(localBase+"rollouts/default/reviews"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), aliceToken),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("step")),
+	)
+	waitText(t, lctx, "#message", "waiting for promote")
+	markPage(t, lctx)
+
 	// Promote from the page.
-	do(t, ctx, "promote", chromedp.Click(chromedp.ID("action-Promote")), chromedp.WaitVisible(chromedp.ID("confirm")))
+	do(t, ctx, "promote", clickLive("#action-Promote"), chromedp.WaitVisible(chromedp.ID("confirm")))
 	if result := get(t, ctx, chromedp.Text(chromedp.CSS("h1"))); result != "Promote default/reviews?" {
 		t.Errorf("confirmation says %q", result)
 	}
+	watchFor(t, lctx, "#last-command", "Promote by alice")
+	clicked := time.Now()
 	do(t, ctx, "confirm", chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.ID("flash")))
 	if flash := get(t, ctx, chromedp.Text(chromedp.ID("flash"))); !strings.HasPrefix(flash, "default/reviews: Promote: skipped step 5") {
 		t.Errorf("after promote: %q", flash)
@@ -278,6 +299,38 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("no 'alice ran Promote' in the history: %+v", hist)
 	}
 	waitFor(t, 30*time.Second, "all RPCs on v2", func() bool { return xdstest.Calls(t, client, 20)["v2"] == 20 })
+	// The workstation's page saw the promotion without a reload.
+	waitText(t, lctx, "#last-command", "Promote by alice")
+	waitText(t, lctx, "#step", "-")
+	checkNoReload(t, lctx)
+	t.Logf("the workstation's page showed the promote %v after the click on the server's page (the command's own time included)", seenAfter(t, lctx, clicked))
+
+	// The next version's canary, aborted from the page while the
+	// workstation's page follows it step by step.
+	repo.Push("reviews v3", map[string]string{"reviews.yaml": fmt.Sprintf(browserRollout, "v3", xdstest.Backend(t, "127.0.0.1", "v3"))})
+	waitText(t, lctx, "#step", "/6")
+	waitText(t, ctx, "#step", "/6")
+	do(t, ctx, "abort", clickLive("#action-Abort"), chromedp.WaitVisible(chromedp.ID("confirm")))
+	if result := get(t, ctx, chromedp.Text(chromedp.CSS("h1"))); result != "Abort default/reviews?" {
+		t.Errorf("confirmation says %q", result)
+	}
+	watchFor(t, lctx, "#last-command", "Abort by alice")
+	clicked = time.Now()
+	do(t, ctx, "confirm abort", chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.ID("flash")))
+	if flash := get(t, ctx, chromedp.Text(chromedp.ID("flash"))); !strings.HasPrefix(flash, "default/reviews: Abort: aborted") {
+		t.Errorf("after abort: %q", flash)
+	}
+	ro = waitRollout(t, api, "v3 aborted", func(ro rolloutapi.Rollout) bool { return ro.Status.Abort != nil })
+	if lc := ro.Status.LastCommand; lc == nil || lc.Kind != v1alpha1.CommandAbort || lc.By != "alice" {
+		t.Errorf("last command %+v: want Abort by alice", lc)
+	}
+	waitText(t, lctx, "#last-command", "Abort by alice")
+	checkNoReload(t, lctx)
+	t.Logf("the workstation's page showed the abort %v after the click on the server's page (the command's own time included)", seenAfter(t, lctx, clicked))
+	if hist, err := api.History(context.Background(), "default", "reviews", 200); err != nil || !containsEvent(hist, "alice ran Abort") {
+		t.Errorf("no 'alice ran Abort' in the history (%v): %+v", err, hist)
+	}
+	waitFor(t, 30*time.Second, "all RPCs back on v2", func() bool { return xdstest.Calls(t, client, 20)["v2"] == 20 })
 
 	// A proxy NACKs another Rollout's plan with markup in its error and
 	// its node id: the page shows the text, and no element of it.
@@ -314,6 +367,31 @@ func TestDashboardInBrowser(t *testing.T) {
 	if status != http.StatusForbidden {
 		t.Errorf("forged POST answered %d, want 403", status)
 	}
+}
+
+// localDashboard runs `sluice dashboard --server server` with token, its
+// pages read again only when the server's event stream says so (and
+// every hour), and returns its URL once it answers.
+func localDashboard(t *testing.T, bin, server, token string) string {
+	t.Helper()
+	addr := freePort(t)
+	cmd := exec.Command(bin, "dashboard", "--server", server, "--listen", addr, "--refresh", "1h")
+	cmd.Env = append(os.Environ(), "SLUICE_TOKEN="+token)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	base := "http://" + addr + "/"
+	waitFor(t, 30*time.Second, "sluice dashboard to answer", func() bool {
+		resp, err := http.Get(base + "login")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return base
 }
 
 func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
@@ -363,6 +441,65 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		t.Fatal(err)
 	}
 	do(t, ctx, "desktop width", chromedp.EmulateReset())
+}
+
+// checkPhoneDark looks at the page at phone width in dark mode: nothing
+// is wider than the screen (no sideways scrolling), and the page is dark.
+func checkPhoneDark(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	dark := emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}}
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, dark); err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	got := get(t, ctx, chromedp.Evaluate[[]float64](`(() => {
+		const bg = getComputedStyle(document.body).backgroundColor.match(/[0-9.]+/g).map(Number);
+		const fg = getComputedStyle(document.body).color.match(/[0-9.]+/g).map(Number);
+		const lum = c => (0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]) / 255;
+		return [document.documentElement.scrollWidth, window.innerWidth, lum(bg), lum(fg)];
+	})()`))
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}); err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "desktop width", chromedp.EmulateReset())
+	if len(got) != 4 {
+		t.Fatalf("%s at phone width: %v", what, got)
+	}
+	if got[0] > got[1] {
+		t.Errorf("%s at phone width: %v px wide on a %v px screen", what, got[0], got[1])
+	}
+	if got[2] > 0.3 || got[3] < 0.6 {
+		t.Errorf("%s in dark mode: background luminance %.2f, text %.2f: want light text on a dark page", what, got[2], got[3])
+	}
+}
+
+// watchFor notes in the page the time at which the element sel first
+// contains want, for seenAfter: a figure for the log, not a test.
+func watchFor(t *testing.T, ctx context.Context, sel, want string) {
+	t.Helper()
+	do(t, ctx, "watch the page", chromedp.Evaluate[chromedp.Void](`(() => {
+		window.sluiceSeenAt = 0;
+		const seen = () => {
+			if (!window.sluiceSeenAt && ((document.querySelector(`+strconv.Quote(sel)+`) || {}).textContent || "").includes(`+strconv.Quote(want)+`)) {
+				window.sluiceSeenAt = Date.now();
+			}
+		};
+		new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, characterData: true});
+	})()`))
+}
+
+// seenAfter is how long after since watchFor's text appeared.
+func seenAfter(t *testing.T, ctx context.Context, since time.Time) time.Duration {
+	t.Helper()
+	at := get(t, ctx, chromedp.Evaluate[int64](`window.sluiceSeenAt`))
+	return time.UnixMilli(at).Sub(since).Round(time.Millisecond)
+}
+
+// clickLive clicks the element sel selects in one evaluation: live
+// updates replace the elements of a page, so a node that one protocol
+// call found may be gone at the next.
+func clickLive(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](`document.querySelector(` + strconv.Quote(sel) + `).click()`)
 }
 
 // markPage marks the page's window; checkNoReload fails the test if the

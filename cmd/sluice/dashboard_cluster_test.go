@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -58,29 +59,8 @@ func checkClusterDashboard(t *testing.T, c client.Client, ns, alice, mallory str
 // page. It checks that the page is closed to anyone without the link.
 func dashboardAs(t *testing.T, kubeconfig, ns, path string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
-	code := make(chan int, 1)
-	go func() {
-		code <- runContext(ctx, []string{"dashboard", "--kubeconfig", kubeconfig, "-n", ns, "--listen", "127.0.0.1:0"}, out, out)
-	}()
-	defer func() {
-		cancel()
-		if c := <-code; c != exitOK {
-			t.Errorf("sluice dashboard: exit %d\n%s", c, out.String())
-		}
-	}()
-	link := regexp.MustCompile(`at (http://127\.0\.0\.1:\d+/)(login\?key=\S+) `)
-	var m []string
-	for deadline := time.Now().Add(20 * time.Second); m == nil; time.Sleep(20 * time.Millisecond) {
-		if m = link.FindStringSubmatch(out.String()); m == nil && time.Now().After(deadline) {
-			t.Fatalf("sluice dashboard printed no link:\n%s", out.String())
-		}
-	}
-	base := m[1]
-	if !strings.Contains(out.String(), "namespace "+ns) {
-		t.Errorf("banner %q does not name the namespace", out.String())
-	}
+	base, login, stop := startClusterDashboard(t, kubeconfig, ns)
+	defer stop()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 20 * time.Second}
 	// Without the key: the login form, which refuses anything else.
@@ -90,7 +70,7 @@ func dashboardAs(t *testing.T, kubeconfig, ns, path string) string {
 	if resp, err := c.PostForm(base+"login", url.Values{"token": {"sluice_guess"}}); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a guessed key: %v %v", resp.Status, err)
 	}
-	u := base + m[2]
+	u := base + login
 	if path != "" {
 		u += "&next=" + url.QueryEscape(path)
 	}
@@ -99,6 +79,67 @@ func dashboardAs(t *testing.T, kubeconfig, ns, path string) string {
 		t.Fatal(err)
 	}
 	return readBody(t, resp)
+}
+
+// startClusterDashboard runs `sluice dashboard --kubeconfig kubeconfig -n
+// ns` with args until stop, and returns its URL and the path of the link
+// it printed.
+func startClusterDashboard(t *testing.T, kubeconfig, ns string, args ...string) (base, login string, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	code := make(chan int, 1)
+	go func() {
+		code <- runContext(ctx, append([]string{"dashboard", "--kubeconfig", kubeconfig, "-n", ns, "--listen", "127.0.0.1:0"}, args...), out, out)
+	}()
+	stop = func() {
+		cancel()
+		if c := <-code; c != exitOK {
+			t.Errorf("sluice dashboard: exit %d\n%s", c, out.String())
+		}
+	}
+	link := regexp.MustCompile(`at (http://127\.0\.0\.1:\d+/)(login\?key=\S+) `)
+	var m []string
+	for deadline := time.Now().Add(20 * time.Second); m == nil; time.Sleep(20 * time.Millisecond) {
+		if m = link.FindStringSubmatch(out.String()); m == nil && time.Now().After(deadline) {
+			stop()
+			t.Fatalf("sluice dashboard printed no link:\n%s", out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "namespace "+ns) {
+		t.Errorf("banner %q does not name the namespace", out.String())
+	}
+	return m[1], m[2], stop
+}
+
+// checkClusterDashboardLive opens alice's `sluice dashboard` on ns/checkout
+// in headless Chromium, with pages read again only when the watch of the
+// cluster's Rollouts says so (and every hour), runs change, which starts
+// a canary that the controller takes to its first pause, and checks that
+// the open page follows it there without a reload. Without Chromium
+// (outside CI) it only runs change.
+func checkClusterDashboardLive(t *testing.T, alice, ns string, change func()) {
+	t.Helper()
+	changed := false
+	t.Run("live in the browser", func(t *testing.T) {
+		newTab := browser(t)
+		base, login, stop := startClusterDashboard(t, alice, ns, "--refresh", "1h")
+		defer stop()
+		ctx, cancel := context.WithTimeout(newTab(), 2*time.Minute)
+		defer cancel()
+		do(t, ctx, "open the link", chromedp.Navigate(base+login+"&next="+url.QueryEscape("rollouts/"+ns+"/checkout")),
+			chromedp.WaitVisible(chromedp.ID("step")))
+		waitText(t, ctx, "h1", "Healthy")
+		markPage(t, ctx)
+		changed = true
+		change()
+		waitText(t, ctx, "#step", "2/5")
+		waitText(t, ctx, "#weight", "20%")
+		checkNoReload(t, ctx)
+	})
+	if !changed {
+		change()
+	}
 }
 
 // syncBuffer is a bytes.Buffer for one writer and one reader at once.

@@ -71,7 +71,7 @@ func TestDashboardCommandAgainstServer(t *testing.T) {
 		{"tok", "default/reviews: Promote: skipped step 2 (pause until promote)"},
 	} {
 		f := dashboardServeFlags{target: target{server: remote.URL, token: tc.token}, refresh: 500 * time.Millisecond}
-		h, err := f.handler()
+		h, err := f.handler(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +106,7 @@ func TestDashboardCommandAgainstServer(t *testing.T) {
 		t.Errorf("last command %+v: want Promote by alice, the token's name", lc)
 	}
 	f := dashboardServeFlags{target: target{server: remote.URL}, refresh: time.Millisecond}
-	if _, err := f.handler(); err == nil {
+	if _, err := f.handler(t.Context()); err == nil {
 		t.Error("a refresh of 1ms accepted")
 	}
 }

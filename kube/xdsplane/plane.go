@@ -68,6 +68,15 @@ type Plane struct {
 	base context.Context
 	wake chan event.GenericEvent
 
+	// queued are the updates waiting for the next publish (qmu): those
+	// that arrive while one publish runs go out together in the next,
+	// so a wave of N Rollouts costs far fewer than N publishes of every
+	// plan, and a lone update still goes out at once.
+	qmu    sync.Mutex
+	queued []*queuedUpdate
+	// publishing is the slot of the one caller publishing the queue.
+	publishing chan struct{}
+
 	mu    sync.Mutex
 	plans map[types.NamespacedName]held
 	waits map[types.NamespacedName]*waitEntry
@@ -106,13 +115,15 @@ func NewPlane(ctx context.Context, srv *xds.Server, opts Options) *Plane {
 		opts.Metrics = unregisteredMetrics()
 	}
 	return &Plane{
-		srv:      srv,
-		opts:     opts,
-		base:     ctx,
-		wake:     make(chan event.GenericEvent, 64),
-		plans:    map[types.NamespacedName]held{},
-		waits:    map[types.NamespacedName]*waitEntry{},
-		answered: map[types.NamespacedName]engine.DataPlane{},
+		srv:   srv,
+		opts:  opts,
+		base:  ctx,
+		wake:  make(chan event.GenericEvent, 64),
+		plans: map[types.NamespacedName]held{},
+
+		publishing: make(chan struct{}, 1),
+		waits:      map[types.NamespacedName]*waitEntry{},
+		answered:   map[types.NamespacedName]engine.DataPlane{},
 	}
 }
 
@@ -308,15 +319,71 @@ func (p *Plane) served() map[types.NamespacedName]servedPlan {
 	return out
 }
 
-// update applies changes and publishes the resulting set once. A change
-// whose resourceVersion is older than the held one is dropped. If the
-// publish fails, the plans it would have changed are restored, so one
-// Rollout's bad plan (say, a host another Rollout already routes) fails
-// only its own publish and never holds back the others'. Removals stay
-// removed: the next publish takes them out.
+// queuedUpdate is one caller's changes and, once published, its result.
+type queuedUpdate struct {
+	changes []change
+	done    chan error
+}
+
+// update publishes changes, together with every update queued while the
+// publish before ran (a group commit). Whoever takes the publishing slot
+// publishes the whole queue and hands each caller its result; a caller
+// whose update went out in another's publish returns as soon as it is
+// answered, without waiting for any lock. One Rollout's bad plan still
+// fails only its own update: a group that fails is published again one
+// update at a time.
 func (p *Plane) update(ctx context.Context, changes ...change) error {
+	u := &queuedUpdate{changes: changes, done: make(chan error, 1)}
+	p.qmu.Lock()
+	p.queued = append(p.queued, u)
+	p.qmu.Unlock()
+	for {
+		select {
+		case err := <-u.done:
+			return err
+		case p.publishing <- struct{}{}:
+			p.publishQueued(ctx)
+			<-p.publishing
+		}
+	}
+}
+
+// publishQueued publishes every queued update as one group and answers
+// each; the caller holds the publishing slot.
+func (p *Plane) publishQueued(ctx context.Context) {
+	p.qmu.Lock()
+	group := p.queued
+	p.queued = nil
+	p.qmu.Unlock()
+	if len(group) == 0 {
+		return
+	}
+	var all []change
+	for _, g := range group {
+		all = append(all, g.changes...)
+	}
+	err := p.apply(ctx, all...)
+	if err == nil || len(group) == 1 {
+		for _, g := range group {
+			g.done <- err
+		}
+		return
+	}
+	for _, g := range group {
+		g.done <- p.apply(ctx, g.changes...)
+	}
+}
+
+// apply applies changes and publishes the resulting set once; the caller
+// holds the publishing slot, so no other apply changes the plans while
+// the server publishes, and p.mu is held only to change and read them (a
+// reader may see a plan a few milliseconds before it is served). A change whose resourceVersion is older than the held one is
+// dropped. If the publish fails, the plans it would have changed are
+// restored, so one Rollout's bad plan (say, a host another Rollout
+// already routes) never holds back the others'. Removals stay removed:
+// the next publish takes them out.
+func (p *Plane) apply(ctx context.Context, changes ...change) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	undo := map[types.NamespacedName]*held{}
 	dirty := false
 	for _, c := range changes {
@@ -340,10 +407,15 @@ func (p *Plane) update(ctx context.Context, changes ...change) error {
 		}
 	}
 	if !dirty {
+		p.mu.Unlock()
 		return nil
 	}
-	err := p.srv.Publish(ctx, p.all())
+	all := p.all()
+	p.mu.Unlock()
+	err := p.srv.Publish(ctx, all)
 	if err != nil {
+		p.mu.Lock()
+		defer p.mu.Unlock()
 		for key, h := range undo {
 			if h == nil {
 				delete(p.plans, key)

@@ -108,11 +108,21 @@ func TestReporter(t *testing.T) {
 		t.Errorf("%d writes in %s, want at most %d: one per MinInterval (%s)", n, elapsed, bound, replicaMinInterval)
 	}
 
-	// Nothing changes: the heartbeat renews the same entries.
-	first := readReport(t, c, ns, "r1")
+	// Nothing changes: the heartbeat renews the same entries. A write
+	// with other entries (the client's answer, or the node turning silent,
+	// landing after the read above) is a change, not a renewal: the
+	// renewal is looked for from there.
+	prev := readReport(t, c, ns, "r1")
 	poll.Until(t, "a renewal", func() bool {
 		rep := readReport(t, c, ns, "r1")
-		return rep != nil && rep.RenewTime.After(first.RenewTime) && maps.EqualFunc(rep.Rollouts, first.Rollouts, ReportEntry.equal)
+		switch {
+		case rep == nil:
+			return false
+		case !maps.EqualFunc(rep.Rollouts, prev.Rollouts, ReportEntry.equal):
+			prev = rep
+			return false
+		}
+		return rep.RenewTime.After(prev.RenewTime)
 	})
 
 	r.stop()

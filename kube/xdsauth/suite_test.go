@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -86,6 +88,11 @@ func openADS(t *testing.T, srv *xds.Server, addr string, roots *x509.CertPool, s
 	}
 	node := &corev3.Node{Id: nodeID, Cluster: "test", UserAgentName: "envoy"}
 	if err := s.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: "type.googleapis.com/envoy.config.cluster.v3.Cluster"}); err != nil {
+		if errors.Is(err, io.EOF) {
+			// The server ended the stream first (a refusal can be that
+			// quick): Send says only EOF, Recv says why.
+			_, err = s.Recv()
+		}
 		return err
 	}
 	ended := make(chan error, 1)

@@ -104,17 +104,7 @@ func (g *Gauges) Describe(ch chan<- *prometheus.Desc) {
 // lock and makes the series outside it, so a slow scrape never holds up
 // Record.
 func (g *Gauges) Collect(ch chan<- prometheus.Metric) {
-	type entry struct {
-		key [2]string
-		v   gaugeValues
-	}
-	g.mu.Lock()
-	all := make([]entry, 0, len(g.values))
-	for key, v := range g.values {
-		all = append(all, entry{key, *v})
-	}
-	g.mu.Unlock()
-	for _, e := range all {
+	for _, e := range copyOut(&g.mu, g.values) {
 		ns, name := e.key[0], e.key[1]
 		for i, p := range phases {
 			v := 0.0

@@ -91,22 +91,30 @@ func (c *RunCounter) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 // Collect copies the counts under the lock and makes the series outside
 // it, so a slow scrape never holds up Record.
 func (c *RunCounter) Collect(ch chan<- prometheus.Metric) {
-	type entry struct {
-		key [2]string
-		n   runCounts
-	}
-	c.mu.Lock()
-	all := make([]entry, 0, len(c.counts))
-	for key, a := range c.counts {
-		all = append(all, entry{key, *a})
-	}
-	c.mu.Unlock()
-	for _, e := range all {
+	for _, e := range copyOut(&c.mu, c.counts) {
 		for k, kind := range kinds {
 			for o, outcome := range outcomes {
-				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(e.n[k][o]),
+				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(e.v[k][o]),
 					e.key[0], e.key[1], string(kind), string(outcome))
 			}
 		}
 	}
+}
+
+// keyed is one Rollout's values (by namespace and name), copied.
+type keyed[V any] struct {
+	key [2]string
+	v   V
+}
+
+// copyOut copies m's values under mu, so that a scrape makes its series
+// outside the lock.
+func copyOut[V any](mu *sync.Mutex, m map[[2]string]*V) []keyed[V] {
+	mu.Lock()
+	defer mu.Unlock()
+	all := make([]keyed[V], 0, len(m))
+	for key, v := range m {
+		all = append(all, keyed[V]{key, *v})
+	}
+	return all
 }

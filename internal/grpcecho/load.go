@@ -99,9 +99,25 @@ func StartLoad(ctx context.Context, o LoadOptions) (*Load, error) {
 	l.cancel = stop
 	// Calls start on a clock, not back to back: the rate stays the same
 	// whatever the latency, and a slow machine does not starve the rest.
+	ticks := Pace(run, o.Rate, &l.wg)
+	for range workers {
+		l.wg.Go(func() {
+			for range ticks {
+				l.once(run)
+			}
+		})
+	}
+	return l, nil
+}
+
+// Pace sends rate ticks a second until run ends, then closes the
+// channel; a tick that finds no receiver waiting (every worker busy) is
+// skipped, so load on a clock never piles up behind a slow call. The
+// goroutine is counted in wg.
+func Pace(run context.Context, rate int, wg *sync.WaitGroup) <-chan time.Time {
 	ticks := make(chan time.Time)
-	l.wg.Go(func() {
-		t := time.NewTicker(time.Second / time.Duration(o.Rate))
+	wg.Go(func() {
+		t := time.NewTicker(time.Second / time.Duration(rate))
 		defer t.Stop()
 		defer close(ticks)
 		for {
@@ -111,19 +127,12 @@ func StartLoad(ctx context.Context, o LoadOptions) (*Load, error) {
 			case now := <-t.C:
 				select {
 				case ticks <- now:
-				default: // every worker busy: skip this tick
+				default:
 				}
 			}
 		}
 	})
-	for range workers {
-		l.wg.Go(func() {
-			for range ticks {
-				l.once(run)
-			}
-		})
-	}
-	return l, nil
+	return ticks
 }
 
 // Dial connects a proxyless gRPC client to xds:///target: its own xDS

@@ -145,23 +145,7 @@ func grpcBootstrap(addr string, n GRPCNode) ([]byte, error) {
 // start has c call rate times a second, on a clock: a tick finding every
 // worker busy is skipped.
 func (c *grpcClient) start(run context.Context, rate int, wg *sync.WaitGroup) {
-	ticks := make(chan time.Time)
-	wg.Go(func() {
-		t := time.NewTicker(time.Second / time.Duration(rate))
-		defer t.Stop()
-		defer close(ticks)
-		for {
-			select {
-			case <-run.Done():
-				return
-			case now := <-t.C:
-				select {
-				case ticks <- now:
-				default:
-				}
-			}
-		}
-	})
+	ticks := grpcecho.Pace(run, rate, wg)
 	for range grpcWorkers {
 		wg.Go(func() {
 			for range ticks {

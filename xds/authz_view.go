@@ -147,16 +147,23 @@ func (b *base) cutRoutes(rc *routev3.RouteConfiguration, sc scope) *routev3.Rout
 // ensureView builds a view's snapshots when its first node identifies,
 // before that node's first watch reaches the cache.
 func (s *Server) ensureView(key string, sc scope) {
-	if key == allView {
-		return
-	}
 	s.pub.Lock()
 	defer s.pub.Unlock()
+	if key == allView {
+		// Staged plans go out whole, for every view, with the first
+		// node of any view (Options.StageWithoutClients).
+		s.publishStaged()
+		return
+	}
 	if _, ok := s.views[key]; ok {
 		return
 	}
 	s.views[key] = sc
 	s.log.Debug("xds: view opened", "view", key, "sees", sc.String())
+	if s.staged {
+		s.publishStaged()
+		return
+	}
 	if s.bases == nil {
 		return // nothing published yet; the first publish builds it
 	}

@@ -44,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"group", "type"}),
 		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sluice", Subsystem: "xds", Name: "publishes_total",
-			Help: "Plan publications by result: pushed, unchanged, or error (previous snapshot kept).",
+			Help: "Plan publications by result: pushed, unchanged, staged (no stream open: checked and kept, published when a node identifies), or error (previous snapshot kept).",
 		}, []string{"result"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sluice", Subsystem: "xds", Name: "refused_streams_total",
@@ -65,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 		m.pushesBy[g], m.ackDelayBy[g], m.nacksBy[g] = p, a, n
 	}
-	for _, r := range []string{"pushed", "unchanged", "error"} {
+	for _, r := range []string{"pushed", "unchanged", "staged", "error"} {
 		m.publishes.WithLabelValues(r)
 	}
 	for _, r := range refusalReasons {

@@ -51,6 +51,18 @@ type Options struct {
 	// Authorization says which services each verified identity sees
 	// (authz.go); the zero value is the default: its own namespace.
 	Authorization Authorization
+	// StageWithoutClients makes a publish with no stream open check the
+	// plans (each changed plan translated and validated on its own, and
+	// the set for conflicts) and keep them, without building or setting
+	// any snapshot; the first node to identify gets them published whole
+	// before its first watch reaches the cache. A controller whose plans
+	// are acknowledged by another data plane (the Istio writer) while no
+	// proxyless client is connected then pays for translating the
+	// complete set only once someone can read it, instead of at every
+	// plan change. Off by default: while staged, Status reports a version
+	// as not Published, which a caller acknowledging on publication alone
+	// (the standalone runner's AckWithoutClients) relies on.
+	StageWithoutClients bool
 }
 
 // Server is Sluice's xDS control plane: one ADS endpoint, state of the
@@ -84,6 +96,9 @@ type Server struct {
 	// that reused ones are not validated and hashed again.
 	frags   map[string]*fragment
 	checked map[types.Resource]string
+	// staged is set while plans holds a set checked but not yet
+	// published (Options.StageWithoutClients).
+	staged bool
 	// hook, for tests only, edits the translated resources before they
 	// are versioned and validated, to build what the translator never
 	// would (an invalid resource a client must NACK).
@@ -246,6 +261,12 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 		s.metrics.publishes.WithLabelValues("error").Inc()
 		return fmt.Errorf("xds publish: %w", err)
 	}
+	if s.opts.StageWithoutClients && s.hook == nil && s.tracker.idle() {
+		if err := s.stage(plans); err != nil {
+			return fail(err)
+		}
+		return nil
+	}
 	// A test's hook edits resources in place: nothing is reused then, and
 	// it edits copies (hooked).
 	frags, prevChecked := s.frags, s.checked
@@ -292,6 +313,7 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 		}
 	}
 	s.plans, s.published, s.bases, s.served, s.frags, s.checked = slices.Clone(plans), true, bases, res.served, res.frags, checked
+	s.staged = false
 	changed := false
 	// The snapshot is set even if ctx is cancelled half-way through
 	// answering watches; a watch left unanswered would leave its node on
@@ -408,6 +430,10 @@ func (s *Server) WaitHost(ctx context.Context, host, planVersion string) (Status
 // goes unseen. Many changes may close one channel; it says "look again",
 // not what changed.
 func (s *Server) StatusChanged() <-chan struct{} { return s.tracker.statusChanged() }
+
+// Idle reports whether no stream is open: then every Status is one
+// without clients, and asking for them can be skipped.
+func (s *Server) Idle() bool { return s.tracker.idle() }
 
 // Nodes lists the connected nodes and what each subscribed to and applied.
 func (s *Server) Nodes() []NodeStatus { return s.tracker.nodes() }

@@ -247,6 +247,13 @@ func (t *tracker) notifyLocked() {
 	}
 }
 
+// idle reports whether no stream is open, identified or not.
+func (t *tracker) idle() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.streams) == 0
+}
+
 // anyNack reports whether some stream's last answer for a type is a
 // NACK: if none is, no plan is rejected.
 func (t *tracker) anyNack() bool {

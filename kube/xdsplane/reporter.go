@@ -94,13 +94,19 @@ func (r *Reporter) Start(ctx context.Context) error {
 // least one subscribed client on this replica. One Statuses call answers
 // for every service in a single pass over the clients.
 func (r *Reporter) collect() map[string]ReportEntry {
+	out := map[string]ReportEntry{}
+	// With no stream open nobody subscribes to anything: the answer is
+	// empty without asking about every plan (at 1,000 Rollouts that was
+	// a tenth of the controller's CPU in a wave, at every change).
+	if r.plane.srv.Idle() {
+		return out
+	}
 	served := r.plane.served()
 	versions := make(map[string]string, len(served))
 	for _, h := range served {
 		versions[h.service] = h.version
 	}
 	statuses := r.plane.srv.Statuses(versions)
-	out := map[string]ReportEntry{}
 	for key, h := range served {
 		if st := statuses[h.service]; !st.NoClients() {
 			out[key.String()] = entryOf(st)

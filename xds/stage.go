@@ -25,12 +25,14 @@ import (
 func (s *Server) stage(plans []plan.Plan) error {
 	sorted := slices.Clone(plans)
 	slices.SortFunc(sorted, func(a, b plan.Plan) int { return cmp.Compare(PlanKey(&a), PlanKey(&b)) })
-	if err := checkPlans(sorted); err != nil {
-		return fmt.Errorf("translate: %w", err)
-	}
+	// The kept plans passed these checks when they were kept: of them,
+	// only their conflicts with the others are looked at again.
 	kept := make(map[string]string, len(s.plans))
 	for i := range s.plans {
 		kept[PlanKey(&s.plans[i])] = s.plans[i].Version
+	}
+	if err := checkPlans(sorted, kept); err != nil {
+		return fmt.Errorf("translate: %w", err)
 	}
 	var changed []plan.Plan
 	for i := range sorted {

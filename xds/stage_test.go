@@ -93,3 +93,28 @@ func TestStageWithoutClients(t *testing.T) {
 		t.Errorf("served by %v, want the stable revision", got)
 	}
 }
+
+// TestIdle: a server is idle until a stream opens and again once the
+// last one closes.
+func TestIdle(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if !e.srv.Idle() {
+		t.Fatal("Idle() = false before any client")
+	}
+	p := canaryPlan("reviews", 0, []string{"reviews"})
+	e.publish(t, p)
+	_, cc := e.client(t, "idle", "reviews")
+	e.waitAck(t, p)
+	if e.srv.Idle() {
+		t.Error("Idle() = true with a client connected")
+	}
+	must(t, cc.Close())
+	deadline := time.Now().Add(20 * time.Second)
+	for !e.srv.Idle() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !e.srv.Idle() {
+		t.Error("Idle() = false after the only client closed")
+	}
+}

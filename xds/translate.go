@@ -216,7 +216,7 @@ func translate(plans []plan.Plan, eps EndpointSource, opts TranslateOptions, pre
 	}
 	sorted := slices.Clone(plans)
 	slices.SortFunc(sorted, func(a, b plan.Plan) int { return cmp.Compare(PlanKey(&a), PlanKey(&b)) })
-	if err := checkPlans(sorted); err != nil {
+	if err := checkPlans(sorted, nil); err != nil {
 		return nil, fmt.Errorf("translate: %w", err)
 	}
 	t := &translator{
@@ -276,16 +276,22 @@ func (r *GroupResources) sort() {
 }
 
 // checkPlans rejects plan sets no proxy could serve unambiguously.
-func checkPlans(plans []plan.Plan) error {
+//
+// checked names plans already checked, by PlanKey and version: those are
+// not checked again on their own (Check hashes the whole plan), only
+// against the others.
+func checkPlans(plans []plan.Plan, checked map[string]string) error {
 	var errs []error
 	services := map[string]bool{}
 	hosts := map[string]string{}
 	for i := range plans {
 		p := &plans[i]
 		key := PlanKey(p)
-		if err := p.Check(); err != nil {
-			errs = append(errs, fmt.Errorf("plan %s: %w", key, err))
-			continue
+		if v, ok := checked[key]; !ok || v != p.Version {
+			if err := p.Check(); err != nil {
+				errs = append(errs, fmt.Errorf("plan %s: %w", key, err))
+				continue
+			}
 		}
 		if p.Service == "" {
 			errs = append(errs, errors.New("plan without a service"))

@@ -1,6 +1,7 @@
 package xdsplane
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -429,8 +430,10 @@ func (p *Plane) apply(ctx context.Context, changes ...change) error {
 
 // all is the published set, in a stable order.
 func (p *Plane) all() []plan.Plan {
+	// By fields, not by String(): that built two strings per comparison,
+	// tens of thousands per publish at 1,000 Rollouts.
 	keys := slices.SortedFunc(maps.Keys(p.plans), func(a, b types.NamespacedName) int {
-		return strings.Compare(a.String(), b.String())
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 	})
 	out := make([]plan.Plan, 0, len(keys))
 	for _, k := range keys {

@@ -17,13 +17,25 @@ import (
 // BenchmarkWave publishes a weight change of every one of 1,000 Rollouts
 // from 10 workers at once, as the controller's reconcilers do when one
 // commit moves them all: each op is one wave. publishes/wave counts the
-// server's publishes of the whole set.
+// server's publishes of the whole set. No xDS client is connected:
+// "whole" builds every publish's snapshots, "staged" is the controller's
+// server (xds.Options.StageWithoutClients), which only checks them.
 //
 //	go test -run '^$' -bench Wave -benchtime 5x ./kube/xdsplane/
 func BenchmarkWave(b *testing.B) {
+	for _, stage := range []bool{false, true} {
+		name := "whole"
+		if stage {
+			name = "staged"
+		}
+		b.Run(name, func(b *testing.B) { benchWave(b, stage) })
+	}
+}
+
+func benchWave(b *testing.B, stage bool) {
 	const rollouts, workers = 1000, 10
 	reg := prometheus.NewRegistry()
-	srv, err := xds.New(xds.Options{Logger: quiet, Registerer: reg})
+	srv, err := xds.New(xds.Options{Logger: quiet, Registerer: reg, StageWithoutClients: stage})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -59,9 +60,9 @@ type Options struct {
 	// are acknowledged by another data plane (the Istio writer) while no
 	// proxyless client is connected then pays for translating the
 	// complete set only once someone can read it, instead of at every
-	// plan change. Off by default: while staged, Status reports a version
-	// as not Published, which a caller acknowledging on publication alone
-	// (the standalone runner's AckWithoutClients) relies on.
+	// plan change. While staged, Status answers for the staged set: its
+	// versions are Published and Current. Off by default: Versions and
+	// the metrics of pushes show only what was built.
 	StageWithoutClients bool
 }
 
@@ -97,8 +98,11 @@ type Server struct {
 	frags   map[string]*fragment
 	checked map[types.Resource]string
 	// staged is set while plans holds a set checked but not yet
-	// published (Options.StageWithoutClients).
-	staged bool
+	// published (Options.StageWithoutClients); stagedOwners is then the
+	// plan version of each of its owners (services and hosts), which
+	// Status reads without pub, and nil otherwise.
+	staged       bool
+	stagedOwners atomic.Pointer[map[ownerKey]string]
 	// hook, for tests only, edits the translated resources before they
 	// are versioned and validated, to build what the translator never
 	// would (an invalid resource a client must NACK).
@@ -314,6 +318,7 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 	}
 	s.plans, s.published, s.bases, s.served, s.frags, s.checked = slices.Clone(plans), true, bases, res.served, res.frags, checked
 	s.staged = false
+	s.stagedOwners.Store(nil)
 	changed := false
 	// The snapshot is set even if ctx is cancelled half-way through
 	// answering watches; a watch left unanswered would leave its node on
@@ -386,15 +391,32 @@ func (s *Server) keepable(plans []plan.Plan) map[string]*served {
 
 // Status answers for one plan version of a service (ServiceKey).
 func (s *Server) Status(service, planVersion string) Status {
-	st := s.tracker.statusOf(serviceOwner(service), planVersion)
+	owner := serviceOwner(service)
+	st := s.tracker.statusOf(owner, planVersion)
+	s.asStaged(&st, owner)
 	st.Service = service
 	return st
+}
+
+// asStaged answers for the staged set while there is one: a version it
+// holds is published and current (it is what the first node will be
+// served), any other is not current.
+func (s *Server) asStaged(st *Status, owner ownerKey) {
+	m := s.stagedOwners.Load()
+	if m == nil {
+		return
+	}
+	v, ok := (*m)[owner]
+	st.Current = ok && v == st.PlanVersion
+	st.Published = st.Published || st.Current
 }
 
 // HostStatus answers for one plan version of the service routing host,
 // counting only the nodes that subscribe to that host.
 func (s *Server) HostStatus(host, planVersion string) Status {
-	st := s.tracker.statusOf(hostOwner(host), planVersion)
+	owner := hostOwner(host)
+	st := s.tracker.statusOf(owner, planVersion)
+	s.asStaged(&st, owner)
 	st.Host = host
 	return st
 }

@@ -56,7 +56,16 @@ func (s *Server) stage(plans []plan.Plan) error {
 			}
 		}
 	}
+	owners := make(map[ownerKey]string, 2*len(plans))
+	for i := range plans {
+		p := &plans[i]
+		owners[serviceOwner(PlanKey(p))] = p.Version
+		for _, h := range p.Hosts {
+			owners[hostOwner(h.Name)] = p.Version
+		}
+	}
 	s.plans, s.staged = slices.Clone(plans), true
+	s.stagedOwners.Store(&owners)
 	s.metrics.publishes.WithLabelValues("staged").Inc()
 	return nil
 }

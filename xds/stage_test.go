@@ -71,6 +71,22 @@ func TestStageWithoutClients(t *testing.T) {
 
 	latest := canaryPlan("reviews", 100, []string{"reviews"})
 	must(t, publish(latest, ratings))
+	// Status answers for the staged set, as it would for a published one.
+	older := canaryPlan("reviews", 60, []string{"reviews"})
+	for _, tc := range []struct {
+		name string
+		st   Status
+		want bool
+	}{
+		{"service, staged version", srv.Status(PlanKey(&latest), latest.Version), true},
+		{"host, staged version", srv.HostStatus("reviews", latest.Version), true},
+		{"every service, staged version", srv.Statuses(map[string]string{PlanKey(&latest): latest.Version})[PlanKey(&latest)], true},
+		{"service, an older staged version", srv.Status(PlanKey(&older), older.Version), false},
+	} {
+		if tc.st.Current != tc.want || tc.st.Published != tc.want || !tc.st.NoClients() {
+			t.Errorf("%s: status %+v, want published and current %v, no clients", tc.name, tc.st, tc.want)
+		}
+	}
 	c, _ := xdstest.Client(t, addr, "first", "reviews")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

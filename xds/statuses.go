@@ -17,7 +17,9 @@ func (s *Server) Statuses(versions map[string]string) map[string]Status {
 	got := s.tracker.statuses(asks)
 	out := make(map[string]Status, len(versions))
 	for svc := range versions {
-		st := got[serviceOwner(svc)]
+		owner := serviceOwner(svc)
+		st := got[owner]
+		s.asStaged(&st, owner)
 		st.Service = svc
 		out[svc] = st
 	}

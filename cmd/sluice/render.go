@@ -198,7 +198,7 @@ func trafficLine(t v1alpha1.TrafficStatus) string {
 		if sn.Excluded {
 			what = "left out of the count"
 		}
-		fmt.Fprintf(&b, "; %d stale xDS node(s), %s: %s", sn.Count, what, strings.Join(names, ", "))
+		fmt.Fprintf(&b, "; %d stale data-plane node(s), %s: %s", sn.Count, what, strings.Join(names, ", "))
 		if more := int(sn.Count) - len(sn.Nodes); more > 0 {
 			fmt.Fprintf(&b, " and %d more", more)
 		}

@@ -18,9 +18,9 @@ func TestTrafficLineShowsStaleNodes(t *testing.T) {
 	}{
 		{"none", nil, nil},
 		{"held", &v1alpha1.StaleNodesStatus{Count: 7, Nodes: []string{"sidecar-1\x1b[2J", "sidecar-2"}},
-			[]string{"7 stale xDS node(s), holding the step: sidecar-1\\x1b[2J, sidecar-2 and 5 more"}},
+			[]string{"7 stale data-plane node(s), holding the step: sidecar-1\\x1b[2J, sidecar-2 and 5 more"}},
 		{"excluded", &v1alpha1.StaleNodesStatus{Count: 1, Nodes: []string{"grpc-9"}, Excluded: true},
-			[]string{"1 stale xDS node(s), left out of the count: grpc-9"}},
+			[]string{"1 stale data-plane node(s), left out of the count: grpc-9"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -98,7 +98,7 @@ http: {address: %s, metricsAddress: %s, token: {env: SLUICE_STALE_TOKEN}}
 	if code != 0 {
 		t.Fatalf("sluice status: exit %d, %s", code, errOut)
 	}
-	for _, want := range []string{"1 stale xDS node(s), holding the step: silent", "StaleProxies"} {
+	for _, want := range []string{"1 stale data-plane node(s), holding the step: silent", "StaleProxies"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("sluice status does not say %q:\n%s", want, out)
 		}

@@ -42,7 +42,7 @@ func newGauges() *Gauges {
 			"Percentage of the default route sent to the canary by the current traffic plan.",
 			rollout, nil),
 		stale: prometheus.NewDesc("sluice_rollout_stale_nodes",
-			"xDS nodes silent past spec.dataPlane.ackDeadlineSeconds on the plan in force (status.traffic.staleNodes.count).",
+			"Data-plane nodes (xDS proxies, gateways) silent past spec.dataPlane.ackDeadlineSeconds on the plan in force (status.traffic.staleNodes.count).",
 			rollout, nil),
 		values: map[[2]string]*gaugeValues{},
 	}

@@ -36,7 +36,7 @@ func Label(s string) string { return untrusted.Text(s, MaxLabel) }
 type Metrics struct {
 	// Gauges are each Rollout's phase (1 for the current one, 0 for the
 	// others), step being executed (from 1; 0 when idle), canary weight
-	// and count of xDS nodes silent past the ack deadline.
+	// and count of data-plane nodes silent past the ack deadline.
 	Gauges *Gauges
 	// AnalysisRuns counts completed analysis runs by kind and outcome.
 	AnalysisRuns *RunCounter

@@ -97,7 +97,7 @@ func staleMessage(sn *v1alpha1.StaleNodesStatus, policy v1alpha1.SilentProxyPoli
 	case policy == v1alpha1.SilentExclude:
 		what = "holding the step: Exclude counts a step only when every other node, and at least one, has applied the plan"
 	}
-	return fmt.Sprintf("%d xDS node(s) silent for more than %s on plan %s: %s; %s", sn.Count, deadline, version, names, what)
+	return fmt.Sprintf("%d data-plane node(s) silent for more than %s on plan %s: %s; %s", sn.Count, deadline, version, names, what)
 }
 
 // staleWakeAt is when the next silent node of the last observation turns

@@ -128,7 +128,8 @@ const (
 
 // DataPlanePolicy bounds how long a step waits for each proxy.
 type DataPlanePolicy struct {
-	// AckDeadlineSeconds: an xDS node that has neither ACKed nor NACKed a
+	// AckDeadlineSeconds: a data-plane node (an xDS proxy, or a Gateway API
+	// gateway answering a route write) that has neither ACKed nor NACKed a
 	// plan version this long after it was sent is stale; it is reported in
 	// status.traffic.staleNodes, an Event and a metric.
 	// +kubebuilder:validation:Minimum=1
@@ -142,7 +143,8 @@ type DataPlanePolicy struct {
 	SilentProxies SilentProxyPolicy `json:"silentProxies,omitempty"`
 }
 
-// StaleNodesStatus reports the xDS nodes that have not answered the plan
+// StaleNodesStatus reports the data-plane nodes (xDS proxies, gateways)
+// that have not answered the plan
 // in force within spec.dataPlane.ackDeadlineSeconds.
 type StaleNodesStatus struct {
 	// Count of stale nodes.

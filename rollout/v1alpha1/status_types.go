@@ -366,7 +366,7 @@ type TrafficStatus struct {
 	// +listType=map
 	// +listMapKey=name
 	Subsets []SubsetStatus `json:"subsets,omitempty"`
-	// StaleNodes are the xDS nodes silent past spec.dataPlane's deadline
+	// StaleNodes are the data-plane nodes (xDS proxies, gateways) silent past spec.dataPlane's deadline
 	// on PlanVersion; absent when none is.
 	// +optional
 	StaleNodes *StaleNodesStatus `json:"staleNodes,omitempty"`

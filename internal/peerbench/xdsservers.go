@@ -108,6 +108,51 @@ func (s *SluiceXDS) Change(ctx context.Context, w int32) error {
 	return nil
 }
 
+// Memory reads the server's own runtime figures (xdsserver's GET /memory,
+// after a collection): heap objects, goroutine stacks, goroutines and
+// the runtime's starting stack size, by xdsserver's names.
+func (s *SluiceXDS) Memory(ctx context.Context) (map[string]uint64, error) {
+	body, err := s.get(ctx, "/memory")
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]uint64
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("xdsserver /memory: %w", err)
+	}
+	return m, nil
+}
+
+// WriteHeapProfile writes the server's heap profile (after a collection)
+// to path.
+func (s *SluiceXDS) WriteHeapProfile(ctx context.Context, path string) error {
+	body, err := s.get(ctx, "/heap")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, body, 0o600)
+}
+
+func (s *SluiceXDS) get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.control+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("xdsserver %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("xdsserver %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("xdsserver %s: %s", path, resp.Status)
+	}
+	return body, nil
+}
+
 var xdsBuild struct {
 	once    sync.Once
 	path    string

@@ -76,7 +76,9 @@ func BenchmarkXDSSameClients(b *testing.B) {
 //
 // PEERBENCH_CLIENTS lists the N (default 1000,5000);
 // PEERBENCH_XDSSERVER=PATH runs that xdsserver binary instead of building
-// HEAD's (to compare builds in one queue of runs).
+// HEAD's (to compare builds in one queue of runs), with the flags in
+// PEERBENCH_XDSSERVER_ARGS (say -memprofilerate=4096 for a finer heap
+// profile).
 func BenchmarkXDSSluice(b *testing.B) {
 	changes := envInt(b, "PEERBENCH_CHANGES", 10)
 	for _, services := range envInts(b, "PEERBENCH_SERVICES", []int{4}) {
@@ -93,7 +95,7 @@ func BenchmarkXDSSluice(b *testing.B) {
 				} else {
 					b.Logf("xdsserver %s", bin)
 				}
-				s := &SluiceXDS{Bin: bin}
+				s := &SluiceXDS{Bin: bin, Args: strings.Fields(os.Getenv("PEERBENCH_XDSSERVER_ARGS"))}
 				for range b.N {
 					runXDS(b, nil, s, services, n, changes).report(b)
 				}

@@ -50,7 +50,8 @@ func ServiceName(i int) string { return fmt.Sprintf("svc-%03d", i) }
 // internal/peerbench/xdsserver: the plans published directly, as the
 // engine's runner publishes them after a step.
 type SluiceXDS struct {
-	Bin     string // the xdsserver binary
+	Bin     string   // the xdsserver binary
+	Args    []string // more flags for it
 	control string
 }
 
@@ -58,8 +59,8 @@ func (*SluiceXDS) Name() string { return "sluice" }
 
 func (s *SluiceXDS) Start(_ context.Context, services int, _ string, log io.Writer) (*Process, string, error) {
 	ready := make(chan string, 1)
-	p, err := Start("sluice-xds", s.Bin, []string{"-services", strconv.Itoa(services), "-namespace", MeshNamespace,
-		"-canary", strconv.Itoa(InitialCanary)}, nil, log)
+	p, err := Start("sluice-xds", s.Bin, append([]string{"-services", strconv.Itoa(services), "-namespace", MeshNamespace,
+		"-canary", strconv.Itoa(InitialCanary)}, s.Args...), nil, log)
 	if err != nil {
 		return nil, "", err
 	}

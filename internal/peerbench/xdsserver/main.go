@@ -41,7 +41,11 @@ func main() {
 	services := flag.Int("services", 4, "number of services (svc-000, svc-001, ...)")
 	namespace := flag.String("namespace", "mesh", "namespace of the services' hosts (<svc>.<namespace>.svc.cluster.local)")
 	canary := flag.Int("canary", 5, "initial canary weight of every service")
+	rate := flag.Int("memprofilerate", 0, "runtime.MemProfileRate for GET /heap (0: the runtime's default)")
 	flag.Parse()
+	if *rate > 0 {
+		runtime.MemProfileRate = *rate
+	}
 	if err := run(*addr, *control, *services, *namespace, int32(*canary)); err != nil {
 		fmt.Fprintln(os.Stderr, "xdsserver:", err)
 		os.Exit(1)

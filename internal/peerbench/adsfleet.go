@@ -70,11 +70,13 @@ func (f *Fleet) Reconnects() int64 { return f.reconnects.Load() }
 type Node func(i int) *corev3.Node
 
 // StartFleet connects n clients to addr (plaintext), one HTTP/2
-// connection per 100 streams, and returns once each has ACKed its first
-// route configuration. They run until ctx ends.
-func StartFleet(ctx context.Context, addr string, n int, node Node, timeout time.Duration) (*Fleet, error) {
+// connection per perConn streams (1 is what n Envoys or gRPC clients
+// would open; 100 spares the benchmark's own process), and returns once
+// each has ACKed its first route configuration. They run until ctx ends.
+func StartFleet(ctx context.Context, addr string, n, perConn int, node Node, timeout time.Duration) (*Fleet, error) {
 	f := &Fleet{n: n, seen: make([]atomic.Int32, n), errs: make(chan error, n), done: make(chan struct{})}
-	f.conns = make([]*grpc.ClientConn, max(1, (n+99)/100))
+	perConn = max(1, perConn)
+	f.conns = make([]*grpc.ClientConn, max(1, (n+perConn-1)/perConn))
 	for i := range f.conns {
 		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<24),

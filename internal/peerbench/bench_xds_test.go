@@ -28,7 +28,9 @@ import (
 //
 //	make peers && go test -run '^$' -bench XDSSameClients -benchtime 1x -count 3 -timeout 2h ./internal/peerbench/
 //
-// PEERBENCH_CLIENTS lists the N (default 100,1000,5000).
+// PEERBENCH_CLIENTS lists the N (default 100,1000,5000);
+// PEERBENCH_STREAMS_PER_CONN how many clients share one HTTP/2 connection
+// (default 100; 1 is a connection per client, as real proxies have).
 func BenchmarkXDSSameClients(b *testing.B) {
 	cfg, scheme := env.Start(b)
 	admin, err := client.New(unlimited(cfg), client.Options{Scheme: scheme})
@@ -78,7 +80,8 @@ func BenchmarkXDSSameClients(b *testing.B) {
 // PEERBENCH_XDSSERVER=PATH runs that xdsserver binary instead of building
 // HEAD's (to compare builds in one queue of runs), with the flags in
 // PEERBENCH_XDSSERVER_ARGS (say -memprofilerate=4096 for a finer heap
-// profile).
+// profile); PEERBENCH_FULL_NODE=1 has the clients send an Envoy's whole
+// node (build, features, metadata, 100 extensions), not only its id.
 func BenchmarkXDSSluice(b *testing.B) {
 	changes := envInt(b, "PEERBENCH_CHANGES", 10)
 	for _, services := range envInts(b, "PEERBENCH_SERVICES", []int{4}) {
@@ -95,7 +98,8 @@ func BenchmarkXDSSluice(b *testing.B) {
 				} else {
 					b.Logf("xdsserver %s", bin)
 				}
-				s := &SluiceXDS{Bin: bin, Args: strings.Fields(os.Getenv("PEERBENCH_XDSSERVER_ARGS"))}
+				s := &SluiceXDS{Bin: bin, Args: strings.Fields(os.Getenv("PEERBENCH_XDSSERVER_ARGS")),
+					FullNode: os.Getenv("PEERBENCH_FULL_NODE") == "1"}
 				for range b.N {
 					runXDS(b, nil, s, services, n, changes).report(b)
 				}
@@ -187,7 +191,7 @@ func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes in
 		res.idleRSS = u.RSS
 	}
 	start := time.Now()
-	fleet, err := StartFleet(ctx, addr, n, s.Node, 10*time.Minute)
+	fleet, err := StartFleet(ctx, addr, n, envInt(b, "PEERBENCH_STREAMS_PER_CONN", 100), s.Node, 10*time.Minute)
 	if err != nil {
 		b.Fatalf("%s: %v\nlast output:\n%s", s.Name(), err, p.Tail())
 	}

@@ -50,9 +50,12 @@ func ServiceName(i int) string { return fmt.Sprintf("svc-%03d", i) }
 // internal/peerbench/xdsserver: the plans published directly, as the
 // engine's runner publishes them after a step.
 type SluiceXDS struct {
-	Bin     string   // the xdsserver binary
-	Args    []string // more flags for it
-	control string
+	Bin  string   // the xdsserver binary
+	Args []string // more flags for it
+	// FullNode sends an Envoy's whole node (fillEnvoyNode), not only its
+	// id, cluster and agent.
+	FullNode bool
+	control  string
 }
 
 func (*SluiceXDS) Name() string { return "sluice" }
@@ -87,9 +90,34 @@ func (s *SluiceXDS) Start(_ context.Context, services int, _ string, log io.Writ
 	}
 }
 
-func (*SluiceXDS) Node(i int) *corev3.Node {
-	return &corev3.Node{Id: fmt.Sprintf("client-%d", i), Cluster: "bench", UserAgentName: "envoy"}
+func (s *SluiceXDS) Node(i int) *corev3.Node {
+	n := &corev3.Node{Id: fmt.Sprintf("client-%d", i), Cluster: "bench", UserAgentName: "envoy"}
+	if s.FullNode {
+		fillEnvoyNode(n)
+	}
+	return n
 }
+
+// fillEnvoyNode adds what an Envoy sends in its node besides id and
+// cluster, in kind if not in count: its build, client features, a few
+// metadata fields and the extensions it was built with (synthetic names,
+// fullNodeExtensions of them).
+func fillEnvoyNode(n *corev3.Node) {
+	n.UserAgentVersionType = &corev3.Node_UserAgentVersion{UserAgentVersion: "1.36.2"}
+	n.ClientFeatures = []string{"envoy.config.require-any-fields-contain-struct", "envoy.lb.does_not_support_overprovisioning", "xds.config.resource-in-sotw"}
+	n.Locality = &corev3.Locality{Region: "bench", Zone: "bench-a"}
+	n.Metadata, _ = structpb.NewStruct(map[string]any{"NAMESPACE": MeshNamespace, "WORKLOAD_NAME": n.GetId(), "CLUSTER_ID": "bench", "LABELS": map[string]any{"app": n.GetId(), "version": "v1"}})
+	for e := range fullNodeExtensions {
+		n.Extensions = append(n.Extensions, &corev3.Extension{
+			Name:     fmt.Sprintf("envoy.filters.http.extension_%03d", e),
+			Category: "envoy.filters.http",
+			TypeUrls: []string{fmt.Sprintf("envoy.extensions.filters.http.extension_%03d.v3.Config", e)},
+		})
+	}
+}
+
+// fullNodeExtensions is how many extensions fillEnvoyNode lists.
+const fullNodeExtensions = 100
 
 func (s *SluiceXDS) Change(ctx context.Context, w int32) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost,

@@ -131,6 +131,12 @@ var memorySamples = map[string]string{
 	"runtime_total_bytes": "/memory/classes/total:bytes",
 	"heap_released_bytes": "/memory/classes/heap/released:bytes",
 	"heap_free_bytes":     "/memory/classes/heap/free:bytes",
+	"heap_unused_bytes":   "/memory/classes/heap/unused:bytes",
+	"metadata_bytes":      "/memory/classes/metadata/other:bytes",
+	"mspan_bytes":         "/memory/classes/metadata/mspan/inuse:bytes",
+	"os_stack_bytes":      "/memory/classes/os-stacks:bytes",
+	"other_bytes":         "/memory/classes/other:bytes",
+	"profiling_bytes":     "/memory/classes/profiling/buckets:bytes",
 }
 
 // readMemory reads memorySamples after a collection, so that the heap is

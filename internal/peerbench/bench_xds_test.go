@@ -2,6 +2,7 @@ package peerbench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"slices"
@@ -81,7 +82,8 @@ func BenchmarkXDSSameClients(b *testing.B) {
 // HEAD's (to compare builds in one queue of runs), with the flags in
 // PEERBENCH_XDSSERVER_ARGS (say -memprofilerate=4096 for a finer heap
 // profile); PEERBENCH_FULL_NODE=1 has the clients send an Envoy's whole
-// node (build, features, metadata, 100 extensions), not only its id.
+// node (build, features, metadata, 100 extensions), not only its id;
+// PEERBENCH_TLS=1 serves TLS (a certificate made for the run).
 func BenchmarkXDSSluice(b *testing.B) {
 	changes := envInt(b, "PEERBENCH_CHANGES", 10)
 	for _, services := range envInts(b, "PEERBENCH_SERVICES", []int{4}) {
@@ -99,7 +101,7 @@ func BenchmarkXDSSluice(b *testing.B) {
 					b.Logf("xdsserver %s", bin)
 				}
 				s := &SluiceXDS{Bin: bin, Args: strings.Fields(os.Getenv("PEERBENCH_XDSSERVER_ARGS")),
-					FullNode: os.Getenv("PEERBENCH_FULL_NODE") == "1"}
+					FullNode: os.Getenv("PEERBENCH_FULL_NODE") == "1", TLS: os.Getenv("PEERBENCH_TLS") == "1"}
 				for range b.N {
 					runXDS(b, nil, s, services, n, changes).report(b)
 				}
@@ -191,7 +193,11 @@ func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes in
 		res.idleRSS = u.RSS
 	}
 	start := time.Now()
-	fleet, err := StartFleet(ctx, addr, n, envInt(b, "PEERBENCH_STREAMS_PER_CONN", 100), s.Node, 10*time.Minute)
+	var clientTLS *tls.Config
+	if sx, ok := s.(*SluiceXDS); ok {
+		clientTLS = sx.ClientTLS
+	}
+	fleet, err := StartFleet(ctx, addr, n, envInt(b, "PEERBENCH_STREAMS_PER_CONN", 100), clientTLS, s.Node, 10*time.Minute)
 	if err != nil {
 		b.Fatalf("%s: %v\nlast output:\n%s", s.Name(), err, p.Tail())
 	}

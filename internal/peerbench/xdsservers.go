@@ -2,6 +2,7 @@ package peerbench
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -55,15 +56,28 @@ type SluiceXDS struct {
 	// FullNode sends an Envoy's whole node (fillEnvoyNode), not only its
 	// id, cluster and agent.
 	FullNode bool
-	control  string
+	// TLS serves TLS with a certificate made for the run (ServingCert);
+	// ClientTLS is then what the clients dial with.
+	TLS       bool
+	ClientTLS *tls.Config
+	control   string
 }
 
 func (*SluiceXDS) Name() string { return "sluice" }
 
-func (s *SluiceXDS) Start(_ context.Context, services int, _ string, log io.Writer) (*Process, string, error) {
+func (s *SluiceXDS) Start(_ context.Context, services int, dir string, log io.Writer) (*Process, string, error) {
 	ready := make(chan string, 1)
-	p, err := Start("sluice-xds", s.Bin, append([]string{"-services", strconv.Itoa(services), "-namespace", MeshNamespace,
-		"-canary", strconv.Itoa(InitialCanary)}, s.Args...), nil, log)
+	args := append([]string{"-services", strconv.Itoa(services), "-namespace", MeshNamespace,
+		"-canary", strconv.Itoa(InitialCanary)}, s.Args...)
+	if s.TLS {
+		cert, key, client, err := ServingCert(dir)
+		if err != nil {
+			return nil, "", err
+		}
+		s.ClientTLS = client
+		args = append(args, "-tls-cert", cert, "-tls-key", key)
+	}
+	p, err := Start("sluice-xds", s.Bin, args, nil, log)
 	if err != nil {
 		return nil, "", err
 	}

@@ -1,9 +1,9 @@
 // Command xdsserver is Sluice's xDS server (package xds, the one `sluice
 // run` and `sluice controller` serve) as a process of its own, for
 // peerbench's BenchmarkXDSSameClients: it serves the plans of -services
-// services in plaintext on -addr and publishes a new canary weight for one
-// of them on each POST /weight?service=S&canary=W to -control, answering
-// once Publish returned. GET /memory on -control answers the process's
+// services on -addr (plaintext, or TLS with -tls-cert and -tls-key) and
+// publishes a new canary weight for one of them on each POST
+// /weight?service=S&canary=W to -control, answering once Publish returned. GET /memory on -control answers the process's
 // own memory figures after a collection (runtime/metrics: heap objects,
 // goroutine stacks, goroutines), which RSS alone cannot split, and GET
 // /heap a heap profile. It prints "xds ADDR control ADDR" when ready.
@@ -41,18 +41,24 @@ func main() {
 	services := flag.Int("services", 4, "number of services (svc-000, svc-001, ...)")
 	namespace := flag.String("namespace", "mesh", "namespace of the services' hosts (<svc>.<namespace>.svc.cluster.local)")
 	canary := flag.Int("canary", 5, "initial canary weight of every service")
+	cert := flag.String("tls-cert", "", "serve TLS with this certificate (PEM; with -tls-key)")
+	key := flag.String("tls-key", "", "the key of -tls-cert (PEM)")
 	rate := flag.Int("memprofilerate", 0, "runtime.MemProfileRate for GET /heap (0: the runtime's default)")
 	flag.Parse()
 	if *rate > 0 {
 		runtime.MemProfileRate = *rate
 	}
-	if err := run(*addr, *control, *services, *namespace, int32(*canary)); err != nil {
+	var files *xds.TLSFiles
+	if *cert != "" || *key != "" {
+		files = &xds.TLSFiles{CertFile: *cert, KeyFile: *key}
+	}
+	if err := run(*addr, *control, *services, *namespace, int32(*canary), files); err != nil {
 		fmt.Fprintln(os.Stderr, "xdsserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, control string, n int, ns string, canary int32) error {
+func run(addr, control string, n int, ns string, canary int32, files *xds.TLSFiles) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	eps := xds.NewStatic()
@@ -70,7 +76,7 @@ func run(addr, control string, n int, ns string, canary int32) error {
 		}
 		plans[i] = canaryPlan(names[i], ns, canary)
 	}
-	srv, err := xds.New(xds.Options{Endpoints: eps, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, err := xds.New(xds.Options{Endpoints: eps, TLS: files, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
 	}

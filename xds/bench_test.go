@@ -23,8 +23,9 @@ import (
 // every response) and measures, per weight change, the time from Publish
 // until every one of the N nodes has ACKed the new version, as the engine
 // would observe it through Wait. It reports p50 and p99 over the
-// iterations, and the heap and goroutine stacks held per stream (both
-// sides of each stream: the clients are in this process too).
+// iterations, and the heap, goroutines and goroutine stacks held per
+// stream (both sides of each stream: the clients are in this process too;
+// peerbench's BenchmarkXDSSluice measures the server's process alone).
 //
 //	go test -run '^$' -bench WeightChangeAcked -benchtime 30x ./xds/
 //
@@ -68,6 +69,7 @@ func benchWeightChange(b *testing.B, n int) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	stacks0 := stackBytes()
+	goroutines0 := runtime.NumGoroutine()
 
 	startBenchStreams(b, addr, n, func(ctx context.Context, i int, cc *grpc.ClientConn) error {
 		c := &adsClient{node: envoyNode(fmt.Sprintf("bench-%d", i))}
@@ -98,6 +100,7 @@ func benchWeightChange(b *testing.B, n int) {
 	// Goroutine stacks are outside the heap, and each stream has a few
 	// goroutines on each side.
 	stacks := stackBytes() - stacks0
+	goroutines := runtime.NumGoroutine() - goroutines0
 	// The streams' state is what this benchmark is about, and it is gone
 	// by the time -memprofile writes; this profile is taken with every
 	// stream connected and ACKed.
@@ -128,6 +131,7 @@ func benchWeightChange(b *testing.B, n int) {
 	b.ReportMetric(heap/float64(n), "heap-B/stream")
 	b.ReportMetric(heap/(1<<20), "heap-MiB")
 	b.ReportMetric(stacks/float64(n), "stack-B/stream")
+	b.ReportMetric(float64(goroutines)/float64(n), "goroutines/stream")
 }
 
 // stackBytes is the memory of goroutine stacks in use.

@@ -12,6 +12,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/internal/untrusted"
 )
@@ -61,6 +62,11 @@ type tracker struct {
 	viewClosed func(key string)
 	// served is the node each snapshot's streams carry to the caches.
 	served map[snapKey]*corev3.Node
+	// names are the published resources' names, each the one copy every
+	// stream's requests share (intern.go); namesAdded counts those added
+	// since the table was last rebuilt.
+	names      map[string]string
+	namesAdded int
 }
 
 // stream is one ADS stream: one node as far as counting goes.
@@ -220,6 +226,7 @@ func (t *tracker) publish(gen *generation) {
 	}
 	t.seq++
 	h.add(gen, t.seq)
+	t.internNames(gen)
 	for w := range t.watches {
 		w.rebuild(t)
 	}
@@ -376,7 +383,20 @@ func (t *tracker) identify(s *stream, node *corev3.Node) (opened *scope, err err
 	if t.views[s.view]++; t.views[s.view] == 1 {
 		opened = &sc
 	}
+	trimNode(node)
 	return opened, nil
+}
+
+// trimNode drops, in place, all of an identified client's node but what
+// the tracker reads from then on (id and cluster): go-control-plane keeps
+// the node of a stream's first request for the stream's life, and the
+// caches get the view's node (served) instead, so the rest is never read
+// again. An Envoy's node lists its build, extensions and metadata,
+// kilobytes per stream.
+func trimNode(n *corev3.Node) {
+	id, cluster := n.GetId(), n.GetCluster()
+	proto.Reset(n)
+	n.Id, n.Cluster = id, cluster
 }
 
 // key is the snapshot the stream is served from.
@@ -456,8 +476,14 @@ func (t *tracker) sotwRequest(s *stream, req *discoveryv3.DiscoveryRequest) (wai
 		return 0
 	}
 	ks := s.kind(k)
+	sent, answered := ks.take(req.GetResponseNonce())
+	if answered {
+		t.intern(req, &sent)
+	} else {
+		t.intern(req, nil)
+	}
 	ks.subscribeSotW(req.GetResourceNames())
-	if sent, ok := ks.take(req.GetResponseNonce()); ok {
+	if answered {
 		if d := req.GetErrorDetail(); d != nil {
 			wait = t.rejected(s, k, ks, sent, d.GetMessage())
 		} else {

@@ -2,6 +2,7 @@ package peerbench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -18,6 +19,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 )
@@ -70,13 +72,20 @@ func (f *Fleet) Reconnects() int64 { return f.reconnects.Load() }
 type Node func(i int) *corev3.Node
 
 // StartFleet connects n clients to addr (plaintext), one HTTP/2
-// connection per 100 streams, and returns once each has ACKed its first
-// route configuration. They run until ctx ends.
-func StartFleet(ctx context.Context, addr string, n int, node Node, timeout time.Duration) (*Fleet, error) {
+// connection per perConn streams (1 is what n Envoys or gRPC clients
+// would open; 100 spares the benchmark's own process), and returns once
+// each has ACKed its first route configuration. They run until ctx ends.
+// tlsConf, when set, has the clients dial TLS instead of plaintext.
+func StartFleet(ctx context.Context, addr string, n, perConn int, tlsConf *tls.Config, node Node, timeout time.Duration) (*Fleet, error) {
+	creds := insecure.NewCredentials()
+	if tlsConf != nil {
+		creds = credentials.NewTLS(tlsConf)
+	}
 	f := &Fleet{n: n, seen: make([]atomic.Int32, n), errs: make(chan error, n), done: make(chan struct{})}
-	f.conns = make([]*grpc.ClientConn, max(1, (n+99)/100))
+	perConn = max(1, perConn)
+	f.conns = make([]*grpc.ClientConn, max(1, (n+perConn-1)/perConn))
 	for i := range f.conns {
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 			grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<24),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 		if err != nil {

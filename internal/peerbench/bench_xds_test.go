@@ -2,6 +2,7 @@ package peerbench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"slices"
@@ -28,7 +29,9 @@ import (
 //
 //	make peers && go test -run '^$' -bench XDSSameClients -benchtime 1x -count 3 -timeout 2h ./internal/peerbench/
 //
-// PEERBENCH_CLIENTS lists the N (default 100,1000,5000).
+// PEERBENCH_CLIENTS lists the N (default 100,1000,5000);
+// PEERBENCH_STREAMS_PER_CONN how many clients share one HTTP/2 connection
+// (default 100; 1 is a connection per client, as real proxies have).
 func BenchmarkXDSSameClients(b *testing.B) {
 	cfg, scheme := env.Start(b)
 	admin, err := client.New(unlimited(cfg), client.Options{Scheme: scheme})
@@ -64,6 +67,56 @@ func BenchmarkXDSSameClients(b *testing.B) {
 	}
 }
 
+// BenchmarkXDSSluice is BenchmarkXDSSameClients' Sluice side alone, with
+// no API server (Sluice's xDS server needs none), for measuring the
+// server's memory per stream: the same clients, changes and figures, and
+// the server's heap, goroutine stacks and goroutines per stream
+// (xdsserver's runtime/metrics, with every client connected, less the same
+// before the first connected). PEERBENCH_XDS_HEAPPROFILE=FILE writes the
+// server's heap profile with every client connected.
+//
+//	go test -run '^$' -bench XDSSluice -benchtime 1x -count 3 ./internal/peerbench/
+//
+// PEERBENCH_CLIENTS lists the N (default 1000,5000);
+// PEERBENCH_XDSSERVER=PATH runs that xdsserver binary instead of building
+// HEAD's (to compare builds in one queue of runs), with the flags in
+// PEERBENCH_XDSSERVER_ARGS (say -memprofilerate=4096 for a finer heap
+// profile); PEERBENCH_FULL_NODE=1 has the clients send an Envoy's whole
+// node (build, features, metadata, 100 extensions), not only its id;
+// PEERBENCH_TLS=1 serves TLS (a certificate made for the run).
+func BenchmarkXDSSluice(b *testing.B) {
+	changes := envInt(b, "PEERBENCH_CHANGES", 10)
+	for _, services := range envInts(b, "PEERBENCH_SERVICES", []int{4}) {
+		for _, n := range envInts(b, "PEERBENCH_CLIENTS", []int{1000, 5000}) {
+			b.Run(fmt.Sprintf("services=%d/clients=%d", services, n), func(b *testing.B) {
+				bin := os.Getenv("PEERBENCH_XDSSERVER")
+				if bin == "" {
+					var version string
+					var err error
+					if bin, version, err = BuildXDSServer(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+					b.Logf("xdsserver built from %s", version)
+				} else {
+					b.Logf("xdsserver %s", bin)
+				}
+				s := &SluiceXDS{Bin: bin, Args: strings.Fields(os.Getenv("PEERBENCH_XDSSERVER_ARGS")),
+					FullNode: os.Getenv("PEERBENCH_FULL_NODE") == "1", TLS: os.Getenv("PEERBENCH_TLS") == "1"}
+				for range b.N {
+					runXDS(b, nil, s, services, n, changes).report(b)
+				}
+			})
+		}
+	}
+}
+
+// memoryReader is a server under measurement that can tell its own
+// runtime memory figures (Sluice's xdsserver; istiod's are not read).
+type memoryReader interface {
+	Memory(ctx context.Context) (map[string]uint64, error)
+	WriteHeapProfile(ctx context.Context, path string) error
+}
+
 type xdsResult struct {
 	took, spread []time.Duration // per change: change → last ACK, first receipt → last ACK
 	cpu          time.Duration   // server, over the changes
@@ -73,6 +126,11 @@ type xdsResult struct {
 	resps, bytes int64         // received by all clients over the changes
 	reconnects   int64         // streams reopened (istiod's rate limit), connection included
 	n            int
+	// idle and busy are the server's runtime figures (memoryReader)
+	// before the first client and with every client connected; nil for a
+	// server that cannot tell them.
+	idle, busy map[string]uint64
+	idleRSS    int64
 }
 
 func (r *xdsResult) report(b *testing.B) {
@@ -90,6 +148,16 @@ func (r *xdsResult) report(b *testing.B) {
 	perClient := float64(r.n * len(r.took))
 	b.ReportMetric(float64(r.resps)/perClient, "responses/client/change")
 	b.ReportMetric(float64(r.bytes)/perClient/1024, "KiB/client/change")
+	if r.busy != nil {
+		per := func(k string) float64 { return (float64(r.busy[k]) - float64(r.idle[k])) / float64(r.n) }
+		b.ReportMetric((float64(r.rss)-float64(r.idleRSS))/float64(r.n), "server-rss-B/stream")
+		b.ReportMetric(per("heap_objects_bytes"), "server-heap-B/stream")
+		b.ReportMetric(per("stack_bytes"), "server-stack-B/stream")
+		b.ReportMetric(per("goroutines"), "server-goroutines/stream")
+		b.ReportMetric(float64(r.busy["stack_start_bytes"]), "server-stack-start-B")
+		b.ReportMetric(float64(r.busy["heap_goal_bytes"])/(1<<20), "server-heap-goal-MiB")
+		b.Logf("server runtime, idle: %v; with %d clients: %v", r.idle, r.n, r.busy)
+	}
 	b.Logf("change → last ACK: %v; streams reopened: %d", r.took, r.reconnects)
 }
 
@@ -97,8 +165,10 @@ func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes in
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir := b.TempDir()
-	if _, err := DirectKubeconfig(cfg, dir); err != nil {
-		b.Fatal(err)
+	if cfg != nil {
+		if _, err := DirectKubeconfig(cfg, dir); err != nil {
+			b.Fatal(err)
+		}
 	}
 	logs, err := keptLog(b, s.Name())
 	if err != nil {
@@ -110,12 +180,28 @@ func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes in
 		b.Fatal(err)
 	}
 	defer p.Stop(10 * time.Second)
+	res := &xdsResult{n: n}
+	mr, _ := s.(memoryReader)
+	if mr != nil {
+		if res.idle, err = mr.Memory(ctx); err != nil {
+			b.Fatal(err)
+		}
+		u, err := ReadUsage(p.Pid())
+		if err != nil {
+			b.Fatal(err)
+		}
+		res.idleRSS = u.RSS
+	}
 	start := time.Now()
-	fleet, err := StartFleet(ctx, addr, n, s.Node, 10*time.Minute)
+	var clientTLS *tls.Config
+	if sx, ok := s.(*SluiceXDS); ok {
+		clientTLS = sx.ClientTLS
+	}
+	fleet, err := StartFleet(ctx, addr, n, envInt(b, "PEERBENCH_STREAMS_PER_CONN", 100), clientTLS, s.Node, 10*time.Minute)
 	if err != nil {
 		b.Fatalf("%s: %v\nlast output:\n%s", s.Name(), err, p.Tail())
 	}
-	res := &xdsResult{connect: time.Since(start), n: n}
+	res.connect = time.Since(start)
 	// Let the connection storm's pushes settle.
 	time.Sleep(3 * time.Second)
 	u0, err := ReadUsage(p.Pid())
@@ -157,6 +243,17 @@ func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes in
 	resps1, bytes1 := fleet.Traffic()
 	res.resps, res.bytes = resps1-resps0, bytes1-bytes0
 	res.reconnects = fleet.Reconnects()
+	// Read after the CPU figure: reading collects garbage first.
+	if mr != nil {
+		if res.busy, err = mr.Memory(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if path := os.Getenv("PEERBENCH_XDS_HEAPPROFILE"); path != "" {
+			if err := mr.WriteHeapProfile(ctx, path); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	return res
 }
 

@@ -2,6 +2,7 @@ package peerbench
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -50,16 +51,33 @@ func ServiceName(i int) string { return fmt.Sprintf("svc-%03d", i) }
 // internal/peerbench/xdsserver: the plans published directly, as the
 // engine's runner publishes them after a step.
 type SluiceXDS struct {
-	Bin     string // the xdsserver binary
-	control string
+	Bin  string   // the xdsserver binary
+	Args []string // more flags for it
+	// FullNode sends an Envoy's whole node (fillEnvoyNode), not only its
+	// id, cluster and agent.
+	FullNode bool
+	// TLS serves TLS with a certificate made for the run (ServingCert);
+	// ClientTLS is then what the clients dial with.
+	TLS       bool
+	ClientTLS *tls.Config
+	control   string
 }
 
 func (*SluiceXDS) Name() string { return "sluice" }
 
-func (s *SluiceXDS) Start(_ context.Context, services int, _ string, log io.Writer) (*Process, string, error) {
+func (s *SluiceXDS) Start(_ context.Context, services int, dir string, log io.Writer) (*Process, string, error) {
 	ready := make(chan string, 1)
-	p, err := Start("sluice-xds", s.Bin, []string{"-services", strconv.Itoa(services), "-namespace", MeshNamespace,
-		"-canary", strconv.Itoa(InitialCanary)}, nil, log)
+	args := append([]string{"-services", strconv.Itoa(services), "-namespace", MeshNamespace,
+		"-canary", strconv.Itoa(InitialCanary)}, s.Args...)
+	if s.TLS {
+		cert, key, client, err := ServingCert(dir)
+		if err != nil {
+			return nil, "", err
+		}
+		s.ClientTLS = client
+		args = append(args, "-tls-cert", cert, "-tls-key", key)
+	}
+	p, err := Start("sluice-xds", s.Bin, args, nil, log)
 	if err != nil {
 		return nil, "", err
 	}
@@ -86,9 +104,34 @@ func (s *SluiceXDS) Start(_ context.Context, services int, _ string, log io.Writ
 	}
 }
 
-func (*SluiceXDS) Node(i int) *corev3.Node {
-	return &corev3.Node{Id: fmt.Sprintf("client-%d", i), Cluster: "bench", UserAgentName: "envoy"}
+func (s *SluiceXDS) Node(i int) *corev3.Node {
+	n := &corev3.Node{Id: fmt.Sprintf("client-%d", i), Cluster: "bench", UserAgentName: "envoy"}
+	if s.FullNode {
+		fillEnvoyNode(n)
+	}
+	return n
 }
+
+// fillEnvoyNode adds what an Envoy sends in its node besides id and
+// cluster, in kind if not in count: its build, client features, a few
+// metadata fields and the extensions it was built with (synthetic names,
+// fullNodeExtensions of them).
+func fillEnvoyNode(n *corev3.Node) {
+	n.UserAgentVersionType = &corev3.Node_UserAgentVersion{UserAgentVersion: "1.36.2"}
+	n.ClientFeatures = []string{"envoy.config.require-any-fields-contain-struct", "envoy.lb.does_not_support_overprovisioning", "xds.config.resource-in-sotw"}
+	n.Locality = &corev3.Locality{Region: "bench", Zone: "bench-a"}
+	n.Metadata, _ = structpb.NewStruct(map[string]any{"NAMESPACE": MeshNamespace, "WORKLOAD_NAME": n.GetId(), "CLUSTER_ID": "bench", "LABELS": map[string]any{"app": n.GetId(), "version": "v1"}})
+	for e := range fullNodeExtensions {
+		n.Extensions = append(n.Extensions, &corev3.Extension{
+			Name:     fmt.Sprintf("envoy.filters.http.extension_%03d", e),
+			Category: "envoy.filters.http",
+			TypeUrls: []string{fmt.Sprintf("envoy.extensions.filters.http.extension_%03d.v3.Config", e)},
+		})
+	}
+}
+
+// fullNodeExtensions is how many extensions fillEnvoyNode lists.
+const fullNodeExtensions = 100
 
 func (s *SluiceXDS) Change(ctx context.Context, w int32) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
@@ -106,6 +149,51 @@ func (s *SluiceXDS) Change(ctx context.Context, w int32) error {
 		return fmt.Errorf("weight change: %s: %s", resp.Status, body)
 	}
 	return nil
+}
+
+// Memory reads the server's own runtime figures (xdsserver's GET /memory,
+// after a collection): heap objects, goroutine stacks, goroutines and
+// the runtime's starting stack size, by xdsserver's names.
+func (s *SluiceXDS) Memory(ctx context.Context) (map[string]uint64, error) {
+	body, err := s.get(ctx, "/memory")
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]uint64
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("xdsserver /memory: %w", err)
+	}
+	return m, nil
+}
+
+// WriteHeapProfile writes the server's heap profile (after a collection)
+// to path.
+func (s *SluiceXDS) WriteHeapProfile(ctx context.Context, path string) error {
+	body, err := s.get(ctx, "/heap")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, body, 0o600)
+}
+
+func (s *SluiceXDS) get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.control+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("xdsserver %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("xdsserver %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("xdsserver %s: %s", path, resp.Status)
+	}
+	return body, nil
 }
 
 var xdsBuild struct {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -35,6 +36,11 @@ type benchEnvoy struct {
 // benchmark's proxy instead of running tests (TestMain): a process of its
 // own, so that the benchmark's CPU time and memory are the runner's.
 const benchEnvoyEnv = "SLUICE_BENCH_ENVOY"
+
+// benchEnvoyDelayEnv, a duration, makes the proxy wait that long before
+// each answer (an ACK and the requests it follows with): the ACKs of a
+// loaded machine, to reproduce what happens when they come late.
+const benchEnvoyDelayEnv = "SLUICE_BENCH_ENVOY_DELAY"
 
 func TestMain(m *testing.M) {
 	if v := os.Getenv(benchEnvoyEnv); v != "" {
@@ -108,6 +114,10 @@ func (c *benchEnvoy) loop() error {
 			}
 			c.names[rt] = names
 			reqs = append(reqs, &discoveryv3.DiscoveryRequest{TypeUrl: rt, ResourceNames: names, VersionInfo: acked[rt], ResponseNonce: nonce[rt]})
+		}
+		// A slow proxy, as on a loaded machine, on demand.
+		if d, err := time.ParseDuration(os.Getenv(benchEnvoyDelayEnv)); err == nil {
+			time.Sleep(d)
 		}
 		for _, r := range reqs {
 			if err := c.stream.Send(r); err != nil {

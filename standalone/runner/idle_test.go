@@ -1,9 +1,12 @@
 package runner
 
 import (
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/rollout/engine"
+	"github.com/sluicehq/sluice/rollout/plan"
 	"github.com/sluicehq/sluice/rollout/v1alpha1"
 	"github.com/sluicehq/sluice/rolloutapi"
 )
@@ -68,5 +71,91 @@ func settle(t *testing.T, r *Runner) {
 		}
 		r.poke()
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lateAckPlane acknowledges at once every plan but those that serve
+// revision late alone (a promotion), which it acknowledges on release:
+// a proxy that answers the promotion's plan after the pass that
+// decided it, as on a loaded machine.
+type lateAckPlane struct {
+	*ackingPlane
+	late string
+
+	heldMu   sync.Mutex
+	released bool
+}
+
+func (l *lateAckPlane) Observe(p plan.Plan) engine.DataPlane {
+	l.heldMu.Lock()
+	held := !l.released && p.Revision(plan.Stable) == l.late && p.Revision(plan.Canary) == ""
+	l.heldMu.Unlock()
+	if held {
+		return engine.DataPlane{}
+	}
+	return l.ackingPlane.Observe(p)
+}
+
+func (l *lateAckPlane) release() {
+	l.heldMu.Lock()
+	l.released = true
+	l.heldMu.Unlock()
+	select {
+	case l.changed <- struct{}{}:
+	default:
+	}
+}
+
+// A Rollout is Healthy once its promotion is decided; the proxies' ACK
+// of that last plan may come later, and is then a change of state of
+// its own: one write that records it (status.traffic.acknowledgedVersion),
+// and none before or after. This is the write BenchmarkThousandRollouts'
+// idle pass made on a loaded machine, when the ACKs of the promotions
+// arrived after the passes meant to let the Rollouts settle.
+func TestLateAckOfPromotionIsOneWrite(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	plane := &lateAckPlane{ackingPlane: newAckingPlane(), late: "v2"}
+	s := f.startWith(v1alpha1.AnalysisSuccessful, func(o *Options) { o.Plane = plane })
+	waitFor(t, s.r, "v1 stable", func(ro rolloutapi.Rollout) bool {
+		return ro.Status.StableRevision == "v1" && ro.Status.Phase == v1alpha1.PhaseHealthy
+	})
+
+	f.push("v2", 9002, "ship v2")
+	ro := waitFor(t, s.r, "v2 promoted", func(ro rolloutapi.Rollout) bool {
+		return ro.Status.StableRevision == "v2" && ro.Status.Phase == v1alpha1.PhaseHealthy
+	})
+	if tr := ro.Status.Traffic; tr.AcknowledgedVersion == tr.PlanVersion {
+		t.Fatalf("the promotion's plan %s is acknowledged before its ACK", tr.PlanVersion)
+	}
+	settle(t, s.r)
+	tx := s.st.Transactions()
+	for range 3 {
+		settle(t, s.r)
+	}
+	if n := s.st.Transactions() - tx; n != 0 {
+		t.Errorf("3 passes waiting for the promotion's ACK wrote %d transactions", n)
+	}
+
+	plane.release()
+	ro = waitFor(t, s.r, "the promotion acknowledged", func(ro rolloutapi.Rollout) bool {
+		return ro.Status.Traffic.AcknowledgedVersion == ro.Status.Traffic.PlanVersion
+	})
+	if n := s.st.Transactions() - tx; n != 1 {
+		t.Errorf("the promotion's ACK took %d transactions to record, want 1", n)
+	}
+	stored, err := s.st.Get("default/reviews")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stored.Status.Traffic.AcknowledgedVersion; got != ro.Status.Traffic.PlanVersion {
+		t.Errorf("the file records acknowledged version %q, want %q", got, ro.Status.Traffic.PlanVersion)
+	}
+	tx = s.st.Transactions()
+	for range 3 {
+		settle(t, s.r)
+	}
+	if n := s.st.Transactions() - tx; n != 0 {
+		t.Errorf("3 passes after the ACK was recorded wrote %d transactions", n)
 	}
 }

@@ -1,9 +1,12 @@
 // Command xdsserver is Sluice's xDS server (package xds, the one `sluice
 // run` and `sluice controller` serve) as a process of its own, for
 // peerbench's BenchmarkXDSSameClients: it serves the plans of -services
-// services in plaintext on -addr and publishes a new canary weight for one
-// of them on each POST /weight?service=S&canary=W to -control, answering
-// once Publish returned. It prints "xds ADDR control ADDR" when ready.
+// services on -addr (plaintext, or TLS with -tls-cert and -tls-key) and
+// publishes a new canary weight for one of them on each POST
+// /weight?service=S&canary=W to -control, answering once Publish returned. GET /memory on -control answers the process's
+// own memory figures after a collection (runtime/metrics: heap objects,
+// goroutine stacks, goroutines), which RSS alone cannot split, and GET
+// /heap a heap profile. It prints "xds ADDR control ADDR" when ready.
 //
 // It holds no logic of its own: the plans are what the engine would
 // publish for a canary (two subsets, one weighted route per host).
@@ -11,6 +14,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +23,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"syscall"
@@ -34,14 +41,24 @@ func main() {
 	services := flag.Int("services", 4, "number of services (svc-000, svc-001, ...)")
 	namespace := flag.String("namespace", "mesh", "namespace of the services' hosts (<svc>.<namespace>.svc.cluster.local)")
 	canary := flag.Int("canary", 5, "initial canary weight of every service")
+	cert := flag.String("tls-cert", "", "serve TLS with this certificate (PEM; with -tls-key)")
+	key := flag.String("tls-key", "", "the key of -tls-cert (PEM)")
+	rate := flag.Int("memprofilerate", 0, "runtime.MemProfileRate for GET /heap (0: the runtime's default)")
 	flag.Parse()
-	if err := run(*addr, *control, *services, *namespace, int32(*canary)); err != nil {
+	if *rate > 0 {
+		runtime.MemProfileRate = *rate
+	}
+	var files *xds.TLSFiles
+	if *cert != "" || *key != "" {
+		files = &xds.TLSFiles{CertFile: *cert, KeyFile: *key}
+	}
+	if err := run(*addr, *control, *services, *namespace, int32(*canary), files); err != nil {
 		fmt.Fprintln(os.Stderr, "xdsserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, control string, n int, ns string, canary int32) error {
+func run(addr, control string, n int, ns string, canary int32, files *xds.TLSFiles) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	eps := xds.NewStatic()
@@ -59,7 +76,7 @@ func run(addr, control string, n int, ns string, canary int32) error {
 		}
 		plans[i] = canaryPlan(names[i], ns, canary)
 	}
-	srv, err := xds.New(xds.Options{Endpoints: eps, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, err := xds.New(xds.Options{Endpoints: eps, TLS: files, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
 	}
@@ -94,11 +111,58 @@ func run(addr, control string, n int, ns string, canary int32) error {
 		}
 		fmt.Fprintf(w, "%d\n", time.Since(start).Microseconds())
 	})
+	h.HandleFunc("GET /memory", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(readMemory())
+	})
+	h.HandleFunc("GET /heap", func(w http.ResponseWriter, _ *http.Request) {
+		runtime.GC()
+		_ = pprof.Lookup("heap").WriteTo(w, 0)
+	})
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(clis) }()
 	defer hs.Close()
 	fmt.Printf("xds %s control %s\n", lis.Addr(), clis.Addr())
 	return srv.Serve(ctx, lis)
+}
+
+// memorySamples are the runtime/metrics the benchmark splits RSS into,
+// by the JSON name it reads them under.
+var memorySamples = map[string]string{
+	"heap_objects_bytes":  "/memory/classes/heap/objects:bytes",
+	"stack_bytes":         "/memory/classes/heap/stacks:bytes",
+	"goroutines":          "/sched/goroutines:goroutines",
+	"stack_start_bytes":   "/gc/stack/starting-size:bytes",
+	"heap_goal_bytes":     "/gc/heap/goal:bytes",
+	"runtime_total_bytes": "/memory/classes/total:bytes",
+	"heap_released_bytes": "/memory/classes/heap/released:bytes",
+	"heap_free_bytes":     "/memory/classes/heap/free:bytes",
+	"heap_unused_bytes":   "/memory/classes/heap/unused:bytes",
+	"metadata_bytes":      "/memory/classes/metadata/other:bytes",
+	"mspan_bytes":         "/memory/classes/metadata/mspan/inuse:bytes",
+	"os_stack_bytes":      "/memory/classes/os-stacks:bytes",
+	"other_bytes":         "/memory/classes/other:bytes",
+	"profiling_bytes":     "/memory/classes/profiling/buckets:bytes",
+}
+
+// readMemory reads memorySamples after a collection, so that the heap is
+// what is live, as the benchmark's per-stream figures need.
+func readMemory() map[string]uint64 {
+	runtime.GC()
+	names := make([]string, 0, len(memorySamples))
+	s := make([]metrics.Sample, 0, len(memorySamples))
+	for k, m := range memorySamples {
+		names = append(names, k)
+		s = append(s, metrics.Sample{Name: m})
+	}
+	metrics.Read(s)
+	out := make(map[string]uint64, len(s))
+	for i, v := range s {
+		if v.Value.Kind() == metrics.KindUint64 {
+			out[names[i]] = v.Value.Uint64()
+		}
+	}
+	return out
 }
 
 func indexOf(names []string, s string) int {

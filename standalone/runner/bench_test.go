@@ -45,7 +45,9 @@ const benchPause = time.Second
 //	go test -run '^$' -bench ThousandRollouts -benchtime 1x -timeout 30m ./standalone/runner/
 //
 // SLUICE_BENCH_ROLLOUTS changes the number of Rollouts;
-// SLUICE_BENCH_ENVOY_DELAY (a duration) slows the proxy's every answer.
+// SLUICE_BENCH_ENVOY_DELAY (a duration) slows the proxy's every answer;
+// SLUICE_BENCH_BINARY runs the same work in the real `sluice run` binary
+// (benchbin_test.go), whose memory is what a user sees.
 // Metrics, over the
 // rollout from the push (after the first deployment):
 //
@@ -84,6 +86,14 @@ func BenchmarkThousandRollouts(b *testing.B) {
 		if n, err = strconv.Atoi(s); err != nil {
 			b.Fatalf("SLUICE_BENCH_ROLLOUTS: %v", err)
 		}
+	}
+	if v := os.Getenv(benchBinaryEnv); v != "" {
+		bin := sluiceBinary(b, v)
+		b.ResetTimer()
+		for range b.N {
+			runBinaryThousand(b, n, bin).report(b, n)
+		}
+		return
 	}
 	for range b.N {
 		runStandaloneThousand(b, n).report(b, n)
@@ -456,6 +466,12 @@ func procStatus(b *testing.B, field string) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return statusField(b, data, field)
+}
+
+// statusField reads a field of a /proc status file in bytes.
+func statusField(b *testing.B, data []byte, field string) float64 {
+	b.Helper()
 	for _, line := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
@@ -465,7 +481,7 @@ func procStatus(b *testing.B, field string) float64 {
 			return kb * 1024
 		}
 	}
-	b.Fatalf("no %s in /proc/self/status", field)
+	b.Fatalf("no %s in the process's status", field)
 	return 0
 }
 

@@ -39,9 +39,13 @@ type fragment struct {
 	endpoints [len(groups)][]*endpointv3.ClusterLoadAssignment
 	listeners []*listenerv3.Listener // gRPC's
 	hosts     []envoyHost
-	// owners are the plan's owners, whose ownerInfo each group holds.
+	// owners are the plan's owners; infos[g][i] is the ownerInfo group g
+	// holds for owners[i] (nil: none). Slices beside owners, not a map
+	// per fragment and group: a map of two entries costs a few hundred
+	// bytes, and the old and new translations of a wave hold four per
+	// service.
 	owners []ownerKey
-	infos  [len(groups)]map[ownerKey]*ownerInfo
+	infos  [len(groups)][]*ownerInfo
 }
 
 // envoyHost is one host's virtual host on an Envoy port.
@@ -84,8 +88,10 @@ func (t *translator) replay(key string, f *fragment) {
 		i, r := groupIndex(g), t.out.Group(g)
 		r.Clusters = append(r.Clusters, f.clusters[i]...)
 		r.Endpoints = append(r.Endpoints, f.endpoints[i]...)
-		for o, info := range f.infos[i] {
-			r.owners[o] = info
+		for j, info := range f.infos[i] {
+			if info != nil {
+				r.owners[f.owners[j]] = info
+			}
 		}
 	}
 	t.out.GRPC.Listeners = append(t.out.GRPC.Listeners, f.listeners...)
@@ -145,21 +151,31 @@ func (t *translator) finish() {
 		prev := t.cache[key]
 		for _, g := range groups {
 			i, r := groupIndex(g), t.out.Group(g)
-			f.infos[i] = map[ownerKey]*ownerInfo{}
-			for _, o := range f.owners {
+			f.infos[i] = make([]*ownerInfo, len(f.owners))
+			for j, o := range f.owners {
 				info := r.owners[o]
 				if info == nil {
 					continue
 				}
-				if prev != nil {
-					if old := prev.infos[i][o]; old != nil {
-						info.shareLists(old)
-					}
+				if old := prev.info(i, o); old != nil {
+					info.shareLists(old)
 				}
-				f.infos[i][o] = info
+				f.infos[i][j] = info
 			}
 		}
 	}
+}
+
+// info is the ownerInfo group index i holds for owner o in the fragment,
+// or nil.
+func (f *fragment) info(i int, o ownerKey) *ownerInfo {
+	if f == nil {
+		return nil
+	}
+	if j := slices.Index(f.owners, o); j >= 0 && j < len(f.infos[i]) {
+		return f.infos[i][j]
+	}
+	return nil
 }
 
 // unchangedCluster returns the cluster and load assignment the previous

@@ -69,8 +69,11 @@ func (r *Runner) pass(ctx context.Context) time.Duration {
 	}
 	snap := gs.Applied
 
-	var steps []stepped
-	desired := map[string]bool{}
+	// Sized once: a step is 872 bytes, and growing the slice by doubling
+	// made as many bytes again of arrays left behind (1,000 Rollouts:
+	// 0.85 MiB of them) in the pass that persists and publishes.
+	steps := make([]stepped, 0, len(snap.Objects))
+	desired := make(map[string]bool, len(snap.Objects))
 	for _, d := range snap.Objects {
 		if d.Rollout == nil {
 			continue

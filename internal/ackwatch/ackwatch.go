@@ -75,6 +75,15 @@ func Watch(ctx context.Context, changed func() <-chan struct{}, look func() engi
 	}
 }
 
+// Progress is what of a pending answer may change the engine's decision
+// (ProgressOf), for a caller that follows many versions in one loop and
+// so cannot use Watch: comparable, the zero value with no node
+// subscribed.
+type Progress = progress
+
+// ProgressOf is the progress of a pending answer, as Watch compares it.
+func ProgressOf(dp engine.DataPlane) Progress { return progressOf(dp) }
+
 // progress is what of a pending answer may change the engine's decision:
 // how many nodes subscribe, how many applied the version, and which were
 // sent it and left it unanswered since when (a fingerprint, so that one

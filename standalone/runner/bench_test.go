@@ -64,6 +64,9 @@ const benchPause = time.Second
 //   - cpu-s: CPU time of the whole process (runner, xDS server, Git
 //     mirror and the ADS client);
 //   - heap-peak-MiB: the Go heap's peak during the rollout;
+//   - stacks-peak-MiB, goroutines-peak: the peaks of the goroutines'
+//     stack memory (resident, outside the heap's objects) and of their
+//     number during the rollout;
 //   - heap-live-MiB: the peak of the live heap (what a collection kept)
 //     during the rollout; the heap's peak is up to twice it (GOGC 100).
 //     SLUICE_BENCH_HEAPPROFILE=FILE writes a heap profile at that peak;
@@ -110,6 +113,7 @@ type benchRun struct {
 	heapPeak, rss        float64 // bytes
 	rssFile              float64 // bytes, file pages resident at the end
 	heapLive             float64 // bytes, the live heap's peak
+	stacks, goroutines   float64 // peaks: goroutine stacks' bytes, goroutines
 	allocs, idleAllocs   float64 // bytes allocated over the rollout, by the idle pass
 	idle                 time.Duration
 	idleTx, idlePubs     float64
@@ -130,6 +134,8 @@ func (r *benchRun) report(b *testing.B, n int) {
 	b.ReportMetric(r.cpu.Seconds(), "cpu-s")
 	b.ReportMetric(r.heapPeak/(1<<20), "heap-peak-MiB")
 	b.ReportMetric(r.heapLive/(1<<20), "heap-live-MiB")
+	b.ReportMetric(r.stacks/(1<<20), "stacks-peak-MiB")
+	b.ReportMetric(r.goroutines, "goroutines-peak")
 	b.ReportMetric(r.allocs/(1<<20)/max(r.passes, 1), "alloc-MiB/pass")
 	b.ReportMetric(r.idleAllocs/(1<<20), "idle-pass-alloc-MiB")
 	b.ReportMetric(r.rss/(1<<20), "rss-MiB")
@@ -247,6 +253,7 @@ func runStandaloneThousand(b *testing.B, n int) *benchRun {
 	res.cpu = cpuTime(b) - cpu0
 	res.heapPeak = heap.stop()
 	res.heapLive = heap.live
+	res.stacks, res.goroutines = heap.stacks, heap.goroutines
 	res.allocs = readAllocs() - allocs0
 	res.tx, res.passes, res.pubs = float64(st.Transactions())-tx0, float64(r.passes.Load())-passes0, publishCount(b, reg, "")-pubs0
 	res.busy = time.Duration(r.busy.Load() - busy0)
@@ -386,6 +393,9 @@ func cpuTime(b *testing.B) time.Duration {
 type heapSampler struct {
 	stopping, done chan struct{}
 	peak, live     float64
+	// stacks and goroutines are the peaks of the goroutines' stack
+	// memory (outside the heap's objects, inside RSS) and of their number.
+	stacks, goroutines float64
 	// profile, when set, is rewritten with a heap profile whenever the
 	// live heap reaches a new high (by 2%): the profile's in-use figures
 	// are those of the last collection, so it shows what was live then.
@@ -406,6 +416,8 @@ func sampleHeap(profile string) *heapSampler {
 			case <-t.C:
 				h.peak = max(h.peak, readHeap())
 				h.live = max(h.live, readLive())
+				st, gs := readStacks()
+				h.stacks, h.goroutines = max(h.stacks, st), max(h.goroutines, gs)
 				if h.profile != "" && h.live > written*1.02 {
 					written = h.live
 					writeHeapProfile(h.profile)
@@ -430,6 +442,14 @@ func readAllocs() float64 {
 	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	metrics.Read(s)
 	return float64(s[0].Value.Uint64())
+}
+
+// readStacks is the memory of goroutine stacks and the number of
+// goroutines.
+func readStacks() (float64, float64) {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}, {Name: "/sched/goroutines:goroutines"}}
+	metrics.Read(s)
+	return float64(s[0].Value.Uint64()), float64(s[1].Value.Uint64())
 }
 
 func readLive() float64 {

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -15,8 +14,9 @@ import (
 )
 
 // XDSPlane is the DataPlane of standalone mode: plans go out through the
-// xDS server, endpoints come from the Rollouts' backends, and a goroutine
-// per published plan waits for the proxies' answer to wake the loop.
+// xDS server, endpoints come from the Rollouts' backends, and one
+// goroutine follows the proxies' answers to every published plan and
+// wakes the loop (follow).
 type XDSPlane struct {
 	srv       *xds.Server
 	endpoints *xds.Static
@@ -26,13 +26,14 @@ type XDSPlane struct {
 	AckWithoutClients bool
 
 	changed chan struct{}
-	mu      sync.Mutex
-	waits   map[string]waitEntry // by service key: the wait for its current version
+	// added tells follow that SetPlans added versions to follow.
+	added chan struct{}
+	mu    sync.Mutex
+	waits map[string]*waitEntry // by service key: its current version's answer
 	// published are the versions of the plans last published, in order;
 	// moved: endpoints changed since.
 	published []string
 	moved     bool
-	base      context.Context
 
 	// answers are Observe's, by plan version, until the server's status
 	// may move (until closes): a pass asks about every plan, and most
@@ -42,13 +43,12 @@ type XDSPlane struct {
 	until     <-chan struct{}
 }
 
-// noClientsRetry is how often a wait with no subscribed client looks
-// again.
-const noClientsRetry = 200 * time.Millisecond
-
-// NewXDSPlane serves plans through srv, whose endpoint source must be eps.
+// NewXDSPlane serves plans through srv, whose endpoint source must be eps,
+// and follows the answers to them until ctx ends.
 func NewXDSPlane(ctx context.Context, srv *xds.Server, eps *xds.Static) *XDSPlane {
-	return &XDSPlane{srv: srv, endpoints: eps, changed: make(chan struct{}, 1), waits: map[string]waitEntry{}, base: ctx}
+	x := &XDSPlane{srv: srv, endpoints: eps, changed: make(chan struct{}, 1), added: make(chan struct{}, 1), waits: map[string]*waitEntry{}}
+	go x.follow(ctx)
+	return x
 }
 
 // SetEndpoints says where a revision of a service runs. The server reads
@@ -67,7 +67,7 @@ func (x *XDSPlane) SetEndpoints(namespace, service, revision string, addrs []str
 	return nil
 }
 
-// SetPlans publishes every plan, then waits in the background for each
+// SetPlans publishes every plan, then follows in the background each
 // service's answer to its new version. The same plans as last time (a
 // plan's version is a hash of all of it) on the same endpoints are not
 // published again: the server would translate every plan to find nothing
@@ -92,25 +92,26 @@ func (x *XDSPlane) SetPlans(ctx context.Context, plans []plan.Plan) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.published = versions
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(plans))
+	now, added := time.Now(), false
 	for _, p := range plans {
 		key := xds.ServiceKey(p.Namespace, p.Service)
 		seen[key] = true
-		w, ok := x.waits[key]
-		if ok && w.version == p.Version {
-			continue // republished unchanged: the wait goes on
+		if w, ok := x.waits[key]; ok && w.version == p.Version {
+			continue // republished unchanged: following it goes on
 		}
-		if ok {
-			w.cancel()
-		}
-		wctx, cancel := context.WithCancel(x.base)
-		x.waits[key] = waitEntry{version: p.Version, cancel: cancel}
-		go x.wait(wctx, key, p.Version)
+		x.waits[key] = &waitEntry{version: p.Version, since: now}
+		added = true
 	}
-	for key, w := range x.waits {
+	for key := range x.waits {
 		if !seen[key] {
-			w.cancel()
 			delete(x.waits, key)
+		}
+	}
+	if added {
+		select {
+		case x.added <- struct{}{}:
+		default:
 		}
 	}
 	return nil
@@ -153,45 +154,94 @@ func closed(c <-chan struct{}) bool {
 // Changed is signalled when a proxy answers a published version.
 func (x *XDSPlane) Changed() <-chan struct{} { return x.changed }
 
-// wait wakes the loop once the version has its final answer: every
-// subscribed node applied it, one rejected it, or (AckWithoutClients) no
-// client subscribes. Until then watch reports the partial answers.
-func (x *XDSPlane) wait(ctx context.Context, key, version string) {
-	wctx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	go x.watch(wctx, key, version)
-	for ctx.Err() == nil {
-		_, err := x.srv.Wait(ctx, key, version)
-		var rejected *xds.RejectedError
-		switch {
-		case err == nil, errors.As(err, &rejected):
-			x.signal()
-			return
-		case errors.Is(err, xds.ErrNoClients) && x.AckWithoutClients:
-			x.signal()
-			return
-		case errors.Is(err, xds.ErrNoClients):
-			// Nobody to answer yet; a client that connects gets the plan
-			// and answers, so keep waiting, politely.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(noClientsRetry):
-			}
-		default:
-			return // superseded or cancelled: a newer wait took over
+// follow wakes the loop when a published version gets its final answer
+// (every subscribed node applied it, one rejected it, or, with
+// AckWithoutClients, no client subscribes), at once, and while it is
+// pending when who has answered it changes, as ackwatch.Watch does for
+// one version: the engine then sees which nodes stay silent, and since
+// when, so it can mark them stale at spec.dataPlane.ackDeadlineSeconds
+// and, with silentProxies: Exclude, count the step once only stale nodes
+// are missing (a silent node never lets the final answer come).
+//
+// One goroutine follows every version, asking the server about all of
+// them at once (Statuses) whenever a status may have moved. A wait and a
+// watch per published version (two goroutines each) held two goroutines
+// per Rollout through a wave: at 1,000 Rollouts about 9 MiB of stacks,
+// which also raise the collector's heap goal by as much.
+func (x *XDSPlane) follow(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		// Taken before looking: a change while looking is not lost.
+		next := x.srv.StatusChanged()
+		if again := x.look(time.Now()); again > 0 {
+			timer.Reset(again)
 		}
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-next:
+		case <-x.added:
+		case <-timer.C:
+		}
+		timer.Stop()
 	}
 }
 
-// watch wakes the loop while the version is pending and who has answered
-// it changes (ackwatch). The engine then sees which nodes stay silent, and
-// since when, so it can mark them stale at
-// spec.dataPlane.ackDeadlineSeconds and, with silentProxies: Exclude,
-// count the step once only stale nodes are missing: a silent node never
-// lets wait's final answer come.
-func (x *XDSPlane) watch(ctx context.Context, key, version string) {
-	ackwatch.Watch(ctx, x.srv.StatusChanged, func() engine.DataPlane { return x.srv.Status(key, version).DataPlane() }, x.signal)
+// look asks about every version without its final answer and wakes the
+// loop for final answers and for partial ones that changed. A version's
+// partial answer is looked at from ackwatch.MinInterval after its
+// publish, and at most once per MinInterval after it woke the loop (most
+// proxies answer within that time, and then the final answer is the only
+// wake). It returns when to look again for a partial answer that was not
+// due yet (0: no need).
+func (x *XDSPlane) look(now time.Time) time.Duration {
+	x.mu.Lock()
+	asks := map[string]string{}
+	for key, w := range x.waits {
+		if !w.done {
+			asks[key] = w.version
+		}
+	}
+	x.mu.Unlock()
+	if len(asks) == 0 {
+		return 0
+	}
+	sts := x.srv.Statuses(asks)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	wake := false
+	var again time.Duration
+	for key, st := range sts {
+		w := x.waits[key]
+		if w == nil || w.done || w.version != asks[key] {
+			continue // superseded while asking
+		}
+		if len(st.Rejected) > 0 || st.Converged() || (st.NoClients() && x.AckWithoutClients) {
+			w.done, wake = true, true
+			continue
+		}
+		due := w.since.Add(ackwatch.MinInterval)
+		if !w.woke.IsZero() {
+			due = w.woke.Add(ackwatch.MinInterval)
+		}
+		if now.Before(due) {
+			if d := due.Sub(now); again == 0 || d < again {
+				again = d
+			}
+			continue
+		}
+		// With no node subscribed the progress is the zero one: no wake,
+		// as ackwatch.Watch's first look.
+		if p := ackwatch.ProgressOf(st.DataPlane()); p != w.last {
+			w.last, w.woke, wake = p, now, true
+		}
+	}
+	if wake {
+		x.signal()
+	}
+	return again
 }
 
 func (x *XDSPlane) signal() {
@@ -201,8 +251,15 @@ func (x *XDSPlane) signal() {
 	}
 }
 
-// waitEntry is the background wait for one service's current version.
+// waitEntry is what follow knows of the answer to one service's current
+// version.
 type waitEntry struct {
 	version string
-	cancel  context.CancelFunc
+	// since is when it was published.
+	since time.Time
+	// done: it has its final answer, and the loop was woken for it.
+	done bool
+	// last is the partial answer the loop was last woken for, at woke.
+	last ackwatch.Progress
+	woke time.Time
 }

@@ -95,6 +95,11 @@ type base struct {
 // checked.
 func buildBase(g Group, r *GroupResources, services map[ownerKey]serviceRef, prev, checked map[types.Resource]string) (*base, error) {
 	b := &base{group: g, owners: r.owners, services: services}
+	// Sized once: each list is kept with the base until the next publish.
+	b.lists[kindListener] = make([]types.Resource, 0, len(r.Listeners))
+	b.lists[kindRoute] = make([]types.Resource, 0, len(r.Routes))
+	b.lists[kindCluster] = make([]types.Resource, 0, len(r.Clusters))
+	b.lists[kindEndpoint] = make([]types.Resource, 0, len(r.Endpoints))
 	for _, l := range r.Listeners {
 		b.lists[kindListener] = append(b.lists[kindListener], l)
 	}

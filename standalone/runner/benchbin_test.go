@@ -36,7 +36,14 @@ const benchBinaryEnv = "SLUICE_BENCH_BINARY"
 // benchBinaryPoll is how often the binary mode asks the API where the
 // Rollouts are: each answer encodes all of them, work the in-process run
 // does not have, so it asks seldom and its times are coarse by as much.
-const benchBinaryPoll = time.Second
+// SLUICE_BENCH_BINARY_POLL (a duration) changes it.
+var benchBinaryPoll = time.Second
+
+func init() {
+	if d, err := time.ParseDuration(os.Getenv("SLUICE_BENCH_BINARY_POLL")); err == nil && d > 0 {
+		benchBinaryPoll = d
+	}
+}
 
 // benchBinaryRun is what one run of the real binary measured.
 type benchBinaryRun struct {
@@ -102,7 +109,10 @@ http:
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	logFile, err := os.Create(filepath.Join(dir, "sluice.log"))
+	// SLUICE_BENCH_BINARY_LOG keeps the binary's log (and, with
+	// GODEBUG=gctrace=1, its collector's trace) where it names.
+	logPath := cmp.Or(os.Getenv("SLUICE_BENCH_BINARY_LOG"), filepath.Join(dir, "sluice.log"))
+	logFile, err := os.Create(logPath)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -76,6 +76,7 @@ type Server struct {
 	tls     *tlsReloader
 	caches  map[Group]cachev3.SnapshotCache
 	cache   cachev3.Cache
+	codec   *responseCodec
 
 	// pub serialises publishes; the fields below it are the last
 	// published state.
@@ -137,6 +138,7 @@ func New(opts Options) (*Server, error) {
 		tracker: newTracker(opts.History, m, time.Now),
 		gens:    map[snapKey]*generation{},
 		views:   map[string]scope{},
+		codec:   newResponseCodec(),
 	}
 	s.tracker.authz = opts.Authorization
 	s.tracker.viewOpened, s.tracker.viewClosed = s.ensureView, s.releaseView
@@ -186,6 +188,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		// stop counting as subscribed.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Streams sent the same resources share one encoding of them
+		// (sharedresp.go).
+		grpc.ForceServerCodecV2(s.codec),
 	}
 	if s.tls != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(s.tls.serverConfig())),
@@ -334,6 +339,11 @@ func (s *Server) publishLocked(ctx context.Context, plans []plan.Plan) error {
 	for _, o := range out {
 		if o.gen.sameAs(s.gens[o.key]) {
 			continue
+		}
+		if !changed {
+			// Records of what this publish no longer serves go at the
+			// next one.
+			s.codec.records.rotate()
 		}
 		changed = true
 		if err := s.setSnapshot(setCtx, o.key, o.snap, o.gen); err != nil {

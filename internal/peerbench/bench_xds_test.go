@@ -122,6 +122,8 @@ type xdsResult struct {
 	cpu          time.Duration   // server, over the changes
 	clientCPU    time.Duration   // this process (the clients), over the changes
 	rss, hwm     int64
+	connectHWM   int64         // server's peak RSS once every client had connected, before the changes
+	connectBytes int64         // received by all clients until then
 	connect      time.Duration // until every client had its routes
 	resps, bytes int64         // received by all clients over the changes
 	reconnects   int64         // streams reopened (istiod's rate limit), connection included
@@ -144,7 +146,9 @@ func (r *xdsResult) report(b *testing.B) {
 	b.ReportMetric(1000*r.clientCPU.Seconds()/float64(len(r.took)), "client-cpu-ms/change")
 	b.ReportMetric(float64(r.rss)/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(r.hwm)/(1<<20), "peak-rss-MiB")
+	b.ReportMetric(float64(r.connectHWM)/(1<<20), "connect-peak-rss-MiB")
 	b.ReportMetric(r.connect.Seconds(), "connect-s")
+	b.ReportMetric(float64(r.connectBytes)/float64(r.n)/1024, "connect-KiB/client")
 	perClient := float64(r.n * len(r.took))
 	b.ReportMetric(float64(r.resps)/perClient, "responses/client/change")
 	b.ReportMetric(float64(r.bytes)/perClient/1024, "KiB/client/change")
@@ -208,7 +212,9 @@ func runXDS(b *testing.B, cfg *rest.Config, s XDSServer, services, n, changes in
 	if err != nil {
 		b.Fatal(err)
 	}
+	res.connectHWM = u0.HWM
 	resps0, bytes0 := fleet.Traffic()
+	res.connectBytes = bytes0
 	self0, err := ReadUsage(os.Getpid())
 	if err != nil {
 		b.Fatal(err)

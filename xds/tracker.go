@@ -67,6 +67,8 @@ type tracker struct {
 	// since the table was last rebuilt.
 	names      map[string]string
 	namesAdded int
+	// sets are the SotW subscriptions streams share (nameset.go).
+	sets nameSets
 }
 
 // stream is one ADS stream: one node as far as counting goes.
@@ -96,6 +98,9 @@ type kindState struct {
 	wildcard  bool
 	names     map[string]bool
 	everNamed bool
+	// set holds names while they are a SotW subscription shared with
+	// other streams (nameset.go); nil for a delta stream's own.
+	set *nameSet
 
 	// SotW: the version last ACKed, its content, and the subscription at
 	// that moment.
@@ -482,7 +487,7 @@ func (t *tracker) sotwRequest(s *stream, req *discoveryv3.DiscoveryRequest) (wai
 	} else {
 		t.intern(req, nil)
 	}
-	ks.subscribeSotW(req.GetResourceNames())
+	ks.subscribeSotW(req.GetResourceNames(), &t.sets)
 	if answered {
 		if d := req.GetErrorDetail(); d != nil {
 			wait = t.rejected(s, k, ks, sent, d.GetMessage())
@@ -503,23 +508,18 @@ func (t *tracker) sotwRequest(s *stream, req *discoveryv3.DiscoveryRequest) (wai
 // subscribeSotW follows go-control-plane's legacy wildcard rule: no names
 // means everything until the stream has once named resources; "*" always
 // means everything.
-func (ks *kindState) subscribeSotW(names []string) {
+func (ks *kindState) subscribeSotW(names []string, sets *nameSets) {
 	ks.wildcard = slices.Contains(names, "*") || (len(names) == 0 && !ks.everNamed)
 	// Most requests are ACKs naming what the stream already has: the set
 	// it has is kept (never mutated, so an ACK's reference stays valid).
 	if sameNames(ks.names, names) {
 		return
 	}
-	m := make(map[string]bool, len(names))
-	for _, n := range names {
-		if n != "*" {
-			m[n] = true
-		}
-	}
-	if len(m) > 0 {
+	ks.set = sets.share(names)
+	ks.names = ks.set.names
+	if len(ks.names) > 0 {
 		ks.everNamed = true
 	}
-	ks.names = m
 }
 
 // sameNames reports whether names, less "*", are the set had.
@@ -716,7 +716,7 @@ func (ks *kindState) subscribeDelta(first bool, sub, unsub []string) {
 		delete(m, n)
 		delete(ks.deltaAcked, n)
 	}
-	ks.names = m
+	ks.names, ks.set = m, nil
 }
 
 // OnFetchRequest implements serverv3.Callbacks; REST is not served.
